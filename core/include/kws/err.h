@@ -1,0 +1,65 @@
+/* kws/err.h: the one error table of kwsd.
+ *
+ * Every fallible function in kwsd returns an int: 0 on success, a negative
+ * value on failure. System errors are negated errno values (-ENOMEM, -EIO,
+ * -EPIPE for an ALSA xrun); kwsd's own errors start at -4000 and come from the
+ * KWS_ERRNO_MAP list below, which generates both the enum and the strings.
+ *
+ *     int rc = snn_model_load(&m, path, msg, sizeof msg);
+ *     if (rc < 0)
+ *         fprintf(stderr, "%s: %s (%s)\n", path, msg, kws_strerror(rc));
+ *
+ * Thread-safety: all functions here are pure and may be called from any thread.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef KWS_CORE_ERR_H
+#define KWS_CORE_ERR_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define KWS_ERRNO_MAP(XX)                                                                          \
+    XX(BADMAGIC, "bad magic number")                                                               \
+    XX(BADVERSION, "unsupported format version")                                                   \
+    XX(BADCHECKSUM, "checksum mismatch")                                                           \
+    XX(TRUNCATED, "file truncated")                                                                \
+    XX(BADFIELD, "field out of range")                                                             \
+    XX(SHAPE, "shape mismatch")                                                                    \
+    XX(CONFIG, "invalid configuration")                                                            \
+    XX(NODEVICE, "audio device unavailable")                                                       \
+    XX(XRUN, "audio overrun")                                                                      \
+    XX(FORMAT, "unsupported audio format")                                                         \
+    XX(TRANSPORT, "transport error")                                                               \
+    XX(DATASET, "bad data set")                                                                    \
+    XX(AGAIN, "try again")
+
+enum kws_err {
+    KWS__EBASE = -4000,
+#define KWS__ERR_ENUM(name, msg) KWS_E##name,
+    KWS_ERRNO_MAP(KWS__ERR_ENUM)
+#undef KWS__ERR_ENUM
+    KWS__ELAST
+};
+
+/* Returns a human-readable message for an error code: one of the table above
+ * for kwsd's codes, strerror() for negated errno values, "success" for 0. */
+const char *kws_strerror(int err);
+
+/* Returns the symbolic name of an error code ("KWS_EBADMAGIC", "ENOMEM"). */
+const char *kws_err_name(int err);
+
+/* Aborts with file, line and a message. Use through KWS_ASSERT for programmer
+ * errors (wrong shapes at init), never for bad input. */
+_Noreturn void kws_abort(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define KWS_ASSERT(x)                                                                              \
+    do {                                                                                           \
+        if (!(x))                                                                                  \
+            kws_abort(__FILE__, __LINE__, "assertion failed: %s", #x);                             \
+    } while (0)
+
+#define KWS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif /* KWS_CORE_ERR_H */

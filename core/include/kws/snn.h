@@ -1,0 +1,162 @@
+/* kws/snn.h: the conv-delay recurrent spiking network, frame by frame.
+ *
+ * The network of Zebendo, Cicciarella and Rossi (arXiv 2604.15997): hidden
+ * layers of LIF neurons fed by a Linear layer, some with recurrent
+ * connections that carry learned axonal delays, and a non-spiking leaky
+ * readout. A recurrent layer is either
+ *   - conv-delay: ONE K-tap kernel w over the neuron axis plus ONE integer
+ *     delay per sending neuron: a spike of neuron j at step t adds w[m] to
+ *     neuron i = j + (K-1)/2 - m at step t + 1 + d_j; or
+ *   - dense (DelRec): an N x N matrix W[i][j] plus one delay per sender j.
+ * Arrivals are kept in a ring buffer of D = d_max + 2 slots per neuron.
+ *
+ * Dimension letters, used in every shape comment of kwsd:
+ *   B batch, T steps (frames), F mel bins, C channels (neurons of a layer),
+ *   K conv kernel taps, D ring length (max delay + 2), L layers.
+ *
+ * Per step, for layer l with input x (spike counts or the previous layer's
+ * spikes):  I = W_in x + b_in + ring[head];  H = beta*V + gain*I;
+ * S = (H >= thresh);  V = H*(1-S) (hard reset) or H - thresh*S (soft);
+ * then each spike is scattered into the ring. Readout:
+ * v_out = out_beta*v_out + out_gain*(W_out s_L + b_out).
+ *
+ *     struct snn_model m = {0};
+ *     struct snn_state st = {0};
+ *     char msg[256];
+ *     if (snn_model_load(&m, "commands.kwsm", msg, sizeof msg) < 0) { puts(msg); ... }
+ *     snn_state_init(&st, &m);
+ *     for each frame: snn_step(&m, &st, spikes, v_out);
+ *     snn_state_free(&st); snn_model_free(&m);
+ *
+ * Thread-safety: a model is immutable after load and may be shared by any
+ * number of threads; a state belongs to one stream and one thread.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef KWS_CORE_SNN_H
+#define KWS_CORE_SNN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kws/model.h"
+
+#define SNN_MAX_LAYERS 4
+#define SNN_MAX_CLASSES 32
+#define SNN_LABEL_LEN 32
+#define SNN_MAX_NEURONS 4096
+#define SNN_MAX_INPUTS 4096
+#define SNN_MAX_K 15
+#define SNN_MAX_DELAY 255
+
+enum snn_rec_kind {
+    SNN_REC_NONE = 0,  /* feed-forward LIF layer */
+    SNN_REC_CONV = 1,  /* conv-delay recurrence: K kernel taps + N delays */
+    SNN_REC_DENSE = 2, /* DelRec recurrence: N x N weights + N delays */
+};
+
+enum snn_reset_kind {
+    SNN_RESET_HARD = 0, /* V = 0 after a spike */
+    SNN_RESET_SOFT = 1, /* V -= thresh after a spike */
+};
+
+/* One hidden layer. */
+struct snn_layer_cfg {
+    int32_t n;      /* neurons C */
+    int32_t rec;    /* enum snn_rec_kind */
+    int32_t k;      /* conv taps K (odd); 0 unless rec == SNN_REC_CONV */
+    int32_t d_max;  /* largest integer delay the ring holds (D = d_max + 2); 0 if rec == NONE */
+    float beta;     /* membrane decay per step */
+    float gain;     /* input gain */
+    float thresh;   /* firing threshold */
+    int32_t reset;  /* enum snn_reset_kind */
+};
+
+/* The whole topology, front end and labels: everything but the weights. */
+struct snn_cfg {
+    int32_t n_in;                                 /* input channels (encoder output size) */
+    int32_t n_layers;                             /* hidden layers L, 1..SNN_MAX_LAYERS */
+    struct snn_layer_cfg layer[SNN_MAX_LAYERS];
+    int32_t n_classes;                            /* readout classes */
+    float out_beta;                               /* readout decay per step */
+    float out_gain;                               /* readout input gain */
+    char labels[SNN_MAX_CLASSES][SNN_LABEL_LEN];  /* NUL-terminated class names */
+    struct kws_frontend_cfg fe;                   /* front end the model was trained with */
+};
+
+/* Pointers into the one parameter block, in file order: for each layer l,
+ * w_in, b_in, then (if recurrent) w_rec, delay; then w_out, b_out. */
+struct snn_params {
+    float *w_in[SNN_MAX_LAYERS];  /* (C_l, C_{l-1}) row-major; C_{-1} = n_in */
+    float *b_in[SNN_MAX_LAYERS];  /* (C_l) */
+    float *w_rec[SNN_MAX_LAYERS]; /* conv: (K); dense: (C_l, C_l) as W[i][j], post i, pre j; else NULL */
+    float *delay[SNN_MAX_LAYERS]; /* (C_l) real-valued delays in steps; NULL if not recurrent */
+    float *w_out;                 /* (n_classes, C_{L-1}) */
+    float *b_out;                 /* (n_classes) */
+};
+
+struct snn_model {
+    struct snn_cfg cfg;
+    size_t n_params;                  /* floats in mem */
+    float *mem;                       /* the one parameter block */
+    struct snn_params p;              /* pointers into mem */
+    int32_t *delay_int[SNN_MAX_LAYERS]; /* (C_l) rounded, clamped delays used by snn_step */
+    int32_t *idelay_mem;              /* backing block of delay_int */
+};
+
+/* Per-stream running state: membranes, rings and a scratch vector. */
+struct snn_state {
+    float *v[SNN_MAX_LAYERS];   /* (C_l) membrane potentials */
+    float *ring[SNN_MAX_LAYERS]; /* (D_l, C_l) arrival ring, slot-major */
+    float *spk[SNN_MAX_LAYERS]; /* (C_l) last spikes, 0/1 */
+    float *v_out;               /* (n_classes) readout potentials */
+    float *cur;                 /* scratch: (max C) input currents */
+    int32_t head;               /* ring slot read at the next step (shared by all layers, mod D_l) */
+    float *mem;                 /* backing block */
+    uint64_t spikes;            /* hidden spikes emitted since reset (for statistics) */
+};
+
+/* Number of float parameters a configuration needs, or 0 if it is invalid. */
+size_t snn_param_count(const struct snn_cfg *cfg);
+
+/* Number of recurrent parameters of one layer (weights + delays). */
+size_t snn_rec_param_count(const struct snn_layer_cfg *lc);
+
+/* Checks every field of cfg. On failure writes "field: problem" into msg and
+ * returns KWS_EBADFIELD. */
+int snn_cfg_validate(const struct snn_cfg *cfg, char *msg, size_t msglen);
+
+/* Allocates the parameter block for cfg (zeroed) and points p at it. */
+int snn_model_init(struct snn_model *m, const struct snn_cfg *cfg);
+void snn_model_free(struct snn_model *m);
+
+/* Rounds the real-valued delays to the integer taps snn_step uses (clamped to
+ * [0, d_max]). Call after changing m->p.delay. */
+void snn_model_prepare(struct snn_model *m);
+
+/* Reads a .kwsm file (see DESIGN.md and docs/MODEL_FORMAT.md). On failure m
+ * is left zeroed, a message naming the field is written to msg, and a
+ * negative code returned (KWS_EBADMAGIC, KWS_EBADVERSION, KWS_ETRUNCATED,
+ * KWS_EBADCHECKSUM, KWS_EBADFIELD, -errno). */
+int snn_model_load(struct snn_model *m, const char *path, char *msg, size_t msglen);
+int snn_model_load_buffer(struct snn_model *m, const void *buf, size_t len, char *msg,
+                          size_t msglen);
+
+/* Writes m atomically (temp file, fsync, rename, fsync of the directory). */
+int snn_model_save(const struct snn_model *m, const char *path);
+
+int snn_state_init(struct snn_state *s, const struct snn_model *m);
+void snn_state_reset(struct snn_state *s, const struct snn_model *m);
+void snn_state_free(struct snn_state *s);
+
+/* Advances the network one frame.
+ * in:  (n_in) spike counts of this frame
+ * out: (n_classes) readout potentials after this frame (may be NULL) */
+void snn_step(const struct snn_model *m, struct snn_state *s, const float *in, float *out);
+
+/* Runs T frames from a reset state; equals snn_state_reset + T snn_step calls.
+ * in: (T, n_in)   out: (T, n_classes) */
+void snn_forward(const struct snn_model *m, struct snn_state *s, const float *in, int T,
+                 float *out);
+
+#endif /* KWS_CORE_SNN_H */

@@ -1,0 +1,72 @@
+/* err.c: messages and names for kwsd's error codes.
+ *
+ * The strings come from the KWS_ERRNO_MAP X-macro in kws/err.h, so the enum
+ * and its messages cannot drift apart. Negated errno values fall through to
+ * the C library.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "kws/err.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+
+const char *kws_strerror(int err) {
+    if (err == 0)
+        return "success";
+    switch (err) {
+#define KWS__ERR_MSG(name, msg)                                                                    \
+    case KWS_E##name:                                                                              \
+        return msg;
+        KWS_ERRNO_MAP(KWS__ERR_MSG)
+#undef KWS__ERR_MSG
+    default:
+        break;
+    }
+    if (err < 0 && err > -4000)
+        return strerror(-err);
+    return "unknown error";
+}
+
+const char *kws_err_name(int err) {
+    switch (err) {
+    case 0:
+        return "OK";
+#define KWS__ERR_NAME(name, msg)                                                                   \
+    case KWS_E##name:                                                                              \
+        return "KWS_E" #name;
+        KWS_ERRNO_MAP(KWS__ERR_NAME)
+#undef KWS__ERR_NAME
+    case -ENOMEM:
+        return "ENOMEM";
+    case -EINVAL:
+        return "EINVAL";
+    case -EIO:
+        return "EIO";
+    case -ENOENT:
+        return "ENOENT";
+    case -EAGAIN:
+        return "EAGAIN";
+    case -EPIPE:
+        return "EPIPE";
+    case -ENODEV:
+        return "ENODEV";
+    case -EACCES:
+        return "EACCES";
+    case -EBUSY:
+        return "EBUSY";
+    default:
+        return "UNKNOWN";
+    }
+}
+
+void kws_abort(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "%s:%d: ", file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    abort();
+}

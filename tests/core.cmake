@@ -1,0 +1,1 @@
+kws_test(test_core_err LIBS kws_core)
