@@ -1,0 +1,141 @@
+/* kws/config.h: kwsd's YAML configuration, its defaults and its diagnostics.
+ *
+ * The configuration is one plain struct of fixed-size fields (no heap), so a
+ * daemon can parse a new file into a temporary, and swap it in by copy only
+ * when it is valid. Every key has a type, a range and a default, all held in
+ * one table inside config.c; docs/CONFIG.md lists the same table (a test
+ * checks that they agree). Errors read `path:line:col: key: message` with
+ * 1-based positions, one line per problem:
+ *
+ *     kwsd.yaml:12:5: audio.rate: 441000 out of range [8000, 192000]
+ *
+ * Usage:
+ *
+ *     struct kws_config cfg;
+ *     struct config_diags d;
+ *     config_defaults(&cfg);
+ *     if (config_load(&cfg, "/etc/kwsd/kwsd.yaml", &d) < 0) {
+ *         config_diags_print(&d, stderr);   // cfg still holds the defaults
+ *         return 1;
+ *     }
+ *     // after the model is loaded, check the per-keyword overrides:
+ *     if (config_check_labels(&cfg, labels, n_labels, &d) < 0)
+ *         config_diags_print(&d, stderr);
+ *
+ * Thread-safety: no global state; functions may run on any thread as long as
+ * each struct is used by one thread at a time.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef KWS_CONFIG_CONFIG_H
+#define KWS_CONFIG_CONFIG_H
+
+#include <stdio.h>
+
+#include "kws/log.h"
+
+#define KWS_CONFIG_NAME_LEN 256     /* file name kept for diagnostics */
+#define KWS_CONFIG_DEVICE_LEN 128   /* ALSA PCM name, NUL included */
+#define KWS_CONFIG_PATH_LEN 512     /* model path, NUL included */
+#define KWS_CONFIG_MAX_ENDPOINTS 8
+#define KWS_CONFIG_ENDPOINT_LEN 256 /* one ZeroMQ endpoint, NUL included */
+#define KWS_CONFIG_MAX_KEYWORDS 32  /* per-keyword overrides (= SNN_MAX_CLASSES) */
+#define KWS_CONFIG_LABEL_LEN 32     /* keyword label, NUL included (= SNN_LABEL_LEN) */
+
+#define KWS_CONFIG_DIAG_MAX 32
+#define KWS_CONFIG_DIAG_LEN 256
+
+/* A caller-owned list of diagnostics. config_load and config_parse_string
+ * reset it; config_check_labels and config_diags_add append. When more than
+ * KWS_CONFIG_DIAG_MAX lines arrive, the extra ones are counted in truncated. */
+struct config_diags {
+    int n;                                           /* lines in msg */
+    char msg[KWS_CONFIG_DIAG_MAX][KWS_CONFIG_DIAG_LEN]; /* "path:line:col: key: message" */
+    int truncated;                                   /* lines that did not fit */
+};
+
+/* One detection.keywords entry: a threshold for one label, and where it was
+ * written, so the daemon can report a label the model does not have. */
+struct config_keyword {
+    char label[KWS_CONFIG_LABEL_LEN];
+    float threshold; /* [0, 1] */
+    int line, col;   /* 1-based position of the label in the file; 0 if not from a file */
+};
+
+/* The whole configuration. Plain data: copy it with = or memcpy. Every byte is
+ * defined (config_defaults zeroes the struct first), so memcmp compares two
+ * configs and a section (e.g. cfg.audio) can be compared on its own. */
+struct kws_config {
+    char source[KWS_CONFIG_NAME_LEN]; /* file it was read from; "" for built-in defaults */
+    struct {
+        char device[KWS_CONFIG_DEVICE_LEN]; /* ALSA PCM name ("default") */
+        int rate;                           /* requested capture rate, Hz [8000, 192000] */
+        int period_ms;                      /* ALSA period, ms [5, 200] */
+    } audio;
+    struct {
+        char path[KWS_CONFIG_PATH_LEN]; /* .kwsm model file */
+    } model;
+    struct {
+        float threshold;   /* global score threshold [0, 1] */
+        int smoothing_ms;  /* posterior smoothing window, ms [10, 3000] */
+        int refractory_ms; /* quiet time after a detection, ms [0, 60000] */
+        int n_keywords;    /* entries in keywords */
+        struct config_keyword keywords[KWS_CONFIG_MAX_KEYWORDS];
+    } detection;
+    struct {
+        int n_endpoints; /* 1..KWS_CONFIG_MAX_ENDPOINTS */
+        char endpoints[KWS_CONFIG_MAX_ENDPOINTS][KWS_CONFIG_ENDPOINT_LEN];
+        double heartbeat_s; /* status heartbeat period, s [0.5, 3600] */
+        int queue;          /* per-subscriber queue, messages (ZMQ_SNDHWM) [1, 1000000] */
+    } transport;
+    struct {
+        enum kws_log_level level; /* most verbose level logged */
+    } logging;
+};
+
+/* Fills *cfg with the built-in defaults (every key's default from the table;
+ * one endpoint, tcp://127.0.0.1:5556; no keyword overrides). Never fails. */
+void config_defaults(struct kws_config *cfg);
+
+/* Reads the YAML file at path, applying it over the built-in defaults (an
+ * empty file gives the defaults). path NULL means "no file": *cfg gets the
+ * defaults and 0 is returned. d (may be NULL) is reset, then receives one line
+ * per problem. Stops at the first YAML syntax error; otherwise reports every
+ * unknown, duplicate, mistyped or out-of-range key.
+ *
+ * Returns 0 and fills *cfg on success. On failure *cfg is left untouched and
+ * the return is -KWS_ECONFIG (the file is invalid), or -errno when the file
+ * cannot be read (-ENOENT, -EACCES; d then holds "path: <strerror>"). */
+int config_load(struct kws_config *cfg, const char *path, struct config_diags *d);
+
+/* Same as config_load, for YAML text already in memory. name is what
+ * diagnostics print as the file name (and what cfg->source records). */
+int config_parse_string(struct kws_config *cfg, const char *name, const char *yaml,
+                        struct config_diags *d);
+
+/* Checks every detection.keywords label against the model's labels (n of
+ * them). Appends `source:line:col: detection.keywords.<label>: no such label in
+ * model` for each unknown one. Returns 0, or -KWS_ECONFIG if any is unknown. */
+int config_check_labels(const struct kws_config *cfg, const char *const *labels, int n,
+                        struct config_diags *d);
+
+/* The threshold for a label: its detection.keywords override if there is one,
+ * else detection.threshold. */
+float config_threshold_for(const struct kws_config *cfg, const char *label);
+
+/* Appends one printf-formatted line to d (d may be NULL). */
+void config_diags_add(struct config_diags *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Writes each line of d to f, then "(N more errors)" if some were cut. */
+void config_diags_print(const struct config_diags *d, FILE *f);
+
+/* Writes the configuration as YAML that config_load reads back unchanged
+ * (what `kwsd --check-config` can show as the effective config). */
+void config_dump(const struct kws_config *cfg, FILE *f);
+
+/* Writes the key table (key, type, range, default, meaning) as a Markdown
+ * table: the source of docs/CONFIG.md's table. */
+void config_keys_markdown(FILE *f);
+
+#endif /* KWS_CONFIG_CONFIG_H */

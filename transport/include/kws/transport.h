@@ -1,0 +1,121 @@
+/* kws/transport.h: kwsd's ZeroMQ publisher of keyword events and heartbeats.
+ *
+ * One PUB socket, bound to one or more endpoints, sends two-frame messages
+ * [topic, JSON] (DESIGN.md "Events"):
+ *
+ *     kws.detection.<label>  {"keyword","score","threshold","start_ms","end_ms",
+ *                             "time","seq","model"}
+ *     kws.status             {"uptime_s","frames","xruns","rtf","events_sent",
+ *                             "events_dropped","time","device","rate","model",
+ *                             "detections"}
+ *
+ * "time" is the UTC wall clock in RFC 3339 with milliseconds
+ * ("2026-05-01T12:00:00.123Z"). A subscriber to the prefix "kws.detection."
+ * gets every keyword, to "kws.detection.yes" only "yes".
+ *
+ * Sends never block. The socket has ZMQ_XPUB_NODROP set, so when the queue
+ * (ZMQ_SNDHWM messages) of any subscriber the message is for is full, the send
+ * is refused at once, the message is dropped for every subscriber and counted
+ * as dropped; a plain PUB would drop silently for the slow subscriber alone. A
+ * stalled subscriber therefore costs the others the events it cannot take,
+ * until it reads again or disconnects. With no subscriber at all a message is
+ * accepted (and counted as sent) and goes nowhere.
+ *
+ * Usage:
+ *
+ *     struct transport_pub pub;
+ *     const char *eps[] = {"tcp://127.0.0.1:5556", "ipc:///run/kwsd/events"};
+ *     char msg[256];
+ *     if (transport_pub_open(&pub, eps, 2, 1000, msg, sizeof msg) < 0)
+ *         fprintf(stderr, "%s\n", msg);           // "bind ipc://...: ..."
+ *     struct kws_detection ev = {.keyword = "yes", .score = 0.93f, ...};
+ *     transport_pub_detection(&pub, &ev);         // 0 or KWS_EAGAIN (dropped)
+ *     transport_pub_close(&pub);
+ *
+ * Thread-safety: a transport_pub belongs to one thread (ZeroMQ sockets are
+ * not thread-safe); kwsd uses it on its loop thread only.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef KWS_TRANSPORT_TRANSPORT_H
+#define KWS_TRANSPORT_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TRANSPORT_MAX_ENDPOINTS 8
+#define TRANSPORT_ENDPOINT_LEN 256
+#define TRANSPORT_TOPIC_DETECTION "kws.detection."
+#define TRANSPORT_TOPIC_STATUS "kws.status"
+
+/* A publisher. The caller allocates it (zeroed or not); open fills it. All
+ * fields are private except as read through the functions below; bound[i] may
+ * be read directly after a successful open. */
+struct transport_pub {
+    void *zctx;     /* ZeroMQ context, owned; an inproc:// subscriber must use this one */
+    void *sock;     /* PUB socket, owned */
+    uint64_t sent;    /* messages the socket accepted */
+    uint64_t dropped; /* messages refused because a queue was full */
+    uint64_t failed;  /* messages refused for another reason (counted in dropped too) */
+    int n_bound;      /* endpoints bound */
+    char bound[TRANSPORT_MAX_ENDPOINTS][TRANSPORT_ENDPOINT_LEN]; /* as bound: tcp "*" ports resolved */
+};
+
+/* One detection, as the detector reports it. Strings are borrowed for the call. */
+struct kws_detection {
+    const char *keyword; /* label; non-empty, becomes the topic suffix */
+    float score;         /* smoothed posterior that crossed the threshold, [0, 1] */
+    float threshold;     /* the threshold it crossed */
+    int64_t start_ms;    /* start of the keyword, ms of audio since the stream began */
+    int64_t end_ms;      /* end (the detection frame), ms of audio since the stream began */
+    uint64_t seq;        /* detection sequence number, from 1 */
+    const char *model;   /* model name or path; NULL gives "" */
+    int64_t wall_ms;     /* wall clock of the detection, ms since the epoch; 0 = now */
+};
+
+/* One heartbeat. events_sent/events_dropped come from the publisher itself. */
+struct kws_status {
+    double uptime_s;     /* seconds since the daemon started */
+    uint64_t frames;     /* audio frames (10 ms hops) processed */
+    uint32_t xruns;      /* ALSA overruns recovered */
+    double rtf;          /* real-time factor: processing time / audio time */
+    const char *device;  /* capture device name; NULL gives "" */
+    int rate;            /* capture rate the device gave, Hz */
+    const char *model;   /* model name or path; NULL gives "" */
+    uint64_t detections; /* detections made (sent or not) */
+    int64_t wall_ms;     /* wall clock, ms since the epoch; 0 = now */
+};
+
+/* Creates the context and PUB socket (ZMQ_SNDHWM = queue, ZMQ_LINGER 0,
+ * ZMQ_XPUB_NODROP 1) and binds it to each of the n endpoints (tcp://,
+ * ipc:// or inproc://; "tcp://127.0.0.1:*" picks a free port, see bound[]).
+ * An ipc:// endpoint's directory must exist. On failure nothing stays open, a
+ * message naming the endpoint and the reason goes to msg (may be NULL), and
+ * the return is -EINVAL (bad arguments or endpoint), -ENOENT (no such ipc
+ * directory), or another -errno from libzmq (-EADDRINUSE, ...). */
+int transport_pub_open(struct transport_pub *p, const char *const *endpoints, int n, int queue,
+                       char *msg, size_t msglen);
+
+/* Publishes one detection on "kws.detection.<keyword>". Never blocks.
+ * Returns 0 when the socket took it, KWS_EAGAIN when a queue was full (the
+ * message is dropped and counted), -EINVAL for a missing/too long keyword,
+ * -ENOMEM if the JSON could not be built, or another -errno from libzmq
+ * (counted as dropped as well). */
+int transport_pub_detection(struct transport_pub *p, const struct kws_detection *ev);
+
+/* Publishes one heartbeat on "kws.status". Same returns as above. */
+int transport_pub_status(struct transport_pub *p, const struct kws_status *st);
+
+/* Messages accepted and dropped so far (both may be NULL). */
+void transport_pub_stats(const struct transport_pub *p, uint64_t *sent, uint64_t *dropped);
+
+/* Closes the socket (pending messages are discarded: linger 0) and the
+ * context. Safe on a zeroed struct, on a failed open, and twice. */
+void transport_pub_close(struct transport_pub *p);
+
+/* Formats a wall-clock time (ms since the epoch) as RFC 3339 UTC with
+ * milliseconds, "YYYY-MM-DDTHH:MM:SS.mmmZ", into buf (at least 25 bytes).
+ * Returns 0, or -EINVAL if it does not fit or the time cannot be broken down. */
+int transport_time_format(int64_t wall_ms, char *buf, size_t len);
+
+#endif /* KWS_TRANSPORT_TRANSPORT_H */
