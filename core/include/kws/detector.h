@@ -1,0 +1,71 @@
+/* kws/detector.h: turns the readout's potentials into keyword events.
+ *
+ * Per frame the readout's potentials become per-class posteriors (softmax);
+ * each class's posterior is averaged over a sliding window (smoothing); a
+ * keyword fires when its smoothed score reaches its threshold, and then every
+ * keyword stays quiet for the refractory period, so one spoken word gives one
+ * event even when a neighbouring class also rises. Classes marked as
+ * non-firing (silence, unknown) never fire. The daemon and kwsd-eval share
+ * this code, so the evaluator measures exactly what users get.
+ *
+ *     struct kws_detector d = {0};
+ *     kws_detector_init(&d, &cfg);
+ *     for each frame: if (kws_detector_step(&d, v_out, &hit)) publish(hit);
+ *     kws_detector_free(&d);
+ *
+ * Thread-safety: a detector belongs to one stream and one thread.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef KWS_CORE_DETECTOR_H
+#define KWS_CORE_DETECTOR_H
+
+#include <stdint.h>
+
+#include "kws/snn.h"
+
+struct kws_detector_cfg {
+    int n_classes;                     /* readout classes C */
+    float threshold[SNN_MAX_CLASSES];  /* per-class score threshold in [0, 1] */
+    uint8_t fires[SNN_MAX_CLASSES];    /* 1: a keyword; 0: silence/unknown, never fires */
+    int smoothing_frames;              /* averaging window W, frames (>= 1) */
+    int refractory_frames;             /* quiet time after an event, frames */
+    int frame_ms;                      /* frame hop in ms, for the times reported */
+};
+
+struct kws_hit {
+    int label;        /* class index */
+    float score;      /* smoothed posterior at the moment it fired */
+    float threshold;  /* the threshold it passed */
+    int64_t start_ms; /* stream time the score began to rise (above threshold / 2) */
+    int64_t end_ms;   /* stream time of the frame that fired */
+};
+
+struct kws_detector {
+    struct kws_detector_cfg cfg;
+    float *hist;         /* (W, C) posteriors of the last W frames */
+    float *sum;          /* (C) running sums of hist */
+    float *post;         /* (C) scratch: this frame's posteriors */
+    int64_t *rise;       /* (C) frame at which each class's score last rose above threshold/2, -1 if below */
+    int pos;             /* next row of hist to overwrite */
+    int filled;          /* rows of hist in use (< W only at the start) */
+    int64_t frame;       /* frames seen since reset */
+    int64_t quiet_until; /* first frame allowed to fire again */
+};
+
+/* Fills cfg with defaults for n_classes classes and the model's labels:
+ * threshold, smoothing and refractory given in ms; a label named "_silence_"
+ * or "_unknown_" (or starting with '_') never fires. */
+void kws_detector_cfg_default(struct kws_detector_cfg *cfg, const struct snn_cfg *model,
+                              float threshold, int smoothing_ms, int refractory_ms, int frame_ms);
+
+int kws_detector_init(struct kws_detector *d, const struct kws_detector_cfg *cfg);
+void kws_detector_reset(struct kws_detector *d);
+void kws_detector_free(struct kws_detector *d);
+
+/* Feeds one frame of readout potentials v (C). Returns 1 and fills *hit when
+ * a keyword fires on this frame, 0 otherwise. Optionally copies the smoothed
+ * scores (C) to scores. No allocation. */
+int kws_detector_step(struct kws_detector *d, const float *v, struct kws_hit *hit, float *scores);
+
+#endif /* KWS_CORE_DETECTOR_H */

@@ -1,0 +1,1 @@
+kws_test(test_core_detector LIBS kws_core)
