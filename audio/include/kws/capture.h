@@ -1,0 +1,118 @@
+/* kws/capture.h: ALSA capture inside a libuv loop.
+ *
+ * Opens an ALSA PCM non-blocking, watches each of its poll descriptors with
+ * one uv_poll_t, and on readiness reads whole periods until the device has no
+ * more (-EAGAIN), handing channel 0 of each block to a callback as floats in
+ * [-1, 1). The format is S16_LE if the device offers it, else S32_LE, else
+ * FLOAT_LE; any channel count; the rate is the one the device grants for
+ * cfg->rate (reported to the callback and in the stats: resample it, e.g.
+ * with kws/audio_pipe.h).
+ *
+ * Faults never end the stream:
+ *   - an overrun (-EPIPE), a suspend (-ESTRPIPE) or a stream left stopped
+ *     (-EBADFD, e.g. after snd_pcm_drop) is recovered with snd_pcm_prepare +
+ *     snd_pcm_start, counted in stats.xruns and logged (KWS_LOG);
+ *   - any other error (-ENODEV when a USB microphone is unplugged, -EIO, or a
+ *     failed recovery) closes the device and reopens it from a uv_timer with
+ *     backoff (100 ms, doubling up to 5 s) while the loop keeps running;
+ *     stats.open is 0 meanwhile and stats.reopens counts successful reopens.
+ * Stream time is counted in samples: stats.frames is the number of samples
+ * delivered so far (at the device rate), already including the block being
+ * delivered when read from inside the callback.
+ *
+ *     struct audio_capture cap;
+ *     struct audio_capture_cfg cc = { .device = "default", .rate = 16000, .period_ms = 20 };
+ *     char msg[256];
+ *     if (audio_capture_open(&cap, loop, &cc, on_audio, ctx, msg, sizeof msg) < 0)
+ *         fprintf(stderr, "%s\n", msg);      // "default: No such file or directory"
+ *     uv_run(loop, UV_RUN_DEFAULT);          // on_audio(ctx, mono, n, rate) per block
+ *     audio_capture_close(&cap, on_closed);  // on_closed once every handle is closed
+ *
+ * Handle lifetimes: the struct embeds its uv handles, so it must stay valid
+ * and in place from audio_capture_open until on_closed runs (or until open
+ * fails: a failed open leaves no handle behind and never calls the callback).
+ *
+ * Thread-safety: everything runs on the loop's thread; the stats may be read
+ * only from that thread.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef KWS_AUDIO_CAPTURE_H
+#define KWS_AUDIO_CAPTURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define AUDIO_CAPTURE_MAX_FDS 8
+#define AUDIO_CAPTURE_DEVICE_LEN 256
+
+struct _snd_pcm; /* snd_pcm_t of <alsa/asoundlib.h> */
+
+struct audio_capture_cfg {
+    const char *device; /* ALSA PCM name, e.g. "plughw:CARD=Device,DEV=0"; NULL = "default" */
+    int rate;           /* requested rate, Hz; 0 = 16000 */
+    int period_ms;      /* requested period, ms; 0 = 20 */
+};
+
+struct audio_capture_stats {
+    uint64_t frames;    /* mono samples delivered so far (stream time at the device rate) */
+    uint32_t xruns;     /* overruns and other recovered stream stops */
+    uint32_t reopens;   /* successful reopens after a lost device */
+    uint32_t errors;    /* failed (re)open attempts after the first open */
+    int open;           /* 1 while the PCM is open and streaming */
+    int rate;           /* rate granted by the device, Hz (last open) */
+    int channels;       /* channels of the device (only channel 0 is used) */
+    int period;         /* period, samples at the device rate */
+    const char *format; /* "S16_LE", "S32_LE" or "FLOAT_LE" */
+};
+
+/* Receives one block of channel-0 samples in [-1, 1) at the device rate.
+ * mono is valid only during the call. */
+typedef void (*audio_capture_cb)(void *ctx, const float *mono, size_t n, int rate);
+
+struct audio_capture {
+    uv_loop_t *loop;
+    struct _snd_pcm *pcm;                    /* NULL while closed */
+    char device[AUDIO_CAPTURE_DEVICE_LEN];
+    int req_rate;                            /* Hz */
+    int req_period_ms;
+    audio_capture_cb cb;
+    void *ctx;
+    uv_poll_t polls[AUDIO_CAPTURE_MAX_FDS];  /* one per distinct poll fd */
+    int poll_fd[AUDIO_CAPTURE_MAX_FDS];      /* fd watched by polls[i] */
+    int n_polls;                             /* polls initialised (started) */
+    int polls_closing;                       /* close callbacks still pending */
+    void *pfds;                              /* struct pollfd[n_pfds] for ALSA */
+    int n_pfds;
+    uv_timer_t retry;                        /* reopen backoff */
+    int retry_ms;                            /* next backoff delay */
+    int timer_live;                          /* retry handle initialised, not closed */
+    int closing;                             /* audio_capture_close was called */
+    void (*on_closed)(struct audio_capture *c);
+    int sample_bytes;                        /* 2 or 4 */
+    int fmt;                                 /* snd_pcm_format_t */
+    void *raw;                               /* (period, channels) device samples */
+    float *mono;                             /* (period) channel 0 as float */
+    size_t raw_cap;                          /* bytes of raw */
+    size_t mono_cap;                         /* samples of mono */
+    struct audio_capture_stats stats;
+};
+
+/* Opens cfg->device at the requested rate and starts capture on loop; cb(ctx,
+ * ...) is then called from the loop for every block read. Returns 0, or a
+ * negative error with "device: reason" (snd_strerror's text) in msg:
+ * -ENOENT/-ENODEV... from snd_pcm_open, -KWS_EFORMAT if the device offers no
+ * usable format, -ENOMEM. A failed open leaves nothing to close. */
+int audio_capture_open(struct audio_capture *c, uv_loop_t *loop, const struct audio_capture_cfg *cfg,
+                       audio_capture_cb cb, void *ctx, char *msg, size_t msglen);
+
+/* Stops capture: closes every uv handle, then the PCM, and calls on_closed(c)
+ * (if not NULL) from the loop once nothing refers to c any more. No audio
+ * callback runs after this call. Call it once per successful open. */
+void audio_capture_close(struct audio_capture *c, void (*on_closed)(struct audio_capture *c));
+
+/* Copies the current counters into *st. */
+void audio_capture_get_stats(const struct audio_capture *c, struct audio_capture_stats *st);
+
+#endif /* KWS_AUDIO_CAPTURE_H */

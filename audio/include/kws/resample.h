@@ -1,0 +1,61 @@
+/* kws/resample.h: streaming sample-rate converter (libsamplerate).
+ *
+ * Converts a mono stream from any rate to any rate, block by block, keeping
+ * the filter state between calls, so a microphone at 44.1 or 48 kHz feeds a
+ * 16 kHz front end. Uses libsamplerate's SRC_SINC_FASTEST converter (band
+ * limited, about 97 dB SNR per its documentation). Equal rates are a plain
+ * copy. The converter's output is time-aligned with its input: it holds back
+ * a few samples of lookahead, which audio_resampler_flush releases at the end
+ * of a stream.
+ *
+ *     struct audio_resampler rs = {0};
+ *     audio_resampler_init(&rs, 48000, 16000, 960);
+ *     size_t cap = audio_resampler_out_max(&rs, 960);   // allocate out[cap] once
+ *     audio_resampler_process(&rs, in, n_in, out, cap, &n_out);
+ *     audio_resampler_free(&rs);
+ *
+ * Thread-safety: one resampler is used by one thread at a time.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef KWS_AUDIO_RESAMPLE_H
+#define KWS_AUDIO_RESAMPLE_H
+
+#include <stddef.h>
+
+struct audio_resampler {
+    void *src;        /* SRC_STATE *, NULL when the rates are equal */
+    double ratio;     /* out_rate / in_rate */
+    int in_rate;      /* Hz */
+    int out_rate;     /* Hz */
+    size_t max_in;    /* largest block handed to libsamplerate at once, samples */
+};
+
+/* Sets up a converter from in_rate to out_rate (both 1000..384000 Hz).
+ * max_in bounds the block size passed to libsamplerate per step (larger
+ * inputs are processed in pieces). Returns 0, -EINVAL or -ENOMEM. */
+int audio_resampler_init(struct audio_resampler *r, int in_rate, int out_rate, size_t max_in);
+
+/* Output capacity, in samples, that is always enough for n_in input samples. */
+size_t audio_resampler_out_max(const struct audio_resampler *r, size_t n_in);
+
+/* Converts n_in samples from in into out (capacity out_cap samples), setting
+ * *n_out. Returns 0; -ENOBUFS if out_cap was too small (then *n_out samples
+ * were written and the rest of the input was dropped; use
+ * audio_resampler_out_max); -EIO on a libsamplerate error. No allocation. */
+int audio_resampler_process(struct audio_resampler *r, const float *in, size_t n_in, float *out,
+                            size_t out_cap, size_t *n_out);
+
+/* Ends the stream: writes the samples still held back by the filter's
+ * lookahead (at most a few hundred) into out and sets *n_out. Call
+ * audio_resampler_reset before reusing the converter. Returns 0, -ENOBUFS or
+ * -EIO as audio_resampler_process. */
+int audio_resampler_flush(struct audio_resampler *r, float *out, size_t out_cap, size_t *n_out);
+
+/* Clears the filter state for a new stream. */
+void audio_resampler_reset(struct audio_resampler *r);
+
+/* Frees the converter. Safe on a zeroed struct and twice. */
+void audio_resampler_free(struct audio_resampler *r);
+
+#endif /* KWS_AUDIO_RESAMPLE_H */
