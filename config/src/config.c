@@ -1,0 +1,812 @@
+/* config.c: kwsd's YAML configuration: the key table, the parser, diagnostics.
+ *
+ * Every key lives in one table (config_keys[] below): its dotted name, type,
+ * range, default written as YAML text, offset into struct kws_config and an
+ * optional extra check. Defaults are applied by parsing their text through
+ * the same setters as a file's values, so a default can never be out of its
+ * own range. A file is loaded into a libyaml document first (so a syntax error
+ * anywhere stops everything before any key is judged), then walked mapping by
+ * mapping; every problem becomes one "path:line:col: key: message" line and
+ * the walk goes on, so one run reports them all. The result is built in a
+ * temporary and copied out only when there were no errors.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "kws/config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "kws/err.h"
+
+/* Files larger than this are refused: a config is a few hundred bytes. */
+#define CONFIG_FILE_MAX (1 << 20)
+
+/* ==== The key table ==== */
+
+enum cfg_type {
+    CFG_STRING,    /* char[size] at off; min/max bound the length in bytes */
+    CFG_INT,       /* int at off, [min, max] */
+    CFG_FLOAT,     /* float at off, [min, max] */
+    CFG_DOUBLE,    /* double at off, [min, max] */
+    CFG_LOGLEVEL,  /* enum kws_log_level at off */
+    CFG_ENDPOINTS, /* sequence of strings into transport.endpoints; min/max bound the count */
+    CFG_KEYWORDS,  /* mapping label -> number into detection.keywords; [min, max] per value */
+};
+
+/* An extra check on a string value; writes why it fails into why. */
+typedef int (*cfg_check_fn)(const char *s, char *why, size_t whylen);
+
+struct cfg_key {
+    const char *name;   /* dotted key, e.g. "audio.rate" */
+    enum cfg_type type;
+    double min, max;    /* range (numbers), length or count bounds (strings, sequences) */
+    const char *def;    /* default, as YAML scalar text ("" = none for keywords) */
+    size_t off;         /* offset into struct kws_config */
+    size_t size;        /* bytes at off (strings: buffer size incl. NUL) */
+    cfg_check_fn check; /* optional: strings and each endpoint */
+    const char *doc;    /* one line for docs/CONFIG.md */
+};
+
+static int check_endpoint(const char *s, char *why, size_t whylen);
+static int check_printable(const char *s, char *why, size_t whylen);
+
+#define CFG_FIELD(f) offsetof(struct kws_config, f), sizeof(((struct kws_config *)0)->f)
+
+static const struct cfg_key config_keys[] = {
+    {"audio.device", CFG_STRING, 1, KWS_CONFIG_DEVICE_LEN - 1, "default", CFG_FIELD(audio.device),
+     check_printable, "ALSA PCM name, e.g. `plughw:CARD=Device,DEV=0`"},
+    {"audio.rate", CFG_INT, 8000, 192000, "16000", CFG_FIELD(audio.rate), NULL,
+     "requested capture rate, Hz; the device may give another (kwsd resamples)"},
+    {"audio.period_ms", CFG_INT, 5, 200, "20", CFG_FIELD(audio.period_ms), NULL,
+     "ALSA period, ms"},
+    {"model.path", CFG_STRING, 1, KWS_CONFIG_PATH_LEN - 1, "/usr/share/kwsd/commands.kwsm",
+     CFG_FIELD(model.path), check_printable, "model file (`.kwsm`)"},
+    {"detection.threshold", CFG_FLOAT, 0.0, 1.0, "0.8", CFG_FIELD(detection.threshold), NULL,
+     "global score threshold"},
+    {"detection.smoothing_ms", CFG_INT, 10, 3000, "300", CFG_FIELD(detection.smoothing_ms), NULL,
+     "posterior smoothing window, ms"},
+    {"detection.refractory_ms", CFG_INT, 0, 60000, "1000", CFG_FIELD(detection.refractory_ms),
+     NULL, "quiet time after a detection, ms"},
+    {"detection.keywords", CFG_KEYWORDS, 0.0, 1.0, "", CFG_FIELD(detection.keywords), NULL,
+     "per-keyword threshold overrides, a mapping `label: threshold`; each label must be one of "
+     "the model's"},
+    {"transport.endpoints", CFG_ENDPOINTS, 1, KWS_CONFIG_MAX_ENDPOINTS, "tcp://127.0.0.1:5556",
+     CFG_FIELD(transport.endpoints), check_endpoint,
+     "ZeroMQ endpoints the publisher binds: `tcp://host:port`, `ipc:///path` (its directory "
+     "must exist) or `inproc://name`"},
+    {"transport.heartbeat_s", CFG_DOUBLE, 0.5, 3600, "5", CFG_FIELD(transport.heartbeat_s), NULL,
+     "status heartbeat period, s"},
+    {"transport.queue", CFG_INT, 1, 1000000, "1000", CFG_FIELD(transport.queue), NULL,
+     "per-subscriber queue, messages (ZMQ_SNDHWM); beyond it events are dropped and counted"},
+    {"logging.level", CFG_LOGLEVEL, 0, 0, "info", CFG_FIELD(logging.level), NULL,
+     "most verbose level logged: `error`, `warning`, `notice`, `info` or `debug`"},
+};
+
+static const struct cfg_key *key_find(const char *name) {
+    for (size_t i = 0; i < KWS_ARRAY_SIZE(config_keys); i++)
+        if (strcmp(config_keys[i].name, name) == 0)
+            return &config_keys[i];
+    return NULL;
+}
+
+/* True if name is a section: a proper prefix of some key, up to a dot. */
+static int key_is_section(const char *name) {
+    size_t n = strlen(name);
+    for (size_t i = 0; i < KWS_ARRAY_SIZE(config_keys); i++)
+        if (strncmp(config_keys[i].name, name, n) == 0 && config_keys[i].name[n] == '.')
+            return 1;
+    return 0;
+}
+
+/* ==== Checks and number parsing ==== */
+
+/* tcp://host:port (port 1..65535 or "*", host non-empty, "[v6]" allowed),
+ * ipc://path or inproc://name, both non-empty. */
+static int check_endpoint(const char *s, char *why, size_t whylen) {
+    if (strncmp(s, "tcp://", 6) == 0) {
+        const char *host = s + 6;
+        const char *colon = strrchr(host, ':');
+        if (!colon || colon == host) {
+            snprintf(why, whylen, "expected tcp://host:port");
+            return -1;
+        }
+        if (host[0] == '[' && colon[-1] != ']') {
+            snprintf(why, whylen, "unterminated [ in IPv6 host");
+            return -1;
+        }
+        const char *port = colon + 1;
+        if (strcmp(port, "*") == 0)
+            return 0;
+        char *end;
+        errno = 0;
+        long v = strtol(port, &end, 10);
+        if (port[0] < '0' || port[0] > '9' || *end != '\0' || errno || v < 1 || v > 65535) {
+            snprintf(why, whylen, "bad port \"%s\" (expected 1..65535 or *)", port);
+            return -1;
+        }
+        return 0;
+    }
+    if (strncmp(s, "ipc://", 6) == 0 || strncmp(s, "inproc://", 9) == 0) {
+        const char *rest = strstr(s, "://") + 3;
+        if (*rest == '\0') {
+            snprintf(why, whylen, "empty %s", s[0] == 'i' && s[1] == 'p' ? "path" : "name");
+            return -1;
+        }
+        return 0;
+    }
+    snprintf(why, whylen, "unsupported transport (expected tcp://, ipc:// or inproc://)");
+    return -1;
+}
+
+/* Device names and paths: no control characters (they would garble logs). */
+static int check_printable(const char *s, char *why, size_t whylen) {
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) {
+            snprintf(why, whylen, "control character 0x%02x not allowed", *p);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A decimal integer: optional sign, digits, nothing else. 0 or -1. */
+static int parse_long(const char *s, long *out) {
+    char *end;
+    if (!((s[0] >= '0' && s[0] <= '9') || ((s[0] == '-' || s[0] == '+') && s[1] >= '0' && s[1] <= '9')))
+        return -1;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* A finite decimal number. 0 or -1. */
+static int parse_double(const char *s, double *out) {
+    char *end;
+    if (!((s[0] >= '0' && s[0] <= '9') || s[0] == '.' || s[0] == '-' || s[0] == '+'))
+        return -1;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno == ERANGE || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* ==== Diagnostics ==== */
+
+void config_diags_add(struct config_diags *d, const char *fmt, ...) {
+    va_list ap;
+
+    if (!d)
+        return;
+    if (d->n >= KWS_CONFIG_DIAG_MAX) {
+        d->truncated++;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(d->msg[d->n], sizeof d->msg[d->n], fmt, ap);
+    va_end(ap);
+    d->n++;
+}
+
+void config_diags_print(const struct config_diags *d, FILE *f) {
+    if (!d)
+        return;
+    for (int i = 0; i < d->n && i < KWS_CONFIG_DIAG_MAX; i++)
+        fprintf(f, "%s\n", d->msg[i]);
+    if (d->truncated)
+        fprintf(f, "(%d more error%s)\n", d->truncated, d->truncated == 1 ? "" : "s");
+}
+
+static void diags_reset(struct config_diags *d) {
+    if (d) {
+        d->n = 0;
+        d->truncated = 0;
+    }
+}
+
+/* ==== Walking the document ==== */
+
+struct walk {
+    const char *name;        /* file name for messages */
+    struct config_diags *d;  /* may be NULL */
+    yaml_document_t *doc;
+    struct kws_config *cfg;  /* the temporary being filled */
+    int errors;
+};
+
+/* Reports a problem at node's position (1-based) for key. */
+__attribute__((format(printf, 4, 5))) static void walk_err(struct walk *w, const yaml_node_t *node,
+                                                             const char *key, const char *fmt,
+                                                             ...) {
+    char msg[KWS_CONFIG_DIAG_LEN];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    config_diags_add(w->d, "%s:%zu:%zu: %s: %s", w->name, node->start_mark.line + 1,
+                     node->start_mark.column + 1, key, msg);
+    w->errors++;
+}
+
+static int node_is_null(const yaml_node_t *n) {
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return 0;
+    const char *s = (const char *)n->data.scalar.value;
+    return !strcmp(s, "") || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+           !strcmp(s, "NULL");
+}
+
+/* Describes a node for "got ..." messages: a scalar quoted and shortened,
+ * unprintable bytes as '?'; other nodes by kind. */
+static const char *node_show(const yaml_node_t *n, char *buf, size_t len) {
+    if (n->type == YAML_MAPPING_NODE)
+        return "a mapping";
+    if (n->type == YAML_SEQUENCE_NODE)
+        return "a sequence";
+    if (node_is_null(n))
+        return "nothing";
+    const unsigned char *s = n->data.scalar.value;
+    size_t o = 0, max = len > 48 ? 40 : len - 8;
+    buf[o++] = '"';
+    for (size_t i = 0; s[i] && o < max; i++)
+        buf[o++] = (s[i] < 0x20 || s[i] == 0x7f) ? '?' : (char)s[i];
+    if (strlen((const char *)s) > max - 1)
+        o += (size_t)snprintf(buf + o, len - o, "...");
+    buf[o++] = '"';
+    buf[o] = '\0';
+    return buf;
+}
+
+/* Applies one scalar to a string, number or enum key. Reports and returns -1
+ * on a bad value. at is the key name to report (may carry an index). */
+static int set_scalar(struct walk *w, const struct cfg_key *k, const char *at,
+                      const yaml_node_t *v, void *dst) {
+    char show[64], why[160];
+
+    if (v->type != YAML_SCALAR_NODE || node_is_null(v)) {
+        const char *what = k->type == CFG_STRING || k->type == CFG_ENDPOINTS ? "a string"
+                           : k->type == CFG_INT                           ? "an integer"
+                           : k->type == CFG_LOGLEVEL                      ? "a level name"
+                                                                          : "a number";
+        walk_err(w, v, at, "expected %s, got %s", what, node_show(v, show, sizeof show));
+        return -1;
+    }
+    const char *s = (const char *)v->data.scalar.value;
+    size_t slen = v->data.scalar.length;
+
+    switch (k->type) {
+    case CFG_STRING:
+    case CFG_ENDPOINTS: {
+        size_t cap = k->type == CFG_STRING ? k->size : KWS_CONFIG_ENDPOINT_LEN;
+        if (strlen(s) != slen) {
+            walk_err(w, v, at, "NUL byte not allowed");
+            return -1;
+        }
+        if (slen == 0) {
+            walk_err(w, v, at, "must not be empty");
+            return -1;
+        }
+        if (slen >= cap) {
+            walk_err(w, v, at, "too long (%zu bytes, at most %zu)", slen, cap - 1);
+            return -1;
+        }
+        if (k->check && k->check(s, why, sizeof why) < 0) {
+            walk_err(w, v, at, "%s: %s", node_show(v, show, sizeof show), why);
+            return -1;
+        }
+        memcpy(dst, s, slen + 1);
+        return 0;
+    }
+    case CFG_INT: {
+        long x;
+        if (parse_long(s, &x) < 0) {
+            double dx;
+            if (parse_double(s, &dx) == 0 && (dx < k->min || dx > k->max))
+                walk_err(w, v, at, "%s out of range [%.0f, %.0f]", s, k->min, k->max);
+            else
+                walk_err(w, v, at, "expected an integer, got %s", node_show(v, show, sizeof show));
+            return -1;
+        }
+        if (x < (long)k->min || x > (long)k->max) {
+            walk_err(w, v, at, "%s out of range [%.0f, %.0f]", s, k->min, k->max);
+            return -1;
+        }
+        *(int *)dst = (int)x;
+        return 0;
+    }
+    case CFG_FLOAT:
+    case CFG_DOUBLE:
+    case CFG_KEYWORDS: {
+        double x;
+        if (parse_double(s, &x) < 0) {
+            walk_err(w, v, at, "expected a number, got %s", node_show(v, show, sizeof show));
+            return -1;
+        }
+        if (x < k->min || x > k->max) {
+            walk_err(w, v, at, "%s out of range [%g, %g]", s, k->min, k->max);
+            return -1;
+        }
+        if (k->type == CFG_DOUBLE)
+            *(double *)dst = x;
+        else
+            *(float *)dst = (float)x;
+        return 0;
+    }
+    case CFG_LOGLEVEL: {
+        enum kws_log_level lv;
+        if (kws_log_level_parse(s, &lv) < 0) {
+            walk_err(w, v, at, "bad value %s: expected one of error, warning, notice, info, debug",
+                     node_show(v, show, sizeof show));
+            return -1;
+        }
+        *(enum kws_log_level *)dst = lv;
+        return 0;
+    }
+    }
+    return -1;
+}
+
+/* transport.endpoints: a sequence of 1..max distinct endpoint strings. */
+static void set_endpoints(struct walk *w, const struct cfg_key *k, const yaml_node_t *v) {
+    char show[64], at[64];
+    struct kws_config *c = w->cfg;
+
+    if (v->type != YAML_SEQUENCE_NODE) {
+        walk_err(w, v, k->name, "expected a sequence of endpoints, got %s",
+                 node_show(v, show, sizeof show));
+        return;
+    }
+    int n = (int)(v->data.sequence.items.top - v->data.sequence.items.start);
+    if (n < (int)k->min || n > (int)k->max) {
+        walk_err(w, v, k->name, "%d endpoints, expected %.0f to %.0f", n, k->min, k->max);
+        return;
+    }
+    c->transport.n_endpoints = 0;
+    memset(c->transport.endpoints, 0, sizeof c->transport.endpoints);
+    for (int i = 0; i < n; i++) {
+        const yaml_node_t *it = yaml_document_get_node(w->doc, v->data.sequence.items.start[i]);
+        snprintf(at, sizeof at, "%s[%d]", k->name, i);
+        if (set_scalar(w, k, at, it, c->transport.endpoints[i]) < 0)
+            continue;
+        for (int j = 0; j < i; j++) {
+            if (strcmp(c->transport.endpoints[j], c->transport.endpoints[i]) == 0) {
+                walk_err(w, it, at, "duplicate endpoint \"%s\" (also %s[%d])",
+                         c->transport.endpoints[i], k->name, j);
+                break;
+            }
+        }
+    }
+    c->transport.n_endpoints = n;
+}
+
+/* The position of an earlier pair in map whose key equals pair's key, or
+ * NULL. Keys are compared as scalar text. */
+static const yaml_node_t *dup_key(yaml_document_t *doc, const yaml_node_t *map,
+                                  const yaml_node_pair_t *pair) {
+    const yaml_node_t *k = yaml_document_get_node(doc, pair->key);
+    for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < pair; p++) {
+        const yaml_node_t *pk = yaml_document_get_node(doc, p->key);
+        if (pk->type == YAML_SCALAR_NODE && pk->data.scalar.length == k->data.scalar.length &&
+            memcmp(pk->data.scalar.value, k->data.scalar.value, k->data.scalar.length) == 0)
+            return pk;
+    }
+    return NULL;
+}
+
+/* Checks a mapping key: a scalar, not seen before in this mapping. Fills full
+ * with prefix.key. Returns the key node, or NULL after reporting. */
+static const yaml_node_t *map_key(struct walk *w, const yaml_node_t *map,
+                                  const yaml_node_pair_t *pair, const char *prefix, char *full,
+                                  size_t fulllen) {
+    char show[64];
+    const yaml_node_t *k = yaml_document_get_node(w->doc, pair->key);
+
+    if (k->type != YAML_SCALAR_NODE) {
+        walk_err(w, k, *prefix ? prefix : "(top level)", "expected a key name, got %s",
+                 node_show(k, show, sizeof show));
+        return NULL;
+    }
+    if (*prefix)
+        snprintf(full, fulllen, "%s.%s", prefix, (const char *)k->data.scalar.value);
+    else
+        snprintf(full, fulllen, "%s", (const char *)k->data.scalar.value);
+    const yaml_node_t *first = dup_key(w->doc, map, pair);
+    if (first) {
+        walk_err(w, k, full, "duplicate key (first at line %zu:%zu)", first->start_mark.line + 1,
+                 first->start_mark.column + 1);
+        return NULL;
+    }
+    return k;
+}
+
+/* detection.keywords: a mapping label -> threshold. */
+static void set_keywords(struct walk *w, const struct cfg_key *k, const yaml_node_t *v) {
+    char show[64], full[128];
+    struct kws_config *c = w->cfg;
+
+    c->detection.n_keywords = 0;
+    memset(c->detection.keywords, 0, sizeof c->detection.keywords);
+    if (node_is_null(v))
+        return;
+    if (v->type != YAML_MAPPING_NODE) {
+        walk_err(w, v, k->name, "expected a mapping of label: threshold, got %s",
+                 node_show(v, show, sizeof show));
+        return;
+    }
+    for (const yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top;
+         p++) {
+        const yaml_node_t *kn = map_key(w, v, p, k->name, full, sizeof full);
+        if (!kn)
+            continue;
+        const char *label = (const char *)kn->data.scalar.value;
+        size_t len = kn->data.scalar.length;
+        if (len == 0 || len >= KWS_CONFIG_LABEL_LEN || strlen(label) != len) {
+            walk_err(w, kn, full, "label must be 1 to %d bytes", KWS_CONFIG_LABEL_LEN - 1);
+            continue;
+        }
+        if (c->detection.n_keywords >= KWS_CONFIG_MAX_KEYWORDS) {
+            walk_err(w, kn, full, "more than %d keyword overrides", KWS_CONFIG_MAX_KEYWORDS);
+            continue;
+        }
+        struct config_keyword *kw = &c->detection.keywords[c->detection.n_keywords];
+        if (set_scalar(w, k, full, yaml_document_get_node(w->doc, p->value), &kw->threshold) < 0)
+            continue;
+        memcpy(kw->label, label, len + 1);
+        kw->line = (int)kn->start_mark.line + 1;
+        kw->col = (int)kn->start_mark.column + 1;
+        c->detection.n_keywords++;
+    }
+}
+
+static void walk_value(struct walk *w, const struct cfg_key *k, const yaml_node_t *v) {
+    char *base = (char *)w->cfg;
+
+    if (k->type == CFG_ENDPOINTS)
+        set_endpoints(w, k, v);
+    else if (k->type == CFG_KEYWORDS)
+        set_keywords(w, k, v);
+    else
+        set_scalar(w, k, k->name, v, base + k->off);
+}
+
+/* Walks one mapping whose keys are under prefix ("" at the top level). */
+static void walk_mapping(struct walk *w, const yaml_node_t *map, const char *prefix) {
+    char full[128], show[64];
+
+    for (const yaml_node_pair_t *p = map->data.mapping.pairs.start;
+         p < map->data.mapping.pairs.top; p++) {
+        const yaml_node_t *kn = map_key(w, map, p, prefix, full, sizeof full);
+        if (!kn)
+            continue;
+        const yaml_node_t *v = yaml_document_get_node(w->doc, p->value);
+        const struct cfg_key *k = key_find(full);
+        if (k) {
+            walk_value(w, k, v);
+        } else if (key_is_section(full)) {
+            if (v->type == YAML_MAPPING_NODE)
+                walk_mapping(w, v, full);
+            else if (!node_is_null(v)) /* "audio:" alone is an empty section */
+                walk_err(w, v, full, "expected a mapping of keys, got %s",
+                         node_show(v, show, sizeof show));
+        } else {
+            walk_err(w, kn, full, "unknown key");
+        }
+    }
+}
+
+/* ==== Loading ==== */
+
+/* 1-based line and column of a byte offset in text (for reader errors,
+ * which carry an offset rather than a mark). */
+static void offset_pos(const char *text, size_t len, size_t off, size_t *line, size_t *col) {
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && i < len; i++) {
+        if (text[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else if (((unsigned char)text[i] & 0xc0) != 0x80) {
+            (*col)++;
+        }
+    }
+}
+
+static void syntax_err(const yaml_parser_t *ps, const char *name, const char *text, size_t len,
+                       struct config_diags *d) {
+    size_t line = ps->problem_mark.line + 1, col = ps->problem_mark.column + 1;
+    const char *problem = ps->problem ? ps->problem : "unknown error";
+
+    if (ps->error == YAML_READER_ERROR) {
+        offset_pos(text, len, ps->problem_offset, &line, &col);
+        config_diags_add(d, "%s:%zu:%zu: syntax error: %s", name, line, col, problem);
+    } else if (ps->context) {
+        config_diags_add(d, "%s:%zu:%zu: syntax error: %s (%s at line %zu column %zu)", name, line,
+                         col, problem, ps->context, ps->context_mark.line + 1,
+                         ps->context_mark.column + 1);
+    } else {
+        config_diags_add(d, "%s:%zu:%zu: syntax error: %s", name, line, col, problem);
+    }
+}
+
+/* Parses len bytes of YAML text over the defaults into *cfg. */
+static int parse_text(struct kws_config *cfg, const char *name, const char *text, size_t len,
+                      struct config_diags *d) {
+    struct kws_config tmp;
+    yaml_parser_t parser;
+    yaml_document_t doc, next;
+    int rc = 0;
+
+    diags_reset(d);
+    config_defaults(&tmp);
+    snprintf(tmp.source, sizeof tmp.source, "%s", name);
+
+    if (!yaml_parser_initialize(&parser))
+        return -ENOMEM;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        if (parser.error == YAML_MEMORY_ERROR) {
+            rc = -ENOMEM;
+        } else {
+            syntax_err(&parser, name, text, len, d);
+            rc = -KWS_ECONFIG;
+        }
+        yaml_parser_delete(&parser);
+        return rc;
+    }
+    /* A syntax error in a later document also stops before any key is judged. */
+    int have_next = 0;
+    if (yaml_document_get_root_node(&doc)) {
+        if (!yaml_parser_load(&parser, &next)) {
+            rc = parser.error == YAML_MEMORY_ERROR ? -ENOMEM : -KWS_ECONFIG;
+            if (rc == -KWS_ECONFIG)
+                syntax_err(&parser, name, text, len, d);
+            goto out;
+        }
+        have_next = 1;
+    }
+
+    struct walk w = {.name = name, .d = d, .doc = &doc, .cfg = &tmp};
+    const yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (root && root->type == YAML_MAPPING_NODE) {
+        walk_mapping(&w, root, "");
+    } else if (root && !node_is_null(root)) {
+        char show[64];
+        walk_err(&w, root, "(top level)", "expected a mapping of sections, got %s",
+                 node_show(root, show, sizeof show));
+    }
+    const yaml_node_t *extra = have_next ? yaml_document_get_root_node(&next) : NULL;
+    if (extra)
+        walk_err(&w, extra, "(top level)", "only one YAML document is allowed");
+    rc = w.errors ? -KWS_ECONFIG : 0;
+
+out:
+    if (have_next)
+        yaml_document_delete(&next);
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    if (rc == 0)
+        *cfg = tmp;
+    return rc;
+}
+
+void config_defaults(struct kws_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < KWS_ARRAY_SIZE(config_keys); i++) {
+        const struct cfg_key *k = &config_keys[i];
+        yaml_node_t n;
+        struct walk w = {.name = "(defaults)", .cfg = cfg};
+
+        if (k->type == CFG_KEYWORDS)
+            continue; /* no overrides by default */
+        memset(&n, 0, sizeof n);
+        n.type = YAML_SCALAR_NODE;
+        n.data.scalar.value = (yaml_char_t *)k->def;
+        n.data.scalar.length = strlen(k->def);
+        n.data.scalar.style = YAML_DOUBLE_QUOTED_SCALAR_STYLE;
+        if (k->type == CFG_ENDPOINTS) {
+            KWS_ASSERT(set_scalar(&w, k, k->name, &n, cfg->transport.endpoints[0]) == 0);
+            cfg->transport.n_endpoints = 1;
+        } else {
+            KWS_ASSERT(set_scalar(&w, k, k->name, &n, (char *)cfg + k->off) == 0);
+        }
+    }
+}
+
+int config_parse_string(struct kws_config *cfg, const char *name, const char *yaml,
+                        struct config_diags *d) {
+    return parse_text(cfg, name ? name : "(string)", yaml, strlen(yaml), d);
+}
+
+/* Reads a whole regular file into a NUL-terminated heap buffer. */
+static int read_file(const char *path, char **out, size_t *outlen) {
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        close(fd);
+        return -EISDIR;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        close(fd);
+        return -ENOMEM;
+    }
+    for (;;) {
+        if (len + 1 >= cap) {
+            if (cap >= CONFIG_FILE_MAX) {
+                free(buf);
+                close(fd);
+                return -EFBIG;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                close(fd);
+                return -ENOMEM;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + len, cap - 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = -errno;
+            free(buf);
+            close(fd);
+            return e;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+    }
+    close(fd);
+    buf[len] = '\0';
+    *out = buf;
+    *outlen = len;
+    return 0;
+}
+
+int config_load(struct kws_config *cfg, const char *path, struct config_diags *d) {
+    char *text = NULL;
+    size_t len = 0;
+
+    diags_reset(d);
+    if (!path) {
+        config_defaults(cfg);
+        return 0;
+    }
+    int rc = read_file(path, &text, &len);
+    if (rc < 0) {
+        config_diags_add(d, "%s: %s", path, rc == -EFBIG ? "file too large" : kws_strerror(rc));
+        return rc;
+    }
+    rc = parse_text(cfg, path, text, len, d);
+    free(text);
+    return rc;
+}
+
+/* ==== After the model is loaded ==== */
+
+int config_check_labels(const struct kws_config *cfg, const char *const *labels, int n,
+                        struct config_diags *d) {
+    int bad = 0;
+    const char *src = cfg->source[0] ? cfg->source : "(config)";
+
+    for (int i = 0; i < cfg->detection.n_keywords; i++) {
+        const struct config_keyword *kw = &cfg->detection.keywords[i];
+        int found = 0;
+        for (int j = 0; j < n && !found; j++)
+            found = labels[j] && strcmp(labels[j], kw->label) == 0;
+        if (!found) {
+            config_diags_add(d, "%s:%d:%d: detection.keywords.%s: no such label in model", src,
+                             kw->line, kw->col, kw->label);
+            bad++;
+        }
+    }
+    return bad ? -KWS_ECONFIG : 0;
+}
+
+float config_threshold_for(const struct kws_config *cfg, const char *label) {
+    for (int i = 0; i < cfg->detection.n_keywords; i++)
+        if (strcmp(cfg->detection.keywords[i].label, label) == 0)
+            return cfg->detection.keywords[i].threshold;
+    return cfg->detection.threshold;
+}
+
+/* ==== Writing it out ==== */
+
+/* A YAML double-quoted string. */
+static void put_quoted(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            fprintf(f, "\\x%02x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+void config_dump(const struct kws_config *cfg, FILE *f) {
+    fputs("audio:\n  device: ", f);
+    put_quoted(f, cfg->audio.device);
+    fprintf(f, "\n  rate: %d\n  period_ms: %d\n", cfg->audio.rate, cfg->audio.period_ms);
+    fputs("model:\n  path: ", f);
+    put_quoted(f, cfg->model.path);
+    fprintf(f, "\ndetection:\n  threshold: %.9g\n  smoothing_ms: %d\n  refractory_ms: %d\n",
+            cfg->detection.threshold, cfg->detection.smoothing_ms, cfg->detection.refractory_ms);
+    if (cfg->detection.n_keywords == 0)
+        fputs("  keywords: {}\n", f);
+    else
+        fputs("  keywords:\n", f);
+    for (int i = 0; i < cfg->detection.n_keywords; i++) {
+        fputs("    ", f);
+        put_quoted(f, cfg->detection.keywords[i].label);
+        fprintf(f, ": %.9g\n", cfg->detection.keywords[i].threshold);
+    }
+    fputs("transport:\n  endpoints:\n", f);
+    for (int i = 0; i < cfg->transport.n_endpoints; i++) {
+        fputs("    - ", f);
+        put_quoted(f, cfg->transport.endpoints[i]);
+        fputc('\n', f);
+    }
+    fprintf(f, "  heartbeat_s: %.17g\n  queue: %d\n", cfg->transport.heartbeat_s,
+            cfg->transport.queue);
+    fprintf(f, "logging:\n  level: %s\n", kws_log_level_name(cfg->logging.level));
+}
+
+void config_keys_markdown(FILE *f) {
+    fputs("| key | type | range | default | meaning |\n", f);
+    fputs("|---|---|---|---|---|\n", f);
+    for (size_t i = 0; i < KWS_ARRAY_SIZE(config_keys); i++) {
+        const struct cfg_key *k = &config_keys[i];
+        fprintf(f, "| `%s` | ", k->name);
+        switch (k->type) {
+        case CFG_STRING:
+            fprintf(f, "string | %.0f..%.0f bytes | `%s`", k->min, k->max, k->def);
+            break;
+        case CFG_INT:
+            fprintf(f, "integer | [%.0f, %.0f] | `%s`", k->min, k->max, k->def);
+            break;
+        case CFG_FLOAT:
+        case CFG_DOUBLE:
+            fprintf(f, "number | [%g, %g] | `%s`", k->min, k->max, k->def);
+            break;
+        case CFG_LOGLEVEL:
+            fprintf(f, "enum | error, warning, notice, info, debug | `%s`", k->def);
+            break;
+        case CFG_ENDPOINTS:
+            fprintf(f, "sequence of strings | %.0f..%.0f items | `[%s]`", k->min, k->max, k->def);
+            break;
+        case CFG_KEYWORDS:
+            fprintf(f, "mapping label: number | [%g, %g] each, at most %d | `{}`", k->min, k->max,
+                    KWS_CONFIG_MAX_KEYWORDS);
+            break;
+        }
+        fprintf(f, " | %s |\n", k->doc);
+    }
+}
