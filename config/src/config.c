@@ -562,7 +562,7 @@ static int parse_text(struct kws_config *cfg, const char *name, const char *text
             rc = -ENOMEM;
         } else {
             syntax_err(&parser, name, text, len, d);
-            rc = -KWS_ECONFIG;
+            rc = KWS_ECONFIG;
         }
         yaml_parser_delete(&parser);
         return rc;
@@ -571,8 +571,8 @@ static int parse_text(struct kws_config *cfg, const char *name, const char *text
     int have_next = 0;
     if (yaml_document_get_root_node(&doc)) {
         if (!yaml_parser_load(&parser, &next)) {
-            rc = parser.error == YAML_MEMORY_ERROR ? -ENOMEM : -KWS_ECONFIG;
-            if (rc == -KWS_ECONFIG)
+            rc = parser.error == YAML_MEMORY_ERROR ? -ENOMEM : KWS_ECONFIG;
+            if (rc == KWS_ECONFIG)
                 syntax_err(&parser, name, text, len, d);
             goto out;
         }
@@ -591,7 +591,7 @@ static int parse_text(struct kws_config *cfg, const char *name, const char *text
     const yaml_node_t *extra = have_next ? yaml_document_get_root_node(&next) : NULL;
     if (extra)
         walk_err(&w, extra, "(top level)", "only one YAML document is allowed");
-    rc = w.errors ? -KWS_ECONFIG : 0;
+    rc = w.errors ? KWS_ECONFIG : 0;
 
 out:
     if (have_next)
@@ -725,7 +725,7 @@ int config_check_labels(const struct kws_config *cfg, const char *const *labels,
             bad++;
         }
     }
-    return bad ? -KWS_ECONFIG : 0;
+    return bad ? KWS_ECONFIG : 0;
 }
 
 float config_threshold_for(const struct kws_config *cfg, const char *label) {

@@ -104,8 +104,9 @@ void config_defaults(struct kws_config *cfg);
  * unknown, duplicate, mistyped or out-of-range key.
  *
  * Returns 0 and fills *cfg on success. On failure *cfg is left untouched and
- * the return is -KWS_ECONFIG (the file is invalid), or -errno when the file
- * cannot be read (-ENOENT, -EACCES; d then holds "path: <strerror>"). */
+ * the return is KWS_ECONFIG (the file is invalid; negative, like every kwsd
+ * error code), or -errno when the file cannot be read (-ENOENT, -EACCES,
+ * -EISDIR, -EFBIG over 1 MiB; d then holds "path: <reason>"). */
 int config_load(struct kws_config *cfg, const char *path, struct config_diags *d);
 
 /* Same as config_load, for YAML text already in memory. name is what
@@ -115,7 +116,7 @@ int config_parse_string(struct kws_config *cfg, const char *name, const char *ya
 
 /* Checks every detection.keywords label against the model's labels (n of
  * them). Appends `source:line:col: detection.keywords.<label>: no such label in
- * model` for each unknown one. Returns 0, or -KWS_ECONFIG if any is unknown. */
+ * model` for each unknown one. Returns 0, or KWS_ECONFIG if any is unknown. */
 int config_check_labels(const struct kws_config *cfg, const char *const *labels, int n,
                         struct config_diags *d);
 
