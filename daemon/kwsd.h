@@ -1,0 +1,70 @@
+/* kwsd.h: the daemon's one context and the pieces main.c wires together.
+ *
+ * Everything kwsd owns lives in one struct kwsd, created in main() and
+ * reached from libuv callbacks through handle->data. One loop thread owns
+ * every handle; nothing here is shared with another thread.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef KWSD_DAEMON_KWSD_H
+#define KWSD_DAEMON_KWSD_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "kws/audio_pipe.h"
+#include "kws/capture.h"
+#include "kws/config.h"
+#include "kws/detector.h"
+#include "kws/snn.h"
+#include "kws/transport.h"
+
+struct kwsd {
+    uv_loop_t loop;
+    struct kws_config cfg;       /* the running configuration */
+    char config_path[KWS_CONFIG_PATH_LEN];
+    const char *input_file;      /* --input: run on a file instead of a device */
+    const char *device_override; /* --device */
+    const char *model_override;  /* --model */
+    int log_override;            /* --log-level given */
+    enum kws_log_level log_level;
+
+    struct snn_model model;
+    struct snn_state state;
+    struct kws_detector det;
+    struct audio_pipe pipe;
+    int pipe_rate;               /* input rate the pipe was built for; 0 = not built */
+    float *v_out;                /* (n_classes) readout potentials */
+    const char *model_name;      /* basename of the model path */
+
+    struct transport_pub pub;
+    struct audio_capture cap;
+    int cap_open;
+
+    uv_signal_t sig_int, sig_term, sig_hup;
+    uv_timer_t heartbeat;
+    uv_timer_t watchdog;
+    uv_idle_t file_feed;         /* --input: pushes the file in blocks */
+
+    float *file_samples;         /* --input: the whole file at its native rate */
+    size_t file_n, file_pos;
+    int file_rate;
+
+    uint64_t start_ns;           /* uv_hrtime at start */
+    uint64_t frames;             /* 10 ms frames processed */
+    uint64_t frames_at_watchdog; /* frames at the last watchdog tick */
+    uint64_t detections;
+    uint64_t busy_ns;            /* time spent processing audio */
+    uint64_t audio_ns;           /* audio time processed */
+    int stopping;
+    int exit_code;
+};
+
+/* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET. Returns 1
+ * if sent, 0 if not running under systemd, or a negative errno. */
+int kwsd_notify(const char *state);
+
+/* The watchdog interval systemd asked for ($WATCHDOG_USEC), in ms, or 0. */
+uint64_t kwsd_watchdog_ms(void);
+
+#endif /* KWSD_DAEMON_KWSD_H */

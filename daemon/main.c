@@ -1,0 +1,545 @@
+/* main.c: kwsd, the keyword-spotting daemon.
+ *
+ * main() reads as the daemon's ordered start: configuration, model, front
+ * end, PCM, sockets, then READY=1 to systemd. From then on one libuv loop
+ * does everything: ALSA's descriptors wake it, each 10 ms frame steps the
+ * spiking network, the detector decides, and events go out on ZeroMQ without
+ * ever blocking. SIGINT/SIGTERM close every handle and end the loop; SIGHUP
+ * re-reads the configuration and swaps it in only if it is valid.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "kws/audio_file.h"
+#include "kws/err.h"
+#include "kws/log.h"
+#include "kwsd.h"
+
+#ifndef KWSD_VERSION
+#define KWSD_VERSION "0.0.0"
+#endif
+
+#define KWSD_DEFAULT_CONFIG "/etc/kwsd/kwsd.yaml"
+#define FILE_BLOCK 4096 /* samples pushed per idle turn in --input mode */
+
+static void kwsd_stop(struct kwsd *k, int code);
+
+/* ==== Logging ==== */
+
+/* Under systemd (JOURNAL_STREAM is set) lines carry journald's "<N>" prefix;
+ * on a terminal they read "kwsd: level: message". */
+static void log_setup(enum kws_log_level level) {
+    static int terminal = 1;
+    kws_log_set(kws_log_stderr, getenv("JOURNAL_STREAM") ? NULL : &terminal, level);
+}
+
+#define LOGE(...) KWS_LOG(KWS_LOG_ERR, __VA_ARGS__)
+#define LOGW(...) KWS_LOG(KWS_LOG_WARNING, __VA_ARGS__)
+#define LOGN(...) KWS_LOG(KWS_LOG_NOTICE, __VA_ARGS__)
+#define LOGI(...) KWS_LOG(KWS_LOG_INFO, __VA_ARGS__)
+#define LOGD(...) KWS_LOG(KWS_LOG_DEBUG, __VA_ARGS__)
+
+/* ==== Model, detector and network state ==== */
+
+/* The parts built from a model and the detection settings, kept together so
+ * a reload can build a new set and swap it in whole. */
+struct kwsd_net {
+    struct snn_model model;
+    struct snn_state state;
+    struct kws_detector det;
+    float *v_out;
+};
+
+static void net_free(struct kwsd_net *n) {
+    kws_detector_free(&n->det);
+    snn_state_free(&n->state);
+    snn_model_free(&n->model);
+    free(n->v_out);
+    memset(n, 0, sizeof *n);
+}
+
+/* Loads the model of cfg and builds state and detector for it. Errors go to
+ * d as "path: message" lines. */
+static int net_build(struct kwsd_net *n, const struct kws_config *cfg, struct config_diags *d) {
+    const char *labels[SNN_MAX_CLASSES];
+    struct kws_detector_cfg dc;
+    char msg[256];
+    int rc;
+
+    memset(n, 0, sizeof *n);
+    rc = snn_model_load(&n->model, cfg->model.path, msg, sizeof msg);
+    if (rc < 0) {
+        config_diags_add(d, "%s: %s", cfg->model.path, msg);
+        return rc;
+    }
+    for (int c = 0; c < n->model.cfg.n_classes; c++)
+        labels[c] = n->model.cfg.labels[c];
+    rc = config_check_labels(cfg, labels, n->model.cfg.n_classes, d);
+    if (rc < 0)
+        goto fail;
+    kws_detector_cfg_default(&dc, &n->model.cfg, cfg->detection.threshold,
+                             cfg->detection.smoothing_ms, cfg->detection.refractory_ms,
+                             1000 * n->model.cfg.fe.hop / n->model.cfg.fe.sample_rate);
+    for (int c = 0; c < n->model.cfg.n_classes; c++)
+        dc.threshold[c] = config_threshold_for(cfg, labels[c]);
+    rc = kws_detector_init(&n->det, &dc);
+    if (rc < 0) {
+        config_diags_add(d, "%s: detector: %s", cfg->model.path, kws_strerror(rc));
+        goto fail;
+    }
+    rc = snn_state_init(&n->state, &n->model);
+    n->v_out = calloc((size_t)n->model.cfg.n_classes, sizeof(float));
+    if (rc < 0 || !n->v_out) {
+        rc = rc < 0 ? rc : -ENOMEM;
+        config_diags_add(d, "%s: %s", cfg->model.path, kws_strerror(rc));
+        goto fail;
+    }
+    return 0;
+fail:
+    net_free(n);
+    return rc < 0 ? rc : KWS_ECONFIG;
+}
+
+static void net_install(struct kwsd *k, struct kwsd_net *n) {
+    k->model = n->model;
+    k->state = n->state;
+    k->det = n->det;
+    k->v_out = n->v_out;
+}
+
+static void net_take(struct kwsd *k, struct kwsd_net *n) {
+    n->model = k->model;
+    n->state = k->state;
+    n->det = k->det;
+    n->v_out = k->v_out;
+}
+
+static const char *base_name(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+/* ==== Audio path: samples -> frames -> network -> detector -> events ==== */
+
+static void on_frame(void *ctx, const float *feat, const float *spikes) {
+    struct kwsd *k = ctx;
+    struct kws_hit hit;
+
+    (void)feat;
+    snn_step(&k->model, &k->state, spikes, k->v_out);
+    k->frames++;
+    if (!kws_detector_step(&k->det, k->v_out, &hit, NULL))
+        return;
+    k->detections++;
+    struct kws_detection ev = {
+        .keyword = k->model.cfg.labels[hit.label],
+        .score = hit.score,
+        .threshold = hit.threshold,
+        .start_ms = hit.start_ms,
+        .end_ms = hit.end_ms,
+        .seq = k->detections,
+        .model = k->model_name,
+    };
+    LOGI("detected \"%s\" score %.3f at %.2f s", ev.keyword, (double)ev.score,
+         (double)ev.end_ms / 1000.0);
+    if (transport_pub_detection(&k->pub, &ev) < 0)
+        LOGD("detection %llu dropped: no room in a subscriber's queue",
+             (unsigned long long)ev.seq);
+}
+
+/* Feeds one block of device-rate samples. The pipe is (re)built only when
+ * the rate changes, i.e. at the first block and after a device reopen. */
+static void on_audio(void *ctx, const float *mono, size_t n, int rate) {
+    struct kwsd *k = ctx;
+    uint64_t t0 = uv_hrtime();
+    int rc;
+
+    if (k->stopping)
+        return;
+    if (rate != k->pipe_rate) {
+        rc = k->pipe_rate ? audio_pipe_set_in_rate(&k->pipe, rate)
+                          : audio_pipe_init(&k->pipe, &k->model.cfg.fe, rate, FILE_BLOCK);
+        if (rc < 0) {
+            LOGE("cannot resample %d Hz to %d Hz: %s", rate, k->model.cfg.fe.sample_rate,
+                 kws_strerror(rc));
+            kwsd_stop(k, 1);
+            return;
+        }
+        if (k->pipe_rate)
+            LOGN("capture rate is now %d Hz", rate);
+        k->pipe_rate = rate;
+    }
+    audio_pipe_push(&k->pipe, mono, n, on_frame, k);
+    k->busy_ns += uv_hrtime() - t0;
+    k->audio_ns += (uint64_t)n * 1000000000ull / (uint64_t)rate;
+}
+
+/* --input mode: one block per loop turn, so timers and signals still run. */
+static void on_file_feed(uv_idle_t *h) {
+    struct kwsd *k = h->data;
+    size_t n = k->file_n - k->file_pos;
+
+    if (n > FILE_BLOCK)
+        n = FILE_BLOCK;
+    if (n)
+        on_audio(k, k->file_samples + k->file_pos, n, k->file_rate);
+    k->file_pos += n;
+    if (k->file_pos >= k->file_n && !k->stopping) {
+        double audio_s = (double)k->audio_ns / 1e9;
+        LOGN("end of %s: %.1f s of audio, %llu detections, real-time factor %.4f", k->input_file,
+             audio_s, (unsigned long long)k->detections,
+             audio_s > 0 ? (double)k->busy_ns / (double)k->audio_ns : 0.0);
+        kwsd_stop(k, 0);
+    }
+}
+
+/* ==== Heartbeat, watchdog, signals ==== */
+
+static void on_heartbeat(uv_timer_t *h) {
+    struct kwsd *k = h->data;
+    struct audio_capture_stats cs = {0};
+
+    if (k->cap_open)
+        audio_capture_get_stats(&k->cap, &cs);
+    struct kws_status st = {
+        .uptime_s = (double)(uv_hrtime() - k->start_ns) / 1e9,
+        .frames = k->frames,
+        .xruns = cs.xruns,
+        .rtf = k->audio_ns ? (double)k->busy_ns / (double)k->audio_ns : 0.0,
+        .device = k->input_file ? k->input_file : k->cfg.audio.device,
+        .rate = k->input_file ? k->file_rate : cs.rate,
+        .model = k->model_name,
+        .detections = k->detections,
+    };
+    transport_pub_status(&k->pub, &st);
+}
+
+/* WATCHDOG=1 only while audio flows: a stalled or lost device lets systemd's
+ * watchdog restart the service. */
+static void on_watchdog(uv_timer_t *h) {
+    struct kwsd *k = h->data;
+    if (k->frames > k->frames_at_watchdog)
+        kwsd_notify("WATCHDOG=1");
+    k->frames_at_watchdog = k->frames;
+}
+
+static void reload(struct kwsd *k) {
+    struct kws_config next;
+    struct config_diags d = {0};
+    struct kwsd_net net, old;
+    int rc;
+
+    kwsd_notify("RELOADING=1");
+    rc = config_load(&next, k->config_path, &d);
+    if (rc == 0) {
+        if (k->device_override)
+            snprintf(next.audio.device, sizeof next.audio.device, "%s", k->device_override);
+        if (k->model_override)
+            snprintf(next.model.path, sizeof next.model.path, "%s", k->model_override);
+        rc = net_build(&net, &next, &d);
+    }
+    if (rc < 0) {
+        LOGE("reload of %s failed; the running configuration stays:", k->config_path);
+        for (int i = 0; i < d.n; i++)
+            LOGE("%s", d.msg[i]);
+        kwsd_notify("READY=1");
+        return;
+    }
+    if (memcmp(&net.model.cfg.fe, &k->model.cfg.fe, sizeof net.model.cfg.fe) != 0) {
+        /* The new model wants another front end: rebuild the pipe at the next block. */
+        audio_pipe_free(&k->pipe);
+        k->pipe_rate = 0;
+    }
+    net_take(k, &old);
+    net_install(k, &net);
+    net_free(&old);
+    k->model_name = base_name(next.model.path);
+    if (strcmp(next.audio.device, k->cfg.audio.device) || next.audio.rate != k->cfg.audio.rate ||
+        next.audio.period_ms != k->cfg.audio.period_ms)
+        LOGW("audio settings changed in %s: they take effect at the next restart",
+             k->config_path);
+    if (memcmp(&next.transport, &k->cfg.transport, sizeof next.transport))
+        LOGW("transport settings changed in %s: they take effect at the next restart",
+             k->config_path);
+    next.audio = k->cfg.audio;
+    next.transport = k->cfg.transport;
+    if (!k->log_override)
+        log_setup(next.logging.level);
+    k->cfg = next;
+    LOGN("reloaded %s (model %s, %d classes)", k->config_path, k->cfg.model.path,
+         k->model.cfg.n_classes);
+    kwsd_notify("READY=1");
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    struct kwsd *k = h->data;
+    if (signum == SIGHUP) {
+        reload(k);
+        return;
+    }
+    LOGN("signal %d: stopping", signum);
+    kwsd_stop(k, 0);
+}
+
+/* ==== Shutdown ==== */
+
+static void on_handle_closed(uv_handle_t *h) {
+    (void)h;
+}
+
+static void on_capture_closed(struct audio_capture *c) {
+    (void)c;
+}
+
+static void close_handle(struct kwsd *k, uv_handle_t *h) {
+    if (h->loop && !uv_is_closing(h)) {
+        h->data = k;
+        uv_close(h, on_handle_closed);
+    }
+}
+
+/* Closes every handle; uv_run returns once their close callbacks have run. */
+static void kwsd_stop(struct kwsd *k, int code) {
+    if (k->stopping)
+        return;
+    k->stopping = 1;
+    k->exit_code = code;
+    kwsd_notify("STOPPING=1");
+    close_handle(k, (uv_handle_t *)&k->sig_int);
+    close_handle(k, (uv_handle_t *)&k->sig_term);
+    close_handle(k, (uv_handle_t *)&k->sig_hup);
+    close_handle(k, (uv_handle_t *)&k->heartbeat);
+    close_handle(k, (uv_handle_t *)&k->watchdog);
+    close_handle(k, (uv_handle_t *)&k->file_feed);
+    if (k->cap_open) {
+        audio_capture_close(&k->cap, on_capture_closed);
+        k->cap_open = 0;
+    }
+}
+
+/* ==== Start ==== */
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: kwsd [options]\n"
+            "  -c, --config PATH     configuration file (default " KWSD_DEFAULT_CONFIG ")\n"
+            "      --check-config    validate the configuration and the model, then exit\n"
+            "  -d, --device NAME     ALSA capture device (overrides audio.device)\n"
+            "  -m, --model PATH      model file (overrides model.path)\n"
+            "  -i, --input FILE      process an audio file instead of a device, then exit\n"
+            "  -l, --log-level L     error|warning|notice|info|debug\n"
+            "  -V, --version         print the version\n"
+            "  -h, --help            this text\n");
+}
+
+static int start_audio(struct kwsd *k) {
+    char msg[512];
+    int rc;
+
+    if (k->input_file) {
+        rc = audio_file_read(k->input_file, 0, &k->file_samples, &k->file_n, &k->file_rate, msg,
+                             sizeof msg);
+        if (rc < 0) {
+            LOGE("%s", msg);
+            return rc;
+        }
+        uv_idle_init(&k->loop, &k->file_feed);
+        k->file_feed.data = k;
+        uv_idle_start(&k->file_feed, on_file_feed);
+        LOGI("input %s: %zu samples at %d Hz", k->input_file, k->file_n, k->file_rate);
+        return 0;
+    }
+    struct audio_capture_cfg cc = {
+        .device = k->cfg.audio.device,
+        .rate = k->cfg.audio.rate,
+        .period_ms = k->cfg.audio.period_ms,
+    };
+    rc = audio_capture_open(&k->cap, &k->loop, &cc, on_audio, k, msg, sizeof msg);
+    if (rc < 0) {
+        LOGE("%s", msg);
+        return rc;
+    }
+    k->cap_open = 1;
+    struct audio_capture_stats cs;
+    audio_capture_get_stats(&k->cap, &cs);
+    LOGI("capture %s: %d Hz, %d channel(s), %s, period %d samples", k->cfg.audio.device, cs.rate,
+         cs.channels, cs.format ? cs.format : "?", cs.period);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},  {"check-config", no_argument, NULL, 'C'},
+        {"device", required_argument, NULL, 'd'},  {"model", required_argument, NULL, 'm'},
+        {"input", required_argument, NULL, 'i'},   {"log-level", required_argument, NULL, 'l'},
+        {"version", no_argument, NULL, 'V'},       {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    static struct kwsd kd; /* large: keep it off the stack */
+    struct kwsd *k = &kd;
+    struct config_diags diags = {0};
+    struct kwsd_net net;
+    int check_only = 0, opt, rc;
+    const char *config_path = KWSD_DEFAULT_CONFIG;
+    int config_given = 0;
+
+    k->log_level = KWS_LOG_INFO;
+    while ((opt = getopt_long(argc, argv, "c:d:m:i:l:Vh", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            config_given = 1;
+            break;
+        case 'C':
+            check_only = 1;
+            break;
+        case 'd':
+            k->device_override = optarg;
+            break;
+        case 'm':
+            k->model_override = optarg;
+            break;
+        case 'i':
+            k->input_file = optarg;
+            break;
+        case 'l':
+            if (kws_log_level_parse(optarg, &k->log_level) < 0) {
+                fprintf(stderr, "kwsd: --log-level: unknown level \"%s\"\n", optarg);
+                return 2;
+            }
+            k->log_override = 1;
+            break;
+        case 'V':
+            printf("kwsd %s\n", KWSD_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "kwsd: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    /* 1. Configuration. A missing default file means built-in defaults; a
+     * file named on the command line must exist. */
+    log_setup(k->log_level);
+    snprintf(k->config_path, sizeof k->config_path, "%s", config_path);
+    if (!config_given && access(config_path, F_OK) != 0) {
+        config_defaults(&k->cfg);
+        k->config_path[0] = '\0';
+    } else if ((rc = config_load(&k->cfg, config_path, &diags)) < 0) {
+        config_diags_print(&diags, stderr);
+        if (diags.n == 0)
+            fprintf(stderr, "kwsd: %s: %s\n", config_path, kws_strerror(rc));
+        return 1;
+    }
+    if (k->device_override)
+        snprintf(k->cfg.audio.device, sizeof k->cfg.audio.device, "%s", k->device_override);
+    if (k->model_override)
+        snprintf(k->cfg.model.path, sizeof k->cfg.model.path, "%s", k->model_override);
+    if (!k->log_override)
+        k->log_level = k->cfg.logging.level;
+    log_setup(k->log_level);
+
+    /* 2. Model, detector and network state. */
+    if (net_build(&net, &k->cfg, &diags) < 0) {
+        config_diags_print(&diags, stderr);
+        return 1;
+    }
+    net_install(k, &net);
+    k->model_name = base_name(k->cfg.model.path);
+    if (check_only) {
+        printf("%s: ok (model %s: %d classes, %d inputs, %d hidden layers)\n",
+               k->config_path[0] ? k->config_path : "built-in defaults", k->cfg.model.path,
+               k->model.cfg.n_classes, k->model.cfg.n_in, k->model.cfg.n_layers);
+        net_take(k, &net);
+        net_free(&net);
+        return 0;
+    }
+    LOGN("kwsd %s starting (config %s)", KWSD_VERSION,
+         k->config_path[0] ? k->config_path : "built-in defaults");
+    LOGI("model %s: %d inputs, %d hidden layers, %d classes, front end %d Hz / %d mels",
+         k->cfg.model.path, k->model.cfg.n_in, k->model.cfg.n_layers, k->model.cfg.n_classes,
+         k->model.cfg.fe.sample_rate, k->model.cfg.fe.n_mels);
+
+    rc = uv_loop_init(&k->loop);
+    if (rc < 0) {
+        LOGE("event loop: %s", uv_strerror(rc));
+        return 1;
+    }
+    k->start_ns = uv_hrtime();
+
+    /* 3. PCM (or file) and the front end built from the model. */
+    if (start_audio(k) < 0) {
+        k->exit_code = 1;
+        goto out;
+    }
+
+    /* 4. Sockets. */
+    {
+        const char *eps[KWS_CONFIG_MAX_ENDPOINTS];
+        char msg[512];
+        for (int i = 0; i < k->cfg.transport.n_endpoints; i++)
+            eps[i] = k->cfg.transport.endpoints[i];
+        rc = transport_pub_open(&k->pub, eps, k->cfg.transport.n_endpoints,
+                                k->cfg.transport.queue, msg, sizeof msg);
+        if (rc < 0) {
+            LOGE("%s", msg);
+            kwsd_stop(k, 1);
+            goto out;
+        }
+        for (int i = 0; i < k->pub.n_bound; i++)
+            LOGI("publishing on %s", k->pub.bound[i]);
+    }
+
+    /* 5. Signals and timers, then tell systemd we are ready. */
+    uv_signal_init(&k->loop, &k->sig_int);
+    uv_signal_init(&k->loop, &k->sig_term);
+    uv_signal_init(&k->loop, &k->sig_hup);
+    k->sig_int.data = k->sig_term.data = k->sig_hup.data = k;
+    uv_signal_start(&k->sig_int, on_signal, SIGINT);
+    uv_signal_start(&k->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&k->sig_hup, on_signal, SIGHUP);
+    uv_timer_init(&k->loop, &k->heartbeat);
+    k->heartbeat.data = k;
+    uint64_t hb_ms = (uint64_t)(k->cfg.transport.heartbeat_s * 1000.0);
+    uv_timer_start(&k->heartbeat, on_heartbeat, hb_ms, hb_ms);
+    uv_timer_init(&k->loop, &k->watchdog);
+    k->watchdog.data = k;
+    uint64_t wd_ms = kwsd_watchdog_ms();
+    if (wd_ms)
+        uv_timer_start(&k->watchdog, on_watchdog, wd_ms / 2, wd_ms / 2);
+    kwsd_notify("READY=1");
+    LOGN("ready");
+
+out:
+    uv_run(&k->loop, UV_RUN_DEFAULT);
+    transport_pub_close(&k->pub);
+    rc = uv_loop_close(&k->loop);
+    if (rc < 0)
+        LOGE("event loop did not close cleanly: %s", uv_strerror(rc));
+    audio_pipe_free(&k->pipe);
+    free(k->file_samples);
+    net_take(k, &net);
+    net_free(&net);
+    {
+        struct rusage ru;
+        if (getrusage(RUSAGE_SELF, &ru) == 0)
+            LOGI("stopped: %llu frames, %llu detections, peak RSS %ld KiB",
+                 (unsigned long long)k->frames, (unsigned long long)k->detections, ru.ru_maxrss);
+    }
+    return k->exit_code;
+}
