@@ -1,0 +1,194 @@
+/* kws/train.h: surrogate-gradient BPTT training of the conv-delay SNN.
+ *
+ * The trainer holds the network of kws/snn.h in training form: every hidden
+ * layer is Linear -> BatchNorm over (B*T) -> LIF, recurrent layers add a ring
+ * of arrivals fed through learned real-valued axonal delays spread by a
+ * triangle kernel of half-width s = 1 + sigma (reference/conv-delrec.md
+ * section 3.1), and the readout is a non-spiking leaky integrator. The
+ * spike's Heaviside is differentiated with a surrogate (ATan or Triangle, see
+ * train_surrogate). Parameters, gradients and the AdamW moments share one
+ * flat layout (struct train_params); the activations of a (B,T) batch live in
+ * a second block allocated on the first forward and locked to that (B,T).
+ *
+ *     struct train_net net = {0};
+ *     train_net_init(&net, &cfg, &hp);          // cfg: topology, hp: hyper-parameters
+ *     for each step:
+ *         train_net_forward(&net, x, labels, bg, B, T, 1);   // training mode
+ *         train_net_zero_grad(&net);
+ *         train_net_backward(&net);
+ *         train_net_adamw(&net, lr, lr_delay);
+ *     train_net_export(&net, &model);          // BN folded, delays rounded
+ *     train_net_free(&net);
+ *
+ * Loss (per sample, averaged over the batch): the clip term of the reference
+ * (P = sum_t softmax(v_out[t]) used as logits, -log softmax(P)[y]) plus, for
+ * streaming, bg_weight * (1/T) * sum_t bg[t] * (-log softmax(v_out[t])[sil])
+ * over the frames bg marks as background (no word), so the readout stays on
+ * the silence class between words.
+ *
+ * Thread-safety: a train_net belongs to one thread; its ops use OpenMP
+ * internally. Every reduction runs in a fixed order, so results for a given
+ * seed do not depend on the number of threads.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef KWS_CORE_TRAIN_H
+#define KWS_CORE_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kws/snn.h"
+
+enum train_surrogate {
+    TRAIN_SG_ATAN = 0,     /* dS/dx = (a/2) / (1 + (pi*a*x/2)^2), x = H - thresh */
+    TRAIN_SG_TRIANGLE = 1, /* dS/dx = max(0, a - |x|) / a^2 */
+};
+
+/* Training hyper-parameters (defaults from train_hparams_default). */
+struct train_hparams {
+    int32_t surrogate;   /* enum train_surrogate */
+    float sg_alpha;      /* surrogate slope/width a */
+    int32_t detach_reset; /* 1: the reset is not differentiated */
+    int32_t smooth;      /* 1 (gradient checks only): S = 1/2 + atan(pi a x / 2) / pi instead
+                          * of the Heaviside; its exact derivative is the ATan surrogate */
+    int32_t use_bn;      /* 1: BatchNorm after each hidden Linear */
+    float bn_eps;        /* 1e-5 */
+    float bn_momentum;   /* running-statistics momentum, 0.1 */
+    float drop_ff;       /* dropout on each hidden layer's spikes */
+    float drop_rec;      /* dropout on the recurrent arrivals, fresh mask per step */
+    float wd;            /* AdamW weight decay for Linear weights and recurrent weights */
+    float beta1, beta2, adam_eps;
+    float delay_init_lo, delay_init_hi; /* delays start uniform in [lo, hi] steps */
+    float sigma;         /* current triangle spread; the kernel half-width is 1 + sigma */
+    float bg_weight;     /* weight of the per-frame silence term */
+    int32_t sil_class;   /* class index the background frames target (-1: none) */
+    uint64_t seed;
+};
+
+void train_hparams_default(struct train_hparams *hp);
+
+/* Pointers into one flat block (params, grads, Adam m and v share it).
+ * Order: for each layer l: w_in, b_in, bn_g, bn_b, w_rec, delay; then w_out, b_out. */
+struct train_params {
+    float *w_in[SNN_MAX_LAYERS];  /* (C_l, C_{l-1}) */
+    float *b_in[SNN_MAX_LAYERS];  /* (C_l) */
+    float *bn_g[SNN_MAX_LAYERS];  /* (C_l) BN scale (NULL without BN) */
+    float *bn_b[SNN_MAX_LAYERS];  /* (C_l) BN shift (NULL without BN) */
+    float *w_rec[SNN_MAX_LAYERS]; /* conv (K) or dense (C_l, C_l); NULL if not recurrent */
+    float *delay[SNN_MAX_LAYERS]; /* (C_l) real-valued delays; NULL if not recurrent */
+    float *w_out;                 /* (n_classes, C_{L-1}) */
+    float *b_out;                 /* (n_classes) */
+};
+
+/* Activations of one hidden layer for a (B,T) batch. */
+struct train_layer_acts {
+    const float *x; /* (B,T,C_{l-1}) layer input (l=0: the caller's features) */
+    float *a;       /* (B,T,C) Linear output */
+    float *xhat;    /* (B,T,C) BN-normalised a (NULL without BN) */
+    float *q;       /* (B,T,C) delayed spike trains (recurrent layers) */
+    float *r;       /* (B,T,C) recurrent arrivals W*q (recurrent layers) */
+    float *rmask;   /* (B,T,C) recurrent dropout multipliers (0 or 1/(1-p)) */
+    float *h;       /* (B,T,C) membrane before reset */
+    float *s;       /* (B,T,C) spikes 0/1 */
+    float *sd;      /* (B,T,C) spikes after ff dropout: the next layer's input */
+    float *smask;   /* (B,T,C) ff dropout multipliers */
+    float *bn_mean; /* (C) batch statistics */
+    float *bn_istd; /* (C) */
+};
+
+struct train_net {
+    struct snn_cfg cfg;
+    struct train_hparams hp;
+    size_t n_params;
+    float *mem;                 /* 4 * n_params: params, grads, m, v */
+    struct train_params p, g, m, v;
+    float *bn_rmean[SNN_MAX_LAYERS]; /* (C_l) running mean */
+    float *bn_rvar[SNN_MAX_LAYERS];  /* (C_l) running variance */
+    float *stats_mem;
+    int64_t step;               /* optimizer steps taken */
+    /* Batch state: locked to (B,T) on the first forward. */
+    int B, T;
+    int train_mode;             /* mode of the last forward */
+    float *act_mem;
+    struct train_layer_acts act[SNN_MAX_LAYERS];
+    float *vo;                  /* (B,T,n_classes) readout potentials */
+    float *po;                  /* (B,T,n_classes) per-frame softmax */
+    float *wt;                  /* scratch: transposed weights */
+    float *scratch[4];          /* (B,T,C_max) backward buffers */
+    float *part;                /* (B, C_max + SNN_MAX_K) per-clip gradient partials */
+    float *tap_w[SNN_MAX_LAYERS];   /* (C, ntap_cap) delay kernel taps of each sender */
+    float *tap_dw[SNN_MAX_LAYERS];  /* (C, ntap_cap) their derivative w.r.t. the delay */
+    int32_t *tap_lo[SNN_MAX_LAYERS]; /* (C) first tap offset k of each sender */
+    int ntap_cap;               /* taps per sender the tables hold */
+    const int32_t *labels;      /* (B) of the last forward */
+    const float *bg;            /* (B,T) background-frame flags of the last forward, or NULL */
+    double loss;                /* mean loss of the last forward */
+    int n_correct;              /* clips whose argmax P equals the label */
+    uint64_t n_spikes;          /* hidden spikes in the last forward */
+};
+
+/* Creates the network for cfg (layers, classes, neuron constants) and draws
+ * the initial parameters from hp.seed: Linear weights U(+-sqrt(6/fan_in)),
+ * biases U(+-1/sqrt(fan_in)), conv taps U(+-1/sqrt(K)), dense recurrent
+ * weights orthogonal-like U(+-sqrt(3/C)), delays U[lo, hi], BN g=1, b=0.
+ * Returns 0, -ENOMEM or KWS_EBADFIELD. */
+int train_net_init(struct train_net *net, const struct snn_cfg *cfg, const struct train_hparams *hp);
+void train_net_free(struct train_net *net);
+
+/* Number of trainable floats a configuration has in training form. */
+size_t train_param_count(const struct snn_cfg *cfg, int use_bn);
+
+/* Runs the network on a batch.
+ * x: (B,T,n_in) input spike counts; labels: (B) class per clip (may be NULL
+ * in eval mode: no loss); bg: (B,T) 1 on background frames or NULL.
+ * train: 1 uses batch BN statistics (and updates the running ones) and
+ * dropout; 0 uses the running statistics, no dropout.
+ * x, labels and bg must stay valid until train_net_backward returns.
+ * The readout potentials are in net->vo, the per-frame softmax in net->po.
+ * Returns 0 or -ENOMEM (first call, or a different B/T: reallocation). */
+int train_net_forward(struct train_net *net, const float *x, const int32_t *labels,
+                      const float *bg, int B, int T, int train);
+
+void train_net_zero_grad(struct train_net *net);
+
+/* Accumulates the gradients of the last training forward into net->g. */
+void train_net_backward(struct train_net *net);
+
+/* One AdamW step: Linear weights and recurrent weights decay by wd, biases,
+ * BN and delays do not; delays use lr_delay and are clamped to [0, d_max]. */
+void train_net_adamw(struct train_net *net, float lr, float lr_delay);
+
+/* Rounds the delays to integers in place (reference section 3.3). */
+void train_net_round_delays(struct train_net *net);
+
+/* Builds an inference model: BN folded into w_in/b_in, delays rounded, the
+ * cfg copied. model must be zeroed; free it with snn_model_free. */
+int train_net_export(const struct train_net *net, struct snn_model *model);
+
+/* Class scores of a clip from readout potentials (T, n_classes): P = sum_t
+ * softmax(v[t]); writes P to score (n_classes) and returns argmax. */
+int train_clip_predict(const float *vo, int T, int n_classes, float *score);
+
+/* Surrogate derivative dS/dH at x = H - thresh (exposed for tests). */
+float train_surrogate_grad(int kind, float alpha, float x);
+
+/* Triangle delay kernel weight of tap k for delay d and spread sigma (s = 1 + sigma):
+ * max(0, s - |k - 1 - d|) / s^2, and its derivative with respect to d. */
+float train_delay_kernel(float d, float sigma, int k);
+float train_delay_kernel_dd(float d, float sigma, int k);
+
+/* ==== Checkpoints (trainer state: own magic "KWT1", atomic write) ==== */
+
+/* Writes cfg, hp, parameters, Adam moments, BN statistics, step and the
+ * caller's epoch counter. */
+int train_checkpoint_save(const struct train_net *net, int epoch, const char *path);
+/* Restores a checkpoint into a zeroed net. Writes the epoch to *epoch. */
+int train_checkpoint_load(struct train_net *net, int *epoch, const char *path, char *msg,
+                          size_t msglen);
+
+/* Learning-rate schedules, t in [0, 1] the fraction of training done. */
+float train_lr_onecycle(float max_lr, float t);
+float train_lr_cosine(float lr, float t);
+
+#endif /* KWS_CORE_TRAIN_H */

@@ -1,0 +1,970 @@
+/* train.c: forward and backward of the conv-delay SNN for BPTT training.
+ *
+ * The network is run on a whole (B,T) batch one layer at a time, llm.c style:
+ * Linear over all B*T frames, BatchNorm over B*T, then the LIF recurrence per
+ * clip (sequential in t), then the next layer. Backward walks the same ops in
+ * reverse. Work is split over OpenMP threads by clip or by output channel; no
+ * two threads ever add into the same gradient entry, and every sum runs in a
+ * fixed order, so a seed gives the same model on 1 or 2 cores.
+ *
+ * Delays: a spike of sender j at step t is spread over future steps t + k
+ * (k >= 1) with weights mask[j][k] = max(0, s - |k - 1 - d_j|) / s^2, s = 1 +
+ * sigma; q_j[t] = sum_k mask[j][k] s_j[t - k] is the delayed spike train, and
+ * the arrivals are r = conv_w(q) (conv) or W q (dense). With sigma = 0 and
+ * integer d this is the one-hot tap at 1 + d that snn_step uses.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kws/err.h"
+#include "kws/train.h"
+#include "train_internal.h"
+
+/* ==== Small helpers ==== */
+
+static size_t round_up64(size_t n) {
+    return (n + 15) & ~(size_t)15; /* floats: 64-byte multiples */
+}
+
+float train_surrogate_grad(int kind, float alpha, float x) {
+    if (kind == TRAIN_SG_TRIANGLE) {
+        float a = alpha - fabsf(x);
+        return a > 0.0f ? a / (alpha * alpha) : 0.0f;
+    }
+    float u = 0.5f * (float)M_PI * alpha * x;
+    return 0.5f * alpha / (1.0f + u * u);
+}
+
+float train_delay_kernel(float d, float sigma, int k) {
+    float s = 1.0f + sigma;
+    float w = s - fabsf((float)k - 1.0f - d);
+    return w > 0.0f ? w / (s * s) : 0.0f;
+}
+
+float train_delay_kernel_dd(float d, float sigma, int k) {
+    float s = 1.0f + sigma;
+    float u = (float)k - 1.0f - d;
+    if (fabsf(u) >= s)
+        return 0.0f;
+    return (u > 0.0f ? 1.0f : (u < 0.0f ? -1.0f : 0.0f)) / (s * s);
+}
+
+float train_lr_onecycle(float max_lr, float t) {
+    /* PyTorch OneCycleLR defaults: 30 % warm-up from max/25 with a cosine,
+     * then cosine annealing down to max/(25*1e4). */
+    const float pct = 0.3f, lo = max_lr / 25.0f, end = lo / 1e4f;
+    if (t < 0.0f)
+        t = 0.0f;
+    if (t > 1.0f)
+        t = 1.0f;
+    if (t < pct) {
+        float u = t / pct;
+        return lo + (max_lr - lo) * 0.5f * (1.0f - cosf((float)M_PI * u));
+    }
+    float u = (t - pct) / (1.0f - pct);
+    return end + (max_lr - end) * 0.5f * (1.0f + cosf((float)M_PI * u));
+}
+
+float train_lr_cosine(float lr, float t) {
+    if (t < 0.0f)
+        t = 0.0f;
+    if (t > 1.0f)
+        t = 1.0f;
+    return lr * 0.5f * (1.0f + cosf((float)M_PI * t));
+}
+
+void train_hparams_default(struct train_hparams *hp) {
+    memset(hp, 0, sizeof *hp);
+    hp->surrogate = TRAIN_SG_ATAN;
+    hp->sg_alpha = 5.0f;
+    hp->detach_reset = 1;
+    hp->use_bn = 1;
+    hp->bn_eps = 1e-5f;
+    hp->bn_momentum = 0.1f;
+    hp->drop_ff = 0.4f;
+    hp->drop_rec = 0.2f;
+    hp->wd = 1e-5f;
+    hp->beta1 = 0.9f;
+    hp->beta2 = 0.999f;
+    hp->adam_eps = 1e-8f;
+    hp->delay_init_lo = 10.0f;
+    hp->delay_init_hi = 30.0f;
+    hp->sigma = 10.0f;
+    hp->bg_weight = 1.0f;
+    hp->sil_class = -1;
+    hp->seed = 1;
+}
+
+/* ==== Parameter table ==== */
+
+/* Fills sizes[i] for every tensor of struct train_params in block order and
+ * returns the count; ptr slots follow the same order (see point_params). */
+static int param_table(const struct snn_cfg *cfg, int use_bn, size_t *sizes) {
+    int n = 0;
+    size_t cin = (size_t)cfg->n_in;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct snn_layer_cfg *lc = &cfg->layer[l];
+        size_t c = (size_t)lc->n;
+        sizes[n++] = c * cin;
+        sizes[n++] = c;
+        sizes[n++] = use_bn ? c : 0;
+        sizes[n++] = use_bn ? c : 0;
+        sizes[n++] = lc->rec == SNN_REC_CONV ? (size_t)lc->k : lc->rec == SNN_REC_DENSE ? c * c : 0;
+        sizes[n++] = lc->rec != SNN_REC_NONE ? c : 0;
+        cin = c;
+    }
+    sizes[n++] = (size_t)cfg->n_classes * cin;
+    sizes[n++] = (size_t)cfg->n_classes;
+    return n;
+}
+
+size_t train_param_count(const struct snn_cfg *cfg, int use_bn) {
+    size_t sizes[6 * SNN_MAX_LAYERS + 2], tot = 0;
+    int n = param_table(cfg, use_bn, sizes);
+    for (int i = 0; i < n; i++)
+        tot += sizes[i];
+    return tot;
+}
+
+static void point_params(struct train_params *p, const struct snn_cfg *cfg, int use_bn,
+                         float *base) {
+    size_t sizes[6 * SNN_MAX_LAYERS + 2];
+    int n = param_table(cfg, use_bn, sizes), i = 0;
+    memset(p, 0, sizeof *p);
+    float **slots[6 * SNN_MAX_LAYERS + 2];
+    for (int l = 0; l < cfg->n_layers; l++) {
+        slots[i++] = &p->w_in[l];
+        slots[i++] = &p->b_in[l];
+        slots[i++] = &p->bn_g[l];
+        slots[i++] = &p->bn_b[l];
+        slots[i++] = &p->w_rec[l];
+        slots[i++] = &p->delay[l];
+    }
+    slots[i++] = &p->w_out;
+    slots[i++] = &p->b_out;
+    KWS_ASSERT(i == n);
+    for (i = 0; i < n; i++) {
+        *slots[i] = sizes[i] ? base : NULL;
+        base += sizes[i];
+    }
+}
+
+/* ==== Init / free ==== */
+
+int train_net_init(struct train_net *net, const struct snn_cfg *cfg,
+                   const struct train_hparams *hp) {
+    memset(net, 0, sizeof *net);
+    if (cfg->n_layers < 1 || cfg->n_layers > SNN_MAX_LAYERS || cfg->n_in < 1 ||
+        cfg->n_classes < 2 || cfg->n_classes > SNN_MAX_CLASSES)
+        return KWS_EBADFIELD;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct snn_layer_cfg *lc = &cfg->layer[l];
+        if (lc->n < 1 || lc->n > SNN_MAX_NEURONS)
+            return KWS_EBADFIELD;
+        if (lc->rec == SNN_REC_CONV && (lc->k < 1 || lc->k % 2 == 0 || lc->k > SNN_MAX_K))
+            return KWS_EBADFIELD;
+        if (lc->rec != SNN_REC_NONE && (lc->d_max < 0 || lc->d_max > SNN_MAX_DELAY))
+            return KWS_EBADFIELD;
+    }
+    net->cfg = *cfg;
+    net->hp = *hp;
+    net->n_params = train_param_count(cfg, hp->use_bn);
+    size_t np = round_up64(net->n_params);
+    net->mem = aligned_alloc(64, 4 * np * sizeof(float));
+    size_t nstat = 0;
+    for (int l = 0; l < cfg->n_layers; l++)
+        nstat += 2 * (size_t)cfg->layer[l].n;
+    net->stats_mem = malloc(nstat * sizeof(float));
+    if (!net->mem || !net->stats_mem) {
+        train_net_free(net);
+        return -ENOMEM;
+    }
+    memset(net->mem, 0, 4 * np * sizeof(float));
+    point_params(&net->p, cfg, hp->use_bn, net->mem);
+    point_params(&net->g, cfg, hp->use_bn, net->mem + np);
+    point_params(&net->m, cfg, hp->use_bn, net->mem + 2 * np);
+    point_params(&net->v, cfg, hp->use_bn, net->mem + 3 * np);
+    float *st = net->stats_mem;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        size_t c = (size_t)cfg->layer[l].n;
+        net->bn_rmean[l] = st;
+        net->bn_rvar[l] = st + c;
+        for (size_t i = 0; i < c; i++) {
+            st[i] = 0.0f;
+            st[c + i] = 1.0f;
+        }
+        st += 2 * c;
+    }
+
+    struct train_rng rng;
+    train_rng_seed(&rng, hp->seed, 0x1417);
+    size_t cin = (size_t)cfg->n_in;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct snn_layer_cfg *lc = &cfg->layer[l];
+        size_t c = (size_t)lc->n;
+        float bw = sqrtf(6.0f / (float)cin), bb = 1.0f / sqrtf((float)cin);
+        for (size_t i = 0; i < c * cin; i++)
+            net->p.w_in[l][i] = bw * (2.0f * train_rng_uniform(&rng) - 1.0f);
+        for (size_t i = 0; i < c; i++)
+            net->p.b_in[l][i] = bb * (2.0f * train_rng_uniform(&rng) - 1.0f);
+        if (hp->use_bn)
+            for (size_t i = 0; i < c; i++)
+                net->p.bn_g[l][i] = 1.0f;
+        if (lc->rec == SNN_REC_CONV) {
+            float bk = 1.0f / sqrtf((float)lc->k);
+            for (int i = 0; i < lc->k; i++)
+                net->p.w_rec[l][i] = bk * (2.0f * train_rng_uniform(&rng) - 1.0f);
+        } else if (lc->rec == SNN_REC_DENSE) {
+            float bk = sqrtf(3.0f / (float)c);
+            for (size_t i = 0; i < c * c; i++)
+                net->p.w_rec[l][i] = bk * (2.0f * train_rng_uniform(&rng) - 1.0f);
+        }
+        if (lc->rec != SNN_REC_NONE) {
+            float lo = hp->delay_init_lo, hi = hp->delay_init_hi;
+            if (hi > (float)lc->d_max)
+                hi = (float)lc->d_max;
+            if (lo > hi)
+                lo = hi;
+            for (size_t i = 0; i < c; i++)
+                net->p.delay[l][i] = lo + (hi - lo) * train_rng_uniform(&rng);
+        }
+        cin = c;
+    }
+    float bw = sqrtf(6.0f / (float)cin), bb = 1.0f / sqrtf((float)cin);
+    for (size_t i = 0; i < (size_t)cfg->n_classes * cin; i++)
+        net->p.w_out[i] = bw * (2.0f * train_rng_uniform(&rng) - 1.0f);
+    for (int i = 0; i < cfg->n_classes; i++)
+        net->p.b_out[i] = bb * (2.0f * train_rng_uniform(&rng) - 1.0f);
+    return 0;
+}
+
+void train_net_free(struct train_net *net) {
+    free(net->mem);
+    free(net->stats_mem);
+    free(net->act_mem);
+    memset(net, 0, sizeof *net);
+}
+
+void train_net_zero_grad(struct train_net *net) {
+    memset(net->mem + round_up64(net->n_params), 0, net->n_params * sizeof(float));
+}
+
+/* ==== Activation block ==== */
+
+static int max_taps(float sigma) {
+    return 2 * (int)ceilf(1.0f + sigma) + 2;
+}
+
+static int acts_alloc(struct train_net *net, int B, int T) {
+    const struct snn_cfg *cfg = &net->cfg;
+    size_t bt = (size_t)B * (size_t)T, cmax = (size_t)cfg->n_classes, cinmax = (size_t)cfg->n_in;
+    size_t tot = 0;
+    int ntap = max_taps(net->hp.sigma);
+    for (int l = 0; l < cfg->n_layers; l++) {
+        size_t c = (size_t)cfg->layer[l].n;
+        if (c > cmax)
+            cmax = c;
+        if (c > cinmax)
+            cinmax = c;
+        tot += 9 * round_up64(bt * c) + 3 * round_up64(c);
+        tot += 2 * round_up64(c * (size_t)ntap);
+    }
+    tot += 2 * round_up64(bt * (size_t)cfg->n_classes);
+    tot += round_up64(cinmax * cmax > cmax * cmax ? cinmax * cmax : cmax * cmax);
+    tot += 4 * round_up64(bt * cmax);
+    tot += round_up64((size_t)B * (cmax + SNN_MAX_K));
+    free(net->act_mem);
+    net->act_mem = aligned_alloc(64, tot * sizeof(float));
+    if (!net->act_mem)
+        return -ENOMEM;
+    memset(net->act_mem, 0, tot * sizeof(float));
+    float *q = net->act_mem;
+#define TAKE(ptr, n) do { (ptr) = q; q += round_up64(n); } while (0)
+    for (int l = 0; l < cfg->n_layers; l++) {
+        struct train_layer_acts *a = &net->act[l];
+        size_t c = (size_t)cfg->layer[l].n;
+        TAKE(a->a, bt * c);
+        TAKE(a->xhat, bt * c);
+        TAKE(a->q, bt * c);
+        TAKE(a->r, bt * c);
+        TAKE(a->rmask, bt * c);
+        TAKE(a->h, bt * c);
+        TAKE(a->s, bt * c);
+        TAKE(a->sd, bt * c);
+        TAKE(a->smask, bt * c);
+        TAKE(a->bn_mean, c);
+        TAKE(a->bn_istd, c);
+        TAKE(net->tap_w[l], c * (size_t)ntap);
+        TAKE(net->tap_dw[l], c * (size_t)ntap);
+        net->tap_lo[l] = (int32_t *)q; /* int32 fits a float slot */
+        q += round_up64(c);
+    }
+    TAKE(net->vo, bt * (size_t)cfg->n_classes);
+    TAKE(net->po, bt * (size_t)cfg->n_classes);
+    TAKE(net->wt, cinmax * cmax > cmax * cmax ? cinmax * cmax : cmax * cmax);
+    for (int i = 0; i < 4; i++)
+        TAKE(net->scratch[i], bt * cmax);
+    TAKE(net->part, (size_t)B * (cmax + SNN_MAX_K));
+#undef TAKE
+    net->ntap_cap = ntap;
+    net->B = B;
+    net->T = T;
+    return 0;
+}
+
+/* Builds the tap table of a recurrent layer for the current sigma: for sender
+ * j, taps k = k_lo[j] .. k_lo[j] + ntap - 1 with weights tap_w and d/dd tap_dw. */
+static void build_taps(struct train_net *net, int l) {
+    int c = net->cfg.layer[l].n, ntap = net->ntap_cap;
+    float sigma = net->hp.sigma, s = 1.0f + sigma;
+    const float *d = net->p.delay[l];
+    for (int j = 0; j < c; j++) {
+        int lo = (int)floorf(1.0f + d[j] - s);
+        if (lo < 1)
+            lo = 1;
+        net->tap_lo[l][j] = lo;
+        for (int n = 0; n < ntap; n++) {
+            net->tap_w[l][(size_t)j * ntap + n] = train_delay_kernel(d[j], sigma, lo + n);
+            net->tap_dw[l][(size_t)j * ntap + n] = train_delay_kernel_dd(d[j], sigma, lo + n);
+        }
+    }
+}
+
+/* ==== Linear ==== */
+
+/* out (N, C) = x (N, Cin) W^T + b, W (C, Cin). x is mostly zeros (spike
+ * counts), so rows of W^T are added for its non-zero entries only. */
+static void linear_forward(float *out, const float *x, const float *w, const float *b, float *wt,
+                           size_t N, int Cin, int C) {
+    for (int i = 0; i < C; i++)
+        for (int j = 0; j < Cin; j++)
+            wt[(size_t)j * C + i] = w[(size_t)i * Cin + j];
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        float *o = out + n * C;
+        const float *xn = x + n * Cin;
+        memcpy(o, b, (size_t)C * sizeof(float));
+        for (int j = 0; j < Cin; j++) {
+            float xv = xn[j];
+            if (xv == 0.0f)
+                continue;
+            const float *wr = wt + (size_t)j * C;
+            for (int i = 0; i < C; i++)
+                o[i] += xv * wr[i];
+        }
+    }
+}
+
+/* dW (C, Cin) += sum_n dout[n,i] x[n,j]; db (C) += sum_n dout; dx (N, Cin) =
+ * dout W (overwritten; skipped when dx is NULL). dwt is a (Cin, C) scratch. */
+static void linear_backward(float *dx, float *dw, float *db, float *dwt, const float *dout,
+                            const float *x, const float *w, size_t N, int Cin, int C) {
+    memset(dwt, 0, (size_t)Cin * C * sizeof(float));
+#pragma omp parallel for schedule(static)
+    for (int j = 0; j < Cin; j++) {
+        float *acc = dwt + (size_t)j * C;
+        for (size_t n = 0; n < N; n++) {
+            float xv = x[n * Cin + j];
+            if (xv == 0.0f)
+                continue;
+            const float *dn = dout + n * C;
+            for (int i = 0; i < C; i++)
+                acc[i] += xv * dn[i];
+        }
+    }
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < C; i++) {
+        float sb = 0.0f;
+        for (size_t n = 0; n < N; n++)
+            sb += dout[n * C + i];
+        db[i] += sb;
+        for (int j = 0; j < Cin; j++)
+            dw[(size_t)i * Cin + j] += dwt[(size_t)j * C + i];
+    }
+    if (!dx)
+        return;
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) {
+        float *o = dx + n * Cin;
+        const float *dn = dout + n * C;
+        memset(o, 0, (size_t)Cin * sizeof(float));
+        for (int i = 0; i < C; i++) {
+            float dv = dn[i];
+            if (dv == 0.0f)
+                continue;
+            const float *wr = w + (size_t)i * Cin;
+            for (int j = 0; j < Cin; j++)
+                o[j] += dv * wr[j];
+        }
+    }
+}
+
+/* ==== BatchNorm over (B*T) ==== */
+
+/* xhat (N, C) = (a - mean) * istd. In training mode the batch statistics are
+ * used and the running ones updated (unbiased variance, like PyTorch). */
+static void bn_forward(struct train_net *net, int l, size_t N, int train) {
+    struct train_layer_acts *A = &net->act[l];
+    int C = net->cfg.layer[l].n;
+    float eps = net->hp.bn_eps, mom = net->hp.bn_momentum;
+    if (train) {
+#pragma omp parallel for schedule(static)
+        for (int c = 0; c < C; c++) {
+            double s = 0.0, ss = 0.0;
+            for (size_t n = 0; n < N; n++)
+                s += A->a[n * C + c];
+            double mean = s / (double)N;
+            for (size_t n = 0; n < N; n++) {
+                double d = A->a[n * C + c] - mean;
+                ss += d * d;
+            }
+            double var = ss / (double)N;
+            A->bn_mean[c] = (float)mean;
+            A->bn_istd[c] = (float)(1.0 / sqrt(var + eps));
+            double uvar = N > 1 ? ss / (double)(N - 1) : var;
+            net->bn_rmean[l][c] = (1.0f - mom) * net->bn_rmean[l][c] + mom * (float)mean;
+            net->bn_rvar[l][c] = (1.0f - mom) * net->bn_rvar[l][c] + mom * (float)uvar;
+        }
+    } else {
+        for (int c = 0; c < C; c++) {
+            A->bn_mean[c] = net->bn_rmean[l][c];
+            A->bn_istd[c] = 1.0f / sqrtf(net->bn_rvar[l][c] + eps);
+        }
+    }
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            A->xhat[n * C + c] = (A->a[n * C + c] - A->bn_mean[c]) * A->bn_istd[c];
+}
+
+/* da (N, C) = BN backward of dz (training-mode statistics); dg, db accumulate. */
+static void bn_backward(float *da, float *dg, float *db, const float *dz, const float *xhat,
+                        const float *g, const float *istd, size_t N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double s = 0.0, sx = 0.0;
+        for (size_t n = 0; n < N; n++) {
+            s += dz[n * C + c];
+            sx += (double)dz[n * C + c] * xhat[n * C + c];
+        }
+        db[c] += (float)s;
+        dg[c] += (float)sx;
+        float ms = (float)(s / (double)N), msx = (float)(sx / (double)N);
+        float k = g[c] * istd[c];
+        for (size_t n = 0; n < N; n++)
+            da[n * C + c] = k * (dz[n * C + c] - ms - xhat[n * C + c] * msx);
+    }
+}
+
+/* ==== Recurrent mixing ==== */
+
+/* r (C) = conv_w(q) or W q. */
+static void rec_mix(float *r, const float *q, const struct snn_layer_cfg *lc, const float *w,
+                    const float *wt) {
+    int C = lc->n;
+    if (lc->rec == SNN_REC_CONV) {
+        int K = lc->k, pad = (K - 1) / 2;
+        for (int i = 0; i < C; i++) {
+            float acc = 0.0f;
+            for (int m = 0; m < K; m++) {
+                int j = i + m - pad;
+                if (j >= 0 && j < C)
+                    acc += w[m] * q[j];
+            }
+            r[i] = acc;
+        }
+    } else {
+        memset(r, 0, (size_t)C * sizeof(float));
+        for (int j = 0; j < C; j++) {
+            float qv = q[j];
+            if (qv == 0.0f)
+                continue;
+            const float *wr = wt + (size_t)j * C;
+            for (int i = 0; i < C; i++)
+                r[i] += qv * wr[i];
+        }
+    }
+}
+
+/* dq (C) = mix^T dr (overwritten). */
+static void rec_mix_backward(float *dq, const float *dr, const struct snn_layer_cfg *lc,
+                             const float *w) {
+    int C = lc->n;
+    if (lc->rec == SNN_REC_CONV) {
+        int K = lc->k, pad = (K - 1) / 2;
+        memset(dq, 0, (size_t)C * sizeof(float));
+        for (int i = 0; i < C; i++)
+            for (int m = 0; m < K; m++) {
+                int j = i + m - pad;
+                if (j >= 0 && j < C)
+                    dq[j] += w[m] * dr[i];
+            }
+    } else {
+        memset(dq, 0, (size_t)C * sizeof(float));
+        for (int i = 0; i < C; i++) {
+            float dv = dr[i];
+            if (dv == 0.0f)
+                continue;
+            const float *wr = w + (size_t)i * C;
+            for (int j = 0; j < C; j++)
+                dq[j] += dv * wr[j];
+        }
+    }
+}
+
+/* ==== LIF layer forward (per clip, sequential in t) ==== */
+
+static void lif_forward(struct train_net *net, int l, int train) {
+    const struct snn_layer_cfg *lc = &net->cfg.layer[l];
+    struct train_layer_acts *A = &net->act[l];
+    const struct train_hparams *hp = &net->hp;
+    int B = net->B, T = net->T, C = lc->n, rec = lc->rec != SNN_REC_NONE;
+    int ntap = net->ntap_cap;
+    const float *bg = hp->use_bn ? net->p.bn_g[l] : NULL, *bb = hp->use_bn ? net->p.bn_b[l] : NULL;
+    float pr = hp->drop_rec, pf = hp->drop_ff;
+    if (rec) {
+        build_taps(net, l);
+        if (lc->rec == SNN_REC_DENSE)
+            for (int i = 0; i < C; i++)
+                for (int j = 0; j < C; j++)
+                    net->wt[(size_t)j * C + i] = net->p.w_rec[l][(size_t)i * C + j];
+    }
+    uint64_t spikes = 0;
+#pragma omp parallel for schedule(static) reduction(+ : spikes)
+    for (int b = 0; b < B; b++) {
+        struct train_rng rng;
+        train_rng_seed(&rng, hp->seed ^ ((uint64_t)net->step * 0x9E3779B97F4A7C15ull),
+                       (uint64_t)(l * 65536 + b) + 7);
+        size_t base = (size_t)b * T * C;
+        if (rec)
+            memset(A->q + base, 0, (size_t)T * C * sizeof(float));
+        float v[SNN_MAX_NEURONS];
+        memset(v, 0, (size_t)C * sizeof(float));
+        for (int t = 0; t < T; t++) {
+            size_t o = base + (size_t)t * C;
+            float *h = A->h + o, *s = A->s + o;
+            const float *z = hp->use_bn ? A->xhat + o : A->a + o;
+            if (rec) {
+                rec_mix(A->r + o, A->q + o, lc, net->p.w_rec[l], net->wt);
+                for (int i = 0; i < C; i++) {
+                    float mk = 1.0f;
+                    if (train && pr > 0.0f)
+                        mk = train_rng_uniform(&rng) < pr ? 0.0f : 1.0f / (1.0f - pr);
+                    A->rmask[o + i] = mk;
+                }
+            }
+            for (int i = 0; i < C; i++) {
+                float cur = hp->use_bn ? bg[i] * z[i] + bb[i] : z[i];
+                if (rec)
+                    cur += A->rmask[o + i] * A->r[o + i];
+                float hv = lc->beta * v[i] + lc->gain * cur;
+                float sv = hv >= lc->thresh ? 1.0f : 0.0f;
+                if (hp->smooth)
+                    sv = 0.5f + atanf(0.5f * (float)M_PI * hp->sg_alpha * (hv - lc->thresh)) /
+                                    (float)M_PI;
+                h[i] = hv;
+                s[i] = sv;
+                v[i] = lc->reset == SNN_RESET_HARD ? hv * (1.0f - sv) : hv - lc->thresh * sv;
+            }
+            for (int i = 0; i < C; i++) {
+                if (s[i] == 0.0f)
+                    continue;
+                spikes++;
+                if (!rec)
+                    continue;
+                int lo = net->tap_lo[l][i];
+                const float *tw = net->tap_w[l] + (size_t)i * ntap;
+                for (int n = 0; n < ntap; n++) {
+                    int tt = t + lo + n;
+                    if (tt >= T)
+                        break;
+                    A->q[base + (size_t)tt * C + i] += s[i] * tw[n];
+                }
+            }
+            for (int i = 0; i < C; i++) {
+                float mk = 1.0f;
+                if (train && pf > 0.0f)
+                    mk = train_rng_uniform(&rng) < pf ? 0.0f : 1.0f / (1.0f - pf);
+                A->smask[o + i] = mk;
+                A->sd[o + i] = s[i] * mk;
+            }
+        }
+    }
+    net->n_spikes += spikes;
+}
+
+/* ==== Readout and loss ==== */
+
+int train_clip_predict(const float *vo, int T, int K, float *score) {
+    float tmp[SNN_MAX_CLASSES];
+    float *P = score ? score : tmp;
+    for (int c = 0; c < K; c++)
+        P[c] = 0.0f;
+    for (int t = 0; t < T; t++) {
+        const float *v = vo + (size_t)t * K;
+        float mx = v[0], z = 0.0f;
+        for (int c = 1; c < K; c++)
+            mx = v[c] > mx ? v[c] : mx;
+        float e[SNN_MAX_CLASSES];
+        for (int c = 0; c < K; c++) {
+            e[c] = expf(v[c] - mx);
+            z += e[c];
+        }
+        for (int c = 0; c < K; c++)
+            P[c] += e[c] / z;
+    }
+    int best = 0;
+    for (int c = 1; c < K; c++)
+        if (P[c] > P[best])
+            best = c;
+    return best;
+}
+
+static void softmax_row(float *out, const float *v, int K) {
+    float mx = v[0], z = 0.0f;
+    for (int c = 1; c < K; c++)
+        mx = v[c] > mx ? v[c] : mx;
+    for (int c = 0; c < K; c++) {
+        out[c] = expf(v[c] - mx);
+        z += out[c];
+    }
+    for (int c = 0; c < K; c++)
+        out[c] /= z;
+}
+
+static void readout_forward(struct train_net *net) {
+    const struct snn_cfg *cfg = &net->cfg;
+    int B = net->B, T = net->T, K = cfg->n_classes, L = cfg->n_layers;
+    int C = cfg->layer[L - 1].n;
+    size_t N = (size_t)B * T;
+    linear_forward(net->vo, net->act[L - 1].sd, net->p.w_out, net->p.b_out, net->wt, N, C, K);
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        float *v = net->vo + (size_t)b * T * K;
+        for (int c = 0; c < K; c++)
+            v[c] *= cfg->out_gain;
+        for (int t = 1; t < T; t++)
+            for (int c = 0; c < K; c++)
+                v[(size_t)t * K + c] =
+                    cfg->out_beta * v[(size_t)(t - 1) * K + c] + cfg->out_gain * v[(size_t)t * K + c];
+        for (int t = 0; t < T; t++)
+            softmax_row(net->po + ((size_t)b * T + t) * K, v + (size_t)t * K, K);
+    }
+}
+
+static void loss_forward(struct train_net *net) {
+    int B = net->B, T = net->T, K = net->cfg.n_classes, sil = net->hp.sil_class;
+    double loss = 0.0;
+    int correct = 0;
+    for (int b = 0; b < B; b++) {
+        float P[SNN_MAX_CLASSES], sp[SNN_MAX_CLASSES];
+        int pred = train_clip_predict(net->vo + (size_t)b * T * K, T, K, P);
+        softmax_row(sp, P, K);
+        int y = net->labels[b];
+        loss += -log((double)sp[y] + 1e-30);
+        correct += pred == y;
+        if (net->bg && sil >= 0 && net->hp.bg_weight > 0.0f) {
+            double lb = 0.0;
+            for (int t = 0; t < T; t++) {
+                float w = net->bg[(size_t)b * T + t];
+                if (w != 0.0f)
+                    lb += w * -log((double)net->po[((size_t)b * T + t) * K + sil] + 1e-30);
+            }
+            loss += net->hp.bg_weight * lb / T;
+        }
+    }
+    net->loss = loss / B;
+    net->n_correct = correct;
+}
+
+int train_net_forward(struct train_net *net, const float *x, const int32_t *labels,
+                      const float *bg, int B, int T, int train) {
+    if (B != net->B || T != net->T || !net->act_mem || max_taps(net->hp.sigma) > net->ntap_cap) {
+        int rc = acts_alloc(net, B, T);
+        if (rc < 0)
+            return rc;
+    }
+    const struct snn_cfg *cfg = &net->cfg;
+    size_t N = (size_t)B * T;
+    net->labels = labels;
+    net->bg = bg;
+    net->train_mode = train;
+    net->n_spikes = 0;
+    const float *in = x;
+    int cin = cfg->n_in;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        struct train_layer_acts *A = &net->act[l];
+        int C = cfg->layer[l].n;
+        A->x = in;
+        linear_forward(A->a, in, net->p.w_in[l], net->p.b_in[l], net->wt, N, cin, C);
+        if (net->hp.use_bn)
+            bn_forward(net, l, N, train);
+        lif_forward(net, l, train);
+        in = A->sd;
+        cin = C;
+    }
+    readout_forward(net);
+    if (labels)
+        loss_forward(net);
+    return 0;
+}
+
+/* ==== Backward ==== */
+
+/* BPTT through the LIF recurrence of layer l for every clip.
+ * ds: (B,T,C) gradient w.r.t. the layer's spikes s (ff dropout applied).
+ * Writes dz (B,T,C) = dL/d(BN output), dr (B,T,C) = dL/d r (masked), dq
+ * (B,T,C) = dL/dq; accumulates the recurrent weight and delay gradients. */
+static void lif_backward(struct train_net *net, int l, const float *ds, float *dz, float *dr,
+                         float *dq) {
+    const struct snn_layer_cfg *lc = &net->cfg.layer[l];
+    struct train_layer_acts *A = &net->act[l];
+    const struct train_hparams *hp = &net->hp;
+    int B = net->B, T = net->T, C = lc->n, rec = lc->rec != SNN_REC_NONE;
+    int ntap = net->ntap_cap, K = lc->k;
+    float *part = net->part; /* (B, C + K): per-clip delay and conv-tap partial sums */
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        size_t base = (size_t)b * T * C;
+        float dv[SNN_MAX_NEURONS];
+        float *pd = part + (size_t)b * (C + SNN_MAX_K);
+        memset(dv, 0, (size_t)C * sizeof(float));
+        memset(pd, 0, (size_t)(C + SNN_MAX_K) * sizeof(float));
+        for (int t = T - 1; t >= 0; t--) {
+            size_t o = base + (size_t)t * C;
+            for (int i = 0; i < C; i++) {
+                float g = ds[o + i];
+                float sv = A->s[o + i];
+                if (rec) {
+                    /* gradient through the delayed copies of this spike train */
+                    int lo = net->tap_lo[l][i];
+                    const float *tw = net->tap_w[l] + (size_t)i * ntap;
+                    const float *tdw = net->tap_dw[l] + (size_t)i * ntap;
+                    float acc = 0.0f, accd = 0.0f;
+                    for (int n = 0; n < ntap; n++) {
+                        int tt = t + lo + n;
+                        if (tt >= T)
+                            break;
+                        float dqv = dq[base + (size_t)tt * C + i];
+                        acc += tw[n] * dqv;
+                        accd += tdw[n] * dqv;
+                    }
+                    g += acc;
+                    pd[i] += sv * accd;
+                }
+                float hv = A->h[o + i];
+                float sg = train_surrogate_grad(hp->surrogate, hp->sg_alpha, hv - lc->thresh);
+                float dh;
+                if (lc->reset == SNN_RESET_HARD)
+                    dh = g * sg + dv[i] * ((1.0f - sv) - (hp->detach_reset ? 0.0f : hv * sg));
+                else
+                    dh = g * sg + dv[i] * (1.0f - (hp->detach_reset ? 0.0f : lc->thresh * sg));
+                dv[i] = lc->beta * dh;
+                float di = lc->gain * dh;
+                dz[o + i] = di;
+                if (rec)
+                    dr[o + i] = di * A->rmask[o + i];
+            }
+            if (rec)
+                rec_mix_backward(dq + o, dr + o, lc, net->p.w_rec[l]);
+        }
+        if (lc->rec == SNN_REC_CONV) {
+            int pad = (K - 1) / 2;
+            float *pk = pd + C;
+            for (int t = 0; t < T; t++) {
+                size_t o = base + (size_t)t * C;
+                for (int m = 0; m < K; m++) {
+                    float acc = 0.0f;
+                    for (int i = 0; i < C; i++) {
+                        int j = i + m - pad;
+                        if (j >= 0 && j < C)
+                            acc += dr[o + i] * A->q[o + j];
+                    }
+                    pk[m] += acc;
+                }
+            }
+        }
+    }
+    if (!rec)
+        return;
+    /* fixed-order reduction of the per-clip partials */
+    for (int b = 0; b < B; b++) {
+        const float *pd = part + (size_t)b * (C + SNN_MAX_K);
+        for (int i = 0; i < C; i++)
+            net->g.delay[l][i] += pd[i];
+        if (lc->rec == SNN_REC_CONV)
+            for (int m = 0; m < K; m++)
+                net->g.w_rec[l][m] += pd[C + m];
+    }
+    if (lc->rec == SNN_REC_DENSE) {
+        size_t N = (size_t)B * T;
+        float *dw = net->g.w_rec[l];
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < C; i++) {
+            float *row = dw + (size_t)i * C;
+            for (size_t n = 0; n < N; n++) {
+                float dv = dr[n * C + i];
+                if (dv == 0.0f)
+                    continue;
+                const float *qn = A->q + n * C;
+                for (int j = 0; j < C; j++)
+                    row[j] += dv * qn[j];
+            }
+        }
+    }
+}
+
+void train_net_backward(struct train_net *net) {
+    const struct snn_cfg *cfg = &net->cfg;
+    const struct train_hparams *hp = &net->hp;
+    int B = net->B, T = net->T, K = cfg->n_classes, L = cfg->n_layers, sil = hp->sil_class;
+    size_t N = (size_t)B * T;
+    KWS_ASSERT(net->labels && net->train_mode);
+    float *dvo = net->scratch[0], *dsd = net->scratch[1], *dz = net->scratch[2];
+    float *dr = net->scratch[3];
+    /* loss -> dvo */
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        float P[SNN_MAX_CLASSES], sp[SNN_MAX_CLASSES], dP[SNN_MAX_CLASSES];
+        train_clip_predict(net->vo + (size_t)b * T * K, T, K, P);
+        softmax_row(sp, P, K);
+        for (int c = 0; c < K; c++)
+            dP[c] = (sp[c] - (c == net->labels[b] ? 1.0f : 0.0f)) / (float)B;
+        for (int t = 0; t < T; t++) {
+            const float *p = net->po + ((size_t)b * T + t) * K;
+            float *d = dvo + ((size_t)b * T + t) * K;
+            float dot = 0.0f;
+            for (int c = 0; c < K; c++)
+                dot += p[c] * dP[c];
+            for (int c = 0; c < K; c++)
+                d[c] = p[c] * (dP[c] - dot);
+            if (net->bg && sil >= 0 && hp->bg_weight > 0.0f) {
+                float w = net->bg[(size_t)b * T + t] * hp->bg_weight / (float)(T * B);
+                if (w != 0.0f)
+                    for (int c = 0; c < K; c++)
+                        d[c] += w * (p[c] - (c == sil ? 1.0f : 0.0f));
+            }
+        }
+        /* leaky integrator backward: dy[t] = gain * sum_{u>=t} beta^(u-t) dvo[u] */
+        float acc[SNN_MAX_CLASSES] = {0};
+        for (int t = T - 1; t >= 0; t--) {
+            float *d = dvo + ((size_t)b * T + t) * K;
+            for (int c = 0; c < K; c++) {
+                acc[c] = d[c] + cfg->out_beta * acc[c];
+                d[c] = cfg->out_gain * acc[c];
+            }
+        }
+    }
+    int Clast = cfg->layer[L - 1].n;
+    linear_backward(dsd, net->g.w_out, net->g.b_out, net->wt, dvo, net->act[L - 1].sd,
+                    net->p.w_out, N, Clast, K);
+    for (int l = L - 1; l >= 0; l--) {
+        struct train_layer_acts *A = &net->act[l];
+        const struct snn_layer_cfg *lc = &cfg->layer[l];
+        int C = lc->n, cin = l ? cfg->layer[l - 1].n : cfg->n_in;
+        /* ff dropout backward, in place: d s = d sd * mask */
+#pragma omp parallel for schedule(static)
+        for (size_t n = 0; n < N * C; n++)
+            dsd[n] *= A->smask[n];
+        float *dq = dvo; /* dvo is consumed; reuse it as dq (B,T,C) */
+        lif_backward(net, l, dsd, dz, dr, dq);
+        float *da = dz;
+        if (hp->use_bn) {
+            bn_backward(dr, net->g.bn_g[l], net->g.bn_b[l], dz, A->xhat, net->p.bn_g[l],
+                        A->bn_istd, N, C);
+            da = dr;
+        }
+        linear_backward(l ? dsd : NULL, net->g.w_in[l], net->g.b_in[l], net->wt, da, A->x,
+                        net->p.w_in[l], N, cin, C);
+        (void)dq;
+    }
+}
+
+/* ==== Optimizer ==== */
+
+void train_net_adamw(struct train_net *net, float lr, float lr_delay) {
+    const struct train_hparams *hp = &net->hp;
+    const struct snn_cfg *cfg = &net->cfg;
+    net->step++;
+    float bc1 = 1.0f - powf(hp->beta1, (float)net->step);
+    float bc2 = 1.0f - powf(hp->beta2, (float)net->step);
+    size_t sizes[6 * SNN_MAX_LAYERS + 2];
+    int nt = param_table(cfg, hp->use_bn, sizes);
+    size_t np = round_up64(net->n_params), off = 0;
+    for (int i = 0; i < nt; i++) {
+        int l = i / 6, kind = i % 6;
+        int is_out = i >= 6 * cfg->n_layers;
+        int decay = is_out ? (i == 6 * cfg->n_layers) : (kind == 0 || kind == 4);
+        int is_delay = !is_out && kind == 5;
+        float a = is_delay ? lr_delay : lr, wd = decay ? hp->wd : 0.0f;
+        float *p = net->mem + off, *g = net->mem + np + off;
+        float *m = net->mem + 2 * np + off, *v = net->mem + 3 * np + off;
+        for (size_t k = 0; k < sizes[i]; k++) {
+            m[k] = hp->beta1 * m[k] + (1.0f - hp->beta1) * g[k];
+            v[k] = hp->beta2 * v[k] + (1.0f - hp->beta2) * g[k] * g[k];
+            float mh = m[k] / bc1, vh = v[k] / bc2;
+            p[k] -= a * (mh / (sqrtf(vh) + hp->adam_eps) + wd * p[k]);
+        }
+        if (is_delay) {
+            float hi = (float)cfg->layer[l].d_max;
+            for (size_t k = 0; k < sizes[i]; k++)
+                p[k] = p[k] < 0.0f ? 0.0f : p[k] > hi ? hi : p[k];
+        }
+        off += sizes[i];
+    }
+}
+
+void train_net_round_delays(struct train_net *net) {
+    for (int l = 0; l < net->cfg.n_layers; l++) {
+        float *d = net->p.delay[l];
+        if (!d)
+            continue;
+        float hi = (float)net->cfg.layer[l].d_max;
+        for (int i = 0; i < net->cfg.layer[l].n; i++) {
+            float r = roundf(d[i]);
+            d[i] = r < 0.0f ? 0.0f : r > hi ? hi : r;
+        }
+    }
+}
+
+/* ==== Export ==== */
+
+int train_net_export(const struct train_net *net, struct snn_model *model) {
+    const struct snn_cfg *cfg = &net->cfg;
+    int rc = snn_model_init(model, cfg);
+    if (rc < 0)
+        return rc;
+    int cin = cfg->n_in;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct snn_layer_cfg *lc = &cfg->layer[l];
+        int C = lc->n;
+        for (int i = 0; i < C; i++) {
+            float k = 1.0f, sh = 0.0f;
+            if (net->hp.use_bn) {
+                k = net->p.bn_g[l][i] / sqrtf(net->bn_rvar[l][i] + net->hp.bn_eps);
+                sh = net->p.bn_b[l][i] - k * net->bn_rmean[l][i];
+            }
+            for (int j = 0; j < cin; j++)
+                model->p.w_in[l][(size_t)i * cin + j] = k * net->p.w_in[l][(size_t)i * cin + j];
+            model->p.b_in[l][i] = k * net->p.b_in[l][i] + sh;
+        }
+        if (lc->rec != SNN_REC_NONE) {
+            size_t nw = lc->rec == SNN_REC_CONV ? (size_t)lc->k : (size_t)C * C;
+            memcpy(model->p.w_rec[l], net->p.w_rec[l], nw * sizeof(float));
+            float hi = (float)lc->d_max;
+            for (int i = 0; i < C; i++) {
+                float r = roundf(net->p.delay[l][i]);
+                model->p.delay[l][i] = r < 0.0f ? 0.0f : r > hi ? hi : r;
+            }
+        }
+        cin = C;
+    }
+    memcpy(model->p.w_out, net->p.w_out, (size_t)cfg->n_classes * cin * sizeof(float));
+    memcpy(model->p.b_out, net->p.b_out, (size_t)cfg->n_classes * sizeof(float));
+    snn_model_prepare(model);
+    return 0;
+}

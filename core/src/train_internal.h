@@ -1,0 +1,48 @@
+/* train_internal.h: private helpers shared by the trainer's sources.
+ *
+ * A small counter-free random generator (splitmix64 seeding xoshiro128+-like
+ * state) that every trainer component derives from (seed, stream) pairs, so
+ * dropout masks and augmentation depend only on the seed and the position
+ * in training, never on thread scheduling.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef KWS_CORE_TRAIN_INTERNAL_H
+#define KWS_CORE_TRAIN_INTERNAL_H
+
+#include <stdint.h>
+
+struct train_rng {
+    uint64_t s;
+};
+
+static inline uint64_t train__mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static inline void train_rng_seed(struct train_rng *r, uint64_t seed, uint64_t stream) {
+    r->s = train__mix64(seed + 0x9E3779B97F4A7C15ull * (stream + 1));
+}
+
+/* splitmix64 step. */
+static inline uint64_t train_rng_next(struct train_rng *r) {
+    r->s += 0x9E3779B97F4A7C15ull;
+    return train__mix64(r->s);
+}
+
+/* Uniform in [0, 1). */
+static inline float train_rng_uniform(struct train_rng *r) {
+    return (float)(train_rng_next(r) >> 40) * (1.0f / 16777216.0f);
+}
+
+/* Standard normal (Box-Muller). */
+static inline float train_rng_normal(struct train_rng *r) {
+    float u1 = train_rng_uniform(r), u2 = train_rng_uniform(r);
+    if (u1 < 1e-7f)
+        u1 = 1e-7f;
+    return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
+}
+
+#endif /* KWS_CORE_TRAIN_INTERNAL_H */

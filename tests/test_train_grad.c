@@ -1,0 +1,220 @@
+/* test_train_grad.c: the trainer's analytic gradients against finite differences.
+ *
+ * The Heaviside spike has no useful derivative, so the network is checked in
+ * its smooth relaxation (hp.smooth: S = 1/2 + atan(pi a x / 2) / pi, whose
+ * exact derivative is the ATan surrogate the trainer uses); the surrogate
+ * itself is checked against its formula. Every other op - Linear, BatchNorm
+ * over (B*T), LIF leak and reset, dropout, the delay kernel (w.r.t. weights
+ * and delays), the conv and dense recurrence, the leaky readout and both loss
+ * terms - is checked by central differences on tiny sizes.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <criterion/criterion.h>
+#include <criterion/new/assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kws/train.h"
+
+#define B_ 2
+#define T_ 12
+#define NIN 5
+
+static void tiny_cfg(struct snn_cfg *cfg, int rec, int n_layers) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->n_in = NIN;
+    cfg->n_layers = n_layers;
+    for (int l = 0; l < n_layers; l++) {
+        struct snn_layer_cfg *lc = &cfg->layer[l];
+        lc->n = 6 + l;
+        lc->rec = l == 0 ? SNN_REC_NONE : rec;
+        lc->k = rec == SNN_REC_CONV && l ? 3 : 0;
+        lc->d_max = l ? 8 : 0;
+        lc->beta = l ? 0.6f : 0.3f;
+        lc->gain = l ? 1.0f : 0.8f;
+        lc->thresh = 1.0f;
+        lc->reset = l == 2 ? SNN_RESET_SOFT : SNN_RESET_HARD;
+    }
+    cfg->n_classes = 3;
+    cfg->out_beta = 0.5f;
+    cfg->out_gain = 1.0f;
+}
+
+struct fixture {
+    float x[B_ * T_ * NIN];
+    float bg[B_ * T_];
+    int32_t y[B_];
+};
+
+static void make_batch(struct fixture *f) {
+    uint32_t s = 12345;
+    for (int i = 0; i < B_ * T_ * NIN; i++) {
+        s = s * 1664525u + 1013904223u;
+        int v = (int)(s >> 29); /* 0..7 */
+        f->x[i] = v < 4 ? 0.0f : (float)(v - 3) * 0.5f;
+    }
+    for (int b = 0; b < B_; b++)
+        for (int t = 0; t < T_; t++)
+            f->bg[b * T_ + t] = (t < 3 || (b == 1 && t > 9)) ? 1.0f : 0.0f;
+    f->y[0] = 1;
+    f->y[1] = 2;
+}
+
+static double loss_of(struct train_net *net, const struct fixture *f) {
+    cr_assert(eq(int, train_net_forward(net, f->x, f->y, f->bg, B_, T_, 1), 0));
+    return net->loss;
+}
+
+/* Checks n entries of a parameter tensor (all if n >= len). */
+static void check_tensor(struct train_net *net, const struct fixture *f, float *p, const float *g,
+                         size_t len, size_t n, const char *label) {
+    const float eps = 1e-3f;
+    double max_err = 0.0;
+    size_t stride = n >= len ? 1 : len / n;
+    int bad = 0;
+    for (size_t i = 0; i < len; i += stride) {
+        float keep = p[i];
+        p[i] = keep + eps;
+        double lp = loss_of(net, f);
+        p[i] = keep - eps;
+        double lm = loss_of(net, f);
+        p[i] = keep;
+        double num = (lp - lm) / (2.0 * eps);
+        double err = fabs(num - g[i]);
+        double tol = 2e-3 + 2e-2 * fabs(num);
+        if (err > max_err)
+            max_err = err;
+        if (err > tol && bad++ < 5)
+            cr_log_error("%s[%zu]: analytic %.6g numeric %.6g", label, i, (double)g[i], num);
+    }
+    cr_log_info("%s: max abs error %.3g", label, max_err);
+    cr_expect(eq(int, bad, 0), "%s: %d mismatches", label, bad);
+}
+
+static void run_check(int rec, int n_layers, int use_bn, float drop, int detach) {
+    struct snn_cfg cfg;
+    tiny_cfg(&cfg, rec, n_layers);
+    struct train_hparams hp;
+    train_hparams_default(&hp);
+    hp.smooth = 1;
+    hp.sg_alpha = 2.0f;
+    hp.use_bn = use_bn;
+    hp.drop_ff = drop;
+    hp.drop_rec = drop;
+    hp.detach_reset = detach;
+    hp.sigma = 0.5f;
+    hp.sil_class = 0;
+    hp.bg_weight = 0.7f;
+    hp.delay_init_lo = 0.0f;
+    hp.delay_init_hi = 4.0f;
+    hp.seed = 3;
+    struct train_net net;
+    cr_assert(eq(int, train_net_init(&net, &cfg, &hp), 0));
+    /* delays away from the kernel's kinks (k - 1 - d in {0, +-s}) */
+    for (int l = 0; l < n_layers; l++)
+        if (net.p.delay[l])
+            for (int i = 0; i < cfg.layer[l].n; i++)
+                net.p.delay[l][i] = 0.2f + 0.61f * (float)i + 0.13f * (float)l;
+    /* larger weights so the smooth spikes move through their whole range */
+    for (int l = 0; l < n_layers; l++) {
+        for (int i = 0; i < cfg.layer[l].n * (l ? cfg.layer[l - 1].n : NIN); i++)
+            net.p.w_in[l][i] *= 2.0f;
+        if (use_bn)
+            for (int i = 0; i < cfg.layer[l].n; i++) {
+                net.p.bn_g[l][i] = 1.0f + 0.1f * (float)i;
+                net.p.bn_b[l][i] = 0.9f - 0.05f * (float)i;
+            }
+    }
+    struct fixture f;
+    make_batch(&f);
+    loss_of(&net, &f);
+    train_net_zero_grad(&net);
+    train_net_backward(&net);
+    /* copy the analytic grads: the finite differences overwrite activations, not grads */
+    int cin = NIN;
+    char label[64];
+    for (int l = 0; l < n_layers; l++) {
+        int C = cfg.layer[l].n;
+        snprintf(label, sizeof label, "w_in[%d]", l);
+        check_tensor(&net, &f, net.p.w_in[l], net.g.w_in[l], (size_t)C * cin, 40, label);
+        snprintf(label, sizeof label, "b_in[%d]", l);
+        check_tensor(&net, &f, net.p.b_in[l], net.g.b_in[l], (size_t)C, 99, label);
+        if (use_bn) {
+            snprintf(label, sizeof label, "bn_g[%d]", l);
+            check_tensor(&net, &f, net.p.bn_g[l], net.g.bn_g[l], (size_t)C, 99, label);
+            snprintf(label, sizeof label, "bn_b[%d]", l);
+            check_tensor(&net, &f, net.p.bn_b[l], net.g.bn_b[l], (size_t)C, 99, label);
+        }
+        if (net.p.w_rec[l]) {
+            size_t nw = cfg.layer[l].rec == SNN_REC_CONV ? (size_t)cfg.layer[l].k : (size_t)C * C;
+            snprintf(label, sizeof label, "w_rec[%d]", l);
+            check_tensor(&net, &f, net.p.w_rec[l], net.g.w_rec[l], nw, 40, label);
+            snprintf(label, sizeof label, "delay[%d]", l);
+            check_tensor(&net, &f, net.p.delay[l], net.g.delay[l], (size_t)C, 99, label);
+        }
+        cin = C;
+    }
+    check_tensor(&net, &f, net.p.w_out, net.g.w_out, (size_t)cfg.n_classes * cin, 99, "w_out");
+    check_tensor(&net, &f, net.p.b_out, net.g.b_out, (size_t)cfg.n_classes, 99, "b_out");
+    train_net_free(&net);
+}
+
+Test(train_grad, conv_bn_dropout) {
+    run_check(SNN_REC_CONV, 2, 1, 0.25f, 0);
+}
+
+Test(train_grad, conv_no_bn_reset_differentiated) {
+    run_check(SNN_REC_CONV, 2, 0, 0.0f, 0);
+}
+
+Test(train_grad, dense_bn) {
+    run_check(SNN_REC_DENSE, 2, 1, 0.2f, 0);
+}
+
+Test(train_grad, three_layers_soft_reset) {
+    run_check(SNN_REC_CONV, 3, 1, 0.0f, 0);
+}
+
+/* ==== Surrogate and delay kernel against their formulas ==== */
+
+Test(train_grad, surrogate_formulas) {
+    for (float x = -3.0f; x <= 3.0f; x += 0.37f) {
+        float a = 5.0f;
+        float want = (a / 2.0f) / (1.0f + powf((float)M_PI * a * x / 2.0f, 2.0f));
+        cr_expect(ieee_ulp_eq(flt, train_surrogate_grad(TRAIN_SG_ATAN, a, x), want, 8));
+        float tri = fmaxf(0.0f, 1.0f - fabsf(x));
+        cr_expect(epsilon_eq(flt, train_surrogate_grad(TRAIN_SG_TRIANGLE, 1.0f, x), tri, 1e-6f));
+        /* the ATan surrogate is the exact derivative of the smooth spike */
+        float h = 1e-3f;
+        double sp = 0.5 + atan(M_PI * 2.0 * (x + h) / 2.0) / M_PI;
+        double sm = 0.5 + atan(M_PI * 2.0 * (x - h) / 2.0) / M_PI;
+        cr_expect(epsilon_eq(dbl, (sp - sm) / (2.0 * h),
+                             (double)train_surrogate_grad(TRAIN_SG_ATAN, 2.0f, x), 1e-3));
+    }
+    cr_expect(epsilon_eq(flt, train_surrogate_grad(TRAIN_SG_ATAN, 5.0f, 0.0f), 2.5f, 1e-6f));
+}
+
+Test(train_grad, delay_kernel) {
+    /* sigma = 0 and an integer delay: one-hot at tap 1 + d */
+    for (int k = 0; k < 8; k++)
+        cr_expect(epsilon_eq(flt, train_delay_kernel(3.0f, 0.0f, k), k == 4 ? 1.0f : 0.0f, 1e-7f));
+    /* unit area for a spread kernel, and d/dd against central differences */
+    float d = 4.45f, sigma = 1.7f, area = 0.0f;
+    for (int k = -10; k < 20; k++) {
+        area += train_delay_kernel(d, sigma, k);
+        float h = 1e-3f;
+        float num = (train_delay_kernel(d + h, sigma, k) - train_delay_kernel(d - h, sigma, k)) /
+                    (2.0f * h);
+        cr_expect(epsilon_eq(flt, train_delay_kernel_dd(d, sigma, k), num, 2e-3f), "k=%d", k);
+    }
+    cr_expect(epsilon_eq(flt, area, 1.0f, 0.05f));
+}
+
+Test(train_grad, schedules) {
+    cr_expect(epsilon_eq(flt, train_lr_onecycle(1.0f, 0.0f), 0.04f, 1e-6f));
+    cr_expect(epsilon_eq(flt, train_lr_onecycle(1.0f, 0.3f), 1.0f, 1e-6f));
+    cr_expect(lt(flt, train_lr_onecycle(1.0f, 1.0f), 1e-5f));
+    cr_expect(epsilon_eq(flt, train_lr_cosine(2.0f, 0.5f), 1.0f, 1e-6f));
+}
