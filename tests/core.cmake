@@ -1,1 +1,6 @@
+# Tests of kws_core: the error table, the SNN engine, the model file and golden outputs.
 kws_test(test_core_err LIBS kws_core)
+kws_test(test_core_snn LIBS kws_core)
+target_include_directories(test_core_snn PRIVATE ${PROJECT_SOURCE_DIR}/core/src)
+kws_test(test_core_model_file LIBS kws_core)
+target_include_directories(test_core_model_file PRIVATE ${PROJECT_SOURCE_DIR}/core/src)

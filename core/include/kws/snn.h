@@ -102,6 +102,13 @@ struct snn_model {
     struct snn_params p;              /* pointers into mem */
     int32_t *delay_int[SNN_MAX_LAYERS]; /* (C_l) rounded, clamped delays used by snn_step */
     int32_t *idelay_mem;              /* backing block of delay_int */
+    /* Derived by snn_model_prepare for the event-driven step: transposed
+     * copies, so that an input or a spike of channel j adds one contiguous
+     * row. Never written to files. */
+    float *w_in_t[SNN_MAX_LAYERS];    /* (C_{l-1}, C_l) w_in transposed */
+    float *w_rec_t[SNN_MAX_LAYERS];   /* dense: (C_l, C_l) as W^T[j][i], pre j, post i; else NULL */
+    float *w_out_t;                   /* (C_{L-1}, n_classes) w_out transposed */
+    float *t_mem;                     /* backing block of the transposed copies */
 };
 
 /* Per-stream running state: membranes, rings and a scratch vector. */
@@ -111,10 +118,17 @@ struct snn_state {
     float *spk[SNN_MAX_LAYERS]; /* (C_l) last spikes, 0/1 */
     float *v_out;               /* (n_classes) readout potentials */
     float *cur;                 /* scratch: (max C) input currents */
-    int32_t head;               /* ring slot read at the next step (shared by all layers, mod D_l) */
+    int32_t head;               /* steps since reset, modulo 2^30; layer l reads ring slot slot[l] */
     float *mem;                 /* backing block */
     uint64_t spikes;            /* hidden spikes emitted since reset (for statistics) */
+    int32_t slot[SNN_MAX_LAYERS]; /* ring slot layer l reads (then clears) at the next step, in [0, D_l) */
+    int32_t *idx[SNN_MAX_LAYERS]; /* (C_l) indices of the neurons that spiked at the last step */
+    int32_t n_idx[SNN_MAX_LAYERS]; /* how many of idx[l] are valid */
+    int32_t *in_idx;            /* scratch: (n_in) indices of non-zero inputs */
 };
+
+/* Ring length D of a layer: d_max + 2 if it is recurrent, else 0. */
+int32_t snn_layer_ring_len(const struct snn_layer_cfg *lc);
 
 /* Number of float parameters a configuration needs, or 0 if it is invalid. */
 size_t snn_param_count(const struct snn_cfg *cfg);
@@ -130,8 +144,11 @@ int snn_cfg_validate(const struct snn_cfg *cfg, char *msg, size_t msglen);
 int snn_model_init(struct snn_model *m, const struct snn_cfg *cfg);
 void snn_model_free(struct snn_model *m);
 
-/* Rounds the real-valued delays to the integer taps snn_step uses (clamped to
- * [0, d_max]). Call after changing m->p.delay. */
+/* Rounds the real-valued delays to the integer taps snn_step uses (round half
+ * to even, clamped to [0, d_max]; NaN becomes 0) and refreshes the transposed
+ * weight copies snn_step reads. Call after changing anything in m->p (delays
+ * or weights) and before the next snn_step; snn_model_init and the loaders
+ * call it. */
 void snn_model_prepare(struct snn_model *m);
 
 /* Reads a .kwsm file (see DESIGN.md and docs/MODEL_FORMAT.md). On failure m

@@ -1,0 +1,571 @@
+/* snn.c: the conv-delay recurrent spiking network, stepped one frame at a time.
+ *
+ * A model is one block of float parameters (struct snn_params points into it)
+ * plus derived data for inference: integer delays and transposed weights, so
+ * that the step is event-driven. A non-zero input j adds x_j times row j of
+ * W_in^T, a spike adds one row of the next layer's W_in^T, and a spike of a
+ * recurrent neuron j is scattered into the arrival ring slot it will be read
+ * from, 1 + d_j steps later: K adds for a conv-delay layer, C adds (row j
+ * of W^T, i.e. column j of W) for a dense DelRec layer. Nothing is allocated
+ * per frame. The naive reference (dense matrix-vector products and a spike
+ * history) sits at the end of the file for tests and benchmarks.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "kws/snn.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kws/err.h"
+#include "snn_internal.h"
+
+#define SNN__ALIGN 64 /* bytes; every sub-array of a block starts on a cache line */
+#define SNN__HEAD_MASK ((int32_t)((1u << 30) - 1))
+
+/* Rounds a count of floats up so the next array starts on a cache line. */
+static size_t snn__round_floats(size_t n) {
+    size_t q = SNN__ALIGN / sizeof(float);
+    return (n + q - 1) / q * q;
+}
+
+/* aligned_alloc needs a size that is a multiple of the alignment. */
+static void *snn__alloc(size_t bytes) {
+    bytes = (bytes + SNN__ALIGN - 1) / SNN__ALIGN * SNN__ALIGN;
+    if (bytes == 0)
+        bytes = SNN__ALIGN;
+    void *p = aligned_alloc(SNN__ALIGN, bytes);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
+/* ==== Configuration ==== */
+
+/* Writes a "field: problem" message if msg is given and returns KWS_EBADFIELD. */
+__attribute__((format(printf, 3, 4))) static int snn__bad(char *msg, size_t msglen,
+                                                          const char *fmt, ...) {
+    if (msg && msglen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, msglen, fmt, ap);
+        va_end(ap);
+    }
+    return KWS_EBADFIELD;
+}
+
+int32_t snn_layer_ring_len(const struct snn_layer_cfg *lc) {
+    return lc->rec == SNN_REC_NONE ? 0 : lc->d_max + 2;
+}
+
+static int snn__check_layer(const struct snn_layer_cfg *lc, int l, char *msg, size_t msglen) {
+    if (lc->n < 1 || lc->n > SNN_MAX_NEURONS)
+        return snn__bad(msg, msglen, "layer[%d].n: %d out of range [1, %d]", l, (int)lc->n,
+                        SNN_MAX_NEURONS);
+    if (lc->rec != SNN_REC_NONE && lc->rec != SNN_REC_CONV && lc->rec != SNN_REC_DENSE)
+        return snn__bad(msg, msglen, "layer[%d].rec: %d is not none (0), conv (1) or dense (2)", l,
+                        (int)lc->rec);
+    if (lc->rec == SNN_REC_CONV) {
+        if (lc->k < 1 || lc->k > SNN_MAX_K)
+            return snn__bad(msg, msglen, "layer[%d].k: %d out of range [1, %d]", l, (int)lc->k,
+                            SNN_MAX_K);
+        if (lc->k % 2 == 0)
+            return snn__bad(msg, msglen, "layer[%d].k: %d is even", l, (int)lc->k);
+    } else if (lc->k != 0) {
+        return snn__bad(msg, msglen, "layer[%d].k: %d but the layer has no conv recurrence", l,
+                        (int)lc->k);
+    }
+    if (lc->rec == SNN_REC_NONE) {
+        if (lc->d_max != 0)
+            return snn__bad(msg, msglen, "layer[%d].d_max: %d but the layer is not recurrent", l,
+                            (int)lc->d_max);
+    } else if (lc->d_max < 0 || lc->d_max > SNN_MAX_DELAY) {
+        return snn__bad(msg, msglen, "layer[%d].d_max: %d out of range [0, %d]", l,
+                        (int)lc->d_max, SNN_MAX_DELAY);
+    }
+    if (!isfinite(lc->beta) || lc->beta < 0.0f || lc->beta > 1.0f)
+        return snn__bad(msg, msglen, "layer[%d].beta: %g out of range [0, 1]", l,
+                        (double)lc->beta);
+    if (!isfinite(lc->gain))
+        return snn__bad(msg, msglen, "layer[%d].gain: %g is not finite", l, (double)lc->gain);
+    if (!isfinite(lc->thresh) || lc->thresh <= 0.0f)
+        return snn__bad(msg, msglen, "layer[%d].thresh: %g is not a positive number", l,
+                        (double)lc->thresh);
+    if (lc->reset != SNN_RESET_HARD && lc->reset != SNN_RESET_SOFT)
+        return snn__bad(msg, msglen, "layer[%d].reset: %d is not hard (0) or soft (1)", l,
+                        (int)lc->reset);
+    return 0;
+}
+
+int snn_cfg_validate(const struct snn_cfg *cfg, char *msg, size_t msglen) {
+    if (cfg->n_in < 1 || cfg->n_in > SNN_MAX_INPUTS)
+        return snn__bad(msg, msglen, "n_in: %d out of range [1, %d]", (int)cfg->n_in,
+                        SNN_MAX_INPUTS);
+    if (cfg->n_layers < 1 || cfg->n_layers > SNN_MAX_LAYERS)
+        return snn__bad(msg, msglen, "n_layers: %d out of range [1, %d]", (int)cfg->n_layers,
+                        SNN_MAX_LAYERS);
+    for (int l = 0; l < cfg->n_layers; l++) {
+        int rc = snn__check_layer(&cfg->layer[l], l, msg, msglen);
+        if (rc < 0)
+            return rc;
+    }
+    if (cfg->n_classes < 1 || cfg->n_classes > SNN_MAX_CLASSES)
+        return snn__bad(msg, msglen, "n_classes: %d out of range [1, %d]", (int)cfg->n_classes,
+                        SNN_MAX_CLASSES);
+    if (!isfinite(cfg->out_beta) || cfg->out_beta < 0.0f || cfg->out_beta > 1.0f)
+        return snn__bad(msg, msglen, "out_beta: %g out of range [0, 1]", (double)cfg->out_beta);
+    if (!isfinite(cfg->out_gain))
+        return snn__bad(msg, msglen, "out_gain: %g is not finite", (double)cfg->out_gain);
+    for (int c = 0; c < cfg->n_classes; c++)
+        if (!memchr(cfg->labels[c], '\0', SNN_LABEL_LEN))
+            return snn__bad(msg, msglen, "labels[%d]: not NUL-terminated within %d bytes", c,
+                            SNN_LABEL_LEN);
+    if (msg && msglen)
+        msg[0] = '\0';
+    return 0;
+}
+
+size_t snn_rec_param_count(const struct snn_layer_cfg *lc) {
+    size_t n = (size_t)lc->n;
+    switch (lc->rec) {
+    case SNN_REC_CONV:
+        return (size_t)lc->k + n;
+    case SNN_REC_DENSE:
+        return n * n + n;
+    default:
+        return 0;
+    }
+}
+
+int snn__tensors(const struct snn_cfg *cfg, struct snn_params *p,
+                 struct snn__tensor out[SNN__MAX_TENSORS]) {
+    int nt = 0;
+    size_t off = 0;
+    size_t prev = (size_t)cfg->n_in;
+#define SNN__ADD(label, lay, sz, field)                                                            \
+    do {                                                                                           \
+        struct snn__tensor *t_ = &out[nt++];                                                       \
+        snprintf(t_->name, sizeof t_->name, "%s", label);                                          \
+        t_->layer = (lay);                                                                         \
+        t_->offset = off;                                                                          \
+        t_->size = (sz);                                                                           \
+        t_->slot = p ? &p->field : NULL;                                                           \
+        off += (sz);                                                                               \
+    } while (0)
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct snn_layer_cfg *lc = &cfg->layer[l];
+        size_t n = (size_t)lc->n;
+        char name[24];
+        snprintf(name, sizeof name, "layer[%d].w_in", l);
+        SNN__ADD(name, l, n * prev, w_in[l]);
+        snprintf(name, sizeof name, "layer[%d].b_in", l);
+        SNN__ADD(name, l, n, b_in[l]);
+        if (lc->rec != SNN_REC_NONE) {
+            snprintf(name, sizeof name, "layer[%d].w_rec", l);
+            SNN__ADD(name, l, lc->rec == SNN_REC_CONV ? (size_t)lc->k : n * n, w_rec[l]);
+            snprintf(name, sizeof name, "layer[%d].delay", l);
+            SNN__ADD(name, l, n, delay[l]);
+        }
+        prev = n;
+    }
+    SNN__ADD("w_out", -1, (size_t)cfg->n_classes * prev, w_out);
+    SNN__ADD("b_out", -1, (size_t)cfg->n_classes, b_out);
+#undef SNN__ADD
+    return nt;
+}
+
+size_t snn_param_count(const struct snn_cfg *cfg) {
+    struct snn__tensor t[SNN__MAX_TENSORS];
+    if (snn_cfg_validate(cfg, NULL, 0) < 0)
+        return 0;
+    int nt = snn__tensors(cfg, NULL, t);
+    return t[nt - 1].offset + t[nt - 1].size;
+}
+
+void snn__param_name(const struct snn_cfg *cfg, size_t i, char *buf, size_t buflen) {
+    struct snn__tensor t[SNN__MAX_TENSORS];
+    int nt = snn__tensors(cfg, NULL, t);
+    for (int k = 0; k < nt; k++) {
+        if (i >= t[k].offset && i < t[k].offset + t[k].size) {
+            snprintf(buf, buflen, "%s[%zu]", t[k].name, i - t[k].offset);
+            return;
+        }
+    }
+    snprintf(buf, buflen, "param[%zu]", i);
+}
+
+/* ==== Model ==== */
+
+void snn_model_free(struct snn_model *m) {
+    free(m->mem);
+    free(m->idelay_mem);
+    free(m->t_mem);
+    memset(m, 0, sizeof *m);
+}
+
+int snn_model_init(struct snn_model *m, const struct snn_cfg *cfg) {
+    struct snn__tensor t[SNN__MAX_TENSORS];
+    memset(m, 0, sizeof *m);
+    int rc = snn_cfg_validate(cfg, NULL, 0);
+    if (rc < 0)
+        return rc;
+    m->cfg = *cfg;
+    int nt = snn__tensors(cfg, &m->p, t);
+    m->n_params = t[nt - 1].offset + t[nt - 1].size;
+    m->mem = snn__alloc(m->n_params * sizeof(float));
+    if (!m->mem)
+        goto nomem;
+    for (int k = 0; k < nt; k++)
+        *t[k].slot = m->mem + t[k].offset;
+
+    /* Derived blocks: integer delays, then the transposed weights. */
+    size_t n_delay = 0, n_t = 0, prev = (size_t)cfg->n_in;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct snn_layer_cfg *lc = &cfg->layer[l];
+        size_t n = (size_t)lc->n;
+        if (lc->rec != SNN_REC_NONE)
+            n_delay += n;
+        n_t += snn__round_floats(prev * n);
+        if (lc->rec == SNN_REC_DENSE)
+            n_t += snn__round_floats(n * n);
+        prev = n;
+    }
+    n_t += snn__round_floats(prev * (size_t)cfg->n_classes);
+    m->idelay_mem = snn__alloc((n_delay ? n_delay : 1) * sizeof(int32_t));
+    m->t_mem = snn__alloc(n_t * sizeof(float));
+    if (!m->idelay_mem || !m->t_mem)
+        goto nomem;
+    int32_t *di = m->idelay_mem;
+    float *tp = m->t_mem;
+    prev = (size_t)cfg->n_in;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct snn_layer_cfg *lc = &cfg->layer[l];
+        size_t n = (size_t)lc->n;
+        if (lc->rec != SNN_REC_NONE) {
+            m->delay_int[l] = di;
+            di += n;
+        }
+        m->w_in_t[l] = tp;
+        tp += snn__round_floats(prev * n);
+        if (lc->rec == SNN_REC_DENSE) {
+            m->w_rec_t[l] = tp;
+            tp += snn__round_floats(n * n);
+        }
+        prev = n;
+    }
+    m->w_out_t = tp;
+    snn_model_prepare(m);
+    return 0;
+nomem:
+    snn_model_free(m);
+    return -ENOMEM;
+}
+
+/* out (cols, rows) = in (rows, cols) transposed. */
+static void snn__transpose(float *out, const float *in, size_t rows, size_t cols) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++)
+            out[c * rows + r] = in[r * cols + c];
+}
+
+void snn_model_prepare(struct snn_model *m) {
+    const struct snn_cfg *cfg = &m->cfg;
+    size_t prev = (size_t)cfg->n_in;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct snn_layer_cfg *lc = &cfg->layer[l];
+        size_t n = (size_t)lc->n;
+        snn__transpose(m->w_in_t[l], m->p.w_in[l], n, prev);
+        if (lc->rec == SNN_REC_DENSE)
+            snn__transpose(m->w_rec_t[l], m->p.w_rec[l], n, n);
+        if (lc->rec != SNN_REC_NONE) {
+            for (size_t j = 0; j < n; j++) {
+                float d = m->p.delay[l][j];
+                /* nearbyintf rounds half to even, as torch.round does. */
+                float r = isnan(d) ? 0.0f : nearbyintf(d);
+                if (r < 0.0f)
+                    r = 0.0f;
+                if (r > (float)lc->d_max)
+                    r = (float)lc->d_max;
+                m->delay_int[l][j] = (int32_t)r;
+            }
+        }
+        prev = n;
+    }
+    snn__transpose(m->w_out_t, m->p.w_out, (size_t)cfg->n_classes, prev);
+}
+
+/* ==== Stream state ==== */
+
+int snn_state_init(struct snn_state *s, const struct snn_model *m) {
+    const struct snn_cfg *cfg = &m->cfg;
+    memset(s, 0, sizeof *s);
+    size_t n_f = 0, n_i = 0, max_c = (size_t)cfg->n_classes;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct snn_layer_cfg *lc = &cfg->layer[l];
+        size_t n = (size_t)lc->n;
+        n_f += 2 * snn__round_floats(n);                              /* v, spk */
+        n_f += snn__round_floats((size_t)snn_layer_ring_len(lc) * n); /* ring */
+        n_i += snn__round_floats(n);                                  /* idx */
+        if (n > max_c)
+            max_c = n;
+    }
+    n_f += snn__round_floats((size_t)cfg->n_classes) + snn__round_floats(max_c);
+    n_i += snn__round_floats((size_t)cfg->n_in);
+    /* One block: the floats, then the int32 index lists (same size, 4 bytes). */
+    _Static_assert(sizeof(float) == sizeof(int32_t), "float and int32 share the state block");
+    s->mem = snn__alloc((n_f + n_i) * sizeof(float));
+    if (!s->mem)
+        return -ENOMEM;
+    float *f = s->mem;
+    int32_t *ip = (int32_t *)(void *)(s->mem + n_f);
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct snn_layer_cfg *lc = &cfg->layer[l];
+        size_t n = (size_t)lc->n;
+        size_t d = (size_t)snn_layer_ring_len(lc);
+        s->v[l] = f;
+        f += snn__round_floats(n);
+        s->spk[l] = f;
+        f += snn__round_floats(n);
+        if (d) {
+            s->ring[l] = f;
+            f += snn__round_floats(d * n);
+        }
+        s->idx[l] = ip;
+        ip += snn__round_floats(n);
+    }
+    s->v_out = f;
+    f += snn__round_floats((size_t)cfg->n_classes);
+    s->cur = f;
+    s->in_idx = ip;
+    snn_state_reset(s, m);
+    return 0;
+}
+
+void snn_state_reset(struct snn_state *s, const struct snn_model *m) {
+    const struct snn_cfg *cfg = &m->cfg;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        size_t n = (size_t)cfg->layer[l].n;
+        memset(s->v[l], 0, n * sizeof(float));
+        memset(s->spk[l], 0, n * sizeof(float));
+        if (s->ring[l])
+            memset(s->ring[l], 0, (size_t)snn_layer_ring_len(&cfg->layer[l]) * n * sizeof(float));
+        s->slot[l] = 0;
+        s->n_idx[l] = 0;
+    }
+    memset(s->v_out, 0, (size_t)cfg->n_classes * sizeof(float));
+    s->head = 0;
+    s->spikes = 0;
+}
+
+void snn_state_free(struct snn_state *s) {
+    free(s->mem);
+    memset(s, 0, sizeof *s);
+}
+
+/* ==== The event-driven step ==== */
+
+/* LIF update of n neurons from input currents cur (n): H = beta V + gain I,
+ * spike when H >= thresh, then reset. Writes spk (n) as 0/1 and the indices
+ * of the neurons that fired into idx; returns how many fired. */
+static int32_t snn__lif(float *v, float *spk, int32_t *idx, const float *cur, int32_t n,
+                        const struct snn_layer_cfg *lc) {
+    const float beta = lc->beta, gain = lc->gain, th = lc->thresh;
+    const bool hard = lc->reset == SNN_RESET_HARD;
+    int32_t ns = 0;
+    for (int32_t i = 0; i < n; i++) {
+        float h = beta * v[i] + gain * cur[i];
+        if (h >= th) {
+            v[i] = hard ? 0.0f : h - th;
+            spk[i] = 1.0f;
+            idx[ns++] = i;
+        } else {
+            v[i] = h;
+            spk[i] = 0.0f;
+        }
+    }
+    return ns;
+}
+
+/* Scatters the spikes idx[0..ns) of a recurrent layer into its arrival ring:
+ * a spike of j at this step is read 1 + d_j steps later, from slot
+ * (slot + 1 + d_j) mod D. */
+static void snn__scatter(const struct snn_model *m, int l, float *ring, int32_t slot,
+                         const int32_t *idx, int32_t ns) {
+    const struct snn_layer_cfg *lc = &m->cfg.layer[l];
+    const int32_t n = lc->n, dlen = snn_layer_ring_len(lc);
+    const int32_t *dl = m->delay_int[l];
+    if (lc->rec == SNN_REC_CONV) {
+        const float *w = m->p.w_rec[l];
+        const int32_t k = lc->k, pad = (k - 1) / 2;
+        for (int32_t a = 0; a < ns; a++) {
+            int32_t j = idx[a];
+            int32_t t = slot + 1 + dl[j];
+            if (t >= dlen)
+                t -= dlen;
+            float *dst = ring + (size_t)t * (size_t)n;
+            /* Targets i = j + pad - tap, tap in [0, k), clipped to [0, n). */
+            int32_t lo = j + pad - n + 1 > 0 ? j + pad - n + 1 : 0;
+            int32_t hi = j + pad < k - 1 ? j + pad : k - 1;
+            for (int32_t tap = lo; tap <= hi; tap++)
+                dst[j + pad - tap] += w[tap];
+        }
+    } else {
+        const float *wt = m->w_rec_t[l];
+        for (int32_t a = 0; a < ns; a++) {
+            int32_t j = idx[a];
+            int32_t t = slot + 1 + dl[j];
+            if (t >= dlen)
+                t -= dlen;
+            float *restrict dst = ring + (size_t)t * (size_t)n;
+            const float *restrict col = wt + (size_t)j * (size_t)n;
+            for (int32_t i = 0; i < n; i++)
+                dst[i] += col[i];
+        }
+    }
+}
+
+void snn_step(const struct snn_model *m, struct snn_state *s, const float *in, float *out) {
+    const struct snn_cfg *cfg = &m->cfg;
+    float *restrict cur = s->cur;
+
+    /* Non-zero inputs: the first layer sums count * row j of W_in^T over them. */
+    int32_t n_act = 0;
+    for (int32_t j = 0; j < cfg->n_in; j++)
+        if (in[j] != 0.0f)
+            s->in_idx[n_act++] = j;
+    const int32_t *act = s->in_idx;
+
+    uint64_t fired = 0;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct snn_layer_cfg *lc = &cfg->layer[l];
+        const int32_t n = lc->n;
+        const float *wt = m->w_in_t[l];
+        memcpy(cur, m->p.b_in[l], (size_t)n * sizeof(float));
+        if (l == 0) {
+            for (int32_t a = 0; a < n_act; a++) {
+                const float x = in[act[a]];
+                const float *restrict row = wt + (size_t)act[a] * (size_t)n;
+                for (int32_t i = 0; i < n; i++)
+                    cur[i] += x * row[i];
+            }
+        } else {
+            for (int32_t a = 0; a < n_act; a++) {
+                const float *restrict row = wt + (size_t)act[a] * (size_t)n;
+                for (int32_t i = 0; i < n; i++)
+                    cur[i] += row[i];
+            }
+        }
+        if (lc->rec != SNN_REC_NONE) {
+            /* Read this step's arrivals and clear the slot for reuse. */
+            float *restrict r = s->ring[l] + (size_t)s->slot[l] * (size_t)n;
+            for (int32_t i = 0; i < n; i++) {
+                cur[i] += r[i];
+                r[i] = 0.0f;
+            }
+        }
+        int32_t ns = snn__lif(s->v[l], s->spk[l], s->idx[l], cur, n, lc);
+        s->n_idx[l] = ns;
+        fired += (uint64_t)ns;
+        if (lc->rec != SNN_REC_NONE) {
+            snn__scatter(m, l, s->ring[l], s->slot[l], s->idx[l], ns);
+            int32_t next = s->slot[l] + 1;
+            s->slot[l] = next == snn_layer_ring_len(lc) ? 0 : next;
+        }
+        act = s->idx[l];
+        n_act = ns;
+    }
+
+    /* Readout: a leaky integrator of W_out s + b_out. */
+    const int32_t nc = cfg->n_classes;
+    memcpy(cur, m->p.b_out, (size_t)nc * sizeof(float));
+    for (int32_t a = 0; a < n_act; a++) {
+        const float *restrict row = m->w_out_t + (size_t)act[a] * (size_t)nc;
+        for (int32_t c = 0; c < nc; c++)
+            cur[c] += row[c];
+    }
+    for (int32_t c = 0; c < nc; c++)
+        s->v_out[c] = cfg->out_beta * s->v_out[c] + cfg->out_gain * cur[c];
+    if (out)
+        memcpy(out, s->v_out, (size_t)nc * sizeof(float));
+    s->head = (s->head + 1) & SNN__HEAD_MASK;
+    s->spikes += fired;
+}
+
+void snn_forward(const struct snn_model *m, struct snn_state *s, const float *in, int T,
+                 float *out) {
+    const size_t n_in = (size_t)m->cfg.n_in, nc = (size_t)m->cfg.n_classes;
+    snn_state_reset(s, m);
+    for (int t = 0; t < T; t++)
+        snn_step(m, s, in + (size_t)t * n_in, out ? out + (size_t)t * nc : NULL);
+}
+
+/* ==== Naive reference ==== */
+
+/* Weight of the recurrent connection from j to i, whatever the layer kind. */
+static float snn__rec_weight(const struct snn_model *m, int l, int32_t i, int32_t j) {
+    const struct snn_layer_cfg *lc = &m->cfg.layer[l];
+    if (lc->rec == SNN_REC_DENSE)
+        return m->p.w_rec[l][(size_t)i * (size_t)lc->n + (size_t)j];
+    int32_t tap = j + (lc->k - 1) / 2 - i;
+    return tap >= 0 && tap < lc->k ? m->p.w_rec[l][tap] : 0.0f;
+}
+
+void snn__step_naive(const struct snn_model *m, struct snn_state *s, const float *in,
+                     float *out) {
+    const struct snn_cfg *cfg = &m->cfg;
+    const float *x = in;
+    int32_t n_prev = cfg->n_in;
+    uint64_t fired = 0;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct snn_layer_cfg *lc = &cfg->layer[l];
+        const int32_t n = lc->n, dlen = snn_layer_ring_len(lc);
+        for (int32_t i = 0; i < n; i++) {
+            float acc = m->p.b_in[l][i];
+            const float *row = m->p.w_in[l] + (size_t)i * (size_t)n_prev;
+            for (int32_t j = 0; j < n_prev; j++)
+                acc += row[j] * x[j];
+            s->cur[i] = acc;
+        }
+        if (lc->rec != SNN_REC_NONE) {
+            /* hist slot (slot - 1 - d) mod D holds the spikes of step t - 1 - d. */
+            const float *hist = s->ring[l];
+            for (int32_t i = 0; i < n; i++) {
+                float acc = 0.0f;
+                for (int32_t j = 0; j < n; j++) {
+                    int32_t t = s->slot[l] - 1 - m->delay_int[l][j];
+                    if (t < 0)
+                        t += dlen;
+                    acc += snn__rec_weight(m, l, i, j) * hist[(size_t)t * (size_t)n + (size_t)j];
+                }
+                s->cur[i] += acc;
+            }
+        }
+        int32_t ns = snn__lif(s->v[l], s->spk[l], s->idx[l], s->cur, n, lc);
+        s->n_idx[l] = ns;
+        fired += (uint64_t)ns;
+        if (lc->rec != SNN_REC_NONE) {
+            memcpy(s->ring[l] + (size_t)s->slot[l] * (size_t)n, s->spk[l],
+                   (size_t)n * sizeof(float));
+            int32_t next = s->slot[l] + 1;
+            s->slot[l] = next == dlen ? 0 : next;
+        }
+        x = s->spk[l];
+        n_prev = n;
+    }
+    for (int32_t c = 0; c < cfg->n_classes; c++) {
+        float acc = m->p.b_out[c];
+        const float *row = m->p.w_out + (size_t)c * (size_t)n_prev;
+        for (int32_t j = 0; j < n_prev; j++)
+            acc += row[j] * x[j];
+        s->v_out[c] = cfg->out_beta * s->v_out[c] + cfg->out_gain * acc;
+    }
+    if (out)
+        memcpy(out, s->v_out, (size_t)cfg->n_classes * sizeof(float));
+    s->head = (s->head + 1) & SNN__HEAD_MASK;
+    s->spikes += fired;
+}
