@@ -308,6 +308,7 @@ static int set_scalar(struct walk *w, const struct cfg_key *k, const char *at,
             walk_err(w, v, at, "%s: %s", node_show(v, show, sizeof show), why);
             return -1;
         }
+        memset(dst, 0, cap); /* no stale tail: configs compare with memcmp */
         memcpy(dst, s, slen + 1);
         return 0;
     }
@@ -599,7 +600,7 @@ out:
     yaml_document_delete(&doc);
     yaml_parser_delete(&parser);
     if (rc == 0)
-        *cfg = tmp;
+        memcpy(cfg, &tmp, sizeof tmp); /* padding too, so memcmp stays meaningful */
     return rc;
 }
 
