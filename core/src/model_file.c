@@ -1,0 +1,525 @@
+/* model_file.c: reading and writing .kwsm model files.
+ *
+ * Layout (docs/MODEL_FORMAT.md): a fixed 1536-byte little-endian header
+ * (magic "KWS1", version, header size, every struct snn_cfg field written one
+ * by one, labels, front end settings, parameter count, zero padding), the
+ * float32 parameters in struct snn_params order, then a CRC-32 of everything
+ * before it. Fields are encoded and decoded byte by byte, never by dumping a
+ * struct, so the file does not depend on the host's padding or byte order.
+ * The reader checks every field and every size before it touches the payload
+ * and names the offending field in its message; it never reads past the
+ * buffer. Writes are atomic: temp file in the same directory, fsync, rename,
+ * fsync of the directory.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kws/err.h"
+#include "kws/snn.h"
+#include "model_file_internal.h"
+#include "snn_internal.h"
+
+/* Offsets of the header fields, in bytes. */
+enum {
+    KWSM_OFF_MAGIC = 0,
+    KWSM_OFF_VERSION = 4,
+    KWSM_OFF_HEADER_BYTES = 8,
+    KWSM_OFF_N_IN = 12,
+    KWSM_OFF_N_LAYERS = 16,
+    KWSM_OFF_LAYERS = 20,                  /* SNN_MAX_LAYERS x 8 fields x 4 bytes */
+    KWSM_LAYER_BYTES = 32,
+    KWSM_OFF_N_CLASSES = KWSM_OFF_LAYERS + SNN_MAX_LAYERS * KWSM_LAYER_BYTES, /* 148 */
+    KWSM_OFF_OUT_BETA = KWSM_OFF_N_CLASSES + 4,
+    KWSM_OFF_OUT_GAIN = KWSM_OFF_OUT_BETA + 4,
+    KWSM_OFF_LABELS = KWSM_OFF_OUT_GAIN + 4,                               /* 160 */
+    KWSM_OFF_FE = KWSM_OFF_LABELS + SNN_MAX_CLASSES * SNN_LABEL_LEN,       /* 1184 */
+    KWSM_FE_BYTES = (15 + KWS_ENC_MAX_LEVELS + 2) * 4,                     /* 100 */
+    KWSM_OFF_N_PARAMS = KWSM_OFF_FE + KWSM_FE_BYTES,                       /* 1284, uint64 */
+    KWSM_OFF_PAD = KWSM_OFF_N_PARAMS + 8,                                  /* 1292 */
+};
+
+_Static_assert(KWSM_OFF_N_CLASSES == 148, "layer block moved");
+_Static_assert(KWSM_OFF_FE == 1184, "labels moved");
+_Static_assert(KWSM_OFF_PAD <= KWSM_HEADER_BYTES, "header fields overflow the header");
+_Static_assert(KWSM_HEADER_BYTES % 64 == 0, "header keeps the payload aligned");
+_Static_assert(SNN_MAX_LAYERS == 4 && SNN_MAX_CLASSES == 32 && SNN_LABEL_LEN == 32 &&
+                   KWS_ENC_MAX_LEVELS == 8,
+               "these limits are part of format version 1; bump KWSM_VERSION to change them");
+_Static_assert(sizeof(float) == 4, "float32 payload");
+
+/* ==== Little-endian encoding ==== */
+
+static uint32_t kwsm__get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int32_t kwsm__get_i32(const uint8_t *p) {
+    uint32_t u = kwsm__get_u32(p);
+    int32_t v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+static float kwsm__get_f32(const uint8_t *p) {
+    uint32_t u = kwsm__get_u32(p);
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static uint64_t kwsm__get_u64(const uint8_t *p) {
+    return (uint64_t)kwsm__get_u32(p) | (uint64_t)kwsm__get_u32(p + 4) << 32;
+}
+
+static void kwsm__put_u32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static void kwsm__put_i32(uint8_t *p, int32_t v) {
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    kwsm__put_u32(p, u);
+}
+
+static void kwsm__put_f32(uint8_t *p, float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    kwsm__put_u32(p, u);
+}
+
+static void kwsm__put_u64(uint8_t *p, uint64_t v) {
+    kwsm__put_u32(p, (uint32_t)v);
+    kwsm__put_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+uint32_t kwsm__crc32(const void *buf, size_t len) {
+    /* CRC-32/ISO-HDLC (zlib, PNG): reflected polynomial 0xEDB88320, init and
+     * final xor 0xFFFFFFFF. The table is rebuilt per call (256 entries, far
+     * cheaper than reading a model), so there is no shared mutable state. */
+    uint32_t table[256];
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        table[i] = c;
+    }
+    const uint8_t *p = buf;
+    uint32_t crc = 0xFFFFFFFFu;
+    for (size_t i = 0; i < len; i++)
+        crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return crc ^ 0xFFFFFFFFu;
+}
+
+/* ==== Header fields ==== */
+
+/* The front end fields in file order: offset within the front end block,
+ * name, kind (0 int32, 1 float32), and where they live in the struct. */
+struct kwsm__fe_field {
+    const char *name;
+    bool is_float;
+    size_t offset; /* into struct kws_frontend_cfg */
+    int32_t min, max; /* int32 range (inclusive) */
+};
+
+#define FE_I(f, lo, hi) {"fe." #f, false, offsetof(struct kws_frontend_cfg, f), lo, hi}
+#define FE_F(f) {"fe." #f, true, offsetof(struct kws_frontend_cfg, f), 0, 0}
+static const struct kwsm__fe_field kwsm__fe_fields[] = {
+    FE_I(sample_rate, 0, 384000),
+    FE_I(win_len, 0, 1 << 16),
+    FE_I(hop, 0, 1 << 16),
+    FE_I(n_fft, 0, 1 << 16),
+    FE_I(n_mels, 0, 1024),
+    FE_F(fmin),
+    FE_F(fmax),
+    FE_I(pcen, 0, 1),
+    FE_F(pcen_s),
+    FE_F(pcen_alpha),
+    FE_F(pcen_delta),
+    FE_F(pcen_r),
+    FE_F(pcen_eps),
+    FE_I(enc_kind, KWS_ENC_LEVEL, KWS_ENC_DELTA),
+    FE_I(enc_levels, 0, KWS_ENC_MAX_LEVELS),
+    FE_F(enc_thresh[0]),
+    FE_F(enc_thresh[1]),
+    FE_F(enc_thresh[2]),
+    FE_F(enc_thresh[3]),
+    FE_F(enc_thresh[4]),
+    FE_F(enc_thresh[5]),
+    FE_F(enc_thresh[6]),
+    FE_F(enc_thresh[7]),
+    FE_F(feat_mean),
+    FE_F(feat_scale),
+};
+#undef FE_I
+#undef FE_F
+_Static_assert(sizeof kwsm__fe_fields / sizeof kwsm__fe_fields[0] * 4 == KWSM_FE_BYTES,
+               "front end field table and KWSM_FE_BYTES disagree");
+_Static_assert(sizeof(struct kws_frontend_cfg) == KWSM_FE_BYTES,
+               "struct kws_frontend_cfg changed: update the field table and the format version");
+
+/* Encodes the header of m into h (KWSM_HEADER_BYTES, zeroed by the caller). */
+static void kwsm__encode_header(uint8_t *h, const struct snn_model *m) {
+    const struct snn_cfg *c = &m->cfg;
+    memcpy(h + KWSM_OFF_MAGIC, KWSM_MAGIC, 4);
+    kwsm__put_u32(h + KWSM_OFF_VERSION, KWSM_VERSION);
+    kwsm__put_u32(h + KWSM_OFF_HEADER_BYTES, KWSM_HEADER_BYTES);
+    kwsm__put_i32(h + KWSM_OFF_N_IN, c->n_in);
+    kwsm__put_i32(h + KWSM_OFF_N_LAYERS, c->n_layers);
+    for (int l = 0; l < c->n_layers; l++) { /* unused layers stay zero */
+        const struct snn_layer_cfg *lc = &c->layer[l];
+        uint8_t *p = h + KWSM_OFF_LAYERS + l * KWSM_LAYER_BYTES;
+        kwsm__put_i32(p + 0, lc->n);
+        kwsm__put_i32(p + 4, lc->rec);
+        kwsm__put_i32(p + 8, lc->k);
+        kwsm__put_i32(p + 12, lc->d_max);
+        kwsm__put_f32(p + 16, lc->beta);
+        kwsm__put_f32(p + 20, lc->gain);
+        kwsm__put_f32(p + 24, lc->thresh);
+        kwsm__put_i32(p + 28, lc->reset);
+    }
+    kwsm__put_i32(h + KWSM_OFF_N_CLASSES, c->n_classes);
+    kwsm__put_f32(h + KWSM_OFF_OUT_BETA, c->out_beta);
+    kwsm__put_f32(h + KWSM_OFF_OUT_GAIN, c->out_gain);
+    for (int k = 0; k < c->n_classes; k++) /* up to the NUL; the rest stays zero */
+        memcpy(h + KWSM_OFF_LABELS + k * SNN_LABEL_LEN, c->labels[k], strlen(c->labels[k]));
+    for (size_t i = 0; i < KWS_ARRAY_SIZE(kwsm__fe_fields); i++) {
+        const struct kwsm__fe_field *f = &kwsm__fe_fields[i];
+        const uint8_t *src = (const uint8_t *)&c->fe + f->offset;
+        uint8_t *dst = h + KWSM_OFF_FE + 4 * i;
+        if (f->is_float) {
+            float v;
+            memcpy(&v, src, 4);
+            kwsm__put_f32(dst, v);
+        } else {
+            int32_t v;
+            memcpy(&v, src, 4);
+            kwsm__put_i32(dst, v);
+        }
+    }
+    kwsm__put_u64(h + KWSM_OFF_N_PARAMS, (uint64_t)m->n_params);
+}
+
+/* Writes a message into msg (if any) and returns err. */
+__attribute__((format(printf, 4, 5))) static int kwsm__fail(int err, char *msg, size_t msglen,
+                                                            const char *fmt, ...) {
+    if (msg && msglen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, msglen, fmt, ap);
+        va_end(ap);
+    }
+    return err;
+}
+
+static bool kwsm__all_zero(const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return false;
+    return true;
+}
+
+/* Decodes and checks the header fields into cfg. Needs len >= KWSM_HEADER_BYTES. */
+static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint8_t *h,
+                               char *msg, size_t msglen) {
+    memset(c, 0, sizeof *c);
+    c->n_in = kwsm__get_i32(h + KWSM_OFF_N_IN);
+    c->n_layers = kwsm__get_i32(h + KWSM_OFF_N_LAYERS);
+    if (c->n_layers < 1 || c->n_layers > SNN_MAX_LAYERS) /* before indexing layer[] */
+        return kwsm__fail(KWS_EBADFIELD, msg, msglen, "n_layers: %d out of range [1, %d]",
+                          (int)c->n_layers, SNN_MAX_LAYERS);
+    for (int l = 0; l < SNN_MAX_LAYERS; l++) {
+        const uint8_t *p = h + KWSM_OFF_LAYERS + l * KWSM_LAYER_BYTES;
+        if (l >= c->n_layers) {
+            if (!kwsm__all_zero(p, KWSM_LAYER_BYTES))
+                return kwsm__fail(KWS_EBADFIELD, msg, msglen,
+                                  "layer[%d]: unused (n_layers is %d) but not zero", l,
+                                  (int)c->n_layers);
+            continue;
+        }
+        struct snn_layer_cfg *lc = &c->layer[l];
+        lc->n = kwsm__get_i32(p + 0);
+        lc->rec = kwsm__get_i32(p + 4);
+        lc->k = kwsm__get_i32(p + 8);
+        lc->d_max = kwsm__get_i32(p + 12);
+        lc->beta = kwsm__get_f32(p + 16);
+        lc->gain = kwsm__get_f32(p + 20);
+        lc->thresh = kwsm__get_f32(p + 24);
+        lc->reset = kwsm__get_i32(p + 28);
+    }
+    c->n_classes = kwsm__get_i32(h + KWSM_OFF_N_CLASSES);
+    c->out_beta = kwsm__get_f32(h + KWSM_OFF_OUT_BETA);
+    c->out_gain = kwsm__get_f32(h + KWSM_OFF_OUT_GAIN);
+    int nc = c->n_classes >= 0 && c->n_classes <= SNN_MAX_CLASSES ? c->n_classes : 0;
+    for (int k = 0; k < SNN_MAX_CLASSES; k++) {
+        const uint8_t *p = h + KWSM_OFF_LABELS + k * SNN_LABEL_LEN;
+        if (k >= nc) {
+            if (nc && !kwsm__all_zero(p, SNN_LABEL_LEN))
+                return kwsm__fail(KWS_EBADFIELD, msg, msglen,
+                                  "labels[%d]: unused (n_classes is %d) but not zero", k, nc);
+            continue;
+        }
+        if (!memchr(p, '\0', SNN_LABEL_LEN))
+            return kwsm__fail(KWS_EBADFIELD, msg, msglen,
+                              "labels[%d]: not NUL-terminated within %d bytes", k,
+                              SNN_LABEL_LEN);
+        memcpy(c->labels[k], p, SNN_LABEL_LEN);
+    }
+    int rc = snn_cfg_validate(c, msg, msglen);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < KWS_ARRAY_SIZE(kwsm__fe_fields); i++) {
+        const struct kwsm__fe_field *f = &kwsm__fe_fields[i];
+        const uint8_t *src = h + KWSM_OFF_FE + 4 * i;
+        uint8_t *dst = (uint8_t *)&c->fe + f->offset;
+        if (f->is_float) {
+            float v = kwsm__get_f32(src);
+            if (!isfinite(v))
+                return kwsm__fail(KWS_EBADFIELD, msg, msglen, "%s: %g is not finite", f->name,
+                                  (double)v);
+            memcpy(dst, &v, 4);
+        } else {
+            int32_t v = kwsm__get_i32(src);
+            if (v < f->min || v > f->max)
+                return kwsm__fail(KWS_EBADFIELD, msg, msglen, "%s: %d out of range [%d, %d]",
+                                  f->name, (int)v, (int)f->min, (int)f->max);
+            memcpy(dst, &v, 4);
+        }
+    }
+    *n_params = kwsm__get_u64(h + KWSM_OFF_N_PARAMS);
+    size_t want = snn_param_count(c);
+    if (*n_params != (uint64_t)want)
+        return kwsm__fail(KWS_EBADFIELD, msg, msglen,
+                          "n_params: %llu but the topology needs %zu",
+                          (unsigned long long)*n_params, want);
+    if (!kwsm__all_zero(h + KWSM_OFF_PAD, KWSM_HEADER_BYTES - KWSM_OFF_PAD))
+        return kwsm__fail(KWS_EBADFIELD, msg, msglen,
+                          "header padding: bytes %d..%d must be zero in version %d",
+                          KWSM_OFF_PAD, KWSM_HEADER_BYTES - 1, KWSM_VERSION);
+    return 0;
+}
+
+/* ==== Reading ==== */
+
+int snn_model_load_buffer(struct snn_model *m, const void *buf, size_t len, char *msg,
+                          size_t msglen) {
+    const uint8_t *b = buf;
+    struct snn_cfg cfg;
+    uint64_t n_params = 0;
+    int rc;
+
+    memset(m, 0, sizeof *m);
+    if (msg && msglen)
+        msg[0] = '\0';
+    if (len < 4)
+        return kwsm__fail(KWS_ETRUNCATED, msg, msglen,
+                          "file size: %zu bytes, too short for the magic", len);
+    if (memcmp(b + KWSM_OFF_MAGIC, KWSM_MAGIC, 4) != 0)
+        return kwsm__fail(KWS_EBADMAGIC, msg, msglen,
+                          "magic: 0x%08x, expected 0x%08x (\"%s\"); HINT: not a .kwsm model file",
+                          (unsigned)kwsm__get_u32(b), (unsigned)kwsm__get_u32((const uint8_t *)KWSM_MAGIC),
+                          KWSM_MAGIC);
+    if (len < KWSM_OFF_N_IN)
+        return kwsm__fail(KWS_ETRUNCATED, msg, msglen,
+                          "file size: %zu bytes, too short for the version", len);
+    uint32_t version = kwsm__get_u32(b + KWSM_OFF_VERSION);
+    if (version != KWSM_VERSION)
+        return kwsm__fail(KWS_EBADVERSION, msg, msglen,
+                          "version: %u, this build reads version %d; HINT: re-export the model "
+                          "with a matching kwsd-train",
+                          (unsigned)version, KWSM_VERSION);
+    uint32_t header_bytes = kwsm__get_u32(b + KWSM_OFF_HEADER_BYTES);
+    if (header_bytes != KWSM_HEADER_BYTES)
+        return kwsm__fail(KWS_EBADFIELD, msg, msglen, "header_bytes: %u, version %d needs %d",
+                          (unsigned)header_bytes, KWSM_VERSION, KWSM_HEADER_BYTES);
+    if (len < KWSM_HEADER_BYTES)
+        return kwsm__fail(KWS_ETRUNCATED, msg, msglen,
+                          "file size: %zu bytes, shorter than the %d-byte header", len,
+                          KWSM_HEADER_BYTES);
+    rc = kwsm__decode_header(&cfg, &n_params, b, msg, msglen);
+    if (rc < 0)
+        return rc;
+    /* n_params is bounded by the validated topology, so this cannot overflow. */
+    size_t want = KWSM_HEADER_BYTES + (size_t)n_params * 4 + 4;
+    if (len < want)
+        return kwsm__fail(KWS_ETRUNCATED, msg, msglen,
+                          "file size: %zu bytes, the header announces %zu (%llu parameters)", len,
+                          want, (unsigned long long)n_params);
+    if (len > want)
+        return kwsm__fail(KWS_EBADFIELD, msg, msglen,
+                          "file size: %zu bytes, %zu more than the header announces", len,
+                          len - want);
+    uint32_t stored = kwsm__get_u32(b + want - 4);
+    uint32_t computed = kwsm__crc32(b, want - 4);
+    if (stored != computed)
+        return kwsm__fail(KWS_EBADCHECKSUM, msg, msglen,
+                          "checksum: stored 0x%08x computed 0x%08x; HINT: the file is damaged",
+                          (unsigned)stored, (unsigned)computed);
+    rc = snn_model_init(m, &cfg);
+    if (rc < 0)
+        return kwsm__fail(rc, msg, msglen, "model: %s", kws_strerror(rc));
+    KWS_ASSERT(m->n_params == n_params);
+    const uint8_t *pp = b + KWSM_HEADER_BYTES;
+    for (size_t i = 0; i < m->n_params; i++) {
+        float v = kwsm__get_f32(pp + 4 * i);
+        if (!isfinite(v)) {
+            char name[64];
+            snn__param_name(&cfg, i, name, sizeof name);
+            snn_model_free(m);
+            return kwsm__fail(KWS_EBADFIELD, msg, msglen, "%s: %g is not finite", name,
+                              (double)v);
+        }
+        m->mem[i] = v;
+    }
+    snn_model_prepare(m);
+    return 0;
+}
+
+int snn_model_load(struct snn_model *m, const char *path, char *msg, size_t msglen) {
+    memset(m, 0, sizeof *m);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        int e = errno;
+        return kwsm__fail(-e, msg, msglen, "%s: %s", path, strerror(e));
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) < 0) {
+        int e = errno;
+        fclose(f);
+        return kwsm__fail(-e, msg, msglen, "%s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        int e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+        fclose(f);
+        return kwsm__fail(-e, msg, msglen, "%s: not a regular file", path);
+    }
+    /* Far above any valid model: 4 layers of 4096 x 4096 plus 4096 inputs. */
+    const off_t max_size = (off_t)KWSM_HEADER_BYTES + 4 * ((off_t)SNN_MAX_LAYERS + 1) *
+                                                          SNN_MAX_NEURONS * SNN_MAX_NEURONS * 2;
+    if (st.st_size > max_size) {
+        fclose(f);
+        return kwsm__fail(KWS_EBADFIELD, msg, msglen,
+                          "file size: %lld bytes, more than any model can need", (long long)st.st_size);
+    }
+    size_t len = (size_t)st.st_size;
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) {
+        fclose(f);
+        return kwsm__fail(-ENOMEM, msg, msglen, "%s: out of memory for %zu bytes", path, len);
+    }
+    size_t got = fread(buf, 1, len, f);
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr) {
+        free(buf);
+        return kwsm__fail(-EIO, msg, msglen, "%s: read error", path);
+    }
+    int rc = snn_model_load_buffer(m, buf, got, msg, msglen);
+    free(buf);
+    return rc;
+}
+
+/* ==== Writing ==== */
+
+size_t kwsm__encoded_size(const struct snn_model *m) {
+    return KWSM_HEADER_BYTES + m->n_params * 4 + 4;
+}
+
+int kwsm__encode(const struct snn_model *m, uint8_t *out) {
+    if (snn_cfg_validate(&m->cfg, NULL, 0) < 0 || snn_param_count(&m->cfg) != m->n_params)
+        return KWS_EBADFIELD;
+    for (size_t i = 0; i < m->n_params; i++)
+        if (!isfinite(m->mem[i]))
+            return KWS_EBADFIELD;
+    memset(out, 0, KWSM_HEADER_BYTES);
+    kwsm__encode_header(out, m);
+    uint8_t *pp = out + KWSM_HEADER_BYTES;
+    for (size_t i = 0; i < m->n_params; i++)
+        kwsm__put_f32(pp + 4 * i, m->mem[i]);
+    size_t body = KWSM_HEADER_BYTES + m->n_params * 4;
+    kwsm__put_u32(out + body, kwsm__crc32(out, body));
+    return 0;
+}
+
+/* fsyncs the directory that holds path, so a rename into it is durable. */
+static int kwsm__fsync_dir(const char *path) {
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+        return -ENAMETOOLONG;
+    int fd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    /* Some file systems refuse fsync on directories; the data itself is safe. */
+    return rc == -EINVAL ? 0 : rc;
+}
+
+int snn_model_save(const struct snn_model *m, const char *path) {
+    size_t len = kwsm__encoded_size(m);
+    uint8_t *buf = malloc(len);
+    if (!buf)
+        return -ENOMEM;
+    int rc = kwsm__encode(m, buf);
+    if (rc < 0) {
+        free(buf);
+        return rc;
+    }
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp) {
+        free(buf);
+        return -ENAMETOOLONG;
+    }
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        rc = -errno;
+        free(buf);
+        return rc;
+    }
+    (void)fchmod(fd, 0644);
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        rc = -errno;
+        close(fd);
+        goto fail;
+    }
+    if (fwrite(buf, 1, len, f) != len || fflush(f) != 0) {
+        rc = errno ? -errno : -EIO;
+        fclose(f);
+        goto fail;
+    }
+    if (fsync(fileno(f)) < 0) {
+        rc = -errno;
+        fclose(f);
+        goto fail;
+    }
+    if (fclose(f) != 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if (rename(tmp, path) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    free(buf);
+    return kwsm__fsync_dir(path);
+fail:
+    unlink(tmp);
+    free(buf);
+    return rc;
+}
