@@ -353,3 +353,8 @@ Test(core_model_file, load_errors_from_the_file_system) {
     cr_assert(ne(int, access(path, F_OK), 0));
     snn_model_free(&m);
 }
+
+Test(core_model_file, crc32_check_value) {
+    cr_assert(eq(u32, kwsm__crc32("123456789", 9), 0xCBF43926u));
+    cr_assert(eq(u32, kwsm__crc32("", 0), 0u));
+}
