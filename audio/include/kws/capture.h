@@ -28,6 +28,13 @@
  *     uv_run(loop, UV_RUN_DEFAULT);          // on_audio(ctx, mono, n, rate) per block
  *     audio_capture_close(&cap, on_closed);  // on_closed once every handle is closed
  *
+ * Wake-ups: one uv_poll_t per distinct descriptor of snd_pcm_poll_descriptors.
+ * A descriptor that epoll refuses (a plain file or a character device without
+ * poll support, which poll(2) reports as always ready; ALSA's null plugin
+ * uses one) is served by a uv_timer firing every period instead. Each wake-up
+ * reads at most one ALSA buffer, so an always-ready device cannot starve the
+ * loop.
+ *
  * Handle lifetimes: the struct embeds its uv handles, so it must stay valid
  * and in place from audio_capture_open until on_closed runs (or until open
  * fails: a failed open leaves no handle behind and never calls the callback).
@@ -79,19 +86,22 @@ struct audio_capture {
     int req_period_ms;
     audio_capture_cb cb;
     void *ctx;
-    uv_poll_t polls[AUDIO_CAPTURE_MAX_FDS];  /* one per distinct poll fd */
+    uv_poll_t polls[AUDIO_CAPTURE_MAX_FDS];  /* one per distinct pollable fd */
     int poll_fd[AUDIO_CAPTURE_MAX_FDS];      /* fd watched by polls[i] */
-    int n_polls;                             /* polls initialised (started) */
-    int polls_closing;                       /* close callbacks still pending */
+    int n_polls;                             /* polls initialised and not yet closing */
     void *pfds;                              /* struct pollfd[n_pfds] for ALSA */
     int n_pfds;
-    uv_timer_t retry;                        /* reopen backoff */
-    int retry_ms;                            /* next backoff delay */
-    int timer_live;                          /* retry handle initialised, not closed */
+    uv_timer_t timer;                        /* reopen backoff, or the tick below */
+    int tick;                                /* 1: a descriptor epoll cannot watch (always
+                                                ready, e.g. the null plugin): read every period */
+    int retry_ms;                            /* next reopen delay */
+    uint32_t attempts;                       /* failed reopen attempts since the loss */
+    int pending;                             /* uv close callbacks still to come */
     int closing;                             /* audio_capture_close was called */
     void (*on_closed)(struct audio_capture *c);
-    int sample_bytes;                        /* 2 or 4 */
     int fmt;                                 /* snd_pcm_format_t */
+    int sample_bytes;                        /* 2 or 4 */
+    size_t buffer_frames;                    /* ALSA ring size; bounds one wake-up's reads */
     void *raw;                               /* (period, channels) device samples */
     float *mono;                             /* (period) channel 0 as float */
     size_t raw_cap;                          /* bytes of raw */

@@ -1,0 +1,395 @@
+/* frontend.c: streaming log-mel + PCEN front end and the spike encoders.
+ *
+ * Samples go into a win_len history; every hop samples the history is
+ * windowed, transformed with one fftw3f r2c plan, reduced to a power
+ * spectrum and a sparse HTK mel filterbank, gain-normalised with PCEN (or
+ * logged), standardised and encoded into spikes. All buffers are allocated
+ * by audio_fe_init; the per-frame path allocates nothing. kws/frontend.h
+ * states the exact conventions.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "kws/frontend.h"
+
+#include <errno.h>
+#include <fftw3.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kws/err.h"
+
+/* FFTW's planner (and plan destruction) is not thread-safe; fftwf_execute is. */
+static pthread_mutex_t fft_plan_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* ==== Settings ==== */
+
+void audio_fe_cfg_default(struct kws_frontend_cfg *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->sample_rate = 16000;
+    cfg->win_len = 400;
+    cfg->hop = 160;
+    cfg->n_fft = 512;
+    cfg->n_mels = 40;
+    cfg->fmin = 20.0f;
+    cfg->fmax = 8000.0f;
+    cfg->pcen = 1;
+    cfg->pcen_s = 0.025f;
+    cfg->pcen_alpha = 0.98f;
+    cfg->pcen_delta = 2.0f;
+    cfg->pcen_r = 0.5f;
+    cfg->pcen_eps = 1e-6f;
+    cfg->enc_kind = KWS_ENC_LEVEL;
+    cfg->enc_levels = 4;
+    cfg->enc_thresh[0] = 0.5f;
+    cfg->enc_thresh[1] = 1.0f;
+    cfg->enc_thresh[2] = 1.5f;
+    cfg->enc_thresh[3] = 2.0f;
+    cfg->feat_mean = 0.0f;
+    cfg->feat_scale = 1.0f;
+}
+
+static int fail(char *msg, size_t msglen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(char *msg, size_t msglen, const char *fmt, ...) {
+    va_list ap;
+
+    if (msg && msglen) {
+        va_start(ap, fmt);
+        vsnprintf(msg, msglen, fmt, ap);
+        va_end(ap);
+    }
+    return KWS_EBADFIELD;
+}
+
+int audio_fe_cfg_check(const struct kws_frontend_cfg *c, char *msg, size_t msglen) {
+    if (c->sample_rate < 4000 || c->sample_rate > 96000)
+        return fail(msg, msglen, "sample_rate: %d out of range [4000, 96000]", (int)c->sample_rate);
+    if (c->n_fft < 16 || c->n_fft > 8192 || (c->n_fft & 1))
+        return fail(msg, msglen, "n_fft: %d must be even and in [16, 8192]", (int)c->n_fft);
+    if (c->win_len < 2 || c->win_len > c->n_fft)
+        return fail(msg, msglen, "win_len: %d out of range [2, n_fft=%d]", (int)c->win_len,
+                    (int)c->n_fft);
+    if (c->hop < 1 || c->hop > c->win_len)
+        return fail(msg, msglen, "hop: %d out of range [1, win_len=%d]", (int)c->hop,
+                    (int)c->win_len);
+    if (c->n_mels < 1 || c->n_mels > 256)
+        return fail(msg, msglen, "n_mels: %d out of range [1, 256]", (int)c->n_mels);
+    if (!(c->fmin >= 0.0f) || !(c->fmax > c->fmin) || c->fmax > 0.5f * (float)c->sample_rate)
+        return fail(msg, msglen, "fmin/fmax: need 0 <= fmin (%g) < fmax (%g) <= sample_rate/2",
+                    (double)c->fmin, (double)c->fmax);
+    if (c->pcen != 0 && c->pcen != 1)
+        return fail(msg, msglen, "pcen: %d must be 0 or 1", (int)c->pcen);
+    if (c->pcen) {
+        if (!(c->pcen_s > 0.0f && c->pcen_s <= 1.0f))
+            return fail(msg, msglen, "pcen_s: %g out of range (0, 1]", (double)c->pcen_s);
+        if (!(c->pcen_alpha >= 0.0f && c->pcen_alpha <= 2.0f))
+            return fail(msg, msglen, "pcen_alpha: %g out of range [0, 2]", (double)c->pcen_alpha);
+        if (!(c->pcen_delta >= 0.0f && c->pcen_delta <= 1e3f))
+            return fail(msg, msglen, "pcen_delta: %g out of range [0, 1000]",
+                        (double)c->pcen_delta);
+        if (!(c->pcen_r > 0.0f && c->pcen_r <= 1.0f))
+            return fail(msg, msglen, "pcen_r: %g out of range (0, 1]", (double)c->pcen_r);
+        if (!(c->pcen_eps > 0.0f && c->pcen_eps <= 1.0f))
+            return fail(msg, msglen, "pcen_eps: %g out of range (0, 1]", (double)c->pcen_eps);
+    }
+    if (c->enc_kind != KWS_ENC_LEVEL && c->enc_kind != KWS_ENC_DELTA)
+        return fail(msg, msglen, "enc_kind: %d is neither level (0) nor delta (1)",
+                    (int)c->enc_kind);
+    if (c->enc_levels < 1 || c->enc_levels > KWS_ENC_MAX_LEVELS)
+        return fail(msg, msglen, "enc_levels: %d out of range [1, %d]", (int)c->enc_levels,
+                    KWS_ENC_MAX_LEVELS);
+    if (c->enc_kind == KWS_ENC_DELTA && (c->enc_levels & 1))
+        return fail(msg, msglen, "enc_levels: %d must be even for the delta encoder",
+                    (int)c->enc_levels);
+    for (int k = 0; k < c->enc_levels; k++)
+        if (!isfinite(c->enc_thresh[k]))
+            return fail(msg, msglen, "enc_thresh[%d]: not a finite number", k);
+    if (!isfinite(c->feat_mean))
+        return fail(msg, msglen, "feat_mean: not a finite number");
+    if (!isfinite(c->feat_scale) || c->feat_scale == 0.0f)
+        return fail(msg, msglen, "feat_scale: must be finite and non-zero");
+    return 0;
+}
+
+int audio_fe_n_out(const struct kws_frontend_cfg *cfg) {
+    return cfg->n_mels * cfg->enc_levels;
+}
+
+/* ==== Mel filterbank ==== */
+
+static double hz_to_mel(double f) {
+    return 2595.0 * log10(1.0 + f / 700.0);
+}
+
+static double mel_to_hz(double m) {
+    return 700.0 * (pow(10.0, m / 2595.0) - 1.0);
+}
+
+/* Builds the sparse triangles: band f covers bins mel_lo[f] .. mel_lo[f] +
+ * mel_len[f] - 1 with weights mel_w[mel_off[f] + i]. A band too narrow to
+ * contain any bin centre gets the bin nearest its centre with weight 1, so
+ * no band is identically zero. */
+static int mel_build(struct audio_fe *fe) {
+    const struct kws_frontend_cfg *c = &fe->cfg;
+    int F = c->n_mels, nb = fe->n_bins;
+    double mlo = hz_to_mel(c->fmin), mhi = hz_to_mel(c->fmax);
+    double bin_hz = (double)c->sample_rate / c->n_fft;
+    int total = 0;
+
+    fe->mel_lo = calloc((size_t)F, sizeof(int));
+    fe->mel_len = calloc((size_t)F, sizeof(int));
+    fe->mel_off = calloc((size_t)F, sizeof(int));
+    fe->mel_w = calloc((size_t)F * (size_t)nb, sizeof(float)); /* upper bound, trimmed below */
+    if (!fe->mel_lo || !fe->mel_len || !fe->mel_off || !fe->mel_w)
+        return -ENOMEM;
+    for (int f = 0; f < F; f++) {
+        double lo = mel_to_hz(mlo + (mhi - mlo) * f / (F + 1));
+        double ce = mel_to_hz(mlo + (mhi - mlo) * (f + 1) / (F + 1));
+        double hi = mel_to_hz(mlo + (mhi - mlo) * (f + 2) / (F + 1));
+        int first = -1, n = 0;
+
+        fe->mel_off[f] = total;
+        for (int k = 0; k < nb; k++) {
+            double hz = k * bin_hz, w = 0.0;
+            if (hz > lo && hz <= ce)
+                w = (hz - lo) / (ce - lo);
+            else if (hz > ce && hz < hi)
+                w = (hi - hz) / (hi - ce);
+            if (w <= 0.0)
+                continue;
+            if (first < 0)
+                first = k;
+            /* Triangles are convex, so the bins with w > 0 are contiguous. */
+            fe->mel_w[total + (k - first)] = (float)w;
+            n = k - first + 1;
+        }
+        if (n == 0) {
+            int k = (int)lround(ce / bin_hz);
+            first = k < nb ? k : nb - 1;
+            fe->mel_w[total] = 1.0f;
+            n = 1;
+        }
+        fe->mel_lo[f] = first;
+        fe->mel_len[f] = n;
+        total += n;
+    }
+    float *w = realloc(fe->mel_w, (size_t)total * sizeof(float));
+    if (w)
+        fe->mel_w = w;
+    return 0;
+}
+
+/* ==== Lifecycle ==== */
+
+int audio_fe_init(struct audio_fe *fe, const struct kws_frontend_cfg *cfg) {
+    struct kws_frontend_cfg copy = *cfg; /* cfg may point into fe */
+    int rc = audio_fe_cfg_check(&copy, NULL, 0);
+    const struct kws_frontend_cfg *c = &fe->cfg;
+
+    memset(fe, 0, sizeof *fe);
+    if (rc < 0)
+        return rc;
+    fe->cfg = copy;
+    fe->n_bins = c->n_fft / 2 + 1;
+    fe->n_out = audio_fe_n_out(c);
+
+    size_t F = (size_t)c->n_mels;
+    fe->window = malloc((size_t)c->win_len * sizeof(float));
+    fe->hist = calloc((size_t)c->win_len, sizeof(float));
+    fe->fft_in = fftwf_malloc((size_t)c->n_fft * sizeof(float));
+    fe->fft_out = fftwf_malloc((size_t)fe->n_bins * sizeof(fftwf_complex));
+    fe->power = malloc((size_t)fe->n_bins * sizeof(float));
+    fe->energy = calloc(F, sizeof(float));
+    fe->pcen_m = calloc(F, sizeof(float));
+    fe->feat = calloc(F, sizeof(float));
+    fe->prev = calloc(F, sizeof(float));
+    fe->spikes = calloc((size_t)fe->n_out, sizeof(float));
+    if (!fe->window || !fe->hist || !fe->fft_in || !fe->fft_out || !fe->power || !fe->energy ||
+        !fe->pcen_m || !fe->feat || !fe->prev || !fe->spikes)
+        goto nomem;
+    if (mel_build(fe) < 0)
+        goto nomem;
+
+    /* Periodic Hann: w[i] = 0.5 - 0.5 cos(2 pi i / N). */
+    for (int i = 0; i < c->win_len; i++)
+        fe->window[i] = (float)(0.5 - 0.5 * cos(2.0 * M_PI * i / c->win_len));
+    memset(fe->fft_in, 0, (size_t)c->n_fft * sizeof(float));
+
+    pthread_mutex_lock(&fft_plan_lock);
+    fe->plan = fftwf_plan_dft_r2c_1d(c->n_fft, fe->fft_in, (fftwf_complex *)fe->fft_out,
+                                     FFTW_ESTIMATE);
+    pthread_mutex_unlock(&fft_plan_lock);
+    if (!fe->plan)
+        goto nomem;
+    audio_fe_reset(fe);
+    return 0;
+
+nomem:
+    audio_fe_free(fe);
+    return -ENOMEM;
+}
+
+void audio_fe_reset(struct audio_fe *fe) {
+    size_t F = (size_t)fe->cfg.n_mels;
+
+    memset(fe->hist, 0, (size_t)fe->cfg.win_len * sizeof(float));
+    memset(fe->pcen_m, 0, F * sizeof(float));
+    memset(fe->feat, 0, F * sizeof(float));
+    memset(fe->prev, 0, F * sizeof(float));
+    memset(fe->spikes, 0, (size_t)fe->n_out * sizeof(float));
+    fe->fill = 0;
+    fe->frames = 0;
+}
+
+void audio_fe_free(struct audio_fe *fe) {
+    if (fe->plan) {
+        pthread_mutex_lock(&fft_plan_lock);
+        fftwf_destroy_plan((fftwf_plan)fe->plan);
+        pthread_mutex_unlock(&fft_plan_lock);
+    }
+    fftwf_free(fe->fft_in);
+    fftwf_free(fe->fft_out);
+    free(fe->window);
+    free(fe->hist);
+    free(fe->power);
+    free(fe->mel_lo);
+    free(fe->mel_len);
+    free(fe->mel_off);
+    free(fe->mel_w);
+    free(fe->energy);
+    free(fe->pcen_m);
+    free(fe->feat);
+    free(fe->prev);
+    free(fe->spikes);
+    memset(fe, 0, sizeof *fe);
+}
+
+/* ==== Spike encoders ==== */
+
+void audio_enc_frame(const struct kws_frontend_cfg *cfg, const float *feat, const float *prev,
+                     float *spikes) {
+    int F = cfg->n_mels, L = cfg->enc_levels;
+    const float *th = cfg->enc_thresh;
+
+    if (cfg->enc_kind == KWS_ENC_DELTA) {
+        int half = L / 2;
+        for (int f = 0; f < F; f++) {
+            float d = prev ? feat[f] - prev[f] : 0.0f;
+            float *s = spikes + (size_t)f * L;
+            for (int k = 0; k < half; k++)
+                s[k] = d >= th[k] ? 1.0f : 0.0f;
+            for (int k = half; k < L; k++)
+                s[k] = -d >= th[k] ? 1.0f : 0.0f;
+        }
+        return;
+    }
+    for (int f = 0; f < F; f++) {
+        float v = feat[f];
+        float *s = spikes + (size_t)f * L;
+        for (int k = 0; k < L; k++)
+            s[k] = v >= th[k] ? 1.0f : 0.0f;
+    }
+}
+
+/* ==== Frame computation ==== */
+
+/* Computes one frame from the full history: features into fe->feat, spikes
+ * into fe->spikes (the previous features move to fe->prev first). */
+static void fe_frame(struct audio_fe *fe) {
+    const struct kws_frontend_cfg *c = &fe->cfg;
+    int F = c->n_mels, nb = fe->n_bins;
+    float *tmp;
+
+    for (int i = 0; i < c->win_len; i++)
+        fe->fft_in[i] = fe->hist[i] * fe->window[i];
+    fftwf_execute((fftwf_plan)fe->plan);
+    for (int k = 0; k < nb; k++) {
+        float re = fe->fft_out[2 * k], im = fe->fft_out[2 * k + 1];
+        fe->power[k] = re * re + im * im;
+    }
+    for (int f = 0; f < F; f++) {
+        const float *w = fe->mel_w + fe->mel_off[f];
+        const float *p = fe->power + fe->mel_lo[f];
+        float e = 0.0f;
+        for (int i = 0; i < fe->mel_len[f]; i++)
+            e += w[i] * p[i];
+        fe->energy[f] = e;
+    }
+
+    /* The features of the last frame become the delta encoder's reference. */
+    tmp = fe->prev;
+    fe->prev = fe->feat;
+    fe->feat = tmp;
+
+    if (c->pcen) {
+        float s = c->pcen_s, dr = powf(c->pcen_delta, c->pcen_r);
+        for (int f = 0; f < F; f++) {
+            float e = fe->energy[f];
+            float m = fe->frames == 0 ? e : (1.0f - s) * fe->pcen_m[f] + s * e;
+            fe->pcen_m[f] = m;
+            float g = expf(-c->pcen_alpha * logf(c->pcen_eps + m));
+            float y = powf(e * g + c->pcen_delta, c->pcen_r) - dr;
+            fe->feat[f] = (y - c->feat_mean) * c->feat_scale;
+        }
+    } else {
+        for (int f = 0; f < F; f++) {
+            float y = logf(fe->energy[f] + 1e-6f);
+            fe->feat[f] = (y - c->feat_mean) * c->feat_scale;
+        }
+    }
+    audio_enc_frame(c, fe->feat, fe->frames ? fe->prev : NULL, fe->spikes);
+    fe->frames++;
+}
+
+void audio_fe_push(struct audio_fe *fe, const float *x, size_t n, audio_fe_frame_cb cb,
+                   void *ctx) {
+    int win = fe->cfg.win_len, hop = fe->cfg.hop, keep = win - hop;
+
+    while (n > 0) {
+        size_t take = (size_t)(hop - fe->fill);
+        if (take > n)
+            take = n;
+        memcpy(fe->hist + keep + fe->fill, x, take * sizeof(float));
+        fe->fill += (int)take;
+        x += take;
+        n -= take;
+        if (fe->fill < hop)
+            break;
+        fe_frame(fe);
+        if (cb)
+            cb(ctx, fe->feat, fe->spikes);
+        memmove(fe->hist, fe->hist + hop, (size_t)keep * sizeof(float));
+        fe->fill = 0;
+    }
+}
+
+struct compute_ctx {
+    const struct audio_fe *fe;
+    float *feat, *spikes;
+    size_t max, count;
+};
+
+static void compute_cb(void *ctx, const float *feat, const float *spikes) {
+    struct compute_ctx *cc = ctx;
+    size_t F = (size_t)cc->fe->cfg.n_mels, S = (size_t)cc->fe->n_out;
+
+    if (cc->count < cc->max) {
+        if (cc->feat)
+            memcpy(cc->feat + cc->count * F, feat, F * sizeof(float));
+        if (cc->spikes)
+            memcpy(cc->spikes + cc->count * S, spikes, S * sizeof(float));
+    }
+    cc->count++;
+}
+
+size_t audio_fe_compute(struct audio_fe *fe, const float *x, size_t n, float *feat,
+                        float *spikes, size_t max_frames) {
+    struct compute_ctx cc = {.fe = fe, .feat = feat, .spikes = spikes, .max = max_frames};
+
+    audio_fe_push(fe, x, n, compute_cb, &cc);
+    return cc.count;
+}
