@@ -1,0 +1,300 @@
+/* transport.c: the ZeroMQ publisher of keyword events and heartbeats.
+ *
+ * One ZMQ_PUB socket with ZMQ_XPUB_NODROP set. Why NODROP: a plain PUB socket
+ * that meets a full subscriber queue drops the message for that subscriber
+ * inside libzmq and still reports success, so the daemon could never count a
+ * lost event. With NODROP (libzmq 4.3, xpub_t::xsend), a send first checks the
+ * high-water mark of every subscriber pipe the topic matches; if any is full
+ * the whole message is refused with EAGAIN (we send with ZMQ_DONTWAIT, so the
+ * call returns at once) and we count it. The check counts whole messages, so
+ * once the topic frame of a two-frame message is accepted, its JSON frame is
+ * accepted too. On a PUB socket libzmq keeps no queue of subscription
+ * messages for the application, so nothing grows when nobody reads them.
+ *
+ * JSON is built with Jansson into a stack buffer; the only allocations per
+ * message are Jansson's object nodes (events are rare: a few per minute, and
+ * one heartbeat every few seconds).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "kws/transport.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "kws/err.h"
+
+#define TOPIC_MAX 128
+#define JSON_MAX 2048
+
+/* ==== Helpers ==== */
+
+__attribute__((format(printf, 3, 4))) static void set_msg(char *msg, size_t msglen,
+                                                          const char *fmt, ...) {
+    va_list ap;
+
+    if (!msg || msglen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, msglen, fmt, ap);
+    va_end(ap);
+}
+
+/* libzmq's own errno values (ETERM, EFSM, ...) sit above ZMQ_HAUSNUMERO and
+ * mean nothing to strerror; fold them into -EIO. */
+static int zmq_err(int e) {
+    if (e <= 0 || e >= ZMQ_HAUSNUMERO)
+        return -EIO;
+    return -e;
+}
+
+static int64_t wall_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int transport_time_format(int64_t wall_ms, char *buf, size_t len) {
+    int64_t sec = wall_ms / 1000, ms = wall_ms % 1000;
+    struct tm tm;
+
+    if (ms < 0) { /* floor division for times before 1970 */
+        ms += 1000;
+        sec -= 1;
+    }
+    time_t t = (time_t)sec;
+    if (!gmtime_r(&t, &tm))
+        return -EINVAL;
+    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (n == 0 || n + 6 > len)
+        return -EINVAL;
+    snprintf(buf + n, len - n, ".%03dZ", (int)ms);
+    return 0;
+}
+
+/* Scores are floats: round to 1e-6 so JSON shows 0.93, not 0.93000000715. */
+static double round_to(double x, double unit) {
+    return round(x / unit) * unit;
+}
+
+/* The ipc:// path's directory must exist; libzmq would say only "No such
+ * file or directory". Abstract sockets (ipc://@name) have no directory. */
+static int check_ipc_dir(const char *ep, char *msg, size_t msglen) {
+    const char *path = ep + 6;
+    char dir[TRANSPORT_ENDPOINT_LEN];
+    struct stat st;
+
+    if (path[0] == '@' || path[0] == '\0')
+        return 0;
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return 0; /* relative to the working directory, which exists */
+    size_t n = slash == path ? 1 : (size_t)(slash - path);
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    if (stat(dir, &st) < 0) {
+        int e = errno;
+        set_msg(msg, msglen, "bind %s: directory %s: %s", ep, dir, strerror(e));
+        return -e;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        set_msg(msg, msglen, "bind %s: %s is not a directory", ep, dir);
+        return -ENOTDIR;
+    }
+    return 0;
+}
+
+/* ==== Open and close ==== */
+
+int transport_pub_open(struct transport_pub *p, const char *const *endpoints, int n, int queue,
+                       char *msg, size_t msglen) {
+    int rc, one = 1, zero = 0;
+
+    memset(p, 0, sizeof *p);
+    set_msg(msg, msglen, "%s", "");
+    if (!endpoints || n < 1 || n > TRANSPORT_MAX_ENDPOINTS) {
+        set_msg(msg, msglen, "need 1 to %d endpoints, got %d", TRANSPORT_MAX_ENDPOINTS, n);
+        return -EINVAL;
+    }
+    if (queue < 1) {
+        set_msg(msg, msglen, "queue must be at least 1, got %d", queue);
+        return -EINVAL;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!endpoints[i] || !endpoints[i][0] ||
+            strlen(endpoints[i]) >= TRANSPORT_ENDPOINT_LEN) {
+            set_msg(msg, msglen, "endpoint %d: empty or longer than %d bytes", i,
+                    TRANSPORT_ENDPOINT_LEN - 1);
+            return -EINVAL;
+        }
+    }
+
+    p->zctx = zmq_ctx_new();
+    if (!p->zctx) {
+        rc = zmq_err(errno);
+        set_msg(msg, msglen, "zmq_ctx_new: %s", zmq_strerror(errno));
+        return rc;
+    }
+    p->sock = zmq_socket(p->zctx, ZMQ_PUB);
+    if (!p->sock) {
+        rc = zmq_err(errno);
+        set_msg(msg, msglen, "zmq_socket: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    /* Options apply to pipes made after them: set all before binding. */
+    if (zmq_setsockopt(p->sock, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
+        zmq_setsockopt(p->sock, ZMQ_SNDHWM, &queue, sizeof queue) < 0 ||
+        zmq_setsockopt(p->sock, ZMQ_XPUB_NODROP, &one, sizeof one) < 0) {
+        rc = zmq_err(errno);
+        set_msg(msg, msglen, "zmq_setsockopt: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    for (int i = 0; i < n; i++) {
+        if (strncmp(endpoints[i], "tcp://[", 7) == 0 &&
+            zmq_setsockopt(p->sock, ZMQ_IPV6, &one, sizeof one) < 0) {
+            rc = zmq_err(errno);
+            set_msg(msg, msglen, "zmq_setsockopt(ZMQ_IPV6): %s", zmq_strerror(errno));
+            goto fail;
+        }
+    }
+
+    for (int i = 0; i < n; i++) {
+        const char *ep = endpoints[i];
+        if (strncmp(ep, "ipc://", 6) == 0 && (rc = check_ipc_dir(ep, msg, msglen)) < 0)
+            goto fail;
+        if (zmq_bind(p->sock, ep) < 0) {
+            int e = errno;
+            rc = zmq_err(e);
+            if (e == EPROTONOSUPPORT)
+                set_msg(msg, msglen, "bind %s: unsupported transport (use tcp://, ipc:// or "
+                                     "inproc://)", ep);
+            else
+                set_msg(msg, msglen, "bind %s: %s", ep, zmq_strerror(e));
+            if (rc == -EPROTONOSUPPORT)
+                rc = -EINVAL;
+            goto fail;
+        }
+        size_t len = sizeof p->bound[i];
+        if (zmq_getsockopt(p->sock, ZMQ_LAST_ENDPOINT, p->bound[i], &len) < 0)
+            snprintf(p->bound[i], sizeof p->bound[i], "%s", ep);
+        p->n_bound = i + 1;
+    }
+    return 0;
+
+fail:
+    transport_pub_close(p);
+    return rc;
+}
+
+void transport_pub_close(struct transport_pub *p) {
+    if (p->sock) {
+        zmq_close(p->sock);
+        p->sock = NULL;
+    }
+    if (p->zctx) {
+        /* Linger is 0, so this does not wait for subscribers. */
+        while (zmq_ctx_term(p->zctx) < 0 && errno == EINTR)
+            ;
+        p->zctx = NULL;
+    }
+    p->n_bound = 0;
+}
+
+/* ==== Sending ==== */
+
+/* Sends [topic, json] without blocking and counts the outcome. */
+static int pub_send(struct transport_pub *p, const char *topic, json_t *obj) {
+    char body[JSON_MAX];
+
+    if (!obj)
+        return -ENOMEM;
+    size_t n = json_dumpb(obj, body, sizeof body, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    json_decref(obj);
+    if (n == 0 || n > sizeof body)
+        return -ENOMEM;
+    if (!p->sock)
+        return -EINVAL;
+
+    if (zmq_send(p->sock, topic, strlen(topic), ZMQ_DONTWAIT | ZMQ_SNDMORE) < 0) {
+        int e = errno;
+        p->dropped++;
+        if (e == EAGAIN)
+            return KWS_EAGAIN;
+        p->failed++;
+        return zmq_err(e);
+    }
+    /* With NODROP the HWM test counts whole messages, so the second frame of
+     * an accepted message is accepted too; anything else is a hard error. */
+    if (zmq_send(p->sock, body, n, ZMQ_DONTWAIT) < 0) {
+        int e = errno;
+        p->dropped++;
+        p->failed++;
+        return e == EAGAIN ? KWS_EAGAIN : zmq_err(e);
+    }
+    p->sent++;
+    return 0;
+}
+
+static int label_ok(const char *s) {
+    if (!s || !s[0])
+        return 0;
+    size_t n = strlen(s);
+    return n + sizeof TRANSPORT_TOPIC_DETECTION <= TOPIC_MAX;
+}
+
+int transport_pub_detection(struct transport_pub *p, const struct kws_detection *ev) {
+    char topic[TOPIC_MAX], when[32];
+
+    if (!label_ok(ev->keyword))
+        return -EINVAL;
+    snprintf(topic, sizeof topic, "%s%s", TRANSPORT_TOPIC_DETECTION, ev->keyword);
+    if (transport_time_format(ev->wall_ms ? ev->wall_ms : wall_now_ms(), when, sizeof when) < 0)
+        return -EINVAL;
+    json_t *keyword = json_string(ev->keyword);
+    if (!keyword)
+        return -EINVAL; /* not UTF-8 */
+    json_t *obj = json_pack("{s:o, s:f, s:f, s:I, s:I, s:s, s:I, s:s}",
+                            "keyword", keyword,
+                            "score", round_to(ev->score, 1e-6),
+                            "threshold", round_to(ev->threshold, 1e-6),
+                            "start_ms", (json_int_t)ev->start_ms,
+                            "end_ms", (json_int_t)ev->end_ms,
+                            "time", when,
+                            "seq", (json_int_t)ev->seq,
+                            "model", ev->model ? ev->model : "");
+    return pub_send(p, topic, obj);
+}
+
+int transport_pub_status(struct transport_pub *p, const struct kws_status *st) {
+    char when[32];
+
+    if (transport_time_format(st->wall_ms ? st->wall_ms : wall_now_ms(), when, sizeof when) < 0)
+        return -EINVAL;
+    json_t *obj = json_pack("{s:f, s:I, s:I, s:f, s:I, s:I, s:s, s:s, s:i, s:s, s:I}",
+                            "uptime_s", round_to(st->uptime_s, 1e-3),
+                            "frames", (json_int_t)st->frames,
+                            "xruns", (json_int_t)st->xruns,
+                            "rtf", round_to(st->rtf, 1e-6),
+                            "events_sent", (json_int_t)p->sent,
+                            "events_dropped", (json_int_t)p->dropped,
+                            "time", when,
+                            "device", st->device ? st->device : "",
+                            "rate", st->rate,
+                            "model", st->model ? st->model : "",
+                            "detections", (json_int_t)st->detections);
+    return pub_send(p, TRANSPORT_TOPIC_STATUS, obj);
+}
+
+void transport_pub_stats(const struct transport_pub *p, uint64_t *sent, uint64_t *dropped) {
+    if (sent)
+        *sent = p->sent;
+    if (dropped)
+        *dropped = p->dropped;
+}
