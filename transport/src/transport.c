@@ -172,13 +172,15 @@ int transport_pub_open(struct transport_pub *p, const char *const *endpoints, in
         if (zmq_bind(p->sock, ep) < 0) {
             int e = errno;
             rc = zmq_err(e);
-            if (e == EPROTONOSUPPORT)
-                set_msg(msg, msglen, "bind %s: unsupported transport (use tcp://, ipc:// or "
-                                     "inproc://)", ep);
-            else
-                set_msg(msg, msglen, "bind %s: %s", ep, zmq_strerror(e));
-            if (rc == -EPROTONOSUPPORT)
+            /* EPROTONOSUPPORT: unknown scheme; ENOCOMPATPROTO: a scheme such
+             * as udp:// that exists but not for PUB sockets. */
+            if (e == EPROTONOSUPPORT || e == ENOCOMPATPROTO) {
+                set_msg(msg, msglen,
+                        "bind %s: unsupported transport (use tcp://, ipc:// or inproc://)", ep);
                 rc = -EINVAL;
+            } else {
+                set_msg(msg, msglen, "bind %s: %s", ep, zmq_strerror(e));
+            }
             goto fail;
         }
         size_t len = sizeof p->bound[i];
