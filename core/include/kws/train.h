@@ -107,6 +107,7 @@ struct train_net {
     float *bn_rvar[SNN_MAX_LAYERS];  /* (C_l) running variance */
     float *stats_mem;
     int64_t step;               /* optimizer steps taken */
+    float best;                 /* best validation accuracy so far (kept in checkpoints) */
     /* Batch state: locked to (B,T) on the first forward. */
     int B, T;
     int train_mode;             /* mode of the last forward */
@@ -180,8 +181,8 @@ float train_delay_kernel_dd(float d, float sigma, int k);
 
 /* ==== Checkpoints (trainer state: own magic "KWT1", atomic write) ==== */
 
-/* Writes cfg, hp, parameters, Adam moments, BN statistics, step and the
- * caller's epoch counter. */
+/* Writes cfg, hp, parameters, Adam moments, BN statistics, step, best and
+ * the caller's epoch counter. */
 int train_checkpoint_save(const struct train_net *net, int epoch, const char *path);
 /* Restores a checkpoint into a zeroed net. Writes the epoch to *epoch. */
 int train_checkpoint_load(struct train_net *net, int *epoch, const char *path, char *msg,

@@ -1,0 +1,113 @@
+/* kws/dataset.h: folder-per-label speech data sets and training examples.
+ *
+ * Reads a data set in the Speech Commands layout: one folder per label with
+ * sound files inside, validation_list.txt and testing_list.txt naming the
+ * validation and test clips by "label/file" (every other clip is training).
+ * All clips are decoded once, resampled to the front end's rate and kept in
+ * memory with the word's start and end found from the frame energy.
+ *
+ * dataset_render turns one clip into one training or evaluation example:
+ * the clip placed in a window of T frames at a random shift and gain, mixed
+ * with background noise (the training split's _silence_ clips, or any noise
+ * folder added with dataset_add_noise) at a random SNR, run through the
+ * model's front end (kws/frontend.h) with warm-up frames in front so the
+ * PCEN state is that of a running stream; it also marks the background
+ * frames (no word) that the streaming loss targets to the silence class.
+ * Every random draw comes from (seed, clip, epoch): renders are reproducible.
+ *
+ *     struct dataset ds = {0};
+ *     dataset_init(&ds, labels, n_labels, 16000);
+ *     if (dataset_load(&ds, "/data/speech_commands", -1, msg, sizeof msg) < 0) ...;
+ *     dataset_render(&ds, i, &aug, seed, &fe, T, spikes, bg);
+ *     dataset_free(&ds);
+ *
+ * Thread-safety: after loading, a dataset is read-only and dataset_render
+ * may run on several threads at once, each with its own struct audio_fe.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef KWS_CORE_DATASET_H
+#define KWS_CORE_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kws/snn.h"
+
+struct audio_fe;
+
+enum ds_split { DS_TRAIN = 0, DS_VAL = 1, DS_TEST = 2 };
+
+struct ds_clip {
+    float *x;        /* (n) samples at ds->rate */
+    int32_t n;
+    int16_t label;   /* class index */
+    int8_t split;    /* enum ds_split */
+    int8_t source;   /* index of the folder it came from (dataset_load call order) */
+    int32_t on, off; /* word start and end, samples (whole clip for silence) */
+    char name[96];   /* "label/file.wav" */
+};
+
+struct dataset {
+    int rate;                                    /* Hz of every stored clip */
+    int n_classes;
+    char labels[SNN_MAX_CLASSES][SNN_LABEL_LEN];
+    int sil_class;                               /* index of "_silence_" or -1 */
+    int unk_class;                               /* index of "_unknown_" or -1 */
+    struct ds_clip *clips;
+    size_t n_clips, cap;
+    float **noise;                               /* background noise recordings at rate */
+    int32_t *noise_n;
+    size_t n_noise;
+    int n_sources;
+};
+
+/* Augmentation of dataset_render; zero fields switch a step off. */
+struct ds_aug {
+    float shift_ms;      /* word moved by U(-shift, +shift) around its place */
+    float gain_db_lo, gain_db_hi;  /* word gain, dB */
+    float snr_db_lo, snr_db_hi;    /* noise level relative to the word, dB */
+    float p_noise;       /* probability of mixing noise in a word example */
+    float sil_db_lo, sil_db_hi;    /* gain of silence-class clips, dB */
+    int warm_frames;     /* frames of background rendered (and dropped) before the window */
+    int hold_frames;     /* frames after the word's end still counted as word (not background) */
+    int center;          /* 1: centre the word in the window; 0: keep the clip's own offset */
+};
+
+/* Sets the defaults used for training (shift 100 ms, gain -6..+6 dB, SNR
+ * 0..25 dB with probability 0.8, warm-up 30 frames, hold 30 frames). */
+void dataset_aug_default(struct ds_aug *aug);
+/* No augmentation: no shift, unit gain, no added noise (evaluation). */
+void dataset_aug_none(struct ds_aug *aug);
+
+/* Prepares an empty data set for the given class labels; a label spelled
+ * "_silence_" or "_unknown_" is recognised as such. */
+int dataset_init(struct dataset *ds, const char *const *labels, int n_labels, int rate);
+
+/* Loads every folder under root whose name is one of the labels. Clips named
+ * in root/validation_list.txt or root/testing_list.txt go to those splits,
+ * the rest to training; force_split >= 0 puts every clip of root in that
+ * split instead (used for synthetic sets). Training-split _silence_ clips are
+ * also added as background noise. Returns 0 or a negative code with the
+ * reason in msg (-ENOENT for a missing root, KWS_EDATASET for no clips). */
+int dataset_load(struct dataset *ds, const char *root, int force_split, char *msg, size_t msglen);
+
+/* Adds every sound file in dir as background noise. */
+int dataset_add_noise(struct dataset *ds, const char *dir, char *msg, size_t msglen);
+
+void dataset_free(struct dataset *ds);
+
+/* Number of clips in a split (split < 0: all); fills idx (may be NULL) in load order. */
+size_t dataset_split(const struct dataset *ds, int split, int source, size_t *idx);
+
+/* Renders clip i into spikes (T, n_out of fe) and bg (T) (1 on background
+ * frames; may be NULL). seed selects the random draws. fe is reset first.
+ * Returns 0 or -ENOMEM. */
+int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug, uint64_t seed,
+                   struct audio_fe *fe, int T, float *spikes, float *bg);
+
+/* Renders arbitrary audio x (n samples) through fe into at most T frames
+ * (zero-padded); returns the frames produced. */
+int dataset_features(struct audio_fe *fe, const float *x, size_t n, int T, float *spikes);
+
+#endif /* KWS_CORE_DATASET_H */

@@ -1,0 +1,428 @@
+/* dataset.c: Speech Commands layout loader, word finder and example renderer.
+ *
+ * Loading lists each label folder (sorted, so the order never depends on the
+ * file system), decodes the clips in parallel with audio_file_read at the
+ * front end's rate, and finds each word's start and end: 10 ms frames whose
+ * energy is within 25 dB of the clip's loudest frame. Rendering (see
+ * kws/dataset.h) mixes, runs the front end and marks background frames.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "kws/audio_file.h"
+#include "kws/dataset.h"
+#include "kws/err.h"
+#include "kws/frontend.h"
+#include "train_internal.h"
+
+void dataset_aug_default(struct ds_aug *aug) {
+    memset(aug, 0, sizeof *aug);
+    aug->shift_ms = 100.0f;
+    aug->gain_db_lo = -6.0f;
+    aug->gain_db_hi = 6.0f;
+    aug->snr_db_lo = 0.0f;
+    aug->snr_db_hi = 25.0f;
+    aug->p_noise = 0.8f;
+    aug->sil_db_lo = -20.0f;
+    aug->sil_db_hi = 6.0f;
+    aug->warm_frames = 30;
+    aug->hold_frames = 30;
+    aug->center = 1;
+}
+
+void dataset_aug_none(struct ds_aug *aug) {
+    memset(aug, 0, sizeof *aug);
+    aug->warm_frames = 30;
+    aug->hold_frames = 30;
+    aug->center = 1;
+}
+
+int dataset_init(struct dataset *ds, const char *const *labels, int n_labels, int rate) {
+    memset(ds, 0, sizeof *ds);
+    if (n_labels < 2 || n_labels > SNN_MAX_CLASSES || rate < 1000)
+        return KWS_EBADFIELD;
+    ds->rate = rate;
+    ds->n_classes = n_labels;
+    ds->sil_class = ds->unk_class = -1;
+    for (int i = 0; i < n_labels; i++) {
+        snprintf(ds->labels[i], SNN_LABEL_LEN, "%s", labels[i]);
+        if (!strcmp(labels[i], "_silence_"))
+            ds->sil_class = i;
+        if (!strcmp(labels[i], "_unknown_"))
+            ds->unk_class = i;
+    }
+    return 0;
+}
+
+void dataset_free(struct dataset *ds) {
+    for (size_t i = 0; i < ds->n_clips; i++)
+        free(ds->clips[i].x);
+    free(ds->clips);
+    for (size_t i = 0; i < ds->n_noise; i++)
+        free(ds->noise[i]);
+    free(ds->noise);
+    free(ds->noise_n);
+    memset(ds, 0, sizeof *ds);
+}
+
+/* ==== Split lists ==== */
+
+struct name_set {
+    char **v;
+    size_t n;
+};
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void name_set_read(struct name_set *s, const char *path) {
+    memset(s, 0, sizeof *s);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    char line[512];
+    size_t cap = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!line[0])
+            continue;
+        if (s->n == cap) {
+            cap = cap ? 2 * cap : 256;
+            char **nv = realloc(s->v, cap * sizeof *nv);
+            if (!nv)
+                break;
+            s->v = nv;
+        }
+        s->v[s->n] = strdup(line);
+        if (s->v[s->n])
+            s->n++;
+    }
+    fclose(f);
+    qsort(s->v, s->n, sizeof *s->v, cmp_str);
+}
+
+static int name_set_has(const struct name_set *s, const char *name) {
+    return s->n && bsearch(&name, s->v, s->n, sizeof *s->v, cmp_str) != NULL;
+}
+
+static void name_set_free(struct name_set *s) {
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    free(s->v);
+}
+
+/* ==== Loading ==== */
+
+static int has_audio_ext(const char *n) {
+    const char *dot = strrchr(n, '.');
+    return dot && (!strcasecmp(dot, ".wav") || !strcasecmp(dot, ".flac"));
+}
+
+/* Sorted audio file names of a folder; *out is malloc'd (free each and it). */
+static size_t list_dir(const char *dir, char ***out) {
+    *out = NULL;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || !has_audio_ext(e->d_name))
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 256;
+            char **nv = realloc(*out, cap * sizeof *nv);
+            if (!nv)
+                break;
+            *out = nv;
+        }
+        (*out)[n] = strdup(e->d_name);
+        if ((*out)[n])
+            n++;
+    }
+    closedir(d);
+    if (n)
+        qsort(*out, n, sizeof **out, cmp_str);
+    return n;
+}
+
+/* Word boundaries from 10 ms frame energies (within 25 dB of the loudest). */
+static void find_word(const float *x, int32_t n, int rate, int32_t *on, int32_t *off) {
+    int hop = rate / 100;
+    int nf = n / hop;
+    *on = 0;
+    *off = n;
+    if (nf < 1)
+        return;
+    double emax = 0.0;
+    for (int f = 0; f < nf; f++) {
+        double e = 0.0;
+        for (int k = 0; k < hop; k++)
+            e += (double)x[f * hop + k] * x[f * hop + k];
+        if (e > emax)
+            emax = e;
+    }
+    double thr = emax * pow(10.0, -2.5);
+    int first = -1, last = -1;
+    for (int f = 0; f < nf; f++) {
+        double e = 0.0;
+        for (int k = 0; k < hop; k++)
+            e += (double)x[f * hop + k] * x[f * hop + k];
+        if (e >= thr && e > 0.0) {
+            if (first < 0)
+                first = f;
+            last = f;
+        }
+    }
+    if (first >= 0) {
+        *on = first * hop;
+        *off = (last + 1) * hop;
+    }
+}
+
+static int add_noise_buf(struct dataset *ds, float *x, int32_t n) {
+    float **nv = realloc(ds->noise, (ds->n_noise + 1) * sizeof *nv);
+    if (!nv)
+        return -ENOMEM;
+    ds->noise = nv;
+    int32_t *nn = realloc(ds->noise_n, (ds->n_noise + 1) * sizeof *nn);
+    if (!nn)
+        return -ENOMEM;
+    ds->noise_n = nn;
+    float *c = malloc((size_t)n * sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    memcpy(c, x, (size_t)n * sizeof *c);
+    ds->noise[ds->n_noise] = c;
+    ds->noise_n[ds->n_noise] = n;
+    ds->n_noise++;
+    return 0;
+}
+
+int dataset_load(struct dataset *ds, const char *root, int force_split, char *msg, size_t msglen) {
+    char path[4096];
+    struct name_set val, test;
+    snprintf(path, sizeof path, "%s/validation_list.txt", root);
+    name_set_read(&val, path);
+    snprintf(path, sizeof path, "%s/testing_list.txt", root);
+    name_set_read(&test, path);
+    size_t first = ds->n_clips;
+    int source = ds->n_sources++;
+    int rc = 0;
+    for (int c = 0; c < ds->n_classes && !rc; c++) {
+        snprintf(path, sizeof path, "%s/%s", root, ds->labels[c]);
+        char **names;
+        size_t n = list_dir(path, &names);
+        if (ds->n_clips + n > ds->cap) {
+            size_t cap = ds->cap ? ds->cap : 1024;
+            while (cap < ds->n_clips + n)
+                cap *= 2;
+            struct ds_clip *nc = realloc(ds->clips, cap * sizeof *nc);
+            if (!nc) {
+                rc = -ENOMEM;
+            } else {
+                ds->clips = nc;
+                ds->cap = cap;
+            }
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (!rc) {
+                struct ds_clip *cl = &ds->clips[ds->n_clips++];
+                memset(cl, 0, sizeof *cl);
+                snprintf(cl->name, sizeof cl->name, "%s/%s", ds->labels[c], names[i]);
+                cl->label = (int16_t)c;
+                cl->source = (int8_t)source;
+                if (force_split >= 0)
+                    cl->split = (int8_t)force_split;
+                else
+                    cl->split = name_set_has(&test, cl->name)  ? DS_TEST
+                                : name_set_has(&val, cl->name) ? DS_VAL
+                                                               : DS_TRAIN;
+            }
+            free(names[i]);
+        }
+        free(names);
+    }
+    name_set_free(&val);
+    name_set_free(&test);
+    if (rc) {
+        snprintf(msg, msglen, "%s: out of memory", root);
+        return rc;
+    }
+    if (ds->n_clips == first) {
+        snprintf(msg, msglen, "%s: no clips in any label folder", root);
+        return KWS_EDATASET;
+    }
+    int err = 0;
+    size_t bad = 0;
+#pragma omp parallel for schedule(dynamic, 16)
+    for (size_t i = first; i < ds->n_clips; i++) {
+        struct ds_clip *cl = &ds->clips[i];
+        char p[4096], m[256];
+        snprintf(p, sizeof p, "%s/%s", root, cl->name);
+        float *x = NULL;
+        size_t n = 0;
+        int r = audio_file_read(p, ds->rate, &x, &n, NULL, m, sizeof m);
+        if (r < 0 || n == 0 || n > INT32_MAX) {
+#pragma omp critical(ds_err)
+            {
+                if (!err) {
+                    err = r < 0 ? r : KWS_EDATASET;
+                    bad = i;
+                }
+            }
+            free(x);
+            continue;
+        }
+        cl->x = x;
+        cl->n = (int32_t)n;
+        if (cl->label == ds->sil_class) {
+            cl->on = 0;
+            cl->off = cl->n;
+        } else {
+            find_word(x, cl->n, ds->rate, &cl->on, &cl->off);
+        }
+    }
+    if (err) {
+        snprintf(msg, msglen, "%s/%s: cannot read (%s)", root, ds->clips[bad].name,
+                 kws_strerror(err));
+        return err;
+    }
+    for (size_t i = first; i < ds->n_clips; i++) {
+        struct ds_clip *cl = &ds->clips[i];
+        if (cl->label == ds->sil_class && cl->split == DS_TRAIN && add_noise_buf(ds, cl->x, cl->n))
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+int dataset_add_noise(struct dataset *ds, const char *dir, char *msg, size_t msglen) {
+    char **names;
+    size_t n = list_dir(dir, &names);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        float *x = NULL;
+        size_t len = 0;
+        if (!rc && audio_file_read(p, ds->rate, &x, &len, NULL, msg, msglen) == 0 && len > 0)
+            rc = add_noise_buf(ds, x, (int32_t)len);
+        free(x);
+        free(names[i]);
+    }
+    free(names);
+    if (!rc && n == 0) {
+        snprintf(msg, msglen, "%s: no sound files", dir);
+        return KWS_EDATASET;
+    }
+    return rc;
+}
+
+size_t dataset_split(const struct dataset *ds, int split, int source, size_t *idx) {
+    size_t k = 0;
+    for (size_t i = 0; i < ds->n_clips; i++) {
+        if (split >= 0 && ds->clips[i].split != split)
+            continue;
+        if (source >= 0 && ds->clips[i].source != source)
+            continue;
+        if (idx)
+            idx[k] = i;
+        k++;
+    }
+    return k;
+}
+
+/* ==== Rendering ==== */
+
+int dataset_features(struct audio_fe *fe, const float *x, size_t n, int T, float *spikes) {
+    size_t got = audio_fe_compute(fe, x, n, NULL, spikes, (size_t)T);
+    if (got < (size_t)T)
+        memset(spikes + got * fe->n_out, 0, ((size_t)T - got) * fe->n_out * sizeof(float));
+    return got < (size_t)T ? (int)got : T;
+}
+
+static float rms(const float *x, int32_t a, int32_t b) {
+    double e = 0.0;
+    if (b <= a)
+        return 0.0f;
+    for (int32_t i = a; i < b; i++)
+        e += (double)x[i] * x[i];
+    return (float)sqrt(e / (double)(b - a));
+}
+
+int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug, uint64_t seed,
+                   struct audio_fe *fe, int T, float *spikes, float *bg) {
+    const struct ds_clip *cl = &ds->clips[i];
+    int hop = fe->cfg.hop, warm = aug->warm_frames, nf = warm + T;
+    size_t ns = (size_t)nf * hop;
+    float *buf = calloc(ns, sizeof *buf);
+    float *sp = malloc((size_t)nf * fe->n_out * sizeof *sp);
+    if (!buf || !sp) {
+        free(buf);
+        free(sp);
+        return -ENOMEM;
+    }
+    struct train_rng rng;
+    train_rng_seed(&rng, seed, (uint64_t)i);
+    int is_sil = cl->label == ds->sil_class;
+    int on_f = 0, off_f = -1;
+    if (is_sil) {
+        /* the clip is the background: loop it over the whole window */
+        float g = powf(10.0f, (aug->sil_db_lo + (aug->sil_db_hi - aug->sil_db_lo) *
+                                                    train_rng_uniform(&rng)) / 20.0f);
+        size_t off = (size_t)(train_rng_uniform(&rng) * (float)cl->n);
+        for (size_t k = 0; k < ns; k++)
+            buf[k] = g * cl->x[(off + k) % (size_t)cl->n];
+    } else {
+        float g = powf(10.0f, (aug->gain_db_lo + (aug->gain_db_hi - aug->gain_db_lo) *
+                                                     train_rng_uniform(&rng)) / 20.0f);
+        long shift = (long)((2.0f * train_rng_uniform(&rng) - 1.0f) * aug->shift_ms * 1e-3f *
+                            (float)ds->rate);
+        long win0 = (long)warm * hop;
+        long pos; /* where clip sample 0 lands in buf */
+        if (aug->center)
+            pos = win0 + (long)T * hop / 2 - (cl->on + cl->off) / 2 + shift;
+        else
+            pos = win0 + shift;
+        for (long k = 0; k < cl->n; k++) {
+            long j = pos + k;
+            if (j >= 0 && j < (long)ns)
+                buf[j] = g * cl->x[k];
+        }
+        on_f = (int)((pos + cl->on) / hop) - warm;
+        off_f = (int)((pos + cl->off) / hop) - warm;
+        if (ds->n_noise && train_rng_uniform(&rng) < aug->p_noise) {
+            size_t k = (size_t)(train_rng_uniform(&rng) * (float)ds->n_noise) % ds->n_noise;
+            const float *nx = ds->noise[k];
+            size_t nn = (size_t)ds->noise_n[k];
+            float nr = rms(nx, 0, (int32_t)nn);
+            float wr = g * rms(cl->x, cl->on, cl->off);
+            float snr = aug->snr_db_lo + (aug->snr_db_hi - aug->snr_db_lo) * train_rng_uniform(&rng);
+            float ng = nr > 0.0f ? wr / nr * powf(10.0f, -snr / 20.0f) : 0.0f;
+            size_t off = (size_t)(train_rng_uniform(&rng) * (float)nn);
+            for (size_t j = 0; j < ns; j++)
+                buf[j] += ng * nx[(off + j) % nn];
+        }
+    }
+    for (size_t k = 0; k < ns; k++)
+        buf[k] = buf[k] > 0.999f ? 0.999f : buf[k] < -0.999f ? -0.999f : buf[k];
+    audio_fe_reset(fe);
+    size_t got = audio_fe_compute(fe, buf, ns, NULL, sp, (size_t)nf);
+    if (got < (size_t)nf)
+        memset(sp + got * fe->n_out, 0, ((size_t)nf - got) * fe->n_out * sizeof(float));
+    memcpy(spikes, sp + (size_t)warm * fe->n_out, (size_t)T * fe->n_out * sizeof(float));
+    if (bg)
+        for (int t = 0; t < T; t++)
+            bg[t] = (is_sil || t < on_f - 3 || t > off_f + aug->hold_frames) ? 1.0f : 0.0f;
+    free(buf);
+    free(sp);
+    return 0;
+}

@@ -1,0 +1,180 @@
+/* train_checkpoint.c: trainer state files for --resume.
+ *
+ * A checkpoint is a private file of the trainer, read back only by the same
+ * build on the same machine: magic "KWT1", version, the byte sizes of the
+ * two plain-data structs it carries (struct snn_cfg, struct train_hparams;
+ * fixed-size ints, floats and chars), those structs, the parameter count,
+ * optimizer step and epoch, then the parameters, Adam m and v, the BN running
+ * statistics, and a 64-bit FNV-1a checksum of everything before it. The
+ * model files users get are .kwsm (model_file.c); checkpoints never ship.
+ * Writes are atomic: temp file, fsync, rename, fsync of the directory.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kws/err.h"
+#include "kws/train.h"
+
+#define CKPT_MAGIC 0x3154574Bu /* "KWT1" little-endian */
+#define CKPT_VERSION 1u
+
+struct ckpt_hash {
+    uint64_t h;
+};
+
+static void hash_add(struct ckpt_hash *c, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        c->h ^= b[i];
+        c->h *= 0x100000001B3ull;
+    }
+}
+
+static int put(FILE *f, struct ckpt_hash *c, const void *p, size_t n) {
+    hash_add(c, p, n);
+    return fwrite(p, 1, n, f) == n ? 0 : -EIO;
+}
+
+static int get(FILE *f, struct ckpt_hash *c, void *p, size_t n) {
+    if (fread(p, 1, n, f) != n)
+        return KWS_ETRUNCATED;
+    hash_add(c, p, n);
+    return 0;
+}
+
+static size_t n_stats(const struct snn_cfg *cfg) {
+    size_t n = 0;
+    for (int l = 0; l < cfg->n_layers; l++)
+        n += 2 * (size_t)cfg->layer[l].n;
+    return n;
+}
+
+static size_t padded(size_t n) {
+    return (n + 15) & ~(size_t)15;
+}
+
+int train_checkpoint_save(const struct train_net *net, int epoch, const char *path) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return -ENAMETOOLONG;
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        return -errno;
+    struct ckpt_hash c = {0xCBF29CE484222325ull};
+    uint32_t head[4] = {CKPT_MAGIC, CKPT_VERSION, (uint32_t)sizeof net->cfg,
+                        (uint32_t)sizeof net->hp};
+    uint64_t np = net->n_params;
+    int64_t step = net->step;
+    int32_t ep = epoch;
+    size_t pn = padded(net->n_params);
+    int rc = put(f, &c, head, sizeof head);
+    rc = rc ? rc : put(f, &c, &net->cfg, sizeof net->cfg);
+    rc = rc ? rc : put(f, &c, &net->hp, sizeof net->hp);
+    rc = rc ? rc : put(f, &c, &np, sizeof np);
+    rc = rc ? rc : put(f, &c, &step, sizeof step);
+    rc = rc ? rc : put(f, &c, &ep, sizeof ep);
+    rc = rc ? rc : put(f, &c, &net->best, sizeof net->best);
+    rc = rc ? rc : put(f, &c, net->mem, net->n_params * sizeof(float));
+    rc = rc ? rc : put(f, &c, net->mem + 2 * pn, net->n_params * sizeof(float));
+    rc = rc ? rc : put(f, &c, net->mem + 3 * pn, net->n_params * sizeof(float));
+    rc = rc ? rc : put(f, &c, net->stats_mem, n_stats(&net->cfg) * sizeof(float));
+    uint64_t h = c.h;
+    if (!rc && fwrite(&h, sizeof h, 1, f) != 1)
+        rc = -EIO;
+    if (!rc && fflush(f) != 0)
+        rc = -errno;
+    if (!rc && fsync(fileno(f)) < 0)
+        rc = -errno;
+    if (fclose(f) != 0 && !rc)
+        rc = -errno;
+    if (!rc && rename(tmp, path) < 0)
+        rc = -errno;
+    if (rc) {
+        unlink(tmp);
+        return rc;
+    }
+    /* make the rename durable */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    return 0;
+}
+
+int train_checkpoint_load(struct train_net *net, int *epoch, const char *path, char *msg,
+                          size_t msglen) {
+    memset(net, 0, sizeof *net);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        int e = -errno;
+        snprintf(msg, msglen, "%s: cannot open", path);
+        return e;
+    }
+    struct ckpt_hash c = {0xCBF29CE484222325ull};
+    uint32_t head[4];
+    struct snn_cfg cfg;
+    struct train_hparams hp;
+    uint64_t np = 0;
+    int64_t step = 0;
+    int32_t ep = 0;
+    int rc = get(f, &c, head, sizeof head);
+    if (!rc && head[0] != CKPT_MAGIC) {
+        snprintf(msg, msglen, "%s: magic: not a trainer checkpoint", path);
+        rc = KWS_EBADMAGIC;
+    } else if (!rc && (head[1] != CKPT_VERSION || head[2] != sizeof cfg || head[3] != sizeof hp)) {
+        snprintf(msg, msglen, "%s: version: written by another trainer build", path);
+        rc = KWS_EBADVERSION;
+    }
+    rc = rc ? rc : get(f, &c, &cfg, sizeof cfg);
+    rc = rc ? rc : get(f, &c, &hp, sizeof hp);
+    rc = rc ? rc : get(f, &c, &np, sizeof np);
+    rc = rc ? rc : get(f, &c, &step, sizeof step);
+    float best = 0.0f;
+    rc = rc ? rc : get(f, &c, &ep, sizeof ep);
+    rc = rc ? rc : get(f, &c, &best, sizeof best);
+    if (!rc) {
+        rc = train_net_init(net, &cfg, &hp);
+        if (!rc && np != net->n_params) {
+            snprintf(msg, msglen, "%s: n_params: %llu does not match the configuration", path,
+                     (unsigned long long)np);
+            rc = KWS_EBADFIELD;
+        }
+    }
+    size_t pn = padded(np);
+    rc = rc ? rc : get(f, &c, net->mem, np * sizeof(float));
+    rc = rc ? rc : get(f, &c, net->mem + 2 * pn, np * sizeof(float));
+    rc = rc ? rc : get(f, &c, net->mem + 3 * pn, np * sizeof(float));
+    rc = rc ? rc : get(f, &c, net->stats_mem, n_stats(&cfg) * sizeof(float));
+    uint64_t h = 0, want = c.h;
+    if (!rc && fread(&h, sizeof h, 1, f) != 1)
+        rc = KWS_ETRUNCATED;
+    if (!rc && h != want) {
+        snprintf(msg, msglen, "%s: checksum mismatch", path);
+        rc = KWS_EBADCHECKSUM;
+    }
+    if (rc == KWS_ETRUNCATED)
+        snprintf(msg, msglen, "%s: file truncated", path);
+    fclose(f);
+    if (rc) {
+        train_net_free(net);
+        return rc;
+    }
+    net->step = step;
+    net->best = best;
+    *epoch = ep;
+    return 0;
+}

@@ -1,0 +1,638 @@
+/* kwsd-train: trains a conv-delay (or dense DelRec) SNN keyword model.
+ *
+ * Reads a folder-per-label data set (Speech Commands layout), optionally adds
+ * keyword clips synthesised with espeak-ng + sox, trains with surrogate-
+ * gradient BPTT (kws/train.h) on augmented renders (kws/dataset.h), prints one
+ * progress line per epoch, keeps a resumable checkpoint, and writes the model
+ * with the best validation accuracy as a .kwsm file. See docs/MODELS.md for
+ * the commands that trained the shipped models.
+ *
+ *     kwsd-train --data /data/speech_commands --labels yes,no,...,_silence_,_unknown_ \
+ *                --out models/commands.kwsm [--epochs 40] [--resume]
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kws/dataset.h"
+#include "kws/err.h"
+#include "kws/frontend.h"
+#include "kws/train.h"
+
+struct opts {
+    const char *data, *out, *ckpt, *synth, *noise;
+    char labels[1024];
+    char hidden[256], rec[256];
+    int epochs, batch, copies, T, k, d_max, resume, seed, threads, synth_n;
+    float lr, lr_delay, wd, drop_ff, drop_rec, sigma_init, sigma_decay, bg_weight;
+    float beta0, beta_rec, out_beta, sg_alpha, delay_lo, delay_hi;
+    float snr_lo, snr_hi, shift_ms;
+    int surrogate, detach, no_bn;
+    float enc[KWS_ENC_MAX_LEVELS];
+    int n_enc;
+    int max_train;
+};
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: kwsd-train --data DIR --labels a,b,... --out FILE.kwsm [options]\n"
+            "  --hidden 256,256       neurons per hidden layer\n"
+            "  --rec none,conv        per layer: none | conv | dense\n"
+            "  --k 5 --d-max 40       conv taps, largest delay (steps)\n"
+            "  --epochs 40 --batch 64 --copies 1 --frames 100\n"
+            "  --lr 5e-3 --lr-delay 5e-2 --wd 1e-5 --seed 1 --threads 0\n"
+            "  --drop-ff 0.4 --drop-rec 0.2 --sigma-init 10 --sigma-decay 0.95\n"
+            "  --beta 0.0476 --beta-rec 0.386 --out-beta 0.0476 (membrane decays)\n"
+            "  --surrogate atan|triangle --sg-alpha 5 --no-detach --no-bn\n"
+            "  --delay-init LO,HI     initial delays (steps)\n"
+            "  --bg-weight 1          streaming loss weight (silence on background frames)\n"
+            "  --snr LO,HI --shift-ms 100   augmentation\n"
+            "  --enc t0,t1,...        level-encoder thresholds (default: the front end's)\n"
+            "  --synth DIR            espeak-ng keyword clips (generated into DIR if empty)\n"
+            "  --noise DIR            extra background noise files\n"
+            "  --ckpt FILE --resume   checkpoint path (default OUT.ckpt) and resume from it\n");
+}
+
+static int parse_pair(const char *s, float *a, float *b) {
+    char *end;
+    *a = strtof(s, &end);
+    if (*end != ',')
+        return -1;
+    *b = strtof(end + 1, &end);
+    return *end ? -1 : 0;
+}
+
+static int split_csv(char *s, char **out, int max) {
+    int n = 0;
+    for (char *tok = strtok(s, ","); tok && n < max; tok = strtok(NULL, ","))
+        out[n++] = tok;
+    return n;
+}
+
+/* ==== Synthetic keyword clips (espeak-ng + sox) ==== */
+
+static const char *const synth_unknown_words[] = {
+    "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    "backward", "forward", "follow", "learn", "visual", "hello", "okay", "yellow", "know", "top"};
+
+struct voice {
+    const char *name;
+    int test;
+};
+
+/* Voices: six English accents x five variants for training; other variants
+ * (m5, f3, f5, m7) are held out as the synthetic test set. */
+static const char *const synth_bases[] = {"en-us", "en-gb", "en-gb-scotland", "en-029",
+                                          "en-gb-x-rp", "en-us-nyc"};
+static const char *const synth_train_var[] = {"", "+m1", "+m3", "+f1", "+f2", "+f4", "+klatt",
+                                              "+m2"};
+static const char *const synth_test_var[] = {"+m5", "+f3", "+f5", "+m7"};
+
+static int synth_one(const char *dir, const char *label, const char *word, const char *voice,
+                     int speed, int pitch, char *rel, size_t rellen) {
+    char vname[64];
+    snprintf(vname, sizeof vname, "%s", voice);
+    for (char *p = vname; *p; p++)
+        if (*p == '+')
+            *p = '_';
+    snprintf(rel, rellen, "%s/%s_%s_s%d_p%d.wav", label, vname, word, speed, pitch);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "espeak-ng -v '%s' -s %d -p %d --stdout '%s' 2>/dev/null | "
+             "sox -q -t wav - -r 16000 -c 1 -b 16 '%s/%s' 2>/dev/null",
+             voice, speed, pitch, word, dir, rel);
+    return system(cmd) == 0 ? 0 : -EIO;
+}
+
+/* Fills dir with keyword and unknown-word clips unless it already has a
+ * testing_list.txt. Returns 0 or a negative code. */
+static int synth_generate(const char *dir, char **labels, int n_labels, int per_voice) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/testing_list.txt", dir);
+    if (access(path, F_OK) == 0)
+        return 0;
+    mkdir(dir, 0755);
+    for (int c = 0; c < n_labels; c++) {
+        snprintf(path, sizeof path, "%s/%s", dir, labels[c]);
+        mkdir(path, 0755);
+    }
+    snprintf(path, sizeof path, "%s/testing_list.txt.tmp", dir);
+    FILE *tl = fopen(path, "w");
+    if (!tl)
+        return -errno;
+    int unk = -1;
+    for (int c = 0; c < n_labels; c++)
+        if (!strcmp(labels[c], "_unknown_"))
+            unk = c;
+    unsigned seed = 7;
+    int nclips = 0;
+    const int speeds[] = {120, 145, 170, 200}, pitches[] = {25, 40, 55, 70, 85};
+    for (int test = 0; test < 2; test++) {
+        int nb = (int)KWS_ARRAY_SIZE(synth_bases);
+        int nv = test ? (int)KWS_ARRAY_SIZE(synth_test_var) : (int)KWS_ARRAY_SIZE(synth_train_var);
+        for (int b = 0; b < nb; b++)
+            for (int v = 0; v < nv; v++) {
+                char voice[64];
+                snprintf(voice, sizeof voice, "%s%s", synth_bases[b],
+                         test ? synth_test_var[v] : synth_train_var[v]);
+                if (test && b % 2)
+                    continue; /* a smaller held-out set: 3 accents x 4 variants */
+                for (int c = 0; c < n_labels; c++) {
+                    if (labels[c][0] == '_')
+                        continue;
+                    for (int r = 0; r < per_voice; r++) {
+                        seed = seed * 1103515245u + 12345u;
+                        int sp = speeds[(seed >> 8) % 4], pi = pitches[(seed >> 16) % 5];
+                        char rel[512];
+                        if (synth_one(dir, labels[c], labels[c], voice, sp, pi, rel, sizeof rel))
+                            continue;
+                        nclips++;
+                        if (test)
+                            fprintf(tl, "%s\n", rel);
+                    }
+                }
+                if (unk >= 0) {
+                    /* two unknown words per voice */
+                    for (int r = 0; r < 2; r++) {
+                        seed = seed * 1103515245u + 12345u;
+                        const char *w = synth_unknown_words[(seed >> 8) %
+                                                            KWS_ARRAY_SIZE(synth_unknown_words)];
+                        int sp = speeds[(seed >> 4) % 4], pi = pitches[(seed >> 12) % 5];
+                        char rel[512];
+                        if (synth_one(dir, labels[unk], w, voice, sp, pi, rel, sizeof rel))
+                            continue;
+                        nclips++;
+                        if (test)
+                            fprintf(tl, "%s\n", rel);
+                    }
+                }
+            }
+    }
+    fclose(tl);
+    char final[4096];
+    snprintf(final, sizeof final, "%s/testing_list.txt", dir);
+    if (rename(path, final) < 0)
+        return -errno;
+    fprintf(stderr, "synth: %d clips in %s\n", nclips, dir);
+    return nclips > 0 ? 0 : KWS_EDATASET;
+}
+
+/* ==== Rendering batches ==== */
+
+struct renderer {
+    struct audio_fe fe[64];
+    int n;
+};
+
+static int renderer_init(struct renderer *r, const struct kws_frontend_cfg *fc, int n) {
+    memset(r, 0, sizeof *r);
+    r->n = n > 64 ? 64 : n;
+    for (int i = 0; i < r->n; i++)
+        if (audio_fe_init(&r->fe[i], fc) < 0)
+            return -ENOMEM;
+    return 0;
+}
+
+static void renderer_free(struct renderer *r) {
+    for (int i = 0; i < r->n; i++)
+        audio_fe_free(&r->fe[i]);
+}
+
+/* Renders clips idx[0..n) into x (n,T,n_in), bg (n,T), y (n). */
+static int render_batch(struct renderer *r, const struct dataset *ds, const size_t *idx, int n,
+                        const struct ds_aug *aug, uint64_t seed, int T, int n_in, float *x,
+                        float *bg, int32_t *y) {
+    int err = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : err)
+    for (int b = 0; b < n; b++) {
+        int th = omp_get_thread_num() % r->n;
+        err |= dataset_render(ds, idx[b], aug, seed, &r->fe[th], T, x + (size_t)b * T * n_in,
+                              bg ? bg + (size_t)b * T : NULL) != 0;
+        y[b] = ds->clips[idx[b]].label;
+    }
+    return err ? -ENOMEM : 0;
+}
+
+/* Accuracy of net (eval mode, sigma 0) on prerendered examples. */
+static float eval_acc(struct train_net *net, const float *x, const int32_t *y, size_t n, int B,
+                      int T, int n_in, float *bgz, int32_t *ytmp, float *xtmp) {
+    size_t correct = 0;
+    int K = net->cfg.n_classes;
+    for (size_t s = 0; s < n; s += (size_t)B) {
+        int nb = (int)(n - s < (size_t)B ? n - s : (size_t)B);
+        memcpy(xtmp, x + s * T * n_in, (size_t)nb * T * n_in * sizeof(float));
+        if (nb < B)
+            memset(xtmp + (size_t)nb * T * n_in, 0, (size_t)(B - nb) * T * n_in * sizeof(float));
+        for (int b = 0; b < B; b++)
+            ytmp[b] = b < nb ? y[s + b] : 0;
+        train_net_forward(net, xtmp, NULL, bgz, B, T, 0);
+        for (int b = 0; b < nb; b++)
+            correct += train_clip_predict(net->vo + (size_t)b * T * K, T, K, NULL) == y[s + b];
+    }
+    return n ? (float)correct / (float)n : 0.0f;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Prerenders a split without augmentation. */
+static int prerender(struct renderer *r, const struct dataset *ds, const size_t *idx, size_t n,
+                     int T, int n_in, float **x, int32_t **y) {
+    struct ds_aug none;
+    dataset_aug_none(&none);
+    *x = malloc((n ? n : 1) * T * n_in * sizeof(float));
+    *y = malloc((n ? n : 1) * sizeof(int32_t));
+    if (!*x || !*y)
+        return -ENOMEM;
+    for (size_t s = 0; s < n; s += 256) {
+        int nb = (int)(n - s < 256 ? n - s : 256);
+        if (render_batch(r, ds, idx + s, nb, &none, 0x5eed, T, n_in, *x + s * T * n_in, NULL,
+                         *y + s))
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    struct opts o = {0};
+    o.epochs = 40;
+    o.batch = 64;
+    o.copies = 1;
+    o.T = 100;
+    o.k = 5;
+    o.d_max = 40;
+    o.seed = 1;
+    o.lr = 5e-3f;
+    o.lr_delay = 5e-2f;
+    o.wd = 1e-5f;
+    o.drop_ff = 0.4f;
+    o.drop_rec = 0.2f;
+    o.sigma_init = 10.0f;
+    o.sigma_decay = 0.95f;
+    o.bg_weight = 1.0f;
+    o.beta0 = 0.047619f;
+    o.beta_rec = 0.38583f;
+    o.out_beta = 0.047619f;
+    o.sg_alpha = 5.0f;
+    o.delay_lo = 10.0f;
+    o.delay_hi = 30.0f;
+    o.snr_lo = 0.0f;
+    o.snr_hi = 25.0f;
+    o.shift_ms = 100.0f;
+    o.detach = 1;
+    o.synth_n = 2;
+    snprintf(o.hidden, sizeof o.hidden, "256,256");
+    snprintf(o.rec, sizeof o.rec, "none,conv");
+    enum {
+        O_DATA = 256, O_LABELS, O_OUT, O_CKPT, O_RESUME, O_HIDDEN, O_REC, O_K, O_DMAX, O_EPOCHS,
+        O_BATCH, O_COPIES, O_FRAMES, O_LR, O_LRD, O_WD, O_SEED, O_THREADS, O_DFF, O_DREC, O_SI,
+        O_SD, O_BETA, O_BETAR, O_OBETA, O_SURR, O_SGA, O_NODET, O_NOBN, O_DINIT, O_BGW, O_SNR,
+        O_SHIFT, O_ENC, O_SYNTH, O_NOISE, O_SYNTHN, O_MAXTRAIN
+    };
+    static const struct option lopts[] = {
+        {"data", 1, 0, O_DATA}, {"labels", 1, 0, O_LABELS}, {"out", 1, 0, O_OUT},
+        {"ckpt", 1, 0, O_CKPT}, {"resume", 0, 0, O_RESUME}, {"hidden", 1, 0, O_HIDDEN},
+        {"rec", 1, 0, O_REC}, {"k", 1, 0, O_K}, {"d-max", 1, 0, O_DMAX},
+        {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"copies", 1, 0, O_COPIES},
+        {"frames", 1, 0, O_FRAMES}, {"lr", 1, 0, O_LR}, {"lr-delay", 1, 0, O_LRD},
+        {"wd", 1, 0, O_WD}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS},
+        {"drop-ff", 1, 0, O_DFF}, {"drop-rec", 1, 0, O_DREC}, {"sigma-init", 1, 0, O_SI},
+        {"sigma-decay", 1, 0, O_SD}, {"beta", 1, 0, O_BETA}, {"beta-rec", 1, 0, O_BETAR},
+        {"out-beta", 1, 0, O_OBETA}, {"surrogate", 1, 0, O_SURR}, {"sg-alpha", 1, 0, O_SGA},
+        {"no-detach", 0, 0, O_NODET}, {"no-bn", 0, 0, O_NOBN}, {"delay-init", 1, 0, O_DINIT},
+        {"bg-weight", 1, 0, O_BGW}, {"snr", 1, 0, O_SNR}, {"shift-ms", 1, 0, O_SHIFT},
+        {"enc", 1, 0, O_ENC}, {"synth", 1, 0, O_SYNTH}, {"noise", 1, 0, O_NOISE},
+        {"synth-per-voice", 1, 0, O_SYNTHN}, {"max-train", 1, 0, O_MAXTRAIN},
+        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+        char *end = NULL;
+        switch (c) {
+        case O_DATA: o.data = optarg; break;
+        case O_LABELS: snprintf(o.labels, sizeof o.labels, "%s", optarg); break;
+        case O_OUT: o.out = optarg; break;
+        case O_CKPT: o.ckpt = optarg; break;
+        case O_RESUME: o.resume = 1; break;
+        case O_HIDDEN: snprintf(o.hidden, sizeof o.hidden, "%s", optarg); break;
+        case O_REC: snprintf(o.rec, sizeof o.rec, "%s", optarg); break;
+        case O_K: o.k = (int)strtol(optarg, &end, 10); break;
+        case O_DMAX: o.d_max = (int)strtol(optarg, &end, 10); break;
+        case O_EPOCHS: o.epochs = (int)strtol(optarg, &end, 10); break;
+        case O_BATCH: o.batch = (int)strtol(optarg, &end, 10); break;
+        case O_COPIES: o.copies = (int)strtol(optarg, &end, 10); break;
+        case O_FRAMES: o.T = (int)strtol(optarg, &end, 10); break;
+        case O_LR: o.lr = strtof(optarg, &end); break;
+        case O_LRD: o.lr_delay = strtof(optarg, &end); break;
+        case O_WD: o.wd = strtof(optarg, &end); break;
+        case O_SEED: o.seed = (int)strtol(optarg, &end, 10); break;
+        case O_THREADS: o.threads = (int)strtol(optarg, &end, 10); break;
+        case O_DFF: o.drop_ff = strtof(optarg, &end); break;
+        case O_DREC: o.drop_rec = strtof(optarg, &end); break;
+        case O_SI: o.sigma_init = strtof(optarg, &end); break;
+        case O_SD: o.sigma_decay = strtof(optarg, &end); break;
+        case O_BETA: o.beta0 = strtof(optarg, &end); break;
+        case O_BETAR: o.beta_rec = strtof(optarg, &end); break;
+        case O_OBETA: o.out_beta = strtof(optarg, &end); break;
+        case O_SURR:
+            o.surrogate = !strcmp(optarg, "triangle") ? TRAIN_SG_TRIANGLE : TRAIN_SG_ATAN;
+            break;
+        case O_SGA: o.sg_alpha = strtof(optarg, &end); break;
+        case O_NODET: o.detach = 0; break;
+        case O_NOBN: o.no_bn = 1; break;
+        case O_DINIT:
+            if (parse_pair(optarg, &o.delay_lo, &o.delay_hi)) {
+                fprintf(stderr, "kwsd-train: --delay-init: want LO,HI\n");
+                return 2;
+            }
+            break;
+        case O_BGW: o.bg_weight = strtof(optarg, &end); break;
+        case O_SNR:
+            if (parse_pair(optarg, &o.snr_lo, &o.snr_hi)) {
+                fprintf(stderr, "kwsd-train: --snr: want LO,HI\n");
+                return 2;
+            }
+            break;
+        case O_SHIFT: o.shift_ms = strtof(optarg, &end); break;
+        case O_ENC: {
+            char buf[256], *tok[KWS_ENC_MAX_LEVELS];
+            snprintf(buf, sizeof buf, "%s", optarg);
+            o.n_enc = split_csv(buf, tok, KWS_ENC_MAX_LEVELS);
+            for (int i = 0; i < o.n_enc; i++)
+                o.enc[i] = strtof(tok[i], NULL);
+            break;
+        }
+        case O_SYNTH: o.synth = optarg; break;
+        case O_NOISE: o.noise = optarg; break;
+        case O_SYNTHN: o.synth_n = (int)strtol(optarg, &end, 10); break;
+        case O_MAXTRAIN: o.max_train = (int)strtol(optarg, &end, 10); break;
+        default: usage(); return c == 'h' ? 0 : 2;
+        }
+        if (end && *end) {
+            fprintf(stderr, "kwsd-train: bad number '%s'\n", optarg);
+            return 2;
+        }
+    }
+    if (!o.data || !o.out || !o.labels[0]) {
+        usage();
+        return 2;
+    }
+    if (o.threads > 0)
+        omp_set_num_threads(o.threads);
+    char ckpt[4096];
+    snprintf(ckpt, sizeof ckpt, "%s", o.ckpt ? o.ckpt : "");
+    if (!o.ckpt)
+        snprintf(ckpt, sizeof ckpt, "%s.ckpt", o.out);
+
+    /* ---- topology ---- */
+    char lbuf[1024], *labels[SNN_MAX_CLASSES];
+    snprintf(lbuf, sizeof lbuf, "%s", o.labels);
+    int n_labels = split_csv(lbuf, labels, SNN_MAX_CLASSES);
+    struct snn_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    audio_fe_cfg_default(&cfg.fe);
+    if (o.n_enc) {
+        cfg.fe.enc_levels = o.n_enc;
+        for (int i = 0; i < o.n_enc; i++)
+            cfg.fe.enc_thresh[i] = o.enc[i];
+    }
+    cfg.n_in = audio_fe_n_out(&cfg.fe);
+    char hb[256], rb[256], *hs[SNN_MAX_LAYERS], *rs[SNN_MAX_LAYERS];
+    snprintf(hb, sizeof hb, "%s", o.hidden);
+    snprintf(rb, sizeof rb, "%s", o.rec);
+    cfg.n_layers = split_csv(hb, hs, SNN_MAX_LAYERS);
+    if (split_csv(rb, rs, SNN_MAX_LAYERS) != cfg.n_layers) {
+        fprintf(stderr, "kwsd-train: --rec needs one entry per --hidden layer\n");
+        return 2;
+    }
+    for (int l = 0; l < cfg.n_layers; l++) {
+        struct snn_layer_cfg *lc = &cfg.layer[l];
+        lc->n = (int32_t)strtol(hs[l], NULL, 10);
+        lc->rec = !strcmp(rs[l], "conv") ? SNN_REC_CONV : !strcmp(rs[l], "dense") ? SNN_REC_DENSE
+                                                                                  : SNN_REC_NONE;
+        lc->k = lc->rec == SNN_REC_CONV ? o.k : 0;
+        lc->d_max = lc->rec != SNN_REC_NONE ? o.d_max : 0;
+        lc->beta = lc->rec != SNN_REC_NONE ? o.beta_rec : o.beta0;
+        lc->gain = 1.0f;
+        lc->thresh = 1.0f;
+        lc->reset = SNN_RESET_HARD;
+    }
+    cfg.n_classes = n_labels;
+    cfg.out_beta = o.out_beta;
+    cfg.out_gain = 1.0f;
+    for (int i = 0; i < n_labels; i++)
+        snprintf(cfg.labels[i], SNN_LABEL_LEN, "%s", labels[i]);
+    char msg[512];
+    if (snn_cfg_validate(&cfg, msg, sizeof msg) < 0) {
+        fprintf(stderr, "kwsd-train: %s\n", msg);
+        return 2;
+    }
+
+    /* ---- data ---- */
+    double t0 = now_s();
+    struct dataset ds;
+    if (dataset_init(&ds, (const char *const *)labels, n_labels, cfg.fe.sample_rate) < 0) {
+        fprintf(stderr, "kwsd-train: bad labels\n");
+        return 2;
+    }
+    int rc = dataset_load(&ds, o.data, -1, msg, sizeof msg);
+    if (rc < 0) {
+        fprintf(stderr, "kwsd-train: %s\n", msg);
+        return 1;
+    }
+    int synth_src = -1;
+    if (o.synth) {
+        if (synth_generate(o.synth, labels, n_labels, o.synth_n) < 0) {
+            fprintf(stderr, "kwsd-train: cannot synthesise clips into %s\n", o.synth);
+            return 1;
+        }
+        synth_src = ds.n_sources;
+        if (dataset_load(&ds, o.synth, -1, msg, sizeof msg) < 0) {
+            fprintf(stderr, "kwsd-train: %s\n", msg);
+            return 1;
+        }
+    }
+    if (o.noise && dataset_add_noise(&ds, o.noise, msg, sizeof msg) < 0) {
+        fprintf(stderr, "kwsd-train: %s\n", msg);
+        return 1;
+    }
+    size_t n_tr = dataset_split(&ds, DS_TRAIN, -1, NULL);
+    size_t n_va = dataset_split(&ds, DS_VAL, 0, NULL);
+    size_t *tr = malloc((n_tr + 1) * sizeof *tr), *va = malloc((n_va + 1) * sizeof *va);
+    dataset_split(&ds, DS_TRAIN, -1, tr);
+    dataset_split(&ds, DS_VAL, 0, va);
+    if (o.max_train > 0 && (size_t)o.max_train < n_tr)
+        n_tr = (size_t)o.max_train;
+    fprintf(stderr, "data: %zu clips (%zu train, %zu val), %zu noise, loaded in %.1f s\n",
+            ds.n_clips, n_tr, n_va, ds.n_noise, now_s() - t0);
+
+    /* ---- network ---- */
+    struct train_hparams hp;
+    train_hparams_default(&hp);
+    hp.surrogate = o.surrogate;
+    hp.sg_alpha = o.sg_alpha;
+    hp.detach_reset = o.detach;
+    hp.use_bn = !o.no_bn;
+    hp.drop_ff = o.drop_ff;
+    hp.drop_rec = o.drop_rec;
+    hp.wd = o.wd;
+    hp.delay_init_lo = o.delay_lo;
+    hp.delay_init_hi = o.delay_hi;
+    hp.sigma = o.sigma_init;
+    hp.bg_weight = o.bg_weight;
+    hp.sil_class = ds.sil_class;
+    hp.seed = (uint64_t)o.seed;
+    struct train_net net;
+    int epoch0 = 0;
+    float best = -1.0f;
+    if (o.resume && access(ckpt, F_OK) == 0) {
+        rc = train_checkpoint_load(&net, &epoch0, ckpt, msg, sizeof msg);
+        if (rc < 0) {
+            fprintf(stderr, "kwsd-train: %s\n", msg);
+            return 1;
+        }
+        best = net.best;
+        fprintf(stderr, "resumed from %s at epoch %d (best val %.2f %%)\n", ckpt, epoch0,
+                100.0 * best);
+    } else {
+        rc = train_net_init(&net, &cfg, &hp);
+        if (rc < 0) {
+            fprintf(stderr, "kwsd-train: cannot create the network (%s)\n", kws_strerror(rc));
+            return 1;
+        }
+    }
+    size_t n_rec = 0;
+    for (int l = 0; l < cfg.n_layers; l++)
+        n_rec += snn_rec_param_count(&cfg.layer[l]);
+    fprintf(stderr, "net: %zu trainable parameters (%zu after export, %zu recurrent), %d threads\n",
+            net.n_params, snn_param_count(&cfg), n_rec, omp_get_max_threads());
+
+    int B = o.batch, T = o.T, n_in = cfg.n_in;
+    struct renderer rend;
+    if (renderer_init(&rend, &cfg.fe, omp_get_max_threads()) < 0) {
+        fprintf(stderr, "kwsd-train: front end init failed\n");
+        return 1;
+    }
+    float *xv;
+    int32_t *yv;
+    if (prerender(&rend, &ds, va, n_va, T, n_in, &xv, &yv) < 0) {
+        fprintf(stderr, "kwsd-train: out of memory\n");
+        return 1;
+    }
+    size_t per_epoch = n_tr * (size_t)o.copies;
+    size_t steps_per_epoch = per_epoch / (size_t)B;
+    size_t *order = malloc((per_epoch + 1) * sizeof *order);
+    float *x = malloc((size_t)B * T * n_in * sizeof *x), *bg = malloc((size_t)B * T * sizeof *bg);
+    float *xtmp = malloc((size_t)B * T * n_in * sizeof *x);
+    int32_t *y = malloc((size_t)B * sizeof *y), *ytmp = malloc((size_t)B * sizeof *y);
+    if (!order || !x || !bg || !y || !xtmp || !ytmp || steps_per_epoch == 0) {
+        fprintf(stderr, "kwsd-train: out of memory or fewer clips than one batch\n");
+        return 1;
+    }
+    struct ds_aug aug;
+    dataset_aug_default(&aug);
+    aug.snr_db_lo = o.snr_lo;
+    aug.snr_db_hi = o.snr_hi;
+    aug.shift_ms = o.shift_ms;
+    double t_train = now_s();
+    float sdec = powf(o.sigma_decay, 100.0f / (float)o.epochs);
+    for (int ep = epoch0; ep < o.epochs; ep++) {
+        double te = now_s();
+        net.hp.sigma = o.sigma_init * powf(sdec, (float)ep);
+        /* deterministic shuffle of (clip, copy) pairs */
+        for (size_t i = 0; i < per_epoch; i++)
+            order[i] = tr[i % n_tr];
+        uint64_t st = (uint64_t)o.seed * 0x9E3779B97F4A7C15ull + (uint64_t)ep * 0xBF58476D1CE4E5B9ull;
+        for (size_t i = per_epoch - 1; i > 0; i--) {
+            st ^= st << 13;
+            st ^= st >> 7;
+            st ^= st << 17;
+            size_t j = (size_t)(st % (i + 1));
+            size_t t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        double loss = 0.0;
+        size_t correct = 0, seen = 0;
+        uint64_t spikes = 0;
+        float lr = 0.0f;
+        double t_render = 0.0;
+        for (size_t s = 0; s < steps_per_epoch; s++) {
+            double tr0 = now_s();
+            uint64_t rseed = (uint64_t)o.seed * 1000003ull + (uint64_t)ep * 7919ull + s * 104729ull;
+            if (render_batch(&rend, &ds, order + s * B, B, &aug, rseed, T, n_in, x, bg, y) < 0) {
+                fprintf(stderr, "kwsd-train: render failed\n");
+                return 1;
+            }
+            t_render += now_s() - tr0;
+            float frac = ((float)ep * steps_per_epoch + s) / ((float)o.epochs * steps_per_epoch);
+            lr = train_lr_onecycle(o.lr, frac);
+            float lrd = train_lr_cosine(o.lr_delay, frac);
+            train_net_forward(&net, x, y, bg, B, T, 1);
+            train_net_zero_grad(&net);
+            train_net_backward(&net);
+            train_net_adamw(&net, lr, lrd);
+            loss += net.loss;
+            correct += (size_t)net.n_correct;
+            seen += (size_t)B;
+            spikes += net.n_spikes;
+        }
+        /* validation: delays rounded in place, sigma 0 (the exported model's kernel) */
+        float sig = net.hp.sigma;
+        train_net_round_delays(&net);
+        net.hp.sigma = 0.0f;
+        float *bgz = NULL;
+        float va_acc = eval_acc(&net, xv, yv, n_va, B, T, n_in, bgz, ytmp, xtmp);
+        net.hp.sigma = sig;
+        size_t hidden = 0;
+        for (int l = 0; l < cfg.n_layers; l++)
+            hidden += (size_t)cfg.layer[l].n;
+        fprintf(stderr,
+                "epoch %3d/%d  loss %.4f  train %.2f %%  val %.2f %%  sigma %.3f  lr %.2e  "
+                "rate %.3f  %.1f s (render %.1f s)%s\n",
+                ep + 1, o.epochs, loss / steps_per_epoch, 100.0 * correct / seen, 100.0 * va_acc,
+                sig, lr, (double)spikes / ((double)steps_per_epoch * B * T * hidden),
+                now_s() - te, t_render, va_acc > best ? "  *" : "");
+        if (va_acc > best) {
+            best = va_acc;
+            struct snn_model m = {0};
+            if (train_net_export(&net, &m) < 0 || snn_model_save(&m, o.out) < 0) {
+                fprintf(stderr, "kwsd-train: cannot write %s\n", o.out);
+                return 1;
+            }
+            snn_model_free(&m);
+        }
+        net.best = best;
+        if ((rc = train_checkpoint_save(&net, ep + 1, ckpt)) < 0)
+            fprintf(stderr, "kwsd-train: checkpoint %s: %s\n", ckpt, kws_strerror(rc));
+    }
+    fprintf(stderr, "done: best val %.2f %%, training %.1f min, model %s\n", 100.0 * best,
+            (now_s() - t_train) / 60.0, o.out);
+    (void)synth_src;
+    free(order);
+    free(x);
+    free(bg);
+    free(y);
+    free(xtmp);
+    free(ytmp);
+    free(xv);
+    free(yv);
+    free(tr);
+    free(va);
+    renderer_free(&rend);
+    train_net_free(&net);
+    dataset_free(&ds);
+    return 0;
+}

@@ -1,0 +1,8 @@
+# kwsd-train (trains and writes .kwsm models) and kwsd-eval (accuracy,
+# confusion matrix and streaming metrics of a model).
+find_package(OpenMP REQUIRED COMPONENTS C)
+add_executable(kwsd-train kwsd-train.c)
+target_link_libraries(kwsd-train PRIVATE kws_train kws_audio OpenMP::OpenMP_C)
+add_executable(kwsd-eval kwsd-eval.c)
+target_link_libraries(kwsd-eval PRIVATE kws_train kws_audio PkgConfig::JANSSON OpenMP::OpenMP_C)
+# installed by tools/install.cmake
