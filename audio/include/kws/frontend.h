@@ -49,9 +49,16 @@
 #include "kws/model.h"
 
 /* Fills cfg with the defaults: 16 kHz, win 400, hop 160, n_fft 512, 40 mels
- * from 20 Hz to 8 kHz, PCEN on, level encoder with 4 levels; thresholds and
- * feat_mean/feat_scale as measured on speech (docs/BENCHMARKS.md). */
+ * from 20 Hz to 8 kHz; PCEN on with s 0.025 (a 0.4 s smoother), alpha 1,
+ * delta 2, r 0.5, eps 1e-8; level encoder with 4 levels; thresholds and
+ * feat_mean/feat_scale as measured on speech (docs/BENCHMARKS.md).
+ * alpha 1 makes PCEN fully level invariant: a clip at 1/8 of its level gives
+ * the same spikes (with the literature's 0.98 about 10 % of them flip). */
 void audio_fe_cfg_default(struct kws_frontend_cfg *cfg);
+
+/* Switches cfg to the delta encoder with its measured default thresholds:
+ * 4 channels per band, up at d >= 0.55 and d >= 1.1, down likewise. */
+void audio_fe_cfg_delta(struct kws_frontend_cfg *cfg);
 
 /* Checks every field of cfg for range and consistency. Returns 0, or
  * -KWS_EBADFIELD with "field: reason" in msg (msg may be NULL). */

@@ -1,0 +1,2 @@
+# Tests of kws_audio (front end, resampler, file reader, pipe, ALSA capture).
+kws_test(test_audio_frontend LIBS kws_audio Threads::Threads m TIMEOUT 120)
