@@ -5,3 +5,8 @@ target_include_directories(test_core_snn PRIVATE ${PROJECT_SOURCE_DIR}/core/src)
 kws_test(test_core_model_file LIBS kws_core)
 target_include_directories(test_core_model_file PRIVATE ${PROJECT_SOURCE_DIR}/core/src)
 kws_test(test_core_golden LIBS kws_core)
+# The benchmark runs end to end (no timing is asserted; it checks its forms agree).
+if(TARGET kwsd-bench)
+  add_test(NAME kwsd_bench_quick COMMAND kwsd-bench --quick --json)
+  set_tests_properties(kwsd_bench_quick PROPERTIES TIMEOUT 120)
+endif()

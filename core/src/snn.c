@@ -391,11 +391,18 @@ static int32_t snn__lif(float *v, float *spk, int32_t *idx, const float *cur, in
     return ns;
 }
 
+void snn__ring_read(float *restrict cur, float *restrict r, int32_t n) {
+    for (int32_t i = 0; i < n; i++) {
+        cur[i] += r[i];
+        r[i] = 0.0f;
+    }
+}
+
 /* Scatters the spikes idx[0..ns) of a recurrent layer into its arrival ring:
  * a spike of j at this step is read 1 + d_j steps later, from slot
  * (slot + 1 + d_j) mod D. */
-static void snn__scatter(const struct snn_model *m, int l, float *ring, int32_t slot,
-                         const int32_t *idx, int32_t ns) {
+void snn__scatter(const struct snn_model *m, int l, float *ring, int32_t slot, const int32_t *idx,
+                  int32_t ns) {
     const struct snn_layer_cfg *lc = &m->cfg.layer[l];
     const int32_t n = lc->n, dlen = snn_layer_ring_len(lc);
     const int32_t *dl = m->delay_int[l];
@@ -460,14 +467,8 @@ void snn_step(const struct snn_model *m, struct snn_state *s, const float *in, f
                     cur[i] += row[i];
             }
         }
-        if (lc->rec != SNN_REC_NONE) {
-            /* Read this step's arrivals and clear the slot for reuse. */
-            float *restrict r = s->ring[l] + (size_t)s->slot[l] * (size_t)n;
-            for (int32_t i = 0; i < n; i++) {
-                cur[i] += r[i];
-                r[i] = 0.0f;
-            }
-        }
+        if (lc->rec != SNN_REC_NONE)
+            snn__ring_read(cur, s->ring[l] + (size_t)s->slot[l] * (size_t)n, n);
         int32_t ns = snn__lif(s->v[l], s->spk[l], s->idx[l], cur, n, lc);
         s->n_idx[l] = ns;
         fired += (uint64_t)ns;

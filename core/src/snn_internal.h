@@ -10,6 +10,7 @@
 #define KWS_CORE_SNN_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kws/snn.h"
 
@@ -33,6 +34,16 @@ int snn__tensors(const struct snn_cfg *cfg, struct snn_params *p,
 
 /* Writes "layer[1].w_rec[2]" for the parameter at flat index i into buf. */
 void snn__param_name(const struct snn_cfg *cfg, size_t i, char *buf, size_t buflen);
+
+/* The two halves of a recurrent layer's step in snn_step, exposed so that
+ * benchmarks can time them alone. snn__ring_read adds this step's arrival
+ * slot r (C) into cur (C) and clears it. snn__scatter adds the spikes
+ * idx[0..ns) of layer l at this step into ring (D, C), whose current read
+ * slot is slot: a spike of j lands in slot (slot + 1 + d_j) mod D, K adds
+ * for a conv-delay layer, C contiguous adds (column j of W) for a dense one. */
+void snn__ring_read(float *restrict cur, float *restrict r, int32_t n);
+void snn__scatter(const struct snn_model *m, int l, float *ring, int32_t slot, const int32_t *idx,
+                  int32_t ns);
 
 /* The reference step: the same network as snn_step computed the plain way,
  * dense matrix-vector products everywhere (W_in x over every input, the full
