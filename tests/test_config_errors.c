@@ -104,7 +104,8 @@ ParameterizedTestParameters(config_errors, one_error) {
         /* duplicate keys, at the second one */
         {"audio:\n  rate: 16000\n  rate: 8000\n",
          "t.yaml:3:3: audio.rate: duplicate key (first at line 2:3)"},
-        {"audio: {}\nmodel: {}\naudio: {}\n", "t.yaml:3:1: audio: duplicate key (first at line 1:1)"},
+        {"audio: {}\nmodel: {}\naudio: {}\n",
+         "t.yaml:3:1: audio: duplicate key (first at line 1:1)"},
         {"detection:\n  keywords:\n    stop: 0.5\n    stop: 0.6\n",
          "t.yaml:4:5: detection.keywords.stop: duplicate key (first at line 3:5)"},
         /* syntax errors: the first one only, with libyaml's text */
@@ -198,10 +199,10 @@ Test(config_errors, syntax_error_stops_before_keys) {
     struct config_diags d;
 
     config_defaults(&cfg);
-    cr_assert(eq(int,
-                 config_parse_string(&cfg, "t.yaml",
-                                     "audio:\n  rate: 1\n  colour: red\nmodel: [\n", &d),
-                 KWS_ECONFIG));
+    cr_assert(
+        eq(int,
+           config_parse_string(&cfg, "t.yaml", "audio:\n  rate: 1\n  colour: red\nmodel: [\n", &d),
+           KWS_ECONFIG));
     cr_assert(eq(int, d.n, 1));
     cr_expect(eq(int, strncmp(d.msg[0], "t.yaml:5:1: syntax error: ", 26), 0), "%s", d.msg[0]);
 }

@@ -78,8 +78,8 @@ Test(config_load, defaults) {
 }
 
 Test(config_load, empty_and_comment_only_give_defaults) {
-    static const char *const texts[] = {"", "\n\n", "# nothing\n", "~\n", "---\n",
-                                        "audio:\nmodel: ~\ndetection:\n  keywords:\n"};
+    static const char *const texts[] = {
+        "", "\n\n", "# nothing\n", "~\n", "---\n", "audio:\nmodel: ~\ndetection:\n  keywords:\n"};
     struct kws_config want, c;
     struct config_diags d;
 

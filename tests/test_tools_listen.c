@@ -132,8 +132,13 @@ static int detection_lines(struct child *c, json_t **out, int max) {
 }
 
 static void publish(struct transport_pub *p, const char *kw, uint64_t seq) {
-    struct kws_detection ev = {.keyword = kw, .score = 0.9f, .threshold = 0.8f,
-                               .start_ms = 100, .end_ms = 600, .seq = seq, .model = "m"};
+    struct kws_detection ev = {.keyword = kw,
+                               .score = 0.9f,
+                               .threshold = 0.8f,
+                               .start_ms = 100,
+                               .end_ms = 600,
+                               .seq = seq,
+                               .model = "m"};
     cr_assert(eq(int, transport_pub_detection(p, &ev), 0));
 }
 
@@ -151,8 +156,8 @@ Test(listen, keywords_filter_exactly_and_count_ends_it) {
     json_t *lines[16];
 
     pub_open(&p);
-    const char *args[] = {"--endpoint", p.bound[0], "--keyword", "yes", "-k", "stop",
-                          "--status", "--count", "3", "--timeout", "30", NULL};
+    const char *args[] = {"--endpoint", p.bound[0], "--keyword", "yes",       "-k", "stop",
+                          "--status",   "--count",  "3",         "--timeout", "30", NULL};
     child_spawn(&c, args);
     sync_child(&p, &c);
     static const char *const words[] = {"no", "yesterday", "stop", "go", "yes", "stop", "yes"};
@@ -242,8 +247,8 @@ Test(listen, help_version_and_usage_errors) {
     cr_expect(eq(int, strncmp(c.obuf, "kwsd-listen ", 12), 0), "%s", c.obuf);
 
     static const char *const bad[][4] = {
-        {"--count", "x", NULL},    {"--count", "0", NULL},       {"--timeout", "-1", NULL},
-        {"--bogus", NULL},         {"extra", NULL},              {"-e", "udp://1.2.3.4:5", NULL},
+        {"--count", "x", NULL},  {"--count", "0", NULL}, {"--timeout", "-1", NULL},
+        {"--bogus", NULL},       {"extra", NULL},        {"-e", "udp://1.2.3.4:5", NULL},
         {"--keyword", "", NULL},
     };
     for (size_t i = 0; i < KWS_ARRAY_SIZE(bad); i++) {

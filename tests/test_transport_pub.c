@@ -149,9 +149,14 @@ Test(transport, detection_over_ipc_has_every_field) {
     void *s = sub_open(NULL, ep, topics, 1, 0);
     sync_subs(&p, &s, 1);
 
-    struct kws_detection ev = {.keyword = "yes", .score = 0.93f, .threshold = 0.8f,
-                               .start_ms = 1230, .end_ms = 1780, .seq = 7,
-                               .model = "commands", .wall_ms = 1700000000123LL};
+    struct kws_detection ev = {.keyword = "yes",
+                               .score = 0.93f,
+                               .threshold = 0.8f,
+                               .start_ms = 1230,
+                               .end_ms = 1780,
+                               .seq = 7,
+                               .model = "commands",
+                               .wall_ms = 1700000000123LL};
     cr_assert(eq(int, transport_pub_detection(&p, &ev), 0));
     json_t *j = next_detection(s, topic, sizeof topic, 2000);
     cr_assert(not(eq(ptr, j, NULL)), "no detection received");
@@ -202,9 +207,15 @@ Test(transport, status_over_tcp_has_every_field) {
 
     uint64_t sent_before;
     transport_pub_stats(&p, &sent_before, NULL);
-    struct kws_status st = {.uptime_s = 12.5, .frames = 12345, .xruns = 2, .rtf = 0.031,
-                            .device = "testmic", .rate = 44100, .model = "commands.kwsm",
-                            .detections = 3, .wall_ms = 86400000LL + 1};
+    struct kws_status st = {.uptime_s = 12.5,
+                            .frames = 12345,
+                            .xruns = 2,
+                            .rtf = 0.031,
+                            .device = "testmic",
+                            .rate = 44100,
+                            .model = "commands.kwsm",
+                            .detections = 3,
+                            .wall_ms = 86400000LL + 1};
     cr_assert(eq(int, transport_pub_status(&p, &st), 0));
     json_t *j = NULL;
     while (!j && recv_msg(s, topic, sizeof topic, body, sizeof body, 2000)) {
@@ -296,7 +307,9 @@ Test(transport, stalled_subscriber_never_blocks) {
     transport_pub_stats(&p, &sent0, &dropped0);
     int ok = 0, again = 0, other = 0;
     for (int i = 0; i < N; i++) {
-        struct kws_detection ev = {.keyword = "yes", .score = 0.9f, .seq = (uint64_t)i + 1,
+        struct kws_detection ev = {.keyword = "yes",
+                                   .score = 0.9f,
+                                   .seq = (uint64_t)i + 1,
                                    .model = "a model name long enough to fill buffers sooner"};
         int rc = transport_pub_detection(&p, &ev);
         if (rc == 0)
@@ -308,8 +321,8 @@ Test(transport, stalled_subscriber_never_blocks) {
     }
     uint64_t sent, dropped;
     transport_pub_stats(&p, &sent, &dropped);
-    cr_log_info("%d events to a stalled subscriber (queue %d): %d accepted, %d dropped", N, HWM,
-                ok, again);
+    cr_log_info("%d events to a stalled subscriber (queue %d): %d accepted, %d dropped", N, HWM, ok,
+                again);
     cr_expect(eq(int, other, 0));
     cr_expect(gt(int, again, 0), "nothing was dropped");
     cr_expect(eq(int, ok + again, N));
@@ -344,6 +357,55 @@ Test(transport, stalled_subscriber_never_blocks) {
     json_decref(j);
 
     zmq_close(s);
+    transport_pub_close(&p);
+}
+
+/* NODROP refuses a message when any subscriber it is for is full, so a
+ * stalled subscriber costs the others the same events; and every event a
+ * reading subscriber misses is one the publisher counted as dropped. */
+Test(transport, stalled_subscriber_drops_for_all_and_counts) {
+    char msg[256], topic[64];
+    struct transport_pub p;
+    const char *eps[] = {"inproc://kws-two"};
+
+    cr_assert(eq(int, transport_pub_open(&p, eps, 1, 5, msg, sizeof msg), 0), "%s", msg);
+    const char *all[] = {"kws.detection."};
+    void *subs[2] = {sub_open(p.zctx, eps[0], all, 1, 5), sub_open(p.zctx, eps[0], all, 1, 5)};
+    sync_subs(&p, subs, 2);
+    /* Drain the reader of the sync heartbeats; the stalled one keeps its. */
+    while (next_detection(subs[1], topic, sizeof topic, 50))
+        ;
+
+    uint64_t seq = 0;
+    int dropped_seq[64], n_dropped = 0, n_ok = 0;
+    for (int i = 0; i < 200; i++) {
+        struct kws_detection ev = {.keyword = "yes", .seq = ++seq};
+        int rc = transport_pub_detection(&p, &ev);
+        cr_assert(rc == 0 || rc == KWS_EAGAIN, "rc %d", rc);
+        if (rc == 0)
+            n_ok++;
+        else if (n_dropped < 64)
+            dropped_seq[n_dropped++] = (int)seq;
+        /* The reader keeps up: read whatever has arrived. */
+        json_t *j;
+        while ((j = next_detection(subs[1], topic, sizeof topic, 0))) {
+            for (int k = 0; k < n_dropped; k++)
+                cr_assert(not(eq(i64, jint(j, "seq"), dropped_seq[k])), "dropped event delivered");
+            json_decref(j);
+            n_ok--;
+        }
+    }
+    cr_expect(gt(int, n_dropped, 0), "the stalled subscriber never filled");
+    json_t *j;
+    while ((j = next_detection(subs[1], topic, sizeof topic, 100))) {
+        for (int k = 0; k < n_dropped; k++)
+            cr_assert(not(eq(i64, jint(j, "seq"), dropped_seq[k])), "dropped event delivered");
+        json_decref(j);
+        n_ok--;
+    }
+    cr_expect(eq(int, n_ok, 0), "the reader missed %d accepted events", n_ok);
+    zmq_close(subs[0]);
+    zmq_close(subs[1]);
     transport_pub_close(&p);
 }
 
@@ -391,13 +453,15 @@ Test(transport, bad_endpoints_say_which_and_why) {
 
     const char *udp[] = {"udp://127.0.0.1:5"};
     cr_expect(eq(int, transport_pub_open(&p, udp, 1, 10, msg, sizeof msg), -EINVAL));
-    cr_expect(eq(str, msg,
-                 "bind udp://127.0.0.1:5: unsupported transport (use tcp://, ipc:// or inproc://)"));
+    cr_expect(
+        eq(str, msg,
+           "bind udp://127.0.0.1:5: unsupported transport (use tcp://, ipc:// or inproc://)"));
     cr_expect(eq(ptr, p.sock, NULL));
     cr_expect(eq(ptr, p.zctx, NULL));
     const char *foo[] = {"foo://bar"};
     cr_expect(eq(int, transport_pub_open(&p, foo, 1, 10, msg, sizeof msg), -EINVAL));
-    cr_expect(eq(str, msg, "bind foo://bar: unsupported transport (use tcp://, ipc:// or inproc://)"));
+    cr_expect(
+        eq(str, msg, "bind foo://bar: unsupported transport (use tcp://, ipc:// or inproc://)"));
 
     snprintf(ep, sizeof ep, "ipc://%s/no/such/dir/events", tmpdir);
     const char *ipc[] = {ep};

@@ -340,8 +340,7 @@ int main(int argc, char **argv) {
         int is_detection;
         if (r == 0 || !wanted(&o, topic, &is_detection))
             continue;
-        if (print_event(topic, body, len) == 0 && is_detection && o.count > 0 &&
-            ++got >= o.count) {
+        if (print_event(topic, body, len) == 0 && is_detection && o.count > 0 && ++got >= o.count) {
             ret = 0;
             break;
         }

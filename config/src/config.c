@@ -46,7 +46,7 @@ enum cfg_type {
 typedef int (*cfg_check_fn)(const char *s, char *why, size_t whylen);
 
 struct cfg_key {
-    const char *name;   /* dotted key, e.g. "audio.rate" */
+    const char *name; /* dotted key, e.g. "audio.rate" */
     enum cfg_type type;
     double min, max;    /* range (numbers), length or count bounds (strings, sequences) */
     const char *def;    /* default, as YAML scalar text ("" = none for keywords) */
@@ -66,16 +66,15 @@ static const struct cfg_key config_keys[] = {
      check_printable, "ALSA PCM name, e.g. `plughw:CARD=Device,DEV=0`"},
     {"audio.rate", CFG_INT, 8000, 192000, "16000", CFG_FIELD(audio.rate), NULL,
      "requested capture rate, Hz; the device may give another (kwsd resamples)"},
-    {"audio.period_ms", CFG_INT, 5, 200, "20", CFG_FIELD(audio.period_ms), NULL,
-     "ALSA period, ms"},
+    {"audio.period_ms", CFG_INT, 5, 200, "20", CFG_FIELD(audio.period_ms), NULL, "ALSA period, ms"},
     {"model.path", CFG_STRING, 1, KWS_CONFIG_PATH_LEN - 1, "/usr/share/kwsd/commands.kwsm",
      CFG_FIELD(model.path), check_printable, "model file (`.kwsm`)"},
     {"detection.threshold", CFG_FLOAT, 0.0, 1.0, "0.8", CFG_FIELD(detection.threshold), NULL,
      "global score threshold"},
     {"detection.smoothing_ms", CFG_INT, 10, 3000, "300", CFG_FIELD(detection.smoothing_ms), NULL,
      "posterior smoothing window, ms"},
-    {"detection.refractory_ms", CFG_INT, 0, 60000, "1000", CFG_FIELD(detection.refractory_ms),
-     NULL, "quiet time after a detection, ms"},
+    {"detection.refractory_ms", CFG_INT, 0, 60000, "1000", CFG_FIELD(detection.refractory_ms), NULL,
+     "quiet time after a detection, ms"},
     {"detection.keywords", CFG_KEYWORDS, 0.0, 1.0, "", CFG_FIELD(detection.keywords), NULL,
      "per-keyword threshold overrides, a mapping `label: threshold`; each label must be one of "
      "the model's"},
@@ -161,7 +160,8 @@ static int check_printable(const char *s, char *why, size_t whylen) {
 /* A decimal integer: optional sign, digits, nothing else. 0 or -1. */
 static int parse_long(const char *s, long *out) {
     char *end;
-    if (!((s[0] >= '0' && s[0] <= '9') || ((s[0] == '-' || s[0] == '+') && s[1] >= '0' && s[1] <= '9')))
+    if (!((s[0] >= '0' && s[0] <= '9') ||
+          ((s[0] == '-' || s[0] == '+') && s[1] >= '0' && s[1] <= '9')))
         return -1;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -220,17 +220,16 @@ static void diags_reset(struct config_diags *d) {
 /* ==== Walking the document ==== */
 
 struct walk {
-    const char *name;        /* file name for messages */
-    struct config_diags *d;  /* may be NULL */
+    const char *name;       /* file name for messages */
+    struct config_diags *d; /* may be NULL */
     yaml_document_t *doc;
-    struct kws_config *cfg;  /* the temporary being filled */
+    struct kws_config *cfg; /* the temporary being filled */
     int errors;
 };
 
 /* Reports a problem at node's position (1-based) for key. */
 __attribute__((format(printf, 4, 5))) static void walk_err(struct walk *w, const yaml_node_t *node,
-                                                             const char *key, const char *fmt,
-                                                             ...) {
+                                                           const char *key, const char *fmt, ...) {
     char msg[KWS_CONFIG_DIAG_LEN];
     va_list ap;
 
@@ -273,15 +272,15 @@ static const char *node_show(const yaml_node_t *n, char *buf, size_t len) {
 
 /* Applies one scalar to a string, number or enum key. Reports and returns -1
  * on a bad value. at is the key name to report (may carry an index). */
-static int set_scalar(struct walk *w, const struct cfg_key *k, const char *at,
-                      const yaml_node_t *v, void *dst) {
+static int set_scalar(struct walk *w, const struct cfg_key *k, const char *at, const yaml_node_t *v,
+                      void *dst) {
     char show[64], why[160];
 
     if (v->type != YAML_SCALAR_NODE || node_is_null(v)) {
         const char *what = k->type == CFG_STRING || k->type == CFG_ENDPOINTS ? "a string"
-                           : k->type == CFG_INT                           ? "an integer"
-                           : k->type == CFG_LOGLEVEL                      ? "a level name"
-                                                                          : "a number";
+                           : k->type == CFG_INT                              ? "an integer"
+                           : k->type == CFG_LOGLEVEL                         ? "a level name"
+                                                                             : "a number";
         walk_err(w, v, at, "expected %s, got %s", what, node_show(v, show, sizeof show));
         return -1;
     }
@@ -488,8 +487,8 @@ static void walk_value(struct walk *w, const struct cfg_key *k, const yaml_node_
 static void walk_mapping(struct walk *w, const yaml_node_t *map, const char *prefix) {
     char full[128], show[64];
 
-    for (const yaml_node_pair_t *p = map->data.mapping.pairs.start;
-         p < map->data.mapping.pairs.top; p++) {
+    for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
         const yaml_node_t *kn = map_key(w, map, p, prefix, full, sizeof full);
         if (!kn)
             continue;

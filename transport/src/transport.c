@@ -36,8 +36,8 @@
 
 /* ==== Helpers ==== */
 
-__attribute__((format(printf, 3, 4))) static void set_msg(char *msg, size_t msglen,
-                                                          const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void set_msg(char *msg, size_t msglen, const char *fmt,
+                                                          ...) {
     va_list ap;
 
     if (!msg || msglen == 0)
@@ -128,8 +128,7 @@ int transport_pub_open(struct transport_pub *p, const char *const *endpoints, in
         return -EINVAL;
     }
     for (int i = 0; i < n; i++) {
-        if (!endpoints[i] || !endpoints[i][0] ||
-            strlen(endpoints[i]) >= TRANSPORT_ENDPOINT_LEN) {
+        if (!endpoints[i] || !endpoints[i][0] || strlen(endpoints[i]) >= TRANSPORT_ENDPOINT_LEN) {
             set_msg(msg, msglen, "endpoint %d: empty or longer than %d bytes", i,
                     TRANSPORT_ENDPOINT_LEN - 1);
             return -EINVAL;
@@ -262,6 +261,7 @@ int transport_pub_detection(struct transport_pub *p, const struct kws_detection 
     json_t *keyword = json_string(ev->keyword);
     if (!keyword)
         return -EINVAL; /* not UTF-8 */
+    /* clang-format off */
     json_t *obj = json_pack("{s:o, s:f, s:f, s:I, s:I, s:s, s:I, s:s}",
                             "keyword", keyword,
                             "score", round_to(ev->score, 1e-6),
@@ -271,6 +271,7 @@ int transport_pub_detection(struct transport_pub *p, const struct kws_detection 
                             "time", when,
                             "seq", (json_int_t)ev->seq,
                             "model", ev->model ? ev->model : "");
+    /* clang-format on */
     return pub_send(p, topic, obj);
 }
 
@@ -279,6 +280,7 @@ int transport_pub_status(struct transport_pub *p, const struct kws_status *st) {
 
     if (transport_time_format(st->wall_ms ? st->wall_ms : wall_now_ms(), when, sizeof when) < 0)
         return -EINVAL;
+    /* clang-format off */
     json_t *obj = json_pack("{s:f, s:I, s:I, s:f, s:I, s:I, s:s, s:s, s:i, s:s, s:I}",
                             "uptime_s", round_to(st->uptime_s, 1e-3),
                             "frames", (json_int_t)st->frames,
@@ -291,6 +293,7 @@ int transport_pub_status(struct transport_pub *p, const struct kws_status *st) {
                             "rate", st->rate,
                             "model", st->model ? st->model : "",
                             "detections", (json_int_t)st->detections);
+    /* clang-format on */
     return pub_send(p, TRANSPORT_TOPIC_STATUS, obj);
 }
 

@@ -34,9 +34,9 @@
 
 #include "kws/log.h"
 
-#define KWS_CONFIG_NAME_LEN 256     /* file name kept for diagnostics */
-#define KWS_CONFIG_DEVICE_LEN 128   /* ALSA PCM name, NUL included */
-#define KWS_CONFIG_PATH_LEN 512     /* model path, NUL included */
+#define KWS_CONFIG_NAME_LEN 256   /* file name kept for diagnostics */
+#define KWS_CONFIG_DEVICE_LEN 128 /* ALSA PCM name, NUL included */
+#define KWS_CONFIG_PATH_LEN 512   /* model path, NUL included */
 #define KWS_CONFIG_MAX_ENDPOINTS 8
 #define KWS_CONFIG_ENDPOINT_LEN 256 /* one ZeroMQ endpoint, NUL included */
 #define KWS_CONFIG_MAX_KEYWORDS 32  /* per-keyword overrides (= SNN_MAX_CLASSES) */
@@ -49,9 +49,9 @@
  * reset it; config_check_labels and config_diags_add append. When more than
  * KWS_CONFIG_DIAG_MAX lines arrive, the extra ones are counted in truncated. */
 struct config_diags {
-    int n;                                           /* lines in msg */
+    int n;                                              /* lines in msg */
     char msg[KWS_CONFIG_DIAG_MAX][KWS_CONFIG_DIAG_LEN]; /* "path:line:col: key: message" */
-    int truncated;                                   /* lines that did not fit */
+    int truncated;                                      /* lines that did not fit */
 };
 
 /* One detection.keywords entry: a threshold for one label, and where it was

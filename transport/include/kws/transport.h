@@ -52,13 +52,14 @@
  * fields are private except as read through the functions below; bound[i] may
  * be read directly after a successful open. */
 struct transport_pub {
-    void *zctx;     /* ZeroMQ context, owned; an inproc:// subscriber must use this one */
-    void *sock;     /* PUB socket, owned */
+    void *zctx;       /* ZeroMQ context, owned; an inproc:// subscriber must use this one */
+    void *sock;       /* PUB socket, owned */
     uint64_t sent;    /* messages the socket accepted */
     uint64_t dropped; /* messages refused because a queue was full */
     uint64_t failed;  /* messages refused for another reason (counted in dropped too) */
     int n_bound;      /* endpoints bound */
-    char bound[TRANSPORT_MAX_ENDPOINTS][TRANSPORT_ENDPOINT_LEN]; /* as bound: tcp "*" ports resolved */
+    char bound[TRANSPORT_MAX_ENDPOINTS]
+              [TRANSPORT_ENDPOINT_LEN]; /* as bound: tcp "*" ports resolved */
 };
 
 /* One detection, as the detector reports it. Strings are borrowed for the call. */
