@@ -57,7 +57,7 @@ static void make_batch(struct fixture *f) {
     }
     for (int b = 0; b < B_; b++)
         for (int t = 0; t < T_; t++)
-            f->bg[b * T_ + t] = (t < 3 || (b == 1 && t > 9)) ? 1.0f : 0.0f;
+            f->bg[b * T_ + t] = (t < 3 || (b == 1 && t > 9)) ? 1.0f : (t >= 6 && t < 9) ? -1.0f : 0.0f;
     f->y[0] = 1;
     f->y[1] = 2;
 }
@@ -107,6 +107,7 @@ static void run_check(int rec, int n_layers, int use_bn, float drop, int detach)
     hp.sigma = 0.5f;
     hp.sil_class = 0;
     hp.bg_weight = 0.7f;
+    hp.fg_weight = 0.4f;
     hp.delay_init_lo = 0.0f;
     hp.delay_init_hi = 4.0f;
     hp.seed = 3;

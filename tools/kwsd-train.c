@@ -33,7 +33,7 @@ struct opts {
     char labels[1024];
     char hidden[256], rec[256];
     int epochs, batch, copies, T, k, d_max, resume, seed, threads, synth_n;
-    float lr, lr_delay, wd, drop_ff, drop_rec, sigma_init, sigma_decay, bg_weight;
+    float lr, lr_delay, wd, drop_ff, drop_rec, sigma_init, sigma_decay, bg_weight, fg_weight;
     float beta0, beta_rec, out_beta, sg_alpha, delay_lo, delay_hi;
     float snr_lo, snr_hi, shift_ms;
     int surrogate, detach, no_bn;
@@ -55,6 +55,7 @@ static void usage(void) {
             "  --surrogate atan|triangle --sg-alpha 5 --no-detach --no-bn\n"
             "  --delay-init LO,HI     initial delays (steps)\n"
             "  --bg-weight 1          streaming loss weight (silence on background frames)\n"
+            "  --fg-weight 1          streaming loss weight (label on the frames after the word)\n"
             "  --snr LO,HI --shift-ms 100   augmentation\n"
             "  --enc t0,t1,...        level-encoder thresholds (default: the front end's)\n"
             "  --synth DIR            espeak-ng keyword clips (generated into DIR if empty)\n"
@@ -283,6 +284,7 @@ int main(int argc, char **argv) {
     o.sigma_init = 10.0f;
     o.sigma_decay = 0.95f;
     o.bg_weight = 1.0f;
+    o.fg_weight = 1.0f;
     o.beta0 = 0.047619f;
     o.beta_rec = 0.38583f;
     o.out_beta = 0.047619f;
@@ -300,7 +302,7 @@ int main(int argc, char **argv) {
         O_DATA = 256, O_LABELS, O_OUT, O_CKPT, O_RESUME, O_HIDDEN, O_REC, O_K, O_DMAX, O_EPOCHS,
         O_BATCH, O_COPIES, O_FRAMES, O_LR, O_LRD, O_WD, O_SEED, O_THREADS, O_DFF, O_DREC, O_SI,
         O_SD, O_BETA, O_BETAR, O_OBETA, O_SURR, O_SGA, O_NODET, O_NOBN, O_DINIT, O_BGW, O_SNR,
-        O_SHIFT, O_ENC, O_SYNTH, O_NOISE, O_SYNTHN, O_MAXTRAIN
+        O_SHIFT, O_ENC, O_SYNTH, O_NOISE, O_SYNTHN, O_MAXTRAIN, O_FGW
     };
     static const struct option lopts[] = {
         {"data", 1, 0, O_DATA}, {"labels", 1, 0, O_LABELS}, {"out", 1, 0, O_OUT},
@@ -313,7 +315,7 @@ int main(int argc, char **argv) {
         {"sigma-decay", 1, 0, O_SD}, {"beta", 1, 0, O_BETA}, {"beta-rec", 1, 0, O_BETAR},
         {"out-beta", 1, 0, O_OBETA}, {"surrogate", 1, 0, O_SURR}, {"sg-alpha", 1, 0, O_SGA},
         {"no-detach", 0, 0, O_NODET}, {"no-bn", 0, 0, O_NOBN}, {"delay-init", 1, 0, O_DINIT},
-        {"bg-weight", 1, 0, O_BGW}, {"snr", 1, 0, O_SNR}, {"shift-ms", 1, 0, O_SHIFT},
+        {"bg-weight", 1, 0, O_BGW}, {"fg-weight", 1, 0, O_FGW}, {"snr", 1, 0, O_SNR}, {"shift-ms", 1, 0, O_SHIFT},
         {"enc", 1, 0, O_ENC}, {"synth", 1, 0, O_SYNTH}, {"noise", 1, 0, O_NOISE},
         {"synth-per-voice", 1, 0, O_SYNTHN}, {"max-train", 1, 0, O_MAXTRAIN},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
@@ -359,6 +361,7 @@ int main(int argc, char **argv) {
             }
             break;
         case O_BGW: o.bg_weight = strtof(optarg, &end); break;
+        case O_FGW: o.fg_weight = strtof(optarg, &end); break;
         case O_SNR:
             if (parse_pair(optarg, &o.snr_lo, &o.snr_hi)) {
                 fprintf(stderr, "kwsd-train: --snr: want LO,HI\n");
@@ -492,6 +495,7 @@ int main(int argc, char **argv) {
     hp.delay_init_hi = o.delay_hi;
     hp.sigma = o.sigma_init;
     hp.bg_weight = o.bg_weight;
+    hp.fg_weight = o.fg_weight;
     hp.sil_class = ds.sil_class;
     hp.seed = (uint64_t)o.seed;
     struct train_net net;

@@ -420,8 +420,14 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
         memset(sp + got * fe->n_out, 0, ((size_t)nf - got) * fe->n_out * sizeof(float));
     memcpy(spikes, sp + (size_t)warm * fe->n_out, (size_t)T * fe->n_out * sizeof(float));
     if (bg)
-        for (int t = 0; t < T; t++)
-            bg[t] = (is_sil || t < on_f - 3 || t > off_f + aug->hold_frames) ? 1.0f : 0.0f;
+        for (int t = 0; t < T; t++) {
+            if (is_sil || t < on_f - 3 || t > off_f + aug->hold_frames)
+                bg[t] = 1.0f;
+            else if (t >= off_f)
+                bg[t] = -1.0f;
+            else
+                bg[t] = 0.0f;
+        }
     free(buf);
     free(sp);
     return 0;

@@ -667,14 +667,17 @@ static void loss_forward(struct train_net *net) {
         int y = net->labels[b];
         loss += -log((double)sp[y] + 1e-30);
         correct += pred == y;
-        if (net->bg && sil >= 0 && net->hp.bg_weight > 0.0f) {
+        if (net->bg) {
             double lb = 0.0;
             for (int t = 0; t < T; t++) {
                 float w = net->bg[(size_t)b * T + t];
-                if (w != 0.0f)
-                    lb += w * -log((double)net->po[((size_t)b * T + t) * K + sil] + 1e-30);
+                const float *p = net->po + ((size_t)b * T + t) * K;
+                if (w > 0.0f && sil >= 0)
+                    lb += net->hp.bg_weight * w * -log((double)p[sil] + 1e-30);
+                else if (w < 0.0f)
+                    lb += net->hp.fg_weight * -w * -log((double)p[y] + 1e-30);
             }
-            loss += net->hp.bg_weight * lb / T;
+            loss += lb / T;
         }
     }
     net->loss = loss / B;
@@ -842,11 +845,20 @@ void train_net_backward(struct train_net *net) {
                 dot += p[c] * dP[c];
             for (int c = 0; c < K; c++)
                 d[c] = p[c] * (dP[c] - dot);
-            if (net->bg && sil >= 0 && hp->bg_weight > 0.0f) {
-                float w = net->bg[(size_t)b * T + t] * hp->bg_weight / (float)(T * B);
-                if (w != 0.0f)
+            if (net->bg) {
+                float w = net->bg[(size_t)b * T + t];
+                int tgt = -1;
+                if (w > 0.0f && sil >= 0) {
+                    w *= hp->bg_weight;
+                    tgt = sil;
+                } else if (w < 0.0f) {
+                    w = -w * hp->fg_weight;
+                    tgt = net->labels[b];
+                }
+                w /= (float)(T * B);
+                if (tgt >= 0 && w != 0.0f)
                     for (int c = 0; c < K; c++)
-                        d[c] += w * (p[c] - (c == sil ? 1.0f : 0.0f));
+                        d[c] += w * (p[c] - (c == tgt ? 1.0f : 0.0f));
             }
         }
         /* leaky integrator backward: dy[t] = gain * sum_{u>=t} beta^(u-t) dvo[u] */

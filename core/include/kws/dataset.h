@@ -100,8 +100,10 @@ void dataset_free(struct dataset *ds);
 /* Number of clips in a split (split < 0: all); fills idx (may be NULL) in load order. */
 size_t dataset_split(const struct dataset *ds, int split, int source, size_t *idx);
 
-/* Renders clip i into spikes (T, n_out of fe) and bg (T) (1 on background
- * frames; may be NULL). seed selects the random draws. fe is reset first.
+/* Renders clip i into spikes (T, n_out of fe) and bg (T) (may be NULL): 1 on
+ * background frames (before the word, and after its end + hold_frames; every
+ * frame of a silence clip), -1 on the word's tail (from its end to end +
+ * hold_frames), 0 elsewhere (inside the word). seed selects the random draws. fe is reset first.
  * Returns 0 or -ENOMEM. */
 int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug, uint64_t seed,
                    struct audio_fe *fe, int T, float *spikes, float *bg);

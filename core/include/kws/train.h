@@ -21,10 +21,13 @@
  *     train_net_free(&net);
  *
  * Loss (per sample, averaged over the batch): the clip term of the reference
- * (P = sum_t softmax(v_out[t]) used as logits, -log softmax(P)[y]) plus, for
- * streaming, bg_weight * (1/T) * sum_t bg[t] * (-log softmax(v_out[t])[sil])
- * over the frames bg marks as background (no word), so the readout stays on
- * the silence class between words.
+ * (P = sum_t softmax(v_out[t]) used as logits, -log softmax(P)[y]) plus two
+ * per-frame terms for streaming: bg_weight * (1/T) * sum over frames with
+ * bg[t] > 0 (background, no word) of bg[t] * (-log softmax(v_out[t])[sil]),
+ * so the readout stays on the silence class between words, and fg_weight *
+ * (1/T) * sum over frames with bg[t] < 0 (just after the word) of
+ * -bg[t] * (-log softmax(v_out[t])[y]), so the per-frame posterior that the
+ * detector thresholds rises right after the word.
  *
  * Thread-safety: a train_net belongs to one thread; its ops use OpenMP
  * internally. Every reduction runs in a fixed order, so results for a given
@@ -61,7 +64,8 @@ struct train_hparams {
     float beta1, beta2, adam_eps;
     float delay_init_lo, delay_init_hi; /* delays start uniform in [lo, hi] steps */
     float sigma;         /* current triangle spread; the kernel half-width is 1 + sigma */
-    float bg_weight;     /* weight of the per-frame silence term */
+    float bg_weight;     /* weight of the per-frame silence term (frames with bg > 0) */
+    float fg_weight;     /* weight of the per-frame label term (frames with bg < 0) */
     int32_t sil_class;   /* class index the background frames target (-1: none) */
     uint64_t seed;
 };
@@ -142,7 +146,8 @@ size_t train_param_count(const struct snn_cfg *cfg, int use_bn);
 
 /* Runs the network on a batch.
  * x: (B,T,n_in) input spike counts; labels: (B) class per clip (may be NULL
- * in eval mode: no loss); bg: (B,T) 1 on background frames or NULL.
+ * in eval mode: no loss); bg: (B,T) frame weights (> 0 background, < 0
+ * word tail, 0 neither; see the loss above) or NULL.
  * train: 1 uses batch BN statistics (and updates the running ones) and
  * dropout; 0 uses the running statistics, no dropout.
  * x, labels and bg must stay valid until train_net_backward returns.
