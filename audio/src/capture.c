@@ -82,7 +82,8 @@ static int cap_hw_setup(struct audio_capture *c, snd_pcm_t *pcm, char *msg, size
     snd_pcm_hw_params_t *hw;
     snd_pcm_sw_params_t *sw;
     snd_pcm_format_t fmt = SND_PCM_FORMAT_UNKNOWN;
-    unsigned int rate = (unsigned int)c->req_rate, channels = 1;
+    unsigned int rate = (unsigned int)c->req_rate;
+    unsigned int channels = c->req_channels ? (unsigned int)c->req_channels : 1;
     unsigned int period_us = (unsigned int)c->req_period_ms * 1000u;
     unsigned int buffer_us = period_us * 10u;
     snd_pcm_uframes_t period = 0, buffer = 0;
@@ -98,21 +99,29 @@ static int cap_hw_setup(struct audio_capture *c, snd_pcm_t *pcm, char *msg, size
     if ((rc = snd_pcm_hw_params_set_access(pcm, hw, SND_PCM_ACCESS_RW_INTERLEAVED)) < 0)
         goto fail;
     for (size_t i = 0; i < KWS_ARRAY_SIZE(cap_formats); i++) {
+        if (c->req_format != AUDIO_CAPTURE_FMT_AUTO && (size_t)c->req_format != i + 1)
+            continue;
         if (snd_pcm_hw_params_test_format(pcm, hw, cap_formats[i]) == 0) {
             fmt = cap_formats[i];
             break;
         }
     }
     if (fmt == SND_PCM_FORMAT_UNKNOWN) {
-        cap_msg(msg, msglen, "%s: no supported sample format (S16_LE, S32_LE or FLOAT_LE)",
-                c->device);
+        cap_msg(msg, msglen, "%s: no supported sample format (%s)", c->device,
+                c->req_format == AUDIO_CAPTURE_FMT_AUTO
+                    ? "S16_LE, S32_LE or FLOAT_LE"
+                    : snd_pcm_format_name(cap_formats[c->req_format - 1]));
         return KWS_EFORMAT;
     }
     step = "format";
     if ((rc = snd_pcm_hw_params_set_format(pcm, hw, fmt)) < 0)
         goto fail;
     step = "channels";
-    if ((rc = snd_pcm_hw_params_set_channels_near(pcm, hw, &channels)) < 0)
+    if (c->req_channels)
+        rc = snd_pcm_hw_params_set_channels(pcm, hw, channels);
+    else
+        rc = snd_pcm_hw_params_set_channels_near(pcm, hw, &channels);
+    if (rc < 0)
         goto fail;
     step = "rate";
     if ((rc = snd_pcm_hw_params_set_rate_near(pcm, hw, &rate, NULL)) < 0)
@@ -464,7 +473,9 @@ int audio_capture_open(struct audio_capture *c, uv_loop_t *loop, const struct au
 
     memset(c, 0, sizeof *c);
     if (strlen(dev) >= sizeof c->device || cfg->rate < 0 || cfg->rate > 384000 ||
-        cfg->period_ms < 0 || cfg->period_ms > 1000 || !cb) {
+        cfg->period_ms < 0 || cfg->period_ms > 1000 || cfg->format < 0 ||
+        cfg->format > AUDIO_CAPTURE_FMT_FLOAT_LE || cfg->channels < 0 || cfg->channels > 64 ||
+        !cb) {
         cap_msg(msg, msglen, "%.64s: invalid capture settings (rate %d, period %d ms)", dev,
                 cfg->rate, cfg->period_ms);
         return -EINVAL;
@@ -474,6 +485,8 @@ int audio_capture_open(struct audio_capture *c, uv_loop_t *loop, const struct au
     c->loop = loop;
     c->req_rate = cfg->rate ? cfg->rate : 16000;
     c->req_period_ms = cfg->period_ms ? cfg->period_ms : 20;
+    c->req_format = cfg->format;
+    c->req_channels = cfg->channels;
     c->cb = cb;
     c->ctx = ctx;
     c->retry_ms = RETRY_FIRST_MS;

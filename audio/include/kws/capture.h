@@ -4,7 +4,7 @@
  * one uv_poll_t, and on readiness reads whole periods until the device has no
  * more (-EAGAIN), handing channel 0 of each block to a callback as floats in
  * [-1, 1). The format is S16_LE if the device offers it, else S32_LE, else
- * FLOAT_LE; any channel count; the rate is the one the device grants for
+ * FLOAT_LE (or the one cfg->format forces); any channel count; the rate is the one the device grants for
  * cfg->rate (reported to the callback and in the stats: resample it, e.g.
  * with kws/audio_pipe.h).
  *
@@ -56,10 +56,19 @@
 
 struct _snd_pcm; /* snd_pcm_t of <alsa/asoundlib.h> */
 
+enum audio_capture_format {
+    AUDIO_CAPTURE_FMT_AUTO = 0, /* S16_LE if offered, else S32_LE, else FLOAT_LE */
+    AUDIO_CAPTURE_FMT_S16_LE,
+    AUDIO_CAPTURE_FMT_S32_LE,
+    AUDIO_CAPTURE_FMT_FLOAT_LE,
+};
+
 struct audio_capture_cfg {
     const char *device; /* ALSA PCM name, e.g. "plughw:CARD=Device,DEV=0"; NULL = "default" */
     int rate;           /* requested rate, Hz; 0 = 16000 */
     int period_ms;      /* requested period, ms; 0 = 20 */
+    int format;         /* enum audio_capture_format; 0 = auto */
+    int channels;       /* channels to open (channel 0 is used); 0 = the fewest offered */
 };
 
 struct audio_capture_stats {
@@ -84,6 +93,8 @@ struct audio_capture {
     char device[AUDIO_CAPTURE_DEVICE_LEN];
     int req_rate;                            /* Hz */
     int req_period_ms;
+    int req_format;                          /* enum audio_capture_format */
+    int req_channels;                        /* 0 = the fewest offered */
     audio_capture_cb cb;
     void *ctx;
     uv_poll_t polls[AUDIO_CAPTURE_MAX_FDS];  /* one per distinct pollable fd */
