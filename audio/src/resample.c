@@ -15,7 +15,8 @@
 #include <string.h>
 
 /* Samples of lookahead the sinc converter may release in one call on top of
- * the block's own share; generous for SRC_SINC_FASTEST at any ratio we allow. */
+ * the block's own share; generous for SRC_SINC_MEDIUM_QUALITY at any ratio we
+ * allow. */
 #define RS_SLACK 1024
 
 int audio_resampler_init(struct audio_resampler *r, int in_rate, int out_rate, size_t max_in) {
@@ -30,7 +31,7 @@ int audio_resampler_init(struct audio_resampler *r, int in_rate, int out_rate, s
     r->max_in = max_in ? max_in : 4096;
     if (in_rate == out_rate)
         return 0;
-    r->src = src_new(SRC_SINC_FASTEST, 1, &err);
+    r->src = src_new(SRC_SINC_MEDIUM_QUALITY, 1, &err);
     if (!r->src)
         return -ENOMEM; /* src_new fails only on allocation for a valid converter */
     return 0;
@@ -80,16 +81,16 @@ static int rs_run(struct audio_resampler *r, const float *in, size_t n_in, int e
 
 int audio_resampler_process(struct audio_resampler *r, const float *in, size_t n_in, float *out,
                             size_t out_cap, size_t *n_out) {
+    *n_out = 0;
+    if (out_cap < audio_resampler_out_max(r, n_in))
+        return -ENOBUFS;
     if (!r->src) {
-        size_t n = n_in < out_cap ? n_in : out_cap;
-        memcpy(out, in, n * sizeof(float));
-        *n_out = n;
-        return n < n_in ? -ENOBUFS : 0;
-    }
-    if (n_in == 0) {
-        *n_out = 0;
+        memcpy(out, in, n_in * sizeof(float));
+        *n_out = n_in;
         return 0;
     }
+    if (n_in == 0)
+        return 0;
     return rs_run(r, in, n_in, 0, out, out_cap, n_out);
 }
 

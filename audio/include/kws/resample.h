@@ -2,9 +2,10 @@
  *
  * Converts a mono stream from any rate to any rate, block by block, keeping
  * the filter state between calls, so a microphone at 44.1 or 48 kHz feeds a
- * 16 kHz front end. Uses libsamplerate's SRC_SINC_FASTEST converter (band
- * limited, about 97 dB SNR per its documentation). Equal rates are a plain
- * copy. The converter's output is time-aligned with its input: it holds back
+ * 16 kHz front end. Uses libsamplerate's SRC_SINC_MEDIUM_QUALITY converter
+ * (band limited: 90 % of the lower Nyquist frequency passes, i.e. up to
+ * 7.2 kHz at 16 kHz; the tests measure under 1e-6 error on in-band tones and
+ * over 100 dB rejection of what would alias). Equal rates are a plain copy. The converter's output is time-aligned with its input: it holds back
  * a few samples of lookahead, which audio_resampler_flush releases at the end
  * of a stream.
  *
@@ -40,16 +41,16 @@ int audio_resampler_init(struct audio_resampler *r, int in_rate, int out_rate, s
 size_t audio_resampler_out_max(const struct audio_resampler *r, size_t n_in);
 
 /* Converts n_in samples from in into out (capacity out_cap samples), setting
- * *n_out. Returns 0; -ENOBUFS if out_cap was too small (then *n_out samples
- * were written and the rest of the input was dropped; use
- * audio_resampler_out_max); -EIO on a libsamplerate error. No allocation. */
+ * *n_out. Returns 0; -ENOBUFS, without touching anything, if out_cap is below
+ * audio_resampler_out_max(r, n_in); -EIO on a libsamplerate error. No
+ * allocation. */
 int audio_resampler_process(struct audio_resampler *r, const float *in, size_t n_in, float *out,
                             size_t out_cap, size_t *n_out);
 
 /* Ends the stream: writes the samples still held back by the filter's
- * lookahead (at most a few hundred) into out and sets *n_out. Call
- * audio_resampler_reset before reusing the converter. Returns 0, -ENOBUFS or
- * -EIO as audio_resampler_process. */
+ * lookahead into out (audio_resampler_out_max(r, 0) is enough room) and sets
+ * *n_out. Call audio_resampler_reset before reusing the converter. Returns 0,
+ * -ENOBUFS if out filled up first, or -EIO. */
 int audio_resampler_flush(struct audio_resampler *r, float *out, size_t out_cap, size_t *n_out);
 
 /* Clears the filter state for a new stream. */
