@@ -6,7 +6,9 @@
  * lost event. With NODROP (libzmq 4.3, xpub_t::xsend), a send first checks the
  * high-water mark of every subscriber pipe the topic matches; if any is full
  * the whole message is refused with EAGAIN (we send with ZMQ_DONTWAIT, so the
- * call returns at once) and we count it. The check counts whole messages, so
+ * call returns at once) and we count it, then send it again without NODROP so
+ * that the subscribers with room still get it (see pub_send). The check counts
+ * whole messages, so
  * once the topic frame of a two-frame message is accepted, its JSON frame is
  * accepted too. On a PUB socket libzmq keeps no queue of subscription
  * messages for the application, so nothing grows when nobody reads them.
@@ -210,9 +212,33 @@ void transport_pub_close(struct transport_pub *p) {
 
 /* ==== Sending ==== */
 
-/* Sends [topic, json] without blocking and counts the outcome. */
+/* Sends both frames once; returns 0 or the errno of the failed frame. */
+static int send_frames(struct transport_pub *p, const char *topic, const char *body, size_t n) {
+    if (zmq_send(p->sock, topic, strlen(topic), ZMQ_DONTWAIT | ZMQ_SNDMORE) < 0)
+        return errno;
+    /* The HWM test counts whole messages, so the second frame of an accepted
+     * message is accepted too; a failure here is a hard error. */
+    if (zmq_send(p->sock, body, n, ZMQ_DONTWAIT) < 0)
+        return errno ? errno : EIO;
+    return 0;
+}
+
+/* Sends [topic, json] without blocking and counts the outcome.
+ *
+ * With NODROP on, a full subscriber makes the send fail with EAGAIN for
+ * everyone. So that one stalled subscriber cannot silence the others, the
+ * message is then sent once more with NODROP off: libzmq delivers it to every
+ * subscriber with room and skips the full ones. The message is counted as
+ * dropped (some subscriber missed it) and KWS_EAGAIN returned.
+ *
+ * libzmq then stops offering messages to the full subscriber until it has
+ * read part of its queue (dist_t marks its pipe inactive), and those misses
+ * are invisible to the sender: "dropped" counts each time a stalled
+ * subscriber's queue refused a message, not every message it missed. */
 static int pub_send(struct transport_pub *p, const char *topic, json_t *obj) {
+    static const int on = 1, off = 0;
     char body[JSON_MAX];
+    int e;
 
     if (!obj)
         return -ENOMEM;
@@ -223,24 +249,24 @@ static int pub_send(struct transport_pub *p, const char *topic, json_t *obj) {
     if (!p->sock)
         return -EINVAL;
 
-    if (zmq_send(p->sock, topic, strlen(topic), ZMQ_DONTWAIT | ZMQ_SNDMORE) < 0) {
-        int e = errno;
-        p->dropped++;
-        if (e == EAGAIN)
-            return KWS_EAGAIN;
+    e = send_frames(p, topic, body, n);
+    if (e == 0) {
+        p->sent++;
+        return 0;
+    }
+    p->dropped++;
+    if (e != EAGAIN) {
         p->failed++;
         return zmq_err(e);
     }
-    /* With NODROP the HWM test counts whole messages, so the second frame of
-     * an accepted message is accepted too; anything else is a hard error. */
-    if (zmq_send(p->sock, body, n, ZMQ_DONTWAIT) < 0) {
-        int e = errno;
-        p->dropped++;
+    zmq_setsockopt(p->sock, ZMQ_XPUB_NODROP, &off, sizeof off);
+    e = send_frames(p, topic, body, n);
+    zmq_setsockopt(p->sock, ZMQ_XPUB_NODROP, &on, sizeof on);
+    if (e != 0 && e != EAGAIN) {
         p->failed++;
-        return e == EAGAIN ? KWS_EAGAIN : zmq_err(e);
+        return zmq_err(e);
     }
-    p->sent++;
-    return 0;
+    return KWS_EAGAIN;
 }
 
 static int label_ok(const char *s) {

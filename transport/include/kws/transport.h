@@ -15,11 +15,15 @@
  *
  * Sends never block. The socket has ZMQ_XPUB_NODROP set, so when the queue
  * (ZMQ_SNDHWM messages) of any subscriber the message is for is full, the send
- * is refused at once, the message is dropped for every subscriber and counted
- * as dropped; a plain PUB would drop silently for the slow subscriber alone. A
- * stalled subscriber therefore costs the others the events it cannot take,
- * until it reads again or disconnects. With no subscriber at all a message is
- * accepted (and counted as sent) and goes nowhere.
+ * is refused at once and counted as dropped; it is then sent again without
+ * NODROP, so every subscriber with room still receives it and only the full
+ * ones miss it (a plain PUB would drop silently, uncounted). A stalled
+ * subscriber therefore loses events but costs the others nothing. libzmq
+ * then skips the stalled subscriber silently until it reads again, so
+ * "dropped" counts each refusal by a full queue, not each event a stalled
+ * subscriber missed. With no
+ * subscriber at all a message is accepted (and counted as sent) and goes
+ * nowhere.
  *
  * Usage:
  *
