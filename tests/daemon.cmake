@@ -1,1 +1,5 @@
 kws_test(test_core_detector LIBS kws_core)
+if(TARGET kwsd)
+  kws_test(test_daemon_kwsd LIBS kws_core kws_audio PkgConfig::ZMQ PkgConfig::JANSSON TIMEOUT 600)
+  add_dependencies(test_daemon_kwsd kwsd)
+endif()

@@ -1,0 +1,475 @@
+/* test_daemon_kwsd.c: kwsd as a whole process, through real ALSA and ZeroMQ.
+ *
+ * Each test writes an ALSA configuration whose device "testmic" is ALSA's
+ * file plugin over a null slave (DESIGN.md), starts the built kwsd binary
+ * with ALSA_CONFIG_PATH pointing at it, and talks to it with a real ZeroMQ
+ * subscriber on an ipc:// endpoint in a temporary directory. Speech is made
+ * at test time by espeak-ng and sox. Tests that only need a running daemon
+ * use a small model with fixed weights written by the test itself; the
+ * end-to-end test uses the shipped models/commands.kwsm.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <criterion/criterion.h>
+#include <criterion/new/assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "kws/snn.h"
+#include "kws/frontend.h"
+
+#define KWSD KWSD_BINARY_DIR "/daemon/kwsd"
+#define MODEL KWSD_SOURCE_DIR "/models/commands.kwsm"
+
+static char dir[256];
+static char endpoint[300];
+
+/* ==== Helpers ==== */
+
+static const char *dat_path(const char *name) {
+    static char buf[4][400];
+    static int i;
+    i = (i + 1) % 4;
+    snprintf(buf[i], sizeof buf[i], "%s/%s", dir, name);
+    return buf[i];
+}
+
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    cr_assert(not(eq(ptr, f, NULL)), "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    cr_assert(eq(int, rc, 0), "command failed: %s", cmd);
+}
+
+/* Writes dir/audio.raw (16 kHz S16_LE mono): a second of quiet, each word
+ * spoken by espeak-ng followed by `gap` seconds of quiet, then 3 s of quiet
+ * (the file plugin repeats its last period forever). Returns seconds. */
+static double make_speech(const char *const *words, int n, double gap) {
+    char list[2048] = "";
+    size_t used = 0;
+
+    sh("sox -n -r 16000 -c 1 -b 16 %s/gap.wav trim 0 %.2f", dir, gap);
+    sh("sox -n -r 16000 -c 1 -b 16 %s/lead.wav trim 0 1.0", dir);
+    sh("sox -n -r 16000 -c 1 -b 16 %s/tail.wav trim 0 3.0", dir);
+    used += (size_t)snprintf(list + used, sizeof list - used, "%s/lead.wav ", dir);
+    for (int i = 0; i < n; i++) {
+        sh("espeak-ng -v en-us -s 150 -w %s/w%d.22k.wav '%s'", dir, i, words[i]);
+        sh("sox %s/w%d.22k.wav -r 16000 -c 1 -b 16 %s/w%d.wav norm -3", dir, i, dir, i);
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s/w%d.wav %s/gap.wav ", dir, i,
+                                 dir);
+    }
+    used += (size_t)snprintf(list + used, sizeof list - used, "%s/tail.wav", dir);
+    sh("sox %s %s/speech.wav", list, dir);
+    sh("sox %s/speech.wav -t raw -e signed -b 16 -r 16000 -c 1 %s/audio.raw", dir, dir);
+    struct stat st;
+    cr_assert(eq(int, stat(dat_path("audio.raw"), &st), 0));
+    return (double)st.st_size / 32000.0;
+}
+
+/* Quiet with a little noise, for tests that need audio but no speech. */
+static double make_noise(double secs) {
+    sh("sox -n -r 16000 -c 1 -b 16 -e signed %s/audio.wav synth %.2f whitenoise vol 0.01", dir,
+       secs);
+    sh("sox %s/audio.wav -t raw -e signed -b 16 -r 16000 -c 1 %s/audio.raw", dir, dir);
+    return secs;
+}
+
+static void write_alsa_conf(void) {
+    char text[1024], path[300];
+    snprintf(text, sizeof text,
+             "pcm.testmic {\n type file\n slave.pcm null\n file /dev/null\n"
+             " infile \"%s/audio.raw\"\n format raw\n}\n",
+             dir);
+    snprintf(path, sizeof path, "%s/asound.conf", dir);
+    write_file(path, text);
+}
+
+/* The config every test starts from; extra is appended verbatim. */
+static void write_config(const char *model, const char *extra) {
+    char text[2048], path[300];
+    snprintf(text, sizeof text,
+             "audio:\n  device: testmic\n  rate: 16000\n"
+             "model:\n  path: %s\n"
+             "transport:\n  endpoints: [ \"%s\" ]\n  heartbeat_s: 0.5\n"
+             "logging:\n  level: info\n%s",
+             model, endpoint, extra ? extra : "");
+    snprintf(path, sizeof path, "%s/kwsd.yaml", dir);
+    write_file(path, text);
+}
+
+/* A small valid model with fixed weights: the default front end, one hidden
+ * layer, three classes. It detects nothing in particular; it lets a test run
+ * the daemon without a trained model. */
+static void write_small_model(const char *path) {
+    struct snn_cfg cfg;
+    struct snn_model m = {0};
+
+    memset(&cfg, 0, sizeof cfg);
+    audio_fe_cfg_default(&cfg.fe);
+    cfg.n_in = audio_fe_n_out(&cfg.fe);
+    cfg.n_layers = 1;
+    cfg.layer[0] = (struct snn_layer_cfg){.n = 8, .rec = SNN_REC_CONV, .k = 3, .d_max = 4,
+                                          .beta = 0.5f, .gain = 1.0f, .thresh = 1.0f};
+    cfg.n_classes = 3;
+    cfg.out_beta = 0.9f;
+    cfg.out_gain = 1.0f;
+    strcpy(cfg.labels[0], "_silence_");
+    strcpy(cfg.labels[1], "yes");
+    strcpy(cfg.labels[2], "_unknown_");
+    cr_assert(eq(int, snn_model_init(&m, &cfg), 0));
+    for (size_t i = 0; i < m.n_params; i++)
+        m.mem[i] = 0.01f * (float)((i * 7919) % 13) - 0.05f;
+    for (int i = 0; i < 8; i++)
+        m.p.delay[0][i] = (float)(i % 4);
+    m.p.b_out[0] = 5.0f; /* silence dominates: nothing fires */
+    snn_model_prepare(&m);
+    cr_assert(eq(int, snn_model_save(&m, path), 0));
+    snn_model_free(&m);
+}
+
+/* Starts kwsd with the test's ALSA config; stderr goes to dir/kwsd.log. */
+static pid_t start_kwsd(const char *extra_arg) {
+    pid_t pid = fork();
+    cr_assert(ge(int, pid, 0));
+    if (pid == 0) {
+        char alsa[400];
+        snprintf(alsa, sizeof alsa, "/usr/share/alsa/alsa.conf:%s", dat_path("asound.conf"));
+        setenv("ALSA_CONFIG_PATH", alsa, 1);
+        int fd = open(dat_path("kwsd.log"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 2);
+        dup2(fd, 1);
+        if (extra_arg)
+            execl(KWSD, KWSD, "--config", dat_path("kwsd.yaml"), extra_arg, (char *)NULL);
+        else
+            execl(KWSD, KWSD, "--config", dat_path("kwsd.yaml"), (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Waits up to ms for pid; returns its exit status, or -1 on timeout. */
+static int wait_exit(pid_t pid, int ms) {
+    int64_t end = now_ms() + ms;
+    int status;
+    while (now_ms() < end) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        usleep(20000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
+static char *read_log(void) {
+    static char buf[65536];
+    FILE *f = fopen(dat_path("kwsd.log"), "r");
+    size_t n = 0;
+    if (f) {
+        n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+struct sub {
+    void *ctx, *sock;
+};
+
+static void sub_open(struct sub *s, const char *prefix, int rcvhwm) {
+    s->ctx = zmq_ctx_new();
+    s->sock = zmq_socket(s->ctx, ZMQ_SUB);
+    int linger = 0;
+    zmq_setsockopt(s->sock, ZMQ_LINGER, &linger, sizeof linger);
+    if (rcvhwm)
+        zmq_setsockopt(s->sock, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
+    zmq_setsockopt(s->sock, ZMQ_SUBSCRIBE, prefix, strlen(prefix));
+    cr_assert(eq(int, zmq_connect(s->sock, endpoint), 0));
+}
+
+static void sub_close(struct sub *s) {
+    zmq_close(s->sock);
+    zmq_ctx_term(s->ctx);
+}
+
+/* Receives one [topic, json] message within ms; returns the parsed JSON
+ * (caller decrefs) and the topic, or NULL on timeout. */
+static json_t *sub_recv(struct sub *s, char *topic, size_t topic_len, int ms) {
+    zmq_pollitem_t it = {.socket = s->sock, .events = ZMQ_POLLIN};
+    char body[4096];
+    int more = 0;
+    size_t more_len = sizeof more;
+
+    if (zmq_poll(&it, 1, ms) <= 0)
+        return NULL;
+    int n = zmq_recv(s->sock, topic, topic_len - 1, 0);
+    cr_assert(gt(int, n, 0));
+    topic[n < (int)topic_len ? n : (int)topic_len - 1] = '\0';
+    zmq_getsockopt(s->sock, ZMQ_RCVMORE, &more, &more_len);
+    cr_assert(eq(int, more, 1), "message has a second frame");
+    n = zmq_recv(s->sock, body, sizeof body - 1, 0);
+    cr_assert(gt(int, n, 0));
+    body[n] = '\0';
+    json_error_t err;
+    json_t *j = json_loads(body, 0, &err);
+    cr_assert(not(eq(ptr, j, NULL)), "well-formed JSON: %s (%s)", body, err.text);
+    return j;
+}
+
+static int has_number(json_t *j, const char *key) {
+    return json_is_number(json_object_get(j, key));
+}
+
+static int has_integer(json_t *j, const char *key) {
+    return json_is_integer(json_object_get(j, key));
+}
+
+static int has_string(json_t *j, const char *key) {
+    return json_is_string(json_object_get(j, key));
+}
+
+static void setup(void) {
+    snprintf(dir, sizeof dir, "/tmp/kwsd-test-XXXXXX");
+    cr_assert(not(eq(ptr, mkdtemp(dir), NULL)));
+    snprintf(endpoint, sizeof endpoint, "ipc://%s/events", dir);
+    write_alsa_conf();
+}
+
+static void teardown(void) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+TestSuite(kwsd, .init = setup, .fini = teardown, .timeout = 120);
+
+/* ==== End to end with the shipped model ==== */
+
+Test(kwsd, spoken_keywords_reach_a_subscriber) {
+    static const char *const words[] = {"yes", "stop", "go"};
+    char topic[128];
+    int got[3] = {0}, heartbeats = 0, other = 0;
+    struct stat st;
+
+    if (stat(MODEL, &st) != 0)
+        cr_skip_test("no trained model at %s yet", MODEL);
+    double secs = make_speech(words, 3, 1.2);
+    write_config(MODEL, NULL);
+    struct sub s;
+    sub_open(&s, "kws.", 0);
+    pid_t pid = start_kwsd(NULL);
+
+    /* Read until kwsd reports it has processed the whole file. */
+    int64_t end = now_ms() + 60000;
+    double frames = 0;
+    while (now_ms() < end && frames < secs * 100.0) {
+        json_t *j = sub_recv(&s, topic, sizeof topic, 500);
+        if (!j)
+            continue;
+        if (strcmp(topic, "kws.status") == 0) {
+            heartbeats++;
+            frames = json_number_value(json_object_get(j, "frames"));
+            cr_assert(has_number(j, "uptime_s"), "field %s", "uptime_s");
+            cr_assert(has_number(j, "rtf"), "field %s", "rtf");
+            cr_assert(has_integer(j, "xruns"), "field %s", "xruns");
+        } else {
+            const char *kw = json_string_value(json_object_get(j, "keyword"));
+            cr_assert(not(eq(ptr, (void *)kw, NULL)));
+            cr_assert(eq(str, topic + strlen("kws.detection."), (char *)kw));
+            cr_assert(has_number(j, "score"), "field %s", "score");
+            cr_assert(has_number(j, "threshold"), "field %s", "threshold");
+            cr_assert(has_integer(j, "start_ms"), "field %s", "start_ms");
+            cr_assert(has_integer(j, "end_ms"), "field %s", "end_ms");
+            cr_assert(has_integer(j, "seq"), "field %s", "seq");
+            cr_assert(has_string(j, "time"), "field %s", "time");
+            cr_assert(has_string(j, "model"), "field %s", "model");
+            int found = 0;
+            for (int i = 0; i < 3; i++)
+                if (strcmp(kw, words[i]) == 0)
+                    got[i]++, found = 1;
+            other += !found;
+        }
+        json_decref(j);
+    }
+    kill(pid, SIGTERM);
+    int rc = wait_exit(pid, 10000);
+    sub_close(&s);
+    cr_log_info("kwsd log:\n%s", read_log());
+    cr_assert(ge(int, heartbeats, 1), "heartbeats arrive");
+    for (int i = 0; i < 3; i++)
+        cr_expect(ge(int, got[i], 1), "\"%s\" was detected", words[i]);
+    cr_expect(le(int, other, 1), "at most one event for a word that was not spoken (%d)", other);
+    cr_assert(eq(int, rc, 0), "kwsd exits cleanly on SIGTERM");
+}
+
+/* ==== Daemon behaviour with a small model ==== */
+
+Test(kwsd, runs_without_subscribers_and_stops_on_sigterm) {
+    make_noise(2.0);
+    write_small_model(dat_path("small.kwsm"));
+    write_config(dat_path("small.kwsm"), NULL);
+    pid_t pid = start_kwsd(NULL);
+    usleep(1500000);
+    cr_assert(eq(int, kill(pid, 0), 0), "still running with nobody listening");
+    kill(pid, SIGTERM);
+    int rc = wait_exit(pid, 10000);
+    char *log = read_log();
+    cr_assert(eq(int, rc, 0), "exit status; log:\n%s", log);
+    cr_assert(not(eq(ptr, strstr(log, "ready"), NULL)), "log:\n%s", log);
+}
+
+Test(kwsd, a_subscriber_that_never_reads_does_not_stall_it) {
+    char topic[128];
+    make_noise(3.0);
+    write_small_model(dat_path("small.kwsm"));
+    write_config(dat_path("small.kwsm"), NULL);
+    /* Replace the heartbeat with a fast one and a one-message queue. */
+    write_config(dat_path("small.kwsm"), "");
+    {
+        char text[2048];
+        snprintf(text, sizeof text,
+                 "audio:\n  device: testmic\nmodel:\n  path: %s\n"
+                 "transport:\n  endpoints: [ \"%s\" ]\n  heartbeat_s: 0.5\n  queue: 1\n",
+                 dat_path("small.kwsm"), endpoint);
+        write_file(dat_path("kwsd.yaml"), text);
+    }
+    struct sub stuck, live;
+    sub_open(&stuck, "", 1);
+    pid_t pid = start_kwsd(NULL);
+    usleep(300000);
+    sub_open(&live, "kws.status", 0);
+    double first = -1, last = -1;
+    int n = 0;
+    int64_t end = now_ms() + 8000;
+    while (now_ms() < end && n < 6) {
+        json_t *j = sub_recv(&live, topic, sizeof topic, 1000);
+        if (!j)
+            continue;
+        double f = json_number_value(json_object_get(j, "frames"));
+        if (first < 0)
+            first = f;
+        last = f;
+        n++;
+        json_decref(j);
+    }
+    kill(pid, SIGTERM);
+    int rc = wait_exit(pid, 10000);
+    sub_close(&live);
+    sub_close(&stuck);
+    cr_assert(ge(int, n, 4), "heartbeats keep coming (%d); log:\n%s", n, read_log());
+    cr_assert(gt(dbl, last, first), "audio frames keep advancing (%.0f -> %.0f)", first, last);
+    cr_assert(eq(int, rc, 0));
+}
+
+Test(kwsd, reload_with_a_broken_file_keeps_the_running_config) {
+    char topic[128];
+    make_noise(3.0);
+    write_small_model(dat_path("small.kwsm"));
+    write_config(dat_path("small.kwsm"), NULL);
+    struct sub s;
+    sub_open(&s, "kws.status", 0);
+    pid_t pid = start_kwsd(NULL);
+    json_t *j = sub_recv(&s, topic, sizeof topic, 5000);
+    cr_assert(not(eq(ptr, j, NULL)), "first heartbeat");
+    json_decref(j);
+
+    write_file(dat_path("kwsd.yaml"), "detection:\n  threshold: 7\n  smoothing: 3\n");
+    kill(pid, SIGHUP);
+    usleep(500000);
+    cr_assert(eq(int, kill(pid, 0), 0), "still running after a bad reload");
+    /* Still publishing on the old endpoint with the old settings. */
+    j = sub_recv(&s, topic, sizeof topic, 3000);
+    cr_assert(not(eq(ptr, j, NULL)), "heartbeats continue after the failed reload");
+    json_decref(j);
+
+    write_config(dat_path("small.kwsm"), "detection:\n  threshold: 0.9\n");
+    kill(pid, SIGHUP);
+    usleep(500000);
+    kill(pid, SIGTERM);
+    int rc = wait_exit(pid, 10000);
+    sub_close(&s);
+    char *log = read_log();
+    cr_assert(eq(int, rc, 0), "log:\n%s", log);
+    cr_assert(not(eq(ptr, strstr(log, "reload of"), NULL)), "failed reload logged:\n%s", log);
+    cr_assert(not(eq(ptr, strstr(log, "kwsd.yaml:2:14: detection.threshold"), NULL)),
+              "the error names file, line, column and key:\n%s", log);
+    cr_assert(not(eq(ptr, strstr(log, "kwsd.yaml:3:3: detection.smoothing"), NULL)),
+              "every error is reported:\n%s", log);
+    cr_assert(not(eq(ptr, strstr(log, "reloaded"), NULL)), "the good reload applied:\n%s", log);
+}
+
+Test(kwsd, a_missing_device_is_a_clear_error) {
+    write_small_model(dat_path("small.kwsm"));
+    write_config(dat_path("small.kwsm"), NULL);
+    {
+        char text[1024];
+        snprintf(text, sizeof text,
+                 "audio:\n  device: nosuchmic\nmodel:\n  path: %s\n"
+                 "transport:\n  endpoints: [ \"%s\" ]\n",
+                 dat_path("small.kwsm"), endpoint);
+        write_file(dat_path("kwsd.yaml"), text);
+    }
+    pid_t pid = start_kwsd(NULL);
+    int rc = wait_exit(pid, 10000);
+    char *log = read_log();
+    cr_assert(eq(int, rc, 1), "log:\n%s", log);
+    cr_assert(not(eq(ptr, strstr(log, "nosuchmic"), NULL)), "the error names the device:\n%s", log);
+}
+
+Test(kwsd, check_config_reports_every_error_and_a_corrupt_model) {
+    write_small_model(dat_path("small.kwsm"));
+    write_file(dat_path("kwsd.yaml"),
+               "audio:\n  rate: 441000\n  devcie: x\nmodel:\n  path: /nonexistent.kwsm\n");
+    pid_t pid = start_kwsd("--check-config");
+    int rc = wait_exit(pid, 10000);
+    char *log = read_log();
+    cr_assert(eq(int, rc, 1), "log:\n%s", log);
+    cr_assert(not(eq(ptr, strstr(log, "kwsd.yaml:2:9: audio.rate"), NULL)), "log:\n%s", log);
+    cr_assert(not(eq(ptr, strstr(log, "kwsd.yaml:3:3: audio.devcie"), NULL)), "log:\n%s", log);
+
+    /* A valid config whose model is corrupt. */
+    sh("head -c 100 %s > %s", dat_path("small.kwsm"), dat_path("bad.kwsm"));
+    write_config(dat_path("bad.kwsm"), NULL);
+    pid = start_kwsd("--check-config");
+    rc = wait_exit(pid, 10000);
+    log = read_log();
+    cr_assert(eq(int, rc, 1), "log:\n%s", log);
+    cr_assert(not(eq(ptr, strstr(log, "bad.kwsm"), NULL)), "the error names the model:\n%s", log);
+
+    write_config(dat_path("small.kwsm"), NULL);
+    pid = start_kwsd("--check-config");
+    rc = wait_exit(pid, 10000);
+    cr_assert(eq(int, rc, 0), "log:\n%s", read_log());
+}
