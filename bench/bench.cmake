@@ -4,3 +4,8 @@
 add_executable(kwsd-bench ${PROJECT_SOURCE_DIR}/bench/kwsd-bench.c)
 target_link_libraries(kwsd-bench PRIVATE kws_core)
 target_include_directories(kwsd-bench PRIVATE ${PROJECT_SOURCE_DIR}/core/src)
+# Same optimisation as kws_core, so the training-time forms timed here get the
+# same compiler help as the engine.
+if(KWSD_O3)
+  target_compile_options(kwsd-bench PRIVATE $<$<NOT:$<CONFIG:Debug>>:-O3>)
+endif()

@@ -84,13 +84,20 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static double median(const double *v, int n) {
+/* The q-quantile of v (n values), linear between order statistics. */
+static double quantile(const double *v, int n, double q) {
     double *c = malloc((size_t)n * sizeof *c);
     memcpy(c, v, (size_t)n * sizeof *c);
     qsort(c, (size_t)n, sizeof *c, cmp_double);
-    double m = n % 2 ? c[n / 2] : 0.5 * (c[n / 2 - 1] + c[n / 2]);
+    double pos = q * (n - 1);
+    int i = (int)pos;
+    double m = i + 1 < n ? c[i] + (pos - i) * (c[i + 1] - c[i]) : c[i];
     free(c);
     return m;
+}
+
+static double median(const double *v, int n) {
+    return quantile(v, n, 0.5);
 }
 
 static void *xcalloc(size_t n, size_t size) {
@@ -555,7 +562,8 @@ int main(int argc, char **argv) {
             int id = (q + r * 7) % nk, k = id / N_VARIANTS, v = id % N_VARIANTS;
             ns[(size_t)id * (size_t)o.reps + (size_t)r] = run(b, k, v, b->steps[k][v]);
         }
-    double med[N_KINDS][N_VARIANTS], ratio[N_KINDS][N_VARIANTS];
+    double med[N_KINDS][N_VARIANTS], ratio[N_KINDS][N_VARIANTS], rq1[N_KINDS][N_VARIANTS],
+        rq3[N_KINDS][N_VARIANTS];
     double *tmp = xcalloc((size_t)o.reps, sizeof(double));
     for (int k = 0; k < N_KINDS; k++)
         for (int v = 0; v < N_VARIANTS; v++) {
@@ -565,6 +573,8 @@ int main(int argc, char **argv) {
             for (int r = 0; r < o.reps; r++)
                 tmp[r] = dn[r] / x[r];
             ratio[k][v] = median(tmp, o.reps); /* dense / this variant */
+            rq1[k][v] = quantile(tmp, o.reps, 0.25);
+            rq3[k][v] = quantile(tmp, o.reps, 0.75);
         }
 
     size_t rec_p[N_VARIANTS], all_p[N_VARIANTS];
@@ -589,6 +599,10 @@ int main(int argc, char **argv) {
             printf("},\n      \"dense_over_this\": {");
             for (int k = 0; k < N_KINDS; k++)
                 printf("\"%s\": %.2f%s", kind_name[k], ratio[k][v], k + 1 < N_KINDS ? ", " : "");
+            printf("},\n      \"dense_over_this_iqr\": {");
+            for (int k = 0; k < N_KINDS; k++)
+                printf("\"%s\": [%.2f, %.2f]%s", kind_name[k], rq1[k][v], rq3[k][v],
+                       k + 1 < N_KINDS ? ", " : "");
             printf("}}%s\n", v + 1 < N_VARIANTS ? "," : "");
         }
         printf("  },\n  \"rec_param_reduction_conv3\": %.4f,\n"
@@ -610,11 +624,17 @@ int main(int argc, char **argv) {
         printf("recurrent parameters: conv3 %.2f %% fewer, conv5 %.2f %% fewer than dense\n\n",
                100.0 * (1.0 - (double)rec_p[V_CONV3] / rec_p[V_DENSE]),
                100.0 * (1.0 - (double)rec_p[V_CONV5] / rec_p[V_DENSE]));
-        printf("%-12s %12s %12s %12s %12s %12s\n", "ns/step", "conv3", "conv5", "dense",
-               "dense/conv3", "dense/conv5");
-        for (int k = 0; k < N_KINDS; k++)
-            printf("%-12s %12.1f %12.1f %12.1f %11.2fx %11.2fx\n", kind_name[k], med[k][V_CONV3],
-                   med[k][V_CONV5], med[k][V_DENSE], ratio[k][V_CONV3], ratio[k][V_CONV5]);
+        printf("%-12s %10s %10s %10s  %-21s %-21s\n", "ns/step", "conv3", "conv5", "dense",
+               "dense/conv3 (IQR)", "dense/conv5 (IQR)");
+        for (int k = 0; k < N_KINDS; k++) {
+            char r3[32], r5[32];
+            snprintf(r3, sizeof r3, "%.2fx (%.2f-%.2f)", ratio[k][V_CONV3], rq1[k][V_CONV3],
+                     rq3[k][V_CONV3]);
+            snprintf(r5, sizeof r5, "%.2fx (%.2f-%.2f)", ratio[k][V_CONV5], rq1[k][V_CONV5],
+                     rq3[k][V_CONV5]);
+            printf("%-12s %10.1f %10.1f %10.1f  %-21s %-21s\n", kind_name[k], med[k][V_CONV3],
+                   med[k][V_CONV5], med[k][V_DENSE], r3, r5);
+        }
     }
     if (b->sink == 12345.678f)
         fputc('\n', stderr);
