@@ -117,9 +117,9 @@ static void *xcalloc(size_t n, size_t size) {
  * adds columns 1..L-1 of X into R. Every MAC is done whatever the spikes. */
 struct torch_rec {
     int rec, k, n, L, p;
-    const float *w;     /* conv (K) or dense (C, C) */
-    const int32_t *d;   /* (C) integer delays */
-    float *R, *Y, *X;   /* (C, L) each */
+    const float *w;   /* conv (K) or dense (C, C) */
+    const int32_t *d; /* (C) integer delays */
+    float *R, *Y, *X; /* (C, L) each */
 };
 
 static void torch_rec_init(struct torch_rec *t, const struct snn_model *m, int l) {
@@ -313,8 +313,8 @@ static void fill_model(struct snn_model *m, uint64_t seed) {
 }
 
 /* Firing rate of layer l over the first n frames, from a reset state. */
-static double layer_rate(const struct snn_model *m, struct snn_state *s, const float *frames,
-                         int n, int l) {
+static double layer_rate(const struct snn_model *m, struct snn_state *s, const float *frames, int n,
+                         int l) {
     long spikes = 0;
     snn_state_reset(s, m);
     for (int t = 0; t < n; t++) {
@@ -345,20 +345,20 @@ static double calibrate(struct snn_model *m, struct snn_state *s, const float *f
 
 enum { K_LAYER_EVENT, K_LAYER_TORCH, K_NET_EVENT, K_NET_NAIVE, K_NET_TORCH, N_KINDS };
 static const char *const kind_name[N_KINDS] = {"layer_event", "layer_torch", "net_event",
-                                                "net_naive", "net_torch"};
+                                               "net_naive", "net_torch"};
 
 struct bench {
     struct snn_model m[N_VARIANTS];
     struct snn_state s[N_VARIANTS], sn[N_VARIANTS], sl[N_VARIANTS];
     struct torch_net tn[N_VARIANTS];
     struct torch_rec tr[N_VARIANTS];
-    float *frames;   /* (N_FRAMES, N_IN) input spike counts */
-    float *raster;   /* (N_FRAMES, N_HID) 0/1 spikes fed to the layer-alone runs */
-    int32_t *ridx;   /* (N_FRAMES, N_HID) indices of the raster's spikes */
-    int32_t *rn;     /* (N_FRAMES) spikes per raster row */
+    float *frames;                 /* (N_FRAMES, N_IN) input spike counts */
+    float *raster;                 /* (N_FRAMES, N_HID) 0/1 spikes fed to the layer-alone runs */
+    int32_t *ridx;                 /* (N_FRAMES, N_HID) indices of the raster's spikes */
+    int32_t *rn;                   /* (N_FRAMES) spikes per raster row */
     long pos[N_KINDS][N_VARIANTS]; /* frame counters, so runs continue the stream */
     int steps[N_KINDS][N_VARIANTS];
-    float sink;      /* keeps results live */
+    float sink; /* keeps results live */
 };
 
 /* Runs `steps` steps of one kind and variant; returns ns per step. */
@@ -462,8 +462,7 @@ static bool parse_double(const char *s, double lo, double hi, double *out) {
 }
 
 static int parse_args(int argc, char **argv, struct opts *o) {
-    *o = (struct opts){.reps = 11, .ms = 40.0, .in_rate = 0.075, .hidden_rate = 0.10,
-                       .seed = 1};
+    *o = (struct opts){.reps = 11, .ms = 40.0, .in_rate = 0.075, .hidden_rate = 0.10, .seed = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         double v;
@@ -480,8 +479,7 @@ static int parse_args(int argc, char **argv, struct opts *o) {
             o->ms = v;
         } else if (!strcmp(a, "--in-rate") && has && parse_double(argv[++i], 0.0, 1.0, &v)) {
             o->in_rate = v;
-        } else if (!strcmp(a, "--hidden-rate") && has &&
-                   parse_double(argv[++i], 0.001, 0.9, &v)) {
+        } else if (!strcmp(a, "--hidden-rate") && has && parse_double(argv[++i], 0.001, 0.9, &v)) {
             o->hidden_rate = v;
         } else if (!strcmp(a, "--seed") && has && parse_double(argv[++i], 0, 1e15, &v)) {
             o->seed = (uint64_t)v;
@@ -616,11 +614,10 @@ int main(int argc, char **argv) {
         printf("input density %.3f, layer 0 rate %.3f; medians of %d interleaved "
                "repetitions\n\n",
                in_density, rate0, o.reps);
-        printf("%-8s %10s %10s %8s %9s\n", "variant", "rec par", "params", "L1 rate",
-               "form diff");
+        printf("%-8s %10s %10s %8s %9s\n", "variant", "rec par", "params", "L1 rate", "form diff");
         for (int v = 0; v < N_VARIANTS; v++)
-            printf("%-8s %10zu %10zu %8.3f %9.2g\n", variant_name[v], rec_p[v], all_p[v],
-                   rate1[v], dev[v]);
+            printf("%-8s %10zu %10zu %8.3f %9.2g\n", variant_name[v], rec_p[v], all_p[v], rate1[v],
+                   dev[v]);
         printf("recurrent parameters: conv3 %.2f %% fewer, conv5 %.2f %% fewer than dense\n\n",
                100.0 * (1.0 - (double)rec_p[V_CONV3] / rec_p[V_DENSE]),
                100.0 * (1.0 - (double)rec_p[V_CONV5] / rec_p[V_DENSE]));

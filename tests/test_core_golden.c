@@ -108,7 +108,7 @@ struct golden_case {
 };
 
 static const struct golden_case cases[] = {
-    {"snn_linear"},     {"snn_lif_hard"}, {"snn_lif_soft"}, {"snn_conv_delay"},
+    {"snn_linear"},      {"snn_lif_hard"}, {"snn_lif_soft"}, {"snn_conv_delay"},
     {"snn_dense_delay"}, {"snn_readout"},  {"snn_network"},
 };
 

@@ -121,25 +121,63 @@ struct bad_case {
 
 static void break_cfg(struct snn_cfg *c, int what) {
     switch (what) {
-    case 0: c->n_in = 0; break;
-    case 1: c->n_in = SNN_MAX_INPUTS + 1; break;
-    case 2: c->n_layers = 0; break;
-    case 3: c->n_layers = 99; break;
-    case 4: c->layer[1].k = 4; break;
-    case 5: c->layer[1].d_max = 100000; break;
-    case 6: c->layer[0].n = 1 << 30; break;
-    case 7: c->layer[0].d_max = 3; break;
-    case 8: c->layer[1].rec = 7; break;
-    case 9: c->layer[1].beta = NAN; break;
-    case 10: c->layer[0].thresh = 0.0f; break;
-    case 11: c->layer[1].reset = 2; break;
-    case 12: c->n_classes = 0; break;
-    case 13: c->n_classes = 33; break;
-    case 14: c->out_beta = 2.0f; break;
-    case 15: memset(c->labels[1], 'x', SNN_LABEL_LEN); break;
-    case 16: c->layer[0].k = 3; break;
-    case 17: c->layer[1].k = 17; break;
-    case 18: c->out_gain = INFINITY; break;
+    case 0:
+        c->n_in = 0;
+        break;
+    case 1:
+        c->n_in = SNN_MAX_INPUTS + 1;
+        break;
+    case 2:
+        c->n_layers = 0;
+        break;
+    case 3:
+        c->n_layers = 99;
+        break;
+    case 4:
+        c->layer[1].k = 4;
+        break;
+    case 5:
+        c->layer[1].d_max = 100000;
+        break;
+    case 6:
+        c->layer[0].n = 1 << 30;
+        break;
+    case 7:
+        c->layer[0].d_max = 3;
+        break;
+    case 8:
+        c->layer[1].rec = 7;
+        break;
+    case 9:
+        c->layer[1].beta = NAN;
+        break;
+    case 10:
+        c->layer[0].thresh = 0.0f;
+        break;
+    case 11:
+        c->layer[1].reset = 2;
+        break;
+    case 12:
+        c->n_classes = 0;
+        break;
+    case 13:
+        c->n_classes = 33;
+        break;
+    case 14:
+        c->out_beta = 2.0f;
+        break;
+    case 15:
+        memset(c->labels[1], 'x', SNN_LABEL_LEN);
+        break;
+    case 16:
+        c->layer[0].k = 3;
+        break;
+    case 17:
+        c->layer[1].k = 17;
+        break;
+    case 18:
+        c->out_gain = INFINITY;
+        break;
     }
 }
 
@@ -173,7 +211,8 @@ Test(core_snn, validate_names_the_field) {
 }
 
 Test(core_snn, init_points_params_in_file_order) {
-    struct snn_layer_cfg ls[2] = {layer(4, SNN_REC_NONE, 0, 0, 0), layer(3, SNN_REC_DENSE, 0, 2, 0)};
+    struct snn_layer_cfg ls[2] = {layer(4, SNN_REC_NONE, 0, 0, 0),
+                                  layer(3, SNN_REC_DENSE, 0, 2, 0)};
     struct snn_cfg c = make_cfg(5, 2, ls);
     struct snn_model m;
     cr_assert(eq(int, snn_model_init(&m, &c), 0));

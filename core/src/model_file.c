@@ -39,16 +39,16 @@ enum {
     KWSM_OFF_HEADER_BYTES = 8,
     KWSM_OFF_N_IN = 12,
     KWSM_OFF_N_LAYERS = 16,
-    KWSM_OFF_LAYERS = 20,                  /* SNN_MAX_LAYERS x 8 fields x 4 bytes */
+    KWSM_OFF_LAYERS = 20, /* SNN_MAX_LAYERS x 8 fields x 4 bytes */
     KWSM_LAYER_BYTES = 32,
     KWSM_OFF_N_CLASSES = KWSM_OFF_LAYERS + SNN_MAX_LAYERS * KWSM_LAYER_BYTES, /* 148 */
     KWSM_OFF_OUT_BETA = KWSM_OFF_N_CLASSES + 4,
     KWSM_OFF_OUT_GAIN = KWSM_OFF_OUT_BETA + 4,
-    KWSM_OFF_LABELS = KWSM_OFF_OUT_GAIN + 4,                               /* 160 */
-    KWSM_OFF_FE = KWSM_OFF_LABELS + SNN_MAX_CLASSES * SNN_LABEL_LEN,       /* 1184 */
-    KWSM_FE_BYTES = (15 + KWS_ENC_MAX_LEVELS + 2) * 4,                     /* 100 */
-    KWSM_OFF_N_PARAMS = KWSM_OFF_FE + KWSM_FE_BYTES,                       /* 1284, uint64 */
-    KWSM_OFF_PAD = KWSM_OFF_N_PARAMS + 8,                                  /* 1292 */
+    KWSM_OFF_LABELS = KWSM_OFF_OUT_GAIN + 4,                         /* 160 */
+    KWSM_OFF_FE = KWSM_OFF_LABELS + SNN_MAX_CLASSES * SNN_LABEL_LEN, /* 1184 */
+    KWSM_FE_BYTES = (15 + KWS_ENC_MAX_LEVELS + 2) * 4,               /* 100 */
+    KWSM_OFF_N_PARAMS = KWSM_OFF_FE + KWSM_FE_BYTES,                 /* 1284, uint64 */
+    KWSM_OFF_PAD = KWSM_OFF_N_PARAMS + 8,                            /* 1292 */
 };
 
 _Static_assert(KWSM_OFF_N_CLASSES == 148, "layer block moved");
@@ -133,12 +133,14 @@ uint32_t kwsm__crc32(const void *buf, size_t len) {
 struct kwsm__fe_field {
     const char *name;
     bool is_float;
-    size_t offset; /* into struct kws_frontend_cfg */
+    size_t offset;    /* into struct kws_frontend_cfg */
     int32_t min, max; /* int32 range (inclusive) */
 };
 
-#define FE_I(f, lo, hi) {"fe." #f, false, offsetof(struct kws_frontend_cfg, f), lo, hi}
-#define FE_F(f) {"fe." #f, true, offsetof(struct kws_frontend_cfg, f), 0, 0}
+#define FE_I(f, lo, hi)                                                                            \
+    { "fe." #f, false, offsetof(struct kws_frontend_cfg, f), lo, hi }
+#define FE_F(f)                                                                                    \
+    { "fe." #f, true, offsetof(struct kws_frontend_cfg, f), 0, 0 }
 static const struct kwsm__fe_field kwsm__fe_fields[] = {
     FE_I(sample_rate, 0, 384000),
     FE_I(win_len, 0, 1 << 16),
@@ -235,8 +237,8 @@ static bool kwsm__all_zero(const uint8_t *p, size_t n) {
 }
 
 /* Decodes and checks the header fields into cfg. Needs len >= KWSM_HEADER_BYTES. */
-static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint8_t *h,
-                               char *msg, size_t msglen) {
+static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint8_t *h, char *msg,
+                               size_t msglen) {
     memset(c, 0, sizeof *c);
     c->n_in = kwsm__get_i32(h + KWSM_OFF_N_IN);
     c->n_layers = kwsm__get_i32(h + KWSM_OFF_N_LAYERS);
@@ -276,8 +278,7 @@ static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint
         }
         if (!memchr(p, '\0', SNN_LABEL_LEN))
             return kwsm__fail(KWS_EBADFIELD, msg, msglen,
-                              "labels[%d]: not NUL-terminated within %d bytes", k,
-                              SNN_LABEL_LEN);
+                              "labels[%d]: not NUL-terminated within %d bytes", k, SNN_LABEL_LEN);
         memcpy(c->labels[k], p, SNN_LABEL_LEN);
     }
     int rc = snn_cfg_validate(c, msg, msglen);
@@ -304,13 +305,12 @@ static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint
     *n_params = kwsm__get_u64(h + KWSM_OFF_N_PARAMS);
     size_t want = snn_param_count(c);
     if (*n_params != (uint64_t)want)
-        return kwsm__fail(KWS_EBADFIELD, msg, msglen,
-                          "n_params: %llu but the topology needs %zu",
+        return kwsm__fail(KWS_EBADFIELD, msg, msglen, "n_params: %llu but the topology needs %zu",
                           (unsigned long long)*n_params, want);
     if (!kwsm__all_zero(h + KWSM_OFF_PAD, KWSM_HEADER_BYTES - KWSM_OFF_PAD))
         return kwsm__fail(KWS_EBADFIELD, msg, msglen,
-                          "header padding: bytes %d..%d must be zero in version %d",
-                          KWSM_OFF_PAD, KWSM_HEADER_BYTES - 1, KWSM_VERSION);
+                          "header padding: bytes %d..%d must be zero in version %d", KWSM_OFF_PAD,
+                          KWSM_HEADER_BYTES - 1, KWSM_VERSION);
     return 0;
 }
 
@@ -332,8 +332,8 @@ int snn_model_load_buffer(struct snn_model *m, const void *buf, size_t len, char
     if (memcmp(b + KWSM_OFF_MAGIC, KWSM_MAGIC, 4) != 0)
         return kwsm__fail(KWS_EBADMAGIC, msg, msglen,
                           "magic: 0x%08x, expected 0x%08x (\"%s\"); HINT: not a .kwsm model file",
-                          (unsigned)kwsm__get_u32(b), (unsigned)kwsm__get_u32((const uint8_t *)KWSM_MAGIC),
-                          KWSM_MAGIC);
+                          (unsigned)kwsm__get_u32(b),
+                          (unsigned)kwsm__get_u32((const uint8_t *)KWSM_MAGIC), KWSM_MAGIC);
     if (len < KWSM_OFF_N_IN)
         return kwsm__fail(KWS_ETRUNCATED, msg, msglen,
                           "file size: %zu bytes, too short for the version", len);
@@ -381,8 +381,7 @@ int snn_model_load_buffer(struct snn_model *m, const void *buf, size_t len, char
             char name[64];
             snn__param_name(&cfg, i, name, sizeof name);
             snn_model_free(m);
-            return kwsm__fail(KWS_EBADFIELD, msg, msglen, "%s: %g is not finite", name,
-                              (double)v);
+            return kwsm__fail(KWS_EBADFIELD, msg, msglen, "%s: %g is not finite", name, (double)v);
         }
         m->mem[i] = v;
     }
@@ -409,12 +408,13 @@ int snn_model_load(struct snn_model *m, const char *path, char *msg, size_t msgl
         return kwsm__fail(-e, msg, msglen, "%s: not a regular file", path);
     }
     /* Far above any valid model: 4 layers of 4096 x 4096 plus 4096 inputs. */
-    const off_t max_size = (off_t)KWSM_HEADER_BYTES + 4 * ((off_t)SNN_MAX_LAYERS + 1) *
-                                                          SNN_MAX_NEURONS * SNN_MAX_NEURONS * 2;
+    const off_t max_size = (off_t)KWSM_HEADER_BYTES +
+                           4 * ((off_t)SNN_MAX_LAYERS + 1) * SNN_MAX_NEURONS * SNN_MAX_NEURONS * 2;
     if (st.st_size > max_size) {
         fclose(f);
         return kwsm__fail(KWS_EBADFIELD, msg, msglen,
-                          "file size: %lld bytes, more than any model can need", (long long)st.st_size);
+                          "file size: %lld bytes, more than any model can need",
+                          (long long)st.st_size);
     }
     size_t len = (size_t)st.st_size;
     uint8_t *buf = malloc(len ? len : 1);

@@ -13,9 +13,9 @@
 
 #include "kws/snn.h"
 
-#define KWSM_MAGIC "KWS1"        /* bytes 0..3 of every .kwsm file */
-#define KWSM_VERSION 1           /* bumped on any layout change */
-#define KWSM_HEADER_BYTES 1536   /* fixed header size of version 1 */
+#define KWSM_MAGIC "KWS1"      /* bytes 0..3 of every .kwsm file */
+#define KWSM_VERSION 1         /* bumped on any layout change */
+#define KWSM_HEADER_BYTES 1536 /* fixed header size of version 1 */
 
 /* CRC-32/ISO-HDLC (the zlib and PNG CRC) of len bytes. */
 uint32_t kwsm__crc32(const void *buf, size_t len);

@@ -48,8 +48,8 @@ static void *snn__alloc(size_t bytes) {
 /* ==== Configuration ==== */
 
 /* Writes a "field: problem" message if msg is given and returns KWS_EBADFIELD. */
-__attribute__((format(printf, 3, 4))) static int snn__bad(char *msg, size_t msglen,
-                                                          const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static int snn__bad(char *msg, size_t msglen, const char *fmt,
+                                                          ...) {
     if (msg && msglen) {
         va_list ap;
         va_start(ap, fmt);
@@ -85,12 +85,11 @@ static int snn__check_layer(const struct snn_layer_cfg *lc, int l, char *msg, si
             return snn__bad(msg, msglen, "layer[%d].d_max: %d but the layer is not recurrent", l,
                             (int)lc->d_max);
     } else if (lc->d_max < 0 || lc->d_max > SNN_MAX_DELAY) {
-        return snn__bad(msg, msglen, "layer[%d].d_max: %d out of range [0, %d]", l,
-                        (int)lc->d_max, SNN_MAX_DELAY);
+        return snn__bad(msg, msglen, "layer[%d].d_max: %d out of range [0, %d]", l, (int)lc->d_max,
+                        SNN_MAX_DELAY);
     }
     if (!isfinite(lc->beta) || lc->beta < 0.0f || lc->beta > 1.0f)
-        return snn__bad(msg, msglen, "layer[%d].beta: %g out of range [0, 1]", l,
-                        (double)lc->beta);
+        return snn__bad(msg, msglen, "layer[%d].beta: %g out of range [0, 1]", l, (double)lc->beta);
     if (!isfinite(lc->gain))
         return snn__bad(msg, msglen, "layer[%d].gain: %g is not finite", l, (double)lc->gain);
     if (!isfinite(lc->thresh) || lc->thresh <= 0.0f)
@@ -516,8 +515,7 @@ static float snn__rec_weight(const struct snn_model *m, int l, int32_t i, int32_
     return tap >= 0 && tap < lc->k ? m->p.w_rec[l][tap] : 0.0f;
 }
 
-void snn__step_naive(const struct snn_model *m, struct snn_state *s, const float *in,
-                     float *out) {
+void snn__step_naive(const struct snn_model *m, struct snn_state *s, const float *in, float *out) {
     const struct snn_cfg *cfg = &m->cfg;
     const float *x = in;
     int32_t n_prev = cfg->n_in;

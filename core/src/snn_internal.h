@@ -19,11 +19,11 @@
 
 /* One tensor of the parameter block. */
 struct snn__tensor {
-    char name[24];  /* "layer[1].w_rec", "w_out" */
-    size_t offset;  /* floats from the start of the block */
-    size_t size;    /* floats */
-    int layer;      /* hidden layer index, -1 for the readout */
-    float **slot;   /* where its pointer goes in struct snn_params, if a params struct was given */
+    char name[24]; /* "layer[1].w_rec", "w_out" */
+    size_t offset; /* floats from the start of the block */
+    size_t size;   /* floats */
+    int layer;     /* hidden layer index, -1 for the readout */
+    float **slot;  /* where its pointer goes in struct snn_params, if a params struct was given */
 };
 
 /* Lists the tensors of cfg in file order (the order of struct snn_params'
@@ -52,7 +52,6 @@ void snn__scatter(const struct snn_model *m, int l, float *ring, int32_t slot, c
  * It uses s->ring[l] as the (D_l, C_l) history of the layer's spikes, so a
  * state stepped by snn__step_naive must only ever be stepped by it (after
  * snn_state_reset). Slow; for tests and benchmarks only. */
-void snn__step_naive(const struct snn_model *m, struct snn_state *s, const float *in,
-                     float *out);
+void snn__step_naive(const struct snn_model *m, struct snn_state *s, const float *in, float *out);
 
 #endif /* KWS_CORE_SNN_INTERNAL_H */
