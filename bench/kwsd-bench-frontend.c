@@ -2,8 +2,9 @@
  *
  * Speed mode (default): pushes a synthetic signal (a gliding tone plus
  * noise) through resampler + front end + encoder (struct audio_pipe) in
- * capture-sized blocks, at 48 kHz and at 16 kHz input, and prints the time
- * per 10 ms frame and the share of one core that real time needs.
+ * capture-sized blocks, at 48 kHz and at 16 kHz input, and prints the
+ * median wall and process CPU time per 10 ms frame and the share of one core
+ * that real time needs (CPU time / audio time).
  *
  * Stats mode (--stats FILE...): runs the front end over sound files and
  * prints the distribution of the features before standardisation (so
@@ -11,7 +12,7 @@
  * active in speech frames and in quiet frames (frame energy more than 30 dB
  * below the loudest frame of its clip).
  *
- *     kwsd-bench-frontend [--seconds 60] [--block-ms 20] [--repeat 3]
+ *     kwsd-bench-frontend [--seconds 60] [--block-ms 20] [--repeat 5]
  *     kwsd-bench-frontend --stats [--enc level|delta] [--log] [--mean M] [--scale S]
  *                         [--thresh a,b,...] FILE...
  *
@@ -63,20 +64,36 @@ static void make_signal(float *x, size_t n, int rate) {
     }
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 static int bench_rate(int rate, double seconds, int block_ms, int repeat) {
     struct kws_frontend_cfg cfg;
     struct audio_pipe p;
     size_t n = (size_t)(seconds * rate), block = (size_t)rate * (size_t)block_ms / 1000;
     float *x = malloc(n * sizeof(float));
-    double best_wall = 1e30, best_cpu = 1e30;
+    double *wall = calloc((size_t)repeat, sizeof(double)), *cpu = calloc((size_t)repeat, sizeof(double));
     uint64_t frames = 0;
 
-    if (!x)
+    if (!x || !wall || !cpu || block == 0) {
+        free(x);
+        free(wall);
+        free(cpu);
         return -ENOMEM;
+    }
     make_signal(x, n, rate);
     audio_fe_cfg_default(&cfg);
     if (audio_pipe_init(&p, &cfg, rate, block) < 0) {
         free(x);
+        free(wall);
+        free(cpu);
         return -EINVAL;
     }
     for (int r = 0; r < repeat; r++) {
@@ -85,21 +102,21 @@ static int bench_rate(int rate, double seconds, int block_ms, int repeat) {
         double w0 = now_s(CLOCK_MONOTONIC), c0 = now_s(CLOCK_PROCESS_CPUTIME_ID);
         for (size_t off = 0; off < n; off += block)
             audio_pipe_push(&p, x + off, off + block <= n ? block : n - off, count_cb, &cc);
-        double w = now_s(CLOCK_MONOTONIC) - w0, c = now_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
-        if (w < best_wall)
-            best_wall = w;
-        if (c < best_cpu)
-            best_cpu = c;
+        wall[r] = now_s(CLOCK_MONOTONIC) - w0;
+        cpu[r] = now_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
         frames = cc.frames;
         if (cc.sink == 12345.678) /* keeps the work observable */
             putchar(' ');
     }
-    printf("input %5d Hz: %8.0f ns/frame (cpu %8.0f), %.3f %% of one core for real time "
-           "(%llu frames, %.0f s audio, best of %d)\n",
-           rate, 1e9 * best_wall / (double)frames, 1e9 * best_cpu / (double)frames,
-           100.0 * best_cpu / seconds, (unsigned long long)frames, seconds, repeat);
+    double w = median(wall, repeat), c = median(cpu, repeat);
+    printf("input %5d Hz: %8.0f ns/frame wall, %8.0f ns/frame cpu, %.3f %% of one core for "
+           "real time (%llu frames, %.0f s audio, median of %d)\n",
+           rate, 1e9 * w / (double)frames, 1e9 * c / (double)frames, 100.0 * c / seconds,
+           (unsigned long long)frames, seconds, repeat);
     audio_pipe_free(&p);
     free(x);
+    free(wall);
+    free(cpu);
     return 0;
 }
 
@@ -257,7 +274,7 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
 
 int main(int argc, char **argv) {
     double seconds = 60.0;
-    int block_ms = 20, repeat = 3;
+    int block_ms = 20, repeat = 5;
 
     if (argc > 1 && !strcmp(argv[1], "--stats"))
         return run_stats(argc - 2, argv + 2);
