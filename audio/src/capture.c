@@ -263,8 +263,9 @@ static int cap_open_pcm(struct audio_capture *c, char *msg, size_t msglen) {
     }
     c->pcm = pcm;
     c->stats.open = 1;
-    KWS_LOG(KWS_LOG_INFO, "capture %s: %d Hz, %d channel(s), %s, period %d samples", c->device,
-            c->stats.rate, c->stats.channels, c->stats.format, c->stats.period);
+    KWS_LOG(KWS_LOG_DEBUG, "capture %s: %d Hz, %d channel(s), %s, period %d samples, buffer %zu",
+            c->device, c->stats.rate, c->stats.channels, c->stats.format, c->stats.period,
+            c->buffer_frames);
     return 0;
 
 fail:
@@ -459,8 +460,8 @@ static void cap_on_timer(uv_timer_t *t) {
         return;
     }
     c->stats.reopens++;
-    KWS_LOG(KWS_LOG_NOTICE, "capture %s: reopened after %u failed attempt(s)", c->device,
-            c->attempts);
+    KWS_LOG(KWS_LOG_NOTICE, "capture %s: reopened after %u failed attempt(s): %d Hz, %s",
+            c->device, c->attempts, c->stats.rate, c->stats.format);
     cap_watch(c);
 }
 

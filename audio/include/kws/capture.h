@@ -16,6 +16,10 @@
  *     failed recovery) closes the device and reopens it from a uv_timer with
  *     backoff (100 ms, doubling up to 5 s) while the loop keeps running;
  *     stats.open is 0 meanwhile and stats.reopens counts successful reopens.
+ * Logging: overruns, losses, failed reopens (rate-limited) and reopens go
+ * through KWS_LOG; alsa-lib's own error messages, which it would print on
+ * stderr, are routed to KWS_LOG at debug level (audio_capture_open installs
+ * a handler with snd_lib_error_set_handler).
  * Stream time is counted in samples: stats.frames is the number of samples
  * delivered so far (at the device rate), already including the block being
  * delivered when read from inside the callback.
