@@ -46,9 +46,9 @@ struct kwsd {
     uv_timer_t watchdog;
     uv_idle_t file_feed;         /* --input: pushes the file in blocks */
 
-    float *file_samples;         /* --input: the whole file at its native rate */
-    size_t file_n, file_pos;
-    int file_rate;
+    struct sf_private_tag *file; /* --input: the open file (libsndfile SNDFILE) */
+    float *file_buf;             /* (FILE_BLOCK, file_channels) */
+    int file_rate, file_channels;
 
     uint64_t start_ns;           /* uv_hrtime at start */
     uint64_t frames;             /* 10 ms frames processed */

@@ -17,7 +17,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "kws/audio_file.h"
+#include <sndfile.h>
+
 #include "kws/err.h"
 #include "kws/log.h"
 #include "kwsd.h"
@@ -181,17 +182,19 @@ static void on_audio(void *ctx, const float *mono, size_t n, int rate) {
     k->audio_ns += (uint64_t)n * 1000000000ull / (uint64_t)rate;
 }
 
-/* --input mode: one block per loop turn, so timers and signals still run. */
+/* --input mode: one block per loop turn, so timers and signals still run.
+ * The file is streamed, never held whole, so memory stays what it is on a
+ * live device however long the file. */
 static void on_file_feed(uv_idle_t *h) {
     struct kwsd *k = h->data;
-    size_t n = k->file_n - k->file_pos;
+    sf_count_t got = sf_readf_float(k->file, k->file_buf, FILE_BLOCK);
 
-    if (n > FILE_BLOCK)
-        n = FILE_BLOCK;
-    if (n)
-        on_audio(k, k->file_samples + k->file_pos, n, k->file_rate);
-    k->file_pos += n;
-    if (k->file_pos >= k->file_n && !k->stopping) {
+    if (got > 0) {
+        for (sf_count_t i = 0; i < got; i++) /* first channel, as capture does */
+            k->file_buf[i] = k->file_buf[i * k->file_channels];
+        on_audio(k, k->file_buf, (size_t)got, k->file_rate);
+    }
+    if (got < FILE_BLOCK && !k->stopping) {
         double audio_s = (double)k->audio_ns / 1e9;
         LOGN("end of %s: %.1f s of audio, %llu detections, real-time factor %.4f", k->input_file,
              audio_s, (unsigned long long)k->detections,
@@ -344,16 +347,27 @@ static int start_audio(struct kwsd *k) {
     int rc;
 
     if (k->input_file) {
-        rc = audio_file_read(k->input_file, 0, &k->file_samples, &k->file_n, &k->file_rate, msg,
-                             sizeof msg);
-        if (rc < 0) {
-            LOGE("%s", msg);
-            return rc;
+        SF_INFO info = {0};
+        k->file = sf_open(k->input_file, SFM_READ, &info);
+        if (!k->file) {
+            LOGE("%s: %s", k->input_file, sf_strerror(NULL));
+            return -EIO;
         }
+        if (info.channels < 1 || info.samplerate < 1000 || info.samplerate > 384000) {
+            LOGE("%s: unusable stream (%d channels at %d Hz)", k->input_file, info.channels,
+                 info.samplerate);
+            return KWS_EFORMAT;
+        }
+        k->file_rate = info.samplerate;
+        k->file_channels = info.channels;
+        k->file_buf = malloc((size_t)FILE_BLOCK * (size_t)info.channels * sizeof(float));
+        if (!k->file_buf)
+            return -ENOMEM;
         uv_idle_init(&k->loop, &k->file_feed);
         k->file_feed.data = k;
         uv_idle_start(&k->file_feed, on_file_feed);
-        LOGI("input %s: %zu samples at %d Hz", k->input_file, k->file_n, k->file_rate);
+        LOGI("input %s: %lld frames at %d Hz, %d channel(s)", k->input_file,
+             (long long)info.frames, k->file_rate, k->file_channels);
         return 0;
     }
     struct audio_capture_cfg cc = {
@@ -532,7 +546,9 @@ out:
     if (rc < 0)
         LOGE("event loop did not close cleanly: %s", uv_strerror(rc));
     audio_pipe_free(&k->pipe);
-    free(k->file_samples);
+    if (k->file)
+        sf_close(k->file);
+    free(k->file_buf);
     net_take(k, &net);
     net_free(&net);
     {

@@ -473,3 +473,39 @@ Test(kwsd, check_config_reports_every_error_and_a_corrupt_model) {
     rc = wait_exit(pid, 10000);
     cr_assert(eq(int, rc, 0), "log:\n%s", read_log());
 }
+
+Test(kwsd, input_file_runs_to_its_end_and_exits) {
+    make_noise(4.0);
+    sh("sox -r 16000 -c 1 -b 16 -e signed %s/audio.wav -r 48000 -c 2 %s/stereo48k.wav", dir, dir);
+    write_small_model(dat_path("small.kwsm"));
+    write_config(dat_path("small.kwsm"), NULL);
+    pid_t pid = fork();
+    cr_assert(ge(int, pid, 0));
+    if (pid == 0) {
+        int fd = open(dat_path("kwsd.log"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 2);
+        execl(KWSD, KWSD, "--config", dat_path("kwsd.yaml"), "--input",
+              dat_path("stereo48k.wav"), (char *)NULL);
+        _exit(127);
+    }
+    int rc = wait_exit(pid, 30000);
+    char *log = read_log();
+    cr_assert(eq(int, rc, 0), "log:\n%s", log);
+    cr_assert(not(eq(ptr, strstr(log, "end of"), NULL)), "log:\n%s", log);
+    cr_assert(not(eq(ptr, strstr(log, "4.0 s of audio"), NULL)), "the whole file:\n%s", log);
+
+    /* A file that is not audio is a clear error naming it. */
+    write_file(dat_path("notaudio.wav"), "hello");
+    pid = fork();
+    if (pid == 0) {
+        int fd = open(dat_path("kwsd.log"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 2);
+        execl(KWSD, KWSD, "--config", dat_path("kwsd.yaml"), "--input", dat_path("notaudio.wav"),
+              (char *)NULL);
+        _exit(127);
+    }
+    rc = wait_exit(pid, 10000);
+    log = read_log();
+    cr_assert(eq(int, rc, 1), "log:\n%s", log);
+    cr_assert(not(eq(ptr, strstr(log, "notaudio.wav"), NULL)), "log:\n%s", log);
+}
