@@ -6,6 +6,13 @@
  * ALSA_CONFIG_PATH at it before the process's first ALSA call. Criterion
  * runs each test in its own process, so each gets a fresh alsa-lib.
  *
+ * The null slave's descriptor (/dev/full) cannot be watched by epoll, so
+ * `testmic` runs on the capture's per-period tick. `pollmic`, a small
+ * external ALSA plugin built with the tests (fixtures/audio/
+ * alsa_test_plugin.c), has a timerfd descriptor that ticks every period like
+ * a sound card, overruns when its reader stalls and fails with -ENODEV while
+ * "unplugged": the uv_poll path, real overruns and hot-unplug go through it.
+ *
  * The file plugin never reports the end of its input (it repeats the last
  * period), so the tests stop once the known number of samples has arrived.
  *
@@ -30,11 +37,17 @@
 
 static char tmpdir[256];
 static char infile[512];
+static char unplug[512]; /* pollmic fails while this file exists */
+
+/* pollmic (tests/fixtures/audio/alsa_test_plugin.c) runs this many times
+ * faster than real time. */
+#define POLLMIC_SPEED 10
 
 static void setup(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/kws-audio-cap-XXXXXX");
     cr_assert(not(eq(ptr, mkdtemp(tmpdir), NULL)));
     snprintf(infile, sizeof infile, "%s/in.raw", tmpdir);
+    snprintf(unplug, sizeof unplug, "%s/unplugged", tmpdir);
 }
 
 static void teardown(void) {
@@ -55,8 +68,11 @@ static void alsa_config(const char *slave_fmt, int slave_rate) {
     cr_assert(not(eq(ptr, f, NULL)));
     fprintf(f,
             "pcm.testmic { type file slave.pcm null file /dev/null infile \"%s\" format raw }\n"
-            "pcm.testplug { type plug slave { pcm testmic format %s rate %d channels 2 } }\n",
-            infile, slave_fmt ? slave_fmt : "S16_LE", slave_rate ? slave_rate : 48000);
+            "pcm.testplug { type plug slave { pcm testmic format %s rate %d channels 2 } }\n"
+            "pcm_type.kwstest { lib \"%s\" }\n"
+            "pcm.pollmic { type kwstest infile \"%s\" unplug \"%s\" speed %d }\n",
+            infile, slave_fmt ? slave_fmt : "S16_LE", slave_rate ? slave_rate : 48000,
+            KWS_ALSA_TEST_PLUGIN, infile, unplug, POLLMIC_SPEED);
     fclose(f);
     char env[600];
     snprintf(env, sizeof env, "/usr/share/alsa/alsa.conf:%s", path);
@@ -384,5 +400,103 @@ Test(audio_capture, close_right_after_open, .init = setup, .fini = teardown, .ti
     audio_capture_close(&s.cap, on_closed);
     session_run(&s);
     cr_assert(eq(sz, s.n, 0), "no audio callback after close");
+    free(s.got);
+}
+
+/* ==== A device with a pollable descriptor (uv_poll path) ==== */
+
+Test(audio_capture, poll_device_captures_the_file_exactly, .init = setup, .fini = teardown,
+     .timeout = 20) {
+    static const int rates[] = {16000, 48000};
+    for (int k = 0; k < 2; k++) {
+        struct session s;
+        struct audio_capture_stats st;
+        char msg[256] = "";
+        size_t n = (size_t)rates[k] / 2;
+
+        write_raw(infile, F_S16, 1, n);
+        alsa_config(NULL, 0);
+        cr_assert(eq(int, session_open(&s, "pollmic", rates[k], 0, 0, n, msg, sizeof msg), 0),
+                  "%s", msg);
+        cr_assert(eq(int, s.cap.n_polls, 1), "one uv_poll_t on the timerfd");
+        cr_assert(eq(int, s.cap.tick, 0), "no tick: the descriptor is pollable");
+        audio_capture_get_stats(&s.cap, &st);
+        cr_assert(eq(int, st.rate, rates[k]));
+        session_run(&s);
+        cr_assert(eq(sz, s.n, n));
+        expect_signal(s.got, n, 0, "captured samples");
+        audio_capture_get_stats(&s.cap, &st);
+        cr_assert(eq(u32, st.xruns, 0), "a reader that keeps up never overruns");
+        free(s.got);
+    }
+}
+
+static void fault_stall(struct session *s) {
+    /* The loop stops serving the device for 3 buffers' worth of periods. */
+    struct audio_capture_stats st;
+    audio_capture_get_stats(&s->cap, &st);
+    uint64_t us = 3ull * s->cap.buffer_frames * 1000000ull / (uint64_t)st.rate / POLLMIC_SPEED;
+    usleep((useconds_t)us);
+}
+
+Test(audio_capture, stalled_loop_overruns_and_recovers, .init = setup, .fini = teardown,
+     .timeout = 20) {
+    struct session s;
+    struct audio_capture_stats st;
+    char msg[256] = "";
+    size_t n = 16000;
+
+    write_raw(infile, F_S16, 1, n);
+    alsa_config(NULL, 0);
+    cr_assert(eq(int, session_open(&s, "pollmic", 16000, 0, 0, n, msg, sizeof msg), 0), "%s", msg);
+    s.at = 4000;
+    s.fault = fault_stall;
+    session_run(&s);
+    audio_capture_get_stats(&s.cap, &st);
+    cr_assert(eq(u32, st.xruns, 1), "the overrun is counted");
+    cr_assert(eq(u32, st.reopens, 0), "and recovered in place");
+    cr_assert(eq(sz, s.n, n));
+    /* The test device does not skip its file during an overrun. */
+    expect_signal(s.got, n, 0, "samples across the overrun");
+    free(s.got);
+}
+
+static void on_replug(uv_timer_t *t) {
+    cr_assert(eq(int, unlink(unplug), 0));
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void fault_unplug(struct session *s) {
+    FILE *f = fopen(unplug, "w");
+    cr_assert(not(eq(ptr, f, NULL)));
+    fclose(f);
+    /* Plugged back after 250 ms: the attempt at +100 ms fails, +300 ms works. */
+    uv_timer_init(&s->loop, &s->restore);
+    uv_timer_start(&s->restore, on_replug, 250, 0);
+}
+
+Test(audio_capture, unplugged_device_is_reopened, .init = setup, .fini = teardown,
+     .timeout = 20) {
+    struct session s;
+    struct audio_capture_stats st;
+    char msg[256] = "";
+    size_t n = 12000, at = 4000;
+
+    write_raw(infile, F_S16, 1, n);
+    alsa_config(NULL, 0);
+    cr_assert(eq(int, session_open(&s, "pollmic", 16000, 0, 0, n, msg, sizeof msg), 0), "%s", msg);
+    s.at = at;
+    s.fault = fault_unplug;
+    session_run(&s);
+    audio_capture_get_stats(&s.cap, &st);
+    cr_log_info("unplugged: %u failed reopen attempt(s), %u reopen(s), resumed at sample %zu",
+                st.errors, st.reopens, s.reopen_at);
+    cr_assert(eq(u32, st.reopens, 1));
+    cr_assert(ge(u32, st.errors, 1), "opening failed while unplugged");
+    cr_assert(eq(u32, st.xruns, 0));
+    cr_assert(eq(sz, s.n, n));
+    cr_assert(ge(sz, s.reopen_at, at));
+    expect_signal(s.got, at, 0, "before the unplug");
+    expect_signal(s.got + s.reopen_at, n - s.reopen_at, 0, "after the reopen");
     free(s.got);
 }
