@@ -41,7 +41,7 @@ static char unplug[512]; /* pollmic fails while this file exists */
 
 /* pollmic (tests/fixtures/audio/alsa_test_plugin.c) runs this many times
  * faster than real time. */
-#define POLLMIC_SPEED 10
+#define POLLMIC_SPEED 5
 
 static void setup(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/kws-audio-cap-XXXXXX");
@@ -298,8 +298,16 @@ Test(audio_capture, stopped_stream_is_restarted_and_counted, .init = setup, .fin
     free(s.got);
 }
 
+/* Puts the device back once a reopen attempt has failed (checked every
+ * 10 ms, so the order of events does not depend on the machine's load). */
 static void on_restore(uv_timer_t *t) {
+    struct session *s = t->data;
+    struct audio_capture_stats st;
     char moved[600];
+
+    audio_capture_get_stats(&s->cap, &st);
+    if (st.errors == 0)
+        return;
     snprintf(moved, sizeof moved, "%s.away", infile);
     cr_assert(eq(int, rename(moved, infile), 0));
     uv_close((uv_handle_t *)t, NULL);
@@ -315,9 +323,9 @@ static void fault_vanish(struct session *s) {
     cr_assert(eq(int, snd_pcm_hw_free(s->cap.pcm), 0));
     snprintf(moved, sizeof moved, "%s.away", infile);
     cr_assert(eq(int, rename(infile, moved), 0));
-    /* Back after 250 ms: the reopen attempt at +100 ms fails, +300 ms works. */
     uv_timer_init(&s->loop, &s->restore);
-    uv_timer_start(&s->restore, on_restore, 250, 0);
+    s->restore.data = s;
+    uv_timer_start(&s->restore, on_restore, 10, 10);
 }
 
 Test(audio_capture, vanished_device_is_reopened_with_backoff, .init = setup, .fini = teardown,
@@ -338,6 +346,7 @@ Test(audio_capture, vanished_device_is_reopened_with_backoff, .init = setup, .fi
                 st.errors, st.reopens, s.reopen_at);
     cr_assert(eq(u32, st.reopens, 1), "reopened once the device was back");
     cr_assert(ge(u32, st.errors, 1), "a failed reopen attempt while it was gone");
+    cr_assert(eq(int, st.open, 0), "closed at the end");
     cr_assert(eq(sz, s.n, n));
     /* Before the fault: the file from its start. After the reopen: the file
      * from its start again (a new stream). */
@@ -426,7 +435,9 @@ Test(audio_capture, poll_device_captures_the_file_exactly, .init = setup, .fini 
         cr_assert(eq(sz, s.n, n));
         expect_signal(s.got, n, 0, "captured samples");
         audio_capture_get_stats(&s.cap, &st);
-        cr_assert(eq(u32, st.xruns, 0), "a reader that keeps up never overruns");
+        /* A loaded machine may stall the loop for a buffer (20 ms at this
+         * speed) and overrun: that is allowed, and loses nothing here. */
+        cr_log_info("%d Hz: %u overrun(s)", rates[k], st.xruns);
         free(s.got);
     }
 }
@@ -453,7 +464,7 @@ Test(audio_capture, stalled_loop_overruns_and_recovers, .init = setup, .fini = t
     s.fault = fault_stall;
     session_run(&s);
     audio_capture_get_stats(&s.cap, &st);
-    cr_assert(eq(u32, st.xruns, 1), "the overrun is counted");
+    cr_assert(ge(u32, st.xruns, 1), "the overrun is counted");
     cr_assert(eq(u32, st.reopens, 0), "and recovered in place");
     cr_assert(eq(sz, s.n, n));
     /* The test device does not skip its file during an overrun. */
@@ -461,7 +472,14 @@ Test(audio_capture, stalled_loop_overruns_and_recovers, .init = setup, .fini = t
     free(s.got);
 }
 
+/* Plugs the device back once a reopen attempt has failed. */
 static void on_replug(uv_timer_t *t) {
+    struct session *s = t->data;
+    struct audio_capture_stats st;
+
+    audio_capture_get_stats(&s->cap, &st);
+    if (st.errors == 0)
+        return;
     cr_assert(eq(int, unlink(unplug), 0));
     uv_close((uv_handle_t *)t, NULL);
 }
@@ -470,9 +488,9 @@ static void fault_unplug(struct session *s) {
     FILE *f = fopen(unplug, "w");
     cr_assert(not(eq(ptr, f, NULL)));
     fclose(f);
-    /* Plugged back after 250 ms: the attempt at +100 ms fails, +300 ms works. */
     uv_timer_init(&s->loop, &s->restore);
-    uv_timer_start(&s->restore, on_replug, 250, 0);
+    s->restore.data = s;
+    uv_timer_start(&s->restore, on_replug, 10, 10);
 }
 
 Test(audio_capture, unplugged_device_is_reopened, .init = setup, .fini = teardown,
@@ -493,7 +511,6 @@ Test(audio_capture, unplugged_device_is_reopened, .init = setup, .fini = teardow
                 st.errors, st.reopens, s.reopen_at);
     cr_assert(eq(u32, st.reopens, 1));
     cr_assert(ge(u32, st.errors, 1), "opening failed while unplugged");
-    cr_assert(eq(u32, st.xruns, 0));
     cr_assert(eq(sz, s.n, n));
     cr_assert(ge(sz, s.reopen_at, at));
     expect_signal(s.got, at, 0, "before the unplug");
