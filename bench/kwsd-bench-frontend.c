@@ -79,7 +79,8 @@ static int bench_rate(int rate, double seconds, int block_ms, int repeat) {
     struct audio_pipe p;
     size_t n = (size_t)(seconds * rate), block = (size_t)rate * (size_t)block_ms / 1000;
     float *x = malloc(n * sizeof(float));
-    double *wall = calloc((size_t)repeat, sizeof(double)), *cpu = calloc((size_t)repeat, sizeof(double));
+    double *wall = calloc((size_t)repeat, sizeof(double)),
+           *cpu = calloc((size_t)repeat, sizeof(double));
     uint64_t frames = 0;
 
     if (!x || !wall || !cpu || block == 0) {
@@ -123,7 +124,7 @@ static int bench_rate(int rate, double seconds, int block_ms, int repeat) {
 /* ==== Spike statistics ==== */
 
 struct stats {
-    double y_sum, y_sq;            /* features before standardisation, speech frames */
+    double y_sum, y_sq; /* features before standardisation, speech frames */
     double y_min, y_max;
     uint64_t n_y;
     uint64_t speech_frames, quiet_frames;
@@ -288,9 +289,10 @@ int main(int argc, char **argv) {
                  parse_int(argv[i + 1], 1, 100, &repeat) == 0)
             i++;
         else {
-            fprintf(stderr, "usage: %s [--seconds S] [--block-ms MS] [--repeat N]\n"
-                            "       %s --stats [--enc level|delta] [--log] [--mean M] "
-                            "[--scale S] [--thresh a,b,..] FILE...\n",
+            fprintf(stderr,
+                    "usage: %s [--seconds S] [--block-ms MS] [--repeat N]\n"
+                    "       %s --stats [--enc level|delta] [--log] [--mean M] "
+                    "[--scale S] [--thresh a,b,..] FILE...\n",
                     argv[0], argv[0]);
             return 2;
         }

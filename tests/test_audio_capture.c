@@ -122,8 +122,8 @@ struct session {
     uv_loop_t loop;
     struct audio_capture cap;
     float *got;
-    size_t n, want;        /* samples received, samples to collect */
-    int rate;              /* rate the callback saw */
+    size_t n, want; /* samples received, samples to collect */
+    int rate;       /* rate the callback saw */
     int closed;
     /* fault injection: at sample `at`, run `fault` once */
     size_t at;
@@ -219,9 +219,9 @@ ParameterizedTest(struct fmt_case *fc, audio_capture, captures_the_file_exactly,
     alsa_config(NULL, 0);
     /* S16 uses the automatic choice (S16_LE first); the others force theirs. */
     int format = fc->fmt == F_S16 ? AUDIO_CAPTURE_FMT_AUTO : fmts[fc->fmt];
-    cr_assert(eq(int, session_open(&s, "testmic", fc->rate, format, fc->channels, n, msg, sizeof msg),
-                 0),
-              "%s", msg);
+    cr_assert(
+        eq(int, session_open(&s, "testmic", fc->rate, format, fc->channels, n, msg, sizeof msg), 0),
+        "%s", msg);
     audio_capture_get_stats(&s.cap, &st);
     cr_assert(eq(int, st.open, 1));
     cr_assert(eq(int, st.rate, fc->rate));
@@ -425,8 +425,8 @@ Test(audio_capture, poll_device_captures_the_file_exactly, .init = setup, .fini 
 
         write_raw(infile, F_S16, 1, n);
         alsa_config(NULL, 0);
-        cr_assert(eq(int, session_open(&s, "pollmic", rates[k], 0, 0, n, msg, sizeof msg), 0),
-                  "%s", msg);
+        cr_assert(eq(int, session_open(&s, "pollmic", rates[k], 0, 0, n, msg, sizeof msg), 0), "%s",
+                  msg);
         cr_assert(eq(int, s.cap.n_polls, 1), "one uv_poll_t on the timerfd");
         cr_assert(eq(int, s.cap.tick, 0), "no tick: the descriptor is pollable");
         audio_capture_get_stats(&s.cap, &st);
@@ -493,8 +493,7 @@ static void fault_unplug(struct session *s) {
     uv_timer_start(&s->restore, on_replug, 10, 10);
 }
 
-Test(audio_capture, unplugged_device_is_reopened, .init = setup, .fini = teardown,
-     .timeout = 20) {
+Test(audio_capture, unplugged_device_is_reopened, .init = setup, .fini = teardown, .timeout = 20) {
     struct session s;
     struct audio_capture_stats st;
     char msg[256] = "";

@@ -48,20 +48,33 @@ Test(audio_frontend, defaults) {
 }
 
 struct bad_cfg {
-    int field;   /* which field to spoil */
+    int field; /* which field to spoil */
     float value;
     char name[24]; /* expected start of the message */
 };
 
-enum { B_RATE, B_NFFT, B_WIN, B_HOP, B_MELS, B_FMAX, B_PCEN_S, B_KIND, B_LEVELS, B_DELTA_ODD,
-       B_SCALE };
+enum {
+    B_RATE,
+    B_NFFT,
+    B_WIN,
+    B_HOP,
+    B_MELS,
+    B_FMAX,
+    B_PCEN_S,
+    B_KIND,
+    B_LEVELS,
+    B_DELTA_ODD,
+    B_SCALE
+};
 
 ParameterizedTestParameters(audio_frontend, rejects_bad_settings) {
     static struct bad_cfg cases[] = {
-        {B_RATE, 1000, "sample_rate:"}, {B_NFFT, 511, "n_fft:"},     {B_WIN, 600, "win_len:"},
-        {B_HOP, 401, "hop:"},           {B_MELS, 0, "n_mels:"},      {B_FMAX, 9000, "fmin/fmax:"},
-        {B_PCEN_S, 0, "pcen_s:"},       {B_KIND, 7, "enc_kind:"},    {B_LEVELS, 9, "enc_levels:"},
-        {B_DELTA_ODD, 3, "enc_levels:"}, {B_SCALE, 0, "feat_scale:"},
+        {B_RATE, 1000, "sample_rate:"}, {B_NFFT, 511, "n_fft:"},
+        {B_WIN, 600, "win_len:"},       {B_HOP, 401, "hop:"},
+        {B_MELS, 0, "n_mels:"},         {B_FMAX, 9000, "fmin/fmax:"},
+        {B_PCEN_S, 0, "pcen_s:"},       {B_KIND, 7, "enc_kind:"},
+        {B_LEVELS, 9, "enc_levels:"},   {B_DELTA_ODD, 3, "enc_levels:"},
+        {B_SCALE, 0, "feat_scale:"},
     };
     return cr_make_param_array(struct bad_cfg, cases, sizeof cases / sizeof cases[0]);
 }
@@ -73,17 +86,40 @@ ParameterizedTest(struct bad_cfg *b, audio_frontend, rejects_bad_settings) {
 
     audio_fe_cfg_default(&c);
     switch (b->field) {
-    case B_RATE: c.sample_rate = (int32_t)b->value; break;
-    case B_NFFT: c.n_fft = (int32_t)b->value; break;
-    case B_WIN: c.win_len = (int32_t)b->value; break;
-    case B_HOP: c.hop = (int32_t)b->value; break;
-    case B_MELS: c.n_mels = (int32_t)b->value; break;
-    case B_FMAX: c.fmax = b->value; break;
-    case B_PCEN_S: c.pcen_s = b->value; break;
-    case B_KIND: c.enc_kind = (int32_t)b->value; break;
-    case B_LEVELS: c.enc_levels = (int32_t)b->value; break;
-    case B_DELTA_ODD: c.enc_kind = KWS_ENC_DELTA; c.enc_levels = (int32_t)b->value; break;
-    case B_SCALE: c.feat_scale = b->value; break;
+    case B_RATE:
+        c.sample_rate = (int32_t)b->value;
+        break;
+    case B_NFFT:
+        c.n_fft = (int32_t)b->value;
+        break;
+    case B_WIN:
+        c.win_len = (int32_t)b->value;
+        break;
+    case B_HOP:
+        c.hop = (int32_t)b->value;
+        break;
+    case B_MELS:
+        c.n_mels = (int32_t)b->value;
+        break;
+    case B_FMAX:
+        c.fmax = b->value;
+        break;
+    case B_PCEN_S:
+        c.pcen_s = b->value;
+        break;
+    case B_KIND:
+        c.enc_kind = (int32_t)b->value;
+        break;
+    case B_LEVELS:
+        c.enc_levels = (int32_t)b->value;
+        break;
+    case B_DELTA_ODD:
+        c.enc_kind = KWS_ENC_DELTA;
+        c.enc_levels = (int32_t)b->value;
+        break;
+    case B_SCALE:
+        c.feat_scale = b->value;
+        break;
     }
     cr_assert(eq(int, audio_fe_cfg_check(&c, msg, sizeof msg), KWS_EBADFIELD));
     cr_assert(eq(int, strncmp(msg, b->name, strlen(b->name)), 0), "message: %s", msg);
@@ -255,7 +291,8 @@ Test(audio_frontend, tone_lands_in_its_band) {
     mlo = 2595.0 * log10(1.0 + c.fmin / 700.0);
     mhi = 2595.0 * log10(1.0 + c.fmax / 700.0);
     for (int f = 0; f < c.n_mels; f++) {
-        double ce = 700.0 * (pow(10.0, (mlo + (mhi - mlo) * (f + 1) / (c.n_mels + 1)) / 2595.0) - 1.0);
+        double ce =
+            700.0 * (pow(10.0, (mlo + (mhi - mlo) * (f + 1) / (c.n_mels + 1)) / 2595.0) - 1.0);
         if (fabs(ce - 1000.0) < best_d) {
             best_d = fabs(ce - 1000.0);
             want = f;
@@ -459,11 +496,11 @@ Test(audio_frontend, delta_encoder_goes_up_and_down) {
 
     audio_fe_cfg_default(&c);
     audio_fe_cfg_delta(&c); /* up 0.55, 1.1; down 0.55, 1.1 */
-    feat[0] = 0.6f;   /* up, small */
-    feat[1] = 1.2f;   /* up, both */
-    feat[2] = -0.6f;  /* down, small */
-    feat[3] = -2.0f;  /* down, both */
-    feat[4] = 0.5f;   /* below threshold */
+    feat[0] = 0.6f;         /* up, small */
+    feat[1] = 1.2f;         /* up, both */
+    feat[2] = -0.6f;        /* down, small */
+    feat[3] = -2.0f;        /* down, both */
+    feat[4] = 0.5f;         /* below threshold */
     audio_enc_frame(&c, feat, prev, spk);
     static const float want[20] = {1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0};
     cr_assert(eq(int, memcmp(spk, want, sizeof want), 0));

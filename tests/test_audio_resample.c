@@ -73,9 +73,9 @@ Test(audio_resample, matches_band_limited_reference) {
         cr_assert(le(dbl, fabs((double)got_n - (double)n_ref), 1.0), "%s: %zu samples", label,
                   got_n);
         size_t skip = 100; /* 6 ms at each end */
-        cr_assert(eq(int, check_tensor(y + skip, ref + skip, (size_t)n_ref - 2 * skip, 1e-5f, 0.0f,
-                                       label),
-                     0));
+        cr_assert(eq(
+            int, check_tensor(y + skip, ref + skip, (size_t)n_ref - 2 * skip, 1e-5f, 0.0f, label),
+            0));
         free(y);
         free(x);
         free(ref);

@@ -68,8 +68,8 @@ static int file_resample(const float *x, size_t n, int in_rate, int out_rate, fl
     return 0;
 }
 
-int audio_file_read(const char *path, int rate, float **out, size_t *n, int *native_rate,
-                    char *msg, size_t msglen) {
+int audio_file_read(const char *path, int rate, float **out, size_t *n, int *native_rate, char *msg,
+                    size_t msglen) {
     SF_INFO info;
     SNDFILE *sf;
     float *x = NULL, *block = NULL;
@@ -134,8 +134,8 @@ int audio_file_read(const char *path, int rate, float **out, size_t *n, int *nat
     }
     rc = file_resample(x, total, info.samplerate, rate, out, n);
     if (rc < 0)
-        file_fail(rc, msg, msglen, path, "resampling %d -> %d Hz failed: %s", info.samplerate,
-                  rate, kws_strerror(rc));
+        file_fail(rc, msg, msglen, path, "resampling %d -> %d Hz failed: %s", info.samplerate, rate,
+                  kws_strerror(rc));
 done:
     free(x);
     free(block);

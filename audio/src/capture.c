@@ -460,15 +460,16 @@ static void cap_on_timer(uv_timer_t *t) {
         return;
     }
     c->stats.reopens++;
-    KWS_LOG(KWS_LOG_NOTICE, "capture %s: reopened after %u failed attempt(s): %d Hz, %s",
-            c->device, c->attempts, c->stats.rate, c->stats.format);
+    KWS_LOG(KWS_LOG_NOTICE, "capture %s: reopened after %u failed attempt(s): %d Hz, %s", c->device,
+            c->attempts, c->stats.rate, c->stats.format);
     cap_watch(c);
 }
 
 /* ==== Public API ==== */
 
-int audio_capture_open(struct audio_capture *c, uv_loop_t *loop, const struct audio_capture_cfg *cfg,
-                       audio_capture_cb cb, void *ctx, char *msg, size_t msglen) {
+int audio_capture_open(struct audio_capture *c, uv_loop_t *loop,
+                       const struct audio_capture_cfg *cfg, audio_capture_cb cb, void *ctx,
+                       char *msg, size_t msglen) {
     const char *dev = cfg->device ? cfg->device : "default";
     int rc;
 

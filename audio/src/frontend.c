@@ -63,7 +63,8 @@ void audio_fe_cfg_delta(struct kws_frontend_cfg *cfg) {
     cfg->enc_thresh[1] = cfg->enc_thresh[3] = 1.1f;
 }
 
-static int fail(char *msg, size_t msglen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *msg, size_t msglen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int fail(char *msg, size_t msglen, const char *fmt, ...) {
     va_list ap;
@@ -231,8 +232,8 @@ int audio_fe_init(struct audio_fe *fe, const struct kws_frontend_cfg *cfg) {
     memset(fe->fft_in, 0, (size_t)c->n_fft * sizeof(float));
 
     pthread_mutex_lock(&fft_plan_lock);
-    fe->plan = fftwf_plan_dft_r2c_1d(c->n_fft, fe->fft_in, (fftwf_complex *)fe->fft_out,
-                                     FFTW_ESTIMATE);
+    fe->plan =
+        fftwf_plan_dft_r2c_1d(c->n_fft, fe->fft_in, (fftwf_complex *)fe->fft_out, FFTW_ESTIMATE);
     pthread_mutex_unlock(&fft_plan_lock);
     if (!fe->plan)
         goto nomem;
@@ -356,8 +357,7 @@ static void fe_frame(struct audio_fe *fe) {
     fe->frames++;
 }
 
-void audio_fe_push(struct audio_fe *fe, const float *x, size_t n, audio_fe_frame_cb cb,
-                   void *ctx) {
+void audio_fe_push(struct audio_fe *fe, const float *x, size_t n, audio_fe_frame_cb cb, void *ctx) {
     int win = fe->cfg.win_len, hop = fe->cfg.hop, keep = win - hop;
 
     while (n > 0) {
@@ -397,8 +397,8 @@ static void compute_cb(void *ctx, const float *feat, const float *spikes) {
     cc->count++;
 }
 
-size_t audio_fe_compute(struct audio_fe *fe, const float *x, size_t n, float *feat,
-                        float *spikes, size_t max_frames) {
+size_t audio_fe_compute(struct audio_fe *fe, const float *x, size_t n, float *feat, float *spikes,
+                        size_t max_frames) {
     struct compute_ctx cc = {.fe = fe, .feat = feat, .spikes = spikes, .max = max_frames};
 
     audio_fe_push(fe, x, n, compute_cb, &cc);

@@ -27,7 +27,7 @@
  * Returns 0, -ENOENT/-EIO/... (libsndfile could not open or read the file),
  * -KWS_EFORMAT (no samples or an unusable rate), -EINVAL or -ENOMEM; msg (if
  * not NULL) gets "path: reason". On failure *out is NULL and *n 0. */
-int audio_file_read(const char *path, int rate, float **out, size_t *n, int *native_rate,
-                    char *msg, size_t msglen);
+int audio_file_read(const char *path, int rate, float **out, size_t *n, int *native_rate, char *msg,
+                    size_t msglen);
 
 #endif /* KWS_AUDIO_AUDIO_FILE_H */

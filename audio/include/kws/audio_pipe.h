@@ -26,9 +26,9 @@
 struct audio_pipe {
     struct audio_resampler rs;
     struct audio_fe fe;
-    int in_rate;      /* Hz of the input blocks */
-    size_t max_in;    /* input samples converted per resampler step */
-    float *buf;       /* (buf_cap) resampled samples */
+    int in_rate;   /* Hz of the input blocks */
+    size_t max_in; /* input samples converted per resampler step */
+    float *buf;    /* (buf_cap) resampled samples */
     size_t buf_cap;
 };
 

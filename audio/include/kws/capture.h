@@ -4,9 +4,9 @@
  * one uv_poll_t, and on readiness reads whole periods until the device has no
  * more (-EAGAIN), handing channel 0 of each block to a callback as floats in
  * [-1, 1). The format is S16_LE if the device offers it, else S32_LE, else
- * FLOAT_LE (or the one cfg->format forces); any channel count; the rate is the one the device grants for
- * cfg->rate (reported to the callback and in the stats: resample it, e.g.
- * with kws/audio_pipe.h).
+ * FLOAT_LE (or the one cfg->format forces); any channel count; the rate is the one the device
+ * grants for cfg->rate (reported to the callback and in the stats: resample it, e.g. with
+ * kws/audio_pipe.h).
  *
  * Faults never end the stream:
  *   - an overrun (-EPIPE), a suspend (-ESTRPIPE) or a stream left stopped
@@ -93,34 +93,33 @@ typedef void (*audio_capture_cb)(void *ctx, const float *mono, size_t n, int rat
 
 struct audio_capture {
     uv_loop_t *loop;
-    struct _snd_pcm *pcm;                    /* NULL while closed */
+    struct _snd_pcm *pcm; /* NULL while closed */
     char device[AUDIO_CAPTURE_DEVICE_LEN];
-    int req_rate;                            /* Hz */
+    int req_rate; /* Hz */
     int req_period_ms;
-    int req_format;                          /* enum audio_capture_format */
-    int req_channels;                        /* 0 = the fewest offered */
+    int req_format;   /* enum audio_capture_format */
+    int req_channels; /* 0 = the fewest offered */
     audio_capture_cb cb;
     void *ctx;
-    uv_poll_t polls[AUDIO_CAPTURE_MAX_FDS];  /* one per distinct pollable fd */
-    int poll_fd[AUDIO_CAPTURE_MAX_FDS];      /* fd watched by polls[i] */
-    int n_polls;                             /* polls initialised and not yet closing */
-    void *pfds;                              /* struct pollfd[n_pfds] for ALSA */
+    uv_poll_t polls[AUDIO_CAPTURE_MAX_FDS]; /* one per distinct pollable fd */
+    int poll_fd[AUDIO_CAPTURE_MAX_FDS];     /* fd watched by polls[i] */
+    int n_polls;                            /* polls initialised and not yet closing */
+    void *pfds;                             /* struct pollfd[n_pfds] for ALSA */
     int n_pfds;
-    uv_timer_t timer;                        /* reopen backoff, or the tick below */
-    int tick;                                /* 1: a descriptor epoll cannot watch (always
-                                                ready, e.g. the null plugin): read every period */
-    int retry_ms;                            /* next reopen delay */
-    uint32_t attempts;                       /* failed reopen attempts since the loss */
-    int pending;                             /* uv close callbacks still to come */
-    int closing;                             /* audio_capture_close was called */
+    uv_timer_t timer;  /* reopen backoff, or the tick below */
+    int tick;          /* 1: an fd epoll refuses (null plugin): read every period */
+    int retry_ms;      /* next reopen delay */
+    uint32_t attempts; /* failed reopen attempts since the loss */
+    int pending;       /* uv close callbacks still to come */
+    int closing;       /* audio_capture_close was called */
     void (*on_closed)(struct audio_capture *c);
-    int fmt;                                 /* snd_pcm_format_t */
-    int sample_bytes;                        /* 2 or 4 */
-    size_t buffer_frames;                    /* ALSA ring size; bounds one wake-up's reads */
-    void *raw;                               /* (period, channels) device samples */
-    float *mono;                             /* (period) channel 0 as float */
-    size_t raw_cap;                          /* bytes of raw */
-    size_t mono_cap;                         /* samples of mono */
+    int fmt;              /* snd_pcm_format_t */
+    int sample_bytes;     /* 2 or 4 */
+    size_t buffer_frames; /* ALSA ring size; bounds one wake-up's reads */
+    void *raw;            /* (period, channels) device samples */
+    float *mono;          /* (period) channel 0 as float */
+    size_t raw_cap;       /* bytes of raw */
+    size_t mono_cap;      /* samples of mono */
     struct audio_capture_stats stats;
 };
 
@@ -129,8 +128,9 @@ struct audio_capture {
  * negative error with "device: reason" (snd_strerror's text) in msg:
  * -ENOENT/-ENODEV... from snd_pcm_open, -KWS_EFORMAT if the device offers no
  * usable format, -ENOMEM. A failed open leaves nothing to close. */
-int audio_capture_open(struct audio_capture *c, uv_loop_t *loop, const struct audio_capture_cfg *cfg,
-                       audio_capture_cb cb, void *ctx, char *msg, size_t msglen);
+int audio_capture_open(struct audio_capture *c, uv_loop_t *loop,
+                       const struct audio_capture_cfg *cfg, audio_capture_cb cb, void *ctx,
+                       char *msg, size_t msglen);
 
 /* Stops capture: closes every uv handle, then the PCM, and calls on_closed(c)
  * (if not NULL) from the loop once nothing refers to c any more. No audio

@@ -71,25 +71,25 @@ int audio_fe_n_out(const struct kws_frontend_cfg *cfg);
  * buffer is allocated by audio_fe_init, nothing afterwards. */
 struct audio_fe {
     struct kws_frontend_cfg cfg;
-    int n_bins;       /* n_fft / 2 + 1 */
-    int n_out;        /* spike channels per frame */
-    float *window;    /* (win_len) Hann window */
-    float *hist;      /* (win_len) the latest win_len samples, oldest first */
-    int fill;         /* samples of the current hop received so far */
-    void *plan;       /* fftwf_plan, r2c of n_fft */
-    float *fft_in;    /* (n_fft) fftwf_malloc'd */
-    float *fft_out;   /* (n_bins, 2) interleaved re/im, fftwf_malloc'd */
-    float *power;     /* (n_bins) */
-    int *mel_lo;      /* (F) first bin of each mel triangle */
-    int *mel_len;     /* (F) bins in each triangle */
-    int *mel_off;     /* (F) offset of each triangle's weights in mel_w */
-    float *mel_w;     /* packed triangle weights */
-    float *energy;    /* (F) mel energies E */
-    float *pcen_m;    /* (F) PCEN smoother M */
-    float *feat;      /* (F) normalised features of the last frame */
-    float *prev;      /* (F) features of the frame before (delta encoder) */
-    float *spikes;    /* (n_out) spike counts of the last frame */
-    uint64_t frames;  /* frames completed since init/reset */
+    int n_bins;      /* n_fft / 2 + 1 */
+    int n_out;       /* spike channels per frame */
+    float *window;   /* (win_len) Hann window */
+    float *hist;     /* (win_len) the latest win_len samples, oldest first */
+    int fill;        /* samples of the current hop received so far */
+    void *plan;      /* fftwf_plan, r2c of n_fft */
+    float *fft_in;   /* (n_fft) fftwf_malloc'd */
+    float *fft_out;  /* (n_bins, 2) interleaved re/im, fftwf_malloc'd */
+    float *power;    /* (n_bins) */
+    int *mel_lo;     /* (F) first bin of each mel triangle */
+    int *mel_len;    /* (F) bins in each triangle */
+    int *mel_off;    /* (F) offset of each triangle's weights in mel_w */
+    float *mel_w;    /* packed triangle weights */
+    float *energy;   /* (F) mel energies E */
+    float *pcen_m;   /* (F) PCEN smoother M */
+    float *feat;     /* (F) normalised features of the last frame */
+    float *prev;     /* (F) features of the frame before (delta encoder) */
+    float *spikes;   /* (n_out) spike counts of the last frame */
+    uint64_t frames; /* frames completed since init/reset */
 };
 
 /* Builds a front end for cfg (validated with audio_fe_cfg_check). Returns 0,
@@ -109,15 +109,14 @@ typedef void (*audio_fe_frame_cb)(void *ctx, const float *feat, const float *spi
 
 /* Feeds n mono samples in [-1, 1) at cfg->sample_rate; calls cb (if not NULL)
  * once per completed 10 ms frame. No allocation. */
-void audio_fe_push(struct audio_fe *fe, const float *x, size_t n, audio_fe_frame_cb cb,
-                   void *ctx);
+void audio_fe_push(struct audio_fe *fe, const float *x, size_t n, audio_fe_frame_cb cb, void *ctx);
 
 /* Offline helper for the trainer and evaluator: pushes n samples and stores
  * up to max_frames frames into feat (T, F) and spikes (T, n_out); either may
  * be NULL. Returns the number of frames completed by this call (which may
  * exceed max_frames; only max_frames are stored). Does not reset first. */
-size_t audio_fe_compute(struct audio_fe *fe, const float *x, size_t n, float *feat,
-                        float *spikes, size_t max_frames);
+size_t audio_fe_compute(struct audio_fe *fe, const float *x, size_t n, float *feat, float *spikes,
+                        size_t max_frames);
 
 /* The spike encoder alone, as a pure function of one frame: feat (F) this
  * frame's normalised features, prev (F) the previous frame's (NULL on a

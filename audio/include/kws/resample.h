@@ -5,9 +5,9 @@
  * 16 kHz front end. Uses libsamplerate's SRC_SINC_MEDIUM_QUALITY converter
  * (band limited: 90 % of the lower Nyquist frequency passes, i.e. up to
  * 7.2 kHz at 16 kHz; the tests measure under 1e-6 error on in-band tones and
- * over 100 dB rejection of what would alias). Equal rates are a plain copy. The converter's output is time-aligned with its input: it holds back
- * a few samples of lookahead, which audio_resampler_flush releases at the end
- * of a stream.
+ * over 100 dB rejection of what would alias). Equal rates are a plain copy. The converter's output
+ * is time-aligned with its input: it holds back a few samples of lookahead, which
+ * audio_resampler_flush releases at the end of a stream.
  *
  *     struct audio_resampler rs = {0};
  *     audio_resampler_init(&rs, 48000, 16000, 960);
@@ -25,11 +25,11 @@
 #include <stddef.h>
 
 struct audio_resampler {
-    void *src;        /* SRC_STATE *, NULL when the rates are equal */
-    double ratio;     /* out_rate / in_rate */
-    int in_rate;      /* Hz */
-    int out_rate;     /* Hz */
-    size_t max_in;    /* largest block handed to libsamplerate at once, samples */
+    void *src;     /* SRC_STATE *, NULL when the rates are equal */
+    double ratio;  /* out_rate / in_rate */
+    int in_rate;   /* Hz */
+    int out_rate;  /* Hz */
+    size_t max_in; /* largest block handed to libsamplerate at once, samples */
 };
 
 /* Sets up a converter from in_rate to out_rate (both 1000..384000 Hz).
