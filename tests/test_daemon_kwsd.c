@@ -156,8 +156,9 @@ static void write_small_model(const char *path) {
     snn_model_free(&m);
 }
 
-/* Starts kwsd with the test's ALSA config; stderr goes to dir/kwsd.log. */
-static pid_t start_kwsd(const char *extra_arg) {
+/* Starts kwsd with the test's ALSA config and config file, plus up to two
+ * more arguments (NULL for none); stdout and stderr go to dir/kwsd.log. */
+static pid_t start_kwsd2(const char *arg1, const char *arg2) {
     pid_t pid = fork();
     cr_assert(ge(int, pid, 0));
     if (pid == 0) {
@@ -167,13 +168,14 @@ static pid_t start_kwsd(const char *extra_arg) {
         int fd = open(dat_path("kwsd.log"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 2);
         dup2(fd, 1);
-        if (extra_arg)
-            execl(KWSD, KWSD, "--config", dat_path("kwsd.yaml"), extra_arg, (char *)NULL);
-        else
-            execl(KWSD, KWSD, "--config", dat_path("kwsd.yaml"), (char *)NULL);
+        execl(KWSD, KWSD, "--config", dat_path("kwsd.yaml"), arg1, arg2, (char *)NULL);
         _exit(127);
     }
     return pid;
+}
+
+static pid_t start_kwsd(const char *extra_arg) {
+    return start_kwsd2(extra_arg, NULL);
 }
 
 /* Waits up to ms for pid; returns its exit status, or -1 on timeout. */
@@ -479,15 +481,7 @@ Test(kwsd, input_file_runs_to_its_end_and_exits) {
     sh("sox -r 16000 -c 1 -b 16 -e signed %s/audio.wav -r 48000 -c 2 %s/stereo48k.wav", dir, dir);
     write_small_model(dat_path("small.kwsm"));
     write_config(dat_path("small.kwsm"), NULL);
-    pid_t pid = fork();
-    cr_assert(ge(int, pid, 0));
-    if (pid == 0) {
-        int fd = open(dat_path("kwsd.log"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 2);
-        execl(KWSD, KWSD, "--config", dat_path("kwsd.yaml"), "--input",
-              dat_path("stereo48k.wav"), (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = start_kwsd2("--input", dat_path("stereo48k.wav"));
     int rc = wait_exit(pid, 30000);
     char *log = read_log();
     cr_assert(eq(int, rc, 0), "log:\n%s", log);
@@ -496,14 +490,7 @@ Test(kwsd, input_file_runs_to_its_end_and_exits) {
 
     /* A file that is not audio is a clear error naming it. */
     write_file(dat_path("notaudio.wav"), "hello");
-    pid = fork();
-    if (pid == 0) {
-        int fd = open(dat_path("kwsd.log"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 2);
-        execl(KWSD, KWSD, "--config", dat_path("kwsd.yaml"), "--input", dat_path("notaudio.wav"),
-              (char *)NULL);
-        _exit(127);
-    }
+    pid = start_kwsd2("--input", dat_path("notaudio.wav"));
     rc = wait_exit(pid, 10000);
     log = read_log();
     cr_assert(eq(int, rc, 1), "log:\n%s", log);
