@@ -242,7 +242,8 @@ static int pub_send(struct transport_pub *p, const char *topic, json_t *obj) {
 
     if (!obj)
         return -ENOMEM;
-    size_t n = json_dumpb(obj, body, sizeof body, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    /* Seven significant digits: a float score prints as 0.93, not 0.930000007152557. */
+    size_t n = json_dumpb(obj, body, sizeof body, JSON_COMPACT | JSON_REAL_PRECISION(7));
     json_decref(obj);
     if (n == 0 || n > sizeof body)
         return -ENOMEM;
