@@ -1,0 +1,152 @@
+/* test_train_dataset.c: the folder-per-label loader and the example renderer.
+ *
+ * Builds a tiny data set at test time (tone bursts as "words", white noise as
+ * _silence_, list files naming the validation and test clips), then checks
+ * the splits, the word boundaries found from the energy, the background and
+ * word-tail frame marks of a render, and that renders depend only on the seed.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <criterion/criterion.h>
+#include <criterion/new/assert.h>
+#include <math.h>
+#include <sndfile.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kws/dataset.h"
+#include "kws/frontend.h"
+
+static char root[] = "/tmp/kws-ds-XXXXXX";
+
+/* 1 s at 16 kHz: a 400 ms tone burst starting at start_ms over faint noise. */
+static void write_clip(const char *rel, float freq, int start_ms, int noise_only) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    SF_INFO info = {.samplerate = 16000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
+    SNDFILE *f = sf_open(path, SFM_WRITE, &info);
+    cr_assert(not(eq(ptr, f, NULL)), "%s", sf_strerror(NULL));
+    float x[16000];
+    uint32_t s = (uint32_t)(freq * 10) + 1;
+    for (int i = 0; i < 16000; i++) {
+        s = s * 1664525u + 1013904223u;
+        float n = ((float)(s >> 8) / 16777216.0f - 0.5f) * (noise_only ? 0.2f : 0.002f);
+        int a = start_ms * 16, b = a + 400 * 16;
+        float tone = (!noise_only && i >= a && i < b) ? 0.5f * sinf(2.0f * 3.14159265f * freq * i / 16000.0f) : 0.0f;
+        x[i] = n + tone;
+    }
+    sf_writef_float(f, x, 16000);
+    sf_close(f);
+}
+
+static void setup(void) {
+    cr_assert(not(eq(ptr, mkdtemp(root), NULL)));
+    const char *dirs[] = {"yes", "no", "_silence_"};
+    for (int i = 0; i < 3; i++) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/%s", root, dirs[i]);
+        mkdir(p, 0755);
+    }
+    char rel[64];
+    for (int i = 0; i < 4; i++) {
+        snprintf(rel, sizeof rel, "yes/a%d.wav", i);
+        write_clip(rel, 500.0f + 50.0f * i, 300, 0);
+        snprintf(rel, sizeof rel, "no/b%d.wav", i);
+        write_clip(rel, 1500.0f + 50.0f * i, 200, 0);
+        snprintf(rel, sizeof rel, "_silence_/n%d.wav", i);
+        write_clip(rel, 0.0f + i, 0, 1);
+    }
+    char p[512];
+    snprintf(p, sizeof p, "%s/validation_list.txt", root);
+    FILE *f = fopen(p, "w");
+    fprintf(f, "yes/a1.wav\nno/b1.wav\n");
+    fclose(f);
+    snprintf(p, sizeof p, "%s/testing_list.txt", root);
+    f = fopen(p, "w");
+    fprintf(f, "yes/a2.wav\n_silence_/n2.wav\n");
+    fclose(f);
+}
+
+static void teardown(void) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    cr_expect(eq(int, system(cmd), 0));
+}
+
+TestSuite(train_dataset, .init = setup, .fini = teardown, .timeout = 60);
+
+static const char *const labels[] = {"yes", "no", "_silence_"};
+
+Test(train_dataset, splits_and_words) {
+    struct dataset ds;
+    char msg[256];
+    cr_assert(eq(int, dataset_init(&ds, labels, 3, 16000), 0));
+    cr_assert(eq(int, dataset_load(&ds, root, -1, msg, sizeof msg), 0), "%s", msg);
+    cr_expect(eq(sz, ds.n_clips, 12));
+    cr_expect(eq(sz, dataset_split(&ds, DS_VAL, -1, NULL), 2));
+    cr_expect(eq(sz, dataset_split(&ds, DS_TEST, -1, NULL), 2));
+    cr_expect(eq(sz, dataset_split(&ds, DS_TRAIN, -1, NULL), 8));
+    cr_expect(eq(int, ds.sil_class, 2));
+    cr_expect(eq(sz, ds.n_noise, 3), "training-split silence clips become noise");
+    /* clips are sorted by name inside each label: yes/a0 is first */
+    cr_expect(eq(str, ds.clips[0].name, "yes/a0.wav"));
+    /* the tone of yes/a0 spans 300..700 ms: boundaries within one 10 ms frame */
+    cr_expect(le(int, abs(ds.clips[0].on - 300 * 16), 160));
+    cr_expect(le(int, abs(ds.clips[0].off - 700 * 16), 160));
+    dataset_free(&ds);
+}
+
+Test(train_dataset, render_marks_and_determinism) {
+    struct dataset ds;
+    char msg[256];
+    cr_assert(eq(int, dataset_init(&ds, labels, 3, 16000), 0));
+    cr_assert(eq(int, dataset_load(&ds, root, -1, msg, sizeof msg), 0), "%s", msg);
+    struct kws_frontend_cfg fc;
+    audio_fe_cfg_default(&fc);
+    struct audio_fe fe = {0};
+    cr_assert(eq(int, audio_fe_init(&fe, &fc), 0));
+    int T = 100, n_out = fe.n_out;
+    float *a = malloc((size_t)T * n_out * sizeof *a), *b = malloc((size_t)T * n_out * sizeof *b);
+    float bg[100], bg2[100];
+    struct ds_aug aug;
+    dataset_aug_none(&aug);
+    cr_assert(eq(int, dataset_render(&ds, 0, &aug, 1, &fe, T, a, bg), 0));
+    /* centred 400 ms word: background before ~30, word 30..70, tail 70..100 */
+    cr_expect(eq(flt, bg[0], 1.0f));
+    cr_expect(eq(flt, bg[50], 0.0f));
+    cr_expect(eq(flt, bg[75], -1.0f));
+    int n_tail = 0;
+    for (int t = 0; t < T; t++)
+        n_tail += bg[t] < 0.0f;
+    cr_expect(ge(int, n_tail, 25));
+    /* a silence clip is background everywhere */
+    size_t sil = 8; /* _silence_/n0.wav */
+    cr_assert(eq(int, ds.clips[sil].label, 2));
+    cr_assert(eq(int, dataset_render(&ds, sil, &aug, 1, &fe, T, b, bg2), 0));
+    for (int t = 0; t < T; t++)
+        cr_expect(eq(flt, bg2[t], 1.0f));
+    /* augmented renders: same seed, same example; another seed, another one */
+    dataset_aug_default(&aug);
+    cr_assert(eq(int, dataset_render(&ds, 0, &aug, 42, &fe, T, a, bg), 0));
+    cr_assert(eq(int, dataset_render(&ds, 0, &aug, 42, &fe, T, b, bg2), 0));
+    cr_expect(eq(int, memcmp(a, b, (size_t)T * n_out * sizeof *a), 0));
+    cr_expect(eq(int, memcmp(bg, bg2, sizeof bg), 0));
+    cr_assert(eq(int, dataset_render(&ds, 0, &aug, 43, &fe, T, b, bg2), 0));
+    cr_expect(not(eq(int, memcmp(a, b, (size_t)T * n_out * sizeof *a), 0)));
+    free(a);
+    free(b);
+    audio_fe_free(&fe);
+    dataset_free(&ds);
+}
+
+Test(train_dataset, missing_root) {
+    struct dataset ds;
+    char msg[256] = "";
+    cr_assert(eq(int, dataset_init(&ds, labels, 3, 16000), 0));
+    cr_expect(lt(int, dataset_load(&ds, "/nonexistent/kws", -1, msg, sizeof msg), 0));
+    cr_expect(not(eq(str, msg, "")));
+    dataset_free(&ds);
+}
