@@ -26,6 +26,8 @@
 
 /* ==== Small helpers ==== */
 
+#define BN_CHUNK 64 /* rows per partial sum of the BatchNorm statistics */
+
 static size_t round_up64(size_t n) {
     return (n + 15) & ~(size_t)15; /* floats: 64-byte multiples */
 }
@@ -277,6 +279,8 @@ static int acts_alloc(struct train_net *net, int B, int T) {
     tot += round_up64(cinmax * cmax > cmax * cmax ? cinmax * cmax : cmax * cmax);
     tot += 4 * round_up64(bt * cmax);
     tot += round_up64((size_t)B * (cmax + SNN_MAX_K));
+    size_t nch = (bt + BN_CHUNK - 1) / BN_CHUNK;
+    tot += round_up64(2 * (2 * cmax + nch * 2 * cmax)); /* doubles */
     free(net->act_mem);
     net->act_mem = aligned_alloc(64, tot * sizeof(float));
     if (!net->act_mem)
@@ -309,6 +313,8 @@ static int acts_alloc(struct train_net *net, int B, int T) {
     for (int i = 0; i < 4; i++)
         TAKE(net->scratch[i], bt * cmax);
     TAKE(net->part, (size_t)B * (cmax + SNN_MAX_K));
+    net->bn_part = (double *)q; /* 64-byte aligned: every TAKE rounds to 16 floats */
+    q += round_up64(2 * (2 * cmax + nch * 2 * cmax));
 #undef TAKE
     net->ntap_cap = ntap;
     net->B = B;
@@ -319,8 +325,9 @@ static int acts_alloc(struct train_net *net, int B, int T) {
 /* Builds the tap table of a recurrent layer for the current sigma: for sender
  * j, taps k = k_lo[j] .. k_lo[j] + ntap - 1 with weights tap_w and d/dd tap_dw. */
 static void build_taps(struct train_net *net, int l) {
-    int c = net->cfg.layer[l].n, ntap = net->ntap_cap;
+    int c = net->cfg.layer[l].n, ntap = max_taps(net->hp.sigma);
     float sigma = net->hp.sigma, s = 1.0f + sigma;
+    net->ntap = ntap;
     const float *d = net->p.delay[l];
     for (int j = 0; j < c; j++) {
         int lo = (int)floorf(1.0f + d[j] - s);
@@ -405,6 +412,51 @@ static void linear_backward(float *dx, float *dw, float *db, float *dwt, const f
 
 /* ==== BatchNorm over (B*T) ==== */
 
+/* Column sums over rows of a (N, C) matrix in fixed chunks of BN_CHUNK rows:
+ * part (n_chunks, 2C) gets sum f and sum g per chunk, so the reduction
+ * order never depends on the number of threads. */
+
+/* out_s[c] = sum_n x[n,c], out_sx[c] = sum_n x[n,c]*y[n,c] (y may be NULL);
+ * with mean != NULL the first sum is of (x - mean)^2 instead. */
+static void col_sums(double *out_s, double *out_sx, const float *x, const float *y,
+                     const float *mean, size_t N, int C, double *part) {
+    size_t nch = (N + BN_CHUNK - 1) / BN_CHUNK;
+#pragma omp parallel for schedule(static)
+    for (size_t ch = 0; ch < nch; ch++) {
+        double *ps = part + ch * 2 * (size_t)C, *px = ps + C;
+        for (int c = 0; c < C; c++)
+            ps[c] = px[c] = 0.0;
+        size_t n1 = (ch + 1) * BN_CHUNK < N ? (ch + 1) * BN_CHUNK : N;
+        for (size_t n = ch * BN_CHUNK; n < n1; n++) {
+            const float *xr = x + n * C;
+            if (mean) {
+                for (int c = 0; c < C; c++) {
+                    float d = xr[c] - mean[c];
+                    ps[c] += (double)(d * d);
+                }
+            } else {
+                for (int c = 0; c < C; c++)
+                    ps[c] += (double)xr[c];
+            }
+            if (y) {
+                const float *yr = y + n * C;
+                for (int c = 0; c < C; c++)
+                    px[c] += (double)(xr[c] * yr[c]);
+            }
+        }
+    }
+    for (int c = 0; c < C; c++) {
+        double a = 0.0, b = 0.0;
+        for (size_t ch = 0; ch < nch; ch++) {
+            a += part[ch * 2 * (size_t)C + c];
+            b += part[ch * 2 * (size_t)C + C + c];
+        }
+        out_s[c] = a;
+        if (out_sx)
+            out_sx[c] = b;
+    }
+}
+
 /* xhat (N, C) = (a - mean) * istd. In training mode the batch statistics are
  * used and the running ones updated (unbiased variance, like PyTorch). */
 static void bn_forward(struct train_net *net, int l, size_t N, int train) {
@@ -412,21 +464,16 @@ static void bn_forward(struct train_net *net, int l, size_t N, int train) {
     int C = net->cfg.layer[l].n;
     float eps = net->hp.bn_eps, mom = net->hp.bn_momentum;
     if (train) {
-#pragma omp parallel for schedule(static)
+        double *sum = net->bn_part, *ss = sum + C, *part = sum + 2 * C;
+        col_sums(sum, NULL, A->a, NULL, NULL, N, C, part);
+        for (int c = 0; c < C; c++)
+            A->bn_mean[c] = (float)(sum[c] / (double)N);
+        col_sums(ss, NULL, A->a, NULL, A->bn_mean, N, C, part);
         for (int c = 0; c < C; c++) {
-            double s = 0.0, ss = 0.0;
-            for (size_t n = 0; n < N; n++)
-                s += A->a[n * C + c];
-            double mean = s / (double)N;
-            for (size_t n = 0; n < N; n++) {
-                double d = A->a[n * C + c] - mean;
-                ss += d * d;
-            }
-            double var = ss / (double)N;
-            A->bn_mean[c] = (float)mean;
+            double var = ss[c] / (double)N;
             A->bn_istd[c] = (float)(1.0 / sqrt(var + eps));
-            double uvar = N > 1 ? ss / (double)(N - 1) : var;
-            net->bn_rmean[l][c] = (1.0f - mom) * net->bn_rmean[l][c] + mom * (float)mean;
+            double uvar = N > 1 ? ss[c] / (double)(N - 1) : var;
+            net->bn_rmean[l][c] = (1.0f - mom) * net->bn_rmean[l][c] + mom * A->bn_mean[c];
             net->bn_rvar[l][c] = (1.0f - mom) * net->bn_rvar[l][c] + mom * (float)uvar;
         }
     } else {
@@ -442,22 +489,22 @@ static void bn_forward(struct train_net *net, int l, size_t N, int train) {
 }
 
 /* da (N, C) = BN backward of dz (training-mode statistics); dg, db accumulate. */
-static void bn_backward(float *da, float *dg, float *db, const float *dz, const float *xhat,
-                        const float *g, const float *istd, size_t N, int C) {
-#pragma omp parallel for schedule(static)
+static void bn_backward(struct train_net *net, float *da, float *dg, float *db, const float *dz,
+                        const float *xhat, const float *g, const float *istd, size_t N, int C) {
+    double *s = net->bn_part, *sx = s + C, *part = s + 2 * C;
+    col_sums(s, sx, dz, xhat, NULL, N, C, part);
+    float ms[SNN_MAX_NEURONS], msx[SNN_MAX_NEURONS], k[SNN_MAX_NEURONS];
     for (int c = 0; c < C; c++) {
-        double s = 0.0, sx = 0.0;
-        for (size_t n = 0; n < N; n++) {
-            s += dz[n * C + c];
-            sx += (double)dz[n * C + c] * xhat[n * C + c];
-        }
-        db[c] += (float)s;
-        dg[c] += (float)sx;
-        float ms = (float)(s / (double)N), msx = (float)(sx / (double)N);
-        float k = g[c] * istd[c];
-        for (size_t n = 0; n < N; n++)
-            da[n * C + c] = k * (dz[n * C + c] - ms - xhat[n * C + c] * msx);
+        db[c] += (float)s[c];
+        dg[c] += (float)sx[c];
+        ms[c] = (float)(s[c] / (double)N);
+        msx[c] = (float)(sx[c] / (double)N);
+        k[c] = g[c] * istd[c];
     }
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            da[n * C + c] = k[c] * (dz[n * C + c] - ms[c] - xhat[n * C + c] * msx[c]);
 }
 
 /* ==== Recurrent mixing ==== */
@@ -518,16 +565,33 @@ static void rec_mix_backward(float *dq, const float *dr, const struct snn_layer_
 
 /* ==== LIF layer forward (per clip, sequential in t) ==== */
 
+/* mask (n) = 0 with probability p, else 1/(1-p); four 16-bit draws per call. */
+static void dropout_fill(float *mask, int n, float p, struct train_rng *rng) {
+    if (p <= 0.0f) {
+        for (int i = 0; i < n; i++)
+            mask[i] = 1.0f;
+        return;
+    }
+    uint32_t cut = (uint32_t)(p * 65536.0f);
+    float keep = 1.0f / (1.0f - p);
+    for (int i = 0; i < n; i += 4) {
+        uint64_t r = train_rng_next(rng);
+        for (int k = 0; k < 4 && i + k < n; k++)
+            mask[i + k] = ((uint32_t)(r >> (16 * k)) & 0xFFFFu) < cut ? 0.0f : keep;
+    }
+}
+
 static void lif_forward(struct train_net *net, int l, int train) {
     const struct snn_layer_cfg *lc = &net->cfg.layer[l];
     struct train_layer_acts *A = &net->act[l];
     const struct train_hparams *hp = &net->hp;
     int B = net->B, T = net->T, C = lc->n, rec = lc->rec != SNN_REC_NONE;
-    int ntap = net->ntap_cap;
     const float *bg = hp->use_bn ? net->p.bn_g[l] : NULL, *bb = hp->use_bn ? net->p.bn_b[l] : NULL;
     float pr = hp->drop_rec, pf = hp->drop_ff;
-    if (rec) {
+    if (rec)
         build_taps(net, l);
+    int ntap = net->ntap;
+    if (rec) {
         if (lc->rec == SNN_REC_DENSE)
             for (int i = 0; i < C; i++)
                 for (int j = 0; j < C; j++)
@@ -550,12 +614,7 @@ static void lif_forward(struct train_net *net, int l, int train) {
             const float *z = hp->use_bn ? A->xhat + o : A->a + o;
             if (rec) {
                 rec_mix(A->r + o, A->q + o, lc, net->p.w_rec[l], net->wt);
-                for (int i = 0; i < C; i++) {
-                    float mk = 1.0f;
-                    if (train && pr > 0.0f)
-                        mk = train_rng_uniform(&rng) < pr ? 0.0f : 1.0f / (1.0f - pr);
-                    A->rmask[o + i] = mk;
-                }
+                dropout_fill(A->rmask + o, C, train ? pr : 0.0f, &rng);
             }
             for (int i = 0; i < C; i++) {
                 float cur = hp->use_bn ? bg[i] * z[i] + bb[i] : z[i];
@@ -585,13 +644,9 @@ static void lif_forward(struct train_net *net, int l, int train) {
                     A->q[base + (size_t)tt * C + i] += s[i] * tw[n];
                 }
             }
-            for (int i = 0; i < C; i++) {
-                float mk = 1.0f;
-                if (train && pf > 0.0f)
-                    mk = train_rng_uniform(&rng) < pf ? 0.0f : 1.0f / (1.0f - pf);
-                A->smask[o + i] = mk;
-                A->sd[o + i] = s[i] * mk;
-            }
+            dropout_fill(A->smask + o, C, train ? pf : 0.0f, &rng);
+            for (int i = 0; i < C; i++)
+                A->sd[o + i] = s[i] * A->smask[o + i];
         }
     }
     net->n_spikes += spikes;
@@ -728,7 +783,7 @@ static void lif_backward(struct train_net *net, int l, const float *ds, float *d
     struct train_layer_acts *A = &net->act[l];
     const struct train_hparams *hp = &net->hp;
     int B = net->B, T = net->T, C = lc->n, rec = lc->rec != SNN_REC_NONE;
-    int ntap = net->ntap_cap, K = lc->k;
+    int ntap = net->ntap, K = lc->k;
     float *part = net->part; /* (B, C + K): per-clip delay and conv-tap partial sums */
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
@@ -886,7 +941,7 @@ void train_net_backward(struct train_net *net) {
         lif_backward(net, l, dsd, dz, dr, dq);
         float *da = dz;
         if (hp->use_bn) {
-            bn_backward(dr, net->g.bn_g[l], net->g.bn_b[l], dz, A->xhat, net->p.bn_g[l],
+            bn_backward(net, dr, net->g.bn_g[l], net->g.bn_b[l], dz, A->xhat, net->p.bn_g[l],
                         A->bn_istd, N, C);
             da = dr;
         }

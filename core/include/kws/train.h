@@ -122,10 +122,12 @@ struct train_net {
     float *wt;                  /* scratch: transposed weights */
     float *scratch[4];          /* (B,T,C_max) backward buffers */
     float *part;                /* (B, C_max + SNN_MAX_K) per-clip gradient partials */
+    double *bn_part;            /* BatchNorm sums: (2 C_max) totals + (B*T/64, 2 C_max) chunks */
     float *tap_w[SNN_MAX_LAYERS];   /* (C, ntap_cap) delay kernel taps of each sender */
     float *tap_dw[SNN_MAX_LAYERS];  /* (C, ntap_cap) their derivative w.r.t. the delay */
     int32_t *tap_lo[SNN_MAX_LAYERS]; /* (C) first tap offset k of each sender */
-    int ntap_cap;               /* taps per sender the tables hold */
+    int ntap_cap;               /* taps per sender the tables can hold */
+    int ntap;                   /* taps per sender for the current sigma (<= ntap_cap) */
     const int32_t *labels;      /* (B) of the last forward */
     const float *bg;            /* (B,T) background-frame flags of the last forward, or NULL */
     double loss;                /* mean loss of the last forward */
