@@ -20,7 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -495,4 +498,52 @@ Test(kwsd, input_file_runs_to_its_end_and_exits) {
     log = read_log();
     cr_assert(eq(int, rc, 1), "log:\n%s", log);
     cr_assert(not(eq(ptr, strstr(log, "notaudio.wav"), NULL)), "log:\n%s", log);
+}
+
+/* systemd's notify protocol over a real AF_UNIX datagram socket: READY=1
+ * after start, WATCHDOG=1 while audio flows, STOPPING=1 on SIGTERM. */
+Test(kwsd, tells_systemd_ready_watchdog_and_stopping) {
+    char sock_path[300], buf[256];
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int ready = 0, watchdog = 0, stopping = 0;
+
+    make_noise(3.0);
+    write_small_model(dat_path("small.kwsm"));
+    write_config(dat_path("small.kwsm"), NULL);
+    snprintf(sock_path, sizeof sock_path, "%s/notify", dir);
+    cr_assert(lt(sz, strlen(sock_path), sizeof sa.sun_path));
+    memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
+    int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+    cr_assert(ge(int, fd, 0));
+    cr_assert(eq(int, bind(fd, (struct sockaddr *)&sa, sizeof sa), 0));
+    setenv("NOTIFY_SOCKET", sock_path, 1);
+    setenv("WATCHDOG_USEC", "200000", 1); /* ask for a tick every 100 ms */
+    pid_t pid = start_kwsd(NULL);
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+
+    int64_t end = now_ms() + 10000;
+    int sent_term = 0;
+    while (now_ms() < end && !stopping) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 200) > 0) {
+            ssize_t n = recv(fd, buf, sizeof buf - 1, 0);
+            if (n <= 0)
+                continue;
+            buf[n] = '\0';
+            ready += strcmp(buf, "READY=1") == 0;
+            watchdog += strcmp(buf, "WATCHDOG=1") == 0;
+            stopping += strcmp(buf, "STOPPING=1") == 0;
+        }
+        if (ready && watchdog >= 3 && !sent_term) {
+            kill(pid, SIGTERM);
+            sent_term = 1;
+        }
+    }
+    int rc = wait_exit(pid, 10000);
+    close(fd);
+    cr_assert(eq(int, ready, 1), "READY=1 once; log:\n%s", read_log());
+    cr_assert(ge(int, watchdog, 3), "WATCHDOG=1 while audio flows");
+    cr_assert(eq(int, stopping, 1), "STOPPING=1 on SIGTERM");
+    cr_assert(eq(int, rc, 0));
 }
