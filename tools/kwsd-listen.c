@@ -203,7 +203,7 @@ static int print_event(const char *topic, const char *body, size_t len) {
     json_t *out = json_object();
     json_object_set_new(out, "topic", json_string(topic));
     json_object_update(out, in);
-    char *line = json_dumps(out, JSON_COMPACT);
+    char *line = json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(7));
     json_decref(out);
     json_decref(in);
     if (!line)
