@@ -32,7 +32,7 @@ struct opts {
     const char *data, *out, *ckpt, *synth, *noise;
     char labels[1024];
     char hidden[256], rec[256];
-    int epochs, batch, copies, T, k, d_max, resume, seed, threads, synth_n;
+    int epochs, batch, copies, T, k, d_max, resume, seed, threads, synth_n, synth_rate;
     float lr, lr_delay, wd, drop_ff, drop_rec, sigma_init, sigma_decay, bg_weight, fg_weight;
     float beta0, beta_rec, out_beta, sg_alpha, delay_lo, delay_hi;
     float snr_lo, snr_hi, shift_ms;
@@ -59,6 +59,7 @@ static void usage(void) {
             "  --snr LO,HI --shift-ms 100   augmentation\n"
             "  --enc t0,t1,...        level-encoder thresholds (default: the front end's)\n"
             "  --synth DIR            espeak-ng keyword clips (generated into DIR if empty)\n"
+            "  --synth-per-voice 2 --synth-rate 16000   clips per voice and word, their rate\n"
             "  --noise DIR            extra background noise files\n"
             "  --ckpt FILE --resume   checkpoint path (default OUT.ckpt) and resume from it\n");
 }
@@ -100,7 +101,7 @@ static const char *const synth_train_var[] = {"", "+m1", "+m3", "+f1", "+f2", "+
 static const char *const synth_test_var[] = {"+m5", "+f3", "+f5", "+m7"};
 
 static int synth_one(const char *dir, const char *label, const char *word, const char *voice,
-                     int speed, int pitch, char *rel, size_t rellen) {
+                     int speed, int pitch, int rate, char *rel, size_t rellen) {
     char vname[64];
     snprintf(vname, sizeof vname, "%s", voice);
     for (char *p = vname; *p; p++)
@@ -110,14 +111,14 @@ static int synth_one(const char *dir, const char *label, const char *word, const
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "espeak-ng -v '%s' -s %d -p %d --stdout '%s' 2>/dev/null | "
-             "sox -q -t wav - -r 16000 -c 1 -b 16 '%s/%s' 2>/dev/null",
-             voice, speed, pitch, word, dir, rel);
+             "sox -q -t wav - -r %d -c 1 -b 16 '%s/%s' 2>/dev/null",
+             voice, speed, pitch, word, rate, dir, rel);
     return system(cmd) == 0 ? 0 : -EIO;
 }
 
 /* Fills dir with keyword and unknown-word clips unless it already has a
  * testing_list.txt. Returns 0 or a negative code. */
-static int synth_generate(const char *dir, char **labels, int n_labels, int per_voice) {
+static int synth_generate(const char *dir, char **labels, int n_labels, int per_voice, int rate) {
     char path[4096];
     snprintf(path, sizeof path, "%s/testing_list.txt", dir);
     if (access(path, F_OK) == 0)
@@ -155,7 +156,7 @@ static int synth_generate(const char *dir, char **labels, int n_labels, int per_
                         seed = seed * 1103515245u + 12345u;
                         int sp = speeds[(seed >> 8) % 4], pi = pitches[(seed >> 16) % 5];
                         char rel[512];
-                        if (synth_one(dir, labels[c], labels[c], voice, sp, pi, rel, sizeof rel))
+                        if (synth_one(dir, labels[c], labels[c], voice, sp, pi, rate, rel, sizeof rel))
                             continue;
                         nclips++;
                         if (test)
@@ -170,7 +171,7 @@ static int synth_generate(const char *dir, char **labels, int n_labels, int per_
                                                             KWS_ARRAY_SIZE(synth_unknown_words)];
                         int sp = speeds[(seed >> 4) % 4], pi = pitches[(seed >> 12) % 5];
                         char rel[512];
-                        if (synth_one(dir, labels[unk], w, voice, sp, pi, rel, sizeof rel))
+                        if (synth_one(dir, labels[unk], w, voice, sp, pi, rate, rel, sizeof rel))
                             continue;
                         nclips++;
                         if (test)
@@ -296,13 +297,14 @@ int main(int argc, char **argv) {
     o.shift_ms = 100.0f;
     o.detach = 1;
     o.synth_n = 2;
+    o.synth_rate = 16000;
     snprintf(o.hidden, sizeof o.hidden, "256,256");
     snprintf(o.rec, sizeof o.rec, "none,conv");
     enum {
         O_DATA = 256, O_LABELS, O_OUT, O_CKPT, O_RESUME, O_HIDDEN, O_REC, O_K, O_DMAX, O_EPOCHS,
         O_BATCH, O_COPIES, O_FRAMES, O_LR, O_LRD, O_WD, O_SEED, O_THREADS, O_DFF, O_DREC, O_SI,
         O_SD, O_BETA, O_BETAR, O_OBETA, O_SURR, O_SGA, O_NODET, O_NOBN, O_DINIT, O_BGW, O_SNR,
-        O_SHIFT, O_ENC, O_SYNTH, O_NOISE, O_SYNTHN, O_MAXTRAIN, O_FGW
+        O_SHIFT, O_ENC, O_SYNTH, O_NOISE, O_SYNTHN, O_MAXTRAIN, O_FGW, O_SYNTHR
     };
     static const struct option lopts[] = {
         {"data", 1, 0, O_DATA}, {"labels", 1, 0, O_LABELS}, {"out", 1, 0, O_OUT},
@@ -317,7 +319,7 @@ int main(int argc, char **argv) {
         {"no-detach", 0, 0, O_NODET}, {"no-bn", 0, 0, O_NOBN}, {"delay-init", 1, 0, O_DINIT},
         {"bg-weight", 1, 0, O_BGW}, {"fg-weight", 1, 0, O_FGW}, {"snr", 1, 0, O_SNR}, {"shift-ms", 1, 0, O_SHIFT},
         {"enc", 1, 0, O_ENC}, {"synth", 1, 0, O_SYNTH}, {"noise", 1, 0, O_NOISE},
-        {"synth-per-voice", 1, 0, O_SYNTHN}, {"max-train", 1, 0, O_MAXTRAIN},
+        {"synth-per-voice", 1, 0, O_SYNTHN}, {"synth-rate", 1, 0, O_SYNTHR}, {"max-train", 1, 0, O_MAXTRAIN},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
@@ -380,6 +382,7 @@ int main(int argc, char **argv) {
         case O_SYNTH: o.synth = optarg; break;
         case O_NOISE: o.noise = optarg; break;
         case O_SYNTHN: o.synth_n = (int)strtol(optarg, &end, 10); break;
+        case O_SYNTHR: o.synth_rate = (int)strtol(optarg, &end, 10); break;
         case O_MAXTRAIN: o.max_train = (int)strtol(optarg, &end, 10); break;
         default: usage(); return c == 'h' ? 0 : 2;
         }
@@ -457,7 +460,7 @@ int main(int argc, char **argv) {
     }
     int synth_src = -1;
     if (o.synth) {
-        if (synth_generate(o.synth, labels, n_labels, o.synth_n) < 0) {
+        if (synth_generate(o.synth, labels, n_labels, o.synth_n, o.synth_rate) < 0) {
             fprintf(stderr, "kwsd-train: cannot synthesise clips into %s\n", o.synth);
             return 1;
         }
@@ -534,6 +537,14 @@ int main(int argc, char **argv) {
     if (prerender(&rend, &ds, va, n_va, T, n_in, &xv, &yv) < 0) {
         fprintf(stderr, "kwsd-train: out of memory\n");
         return 1;
+    }
+    {
+        double on = 0.0;
+        size_t nx = n_va * (size_t)T * n_in;
+        for (size_t i = 0; i < nx; i++)
+            on += xv[i];
+        fprintf(stderr, "input: %.3f spikes per channel and frame (validation clips)\n",
+                nx ? on / (double)nx : 0.0);
     }
     size_t per_epoch = n_tr * (size_t)o.copies;
     size_t steps_per_epoch = per_epoch / (size_t)B;
