@@ -35,7 +35,7 @@ struct opts {
     int epochs, batch, copies, T, k, d_max, resume, seed, threads, synth_n, synth_rate;
     float lr, lr_delay, wd, drop_ff, drop_rec, sigma_init, sigma_decay, bg_weight, fg_weight;
     float beta0, beta_rec, out_beta, sg_alpha, delay_lo, delay_hi;
-    float snr_lo, snr_hi, shift_ms;
+    float snr_lo, snr_hi, shift_ms, fmax, out_gain;
     int surrogate, detach, no_bn;
     float enc[KWS_ENC_MAX_LEVELS];
     int n_enc;
@@ -51,7 +51,8 @@ static void usage(void) {
             "  --epochs 40 --batch 64 --copies 1 --frames 100\n"
             "  --lr 5e-3 --lr-delay 5e-2 --wd 1e-5 --seed 1 --threads 0\n"
             "  --drop-ff 0.4 --drop-rec 0.2 --sigma-init 10 --sigma-decay 0.95\n"
-            "  --beta 0.0476 --beta-rec 0.386 --out-beta 0.0476 (membrane decays)\n"
+            "  --beta 0.0476 --beta-rec 0.386 --out-beta 0.0476 (membrane decays) --out-gain 1\n"
+            "  --fmax HZ              upper edge of the mel filterbank (default: the front end's)\n"
             "  --surrogate atan|triangle --sg-alpha 5 --no-detach --no-bn\n"
             "  --delay-init LO,HI     initial delays (steps)\n"
             "  --bg-weight 1          streaming loss weight (silence on background frames)\n"
@@ -304,7 +305,7 @@ int main(int argc, char **argv) {
         O_DATA = 256, O_LABELS, O_OUT, O_CKPT, O_RESUME, O_HIDDEN, O_REC, O_K, O_DMAX, O_EPOCHS,
         O_BATCH, O_COPIES, O_FRAMES, O_LR, O_LRD, O_WD, O_SEED, O_THREADS, O_DFF, O_DREC, O_SI,
         O_SD, O_BETA, O_BETAR, O_OBETA, O_SURR, O_SGA, O_NODET, O_NOBN, O_DINIT, O_BGW, O_SNR,
-        O_SHIFT, O_ENC, O_SYNTH, O_NOISE, O_SYNTHN, O_MAXTRAIN, O_FGW, O_SYNTHR
+        O_SHIFT, O_ENC, O_SYNTH, O_NOISE, O_SYNTHN, O_MAXTRAIN, O_FGW, O_SYNTHR, O_FMAX, O_OGAIN
     };
     static const struct option lopts[] = {
         {"data", 1, 0, O_DATA}, {"labels", 1, 0, O_LABELS}, {"out", 1, 0, O_OUT},
@@ -319,6 +320,7 @@ int main(int argc, char **argv) {
         {"no-detach", 0, 0, O_NODET}, {"no-bn", 0, 0, O_NOBN}, {"delay-init", 1, 0, O_DINIT},
         {"bg-weight", 1, 0, O_BGW}, {"fg-weight", 1, 0, O_FGW}, {"snr", 1, 0, O_SNR}, {"shift-ms", 1, 0, O_SHIFT},
         {"enc", 1, 0, O_ENC}, {"synth", 1, 0, O_SYNTH}, {"noise", 1, 0, O_NOISE},
+        {"fmax", 1, 0, O_FMAX}, {"out-gain", 1, 0, O_OGAIN},
         {"synth-per-voice", 1, 0, O_SYNTHN}, {"synth-rate", 1, 0, O_SYNTHR}, {"max-train", 1, 0, O_MAXTRAIN},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
@@ -381,6 +383,8 @@ int main(int argc, char **argv) {
         }
         case O_SYNTH: o.synth = optarg; break;
         case O_NOISE: o.noise = optarg; break;
+        case O_FMAX: o.fmax = strtof(optarg, &end); break;
+        case O_OGAIN: o.out_gain = strtof(optarg, &end); break;
         case O_SYNTHN: o.synth_n = (int)strtol(optarg, &end, 10); break;
         case O_SYNTHR: o.synth_rate = (int)strtol(optarg, &end, 10); break;
         case O_MAXTRAIN: o.max_train = (int)strtol(optarg, &end, 10); break;
@@ -414,6 +418,8 @@ int main(int argc, char **argv) {
         for (int i = 0; i < o.n_enc; i++)
             cfg.fe.enc_thresh[i] = o.enc[i];
     }
+    if (o.fmax > 0.0f)
+        cfg.fe.fmax = o.fmax;
     cfg.n_in = audio_fe_n_out(&cfg.fe);
     char hb[256], rb[256], *hs[SNN_MAX_LAYERS], *rs[SNN_MAX_LAYERS];
     snprintf(hb, sizeof hb, "%s", o.hidden);
@@ -437,7 +443,7 @@ int main(int argc, char **argv) {
     }
     cfg.n_classes = n_labels;
     cfg.out_beta = o.out_beta;
-    cfg.out_gain = 1.0f;
+    cfg.out_gain = o.out_gain > 0.0f ? o.out_gain : 1.0f;
     for (int i = 0; i < n_labels; i++)
         snprintf(cfg.labels[i], SNN_LABEL_LEN, "%s", labels[i]);
     char msg[512];
