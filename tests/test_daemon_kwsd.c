@@ -73,7 +73,7 @@ static void sh(const char *fmt, ...) {
     cr_assert(eq(int, rc, 0), "command failed: %s", cmd);
 }
 
-/* Writes dir/audio.raw (16 kHz S16_LE mono): a second of quiet, each word
+/* Writes dir/audio.raw (16 kHz S16_LE mono): 4 s of quiet, each word
  * spoken by espeak-ng followed by `gap` seconds of quiet, then 3 s of quiet
  * (the file plugin repeats its last period forever). Returns seconds. */
 static double make_speech(const char *const *words, int n, double gap) {
@@ -81,7 +81,9 @@ static double make_speech(const char *const *words, int n, double gap) {
     size_t used = 0;
 
     sh("sox -n -r 16000 -c 1 -b 16 %s/gap.wav trim 0 %.2f", dir, gap);
-    sh("sox -n -r 16000 -c 1 -b 16 %s/lead.wav trim 0 1.0", dir);
+    /* ALSA's file plugin over a null slave runs several times faster than
+     * real time, so 4 s of lead-in gives the subscriber time to connect. */
+    sh("sox -n -r 16000 -c 1 -b 16 %s/lead.wav trim 0 4.0", dir);
     sh("sox -n -r 16000 -c 1 -b 16 %s/tail.wav trim 0 3.0", dir);
     used += (size_t)snprintf(list + used, sizeof list - used, "%s/lead.wav ", dir);
     for (int i = 0; i < n; i++) {
@@ -291,7 +293,9 @@ Test(kwsd, spoken_keywords_reach_a_subscriber) {
     if (stat(MODEL, &st) != 0)
         cr_skip_test("no trained model at %s yet", MODEL);
     double secs = make_speech(words, 3, 1.2);
-    write_config(MODEL, NULL);
+    /* The shipped model's smoothed scores for espeak-ng's voice peak at
+     * 0.45-0.75 (docs/MODELS.md), so the test sets its threshold below that. */
+    write_config(MODEL, "detection:\n  threshold: 0.4\n");
     struct sub s;
     sub_open(&s, "kws.", 0);
     pid_t pid = start_kwsd(NULL);
