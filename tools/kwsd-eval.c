@@ -55,7 +55,9 @@ static void usage(void) {
             "  --stream                     streaming metrics on a long recording\n"
             "  --threshold 0.6 --smoothing-ms 300 --refractory-ms 1000\n"
             "  --seed 1                     gap lengths of the recording\n"
-            "  --json                       one JSON object on stdout\n");
+            "  --json                       one JSON object on stdout\n"
+            "  --gain-scale X               multiply the readout gain by X (softmax temperature 1/X)\n"
+            "  --save-model FILE            write the model with the scaled readout gain\n");
 }
 
 /* Streaming evaluation over the split's word clips (see the file comment). */
@@ -234,15 +236,17 @@ out:
 int main(int argc, char **argv) {
     const char *model_path = NULL, *data = NULL, *split_s = "test";
     int T = 100, stream = 0, json = 0, smooth_ms = 300, refr_ms = 1000;
-    float threshold = 0.6f;
+    float threshold = 0.6f, gain_scale = 1.0f;
+    const char *save_path = NULL;
     long seed = 1;
     enum { O_MODEL = 256, O_DATA, O_SPLIT, O_FRAMES, O_STREAM, O_THR, O_SMOOTH, O_REFR, O_JSON,
-           O_SEED };
+           O_SEED, O_GAIN, O_SAVE };
     static const struct option lopts[] = {
         {"model", 1, 0, O_MODEL}, {"data", 1, 0, O_DATA}, {"split", 1, 0, O_SPLIT},
         {"frames", 1, 0, O_FRAMES}, {"stream", 0, 0, O_STREAM}, {"threshold", 1, 0, O_THR},
         {"smoothing-ms", 1, 0, O_SMOOTH}, {"refractory-ms", 1, 0, O_REFR},
-        {"json", 0, 0, O_JSON}, {"seed", 1, 0, O_SEED}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"json", 0, 0, O_JSON}, {"seed", 1, 0, O_SEED}, {"gain-scale", 1, 0, O_GAIN},
+        {"save-model", 1, 0, O_SAVE}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
         char *end = NULL;
@@ -257,6 +261,8 @@ int main(int argc, char **argv) {
         case O_REFR: refr_ms = (int)strtol(optarg, &end, 10); break;
         case O_JSON: json = 1; break;
         case O_SEED: seed = strtol(optarg, &end, 10); break;
+        case O_GAIN: gain_scale = strtof(optarg, &end); break;
+        case O_SAVE: save_path = optarg; break;
         default: usage(); return c == 'h' ? 0 : 2;
         }
         if (end && *end) {
@@ -276,6 +282,16 @@ int main(int argc, char **argv) {
     int rc = snn_model_load(&m, model_path, msg, sizeof msg);
     if (rc < 0) {
         fprintf(stderr, "kwsd-eval: %s (%s)\n", msg, kws_strerror(rc));
+        return 1;
+    }
+    if (gain_scale != 1.0f) {
+        /* the readout is linear in its input: scaling out_gain scales every
+         * potential, i.e. sets the softmax temperature of the posteriors */
+        m.cfg.out_gain *= gain_scale;
+        snn_model_prepare(&m);
+    }
+    if (save_path && (rc = snn_model_save(&m, save_path)) < 0) {
+        fprintf(stderr, "kwsd-eval: %s: %s\n", save_path, kws_strerror(rc));
         return 1;
     }
     const struct snn_cfg *cfg = &m.cfg;
