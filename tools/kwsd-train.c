@@ -35,7 +35,7 @@ struct opts {
     int epochs, batch, copies, T, k, d_max, resume, seed, threads, synth_n, synth_rate;
     float lr, lr_delay, wd, drop_ff, drop_rec, sigma_init, sigma_decay, bg_weight, fg_weight;
     float beta0, beta_rec, out_beta, sg_alpha, delay_lo, delay_hi;
-    float snr_lo, snr_hi, shift_ms, fmax, out_gain;
+    float snr_lo, snr_hi, shift_ms, fmax, out_gain, speed_lo, speed_hi;
     int surrogate, detach, no_bn;
     float enc[KWS_ENC_MAX_LEVELS];
     int n_enc;
@@ -57,7 +57,7 @@ static void usage(void) {
             "  --delay-init LO,HI     initial delays (steps)\n"
             "  --bg-weight 1          streaming loss weight (silence on background frames)\n"
             "  --fg-weight 1          streaming loss weight (label on the frames after the word)\n"
-            "  --snr LO,HI --shift-ms 100   augmentation\n"
+            "  --snr LO,HI --shift-ms 100 --speed LO,HI   augmentation (speed e.g. 0.9,1.1)\n"
             "  --enc t0,t1,...        level-encoder thresholds (default: the front end's)\n"
             "  --synth DIR            espeak-ng keyword clips (generated into DIR if empty)\n"
             "  --synth-per-voice 2 --synth-rate 16000   clips per voice and word, their rate\n"
@@ -305,7 +305,7 @@ int main(int argc, char **argv) {
         O_DATA = 256, O_LABELS, O_OUT, O_CKPT, O_RESUME, O_HIDDEN, O_REC, O_K, O_DMAX, O_EPOCHS,
         O_BATCH, O_COPIES, O_FRAMES, O_LR, O_LRD, O_WD, O_SEED, O_THREADS, O_DFF, O_DREC, O_SI,
         O_SD, O_BETA, O_BETAR, O_OBETA, O_SURR, O_SGA, O_NODET, O_NOBN, O_DINIT, O_BGW, O_SNR,
-        O_SHIFT, O_ENC, O_SYNTH, O_NOISE, O_SYNTHN, O_MAXTRAIN, O_FGW, O_SYNTHR, O_FMAX, O_OGAIN
+        O_SHIFT, O_ENC, O_SYNTH, O_NOISE, O_SYNTHN, O_MAXTRAIN, O_FGW, O_SYNTHR, O_FMAX, O_OGAIN, O_SPEED
     };
     static const struct option lopts[] = {
         {"data", 1, 0, O_DATA}, {"labels", 1, 0, O_LABELS}, {"out", 1, 0, O_OUT},
@@ -320,7 +320,7 @@ int main(int argc, char **argv) {
         {"no-detach", 0, 0, O_NODET}, {"no-bn", 0, 0, O_NOBN}, {"delay-init", 1, 0, O_DINIT},
         {"bg-weight", 1, 0, O_BGW}, {"fg-weight", 1, 0, O_FGW}, {"snr", 1, 0, O_SNR}, {"shift-ms", 1, 0, O_SHIFT},
         {"enc", 1, 0, O_ENC}, {"synth", 1, 0, O_SYNTH}, {"noise", 1, 0, O_NOISE},
-        {"fmax", 1, 0, O_FMAX}, {"out-gain", 1, 0, O_OGAIN},
+        {"fmax", 1, 0, O_FMAX}, {"speed", 1, 0, O_SPEED}, {"out-gain", 1, 0, O_OGAIN},
         {"synth-per-voice", 1, 0, O_SYNTHN}, {"synth-rate", 1, 0, O_SYNTHR}, {"max-train", 1, 0, O_MAXTRAIN},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
@@ -383,6 +383,12 @@ int main(int argc, char **argv) {
         }
         case O_SYNTH: o.synth = optarg; break;
         case O_NOISE: o.noise = optarg; break;
+        case O_SPEED:
+            if (parse_pair(optarg, &o.speed_lo, &o.speed_hi)) {
+                fprintf(stderr, "kwsd-train: --speed: want LO,HI\n");
+                return 2;
+            }
+            break;
         case O_FMAX: o.fmax = strtof(optarg, &end); break;
         case O_OGAIN: o.out_gain = strtof(optarg, &end); break;
         case O_SYNTHN: o.synth_n = (int)strtol(optarg, &end, 10); break;
@@ -567,6 +573,8 @@ int main(int argc, char **argv) {
     aug.snr_db_lo = o.snr_lo;
     aug.snr_db_hi = o.snr_hi;
     aug.shift_ms = o.shift_ms;
+    aug.speed_lo = o.speed_lo;
+    aug.speed_hi = o.speed_hi;
     double t_train = now_s();
     float sdec = powf(o.sigma_decay, 100.0f / (float)o.epochs);
     for (int ep = epoch0; ep < o.epochs; ep++) {

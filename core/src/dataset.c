@@ -386,19 +386,30 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
                                                      train_rng_uniform(&rng)) / 20.0f);
         long shift = (long)((2.0f * train_rng_uniform(&rng) - 1.0f) * aug->shift_ms * 1e-3f *
                             (float)ds->rate);
+        float r = 1.0f; /* speed: output sample k reads input position k * r */
+        if (aug->speed_hi > 0.0f && aug->speed_hi != aug->speed_lo)
+            r = aug->speed_lo + (aug->speed_hi - aug->speed_lo) * train_rng_uniform(&rng);
+        long n_out = (long)((float)cl->n / r);
+        long w_on = (long)((float)cl->on / r), w_off = (long)((float)cl->off / r);
         long win0 = (long)warm * hop;
         long pos; /* where clip sample 0 lands in buf */
         if (aug->center)
-            pos = win0 + (long)T * hop / 2 - (cl->on + cl->off) / 2 + shift;
+            pos = win0 + (long)T * hop / 2 - (w_on + w_off) / 2 + shift;
         else
             pos = win0 + shift;
-        for (long k = 0; k < cl->n; k++) {
+        for (long k = 0; k < n_out; k++) {
             long j = pos + k;
-            if (j >= 0 && j < (long)ns)
-                buf[j] = g * cl->x[k];
+            if (j < 0 || j >= (long)ns)
+                continue;
+            float src = (float)k * r;
+            long i0 = (long)src;
+            float fr = src - (float)i0;
+            float a = cl->x[i0 < cl->n ? i0 : cl->n - 1];
+            float b = cl->x[i0 + 1 < cl->n ? i0 + 1 : cl->n - 1];
+            buf[j] = g * (a + fr * (b - a));
         }
-        on_f = (int)((pos + cl->on) / hop) - warm;
-        off_f = (int)((pos + cl->off) / hop) - warm;
+        on_f = (int)((pos + w_on) / hop) - warm;
+        off_f = (int)((pos + w_off) / hop) - warm;
         if (ds->n_noise && train_rng_uniform(&rng) < aug->p_noise) {
             size_t k = (size_t)(train_rng_uniform(&rng) * (float)ds->n_noise) % ds->n_noise;
             const float *nx = ds->noise[k];

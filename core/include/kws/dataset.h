@@ -72,6 +72,8 @@ struct ds_aug {
     int warm_frames;     /* frames of background rendered (and dropped) before the window */
     int hold_frames;     /* frames after the word's end still counted as word (not background) */
     int center;          /* 1: centre the word in the window; 0: keep the clip's own offset */
+    float speed_lo, speed_hi; /* word played at a speed factor U(lo, hi) (pitch and tempo, like
+                               * sox speed; linear interpolation); 0 or 1: unchanged */
 };
 
 /* Sets the defaults used for training (shift 100 ms, gain -6..+6 dB, SNR
