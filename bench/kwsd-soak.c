@@ -23,6 +23,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sndfile.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,6 +39,8 @@
 #include "kws/audio_file.h"
 
 #define RATE 16000
+
+extern char **environ;
 #define MAX_CLIPS 20000
 #define MAX_EVENTS 100000
 
@@ -282,18 +285,25 @@ int main(int argc, char **argv) {
     int hwm = 0;
     zmq_setsockopt(sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "kws.detection.", 14);
-    /* kwsd binds; connecting first is fine for ipc (libzmq retries). Events
-     * begin after a second of noise, long after the connection is up. */
+    /* kwsd binds; connecting first is fine for ipc (libzmq retries). kwsd
+     * reads the file a second after start-up (--input-delay), long after the
+     * subscription has reached it, then runs far faster than real time. */
     if (zmq_connect(sub, endpoint) < 0)
         die("connect %s: %s", endpoint, zmq_strerror(errno));
 
-    pid_t pid = fork();
-    if (pid == 0) {
-        char wav[1100];
-        snprintf(wav, sizeof wav, "%s/soak.wav", dir);
-        execl(kwsd, kwsd, "--config", cfg, "--input", wav, (char *)NULL);
-        _exit(127);
-    }
+    /* kwsd's log (stderr) goes to a file: its last line gives its peak RSS. */
+    char wav[1100], log[1100];
+    snprintf(wav, sizeof wav, "%s/soak.wav", dir);
+    snprintf(log, sizeof log, "%s/kwsd.log", dir);
+    char *const args[] = {(char *)kwsd, "--config",    cfg,   "--input", wav, "--input-delay",
+                          "1000",       "--log-level", "info", NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    pid_t pid;
+    if (posix_spawn(&pid, kwsd, &fa, NULL, args, environ) != 0)
+        die("cannot start %s", kwsd);
+    posix_spawn_file_actions_destroy(&fa);
     static struct event ev[MAX_EVENTS];
     int n_ev = 0, status = 0;
     struct rusage ru;
@@ -325,10 +335,24 @@ int main(int argc, char **argv) {
     zmq_close(sub);
     zmq_ctx_term(zctx);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        die("kwsd exited with status %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        die("kwsd exited with status %d (log: %s)", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+            log);
+    long peak_kib = -1;
+    int logged = 0;
+    FILE *klog = fopen(log, "r");
+    while (klog && fgets(line, sizeof line, klog)) {
+        const char *p = strstr(line, "peak RSS ");
+        if (p)
+            peak_kib = strtol(p + 9, NULL, 10);
+        logged += strstr(line, ": detected \"") != NULL;
+    }
+    if (logged != n_ev)
+        die("kwsd logged %d detections but the subscriber received %d", logged, n_ev);
+    if (klog)
+        fclose(klog);
 
     /* ==== Scoring ==== */
-    int hits = 0, fa = 0, n_kw = 0;
+    int hits = 0, n_fa = 0, n_kw = 0;
     int64_t *lat = malloc((size_t)(n_ev + 1) * sizeof(int64_t));
     for (int t = 0; t < n_truth; t++)
         n_kw += is_keyword(clips[truth[t].clip].label);
@@ -345,7 +369,7 @@ int main(int argc, char **argv) {
                 break;
             }
         }
-        fa += !matched;
+        n_fa += !matched;
     }
     qsort(lat, (size_t)hits, sizeof *lat, cmp_i64);
     double audio_s = minutes * 60.0;
@@ -359,20 +383,20 @@ int main(int argc, char **argv) {
                "\"false_alarms_per_hour\": %.2f, \"latency_ms_p50\": %lld, "
                "\"latency_ms_p90\": %lld, \"cpu_s\": %.3f, \"cpu_share\": %.5f, "
                "\"peak_rss_kib\": %ld}\n",
-               audio_s, n_kw, n_truth - n_kw, n_ev, hits, n_kw ? (double)hits / n_kw : 0.0, fa,
-               fa / (audio_s / 3600.0), (long long)p50, (long long)p90, cpu_s, cpu_s / audio_s,
-               ru.ru_maxrss);
+               audio_s, n_kw, n_truth - n_kw, n_ev, hits, n_kw ? (double)hits / n_kw : 0.0, n_fa,
+               n_fa / (audio_s / 3600.0), (long long)p50, (long long)p90, cpu_s, cpu_s / audio_s,
+               peak_kib);
     } else {
         printf("audio            %.1f s (%d keywords, %d other words, noise between)\n", audio_s,
                n_kw, n_truth - n_kw);
         printf("events           %d\n", n_ev);
         printf("hit rate         %.1f %% (%d of %d)\n", n_kw ? 100.0 * hits / n_kw : 0.0, hits,
                n_kw);
-        printf("false alarms     %d (%.1f per hour)\n", fa, fa / (audio_s / 3600.0));
+        printf("false alarms     %d (%.1f per hour)\n", n_fa, n_fa / (audio_s / 3600.0));
         printf("latency          p50 %lld ms, p90 %lld ms after the word's end\n",
                (long long)p50, (long long)p90);
         printf("kwsd CPU         %.2f s = %.3f %% of real time\n", cpu_s, 100.0 * cpu_s / audio_s);
-        printf("kwsd peak RSS    %ld KiB\n", ru.ru_maxrss);
+        printf("kwsd peak RSS    %ld KiB\n", peak_kib);
     }
     snprintf(line, sizeof line, "rm -rf %s", dir);
     if (system(line) != 0)

@@ -45,6 +45,8 @@ struct kwsd {
     uv_timer_t heartbeat;
     uv_timer_t watchdog;
     uv_idle_t file_feed;         /* --input: pushes the file in blocks */
+    uv_timer_t file_delay;       /* --input-delay: starts file_feed */
+    uint64_t input_delay_ms;
 
     struct sf_private_tag *file; /* --input: the open file (libsndfile SNDFILE) */
     float *file_buf;             /* (FILE_BLOCK, file_channels) */

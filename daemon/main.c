@@ -203,6 +203,12 @@ static void on_file_feed(uv_idle_t *h) {
     }
 }
 
+static void on_file_delay(uv_timer_t *h) {
+    struct kwsd *k = h->data;
+    if (!k->stopping)
+        uv_idle_start(&k->file_feed, on_file_feed);
+}
+
 /* ==== Heartbeat, watchdog, signals ==== */
 
 static void on_heartbeat(uv_timer_t *h) {
@@ -321,10 +327,31 @@ static void kwsd_stop(struct kwsd *k, int code) {
     close_handle(k, (uv_handle_t *)&k->heartbeat);
     close_handle(k, (uv_handle_t *)&k->watchdog);
     close_handle(k, (uv_handle_t *)&k->file_feed);
+    close_handle(k, (uv_handle_t *)&k->file_delay);
     if (k->cap_open) {
         audio_capture_close(&k->cap, on_capture_closed);
         k->cap_open = 0;
     }
+}
+
+/* Peak resident memory of this program: VmHWM, which exec resets, unlike
+ * getrusage's ru_maxrss, which keeps the parent's size from before exec. */
+static long peak_rss_kib(void) {
+    char line[256];
+    long kib = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    if (kib < 0) {
+        struct rusage ru;
+        if (getrusage(RUSAGE_SELF, &ru) == 0)
+            kib = ru.ru_maxrss;
+    }
+    return kib;
 }
 
 /* ==== Start ==== */
@@ -337,6 +364,8 @@ static void usage(FILE *f) {
             "  -d, --device NAME     ALSA capture device (overrides audio.device)\n"
             "  -m, --model PATH      model file (overrides model.path)\n"
             "  -i, --input FILE      process an audio file instead of a device, then exit\n"
+            "      --input-delay MS  with --input: wait MS ms after start-up before reading\n"
+            "                        (lets subscribers connect; the file runs faster than real time)\n"
             "  -l, --log-level L     error|warning|notice|info|debug\n"
             "  -V, --version         print the version\n"
             "  -h, --help            this text\n");
@@ -365,7 +394,9 @@ static int start_audio(struct kwsd *k) {
             return -ENOMEM;
         uv_idle_init(&k->loop, &k->file_feed);
         k->file_feed.data = k;
-        uv_idle_start(&k->file_feed, on_file_feed);
+        uv_timer_init(&k->loop, &k->file_delay);
+        k->file_delay.data = k;
+        uv_timer_start(&k->file_delay, on_file_delay, k->input_delay_ms, 0);
         LOGI("input %s: %lld frames at %d Hz, %d channel(s)", k->input_file,
              (long long)info.frames, k->file_rate, k->file_channels);
         return 0;
@@ -393,6 +424,7 @@ int main(int argc, char **argv) {
         {"config", required_argument, NULL, 'c'},  {"check-config", no_argument, NULL, 'C'},
         {"device", required_argument, NULL, 'd'},  {"model", required_argument, NULL, 'm'},
         {"input", required_argument, NULL, 'i'},   {"log-level", required_argument, NULL, 'l'},
+        {"input-delay", required_argument, NULL, 'D'},
         {"version", no_argument, NULL, 'V'},       {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -420,6 +452,18 @@ int main(int argc, char **argv) {
         case 'm':
             k->model_override = optarg;
             break;
+        case 'D': {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || v < 0 || v > 600000) {
+                fprintf(stderr, "kwsd: --input-delay: \"%s\" is not a number of ms in [0, 600000]\n",
+                        optarg);
+                return 2;
+            }
+            k->input_delay_ms = (uint64_t)v;
+            break;
+        }
         case 'i':
             k->input_file = optarg;
             break;
@@ -551,11 +595,7 @@ out:
     free(k->file_buf);
     net_take(k, &net);
     net_free(&net);
-    {
-        struct rusage ru;
-        if (getrusage(RUSAGE_SELF, &ru) == 0)
-            LOGI("stopped: %llu frames, %llu detections, peak RSS %ld KiB",
-                 (unsigned long long)k->frames, (unsigned long long)k->detections, ru.ru_maxrss);
-    }
+    LOGI("stopped: %llu frames, %llu detections, peak RSS %ld KiB", (unsigned long long)k->frames,
+         (unsigned long long)k->detections, peak_rss_kib());
     return k->exit_code;
 }
