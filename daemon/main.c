@@ -245,6 +245,10 @@ static void reload(struct kwsd *k) {
     struct kwsd_net net, old;
     int rc;
 
+    if (!k->config_path[0]) {
+        LOGN("reload: running on built-in defaults with no configuration file; nothing to reload");
+        return;
+    }
     kwsd_notify("RELOADING=1");
     rc = config_load(&next, k->config_path, &d);
     if (rc == 0) {
