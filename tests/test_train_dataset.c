@@ -35,7 +35,9 @@ static void write_clip(const char *rel, float freq, int start_ms, int noise_only
         s = s * 1664525u + 1013904223u;
         float n = ((float)(s >> 8) / 16777216.0f - 0.5f) * (noise_only ? 0.2f : 0.002f);
         int a = start_ms * 16, b = a + 400 * 16;
-        float tone = (!noise_only && i >= a && i < b) ? 0.5f * sinf(2.0f * 3.14159265f * freq * i / 16000.0f) : 0.0f;
+        float tone = (!noise_only && i >= a && i < b)
+                         ? 0.5f * sinf(2.0f * 3.14159265f * freq * i / 16000.0f)
+                         : 0.0f;
         x[i] = n + tone;
     }
     sf_writef_float(f, x, 16000);

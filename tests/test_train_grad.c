@@ -57,7 +57,9 @@ static void make_batch(struct fixture *f) {
     }
     for (int b = 0; b < B_; b++)
         for (int t = 0; t < T_; t++)
-            f->bg[b * T_ + t] = (t < 3 || (b == 1 && t > 9)) ? 1.0f : (t >= 6 && t < 9) ? -1.0f : 0.0f;
+            f->bg[b * T_ + t] = (t < 3 || (b == 1 && t > 9)) ? 1.0f
+                                : (t >= 6 && t < 9)          ? -1.0f
+                                                             : 0.0f;
     f->y[0] = 1;
     f->y[1] = 2;
 }

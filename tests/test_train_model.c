@@ -28,11 +28,20 @@ static void small_cfg(struct snn_cfg *cfg, int rec) {
     memset(cfg, 0, sizeof *cfg);
     cfg->n_in = NIN;
     cfg->n_layers = 2;
-    cfg->layer[0] = (struct snn_layer_cfg){.n = 16, .rec = SNN_REC_NONE, .beta = 0.3f,
-                                           .gain = 1.0f, .thresh = 1.0f, .reset = SNN_RESET_HARD};
-    cfg->layer[1] = (struct snn_layer_cfg){.n = 20, .rec = rec, .k = rec == SNN_REC_CONV ? 5 : 0,
-                                           .d_max = 9, .beta = 0.6f, .gain = 1.0f,
-                                           .thresh = 1.0f, .reset = SNN_RESET_HARD};
+    cfg->layer[0] = (struct snn_layer_cfg){.n = 16,
+                                           .rec = SNN_REC_NONE,
+                                           .beta = 0.3f,
+                                           .gain = 1.0f,
+                                           .thresh = 1.0f,
+                                           .reset = SNN_RESET_HARD};
+    cfg->layer[1] = (struct snn_layer_cfg){.n = 20,
+                                           .rec = rec,
+                                           .k = rec == SNN_REC_CONV ? 5 : 0,
+                                           .d_max = 9,
+                                           .beta = 0.6f,
+                                           .gain = 1.0f,
+                                           .thresh = 1.0f,
+                                           .reset = SNN_RESET_HARD};
     cfg->n_classes = 4;
     cfg->out_beta = 0.7f;
     cfg->out_gain = 1.0f;

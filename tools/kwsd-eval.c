@@ -48,16 +48,17 @@ static int cmp_f(const void *a, const void *b) {
 }
 
 static void usage(void) {
-    fprintf(stderr,
-            "usage: kwsd-eval --model FILE.kwsm --data DIR [options]\n"
-            "  --split test|val|train|all   clips to score (default test)\n"
-            "  --frames 100                 frames per clip\n"
-            "  --stream                     streaming metrics on a long recording\n"
-            "  --threshold 0.6 --smoothing-ms 300 --refractory-ms 1000\n"
-            "  --seed 1                     gap lengths of the recording\n"
-            "  --json                       one JSON object on stdout\n"
-            "  --gain-scale X               multiply the readout gain by X (softmax temperature 1/X)\n"
-            "  --save-model FILE            write the model with the scaled readout gain\n");
+    fprintf(
+        stderr,
+        "usage: kwsd-eval --model FILE.kwsm --data DIR [options]\n"
+        "  --split test|val|train|all   clips to score (default test)\n"
+        "  --frames 100                 frames per clip\n"
+        "  --stream                     streaming metrics on a long recording\n"
+        "  --threshold 0.6 --smoothing-ms 300 --refractory-ms 1000\n"
+        "  --seed 1                     gap lengths of the recording\n"
+        "  --json                       one JSON object on stdout\n"
+        "  --gain-scale X               multiply the readout gain by X (softmax temperature 1/X)\n"
+        "  --save-model FILE            write the model with the scaled readout gain\n");
 }
 
 /* Streaming evaluation over the split's word clips (see the file comment). */
@@ -180,8 +181,7 @@ static int run_stream(const struct snn_model *m, const struct dataset *ds, const
             wi++;
         int matched = 0;
         for (size_t j = wi; j < n_word && on[j] <= sample; j++)
-            if (sample <= off[j] + rate && lab[j] == hit.label && !got[j] &&
-                dc.fires[lab[j]]) {
+            if (sample <= off[j] + rate && lab[j] == hit.label && !got[j] && dc.fires[lab[j]]) {
                 got[j] = 1;
                 lat[n_lat++] = (float)(sample - off[j]) * 1000.0f / (float)rate;
                 matched = 1;
@@ -239,31 +239,77 @@ int main(int argc, char **argv) {
     float threshold = 0.6f, gain_scale = 1.0f;
     const char *save_path = NULL;
     long seed = 1;
-    enum { O_MODEL = 256, O_DATA, O_SPLIT, O_FRAMES, O_STREAM, O_THR, O_SMOOTH, O_REFR, O_JSON,
-           O_SEED, O_GAIN, O_SAVE };
-    static const struct option lopts[] = {
-        {"model", 1, 0, O_MODEL}, {"data", 1, 0, O_DATA}, {"split", 1, 0, O_SPLIT},
-        {"frames", 1, 0, O_FRAMES}, {"stream", 0, 0, O_STREAM}, {"threshold", 1, 0, O_THR},
-        {"smoothing-ms", 1, 0, O_SMOOTH}, {"refractory-ms", 1, 0, O_REFR},
-        {"json", 0, 0, O_JSON}, {"seed", 1, 0, O_SEED}, {"gain-scale", 1, 0, O_GAIN},
-        {"save-model", 1, 0, O_SAVE}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    enum {
+        O_MODEL = 256,
+        O_DATA,
+        O_SPLIT,
+        O_FRAMES,
+        O_STREAM,
+        O_THR,
+        O_SMOOTH,
+        O_REFR,
+        O_JSON,
+        O_SEED,
+        O_GAIN,
+        O_SAVE
+    };
+    static const struct option lopts[] = {{"model", 1, 0, O_MODEL},
+                                          {"data", 1, 0, O_DATA},
+                                          {"split", 1, 0, O_SPLIT},
+                                          {"frames", 1, 0, O_FRAMES},
+                                          {"stream", 0, 0, O_STREAM},
+                                          {"threshold", 1, 0, O_THR},
+                                          {"smoothing-ms", 1, 0, O_SMOOTH},
+                                          {"refractory-ms", 1, 0, O_REFR},
+                                          {"json", 0, 0, O_JSON},
+                                          {"seed", 1, 0, O_SEED},
+                                          {"gain-scale", 1, 0, O_GAIN},
+                                          {"save-model", 1, 0, O_SAVE},
+                                          {"help", 0, 0, 'h'},
+                                          {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
         char *end = NULL;
         switch (c) {
-        case O_MODEL: model_path = optarg; break;
-        case O_DATA: data = optarg; break;
-        case O_SPLIT: split_s = optarg; break;
-        case O_FRAMES: T = (int)strtol(optarg, &end, 10); break;
-        case O_STREAM: stream = 1; break;
-        case O_THR: threshold = strtof(optarg, &end); break;
-        case O_SMOOTH: smooth_ms = (int)strtol(optarg, &end, 10); break;
-        case O_REFR: refr_ms = (int)strtol(optarg, &end, 10); break;
-        case O_JSON: json = 1; break;
-        case O_SEED: seed = strtol(optarg, &end, 10); break;
-        case O_GAIN: gain_scale = strtof(optarg, &end); break;
-        case O_SAVE: save_path = optarg; break;
-        default: usage(); return c == 'h' ? 0 : 2;
+        case O_MODEL:
+            model_path = optarg;
+            break;
+        case O_DATA:
+            data = optarg;
+            break;
+        case O_SPLIT:
+            split_s = optarg;
+            break;
+        case O_FRAMES:
+            T = (int)strtol(optarg, &end, 10);
+            break;
+        case O_STREAM:
+            stream = 1;
+            break;
+        case O_THR:
+            threshold = strtof(optarg, &end);
+            break;
+        case O_SMOOTH:
+            smooth_ms = (int)strtol(optarg, &end, 10);
+            break;
+        case O_REFR:
+            refr_ms = (int)strtol(optarg, &end, 10);
+            break;
+        case O_JSON:
+            json = 1;
+            break;
+        case O_SEED:
+            seed = strtol(optarg, &end, 10);
+            break;
+        case O_GAIN:
+            gain_scale = strtof(optarg, &end);
+            break;
+        case O_SAVE:
+            save_path = optarg;
+            break;
+        default:
+            usage();
+            return c == 'h' ? 0 : 2;
         }
         if (end && *end) {
             fprintf(stderr, "kwsd-eval: bad number '%s'\n", optarg);
@@ -274,9 +320,10 @@ int main(int argc, char **argv) {
         usage();
         return 2;
     }
-    int split = !strcmp(split_s, "test") ? DS_TEST : !strcmp(split_s, "val") ? DS_VAL
-                : !strcmp(split_s, "train")                                ? DS_TRAIN
-                                                                           : -1;
+    int split = !strcmp(split_s, "test")    ? DS_TEST
+                : !strcmp(split_s, "val")   ? DS_VAL
+                : !strcmp(split_s, "train") ? DS_TRAIN
+                                            : -1;
     char msg[512];
     struct snn_model m = {0};
     int rc = snn_model_load(&m, model_path, msg, sizeof msg);
@@ -311,7 +358,8 @@ int main(int argc, char **argv) {
     dataset_split(&ds, split, -1, idx);
     int nt = omp_get_max_threads();
     int *pred = malloc((n + 1) * sizeof *pred);
-    float *peak = malloc((n + 1) * sizeof *peak), *post = malloc((n + 1) * (size_t)T * sizeof *post);
+    float *peak = malloc((n + 1) * sizeof *peak),
+          *post = malloc((n + 1) * (size_t)T * sizeof *post);
     if (!pred || !peak || !post) {
         fprintf(stderr, "kwsd-eval: out of memory\n");
         return 1;
@@ -336,7 +384,8 @@ int main(int argc, char **argv) {
             snn_forward(&m, &st, sp, T, vo);
             pred[i] = train_clip_predict(vo, T, K, NULL);
             /* peak over t of the true class's posterior averaged over smoothing_ms */
-            int y = ds.clips[idx[i]].label, W = smooth_ms * cfg->fe.sample_rate / 1000 / cfg->fe.hop;
+            int y = ds.clips[idx[i]].label,
+                W = smooth_ms * cfg->fe.sample_rate / 1000 / cfg->fe.hop;
             W = W < 1 ? 1 : W;
             float acc = 0.0f, best = 0.0f;
             for (int t = 0; t < T; t++) {

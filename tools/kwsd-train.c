@@ -84,9 +84,10 @@ static int split_csv(char *s, char **out, int max) {
 /* ==== Synthetic keyword clips (espeak-ng + sox) ==== */
 
 static const char *const synth_unknown_words[] = {
-    "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-    "backward", "forward", "follow", "learn", "visual", "hello", "okay", "yellow", "know", "top"};
+    "bed",    "bird",  "cat",   "dog",    "happy",    "house",   "marvin", "sheila",
+    "tree",   "wow",   "zero",  "one",    "two",      "three",   "four",   "five",
+    "six",    "seven", "eight", "nine",   "backward", "forward", "follow", "learn",
+    "visual", "hello", "okay",  "yellow", "know",     "top"};
 
 struct voice {
     const char *name;
@@ -95,10 +96,10 @@ struct voice {
 
 /* Voices: six English accents x five variants for training; other variants
  * (m5, f3, f5, m7) are held out as the synthetic test set. */
-static const char *const synth_bases[] = {"en-us", "en-gb", "en-gb-scotland", "en-029",
-                                          "en-gb-x-rp", "en-us-nyc"};
-static const char *const synth_train_var[] = {"", "+m1", "+m3", "+f1", "+f2", "+f4", "+klatt",
-                                              "+m2"};
+static const char *const synth_bases[] = {"en-us",  "en-gb",      "en-gb-scotland",
+                                          "en-029", "en-gb-x-rp", "en-us-nyc"};
+static const char *const synth_train_var[] = {"",    "+m1", "+m3",    "+f1",
+                                              "+f2", "+f4", "+klatt", "+m2"};
 static const char *const synth_test_var[] = {"+m5", "+f3", "+f5", "+m7"};
 
 static int synth_one(const char *dir, const char *label, const char *word, const char *voice,
@@ -157,7 +158,8 @@ static int synth_generate(const char *dir, char **labels, int n_labels, int per_
                         seed = seed * 1103515245u + 12345u;
                         int sp = speeds[(seed >> 8) % 4], pi = pitches[(seed >> 16) % 5];
                         char rel[512];
-                        if (synth_one(dir, labels[c], labels[c], voice, sp, pi, rate, rel, sizeof rel))
+                        if (synth_one(dir, labels[c], labels[c], voice, sp, pi, rate, rel,
+                                      sizeof rel))
                             continue;
                         nclips++;
                         if (test)
@@ -168,8 +170,8 @@ static int synth_generate(const char *dir, char **labels, int n_labels, int per_
                     /* two unknown words per voice */
                     for (int r = 0; r < 2; r++) {
                         seed = seed * 1103515245u + 12345u;
-                        const char *w = synth_unknown_words[(seed >> 8) %
-                                                            KWS_ARRAY_SIZE(synth_unknown_words)];
+                        const char *w =
+                            synth_unknown_words[(seed >> 8) % KWS_ARRAY_SIZE(synth_unknown_words)];
                         int sp = speeds[(seed >> 4) % 4], pi = pitches[(seed >> 12) % 5];
                         char rel[512];
                         if (synth_one(dir, labels[unk], w, voice, sp, pi, rate, rel, sizeof rel))
@@ -302,77 +304,207 @@ int main(int argc, char **argv) {
     snprintf(o.hidden, sizeof o.hidden, "256,256");
     snprintf(o.rec, sizeof o.rec, "none,conv");
     enum {
-        O_DATA = 256, O_LABELS, O_OUT, O_CKPT, O_RESUME, O_HIDDEN, O_REC, O_K, O_DMAX, O_EPOCHS,
-        O_BATCH, O_COPIES, O_FRAMES, O_LR, O_LRD, O_WD, O_SEED, O_THREADS, O_DFF, O_DREC, O_SI,
-        O_SD, O_BETA, O_BETAR, O_OBETA, O_SURR, O_SGA, O_NODET, O_NOBN, O_DINIT, O_BGW, O_SNR,
-        O_SHIFT, O_ENC, O_SYNTH, O_NOISE, O_SYNTHN, O_MAXTRAIN, O_FGW, O_SYNTHR, O_FMAX, O_OGAIN, O_SPEED
+        O_DATA = 256,
+        O_LABELS,
+        O_OUT,
+        O_CKPT,
+        O_RESUME,
+        O_HIDDEN,
+        O_REC,
+        O_K,
+        O_DMAX,
+        O_EPOCHS,
+        O_BATCH,
+        O_COPIES,
+        O_FRAMES,
+        O_LR,
+        O_LRD,
+        O_WD,
+        O_SEED,
+        O_THREADS,
+        O_DFF,
+        O_DREC,
+        O_SI,
+        O_SD,
+        O_BETA,
+        O_BETAR,
+        O_OBETA,
+        O_SURR,
+        O_SGA,
+        O_NODET,
+        O_NOBN,
+        O_DINIT,
+        O_BGW,
+        O_SNR,
+        O_SHIFT,
+        O_ENC,
+        O_SYNTH,
+        O_NOISE,
+        O_SYNTHN,
+        O_MAXTRAIN,
+        O_FGW,
+        O_SYNTHR,
+        O_FMAX,
+        O_OGAIN,
+        O_SPEED
     };
-    static const struct option lopts[] = {
-        {"data", 1, 0, O_DATA}, {"labels", 1, 0, O_LABELS}, {"out", 1, 0, O_OUT},
-        {"ckpt", 1, 0, O_CKPT}, {"resume", 0, 0, O_RESUME}, {"hidden", 1, 0, O_HIDDEN},
-        {"rec", 1, 0, O_REC}, {"k", 1, 0, O_K}, {"d-max", 1, 0, O_DMAX},
-        {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"copies", 1, 0, O_COPIES},
-        {"frames", 1, 0, O_FRAMES}, {"lr", 1, 0, O_LR}, {"lr-delay", 1, 0, O_LRD},
-        {"wd", 1, 0, O_WD}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS},
-        {"drop-ff", 1, 0, O_DFF}, {"drop-rec", 1, 0, O_DREC}, {"sigma-init", 1, 0, O_SI},
-        {"sigma-decay", 1, 0, O_SD}, {"beta", 1, 0, O_BETA}, {"beta-rec", 1, 0, O_BETAR},
-        {"out-beta", 1, 0, O_OBETA}, {"surrogate", 1, 0, O_SURR}, {"sg-alpha", 1, 0, O_SGA},
-        {"no-detach", 0, 0, O_NODET}, {"no-bn", 0, 0, O_NOBN}, {"delay-init", 1, 0, O_DINIT},
-        {"bg-weight", 1, 0, O_BGW}, {"fg-weight", 1, 0, O_FGW}, {"snr", 1, 0, O_SNR}, {"shift-ms", 1, 0, O_SHIFT},
-        {"enc", 1, 0, O_ENC}, {"synth", 1, 0, O_SYNTH}, {"noise", 1, 0, O_NOISE},
-        {"fmax", 1, 0, O_FMAX}, {"speed", 1, 0, O_SPEED}, {"out-gain", 1, 0, O_OGAIN},
-        {"synth-per-voice", 1, 0, O_SYNTHN}, {"synth-rate", 1, 0, O_SYNTHR}, {"max-train", 1, 0, O_MAXTRAIN},
-        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option lopts[] = {{"data", 1, 0, O_DATA},
+                                          {"labels", 1, 0, O_LABELS},
+                                          {"out", 1, 0, O_OUT},
+                                          {"ckpt", 1, 0, O_CKPT},
+                                          {"resume", 0, 0, O_RESUME},
+                                          {"hidden", 1, 0, O_HIDDEN},
+                                          {"rec", 1, 0, O_REC},
+                                          {"k", 1, 0, O_K},
+                                          {"d-max", 1, 0, O_DMAX},
+                                          {"epochs", 1, 0, O_EPOCHS},
+                                          {"batch", 1, 0, O_BATCH},
+                                          {"copies", 1, 0, O_COPIES},
+                                          {"frames", 1, 0, O_FRAMES},
+                                          {"lr", 1, 0, O_LR},
+                                          {"lr-delay", 1, 0, O_LRD},
+                                          {"wd", 1, 0, O_WD},
+                                          {"seed", 1, 0, O_SEED},
+                                          {"threads", 1, 0, O_THREADS},
+                                          {"drop-ff", 1, 0, O_DFF},
+                                          {"drop-rec", 1, 0, O_DREC},
+                                          {"sigma-init", 1, 0, O_SI},
+                                          {"sigma-decay", 1, 0, O_SD},
+                                          {"beta", 1, 0, O_BETA},
+                                          {"beta-rec", 1, 0, O_BETAR},
+                                          {"out-beta", 1, 0, O_OBETA},
+                                          {"surrogate", 1, 0, O_SURR},
+                                          {"sg-alpha", 1, 0, O_SGA},
+                                          {"no-detach", 0, 0, O_NODET},
+                                          {"no-bn", 0, 0, O_NOBN},
+                                          {"delay-init", 1, 0, O_DINIT},
+                                          {"bg-weight", 1, 0, O_BGW},
+                                          {"fg-weight", 1, 0, O_FGW},
+                                          {"snr", 1, 0, O_SNR},
+                                          {"shift-ms", 1, 0, O_SHIFT},
+                                          {"enc", 1, 0, O_ENC},
+                                          {"synth", 1, 0, O_SYNTH},
+                                          {"noise", 1, 0, O_NOISE},
+                                          {"fmax", 1, 0, O_FMAX},
+                                          {"speed", 1, 0, O_SPEED},
+                                          {"out-gain", 1, 0, O_OGAIN},
+                                          {"synth-per-voice", 1, 0, O_SYNTHN},
+                                          {"synth-rate", 1, 0, O_SYNTHR},
+                                          {"max-train", 1, 0, O_MAXTRAIN},
+                                          {"help", 0, 0, 'h'},
+                                          {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
         char *end = NULL;
         switch (c) {
-        case O_DATA: o.data = optarg; break;
-        case O_LABELS: snprintf(o.labels, sizeof o.labels, "%s", optarg); break;
-        case O_OUT: o.out = optarg; break;
-        case O_CKPT: o.ckpt = optarg; break;
-        case O_RESUME: o.resume = 1; break;
-        case O_HIDDEN: snprintf(o.hidden, sizeof o.hidden, "%s", optarg); break;
-        case O_REC: snprintf(o.rec, sizeof o.rec, "%s", optarg); break;
-        case O_K: o.k = (int)strtol(optarg, &end, 10); break;
-        case O_DMAX: o.d_max = (int)strtol(optarg, &end, 10); break;
-        case O_EPOCHS: o.epochs = (int)strtol(optarg, &end, 10); break;
-        case O_BATCH: o.batch = (int)strtol(optarg, &end, 10); break;
-        case O_COPIES: o.copies = (int)strtol(optarg, &end, 10); break;
-        case O_FRAMES: o.T = (int)strtol(optarg, &end, 10); break;
-        case O_LR: o.lr = strtof(optarg, &end); break;
-        case O_LRD: o.lr_delay = strtof(optarg, &end); break;
-        case O_WD: o.wd = strtof(optarg, &end); break;
-        case O_SEED: o.seed = (int)strtol(optarg, &end, 10); break;
-        case O_THREADS: o.threads = (int)strtol(optarg, &end, 10); break;
-        case O_DFF: o.drop_ff = strtof(optarg, &end); break;
-        case O_DREC: o.drop_rec = strtof(optarg, &end); break;
-        case O_SI: o.sigma_init = strtof(optarg, &end); break;
-        case O_SD: o.sigma_decay = strtof(optarg, &end); break;
-        case O_BETA: o.beta0 = strtof(optarg, &end); break;
-        case O_BETAR: o.beta_rec = strtof(optarg, &end); break;
-        case O_OBETA: o.out_beta = strtof(optarg, &end); break;
+        case O_DATA:
+            o.data = optarg;
+            break;
+        case O_LABELS:
+            snprintf(o.labels, sizeof o.labels, "%s", optarg);
+            break;
+        case O_OUT:
+            o.out = optarg;
+            break;
+        case O_CKPT:
+            o.ckpt = optarg;
+            break;
+        case O_RESUME:
+            o.resume = 1;
+            break;
+        case O_HIDDEN:
+            snprintf(o.hidden, sizeof o.hidden, "%s", optarg);
+            break;
+        case O_REC:
+            snprintf(o.rec, sizeof o.rec, "%s", optarg);
+            break;
+        case O_K:
+            o.k = (int)strtol(optarg, &end, 10);
+            break;
+        case O_DMAX:
+            o.d_max = (int)strtol(optarg, &end, 10);
+            break;
+        case O_EPOCHS:
+            o.epochs = (int)strtol(optarg, &end, 10);
+            break;
+        case O_BATCH:
+            o.batch = (int)strtol(optarg, &end, 10);
+            break;
+        case O_COPIES:
+            o.copies = (int)strtol(optarg, &end, 10);
+            break;
+        case O_FRAMES:
+            o.T = (int)strtol(optarg, &end, 10);
+            break;
+        case O_LR:
+            o.lr = strtof(optarg, &end);
+            break;
+        case O_LRD:
+            o.lr_delay = strtof(optarg, &end);
+            break;
+        case O_WD:
+            o.wd = strtof(optarg, &end);
+            break;
+        case O_SEED:
+            o.seed = (int)strtol(optarg, &end, 10);
+            break;
+        case O_THREADS:
+            o.threads = (int)strtol(optarg, &end, 10);
+            break;
+        case O_DFF:
+            o.drop_ff = strtof(optarg, &end);
+            break;
+        case O_DREC:
+            o.drop_rec = strtof(optarg, &end);
+            break;
+        case O_SI:
+            o.sigma_init = strtof(optarg, &end);
+            break;
+        case O_SD:
+            o.sigma_decay = strtof(optarg, &end);
+            break;
+        case O_BETA:
+            o.beta0 = strtof(optarg, &end);
+            break;
+        case O_BETAR:
+            o.beta_rec = strtof(optarg, &end);
+            break;
+        case O_OBETA:
+            o.out_beta = strtof(optarg, &end);
+            break;
         case O_SURR:
             o.surrogate = !strcmp(optarg, "triangle") ? TRAIN_SG_TRIANGLE : TRAIN_SG_ATAN;
             break;
-        case O_SGA: o.sg_alpha = strtof(optarg, &end); break;
-        case O_NODET: o.detach = 0; break;
-        case O_NOBN: o.no_bn = 1; break;
+        case O_SGA:
+            o.sg_alpha = strtof(optarg, &end);
+            break;
+        case O_NODET:
+            o.detach = 0;
+            break;
+        case O_NOBN:
+            o.no_bn = 1;
+            break;
         case O_DINIT:
             if (parse_pair(optarg, &o.delay_lo, &o.delay_hi)) {
                 fprintf(stderr, "kwsd-train: --delay-init: want LO,HI\n");
                 return 2;
             }
             break;
-        case O_BGW: o.bg_weight = strtof(optarg, &end); break;
-        case O_FGW: o.fg_weight = strtof(optarg, &end); break;
+        case O_BGW:
+            o.bg_weight = strtof(optarg, &end);
+            break;
+        case O_FGW:
+            o.fg_weight = strtof(optarg, &end);
+            break;
         case O_SNR:
             if (parse_pair(optarg, &o.snr_lo, &o.snr_hi)) {
                 fprintf(stderr, "kwsd-train: --snr: want LO,HI\n");
                 return 2;
             }
             break;
-        case O_SHIFT: o.shift_ms = strtof(optarg, &end); break;
+        case O_SHIFT:
+            o.shift_ms = strtof(optarg, &end);
+            break;
         case O_ENC: {
             char buf[256], *tok[KWS_ENC_MAX_LEVELS];
             snprintf(buf, sizeof buf, "%s", optarg);
@@ -381,20 +513,36 @@ int main(int argc, char **argv) {
                 o.enc[i] = strtof(tok[i], NULL);
             break;
         }
-        case O_SYNTH: o.synth = optarg; break;
-        case O_NOISE: o.noise = optarg; break;
+        case O_SYNTH:
+            o.synth = optarg;
+            break;
+        case O_NOISE:
+            o.noise = optarg;
+            break;
         case O_SPEED:
             if (parse_pair(optarg, &o.speed_lo, &o.speed_hi)) {
                 fprintf(stderr, "kwsd-train: --speed: want LO,HI\n");
                 return 2;
             }
             break;
-        case O_FMAX: o.fmax = strtof(optarg, &end); break;
-        case O_OGAIN: o.out_gain = strtof(optarg, &end); break;
-        case O_SYNTHN: o.synth_n = (int)strtol(optarg, &end, 10); break;
-        case O_SYNTHR: o.synth_rate = (int)strtol(optarg, &end, 10); break;
-        case O_MAXTRAIN: o.max_train = (int)strtol(optarg, &end, 10); break;
-        default: usage(); return c == 'h' ? 0 : 2;
+        case O_FMAX:
+            o.fmax = strtof(optarg, &end);
+            break;
+        case O_OGAIN:
+            o.out_gain = strtof(optarg, &end);
+            break;
+        case O_SYNTHN:
+            o.synth_n = (int)strtol(optarg, &end, 10);
+            break;
+        case O_SYNTHR:
+            o.synth_rate = (int)strtol(optarg, &end, 10);
+            break;
+        case O_MAXTRAIN:
+            o.max_train = (int)strtol(optarg, &end, 10);
+            break;
+        default:
+            usage();
+            return c == 'h' ? 0 : 2;
         }
         if (end && *end) {
             fprintf(stderr, "kwsd-train: bad number '%s'\n", optarg);
@@ -438,8 +586,9 @@ int main(int argc, char **argv) {
     for (int l = 0; l < cfg.n_layers; l++) {
         struct snn_layer_cfg *lc = &cfg.layer[l];
         lc->n = (int32_t)strtol(hs[l], NULL, 10);
-        lc->rec = !strcmp(rs[l], "conv") ? SNN_REC_CONV : !strcmp(rs[l], "dense") ? SNN_REC_DENSE
-                                                                                  : SNN_REC_NONE;
+        lc->rec = !strcmp(rs[l], "conv")    ? SNN_REC_CONV
+                  : !strcmp(rs[l], "dense") ? SNN_REC_DENSE
+                                            : SNN_REC_NONE;
         lc->k = lc->rec == SNN_REC_CONV ? o.k : 0;
         lc->d_max = lc->rec != SNN_REC_NONE ? o.d_max : 0;
         lc->beta = lc->rec != SNN_REC_NONE ? o.beta_rec : o.beta0;
@@ -583,7 +732,8 @@ int main(int argc, char **argv) {
         /* deterministic shuffle of (clip, copy) pairs */
         for (size_t i = 0; i < per_epoch; i++)
             order[i] = tr[i % n_tr];
-        uint64_t st = (uint64_t)o.seed * 0x9E3779B97F4A7C15ull + (uint64_t)ep * 0xBF58476D1CE4E5B9ull;
+        uint64_t st =
+            (uint64_t)o.seed * 0x9E3779B97F4A7C15ull + (uint64_t)ep * 0xBF58476D1CE4E5B9ull;
         for (size_t i = per_epoch - 1; i > 0; i--) {
             st ^= st << 13;
             st ^= st >> 7;
@@ -632,8 +782,8 @@ int main(int argc, char **argv) {
                 "epoch %3d/%d  loss %.4f  train %.2f %%  val %.2f %%  sigma %.3f  lr %.2e  "
                 "rate %.3f  %.1f s (render %.1f s)%s\n",
                 ep + 1, o.epochs, loss / steps_per_epoch, 100.0 * correct / seen, 100.0 * va_acc,
-                sig, lr, (double)spikes / ((double)steps_per_epoch * B * T * hidden),
-                now_s() - te, t_render, va_acc > best ? "  *" : "");
+                sig, lr, (double)spikes / ((double)steps_per_epoch * B * T * hidden), now_s() - te,
+                t_render, va_acc > best ? "  *" : "");
         if (va_acc > best) {
             best = va_acc;
             struct snn_model m = {0};

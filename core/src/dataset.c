@@ -376,14 +376,16 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
     int on_f = 0, off_f = -1;
     if (is_sil) {
         /* the clip is the background: loop it over the whole window */
-        float g = powf(10.0f, (aug->sil_db_lo + (aug->sil_db_hi - aug->sil_db_lo) *
-                                                    train_rng_uniform(&rng)) / 20.0f);
+        float g = powf(
+            10.0f,
+            (aug->sil_db_lo + (aug->sil_db_hi - aug->sil_db_lo) * train_rng_uniform(&rng)) / 20.0f);
         size_t off = (size_t)(train_rng_uniform(&rng) * (float)cl->n);
         for (size_t k = 0; k < ns; k++)
             buf[k] = g * cl->x[(off + k) % (size_t)cl->n];
     } else {
-        float g = powf(10.0f, (aug->gain_db_lo + (aug->gain_db_hi - aug->gain_db_lo) *
-                                                     train_rng_uniform(&rng)) / 20.0f);
+        float g = powf(10.0f, (aug->gain_db_lo +
+                               (aug->gain_db_hi - aug->gain_db_lo) * train_rng_uniform(&rng)) /
+                                  20.0f);
         long shift = (long)((2.0f * train_rng_uniform(&rng) - 1.0f) * aug->shift_ms * 1e-3f *
                             (float)ds->rate);
         float r = 1.0f; /* speed: output sample k reads input position k * r */
@@ -416,7 +418,8 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
             size_t nn = (size_t)ds->noise_n[k];
             float nr = rms(nx, 0, (int32_t)nn);
             float wr = g * rms(cl->x, cl->on, cl->off);
-            float snr = aug->snr_db_lo + (aug->snr_db_hi - aug->snr_db_lo) * train_rng_uniform(&rng);
+            float snr =
+                aug->snr_db_lo + (aug->snr_db_hi - aug->snr_db_lo) * train_rng_uniform(&rng);
             float ng = nr > 0.0f ? wr / nr * powf(10.0f, -snr / 20.0f) : 0.0f;
             size_t off = (size_t)(train_rng_uniform(&rng) * (float)nn);
             for (size_t j = 0; j < ns; j++)

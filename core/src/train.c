@@ -287,7 +287,11 @@ static int acts_alloc(struct train_net *net, int B, int T) {
         return -ENOMEM;
     memset(net->act_mem, 0, tot * sizeof(float));
     float *q = net->act_mem;
-#define TAKE(ptr, n) do { (ptr) = q; q += round_up64(n); } while (0)
+#define TAKE(ptr, n)                                                                               \
+    do {                                                                                           \
+        (ptr) = q;                                                                                 \
+        q += round_up64(n);                                                                        \
+    } while (0)
     for (int l = 0; l < cfg->n_layers; l++) {
         struct train_layer_acts *a = &net->act[l];
         size_t c = (size_t)cfg->layer[l].n;
@@ -623,8 +627,8 @@ static void lif_forward(struct train_net *net, int l, int train) {
                 float hv = lc->beta * v[i] + lc->gain * cur;
                 float sv = hv >= lc->thresh ? 1.0f : 0.0f;
                 if (hp->smooth)
-                    sv = 0.5f + atanf(0.5f * (float)M_PI * hp->sg_alpha * (hv - lc->thresh)) /
-                                    (float)M_PI;
+                    sv = 0.5f +
+                         atanf(0.5f * (float)M_PI * hp->sg_alpha * (hv - lc->thresh)) / (float)M_PI;
                 h[i] = hv;
                 s[i] = sv;
                 v[i] = lc->reset == SNN_RESET_HARD ? hv * (1.0f - sv) : hv - lc->thresh * sv;
@@ -704,8 +708,8 @@ static void readout_forward(struct train_net *net) {
             v[c] *= cfg->out_gain;
         for (int t = 1; t < T; t++)
             for (int c = 0; c < K; c++)
-                v[(size_t)t * K + c] =
-                    cfg->out_beta * v[(size_t)(t - 1) * K + c] + cfg->out_gain * v[(size_t)t * K + c];
+                v[(size_t)t * K + c] = cfg->out_beta * v[(size_t)(t - 1) * K + c] +
+                                       cfg->out_gain * v[(size_t)t * K + c];
         for (int t = 0; t < T; t++)
             softmax_row(net->po + ((size_t)b * T + t) * K, v + (size_t)t * K, K);
     }
@@ -739,8 +743,8 @@ static void loss_forward(struct train_net *net) {
     net->n_correct = correct;
 }
 
-int train_net_forward(struct train_net *net, const float *x, const int32_t *labels,
-                      const float *bg, int B, int T, int train) {
+int train_net_forward(struct train_net *net, const float *x, const int32_t *labels, const float *bg,
+                      int B, int T, int train) {
     if (B != net->B || T != net->T || !net->act_mem || max_taps(net->hp.sigma) > net->ntap_cap) {
         int rc = acts_alloc(net, B, T);
         if (rc < 0)
@@ -927,8 +931,8 @@ void train_net_backward(struct train_net *net) {
         }
     }
     int Clast = cfg->layer[L - 1].n;
-    linear_backward(dsd, net->g.w_out, net->g.b_out, net->wt, dvo, net->act[L - 1].sd,
-                    net->p.w_out, N, Clast, K);
+    linear_backward(dsd, net->g.w_out, net->g.b_out, net->wt, dvo, net->act[L - 1].sd, net->p.w_out,
+                    N, Clast, K);
     for (int l = L - 1; l >= 0; l--) {
         struct train_layer_acts *A = &net->act[l];
         const struct snn_layer_cfg *lc = &cfg->layer[l];

@@ -39,7 +39,7 @@ struct audio_fe;
 enum ds_split { DS_TRAIN = 0, DS_VAL = 1, DS_TEST = 2 };
 
 struct ds_clip {
-    float *x;        /* (n) samples at ds->rate */
+    float *x; /* (n) samples at ds->rate */
     int32_t n;
     int16_t label;   /* class index */
     int8_t split;    /* enum ds_split */
@@ -49,14 +49,14 @@ struct ds_clip {
 };
 
 struct dataset {
-    int rate;                                    /* Hz of every stored clip */
+    int rate; /* Hz of every stored clip */
     int n_classes;
     char labels[SNN_MAX_CLASSES][SNN_LABEL_LEN];
-    int sil_class;                               /* index of "_silence_" or -1 */
-    int unk_class;                               /* index of "_unknown_" or -1 */
+    int sil_class; /* index of "_silence_" or -1 */
+    int unk_class; /* index of "_unknown_" or -1 */
     struct ds_clip *clips;
     size_t n_clips, cap;
-    float **noise;                               /* background noise recordings at rate */
+    float **noise; /* background noise recordings at rate */
     int32_t *noise_n;
     size_t n_noise;
     int n_sources;
@@ -64,14 +64,14 @@ struct dataset {
 
 /* Augmentation of dataset_render; zero fields switch a step off. */
 struct ds_aug {
-    float shift_ms;      /* word moved by U(-shift, +shift) around its place */
-    float gain_db_lo, gain_db_hi;  /* word gain, dB */
-    float snr_db_lo, snr_db_hi;    /* noise level relative to the word, dB */
-    float p_noise;       /* probability of mixing noise in a word example */
-    float sil_db_lo, sil_db_hi;    /* gain of silence-class clips, dB */
-    int warm_frames;     /* frames of background rendered (and dropped) before the window */
-    int hold_frames;     /* frames after the word's end still counted as word (not background) */
-    int center;          /* 1: centre the word in the window; 0: keep the clip's own offset */
+    float shift_ms;               /* word moved by U(-shift, +shift) around its place */
+    float gain_db_lo, gain_db_hi; /* word gain, dB */
+    float snr_db_lo, snr_db_hi;   /* noise level relative to the word, dB */
+    float p_noise;                /* probability of mixing noise in a word example */
+    float sil_db_lo, sil_db_hi;   /* gain of silence-class clips, dB */
+    int warm_frames; /* frames of background rendered (and dropped) before the window */
+    int hold_frames; /* frames after the word's end still counted as word (not background) */
+    int center;      /* 1: centre the word in the window; 0: keep the clip's own offset */
     float speed_lo, speed_hi; /* word played at a speed factor U(lo, hi) (pitch and tempo, like
                                * sox speed; linear interpolation); 0 or 1: unchanged */
 };

@@ -50,23 +50,23 @@ enum train_surrogate {
 
 /* Training hyper-parameters (defaults from train_hparams_default). */
 struct train_hparams {
-    int32_t surrogate;   /* enum train_surrogate */
-    float sg_alpha;      /* surrogate slope/width a */
+    int32_t surrogate;    /* enum train_surrogate */
+    float sg_alpha;       /* surrogate slope/width a */
     int32_t detach_reset; /* 1: the reset is not differentiated */
-    int32_t smooth;      /* 1 (gradient checks only): S = 1/2 + atan(pi a x / 2) / pi instead
-                          * of the Heaviside; its exact derivative is the ATan surrogate */
-    int32_t use_bn;      /* 1: BatchNorm after each hidden Linear */
-    float bn_eps;        /* 1e-5 */
-    float bn_momentum;   /* running-statistics momentum, 0.1 */
-    float drop_ff;       /* dropout on each hidden layer's spikes */
-    float drop_rec;      /* dropout on the recurrent arrivals, fresh mask per step */
-    float wd;            /* AdamW weight decay for Linear weights and recurrent weights */
+    int32_t smooth;       /* 1 (gradient checks only): S = 1/2 + atan(pi a x / 2) / pi instead
+                           * of the Heaviside; its exact derivative is the ATan surrogate */
+    int32_t use_bn;       /* 1: BatchNorm after each hidden Linear */
+    float bn_eps;         /* 1e-5 */
+    float bn_momentum;    /* running-statistics momentum, 0.1 */
+    float drop_ff;        /* dropout on each hidden layer's spikes */
+    float drop_rec;       /* dropout on the recurrent arrivals, fresh mask per step */
+    float wd;             /* AdamW weight decay for Linear weights and recurrent weights */
     float beta1, beta2, adam_eps;
     float delay_init_lo, delay_init_hi; /* delays start uniform in [lo, hi] steps */
-    float sigma;         /* current triangle spread; the kernel half-width is 1 + sigma */
-    float bg_weight;     /* weight of the per-frame silence term (frames with bg > 0) */
-    float fg_weight;     /* weight of the per-frame label term (frames with bg < 0) */
-    int32_t sil_class;   /* class index the background frames target (-1: none) */
+    float sigma;       /* current triangle spread; the kernel half-width is 1 + sigma */
+    float bg_weight;   /* weight of the per-frame silence term (frames with bg > 0) */
+    float fg_weight;   /* weight of the per-frame label term (frames with bg < 0) */
+    int32_t sil_class; /* class index the background frames target (-1: none) */
     uint64_t seed;
 };
 
@@ -105,34 +105,34 @@ struct train_net {
     struct snn_cfg cfg;
     struct train_hparams hp;
     size_t n_params;
-    float *mem;                 /* 4 * n_params: params, grads, m, v */
+    float *mem; /* 4 * n_params: params, grads, m, v */
     struct train_params p, g, m, v;
     float *bn_rmean[SNN_MAX_LAYERS]; /* (C_l) running mean */
     float *bn_rvar[SNN_MAX_LAYERS];  /* (C_l) running variance */
     float *stats_mem;
-    int64_t step;               /* optimizer steps taken */
-    float best;                 /* best validation accuracy so far (kept in checkpoints) */
+    int64_t step; /* optimizer steps taken */
+    float best;   /* best validation accuracy so far (kept in checkpoints) */
     /* Batch state: locked to (B,T) on the first forward. */
     int B, T;
-    int train_mode;             /* mode of the last forward */
+    int train_mode; /* mode of the last forward */
     float *act_mem;
     struct train_layer_acts act[SNN_MAX_LAYERS];
-    float *vo;                  /* (B,T,n_classes) readout potentials */
-    float *po;                  /* (B,T,n_classes) per-frame softmax */
-    float *wt;                  /* scratch: transposed weights */
-    float *scratch[4];          /* (B,T,C_max) backward buffers */
-    float *part;                /* (B, C_max + SNN_MAX_K) per-clip gradient partials */
-    double *bn_part;            /* BatchNorm sums: (2 C_max) totals + (B*T/64, 2 C_max) chunks */
-    float *tap_w[SNN_MAX_LAYERS];   /* (C, ntap_cap) delay kernel taps of each sender */
-    float *tap_dw[SNN_MAX_LAYERS];  /* (C, ntap_cap) their derivative w.r.t. the delay */
+    float *vo;                     /* (B,T,n_classes) readout potentials */
+    float *po;                     /* (B,T,n_classes) per-frame softmax */
+    float *wt;                     /* scratch: transposed weights */
+    float *scratch[4];             /* (B,T,C_max) backward buffers */
+    float *part;                   /* (B, C_max + SNN_MAX_K) per-clip gradient partials */
+    double *bn_part;               /* BatchNorm sums: (2 C_max) totals + (B*T/64, 2 C_max) chunks */
+    float *tap_w[SNN_MAX_LAYERS];  /* (C, ntap_cap) delay kernel taps of each sender */
+    float *tap_dw[SNN_MAX_LAYERS]; /* (C, ntap_cap) their derivative w.r.t. the delay */
     int32_t *tap_lo[SNN_MAX_LAYERS]; /* (C) first tap offset k of each sender */
-    int ntap_cap;               /* taps per sender the tables can hold */
-    int ntap;                   /* taps per sender for the current sigma (<= ntap_cap) */
-    const int32_t *labels;      /* (B) of the last forward */
-    const float *bg;            /* (B,T) background-frame flags of the last forward, or NULL */
-    double loss;                /* mean loss of the last forward */
-    int n_correct;              /* clips whose argmax P equals the label */
-    uint64_t n_spikes;          /* hidden spikes in the last forward */
+    int ntap_cap;                    /* taps per sender the tables can hold */
+    int ntap;                        /* taps per sender for the current sigma (<= ntap_cap) */
+    const int32_t *labels;           /* (B) of the last forward */
+    const float *bg;                 /* (B,T) background-frame flags of the last forward, or NULL */
+    double loss;                     /* mean loss of the last forward */
+    int n_correct;                   /* clips whose argmax P equals the label */
+    uint64_t n_spikes;               /* hidden spikes in the last forward */
 };
 
 /* Creates the network for cfg (layers, classes, neuron constants) and draws
@@ -140,7 +140,8 @@ struct train_net {
  * biases U(+-1/sqrt(fan_in)), conv taps U(+-1/sqrt(K)), dense recurrent
  * weights orthogonal-like U(+-sqrt(3/C)), delays U[lo, hi], BN g=1, b=0.
  * Returns 0, -ENOMEM or KWS_EBADFIELD. */
-int train_net_init(struct train_net *net, const struct snn_cfg *cfg, const struct train_hparams *hp);
+int train_net_init(struct train_net *net, const struct snn_cfg *cfg,
+                   const struct train_hparams *hp);
 void train_net_free(struct train_net *net);
 
 /* Number of trainable floats a configuration has in training form. */
@@ -155,8 +156,8 @@ size_t train_param_count(const struct snn_cfg *cfg, int use_bn);
  * x, labels and bg must stay valid until train_net_backward returns.
  * The readout potentials are in net->vo, the per-frame softmax in net->po.
  * Returns 0 or -ENOMEM (first call, or a different B/T: reallocation). */
-int train_net_forward(struct train_net *net, const float *x, const int32_t *labels,
-                      const float *bg, int B, int T, int train);
+int train_net_forward(struct train_net *net, const float *x, const int32_t *labels, const float *bg,
+                      int B, int T, int train);
 
 void train_net_zero_grad(struct train_net *net);
 
