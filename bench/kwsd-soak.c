@@ -159,10 +159,12 @@ int main(int argc, char **argv) {
         {"minutes", required_argument, NULL, 'n'},   {"split", required_argument, NULL, 's'},
         {"threshold", required_argument, NULL, 't'}, {"kwsd", required_argument, NULL, 'k'},
         {"json", no_argument, NULL, 'j'},            {"seed", required_argument, NULL, 'r'},
-        {"noise-gain", required_argument, NULL, 'g'}, {NULL, 0, NULL, 0},
+        {"noise-gain", required_argument, NULL, 'g'}, {"smoothing-ms", required_argument, NULL, 'w'},
+        {NULL, 0, NULL, 0},
     };
     const char *data = NULL, *model = NULL, *split = "testing", *kwsd = KWSD_PATH;
     double minutes = 60.0, threshold = -1.0, noise_gain = 0.3;
+    int smoothing_ms = 0;
     int json = 0, opt;
     char dir[] = "/tmp/kwsd-soak-XXXXXX", path[1024], line[512];
 
@@ -177,9 +179,11 @@ int main(int argc, char **argv) {
         case 'j': json = 1; break;
         case 'r': rng_state = strtoull(optarg, NULL, 10) * 2654435761ull + 1; break;
         case 'g': noise_gain = strtod(optarg, NULL); break;
+        case 'w': smoothing_ms = (int)strtol(optarg, NULL, 10); break;
         default:
             fprintf(stderr, "usage: kwsd-soak --data DIR --model FILE [--minutes M] [--split "
-                            "testing|validation] [--threshold T] [--noise-gain G] [--json]\n");
+                            "testing|validation] [--threshold T] [--smoothing-ms MS] [--noise-gain G] "
+                            "[--json]\n");
             return 2;
         }
     }
@@ -276,8 +280,12 @@ int main(int argc, char **argv) {
         die("%s: %s", cfg, strerror(errno));
     fprintf(cf, "model:\n  path: %s\ntransport:\n  endpoints: [ \"%s\" ]\n  queue: 100000\n",
             model, endpoint);
+    if (threshold >= 0.0 || smoothing_ms > 0)
+        fprintf(cf, "detection:\n");
     if (threshold >= 0.0)
-        fprintf(cf, "detection:\n  threshold: %g\n", threshold);
+        fprintf(cf, "  threshold: %g\n", threshold);
+    if (smoothing_ms > 0)
+        fprintf(cf, "  smoothing_ms: %d\n", smoothing_ms);
     fprintf(cf, "logging:\n  level: notice\n");
     fclose(cf);
 
@@ -352,7 +360,7 @@ int main(int argc, char **argv) {
         fclose(klog);
 
     /* ==== Scoring ==== */
-    int hits = 0, n_fa = 0, n_kw = 0;
+    int hits = 0, n_fa = 0, n_kw = 0, n_confused = 0;
     int64_t *lat = malloc((size_t)(n_ev + 1) * sizeof(int64_t));
     for (int t = 0; t < n_truth; t++)
         n_kw += is_keyword(clips[truth[t].clip].label);
@@ -369,7 +377,16 @@ int main(int argc, char **argv) {
                 break;
             }
         }
-        n_fa += !matched;
+        if (!matched) {
+            n_fa++;
+            /* A false alarm during some word (another label, or an
+             * _unknown_ word) is a confusion; elsewhere it fired on noise. */
+            for (int t = 0; t < n_truth; t++)
+                if (ev[e].end_ms >= truth[t].start_ms && ev[e].end_ms <= truth[t].end_ms + 1500) {
+                    n_confused++;
+                    break;
+                }
+        }
     }
     qsort(lat, (size_t)hits, sizeof *lat, cmp_i64);
     double audio_s = minutes * 60.0;
@@ -380,11 +397,11 @@ int main(int argc, char **argv) {
     if (json) {
         printf("{\"audio_s\": %.1f, \"keywords\": %d, \"other_words\": %d, \"events\": %d, "
                "\"hits\": %d, \"hit_rate\": %.4f, \"false_alarms\": %d, "
-               "\"false_alarms_per_hour\": %.2f, \"latency_ms_p50\": %lld, "
+               "\"false_alarms_per_hour\": %.2f, \"false_alarms_on_words\": %d, \"latency_ms_p50\": %lld, "
                "\"latency_ms_p90\": %lld, \"cpu_s\": %.3f, \"cpu_share\": %.5f, "
                "\"peak_rss_kib\": %ld}\n",
                audio_s, n_kw, n_truth - n_kw, n_ev, hits, n_kw ? (double)hits / n_kw : 0.0, n_fa,
-               n_fa / (audio_s / 3600.0), (long long)p50, (long long)p90, cpu_s, cpu_s / audio_s,
+               n_fa / (audio_s / 3600.0), n_confused, (long long)p50, (long long)p90, cpu_s, cpu_s / audio_s,
                peak_kib);
     } else {
         printf("audio            %.1f s (%d keywords, %d other words, noise between)\n", audio_s,
@@ -392,7 +409,8 @@ int main(int argc, char **argv) {
         printf("events           %d\n", n_ev);
         printf("hit rate         %.1f %% (%d of %d)\n", n_kw ? 100.0 * hits / n_kw : 0.0, hits,
                n_kw);
-        printf("false alarms     %d (%.1f per hour)\n", n_fa, n_fa / (audio_s / 3600.0));
+        printf("false alarms     %d (%.1f per hour): %d on another word, %d on noise\n", n_fa,
+               n_fa / (audio_s / 3600.0), n_confused, n_fa - n_confused);
         printf("latency          p50 %lld ms, p90 %lld ms after the word's end\n",
                (long long)p50, (long long)p90);
         printf("kwsd CPU         %.2f s = %.3f %% of real time\n", cpu_s, 100.0 * cpu_s / audio_s);
