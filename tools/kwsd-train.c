@@ -29,7 +29,7 @@
 #include "kws/train.h"
 
 struct opts {
-    const char *data, *out, *ckpt, *synth, *noise;
+    const char *data, *out, *ckpt, *synth, *noise, *extra;
     char labels[1024];
     char hidden[256], rec[256];
     int epochs, batch, copies, T, k, d_max, resume, seed, threads, synth_n, synth_rate;
@@ -62,6 +62,7 @@ static void usage(void) {
             "  --synth DIR            espeak-ng keyword clips (generated into DIR if empty)\n"
             "  --synth-per-voice 2 --synth-rate 16000   clips per voice and word, their rate\n"
             "  --noise DIR            extra background noise files\n"
+            "  --extra DIR            another folder-per-label set whose clips all train\n"
             "  --ckpt FILE --resume   checkpoint path (default OUT.ckpt) and resume from it\n");
 }
 
@@ -346,7 +347,8 @@ int main(int argc, char **argv) {
         O_SYNTHR,
         O_FMAX,
         O_OGAIN,
-        O_SPEED
+        O_SPEED,
+        O_EXTRA
     };
     static const struct option lopts[] = {{"data", 1, 0, O_DATA},
                                           {"labels", 1, 0, O_LABELS},
@@ -385,6 +387,7 @@ int main(int argc, char **argv) {
                                           {"enc", 1, 0, O_ENC},
                                           {"synth", 1, 0, O_SYNTH},
                                           {"noise", 1, 0, O_NOISE},
+                                          {"extra", 1, 0, O_EXTRA},
                                           {"fmax", 1, 0, O_FMAX},
                                           {"speed", 1, 0, O_SPEED},
                                           {"out-gain", 1, 0, O_OGAIN},
@@ -630,6 +633,10 @@ int main(int argc, char **argv) {
             fprintf(stderr, "kwsd-train: %s\n", msg);
             return 1;
         }
+    }
+    if (o.extra && dataset_load(&ds, o.extra, DS_TRAIN, msg, sizeof msg) < 0) {
+        fprintf(stderr, "kwsd-train: %s\n", msg);
+        return 1;
     }
     if (o.noise && dataset_add_noise(&ds, o.noise, msg, sizeof msg) < 0) {
         fprintf(stderr, "kwsd-train: %s\n", msg);
