@@ -528,6 +528,9 @@ int main(int argc, char **argv) {
                 return 2;
             }
             break;
+        case O_EXTRA:
+            o.extra = optarg;
+            break;
         case O_FMAX:
             o.fmax = strtof(optarg, &end);
             break;
