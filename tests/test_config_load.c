@@ -60,7 +60,7 @@ Test(config_load, defaults) {
     cr_expect(eq(int, c.audio.rate, 16000));
     cr_expect(eq(int, c.audio.period_ms, 20));
     cr_expect(eq(str, c.model.path, "/usr/share/kwsd/commands.kwsm"));
-    cr_expect(eq(flt, c.detection.threshold, 0.8f));
+    cr_expect(eq(flt, c.detection.threshold, 0.4f));
     cr_expect(eq(int, c.detection.smoothing_ms, 300));
     cr_expect(eq(int, c.detection.refractory_ms, 1000));
     cr_expect(eq(int, c.detection.n_keywords, 0));

@@ -69,7 +69,7 @@ static const struct cfg_key config_keys[] = {
     {"audio.period_ms", CFG_INT, 5, 200, "20", CFG_FIELD(audio.period_ms), NULL, "ALSA period, ms"},
     {"model.path", CFG_STRING, 1, KWS_CONFIG_PATH_LEN - 1, "/usr/share/kwsd/commands.kwsm",
      CFG_FIELD(model.path), check_printable, "model file (`.kwsm`)"},
-    {"detection.threshold", CFG_FLOAT, 0.0, 1.0, "0.8", CFG_FIELD(detection.threshold), NULL,
+    {"detection.threshold", CFG_FLOAT, 0.0, 1.0, "0.4", CFG_FIELD(detection.threshold), NULL,
      "global score threshold"},
     {"detection.smoothing_ms", CFG_INT, 10, 3000, "300", CFG_FIELD(detection.smoothing_ms), NULL,
      "posterior smoothing window, ms"},
