@@ -118,17 +118,24 @@ static void write_alsa_conf(void) {
     write_file(path, text);
 }
 
-/* The config every test starts from; extra is appended verbatim. */
-static void write_config(const char *model, const char *extra) {
+/* The config every test starts from: device, model, the test's endpoint
+ * with a fast heartbeat; transport_extra goes inside the transport section
+ * and extra after everything, both verbatim (NULL for none). */
+static void write_config_full(const char *model, const char *device, const char *transport_extra,
+                              const char *extra) {
     char text[2048], path[300];
     snprintf(text, sizeof text,
-             "audio:\n  device: testmic\n  rate: 16000\n"
+             "audio:\n  device: %s\n  rate: 16000\n"
              "model:\n  path: %s\n"
-             "transport:\n  endpoints: [ \"%s\" ]\n  heartbeat_s: 0.5\n"
+             "transport:\n  endpoints: [ \"%s\" ]\n  heartbeat_s: 0.5\n%s"
              "logging:\n  level: info\n%s",
-             model, endpoint, extra ? extra : "");
+             device, model, endpoint, transport_extra ? transport_extra : "", extra ? extra : "");
     snprintf(path, sizeof path, "%s/kwsd.yaml", dir);
     write_file(path, text);
+}
+
+static void write_config(const char *model, const char *extra) {
+    write_config_full(model, "testmic", NULL, extra);
 }
 
 /* A small valid model with fixed weights: the default front end, one hidden
@@ -362,17 +369,7 @@ Test(kwsd, a_subscriber_that_never_reads_does_not_stall_it) {
     char topic[128];
     make_noise(3.0);
     write_small_model(dat_path("small.kwsm"));
-    write_config(dat_path("small.kwsm"), NULL);
-    /* Replace the heartbeat with a fast one and a one-message queue. */
-    write_config(dat_path("small.kwsm"), "");
-    {
-        char text[2048];
-        snprintf(text, sizeof text,
-                 "audio:\n  device: testmic\nmodel:\n  path: %s\n"
-                 "transport:\n  endpoints: [ \"%s\" ]\n  heartbeat_s: 0.5\n  queue: 1\n",
-                 dat_path("small.kwsm"), endpoint);
-        write_file(dat_path("kwsd.yaml"), text);
-    }
+    write_config_full(dat_path("small.kwsm"), "testmic", "  queue: 1\n", NULL);
     struct sub stuck, live;
     sub_open(&stuck, "", 1);
     pid_t pid = start_kwsd(NULL);
@@ -440,15 +437,7 @@ Test(kwsd, reload_with_a_broken_file_keeps_the_running_config) {
 
 Test(kwsd, a_missing_device_is_a_clear_error) {
     write_small_model(dat_path("small.kwsm"));
-    write_config(dat_path("small.kwsm"), NULL);
-    {
-        char text[1024];
-        snprintf(text, sizeof text,
-                 "audio:\n  device: nosuchmic\nmodel:\n  path: %s\n"
-                 "transport:\n  endpoints: [ \"%s\" ]\n",
-                 dat_path("small.kwsm"), endpoint);
-        write_file(dat_path("kwsd.yaml"), text);
-    }
+    write_config_full(dat_path("small.kwsm"), "nosuchmic", NULL, NULL);
     pid_t pid = start_kwsd(NULL);
     int rc = wait_exit(pid, 10000);
     char *log = read_log();
