@@ -16,7 +16,7 @@
  * recording's duration.
  *
  *     kwsd-eval --model models/commands.kwsm --data /data/speech_commands \
- *               [--split test] [--stream] [--threshold 0.6] [--json]
+ *               [--split test] [--stream] [--threshold 0.4] [--json]
  *
  * SPDX-License-Identifier: MIT
  */
@@ -54,7 +54,7 @@ static void usage(void) {
         "  --split test|val|train|all   clips to score (default test)\n"
         "  --frames 100                 frames per clip\n"
         "  --stream                     streaming metrics on a long recording\n"
-        "  --threshold 0.6 --smoothing-ms 300 --refractory-ms 1000\n"
+        "  --threshold 0.4 --smoothing-ms 300 --refractory-ms 1000\n"
         "  --seed 1                     gap lengths of the recording\n"
         "  --json                       one JSON object on stdout\n"
         "  --gain-scale X               multiply the readout gain by X (softmax temperature 1/X)\n"
@@ -236,7 +236,7 @@ out:
 int main(int argc, char **argv) {
     const char *model_path = NULL, *data = NULL, *split_s = "test";
     int T = 100, stream = 0, json = 0, smooth_ms = 300, refr_ms = 1000;
-    float threshold = 0.6f, gain_scale = 1.0f;
+    float threshold = 0.4f, gain_scale = 1.0f;
     const char *save_path = NULL;
     long seed = 1;
     enum {
