@@ -273,7 +273,6 @@ static void reload(struct kwsd *k) {
     net_take(k, &old);
     net_install(k, &net);
     net_free(&old);
-    k->model_name = base_name(next.model.path);
     if (strcmp(next.audio.device, k->cfg.audio.device) || next.audio.rate != k->cfg.audio.rate ||
         next.audio.period_ms != k->cfg.audio.period_ms)
         LOGW("audio settings changed in %s: they take effect at the next restart",
@@ -286,6 +285,7 @@ static void reload(struct kwsd *k) {
     if (!k->log_override)
         log_setup(next.logging.level);
     k->cfg = next;
+    k->model_name = base_name(k->cfg.model.path); /* points into k->cfg, not the local copy */
     LOGN("reloaded %s (model %s, %d classes)", k->config_path, k->cfg.model.path,
          k->model.cfg.n_classes);
     kwsd_notify("READY=1");

@@ -419,9 +419,21 @@ Test(kwsd, reload_with_a_broken_file_keeps_the_running_config) {
     cr_assert(not(eq(ptr, j, NULL)), "heartbeats continue after the failed reload");
     json_decref(j);
 
-    write_config(dat_path("small.kwsm"), "detection:\n  threshold: 0.9\n");
+    sh("cp %s %s", dat_path("small.kwsm"), dat_path("other.kwsm"));
+    write_config(dat_path("other.kwsm"), "detection:\n  threshold: 0.9\n");
     kill(pid, SIGHUP);
-    usleep(500000);
+    /* Heartbeats now name the reloaded model. */
+    int named = 0;
+    int64_t until = now_ms() + 5000;
+    while (!named && now_ms() < until) {
+        j = sub_recv(&s, topic, sizeof topic, 1000);
+        if (!j)
+            continue;
+        const char *m = json_string_value(json_object_get(j, "model"));
+        named = m && strcmp(m, "other.kwsm") == 0;
+        json_decref(j);
+    }
+    cr_expect(named, "a heartbeat names other.kwsm after the reload");
     kill(pid, SIGTERM);
     int rc = wait_exit(pid, 10000);
     sub_close(&s);
