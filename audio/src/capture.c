@@ -58,20 +58,6 @@ static int cap_log_due(uint32_t count) {
     return count <= 5 || (count & (count - 1)) == 0;
 }
 
-static int cap_msg(char *msg, size_t msglen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int cap_msg(char *msg, size_t msglen, const char *fmt, ...) {
-    va_list ap;
-
-    if (msg && msglen) {
-        va_start(ap, fmt);
-        vsnprintf(msg, msglen, fmt, ap);
-        va_end(ap);
-    }
-    return 0;
-}
-
 /* ==== Opening and configuring the PCM ==== */
 
 static const snd_pcm_format_t cap_formats[] = {SND_PCM_FORMAT_S16_LE, SND_PCM_FORMAT_S32_LE,
@@ -107,10 +93,10 @@ static int cap_hw_setup(struct audio_capture *c, snd_pcm_t *pcm, char *msg, size
         }
     }
     if (fmt == SND_PCM_FORMAT_UNKNOWN) {
-        cap_msg(msg, msglen, "%s: no supported sample format (%s)", c->device,
-                c->req_format == AUDIO_CAPTURE_FMT_AUTO
-                    ? "S16_LE, S32_LE or FLOAT_LE"
-                    : snd_pcm_format_name(cap_formats[c->req_format - 1]));
+        kws_errmsg(0, msg, msglen, "%s: no supported sample format (%s)", c->device,
+                   c->req_format == AUDIO_CAPTURE_FMT_AUTO
+                       ? "S16_LE, S32_LE or FLOAT_LE"
+                       : snd_pcm_format_name(cap_formats[c->req_format - 1]));
         return KWS_EFORMAT;
     }
     step = "format";
@@ -158,7 +144,7 @@ static int cap_hw_setup(struct audio_capture *c, snd_pcm_t *pcm, char *msg, size
     return 0;
 
 fail:
-    cap_msg(msg, msglen, "%s: cannot set %s: %s", c->device, step, snd_strerror(rc));
+    kws_errmsg(0, msg, msglen, "%s: cannot set %s: %s", c->device, step, snd_strerror(rc));
     return rc;
 }
 
@@ -224,7 +210,7 @@ static int cap_open_pcm(struct audio_capture *c, char *msg, size_t msglen) {
 
     rc = snd_pcm_open(&pcm, c->device, SND_PCM_STREAM_CAPTURE, SND_PCM_NONBLOCK);
     if (rc < 0) {
-        cap_msg(msg, msglen, "%s: cannot open for capture: %s", c->device, snd_strerror(rc));
+        kws_errmsg(0, msg, msglen, "%s: cannot open for capture: %s", c->device, snd_strerror(rc));
         return rc;
     }
     rc = cap_hw_setup(c, pcm, msg, msglen);
@@ -232,20 +218,20 @@ static int cap_open_pcm(struct audio_capture *c, char *msg, size_t msglen) {
         goto fail;
     rc = cap_buffers(c);
     if (rc < 0) {
-        cap_msg(msg, msglen, "%s: out of memory", c->device);
+        kws_errmsg(0, msg, msglen, "%s: out of memory", c->device);
         goto fail;
     }
     n = snd_pcm_poll_descriptors_count(pcm);
     if (n <= 0 || n > 64) {
         rc = n < 0 ? n : -EINVAL;
-        cap_msg(msg, msglen, "%s: bad poll descriptor count %d", c->device, n);
+        kws_errmsg(0, msg, msglen, "%s: bad poll descriptor count %d", c->device, n);
         goto fail;
     }
     if (n > c->n_pfds) {
         void *p = realloc(c->pfds, (size_t)n * sizeof(struct pollfd));
         if (!p) {
             rc = -ENOMEM;
-            cap_msg(msg, msglen, "%s: out of memory", c->device);
+            kws_errmsg(0, msg, msglen, "%s: out of memory", c->device);
             goto fail;
         }
         c->pfds = p;
@@ -254,11 +240,11 @@ static int cap_open_pcm(struct audio_capture *c, char *msg, size_t msglen) {
     if (c->n_pfds <= 0) {
         rc = c->n_pfds < 0 ? c->n_pfds : -EINVAL;
         c->n_pfds = 0;
-        cap_msg(msg, msglen, "%s: no poll descriptors", c->device);
+        kws_errmsg(0, msg, msglen, "%s: no poll descriptors", c->device);
         goto fail;
     }
     if ((rc = snd_pcm_prepare(pcm)) < 0 || (rc = snd_pcm_start(pcm)) < 0) {
-        cap_msg(msg, msglen, "%s: cannot start capture: %s", c->device, snd_strerror(rc));
+        kws_errmsg(0, msg, msglen, "%s: cannot start capture: %s", c->device, snd_strerror(rc));
         goto fail;
     }
     c->pcm = pcm;
@@ -478,8 +464,8 @@ int audio_capture_open(struct audio_capture *c, uv_loop_t *loop,
         cfg->period_ms < 0 || cfg->period_ms > 1000 || cfg->format < 0 ||
         cfg->format > AUDIO_CAPTURE_FMT_FLOAT_LE || cfg->channels < 0 || cfg->channels > 64 ||
         !cb) {
-        cap_msg(msg, msglen, "%.64s: invalid capture settings (rate %d, period %d ms)", dev,
-                cfg->rate, cfg->period_ms);
+        kws_errmsg(0, msg, msglen, "%.64s: invalid capture settings (rate %d, period %d ms)", dev,
+                   cfg->rate, cfg->period_ms);
         return -EINVAL;
     }
     snd_lib_error_set_handler(cap_alsa_error);

@@ -61,6 +61,16 @@ const char *kws_err_name(int err) {
     }
 }
 
+int kws_errmsg(int err, char *msg, size_t msglen, const char *fmt, ...) {
+    if (msg && msglen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, msglen, fmt, ap);
+        va_end(ap);
+    }
+    return err;
+}
+
 void kws_abort(const char *file, int line, const char *fmt, ...) {
     va_list ap;
     fprintf(stderr, "%s:%d: ", file, line);

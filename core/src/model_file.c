@@ -217,18 +217,6 @@ static void kwsm__encode_header(uint8_t *h, const struct snn_model *m) {
     kwsm__put_u64(h + KWSM_OFF_N_PARAMS, (uint64_t)m->n_params);
 }
 
-/* Writes a message into msg (if any) and returns err. */
-__attribute__((format(printf, 4, 5))) static int kwsm__fail(int err, char *msg, size_t msglen,
-                                                            const char *fmt, ...) {
-    if (msg && msglen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, msglen, fmt, ap);
-        va_end(ap);
-    }
-    return err;
-}
-
 static bool kwsm__all_zero(const uint8_t *p, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (p[i])
@@ -243,13 +231,13 @@ static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint
     c->n_in = kwsm__get_i32(h + KWSM_OFF_N_IN);
     c->n_layers = kwsm__get_i32(h + KWSM_OFF_N_LAYERS);
     if (c->n_layers < 1 || c->n_layers > SNN_MAX_LAYERS) /* before indexing layer[] */
-        return kwsm__fail(KWS_EBADFIELD, msg, msglen, "n_layers: %d out of range [1, %d]",
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "n_layers: %d out of range [1, %d]",
                           (int)c->n_layers, SNN_MAX_LAYERS);
     for (int l = 0; l < SNN_MAX_LAYERS; l++) {
         const uint8_t *p = h + KWSM_OFF_LAYERS + l * KWSM_LAYER_BYTES;
         if (l >= c->n_layers) {
             if (!kwsm__all_zero(p, KWSM_LAYER_BYTES))
-                return kwsm__fail(KWS_EBADFIELD, msg, msglen,
+                return kws_errmsg(KWS_EBADFIELD, msg, msglen,
                                   "layer[%d]: unused (n_layers is %d) but not zero", l,
                                   (int)c->n_layers);
             continue;
@@ -272,12 +260,12 @@ static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint
         const uint8_t *p = h + KWSM_OFF_LABELS + k * SNN_LABEL_LEN;
         if (k >= nc) {
             if (nc && !kwsm__all_zero(p, SNN_LABEL_LEN))
-                return kwsm__fail(KWS_EBADFIELD, msg, msglen,
+                return kws_errmsg(KWS_EBADFIELD, msg, msglen,
                                   "labels[%d]: unused (n_classes is %d) but not zero", k, nc);
             continue;
         }
         if (!memchr(p, '\0', SNN_LABEL_LEN))
-            return kwsm__fail(KWS_EBADFIELD, msg, msglen,
+            return kws_errmsg(KWS_EBADFIELD, msg, msglen,
                               "labels[%d]: not NUL-terminated within %d bytes", k, SNN_LABEL_LEN);
         memcpy(c->labels[k], p, SNN_LABEL_LEN);
     }
@@ -291,13 +279,13 @@ static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint
         if (f->is_float) {
             float v = kwsm__get_f32(src);
             if (!isfinite(v))
-                return kwsm__fail(KWS_EBADFIELD, msg, msglen, "%s: %g is not finite", f->name,
+                return kws_errmsg(KWS_EBADFIELD, msg, msglen, "%s: %g is not finite", f->name,
                                   (double)v);
             memcpy(dst, &v, 4);
         } else {
             int32_t v = kwsm__get_i32(src);
             if (v < f->min || v > f->max)
-                return kwsm__fail(KWS_EBADFIELD, msg, msglen, "%s: %d out of range [%d, %d]",
+                return kws_errmsg(KWS_EBADFIELD, msg, msglen, "%s: %d out of range [%d, %d]",
                                   f->name, (int)v, (int)f->min, (int)f->max);
             memcpy(dst, &v, 4);
         }
@@ -305,10 +293,10 @@ static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint
     *n_params = kwsm__get_u64(h + KWSM_OFF_N_PARAMS);
     size_t want = snn_param_count(c);
     if (*n_params != (uint64_t)want)
-        return kwsm__fail(KWS_EBADFIELD, msg, msglen, "n_params: %llu but the topology needs %zu",
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "n_params: %llu but the topology needs %zu",
                           (unsigned long long)*n_params, want);
     if (!kwsm__all_zero(h + KWSM_OFF_PAD, KWSM_HEADER_BYTES - KWSM_OFF_PAD))
-        return kwsm__fail(KWS_EBADFIELD, msg, msglen,
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
                           "header padding: bytes %d..%d must be zero in version %d", KWSM_OFF_PAD,
                           KWSM_HEADER_BYTES - 1, KWSM_VERSION);
     return 0;
@@ -327,28 +315,28 @@ int snn_model_load_buffer(struct snn_model *m, const void *buf, size_t len, char
     if (msg && msglen)
         msg[0] = '\0';
     if (len < 4)
-        return kwsm__fail(KWS_ETRUNCATED, msg, msglen,
+        return kws_errmsg(KWS_ETRUNCATED, msg, msglen,
                           "file size: %zu bytes, too short for the magic", len);
     if (memcmp(b + KWSM_OFF_MAGIC, KWSM_MAGIC, 4) != 0)
-        return kwsm__fail(KWS_EBADMAGIC, msg, msglen,
+        return kws_errmsg(KWS_EBADMAGIC, msg, msglen,
                           "magic: 0x%08x, expected 0x%08x (\"%s\"); HINT: not a .kwsm model file",
                           (unsigned)kwsm__get_u32(b),
                           (unsigned)kwsm__get_u32((const uint8_t *)KWSM_MAGIC), KWSM_MAGIC);
     if (len < KWSM_OFF_N_IN)
-        return kwsm__fail(KWS_ETRUNCATED, msg, msglen,
+        return kws_errmsg(KWS_ETRUNCATED, msg, msglen,
                           "file size: %zu bytes, too short for the version", len);
     uint32_t version = kwsm__get_u32(b + KWSM_OFF_VERSION);
     if (version != KWSM_VERSION)
-        return kwsm__fail(KWS_EBADVERSION, msg, msglen,
+        return kws_errmsg(KWS_EBADVERSION, msg, msglen,
                           "version: %u, this build reads version %d; HINT: re-export the model "
                           "with a matching kwsd-train",
                           (unsigned)version, KWSM_VERSION);
     uint32_t header_bytes = kwsm__get_u32(b + KWSM_OFF_HEADER_BYTES);
     if (header_bytes != KWSM_HEADER_BYTES)
-        return kwsm__fail(KWS_EBADFIELD, msg, msglen, "header_bytes: %u, version %d needs %d",
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "header_bytes: %u, version %d needs %d",
                           (unsigned)header_bytes, KWSM_VERSION, KWSM_HEADER_BYTES);
     if (len < KWSM_HEADER_BYTES)
-        return kwsm__fail(KWS_ETRUNCATED, msg, msglen,
+        return kws_errmsg(KWS_ETRUNCATED, msg, msglen,
                           "file size: %zu bytes, shorter than the %d-byte header", len,
                           KWSM_HEADER_BYTES);
     rc = kwsm__decode_header(&cfg, &n_params, b, msg, msglen);
@@ -357,22 +345,22 @@ int snn_model_load_buffer(struct snn_model *m, const void *buf, size_t len, char
     /* n_params is bounded by the validated topology, so this cannot overflow. */
     size_t want = KWSM_HEADER_BYTES + (size_t)n_params * 4 + 4;
     if (len < want)
-        return kwsm__fail(KWS_ETRUNCATED, msg, msglen,
+        return kws_errmsg(KWS_ETRUNCATED, msg, msglen,
                           "file size: %zu bytes, the header announces %zu (%llu parameters)", len,
                           want, (unsigned long long)n_params);
     if (len > want)
-        return kwsm__fail(KWS_EBADFIELD, msg, msglen,
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
                           "file size: %zu bytes, %zu more than the header announces", len,
                           len - want);
     uint32_t stored = kwsm__get_u32(b + want - 4);
     uint32_t computed = kwsm__crc32(b, want - 4);
     if (stored != computed)
-        return kwsm__fail(KWS_EBADCHECKSUM, msg, msglen,
+        return kws_errmsg(KWS_EBADCHECKSUM, msg, msglen,
                           "checksum: stored 0x%08x computed 0x%08x; HINT: the file is damaged",
                           (unsigned)stored, (unsigned)computed);
     rc = snn_model_init(m, &cfg);
     if (rc < 0)
-        return kwsm__fail(rc, msg, msglen, "model: %s", kws_strerror(rc));
+        return kws_errmsg(rc, msg, msglen, "model: %s", kws_strerror(rc));
     KWS_ASSERT(m->n_params == n_params);
     const uint8_t *pp = b + KWSM_HEADER_BYTES;
     for (size_t i = 0; i < m->n_params; i++) {
@@ -381,7 +369,7 @@ int snn_model_load_buffer(struct snn_model *m, const void *buf, size_t len, char
             char name[64];
             snn__param_name(&cfg, i, name, sizeof name);
             snn_model_free(m);
-            return kwsm__fail(KWS_EBADFIELD, msg, msglen, "%s: %g is not finite", name, (double)v);
+            return kws_errmsg(KWS_EBADFIELD, msg, msglen, "%s: %g is not finite", name, (double)v);
         }
         m->mem[i] = v;
     }
@@ -394,25 +382,25 @@ int snn_model_load(struct snn_model *m, const char *path, char *msg, size_t msgl
     FILE *f = fopen(path, "rb");
     if (!f) {
         int e = errno;
-        return kwsm__fail(-e, msg, msglen, "%s: %s", path, strerror(e));
+        return kws_errmsg(-e, msg, msglen, "%s: %s", path, strerror(e));
     }
     struct stat st;
     if (fstat(fileno(f), &st) < 0) {
         int e = errno;
         fclose(f);
-        return kwsm__fail(-e, msg, msglen, "%s: %s", path, strerror(e));
+        return kws_errmsg(-e, msg, msglen, "%s: %s", path, strerror(e));
     }
     if (!S_ISREG(st.st_mode)) {
         int e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
         fclose(f);
-        return kwsm__fail(-e, msg, msglen, "%s: not a regular file", path);
+        return kws_errmsg(-e, msg, msglen, "%s: not a regular file", path);
     }
     /* Far above any valid model: 4 layers of 4096 x 4096 plus 4096 inputs. */
     const off_t max_size = (off_t)KWSM_HEADER_BYTES +
                            4 * ((off_t)SNN_MAX_LAYERS + 1) * SNN_MAX_NEURONS * SNN_MAX_NEURONS * 2;
     if (st.st_size > max_size) {
         fclose(f);
-        return kwsm__fail(KWS_EBADFIELD, msg, msglen,
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
                           "file size: %lld bytes, more than any model can need",
                           (long long)st.st_size);
     }
@@ -420,14 +408,14 @@ int snn_model_load(struct snn_model *m, const char *path, char *msg, size_t msgl
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) {
         fclose(f);
-        return kwsm__fail(-ENOMEM, msg, msglen, "%s: out of memory for %zu bytes", path, len);
+        return kws_errmsg(-ENOMEM, msg, msglen, "%s: out of memory for %zu bytes", path, len);
     }
     size_t got = fread(buf, 1, len, f);
     int rerr = ferror(f);
     fclose(f);
     if (rerr) {
         free(buf);
-        return kwsm__fail(-EIO, msg, msglen, "%s: read error", path);
+        return kws_errmsg(-EIO, msg, msglen, "%s: read error", path);
     }
     int rc = snn_model_load_buffer(m, buf, got, msg, msglen);
     free(buf);

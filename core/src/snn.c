@@ -47,83 +47,77 @@ static void *snn__alloc(size_t bytes) {
 
 /* ==== Configuration ==== */
 
-/* Writes a "field: problem" message if msg is given and returns KWS_EBADFIELD. */
-__attribute__((format(printf, 3, 4))) static int snn__bad(char *msg, size_t msglen, const char *fmt,
-                                                          ...) {
-    if (msg && msglen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, msglen, fmt, ap);
-        va_end(ap);
-    }
-    return KWS_EBADFIELD;
-}
-
 int32_t snn_layer_ring_len(const struct snn_layer_cfg *lc) {
     return lc->rec == SNN_REC_NONE ? 0 : lc->d_max + 2;
 }
 
 static int snn__check_layer(const struct snn_layer_cfg *lc, int l, char *msg, size_t msglen) {
     if (lc->n < 1 || lc->n > SNN_MAX_NEURONS)
-        return snn__bad(msg, msglen, "layer[%d].n: %d out of range [1, %d]", l, (int)lc->n,
-                        SNN_MAX_NEURONS);
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "layer[%d].n: %d out of range [1, %d]", l,
+                          (int)lc->n, SNN_MAX_NEURONS);
     if (lc->rec != SNN_REC_NONE && lc->rec != SNN_REC_CONV && lc->rec != SNN_REC_DENSE)
-        return snn__bad(msg, msglen, "layer[%d].rec: %d is not none (0), conv (1) or dense (2)", l,
-                        (int)lc->rec);
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                          "layer[%d].rec: %d is not none (0), conv (1) or dense (2)", l,
+                          (int)lc->rec);
     if (lc->rec == SNN_REC_CONV) {
         if (lc->k < 1 || lc->k > SNN_MAX_K)
-            return snn__bad(msg, msglen, "layer[%d].k: %d out of range [1, %d]", l, (int)lc->k,
-                            SNN_MAX_K);
+            return kws_errmsg(KWS_EBADFIELD, msg, msglen, "layer[%d].k: %d out of range [1, %d]", l,
+                              (int)lc->k, SNN_MAX_K);
         if (lc->k % 2 == 0)
-            return snn__bad(msg, msglen, "layer[%d].k: %d is even", l, (int)lc->k);
+            return kws_errmsg(KWS_EBADFIELD, msg, msglen, "layer[%d].k: %d is even", l, (int)lc->k);
     } else if (lc->k != 0) {
-        return snn__bad(msg, msglen, "layer[%d].k: %d but the layer has no conv recurrence", l,
-                        (int)lc->k);
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                          "layer[%d].k: %d but the layer has no conv recurrence", l, (int)lc->k);
     }
     if (lc->rec == SNN_REC_NONE) {
         if (lc->d_max != 0)
-            return snn__bad(msg, msglen, "layer[%d].d_max: %d but the layer is not recurrent", l,
-                            (int)lc->d_max);
+            return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                              "layer[%d].d_max: %d but the layer is not recurrent", l,
+                              (int)lc->d_max);
     } else if (lc->d_max < 0 || lc->d_max > SNN_MAX_DELAY) {
-        return snn__bad(msg, msglen, "layer[%d].d_max: %d out of range [0, %d]", l, (int)lc->d_max,
-                        SNN_MAX_DELAY);
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "layer[%d].d_max: %d out of range [0, %d]", l,
+                          (int)lc->d_max, SNN_MAX_DELAY);
     }
     if (!isfinite(lc->beta) || lc->beta < 0.0f || lc->beta > 1.0f)
-        return snn__bad(msg, msglen, "layer[%d].beta: %g out of range [0, 1]", l, (double)lc->beta);
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "layer[%d].beta: %g out of range [0, 1]", l,
+                          (double)lc->beta);
     if (!isfinite(lc->gain))
-        return snn__bad(msg, msglen, "layer[%d].gain: %g is not finite", l, (double)lc->gain);
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "layer[%d].gain: %g is not finite", l,
+                          (double)lc->gain);
     if (!isfinite(lc->thresh) || lc->thresh <= 0.0f)
-        return snn__bad(msg, msglen, "layer[%d].thresh: %g is not a positive number", l,
-                        (double)lc->thresh);
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                          "layer[%d].thresh: %g is not a positive number", l, (double)lc->thresh);
     if (lc->reset != SNN_RESET_HARD && lc->reset != SNN_RESET_SOFT)
-        return snn__bad(msg, msglen, "layer[%d].reset: %d is not hard (0) or soft (1)", l,
-                        (int)lc->reset);
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                          "layer[%d].reset: %d is not hard (0) or soft (1)", l, (int)lc->reset);
     return 0;
 }
 
 int snn_cfg_validate(const struct snn_cfg *cfg, char *msg, size_t msglen) {
     if (cfg->n_in < 1 || cfg->n_in > SNN_MAX_INPUTS)
-        return snn__bad(msg, msglen, "n_in: %d out of range [1, %d]", (int)cfg->n_in,
-                        SNN_MAX_INPUTS);
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "n_in: %d out of range [1, %d]",
+                          (int)cfg->n_in, SNN_MAX_INPUTS);
     if (cfg->n_layers < 1 || cfg->n_layers > SNN_MAX_LAYERS)
-        return snn__bad(msg, msglen, "n_layers: %d out of range [1, %d]", (int)cfg->n_layers,
-                        SNN_MAX_LAYERS);
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "n_layers: %d out of range [1, %d]",
+                          (int)cfg->n_layers, SNN_MAX_LAYERS);
     for (int l = 0; l < cfg->n_layers; l++) {
         int rc = snn__check_layer(&cfg->layer[l], l, msg, msglen);
         if (rc < 0)
             return rc;
     }
     if (cfg->n_classes < 1 || cfg->n_classes > SNN_MAX_CLASSES)
-        return snn__bad(msg, msglen, "n_classes: %d out of range [1, %d]", (int)cfg->n_classes,
-                        SNN_MAX_CLASSES);
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "n_classes: %d out of range [1, %d]",
+                          (int)cfg->n_classes, SNN_MAX_CLASSES);
     if (!isfinite(cfg->out_beta) || cfg->out_beta < 0.0f || cfg->out_beta > 1.0f)
-        return snn__bad(msg, msglen, "out_beta: %g out of range [0, 1]", (double)cfg->out_beta);
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "out_beta: %g out of range [0, 1]",
+                          (double)cfg->out_beta);
     if (!isfinite(cfg->out_gain))
-        return snn__bad(msg, msglen, "out_gain: %g is not finite", (double)cfg->out_gain);
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "out_gain: %g is not finite",
+                          (double)cfg->out_gain);
     for (int c = 0; c < cfg->n_classes; c++)
         if (!memchr(cfg->labels[c], '\0', SNN_LABEL_LEN))
-            return snn__bad(msg, msglen, "labels[%d]: not NUL-terminated within %d bytes", c,
-                            SNN_LABEL_LEN);
+            return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                              "labels[%d]: not NUL-terminated within %d bytes", c, SNN_LABEL_LEN);
     if (msg && msglen)
         msg[0] = '\0';
     return 0;

@@ -38,17 +38,6 @@
 
 /* ==== Helpers ==== */
 
-__attribute__((format(printf, 3, 4))) static void set_msg(char *msg, size_t msglen, const char *fmt,
-                                                          ...) {
-    va_list ap;
-
-    if (!msg || msglen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(msg, msglen, fmt, ap);
-    va_end(ap);
-}
-
 /* libzmq's own errno values (ETERM, EFSM, ...) sit above ZMQ_HAUSNUMERO and
  * mean nothing to strerror; fold them into -EIO. */
 static int zmq_err(int e) {
@@ -103,11 +92,11 @@ static int check_ipc_dir(const char *ep, char *msg, size_t msglen) {
     dir[n] = '\0';
     if (stat(dir, &st) < 0) {
         int e = errno;
-        set_msg(msg, msglen, "bind %s: directory %s: %s", ep, dir, strerror(e));
+        kws_errmsg(0, msg, msglen, "bind %s: directory %s: %s", ep, dir, strerror(e));
         return -e;
     }
     if (!S_ISDIR(st.st_mode)) {
-        set_msg(msg, msglen, "bind %s: %s is not a directory", ep, dir);
+        kws_errmsg(0, msg, msglen, "bind %s: %s is not a directory", ep, dir);
         return -ENOTDIR;
     }
     return 0;
@@ -120,19 +109,19 @@ int transport_pub_open(struct transport_pub *p, const char *const *endpoints, in
     int rc, one = 1, zero = 0;
 
     memset(p, 0, sizeof *p);
-    set_msg(msg, msglen, "%s", "");
+    kws_errmsg(0, msg, msglen, "%s", "");
     if (!endpoints || n < 1 || n > TRANSPORT_MAX_ENDPOINTS) {
-        set_msg(msg, msglen, "need 1 to %d endpoints, got %d", TRANSPORT_MAX_ENDPOINTS, n);
+        kws_errmsg(0, msg, msglen, "need 1 to %d endpoints, got %d", TRANSPORT_MAX_ENDPOINTS, n);
         return -EINVAL;
     }
     if (queue < 1) {
-        set_msg(msg, msglen, "queue must be at least 1, got %d", queue);
+        kws_errmsg(0, msg, msglen, "queue must be at least 1, got %d", queue);
         return -EINVAL;
     }
     for (int i = 0; i < n; i++) {
         if (!endpoints[i] || !endpoints[i][0] || strlen(endpoints[i]) >= TRANSPORT_ENDPOINT_LEN) {
-            set_msg(msg, msglen, "endpoint %d: empty or longer than %d bytes", i,
-                    TRANSPORT_ENDPOINT_LEN - 1);
+            kws_errmsg(0, msg, msglen, "endpoint %d: empty or longer than %d bytes", i,
+                       TRANSPORT_ENDPOINT_LEN - 1);
             return -EINVAL;
         }
     }
@@ -140,13 +129,13 @@ int transport_pub_open(struct transport_pub *p, const char *const *endpoints, in
     p->zctx = zmq_ctx_new();
     if (!p->zctx) {
         rc = zmq_err(errno);
-        set_msg(msg, msglen, "zmq_ctx_new: %s", zmq_strerror(errno));
+        kws_errmsg(0, msg, msglen, "zmq_ctx_new: %s", zmq_strerror(errno));
         return rc;
     }
     p->sock = zmq_socket(p->zctx, ZMQ_PUB);
     if (!p->sock) {
         rc = zmq_err(errno);
-        set_msg(msg, msglen, "zmq_socket: %s", zmq_strerror(errno));
+        kws_errmsg(0, msg, msglen, "zmq_socket: %s", zmq_strerror(errno));
         goto fail;
     }
     /* Options apply to pipes made after them: set all before binding. */
@@ -154,14 +143,14 @@ int transport_pub_open(struct transport_pub *p, const char *const *endpoints, in
         zmq_setsockopt(p->sock, ZMQ_SNDHWM, &queue, sizeof queue) < 0 ||
         zmq_setsockopt(p->sock, ZMQ_XPUB_NODROP, &one, sizeof one) < 0) {
         rc = zmq_err(errno);
-        set_msg(msg, msglen, "zmq_setsockopt: %s", zmq_strerror(errno));
+        kws_errmsg(0, msg, msglen, "zmq_setsockopt: %s", zmq_strerror(errno));
         goto fail;
     }
     for (int i = 0; i < n; i++) {
         if (strncmp(endpoints[i], "tcp://[", 7) == 0 &&
             zmq_setsockopt(p->sock, ZMQ_IPV6, &one, sizeof one) < 0) {
             rc = zmq_err(errno);
-            set_msg(msg, msglen, "zmq_setsockopt(ZMQ_IPV6): %s", zmq_strerror(errno));
+            kws_errmsg(0, msg, msglen, "zmq_setsockopt(ZMQ_IPV6): %s", zmq_strerror(errno));
             goto fail;
         }
     }
@@ -176,11 +165,11 @@ int transport_pub_open(struct transport_pub *p, const char *const *endpoints, in
             /* EPROTONOSUPPORT: unknown scheme; ENOCOMPATPROTO: a scheme such
              * as udp:// that exists but not for PUB sockets. */
             if (e == EPROTONOSUPPORT || e == ENOCOMPATPROTO) {
-                set_msg(msg, msglen,
-                        "bind %s: unsupported transport (use tcp://, ipc:// or inproc://)", ep);
+                kws_errmsg(0, msg, msglen,
+                           "bind %s: unsupported transport (use tcp://, ipc:// or inproc://)", ep);
                 rc = -EINVAL;
             } else {
-                set_msg(msg, msglen, "bind %s: %s", ep, zmq_strerror(e));
+                kws_errmsg(0, msg, msglen, "bind %s: %s", ep, zmq_strerror(e));
             }
             goto fail;
         }

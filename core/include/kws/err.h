@@ -49,6 +49,13 @@ const char *kws_strerror(int err);
 /* Returns the symbolic name of an error code ("KWS_EBADMAGIC", "ENOMEM"). */
 const char *kws_err_name(int err);
 
+/* Formats a message into the caller's buffer msg (msglen bytes; msg may be
+ * NULL) and returns err: the one helper behind every "int f(..., char *msg,
+ * size_t msglen)" of kwsd, e.g. return kws_errmsg(KWS_EBADFIELD, msg, len,
+ * "layer[%d].k: %d is even", l, k); */
+int kws_errmsg(int err, char *msg, size_t msglen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Aborts with file, line and a message. Use through KWS_ASSERT for programmer
  * errors (wrong shapes at init), never for bad input. */
 _Noreturn void kws_abort(const char *file, int line, const char *fmt, ...)
