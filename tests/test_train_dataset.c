@@ -144,6 +144,50 @@ Test(train_dataset, render_marks_and_determinism) {
     dataset_free(&ds);
 }
 
+/* With context, the word sits in the last T - ctx frames and another word
+ * ends in the context: its frames are neither background nor tail. */
+Test(train_dataset, render_with_context_word) {
+    struct dataset ds;
+    char msg[256];
+    cr_assert(eq(int, dataset_init(&ds, labels, 3, 16000), 0));
+    cr_assert(eq(int, dataset_load(&ds, root, -1, msg, sizeof msg), 0), "%s", msg);
+    struct kws_frontend_cfg fc;
+    audio_fe_cfg_default(&fc);
+    struct audio_fe fe = {0};
+    cr_assert(eq(int, audio_fe_init(&fe, &fc), 0));
+    enum { CTX = 60, T = 160 };
+    float *a = malloc((size_t)T * fe.n_out * sizeof *a);
+    float bg[T];
+    struct ds_aug aug;
+    dataset_aug_none(&aug);
+    aug.ctx_frames = CTX;
+    aug.p_ctx_word = 1.0f;
+    cr_assert(eq(int, dataset_render(&ds, 0, &aug, 7, &fe, T, a, bg), 0));
+    /* main word centred in 60..160: word ~90..130, tail from ~130 */
+    cr_expect(eq(flt, bg[110], 0.0f));
+    cr_expect(eq(flt, bg[135], -1.0f));
+    int ctx_word = 0, tail_in_ctx = 0;
+    for (int t = 0; t < CTX; t++) {
+        ctx_word += bg[t] == 0.0f;
+        tail_in_ctx += bg[t] < 0.0f;
+    }
+    cr_expect(ge(int, ctx_word, 40), "a 400 ms context word plus its hold: %d frames", ctx_word);
+    cr_expect(eq(int, tail_in_ctx, 0), "only the main word has a tail");
+    /* spikes in the context: the other word is really there */
+    double on_ctx = 0.0;
+    for (int i = 0; i < CTX * fe.n_out; i++)
+        on_ctx += a[i];
+    cr_expect(gt(dbl, on_ctx, 0.0));
+    /* with no context word, the context is background (silence target) */
+    aug.p_ctx_word = 0.0f;
+    cr_assert(eq(int, dataset_render(&ds, 0, &aug, 7, &fe, T, a, bg), 0));
+    for (int t = 0; t < CTX; t++)
+        cr_expect(eq(flt, bg[t], 1.0f), "frame %d", t);
+    free(a);
+    audio_fe_free(&fe);
+    dataset_free(&ds);
+}
+
 Test(train_dataset, missing_root) {
     struct dataset ds;
     char msg[256] = "";

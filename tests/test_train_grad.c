@@ -95,7 +95,7 @@ static void check_tensor(struct train_net *net, const struct fixture *f, float *
     cr_expect(eq(int, bad, 0), "%s: %d mismatches", label, bad);
 }
 
-static void run_check(int rec, int n_layers, int use_bn, float drop, int detach) {
+static void run_check_ctx(int rec, int n_layers, int use_bn, float drop, int detach, int t0) {
     struct snn_cfg cfg;
     tiny_cfg(&cfg, rec, n_layers);
     struct train_hparams hp;
@@ -115,6 +115,7 @@ static void run_check(int rec, int n_layers, int use_bn, float drop, int detach)
     hp.seed = 3;
     struct train_net net;
     cr_assert(eq(int, train_net_init(&net, &cfg, &hp), 0));
+    net.clip_t0 = t0;
     /* delays away from the kernel's kinks (k - 1 - d in {0, +-s}) */
     for (int l = 0; l < n_layers; l++)
         if (net.p.delay[l])
@@ -164,6 +165,10 @@ static void run_check(int rec, int n_layers, int use_bn, float drop, int detach)
     train_net_free(&net);
 }
 
+static void run_check(int rec, int n_layers, int use_bn, float drop, int detach) {
+    run_check_ctx(rec, n_layers, use_bn, drop, detach, 0);
+}
+
 Test(train_grad, conv_bn_dropout) {
     run_check(SNN_REC_CONV, 2, 1, 0.25f, 0);
 }
@@ -178,6 +183,11 @@ Test(train_grad, dense_bn) {
 
 Test(train_grad, three_layers_soft_reset) {
     run_check(SNN_REC_CONV, 3, 1, 0.0f, 0);
+}
+
+/* The clip term over frames 4..T-1 only: the first frames are context. */
+Test(train_grad, conv_clip_term_after_context) {
+    run_check_ctx(SNN_REC_CONV, 2, 1, 0.0f, 0, 4);
 }
 
 /* ==== Surrogate and delay kernel against their formulas ==== */

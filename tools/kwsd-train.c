@@ -35,7 +35,7 @@ struct opts {
     int epochs, batch, copies, T, k, d_max, resume, seed, threads, synth_n, synth_rate;
     float lr, lr_delay, wd, drop_ff, drop_rec, sigma_init, sigma_decay, bg_weight, fg_weight;
     float beta0, beta_rec, out_beta, sg_alpha, delay_lo, delay_hi;
-    float snr_lo, snr_hi, shift_ms, fmax, out_gain, speed_lo, speed_hi;
+    float snr_lo, snr_hi, shift_ms, fmax, out_gain, speed_lo, speed_hi, context_ms, p_context;
     int surrogate, detach, no_bn;
     float enc[KWS_ENC_MAX_LEVELS];
     int n_enc;
@@ -58,6 +58,8 @@ static void usage(void) {
             "  --bg-weight 1          streaming loss weight (silence on background frames)\n"
             "  --fg-weight 1          streaming loss weight (label on the frames after the word)\n"
             "  --snr LO,HI --shift-ms 100 --speed LO,HI   augmentation (speed e.g. 0.9,1.1)\n"
+            "  --context-ms 0 --p-context 0.7   frames of context before each example's window,\n"
+            "                         and how often another word ends in it\n"
             "  --enc t0,t1,...        level-encoder thresholds (default: the front end's)\n"
             "  --synth DIR            espeak-ng keyword clips (generated into DIR if empty)\n"
             "  --synth-per-voice 2 --synth-rate 16000   clips per voice and word, their rate\n"
@@ -299,6 +301,7 @@ int main(int argc, char **argv) {
     o.snr_lo = 0.0f;
     o.snr_hi = 25.0f;
     o.shift_ms = 100.0f;
+    o.p_context = 0.7f;
     o.detach = 1;
     o.synth_n = 2;
     o.synth_rate = 16000;
@@ -348,7 +351,9 @@ int main(int argc, char **argv) {
         O_FMAX,
         O_OGAIN,
         O_SPEED,
-        O_EXTRA
+        O_EXTRA,
+        O_CTX,
+        O_PCTX
     };
     static const struct option lopts[] = {{"data", 1, 0, O_DATA},
                                           {"labels", 1, 0, O_LABELS},
@@ -390,6 +395,8 @@ int main(int argc, char **argv) {
                                           {"extra", 1, 0, O_EXTRA},
                                           {"fmax", 1, 0, O_FMAX},
                                           {"speed", 1, 0, O_SPEED},
+                                          {"context-ms", 1, 0, O_CTX},
+                                          {"p-context", 1, 0, O_PCTX},
                                           {"out-gain", 1, 0, O_OGAIN},
                                           {"synth-per-voice", 1, 0, O_SYNTHN},
                                           {"synth-rate", 1, 0, O_SYNTHR},
@@ -530,6 +537,12 @@ int main(int argc, char **argv) {
             break;
         case O_EXTRA:
             o.extra = optarg;
+            break;
+        case O_CTX:
+            o.context_ms = strtof(optarg, &end);
+            break;
+        case O_PCTX:
+            o.p_context = strtof(optarg, &end);
             break;
         case O_FMAX:
             o.fmax = strtof(optarg, &end);
@@ -698,6 +711,13 @@ int main(int argc, char **argv) {
             net.n_params, snn_param_count(&cfg), n_rec, omp_get_max_threads());
 
     int B = o.batch, T = o.T, n_in = cfg.n_in;
+    /* training examples carry ctx frames of context in front of the T frames */
+    int ctx = (int)(o.context_ms / (1000.0f * (float)cfg.fe.hop / (float)cfg.fe.sample_rate) + 0.5f);
+    if (ctx < 0 || ctx > 1000) {
+        fprintf(stderr, "kwsd-train: --context-ms out of range\n");
+        return 2;
+    }
+    int Ttr = T + ctx;
     struct renderer rend;
     if (renderer_init(&rend, &cfg.fe, omp_get_max_threads()) < 0) {
         fprintf(stderr, "kwsd-train: front end init failed\n");
@@ -720,7 +740,7 @@ int main(int argc, char **argv) {
     size_t per_epoch = n_tr * (size_t)o.copies;
     size_t steps_per_epoch = per_epoch / (size_t)B;
     size_t *order = malloc((per_epoch + 1) * sizeof *order);
-    float *x = malloc((size_t)B * T * n_in * sizeof *x), *bg = malloc((size_t)B * T * sizeof *bg);
+    float *x = malloc((size_t)B * Ttr * n_in * sizeof *x), *bg = malloc((size_t)B * Ttr * sizeof *bg);
     float *xtmp = malloc((size_t)B * T * n_in * sizeof *x);
     int32_t *y = malloc((size_t)B * sizeof *y), *ytmp = malloc((size_t)B * sizeof *y);
     if (!order || !x || !bg || !y || !xtmp || !ytmp || steps_per_epoch == 0) {
@@ -734,6 +754,8 @@ int main(int argc, char **argv) {
     aug.shift_ms = o.shift_ms;
     aug.speed_lo = o.speed_lo;
     aug.speed_hi = o.speed_hi;
+    aug.ctx_frames = ctx;
+    aug.p_ctx_word = o.p_context;
     double t_train = now_s();
     float sdec = powf(o.sigma_decay, 100.0f / (float)o.epochs);
     for (int ep = epoch0; ep < o.epochs; ep++) {
@@ -761,7 +783,7 @@ int main(int argc, char **argv) {
         for (size_t s = 0; s < steps_per_epoch; s++) {
             double tr0 = now_s();
             uint64_t rseed = (uint64_t)o.seed * 1000003ull + (uint64_t)ep * 7919ull + s * 104729ull;
-            if (render_batch(&rend, &ds, order + s * B, B, &aug, rseed, T, n_in, x, bg, y) < 0) {
+            if (render_batch(&rend, &ds, order + s * B, B, &aug, rseed, Ttr, n_in, x, bg, y) < 0) {
                 fprintf(stderr, "kwsd-train: render failed\n");
                 return 1;
             }
@@ -769,7 +791,8 @@ int main(int argc, char **argv) {
             float frac = ((float)ep * steps_per_epoch + s) / ((float)o.epochs * steps_per_epoch);
             lr = train_lr_onecycle(o.lr, frac);
             float lrd = train_lr_cosine(o.lr_delay, frac);
-            train_net_forward(&net, x, y, bg, B, T, 1);
+            net.clip_t0 = ctx;
+            train_net_forward(&net, x, y, bg, B, Ttr, 1);
             train_net_zero_grad(&net);
             train_net_backward(&net);
             train_net_adamw(&net, lr, lrd);
@@ -783,6 +806,7 @@ int main(int argc, char **argv) {
         train_net_round_delays(&net);
         net.hp.sigma = 0.0f;
         float *bgz = NULL;
+        net.clip_t0 = 0;
         float va_acc = eval_acc(&net, xv, yv, n_va, B, T, n_in, bgz, ytmp, xtmp);
         net.hp.sigma = sig;
         size_t hidden = 0;
@@ -792,7 +816,7 @@ int main(int argc, char **argv) {
                 "epoch %3d/%d  loss %.4f  train %.2f %%  val %.2f %%  sigma %.3f  lr %.2e  "
                 "rate %.3f  %.1f s (render %.1f s)%s\n",
                 ep + 1, o.epochs, loss / steps_per_epoch, 100.0 * correct / seen, 100.0 * va_acc,
-                sig, lr, (double)spikes / ((double)steps_per_epoch * B * T * hidden), now_s() - te,
+                sig, lr, (double)spikes / ((double)steps_per_epoch * B * Ttr * hidden), now_s() - te,
                 t_render, va_acc > best ? "  *" : "");
         if (va_acc > best) {
             best = va_acc;

@@ -358,10 +358,44 @@ static float rms(const float *x, int32_t a, int32_t b) {
     return (float)sqrt(e / (double)(b - a));
 }
 
+/* Adds clip cl into buf (ns samples) at gain g and speed factor r (output
+ * sample k reads input position k * r), its sample 0 landing at pos. */
+static void place_word(float *buf, long ns, const struct ds_clip *cl, long pos, float g, float r) {
+    long n_out = (long)((float)cl->n / r);
+    for (long k = 0; k < n_out; k++) {
+        long j = pos + k;
+        if (j < 0 || j >= ns)
+            continue;
+        float src = (float)k * r;
+        long i0 = (long)src;
+        float fr = src - (float)i0;
+        float a = cl->x[i0 < cl->n ? i0 : cl->n - 1];
+        float b = cl->x[i0 + 1 < cl->n ? i0 + 1 : cl->n - 1];
+        buf[j] += g * (a + fr * (b - a));
+    }
+}
+
+static float draw_gain(struct train_rng *rng, float lo_db, float hi_db) {
+    return powf(10.0f, (lo_db + (hi_db - lo_db) * train_rng_uniform(rng)) / 20.0f);
+}
+
+/* A random training-split word clip other than i (silence excluded), or -1. */
+static long draw_context_clip(const struct dataset *ds, size_t i, struct train_rng *rng) {
+    for (int tries = 0; tries < 64; tries++) {
+        size_t k = (size_t)(train_rng_uniform(rng) * (float)ds->n_clips) % ds->n_clips;
+        const struct ds_clip *c = &ds->clips[k];
+        if (k != i && c->split == DS_TRAIN && c->label != ds->sil_class)
+            return (long)k;
+    }
+    return -1;
+}
+
 int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug, uint64_t seed,
                    struct audio_fe *fe, int T, float *spikes, float *bg) {
     const struct ds_clip *cl = &ds->clips[i];
     int hop = fe->cfg.hop, warm = aug->warm_frames, nf = warm + T;
+    int ctx = aug->ctx_frames > 0 && aug->ctx_frames < T ? aug->ctx_frames : 0;
+    int Tm = T - ctx; /* frames of the main window, after the context */
     size_t ns = (size_t)nf * hop;
     float *buf = calloc(ns, sizeof *buf);
     float *sp = malloc((size_t)nf * fe->n_out * sizeof *sp);
@@ -374,57 +408,63 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
     train_rng_seed(&rng, seed, (uint64_t)i);
     int is_sil = cl->label == ds->sil_class;
     int on_f = 0, off_f = -1;
+    float wr = 0.0f; /* level of the main word, for the noise SNR */
     if (is_sil) {
         /* the clip is the background: loop it over the whole window */
-        float g = powf(
-            10.0f,
-            (aug->sil_db_lo + (aug->sil_db_hi - aug->sil_db_lo) * train_rng_uniform(&rng)) / 20.0f);
+        float g = draw_gain(&rng, aug->sil_db_lo, aug->sil_db_hi);
         size_t off = (size_t)(train_rng_uniform(&rng) * (float)cl->n);
         for (size_t k = 0; k < ns; k++)
             buf[k] = g * cl->x[(off + k) % (size_t)cl->n];
     } else {
-        float g = powf(10.0f, (aug->gain_db_lo +
-                               (aug->gain_db_hi - aug->gain_db_lo) * train_rng_uniform(&rng)) /
-                                  20.0f);
+        float g = draw_gain(&rng, aug->gain_db_lo, aug->gain_db_hi);
         long shift = (long)((2.0f * train_rng_uniform(&rng) - 1.0f) * aug->shift_ms * 1e-3f *
                             (float)ds->rate);
-        float r = 1.0f; /* speed: output sample k reads input position k * r */
+        float r = 1.0f;
         if (aug->speed_hi > 0.0f && aug->speed_hi != aug->speed_lo)
             r = aug->speed_lo + (aug->speed_hi - aug->speed_lo) * train_rng_uniform(&rng);
-        long n_out = (long)((float)cl->n / r);
         long w_on = (long)((float)cl->on / r), w_off = (long)((float)cl->off / r);
-        long win0 = (long)warm * hop;
+        long win0 = (long)(warm + ctx) * hop;
         long pos; /* where clip sample 0 lands in buf */
         if (aug->center)
-            pos = win0 + (long)T * hop / 2 - (w_on + w_off) / 2 + shift;
+            pos = win0 + (long)Tm * hop / 2 - (w_on + w_off) / 2 + shift;
         else
             pos = win0 + shift;
-        for (long k = 0; k < n_out; k++) {
-            long j = pos + k;
-            if (j < 0 || j >= (long)ns)
-                continue;
-            float src = (float)k * r;
-            long i0 = (long)src;
-            float fr = src - (float)i0;
-            float a = cl->x[i0 < cl->n ? i0 : cl->n - 1];
-            float b = cl->x[i0 + 1 < cl->n ? i0 + 1 : cl->n - 1];
-            buf[j] = g * (a + fr * (b - a));
-        }
+        place_word(buf, (long)ns, cl, pos, g, r);
         on_f = (int)((pos + w_on) / hop) - warm;
         off_f = (int)((pos + w_off) / hop) - warm;
-        if (ds->n_noise && train_rng_uniform(&rng) < aug->p_noise) {
-            size_t k = (size_t)(train_rng_uniform(&rng) * (float)ds->n_noise) % ds->n_noise;
-            const float *nx = ds->noise[k];
-            size_t nn = (size_t)ds->noise_n[k];
-            float nr = rms(nx, 0, (int32_t)nn);
-            float wr = g * rms(cl->x, cl->on, cl->off);
-            float snr =
-                aug->snr_db_lo + (aug->snr_db_hi - aug->snr_db_lo) * train_rng_uniform(&rng);
-            float ng = nr > 0.0f ? wr / nr * powf(10.0f, -snr / 20.0f) : 0.0f;
-            size_t off = (size_t)(train_rng_uniform(&rng) * (float)nn);
-            for (size_t j = 0; j < ns; j++)
-                buf[j] += ng * nx[(off + j) % nn];
-        }
+        wr = g * rms(cl->x, cl->on, cl->off);
+    }
+    /* another word in front of the main window: the stream the network runs
+     * on in the daemon is never reset between words */
+    int con_f = 0, coff_f = -1;
+    long ck = -1;
+    if (ctx && train_rng_uniform(&rng) < aug->p_ctx_word)
+        ck = draw_context_clip(ds, i, &rng);
+    if (ck >= 0) {
+        const struct ds_clip *cc = &ds->clips[ck];
+        float g = draw_gain(&rng, aug->gain_db_lo, aug->gain_db_hi);
+        /* its end lands in the second half of the context, at least 100 ms
+         * before the main word starts */
+        int end_f = ctx / 2 + (int)(train_rng_uniform(&rng) * (float)(ctx / 2));
+        if (!is_sil && end_f > on_f - 10)
+            end_f = on_f - 10;
+        long pos = (long)(warm + end_f) * hop - cc->off;
+        place_word(buf, (long)ns, cc, pos, g, 1.0f);
+        con_f = (int)((pos + cc->on) / hop) - warm;
+        coff_f = (int)((pos + cc->off) / hop) - warm;
+        if (is_sil)
+            wr = g * rms(cc->x, cc->on, cc->off);
+    }
+    if (wr > 0.0f && ds->n_noise && train_rng_uniform(&rng) < aug->p_noise) {
+        size_t k = (size_t)(train_rng_uniform(&rng) * (float)ds->n_noise) % ds->n_noise;
+        const float *nx = ds->noise[k];
+        size_t nn = (size_t)ds->noise_n[k];
+        float nr = rms(nx, 0, (int32_t)nn);
+        float snr = aug->snr_db_lo + (aug->snr_db_hi - aug->snr_db_lo) * train_rng_uniform(&rng);
+        float ng = nr > 0.0f ? wr / nr * powf(10.0f, -snr / 20.0f) : 0.0f;
+        size_t off = (size_t)(train_rng_uniform(&rng) * (float)nn);
+        for (size_t j = 0; j < ns; j++)
+            buf[j] += ng * nx[(off + j) % nn];
     }
     for (size_t k = 0; k < ns; k++)
         buf[k] = buf[k] > 0.999f ? 0.999f : buf[k] < -0.999f ? -0.999f : buf[k];
@@ -435,12 +475,13 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
     memcpy(spikes, sp + (size_t)warm * fe->n_out, (size_t)T * fe->n_out * sizeof(float));
     if (bg)
         for (int t = 0; t < T; t++) {
-            if (is_sil || t < on_f - 3 || t > off_f + aug->hold_frames)
-                bg[t] = 1.0f;
-            else if (t >= off_f)
+            int in_ctx = ck >= 0 && t >= con_f - 3 && t <= coff_f + aug->hold_frames;
+            if (!is_sil && t >= off_f && t <= off_f + aug->hold_frames)
                 bg[t] = -1.0f;
-            else
+            else if (in_ctx || (!is_sil && t >= on_f - 3 && t < off_f))
                 bg[t] = 0.0f;
+            else
+                bg[t] = 1.0f;
         }
     free(buf);
     free(sp);

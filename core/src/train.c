@@ -721,7 +721,8 @@ static void loss_forward(struct train_net *net) {
     int correct = 0;
     for (int b = 0; b < B; b++) {
         float P[SNN_MAX_CLASSES], sp[SNN_MAX_CLASSES];
-        int pred = train_clip_predict(net->vo + (size_t)b * T * K, T, K, P);
+        int t0 = net->clip_t0 > 0 && net->clip_t0 < T ? net->clip_t0 : 0;
+        int pred = train_clip_predict(net->vo + ((size_t)b * T + t0) * K, T - t0, K, P);
         softmax_row(sp, P, K);
         int y = net->labels[b];
         loss += -log((double)sp[y] + 1e-30);
@@ -892,7 +893,8 @@ void train_net_backward(struct train_net *net) {
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         float P[SNN_MAX_CLASSES], sp[SNN_MAX_CLASSES], dP[SNN_MAX_CLASSES];
-        train_clip_predict(net->vo + (size_t)b * T * K, T, K, P);
+        int t0 = net->clip_t0 > 0 && net->clip_t0 < T ? net->clip_t0 : 0;
+        train_clip_predict(net->vo + ((size_t)b * T + t0) * K, T - t0, K, P);
         softmax_row(sp, P, K);
         for (int c = 0; c < K; c++)
             dP[c] = (sp[c] - (c == net->labels[b] ? 1.0f : 0.0f)) / (float)B;
@@ -903,7 +905,7 @@ void train_net_backward(struct train_net *net) {
             for (int c = 0; c < K; c++)
                 dot += p[c] * dP[c];
             for (int c = 0; c < K; c++)
-                d[c] = p[c] * (dP[c] - dot);
+                d[c] = t >= t0 ? p[c] * (dP[c] - dot) : 0.0f;
             if (net->bg) {
                 float w = net->bg[(size_t)b * T + t];
                 int tgt = -1;

@@ -74,6 +74,11 @@ struct ds_aug {
     int center;      /* 1: centre the word in the window; 0: keep the clip's own offset */
     float speed_lo, speed_hi; /* word played at a speed factor U(lo, hi) (pitch and tempo, like
                                * sox speed; linear interpolation); 0 or 1: unchanged */
+    int ctx_frames;   /* > 0: the first ctx_frames of the T are context: the example's word is
+                       * placed in the last T - ctx_frames, and with probability p_ctx_word
+                       * another training word (any label but silence) ends in the context's
+                       * second half, so the network learns to return to silence after a word */
+    float p_ctx_word;
 };
 
 /* Sets the defaults used for training (shift 100 ms, gain -6..+6 dB, SNR
@@ -105,7 +110,8 @@ size_t dataset_split(const struct dataset *ds, int split, int source, size_t *id
 /* Renders clip i into spikes (T, n_out of fe) and bg (T) (may be NULL): 1 on
  * background frames (before the word, and after its end + hold_frames; every
  * frame of a silence clip), -1 on the word's tail (from its end to end +
- * hold_frames), 0 elsewhere (inside the word). seed selects the random draws. fe is reset first.
+ * hold_frames), 0 elsewhere (inside the word, and inside a context word and its
+ * hold_frames). seed selects the random draws. fe is reset first.
  * Returns 0 or -ENOMEM. */
 int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug, uint64_t seed,
                    struct audio_fe *fe, int T, float *spikes, float *bg);

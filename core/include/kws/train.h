@@ -21,7 +21,8 @@
  *     train_net_free(&net);
  *
  * Loss (per sample, averaged over the batch): the clip term of the reference
- * (P = sum_t softmax(v_out[t]) used as logits, -log softmax(P)[y]) plus two
+ * (P = sum_t softmax(v_out[t]) used as logits, -log softmax(P)[y]; the sum
+ * starts at frame net->clip_t0, so a caller can put context in front) plus two
  * per-frame terms for streaming: bg_weight * (1/T) * sum over frames with
  * bg[t] > 0 (background, no word) of bg[t] * (-log softmax(v_out[t])[sil]),
  * so the readout stays on the silence class between words, and fg_weight *
@@ -128,6 +129,8 @@ struct train_net {
     int32_t *tap_lo[SNN_MAX_LAYERS]; /* (C) first tap offset k of each sender */
     int ntap_cap;                    /* taps per sender the tables can hold */
     int ntap;                        /* taps per sender for the current sigma (<= ntap_cap) */
+    int clip_t0;                     /* the clip term sums frames t >= clip_t0 (set by the caller;
+                                      * frames before it are context) */
     const int32_t *labels;           /* (B) of the last forward */
     const float *bg;                 /* (B,T) background-frame flags of the last forward, or NULL */
     double loss;                     /* mean loss of the last forward */
