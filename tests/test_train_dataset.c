@@ -138,6 +138,13 @@ Test(train_dataset, render_marks_and_determinism) {
     cr_expect(eq(int, memcmp(bg, bg2, sizeof bg), 0));
     cr_assert(eq(int, dataset_render(&ds, 0, &aug, 43, &fe, T, b, bg2), 0));
     cr_expect(not(eq(int, memcmp(a, b, (size_t)T * n_out * sizeof *a), 0)));
+    /* a spectral tilt changes the example, the same seed still gives the same one */
+    aug.tilt = 0.9f;
+    cr_assert(eq(int, dataset_render(&ds, 0, &aug, 42, &fe, T, b, bg2), 0));
+    cr_expect(not(eq(int, memcmp(a, b, (size_t)T * n_out * sizeof *a), 0)));
+    cr_expect(eq(int, memcmp(bg, bg2, sizeof bg), 0), "the tilt moves no word boundary");
+    cr_assert(eq(int, dataset_render(&ds, 0, &aug, 42, &fe, T, a, bg), 0));
+    cr_expect(eq(int, memcmp(a, b, (size_t)T * n_out * sizeof *a), 0));
     free(a);
     free(b);
     audio_fe_free(&fe);

@@ -35,7 +35,7 @@ struct opts {
     int epochs, batch, copies, T, k, d_max, resume, seed, threads, synth_n, synth_rate;
     float lr, lr_delay, wd, drop_ff, drop_rec, sigma_init, sigma_decay, bg_weight, fg_weight;
     float beta0, beta_rec, out_beta, sg_alpha, delay_lo, delay_hi;
-    float snr_lo, snr_hi, shift_ms, fmax, out_gain, speed_lo, speed_hi, context_ms, p_context;
+    float snr_lo, snr_hi, shift_ms, fmax, out_gain, speed_lo, speed_hi, context_ms, p_context, tilt;
     int surrogate, detach, no_bn;
     float enc[KWS_ENC_MAX_LEVELS];
     int n_enc;
@@ -60,6 +60,7 @@ static void usage(void) {
             "  --snr LO,HI --shift-ms 100 --speed LO,HI   augmentation (speed e.g. 0.9,1.1)\n"
             "  --context-ms 0 --p-context 0.7   frames of context before each example's window,\n"
             "                         and how often another word ends in it\n"
+            "  --tilt 0               random spectral tilt y = x[n] - a x[n-1], |a| <= tilt\n"
             "  --enc t0,t1,...        level-encoder thresholds (default: the front end's)\n"
             "  --synth DIR            espeak-ng keyword clips (generated into DIR if empty)\n"
             "  --synth-per-voice 2 --synth-rate 16000   clips per voice and word, their rate\n"
@@ -353,7 +354,8 @@ int main(int argc, char **argv) {
         O_SPEED,
         O_EXTRA,
         O_CTX,
-        O_PCTX
+        O_PCTX,
+        O_TILT
     };
     static const struct option lopts[] = {{"data", 1, 0, O_DATA},
                                           {"labels", 1, 0, O_LABELS},
@@ -397,6 +399,7 @@ int main(int argc, char **argv) {
                                           {"speed", 1, 0, O_SPEED},
                                           {"context-ms", 1, 0, O_CTX},
                                           {"p-context", 1, 0, O_PCTX},
+                                          {"tilt", 1, 0, O_TILT},
                                           {"out-gain", 1, 0, O_OGAIN},
                                           {"synth-per-voice", 1, 0, O_SYNTHN},
                                           {"synth-rate", 1, 0, O_SYNTHR},
@@ -543,6 +546,9 @@ int main(int argc, char **argv) {
             break;
         case O_PCTX:
             o.p_context = strtof(optarg, &end);
+            break;
+        case O_TILT:
+            o.tilt = strtof(optarg, &end);
             break;
         case O_FMAX:
             o.fmax = strtof(optarg, &end);
@@ -756,6 +762,7 @@ int main(int argc, char **argv) {
     aug.speed_hi = o.speed_hi;
     aug.ctx_frames = ctx;
     aug.p_ctx_word = o.p_context;
+    aug.tilt = o.tilt;
     double t_train = now_s();
     float sdec = powf(o.sigma_decay, 100.0f / (float)o.epochs);
     for (int ep = epoch0; ep < o.epochs; ep++) {

@@ -466,6 +466,15 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
         for (size_t j = 0; j < ns; j++)
             buf[j] += ng * nx[(off + j) % nn];
     }
+    if (aug->tilt > 0.0f) {
+        float a = aug->tilt * (2.0f * train_rng_uniform(&rng) - 1.0f);
+        float norm = 1.0f / (1.0f + fabsf(a)), prev = 0.0f;
+        for (size_t k = 0; k < ns; k++) {
+            float cur = buf[k];
+            buf[k] = (cur - a * prev) * norm;
+            prev = cur;
+        }
+    }
     for (size_t k = 0; k < ns; k++)
         buf[k] = buf[k] > 0.999f ? 0.999f : buf[k] < -0.999f ? -0.999f : buf[k];
     audio_fe_reset(fe);

@@ -79,6 +79,9 @@ struct ds_aug {
                        * another training word (any label but silence) ends in the context's
                        * second half, so the network learns to return to silence after a word */
     float p_ctx_word;
+    float tilt; /* > 0: the whole window goes through y[n] = (x[n] - a x[n-1]) / (1 + |a|) with
+                 * a = U(-tilt, +tilt): a random spectral tilt (high frequencies up for a > 0,
+                 * down for a < 0), as between microphones and voices */
 };
 
 /* Sets the defaults used for training (shift 100 ms, gain -6..+6 dB, SNR
