@@ -89,7 +89,12 @@ static int net_build(struct kwsd_net *n, const struct kws_config *cfg, struct co
                              cfg->detection.smoothing_ms, cfg->detection.refractory_ms,
                              1000 * n->model.cfg.fe.hop / n->model.cfg.fe.sample_rate);
     for (int c = 0; c < n->model.cfg.n_classes; c++)
-        dc.threshold[c] = config_threshold_for(cfg, labels[c]);
+        dc.threshold[c] = config_threshold_for(cfg, labels[c], n->model.cfg.threshold);
+    if (cfg->detection.threshold == KWS_THRESHOLD_MODEL)
+        LOGI("detection threshold %.2f (%s)",
+             (double)config_threshold_for(cfg, "", n->model.cfg.threshold),
+             n->model.cfg.threshold > 0.0f ? "calibrated into the model"
+                                           : "the model has no calibrated threshold");
     rc = kws_detector_init(&n->det, &dc);
     if (rc < 0) {
         config_diags_add(d, "%s: detector: %s", cfg->model.path, kws_strerror(rc));

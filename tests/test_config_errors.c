@@ -33,7 +33,7 @@ ParameterizedTestParameters(config_errors, one_error) {
          "t.yaml:3:5: audio.rate: expected an integer, got a mapping"},
         /* wrong types, at the value */
         {"detection:\n  threshold: high\n",
-         "t.yaml:2:14: detection.threshold: expected a number, got \"high\""},
+         "t.yaml:2:14: detection.threshold: expected a number or model, got \"high\""},
         {"audio:\n  rate: 16k\n", "t.yaml:2:9: audio.rate: expected an integer, got \"16k\""},
         {"audio:\n  rate: 16000.5\n",
          "t.yaml:2:9: audio.rate: expected an integer, got \"16000.5\""},
@@ -171,7 +171,7 @@ Test(config_errors, several_in_one_file) {
     static const char *const want[] = {
         "kwsd.yaml:3:3: audio.devcie: unknown key",
         "kwsd.yaml:4:9: audio.rate: 441000 out of range [8000, 192000]",
-        "kwsd.yaml:7:14: detection.threshold: expected a number, got \"high\"",
+        "kwsd.yaml:7:14: detection.threshold: expected a number or model, got \"high\"",
         "kwsd.yaml:10:9: detection.keywords.go: 3 out of range [0, 1]",
         "kwsd.yaml:14:7: transport.endpoints[1]: \"udp://x\": unsupported transport (expected "
         "tcp://, ipc:// or inproc://)",

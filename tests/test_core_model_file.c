@@ -60,6 +60,7 @@ static void make_model(struct snn_model *m) {
     c.n_classes = 3;
     c.out_beta = 0.047619f;
     c.out_gain = 1.0f;
+    c.threshold = 0.55f;
     strcpy(c.labels[0], "yes");
     strcpy(c.labels[1], "no");
     strcpy(c.labels[2], "_unknown_");
@@ -147,6 +148,7 @@ Test(core_model_file, save_load_round_trip) {
     char msg[256];
     cr_assert(eq(int, snn_model_load(&b, path, msg, sizeof msg), 0), "%s", msg);
     cr_assert(eq(int, memcmp(&a.cfg, &b.cfg, sizeof a.cfg), 0), "cfg survives field by field");
+    cr_assert(eq(flt, b.cfg.threshold, 0.55f), "the calibrated threshold too");
     cr_assert(eq(sz, a.n_params, b.n_params));
     cr_assert(eq(int, memcmp(a.mem, b.mem, a.n_params * sizeof(float)), 0));
     cr_assert(eq(int, memcmp(a.delay_int[1], b.delay_int[1], 4 * sizeof(int32_t)), 0));
@@ -282,7 +284,9 @@ static const struct field_case field_cases[] = {
     {OFF_FE + 4 * 14, 0, 9, KWS_EBADFIELD, "fe.enc_levels: 9 out of range [0, 8]"},
     {OFF_FE + 4 * 6, 1, INFINITY, KWS_EBADFIELD, "fe.fmax: inf is not finite"},
     {OFF_N_PARAMS, 0, 7, KWS_EBADFIELD, "n_params: 7 but the topology needs"},
-    {1400, 0, 1, KWS_EBADFIELD, "header padding: bytes 1292..1535"},
+    {1292, 1, 1.5, KWS_EBADFIELD, "threshold: 1.5 out of range [0, 1]"},
+    {1292, 1, NAN, KWS_EBADFIELD, "threshold: nan out of range [0, 1]"},
+    {1400, 0, 1, KWS_EBADFIELD, "header padding: bytes 1296..1535"},
     /* The first parameter, layer[0].w_in[0], then one inside the conv kernel. */
     {KWSM_HEADER_BYTES, 1, NAN, KWS_EBADFIELD, "layer[0].w_in[0]: nan is not finite"},
     {KWSM_HEADER_BYTES + 4 * (30 + 5 + 20 + 4 + 1), 1, -INFINITY, KWS_EBADFIELD,

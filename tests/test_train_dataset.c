@@ -18,7 +18,9 @@
 #include <unistd.h>
 
 #include "kws/dataset.h"
+#include "kws/err.h"
 #include "kws/frontend.h"
+#include "kws/stream_eval.h"
 
 static char root[] = "/tmp/kws-ds-XXXXXX";
 
@@ -202,4 +204,99 @@ Test(train_dataset, missing_root) {
     cr_expect(lt(int, dataset_load(&ds, "/nonexistent/kws", -1, msg, sizeof msg), 0));
     cr_expect(not(eq(str, msg, "")));
     dataset_free(&ds);
+}
+
+/* ==== Streaming metrics (kws/stream_eval.h) ==== */
+
+/* The recording holds every word of the split once, in order, between the
+ * split's silence clips; the network runs over all of it. */
+Test(train_dataset, stream_recording_layout) {
+    struct dataset ds;
+    char msg[256];
+    cr_assert(eq(int, dataset_init(&ds, labels, 3, 16000), 0));
+    cr_assert(eq(int, dataset_load(&ds, root, -1, msg, sizeof msg), 0), "%s", msg);
+    struct snn_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    audio_fe_cfg_default(&cfg.fe);
+    cfg.n_in = audio_fe_n_out(&cfg.fe);
+    cfg.n_layers = 1;
+    cfg.layer[0] = (struct snn_layer_cfg){8, SNN_REC_CONV, 3, 4, 0.5f, 1.0f, 1.0f, 0};
+    cfg.n_classes = 3;
+    cfg.out_beta = 0.5f;
+    cfg.out_gain = 1.0f;
+    for (int i = 0; i < 3; i++)
+        strcpy(cfg.labels[i], labels[i]);
+    struct snn_model m = {0};
+    cr_assert(eq(int, snn_model_init(&m, &cfg), 0)); /* zero weights: flat posteriors */
+    snn_model_prepare(&m);
+    size_t idx[16];
+    size_t n = dataset_split(&ds, -1, -1, idx);
+    struct stream_eval se;
+    cr_assert(eq(int, stream_eval_run(&se, &m, &ds, idx, n, 1), 0));
+    cr_expect(eq(sz, se.n_word, 8), "8 words, the 4 silence clips fill the gaps");
+    for (size_t w = 0; w < se.n_word; w++) {
+        cr_expect(lt(i64, se.on[w], se.off[w]));
+        if (w)
+            cr_expect(ge(i64, se.on[w] - se.off[w - 1], 8000), "gaps of at least 0.5 s");
+    }
+    cr_expect(le(dbl, fabs((double)se.nf - se.hours * 3600.0 * 100.0), 3.0), "one frame per 10 ms");
+    struct stream_result r;
+    cr_assert(eq(int, stream_eval_score(&se, &cfg, 0.5f, 300, 1000, &r), 0));
+    cr_expect(eq(int, r.n_kw, 8));
+    cr_expect(eq(int, r.hits + r.false_alarms, 0), "flat posteriors (1/3) never reach 0.5");
+    stream_eval_free(&se);
+    /* a split without words has nothing to score */
+    size_t sil[4];
+    size_t ns = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ds.clips[idx[i]].label == ds.sil_class)
+            sil[ns++] = idx[i];
+    cr_expect(eq(int, stream_eval_run(&se, &m, &ds, sil, ns, 1), KWS_EDATASET));
+    snn_model_free(&m);
+    dataset_free(&ds);
+}
+
+/* Hits, false alarms, latency and the calibrated threshold on potentials
+ * written by hand: silence has posterior 0.91 throughout, except that "yes"
+ * is spoken at 1.0-1.5 s and its posterior is ~1 for 400 ms after, and "no"
+ * reaches 0.47 at 5 s with no word there. */
+Test(train_dataset, stream_scoring_and_calibration) {
+    struct snn_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.n_classes = 3;
+    for (int i = 0; i < 3; i++)
+        strcpy(cfg.labels[i], labels[i]);
+    enum { NF = 1000 };
+    static float v[NF * 3];
+    memset(v, 0, sizeof v);
+    for (int t = 0; t < NF; t++)
+        v[t * 3 + 2] = 3.0f;
+    for (int t = 150; t < 190; t++)
+        v[t * 3 + 0] = 12.0f;
+    for (int t = 500; t < 560; t++)
+        v[t * 3 + 1] = logf(0.47f * (1.0f + expf(3.0f)) / 0.53f); /* softmax 0.47 */
+    int64_t on = 100 * 160, off = 150 * 160;
+    int lab = 0;
+    struct stream_eval se = {.v = v, .nf = NF, .n_classes = 3, .rate = 16000, .hop = 160,
+                             .n_word = 1, .on = &on, .off = &off, .lab = &lab,
+                             .hours = 10.0 / 3600.0};
+    struct stream_result r;
+    cr_assert(eq(int, stream_eval_score(&se, &cfg, 0.4f, 300, 1000, &r), 0));
+    cr_expect(eq(int, r.hits, 1));
+    cr_expect(eq(int, r.false_alarms, 1));
+    cr_assert(eq(int, stream_eval_score(&se, &cfg, 0.6f, 300, 1000, &r), 0));
+    cr_expect(eq(int, r.hits, 1));
+    cr_expect(eq(int, r.false_alarms, 0));
+    /* a 300 ms mean of ~1 passes 0.6 after 180 ms */
+    cr_expect(ge(dbl, r.lat_p50_ms, 150.0));
+    cr_expect(le(dbl, r.lat_p50_ms, 200.0));
+    cr_expect(gt(dbl, r.peak_p50, 0.99));
+    /* no false alarm allowed: the lowest grid threshold above 0.47 */
+    float t = stream_eval_calibrate(&se, &cfg, 300, 1000, 0.0, &r);
+    cr_expect(eq(flt, t, 0.20f + 0.05f * 6.0f));
+    cr_expect(eq(int, r.hits, 1));
+    cr_expect(eq(int, r.false_alarms, 0));
+    /* one false alarm in 10 s is 360 per hour: allowed, the grid's lowest threshold */
+    t = stream_eval_calibrate(&se, &cfg, 300, 1000, 400.0, &r);
+    cr_expect(eq(flt, t, 0.20f));
 }

@@ -9,11 +9,12 @@
  * words) are joined into one long recording, each preceded by 0.5-2 s of the
  * split's _silence_ noise; the front end, snn_step and the daemon's detector
  * (kws/detector.h: softmax posterior, mean over smoothing_ms, threshold,
- * refractory_ms; silence/unknown never fire) run over it without any reset.
- * A keyword clip counts as hit if an event of its label fires between the
- * word's start and 1 s after its end; latency is event time minus word end.
- * Every other event is a false alarm; false alarms per hour use the whole
- * recording's duration.
+ * refractory_ms; silence/unknown never fire) run over it without any reset
+ * (kws/stream_eval.h has the rules for hits, false alarms and latency).
+ * --sweep prints hit rate and false alarms for thresholds 0.20..0.95;
+ * --calibrate F picks the lowest of those thresholds with at most F false
+ * alarms per hour, and --save-model stores it in the model file, where the
+ * daemon takes it as its default threshold.
  *
  *     kwsd-eval --model models/commands.kwsm --data /data/speech_commands \
  *               [--split test] [--stream] [--threshold 0.4] [--json]
@@ -34,13 +35,8 @@
 #include "kws/err.h"
 #include "kws/frontend.h"
 #include "kws/snn.h"
+#include "kws/stream_eval.h"
 #include "kws/train.h"
-
-struct stream_result {
-    int n_kw, hits, false_alarms;
-    double hours, lat_mean_ms, lat_p50_ms, lat_p90_ms;
-    double peak_p50; /* median over keyword occurrences of their class's peak smoothed score */
-};
 
 static int cmp_f(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
@@ -54,189 +50,22 @@ static void usage(void) {
         "  --split test|val|train|all   clips to score (default test)\n"
         "  --frames 100                 frames per clip\n"
         "  --stream                     streaming metrics on a long recording\n"
-        "  --threshold 0.4 --smoothing-ms 300 --refractory-ms 1000\n"
+        "  --threshold T --smoothing-ms 300 --refractory-ms 1000\n"
+        "                               (default T: the model's calibrated threshold, else 0.4)\n"
+        "  --sweep                      streaming metrics for thresholds 0.20, 0.25, ..., 0.95\n"
+        "  --calibrate F                threshold for at most F false alarms per hour (stream)\n"
         "  --seed 1                     gap lengths of the recording\n"
         "  --json                       one JSON object on stdout\n"
         "  --gain-scale X               multiply the readout gain by X (softmax temperature 1/X)\n"
-        "  --save-model FILE            write the model with the scaled readout gain\n");
-}
-
-/* Streaming evaluation over the split's word clips (see the file comment). */
-static int run_stream(const struct snn_model *m, const struct dataset *ds, const size_t *idx,
-                      size_t n, float threshold, int smooth_ms, int refr_ms, uint64_t seed,
-                      struct stream_result *res) {
-    memset(res, 0, sizeof *res);
-    const struct snn_cfg *cfg = &m->cfg;
-    int rate = cfg->fe.sample_rate, hop = cfg->fe.hop;
-    /* noise: the split's silence clips (or none) */
-    size_t n_sil = 0, n_word = 0;
-    for (size_t i = 0; i < n; i++)
-        if (ds->clips[idx[i]].label == ds->sil_class)
-            n_sil++;
-        else
-            n_word++;
-    size_t total = 0;
-    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-    /* first pass: length */
-    int32_t *gap = malloc((n_word + 1) * sizeof *gap);
-    if (!gap)
-        return -ENOMEM;
-    size_t w = 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct ds_clip *cl = &ds->clips[idx[i]];
-        if (cl->label == ds->sil_class)
-            continue;
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        gap[w] = rate / 2 + (int32_t)(s % (uint64_t)(rate * 3 / 2));
-        total += (size_t)gap[w] + (size_t)cl->n;
-        w++;
-    }
-    total += (size_t)rate; /* tail */
-    float *x = calloc(total, sizeof *x);
-    int64_t *on = malloc((n_word + 1) * sizeof *on), *off = malloc((n_word + 1) * sizeof *off);
-    int *lab = malloc((n_word + 1) * sizeof *lab);
-    if (!x || !on || !off || !lab) {
-        free(gap);
-        free(x);
-        free(on);
-        free(off);
-        free(lab);
-        return -ENOMEM;
-    }
-    size_t pos = 0, si = 0, sil_pos = 0;
-    w = 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct ds_clip *cl = &ds->clips[idx[i]];
-        if (cl->label == ds->sil_class)
-            continue;
-        for (int32_t k = 0; k < gap[w]; k++, pos++) {
-            if (!n_sil)
-                break;
-            /* walk through the silence clips in order */
-            const struct ds_clip *nc = NULL;
-            size_t c = 0;
-            for (size_t j = 0; j < n; j++)
-                if (ds->clips[idx[j]].label == ds->sil_class && c++ == si % n_sil) {
-                    nc = &ds->clips[idx[j]];
-                    break;
-                }
-            x[pos] = nc->x[sil_pos];
-            if (++sil_pos >= (size_t)nc->n) {
-                sil_pos = 0;
-                si++;
-            }
-        }
-        if (!n_sil)
-            pos += (size_t)gap[w];
-        memcpy(x + pos, cl->x, (size_t)cl->n * sizeof *x);
-        on[w] = (int64_t)pos + cl->on;
-        off[w] = (int64_t)pos + cl->off;
-        lab[w] = cl->label;
-        pos += (size_t)cl->n;
-        w++;
-    }
-    struct audio_fe fe = {0};
-    struct snn_state st = {0};
-    struct kws_detector det = {0};
-    struct kws_detector_cfg dc;
-    kws_detector_cfg_default(&dc, cfg, threshold, smooth_ms, refr_ms, 1000 * hop / rate);
-    int rc = audio_fe_init(&fe, &cfg->fe);
-    rc = rc ? rc : snn_state_init(&st, m);
-    rc = rc ? rc : kws_detector_init(&det, &dc);
-    size_t nf = total / (size_t)hop;
-    float *sp = malloc(nf * (size_t)fe.n_out * sizeof *sp);
-    float *lat = malloc((n_word + 1) * sizeof *lat);
-    char *got = calloc(n_word + 1, 1);
-    if (rc || !sp || !lat || !got) {
-        rc = rc ? rc : -ENOMEM;
-        goto out;
-    }
-    nf = audio_fe_compute(&fe, x, total, NULL, sp, nf);
-    float v[SNN_MAX_CLASSES];
-    size_t wi = 0;
-    int n_lat = 0;
-    float *peak = calloc(n_word + 1, sizeof *peak);
-    if (!peak) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    size_t pk = 0;
-    for (size_t t = 0; t < nf; t++) {
-        snn_step(m, &st, sp + t * (size_t)fe.n_out, v);
-        struct kws_hit hit;
-        float sc[SNN_MAX_CLASSES];
-        int fired = kws_detector_step(&det, v, &hit, sc);
-        int64_t sample = (int64_t)(t + 1) * hop;
-        while (pk < n_word && off[pk] + rate < sample)
-            pk++;
-        for (size_t j = pk; j < n_word && on[j] <= sample; j++)
-            if (sc[lab[j]] > peak[j])
-                peak[j] = sc[lab[j]];
-        if (!fired)
-            continue;
-        /* the occurrence whose window [on, off + 1 s] holds this frame */
-        while (wi < n_word && off[wi] + rate < sample)
-            wi++;
-        int matched = 0;
-        for (size_t j = wi; j < n_word && on[j] <= sample; j++)
-            if (sample <= off[j] + rate && lab[j] == hit.label && !got[j] && dc.fires[lab[j]]) {
-                got[j] = 1;
-                lat[n_lat++] = (float)(sample - off[j]) * 1000.0f / (float)rate;
-                matched = 1;
-                break;
-            }
-        if (!matched)
-            res->false_alarms++;
-    }
-    for (size_t j = 0; j < n_word; j++)
-        if (dc.fires[lab[j]]) {
-            res->n_kw++;
-            res->hits += got[j];
-        }
-    {
-        float *kp = malloc((n_word + 1) * sizeof *kp);
-        int nk = 0;
-        for (size_t j = 0; kp && j < n_word; j++)
-            if (dc.fires[lab[j]])
-                kp[nk++] = peak[j];
-        if (nk) {
-            qsort(kp, (size_t)nk, sizeof *kp, cmp_f);
-            res->peak_p50 = kp[nk / 2];
-        }
-        free(kp);
-    }
-    free(peak);
-    res->hours = (double)total / rate / 3600.0;
-    if (n_lat) {
-        double sum = 0.0;
-        for (int i = 0; i < n_lat; i++)
-            sum += lat[i];
-        qsort(lat, (size_t)n_lat, sizeof *lat, cmp_f);
-        res->lat_mean_ms = sum / n_lat;
-        res->lat_p50_ms = lat[n_lat / 2];
-        res->lat_p90_ms = lat[(n_lat * 9) / 10];
-    }
-out:
-    free(sp);
-    free(lat);
-    free(got);
-    free(gap);
-    free(x);
-    free(on);
-    free(off);
-    free(lab);
-    audio_fe_free(&fe);
-    snn_state_free(&st);
-    kws_detector_free(&det);
-    return rc;
+        "  --save-model FILE            write the model with the scaled readout gain and the\n"
+        "                               calibrated threshold\n");
 }
 
 int main(int argc, char **argv) {
     const char *model_path = NULL, *data = NULL, *split_s = "test";
     int T = 100, stream = 0, json = 0, smooth_ms = 300, refr_ms = 1000;
-    float threshold = 0.4f, gain_scale = 1.0f;
+    float threshold = -1.0f, gain_scale = 1.0f, calib_fa = -1.0f;
+    int sweep = 0;
     const char *save_path = NULL;
     long seed = 1;
     enum {
@@ -251,7 +80,9 @@ int main(int argc, char **argv) {
         O_JSON,
         O_SEED,
         O_GAIN,
-        O_SAVE
+        O_SAVE,
+        O_SWEEP,
+        O_CALIB
     };
     static const struct option lopts[] = {{"model", 1, 0, O_MODEL},
                                           {"data", 1, 0, O_DATA},
@@ -265,6 +96,8 @@ int main(int argc, char **argv) {
                                           {"seed", 1, 0, O_SEED},
                                           {"gain-scale", 1, 0, O_GAIN},
                                           {"save-model", 1, 0, O_SAVE},
+                                          {"sweep", 0, 0, O_SWEEP},
+                                          {"calibrate", 1, 0, O_CALIB},
                                           {"help", 0, 0, 'h'},
                                           {0, 0, 0, 0}};
     int c;
@@ -307,6 +140,13 @@ int main(int argc, char **argv) {
         case O_SAVE:
             save_path = optarg;
             break;
+        case O_SWEEP:
+            sweep = stream = 1;
+            break;
+        case O_CALIB:
+            calib_fa = strtof(optarg, &end);
+            stream = 1;
+            break;
         default:
             usage();
             return c == 'h' ? 0 : 2;
@@ -337,10 +177,8 @@ int main(int argc, char **argv) {
         m.cfg.out_gain *= gain_scale;
         snn_model_prepare(&m);
     }
-    if (save_path && (rc = snn_model_save(&m, save_path)) < 0) {
-        fprintf(stderr, "kwsd-eval: %s: %s\n", save_path, kws_strerror(rc));
-        return 1;
-    }
+    if (threshold < 0.0f)
+        threshold = m.cfg.threshold > 0.0f ? m.cfg.threshold : 0.4f;
     const struct snn_cfg *cfg = &m.cfg;
     int K = cfg->n_classes;
     const char *labels[SNN_MAX_CLASSES];
@@ -435,12 +273,46 @@ int main(int argc, char **argv) {
     struct stream_result sr;
     int have_stream = 0;
     if (stream) {
-        rc = run_stream(&m, &ds, idx, n, threshold, smooth_ms, refr_ms, (uint64_t)seed, &sr);
+        struct stream_eval se;
+        rc = stream_eval_run(&se, &m, &ds, idx, n, (uint64_t)seed);
+        if (rc < 0) {
+            fprintf(stderr, "kwsd-eval: streaming: %s\n", kws_strerror(rc));
+            return 1;
+        }
+        if (sweep) {
+            fprintf(stderr, "threshold  hit rate  false alarms/h  latency p50  peak p50\n");
+            for (int i = 0; i <= 15; i++) {
+                float t = 0.20f + 0.05f * (float)i;
+                if (stream_eval_score(&se, cfg, t, smooth_ms, refr_ms, &sr) < 0)
+                    return 1;
+                fprintf(stderr, "%9.2f  %7.2f %%  %14.1f  %8.0f ms  %8.2f\n", t,
+                        sr.n_kw ? 100.0 * sr.hits / sr.n_kw : 0.0,
+                        sr.hours > 0 ? sr.false_alarms / sr.hours : 0.0, sr.lat_p50_ms,
+                        sr.peak_p50);
+            }
+        }
+        if (calib_fa >= 0.0f) {
+            float t = stream_eval_calibrate(&se, cfg, smooth_ms, refr_ms, calib_fa, NULL);
+            if (t < 0.0f) {
+                fprintf(stderr, "kwsd-eval: out of memory\n");
+                return 1;
+            }
+            fprintf(stderr, "calibrated threshold %.2f (at most %.1f false alarms per hour on %s)\n",
+                    (double)t, (double)calib_fa, split_s);
+            threshold = t;
+            m.cfg.threshold = t;
+        }
+        rc = stream_eval_score(&se, cfg, threshold, smooth_ms, refr_ms, &sr);
+        stream_eval_free(&se);
         if (rc < 0) {
             fprintf(stderr, "kwsd-eval: streaming: %s\n", kws_strerror(rc));
             return 1;
         }
         have_stream = 1;
+    }
+    if (save_path && (rc = snn_model_save(&m, save_path)) < 0) {
+        fprintf(stderr, "kwsd-eval: %s: %s\n", save_path, kws_strerror(rc));
+        return 1;
     }
     if (json) {
         json_t *o = json_object();

@@ -26,6 +26,7 @@
 #include "kws/dataset.h"
 #include "kws/err.h"
 #include "kws/frontend.h"
+#include "kws/stream_eval.h"
 #include "kws/train.h"
 
 struct opts {
@@ -35,7 +36,7 @@ struct opts {
     int epochs, batch, copies, T, k, d_max, resume, seed, threads, synth_n, synth_rate;
     float lr, lr_delay, wd, drop_ff, drop_rec, sigma_init, sigma_decay, bg_weight, fg_weight;
     float beta0, beta_rec, out_beta, sg_alpha, delay_lo, delay_hi;
-    float snr_lo, snr_hi, shift_ms, fmax, out_gain, speed_lo, speed_hi, context_ms, p_context, tilt;
+    float snr_lo, snr_hi, shift_ms, fmax, out_gain, speed_lo, speed_hi, context_ms, p_context, tilt, calib_fa;
     int surrogate, detach, no_bn;
     float enc[KWS_ENC_MAX_LEVELS];
     int n_enc;
@@ -61,6 +62,8 @@ static void usage(void) {
             "  --context-ms 0 --p-context 0.7   frames of context before each example's window,\n"
             "                         and how often another word ends in it\n"
             "  --tilt 0               random spectral tilt y = x[n] - a x[n-1], |a| <= tilt\n"
+            "  --calib-fa 10          store the detection threshold that gives at most this many\n"
+            "                         false alarms per hour on the validation stream\n"
             "  --enc t0,t1,...        level-encoder thresholds (default: the front end's)\n"
             "  --synth DIR            espeak-ng keyword clips (generated into DIR if empty)\n"
             "  --synth-per-voice 2 --synth-rate 16000   clips per voice and word, their rate\n"
@@ -275,6 +278,50 @@ static int prerender(struct renderer *r, const struct dataset *ds, const size_t 
     return 0;
 }
 
+/* Stores in the model file at path the lowest detection threshold that gives
+ * at most max_fa false alarms per hour on a stream joined from the
+ * validation clips (kws/stream_eval.h), so the daemon's default threshold
+ * fits this model. Without validation words the model keeps none. */
+static int calibrate(const char *path, const struct dataset *ds, const size_t *va, size_t n_va,
+                     float max_fa) {
+    struct snn_model m = {0};
+    struct stream_eval se;
+    struct stream_result r;
+    char msg[256];
+    int rc = snn_model_load(&m, path, msg, sizeof msg);
+    if (rc < 0) {
+        fprintf(stderr, "kwsd-train: %s\n", msg);
+        return rc;
+    }
+    rc = stream_eval_run(&se, &m, ds, va, n_va, 1);
+    if (rc == KWS_EDATASET) {
+        fprintf(stderr, "calibration: no validation words; the model has no threshold of its own "
+                        "(kwsd uses 0.5)\n");
+        snn_model_free(&m);
+        return 0;
+    }
+    float t = rc < 0 ? -1.0f : stream_eval_calibrate(&se, &m.cfg, 300, 1000, max_fa, &r);
+    stream_eval_free(&se);
+    if (t < 0.0f) {
+        fprintf(stderr, "kwsd-train: calibration: out of memory\n");
+        snn_model_free(&m);
+        return -ENOMEM;
+    }
+    m.cfg.threshold = t;
+    rc = snn_model_save(&m, path);
+    snn_model_free(&m);
+    if (rc < 0) {
+        fprintf(stderr, "kwsd-train: cannot write %s: %s\n", path, kws_strerror(rc));
+        return rc;
+    }
+    fprintf(stderr,
+            "calibration: threshold %.2f on a %.2f h validation stream: hit rate %.1f %% "
+            "(%d/%d), %.1f false alarms per hour (at most %.1f wanted)\n",
+            (double)t, r.hours, r.n_kw ? 100.0 * r.hits / r.n_kw : 0.0, r.hits, r.n_kw,
+            r.hours > 0 ? r.false_alarms / r.hours : 0.0, (double)max_fa);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     struct opts o = {0};
     o.epochs = 40;
@@ -303,6 +350,7 @@ int main(int argc, char **argv) {
     o.snr_hi = 25.0f;
     o.shift_ms = 100.0f;
     o.p_context = 0.7f;
+    o.calib_fa = 10.0f;
     o.detach = 1;
     o.synth_n = 2;
     o.synth_rate = 16000;
@@ -355,7 +403,8 @@ int main(int argc, char **argv) {
         O_EXTRA,
         O_CTX,
         O_PCTX,
-        O_TILT
+        O_TILT,
+        O_CALIB
     };
     static const struct option lopts[] = {{"data", 1, 0, O_DATA},
                                           {"labels", 1, 0, O_LABELS},
@@ -400,6 +449,7 @@ int main(int argc, char **argv) {
                                           {"context-ms", 1, 0, O_CTX},
                                           {"p-context", 1, 0, O_PCTX},
                                           {"tilt", 1, 0, O_TILT},
+                                          {"calib-fa", 1, 0, O_CALIB},
                                           {"out-gain", 1, 0, O_OGAIN},
                                           {"synth-per-voice", 1, 0, O_SYNTHN},
                                           {"synth-rate", 1, 0, O_SYNTHR},
@@ -549,6 +599,9 @@ int main(int argc, char **argv) {
             break;
         case O_TILT:
             o.tilt = strtof(optarg, &end);
+            break;
+        case O_CALIB:
+            o.calib_fa = strtof(optarg, &end);
             break;
         case O_FMAX:
             o.fmax = strtof(optarg, &end);
@@ -840,6 +893,8 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr, "done: best val %.2f %%, training %.1f min, model %s\n", 100.0 * best,
             (now_s() - t_train) / 60.0, o.out);
+    if (calibrate(o.out, &ds, va, n_va, o.calib_fa) < 0)
+        return 1;
     (void)synth_src;
     free(order);
     free(x);

@@ -36,6 +36,7 @@ enum cfg_type {
     CFG_STRING,    /* char[size] at off; min/max bound the length in bytes */
     CFG_INT,       /* int at off, [min, max] */
     CFG_FLOAT,     /* float at off, [min, max] */
+    CFG_THRESHOLD, /* float at off, [min, max], or the word "model": KWS_THRESHOLD_MODEL */
     CFG_DOUBLE,    /* double at off, [min, max] */
     CFG_LOGLEVEL,  /* enum kws_log_level at off */
     CFG_ENDPOINTS, /* sequence of strings into transport.endpoints; min/max bound the count */
@@ -69,8 +70,9 @@ static const struct cfg_key config_keys[] = {
     {"audio.period_ms", CFG_INT, 5, 200, "20", CFG_FIELD(audio.period_ms), NULL, "ALSA period, ms"},
     {"model.path", CFG_STRING, 1, KWS_CONFIG_PATH_LEN - 1, "/usr/share/kwsd/commands.kwsm",
      CFG_FIELD(model.path), check_printable, "model file (`.kwsm`)"},
-    {"detection.threshold", CFG_FLOAT, 0.0, 1.0, "0.4", CFG_FIELD(detection.threshold), NULL,
-     "global score threshold"},
+    {"detection.threshold", CFG_THRESHOLD, 0.0, 1.0, "model", CFG_FIELD(detection.threshold), NULL,
+     "global score threshold; `model`: the threshold calibrated into the model file (0.5 if it "
+     "has none)"},
     {"detection.smoothing_ms", CFG_INT, 10, 3000, "300", CFG_FIELD(detection.smoothing_ms), NULL,
      "posterior smoothing window, ms"},
     {"detection.refractory_ms", CFG_INT, 0, 60000, "1000", CFG_FIELD(detection.refractory_ms), NULL,
@@ -328,12 +330,19 @@ static int set_scalar(struct walk *w, const struct cfg_key *k, const char *at, c
         *(int *)dst = (int)x;
         return 0;
     }
+    case CFG_THRESHOLD:
+        if (strcmp(s, "model") == 0) {
+            *(float *)dst = KWS_THRESHOLD_MODEL;
+            return 0;
+        }
+        /* fall through */
     case CFG_FLOAT:
     case CFG_DOUBLE:
     case CFG_KEYWORDS: {
         double x;
         if (parse_double(s, &x) < 0) {
-            walk_err(w, v, at, "expected a number, got %s", node_show(v, show, sizeof show));
+            walk_err(w, v, at, "expected a number%s, got %s",
+                     k->type == CFG_THRESHOLD ? " or model" : "", node_show(v, show, sizeof show));
             return -1;
         }
         if (x < k->min || x > k->max) {
@@ -728,11 +737,13 @@ int config_check_labels(const struct kws_config *cfg, const char *const *labels,
     return bad ? KWS_ECONFIG : 0;
 }
 
-float config_threshold_for(const struct kws_config *cfg, const char *label) {
+float config_threshold_for(const struct kws_config *cfg, const char *label, float model_thr) {
     for (int i = 0; i < cfg->detection.n_keywords; i++)
         if (strcmp(cfg->detection.keywords[i].label, label) == 0)
             return cfg->detection.keywords[i].threshold;
-    return cfg->detection.threshold;
+    if (cfg->detection.threshold != KWS_THRESHOLD_MODEL)
+        return cfg->detection.threshold;
+    return model_thr > 0.0f && model_thr <= 1.0f ? model_thr : KWS_THRESHOLD_FALLBACK;
 }
 
 /* ==== Writing it out ==== */
@@ -757,8 +768,12 @@ void config_dump(const struct kws_config *cfg, FILE *f) {
     fprintf(f, "\n  rate: %d\n  period_ms: %d\n", cfg->audio.rate, cfg->audio.period_ms);
     fputs("model:\n  path: ", f);
     put_quoted(f, cfg->model.path);
-    fprintf(f, "\ndetection:\n  threshold: %.9g\n  smoothing_ms: %d\n  refractory_ms: %d\n",
-            cfg->detection.threshold, cfg->detection.smoothing_ms, cfg->detection.refractory_ms);
+    if (cfg->detection.threshold == KWS_THRESHOLD_MODEL)
+        fputs("\ndetection:\n  threshold: model\n", f);
+    else
+        fprintf(f, "\ndetection:\n  threshold: %.9g\n", cfg->detection.threshold);
+    fprintf(f, "  smoothing_ms: %d\n  refractory_ms: %d\n", cfg->detection.smoothing_ms,
+            cfg->detection.refractory_ms);
     if (cfg->detection.n_keywords == 0)
         fputs("  keywords: {}\n", f);
     else
@@ -795,6 +810,9 @@ void config_keys_markdown(FILE *f) {
         case CFG_FLOAT:
         case CFG_DOUBLE:
             fprintf(f, "number | [%g, %g] | `%s`", k->min, k->max, k->def);
+            break;
+        case CFG_THRESHOLD:
+            fprintf(f, "number or `model` | [%g, %g] | `%s`", k->min, k->max, k->def);
             break;
         case CFG_LOGLEVEL:
             fprintf(f, "enum | error, warning, notice, info, debug | `%s`", k->def);

@@ -48,7 +48,8 @@ enum {
     KWSM_OFF_FE = KWSM_OFF_LABELS + SNN_MAX_CLASSES * SNN_LABEL_LEN, /* 1184 */
     KWSM_FE_BYTES = (15 + KWS_ENC_MAX_LEVELS + 2) * 4,               /* 100 */
     KWSM_OFF_N_PARAMS = KWSM_OFF_FE + KWSM_FE_BYTES,                 /* 1284, uint64 */
-    KWSM_OFF_PAD = KWSM_OFF_N_PARAMS + 8,                            /* 1292 */
+    KWSM_OFF_THRESHOLD = KWSM_OFF_N_PARAMS + 8,                      /* 1292, float32 */
+    KWSM_OFF_PAD = KWSM_OFF_THRESHOLD + 4,                           /* 1296 */
 };
 
 _Static_assert(KWSM_OFF_N_CLASSES == 148, "layer block moved");
@@ -215,6 +216,7 @@ static void kwsm__encode_header(uint8_t *h, const struct snn_model *m) {
         }
     }
     kwsm__put_u64(h + KWSM_OFF_N_PARAMS, (uint64_t)m->n_params);
+    kwsm__put_f32(h + KWSM_OFF_THRESHOLD, c->threshold);
 }
 
 static bool kwsm__all_zero(const uint8_t *p, size_t n) {
@@ -255,6 +257,7 @@ static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint
     c->n_classes = kwsm__get_i32(h + KWSM_OFF_N_CLASSES);
     c->out_beta = kwsm__get_f32(h + KWSM_OFF_OUT_BETA);
     c->out_gain = kwsm__get_f32(h + KWSM_OFF_OUT_GAIN);
+    c->threshold = kwsm__get_f32(h + KWSM_OFF_THRESHOLD);
     int nc = c->n_classes >= 0 && c->n_classes <= SNN_MAX_CLASSES ? c->n_classes : 0;
     for (int k = 0; k < SNN_MAX_CLASSES; k++) {
         const uint8_t *p = h + KWSM_OFF_LABELS + k * SNN_LABEL_LEN;

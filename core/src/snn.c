@@ -114,6 +114,9 @@ int snn_cfg_validate(const struct snn_cfg *cfg, char *msg, size_t msglen) {
     if (!isfinite(cfg->out_gain))
         return kws_errmsg(KWS_EBADFIELD, msg, msglen, "out_gain: %g is not finite",
                           (double)cfg->out_gain);
+    if (!isfinite(cfg->threshold) || cfg->threshold < 0.0f || cfg->threshold > 1.0f)
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "threshold: %g out of range [0, 1]",
+                          (double)cfg->threshold);
     for (int c = 0; c < cfg->n_classes; c++)
         if (!memchr(cfg->labels[c], '\0', SNN_LABEL_LEN))
             return kws_errmsg(KWS_EBADFIELD, msg, msglen,

@@ -76,7 +76,7 @@ struct kws_config {
         char path[KWS_CONFIG_PATH_LEN]; /* .kwsm model file */
     } model;
     struct {
-        float threshold;   /* global score threshold [0, 1] */
+        float threshold;   /* global score threshold [0, 1], or KWS_THRESHOLD_MODEL */
         int smoothing_ms;  /* posterior smoothing window, ms [10, 3000] */
         int refractory_ms; /* quiet time after a detection, ms [0, 60000] */
         int n_keywords;    /* entries in keywords */
@@ -120,9 +120,15 @@ int config_parse_string(struct kws_config *cfg, const char *name, const char *ya
 int config_check_labels(const struct kws_config *cfg, const char *const *labels, int n,
                         struct config_diags *d);
 
+/* detection.threshold: model means the threshold calibrated into the model
+ * file, or KWS_THRESHOLD_FALLBACK when the model has none. */
+#define KWS_THRESHOLD_MODEL (-1.0f)
+#define KWS_THRESHOLD_FALLBACK 0.5f
+
 /* The threshold for a label: its detection.keywords override if there is one,
- * else detection.threshold. */
-float config_threshold_for(const struct kws_config *cfg, const char *label);
+ * else detection.threshold, else (threshold: model) model_thr if it is in
+ * (0, 1], else KWS_THRESHOLD_FALLBACK. */
+float config_threshold_for(const struct kws_config *cfg, const char *label, float model_thr);
 
 /* Appends one printf-formatted line to d (d may be NULL). */
 void config_diags_add(struct config_diags *d, const char *fmt, ...)

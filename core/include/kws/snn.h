@@ -82,6 +82,7 @@ struct snn_cfg {
     float out_gain;                               /* readout input gain */
     char labels[SNN_MAX_CLASSES][SNN_LABEL_LEN];  /* NUL-terminated class names */
     struct kws_frontend_cfg fe;                   /* front end the model was trained with */
+    float threshold; /* detection threshold calibrated for this model, [0, 1]; 0: none */
 };
 
 /* Pointers into the one parameter block, in file order: for each layer l,

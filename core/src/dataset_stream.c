@@ -1,0 +1,220 @@
+/* dataset_stream.c: streaming metrics on a recording joined from a split
+ * (see kws/stream_eval.h).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kws/detector.h"
+#include "kws/err.h"
+#include "kws/frontend.h"
+#include "kws/stream_eval.h"
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+void stream_eval_free(struct stream_eval *se) {
+    free(se->v);
+    free(se->on);
+    free(se->off);
+    free(se->lab);
+    memset(se, 0, sizeof *se);
+}
+
+int stream_eval_run(struct stream_eval *se, const struct snn_model *m, const struct dataset *ds,
+                    const size_t *idx, size_t n, uint64_t seed) {
+    const struct snn_cfg *cfg = &m->cfg;
+    int rate = cfg->fe.sample_rate, hop = cfg->fe.hop, rc = 0;
+    memset(se, 0, sizeof *se);
+    se->rate = rate;
+    se->hop = hop;
+    se->n_classes = cfg->n_classes;
+    size_t n_sil = 0, n_word = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ds->clips[idx[i]].label == ds->sil_class)
+            n_sil++;
+        else
+            n_word++;
+    if (!n_word)
+        return KWS_EDATASET;
+    size_t *sil = malloc((n_sil + 1) * sizeof *sil);
+    int32_t *gap = malloc(n_word * sizeof *gap);
+    se->on = malloc(n_word * sizeof *se->on);
+    se->off = malloc(n_word * sizeof *se->off);
+    se->lab = malloc(n_word * sizeof *se->lab);
+    float *x = NULL, *sp = NULL;
+    struct audio_fe fe = {0};
+    struct snn_state st = {0};
+    if (!sil || !gap || !se->on || !se->off || !se->lab) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    /* gap lengths 0.5-2 s, then the recording's length */
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    size_t total = (size_t)rate, w = 0, ns = 0; /* 1 s tail */
+    for (size_t i = 0; i < n; i++) {
+        const struct ds_clip *cl = &ds->clips[idx[i]];
+        if (cl->label == ds->sil_class) {
+            sil[ns++] = idx[i];
+            continue;
+        }
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        gap[w] = rate / 2 + (int32_t)(s % (uint64_t)(rate * 3 / 2));
+        total += (size_t)gap[w] + (size_t)cl->n;
+        w++;
+    }
+    x = calloc(total, sizeof *x);
+    if (!x) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    /* gaps walk through the silence clips in order */
+    size_t pos = 0, si = 0, sil_pos = 0;
+    w = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct ds_clip *cl = &ds->clips[idx[i]];
+        if (cl->label == ds->sil_class)
+            continue;
+        for (int32_t k = 0; k < gap[w] && n_sil; k++) {
+            const struct ds_clip *nc = &ds->clips[sil[si % n_sil]];
+            x[pos + (size_t)k] = nc->x[sil_pos];
+            if (++sil_pos >= (size_t)nc->n) {
+                sil_pos = 0;
+                si++;
+            }
+        }
+        pos += (size_t)gap[w];
+        memcpy(x + pos, cl->x, (size_t)cl->n * sizeof *x);
+        se->on[w] = (int64_t)pos + cl->on;
+        se->off[w] = (int64_t)pos + cl->off;
+        se->lab[w] = cl->label;
+        pos += (size_t)cl->n;
+        w++;
+    }
+    se->n_word = n_word;
+    se->hours = (double)total / rate / 3600.0;
+    /* front end and network over the whole recording, never reset */
+    size_t nf = total / (size_t)hop;
+    if ((rc = audio_fe_init(&fe, &cfg->fe)) < 0 || (rc = snn_state_init(&st, m)) < 0)
+        goto out;
+    sp = malloc(nf * (size_t)fe.n_out * sizeof *sp);
+    se->v = malloc(nf * (size_t)cfg->n_classes * sizeof *se->v);
+    if (!sp || !se->v) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    nf = audio_fe_compute(&fe, x, total, NULL, sp, nf);
+    for (size_t t = 0; t < nf; t++)
+        snn_step(m, &st, sp + t * (size_t)fe.n_out, se->v + t * (size_t)cfg->n_classes);
+    se->nf = nf;
+out:
+    free(sil);
+    free(gap);
+    free(x);
+    free(sp);
+    audio_fe_free(&fe);
+    snn_state_free(&st);
+    if (rc < 0)
+        stream_eval_free(se);
+    return rc;
+}
+
+int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, float threshold,
+                      int smooth_ms, int refr_ms, struct stream_result *res) {
+    memset(res, 0, sizeof *res);
+    size_t n_word = se->n_word;
+    int rate = se->rate;
+    struct kws_detector det = {0};
+    struct kws_detector_cfg dc;
+    kws_detector_cfg_default(&dc, cfg, threshold, smooth_ms, refr_ms, 1000 * se->hop / rate);
+    float *lat = malloc((n_word + 1) * sizeof *lat);
+    float *peak = calloc(n_word + 1, sizeof *peak);
+    char *got = calloc(n_word + 1, 1);
+    int rc = kws_detector_init(&det, &dc);
+    if (!rc && (!lat || !peak || !got))
+        rc = -ENOMEM;
+    if (rc < 0)
+        goto out;
+    size_t wi = 0, pk = 0;
+    int n_lat = 0;
+    for (size_t t = 0; t < se->nf; t++) {
+        struct kws_hit hit;
+        float sc[SNN_MAX_CLASSES];
+        int fired = kws_detector_step(&det, se->v + t * (size_t)se->n_classes, &hit, sc);
+        int64_t sample = (int64_t)(t + 1) * se->hop;
+        /* the peak score of each word's class from its start to 1 s after its end */
+        while (pk < n_word && se->off[pk] + rate < sample)
+            pk++;
+        for (size_t j = pk; j < n_word && se->on[j] <= sample; j++)
+            if (sc[se->lab[j]] > peak[j])
+                peak[j] = sc[se->lab[j]];
+        if (!fired)
+            continue;
+        /* the occurrence whose window [on, off + 1 s] holds this frame */
+        while (wi < n_word && se->off[wi] + rate < sample)
+            wi++;
+        int matched = 0;
+        for (size_t j = wi; j < n_word && se->on[j] <= sample; j++)
+            if (sample <= se->off[j] + rate && se->lab[j] == hit.label && !got[j] &&
+                dc.fires[se->lab[j]]) {
+                got[j] = 1;
+                lat[n_lat++] = (float)(sample - se->off[j]) * 1000.0f / (float)rate;
+                matched = 1;
+                break;
+            }
+        if (!matched)
+            res->false_alarms++;
+    }
+    int nk = 0;
+    for (size_t j = 0; j < n_word; j++)
+        if (dc.fires[se->lab[j]]) {
+            res->n_kw++;
+            res->hits += got[j];
+            peak[nk++] = peak[j];
+        }
+    if (nk) {
+        qsort(peak, (size_t)nk, sizeof *peak, cmp_float);
+        res->peak_p50 = peak[nk / 2];
+    }
+    res->hours = se->hours;
+    if (n_lat) {
+        double sum = 0.0;
+        for (int i = 0; i < n_lat; i++)
+            sum += lat[i];
+        qsort(lat, (size_t)n_lat, sizeof *lat, cmp_float);
+        res->lat_mean_ms = sum / n_lat;
+        res->lat_p50_ms = lat[n_lat / 2];
+        res->lat_p90_ms = lat[(n_lat * 9) / 10];
+    }
+out:
+    free(lat);
+    free(peak);
+    free(got);
+    kws_detector_free(&det);
+    return rc;
+}
+
+float stream_eval_calibrate(const struct stream_eval *se, const struct snn_cfg *cfg,
+                            int smooth_ms, int refr_ms, double max_fa_per_hour,
+                            struct stream_result *res) {
+    struct stream_result r;
+    float thr = 0.95f;
+    for (int i = 0; i <= 15; i++) {
+        float t = 0.20f + 0.05f * (float)i;
+        if (stream_eval_score(se, cfg, t, smooth_ms, refr_ms, &r) < 0)
+            return -1.0f;
+        if (r.hours > 0.0 && (double)r.false_alarms / r.hours <= max_fa_per_hour) {
+            thr = t;
+            break;
+        }
+    }
+    if (res && stream_eval_score(se, cfg, thr, smooth_ms, refr_ms, res) < 0)
+        return -1.0f;
+    return thr;
+}
