@@ -110,6 +110,7 @@ static void run_check_ctx(int rec, int n_layers, int use_bn, float drop, int det
     hp.sil_class = 0;
     hp.bg_weight = 0.7f;
     hp.fg_weight = 0.4f;
+    hp.win_weight = 0.6f;
     hp.delay_init_lo = 0.0f;
     hp.delay_init_hi = 4.0f;
     hp.seed = 3;

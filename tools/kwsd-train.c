@@ -34,7 +34,7 @@ struct opts {
     char labels[1024];
     char hidden[256], rec[256];
     int epochs, batch, copies, T, k, d_max, resume, seed, threads, synth_n, synth_rate;
-    float lr, lr_delay, wd, drop_ff, drop_rec, sigma_init, sigma_decay, bg_weight, fg_weight;
+    float lr, lr_delay, wd, drop_ff, drop_rec, sigma_init, sigma_decay, bg_weight, fg_weight, win_weight;
     float beta0, beta_rec, out_beta, sg_alpha, delay_lo, delay_hi;
     float snr_lo, snr_hi, shift_ms, fmax, out_gain, speed_lo, speed_hi, context_ms, p_context, tilt, calib_fa;
     int surrogate, detach, no_bn;
@@ -58,6 +58,7 @@ static void usage(void) {
             "  --delay-init LO,HI     initial delays (steps)\n"
             "  --bg-weight 1          streaming loss weight (silence on background frames)\n"
             "  --fg-weight 1          streaming loss weight (label on the frames after the word)\n"
+            "  --win-weight 0         streaming loss weight (mean label posterior over those frames)\n"
             "  --snr LO,HI --shift-ms 100 --speed LO,HI   augmentation (speed e.g. 0.9,1.1)\n"
             "  --context-ms 0 --p-context 0.7   frames of context before each example's window,\n"
             "                         and how often another word ends in it\n"
@@ -404,7 +405,8 @@ int main(int argc, char **argv) {
         O_CTX,
         O_PCTX,
         O_TILT,
-        O_CALIB
+        O_CALIB,
+        O_WINW
     };
     static const struct option lopts[] = {{"data", 1, 0, O_DATA},
                                           {"labels", 1, 0, O_LABELS},
@@ -450,6 +452,7 @@ int main(int argc, char **argv) {
                                           {"p-context", 1, 0, O_PCTX},
                                           {"tilt", 1, 0, O_TILT},
                                           {"calib-fa", 1, 0, O_CALIB},
+                                          {"win-weight", 1, 0, O_WINW},
                                           {"out-gain", 1, 0, O_OGAIN},
                                           {"synth-per-voice", 1, 0, O_SYNTHN},
                                           {"synth-rate", 1, 0, O_SYNTHR},
@@ -603,6 +606,9 @@ int main(int argc, char **argv) {
         case O_CALIB:
             o.calib_fa = strtof(optarg, &end);
             break;
+        case O_WINW:
+            o.win_weight = strtof(optarg, &end);
+            break;
         case O_FMAX:
             o.fmax = strtof(optarg, &end);
             break;
@@ -742,6 +748,7 @@ int main(int argc, char **argv) {
     hp.sigma = o.sigma_init;
     hp.bg_weight = o.bg_weight;
     hp.fg_weight = o.fg_weight;
+    hp.win_weight = o.win_weight;
     hp.sil_class = ds.sil_class;
     hp.seed = (uint64_t)o.seed;
     struct train_net net;

@@ -738,6 +738,17 @@ static void loss_forward(struct train_net *net) {
                     lb += net->hp.fg_weight * -w * -log((double)p[y] + 1e-30);
             }
             loss += lb / T;
+            if (net->hp.win_weight > 0.0f) {
+                double m = 0.0;
+                int nt = 0;
+                for (int t = 0; t < T; t++)
+                    if (net->bg[(size_t)b * T + t] < 0.0f) {
+                        m += net->po[((size_t)b * T + t) * K + y];
+                        nt++;
+                    }
+                if (nt)
+                    loss += net->hp.win_weight * -log(m / nt + 1e-30);
+            }
         }
     }
     net->loss = loss / B;
@@ -920,6 +931,27 @@ void train_net_backward(struct train_net *net) {
                 if (tgt >= 0 && w != 0.0f)
                     for (int c = 0; c < K; c++)
                         d[c] += w * (p[c] - (c == tgt ? 1.0f : 0.0f));
+            }
+        }
+        if (net->bg && hp->win_weight > 0.0f) {
+            /* window term: -log m, m = mean over tail frames of p_y */
+            int y = net->labels[b], nt = 0;
+            float m = 0.0f;
+            for (int t = 0; t < T; t++)
+                if (net->bg[(size_t)b * T + t] < 0.0f) {
+                    m += net->po[((size_t)b * T + t) * K + y];
+                    nt++;
+                }
+            if (nt && m > 0.0f) {
+                float k = -hp->win_weight / (m * (float)B);
+                for (int t = 0; t < T; t++) {
+                    if (net->bg[(size_t)b * T + t] >= 0.0f)
+                        continue;
+                    const float *p = net->po + ((size_t)b * T + t) * K;
+                    float *d = dvo + ((size_t)b * T + t) * K;
+                    for (int c = 0; c < K; c++)
+                        d[c] += k * p[y] * ((c == y ? 1.0f : 0.0f) - p[c]);
+                }
             }
         }
         /* leaky integrator backward: dy[t] = gain * sum_{u>=t} beta^(u-t) dvo[u] */

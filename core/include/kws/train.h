@@ -28,7 +28,9 @@
  * so the readout stays on the silence class between words, and fg_weight *
  * (1/T) * sum over frames with bg[t] < 0 (just after the word) of
  * -bg[t] * (-log softmax(v_out[t])[y]), so the per-frame posterior that the
- * detector thresholds rises right after the word.
+ * detector thresholds rises right after the word; and win_weight * -log((1/n)
+ * sum over the n frames with bg[t] < 0 of softmax(v_out[t])[y]), the
+ * detector's smoothed score itself over the word's tail.
  *
  * Thread-safety: a train_net belongs to one thread; its ops use OpenMP
  * internally. Every reduction runs in a fixed order, so results for a given
@@ -67,6 +69,8 @@ struct train_hparams {
     float sigma;       /* current triangle spread; the kernel half-width is 1 + sigma */
     float bg_weight;   /* weight of the per-frame silence term (frames with bg > 0) */
     float fg_weight;   /* weight of the per-frame label term (frames with bg < 0) */
+    float win_weight;  /* weight of the window term: -log of the mean label posterior over the
+                        * frames with bg < 0, the window the daemon's detector averages */
     int32_t sil_class; /* class index the background frames target (-1: none) */
     uint64_t seed;
 };
