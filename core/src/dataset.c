@@ -430,6 +430,13 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
         else
             pos = win0 + shift;
         place_word(buf, (long)ns, cl, pos, g, r);
+        if (aug->trim_ms > 0.0f && train_rng_uniform(&rng) < 0.5f) {
+            /* mute the word's onset: everything before on + cut, then a 5 ms fade-in */
+            long cut = w_on + (long)(train_rng_uniform(&rng) * aug->trim_ms * 1e-3f * (float)ds->rate);
+            long fade = (long)ds->rate / 200;
+            for (long k = pos < 0 ? -pos : 0; k < cut + fade && pos + k < (long)ns; k++)
+                buf[pos + k] *= k < cut ? 0.0f : (float)(k - cut) / (float)fade;
+        }
         on_f = (int)((pos + w_on) / hop) - warm;
         off_f = (int)((pos + w_off) / hop) - warm;
         wr = g * rms(cl->x, cl->on, cl->off);
