@@ -204,6 +204,16 @@ Test(train_dataset, render_with_context_word) {
     for (int i = 0; i < CTX * fe.n_out; i++)
         on_ctx += a[i];
     cr_expect(gt(dbl, on_ctx, 0.0));
+    /* a cold start: nothing at all before the word's own clip */
+    aug.p_ctx_cold = 1.0f;
+    cr_assert(eq(int, dataset_render(&ds, 0, &aug, 7, &fe, T, a, bg), 0));
+    double cold = 0.0;
+    for (int i = 0; i < CTX * fe.n_out; i++)
+        cold += a[i];
+    cr_expect(eq(dbl, cold, 0.0), "no spikes in a silent context");
+    for (int t = 0; t < CTX; t++)
+        cr_expect(eq(flt, bg[t], 1.0f), "frame %d", t);
+    aug.p_ctx_cold = 0.0f;
     /* with no context word, the context is background (silence target) */
     aug.p_ctx_word = 0.0f;
     cr_assert(eq(int, dataset_render(&ds, 0, &aug, 7, &fe, T, a, bg), 0));

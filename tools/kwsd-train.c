@@ -36,7 +36,7 @@ struct opts {
     int epochs, batch, copies, T, k, d_max, resume, seed, threads, synth_n, synth_rate;
     float lr, lr_delay, wd, drop_ff, drop_rec, sigma_init, sigma_decay, bg_weight, fg_weight, win_weight;
     float beta0, beta_rec, out_beta, sg_alpha, delay_lo, delay_hi;
-    float snr_lo, snr_hi, shift_ms, fmax, out_gain, speed_lo, speed_hi, context_ms, p_context, tilt, calib_fa, trim_ms;
+    float snr_lo, snr_hi, shift_ms, fmax, out_gain, speed_lo, speed_hi, context_ms, p_context, p_cold, tilt, calib_fa, trim_ms;
     int surrogate, detach, no_bn;
     float enc[KWS_ENC_MAX_LEVELS];
     int n_enc;
@@ -62,6 +62,7 @@ static void usage(void) {
             "  --snr LO,HI --shift-ms 100 --speed LO,HI   augmentation (speed e.g. 0.9,1.1)\n"
             "  --context-ms 0 --p-context 0.7   frames of context before each example's window,\n"
             "                         and how often another word ends in it\n"
+            "  --p-cold 0             how often the context is digital silence (a cold start)\n"
             "  --tilt 0               random spectral tilt y = x[n] - a x[n-1], |a| <= tilt\n"
             "  --trim-ms 0            mute up to this much of half the words' onsets\n"
             "  --calib-fa 10          store the detection threshold that gives at most this many\n"
@@ -408,7 +409,8 @@ int main(int argc, char **argv) {
         O_TILT,
         O_CALIB,
         O_WINW,
-        O_TRIM
+        O_TRIM,
+        O_PCOLD
     };
     static const struct option lopts[] = {{"data", 1, 0, O_DATA},
                                           {"labels", 1, 0, O_LABELS},
@@ -456,6 +458,7 @@ int main(int argc, char **argv) {
                                           {"calib-fa", 1, 0, O_CALIB},
                                           {"win-weight", 1, 0, O_WINW},
                                           {"trim-ms", 1, 0, O_TRIM},
+                                          {"p-cold", 1, 0, O_PCOLD},
                                           {"out-gain", 1, 0, O_OGAIN},
                                           {"synth-per-voice", 1, 0, O_SYNTHN},
                                           {"synth-rate", 1, 0, O_SYNTHR},
@@ -614,6 +617,9 @@ int main(int argc, char **argv) {
             break;
         case O_TRIM:
             o.trim_ms = strtof(optarg, &end);
+            break;
+        case O_PCOLD:
+            o.p_cold = strtof(optarg, &end);
             break;
         case O_FMAX:
             o.fmax = strtof(optarg, &end);
@@ -828,6 +834,7 @@ int main(int argc, char **argv) {
     aug.speed_hi = o.speed_hi;
     aug.ctx_frames = ctx;
     aug.p_ctx_word = o.p_context;
+    aug.p_ctx_cold = o.p_cold;
     aug.tilt = o.tilt;
     aug.trim_ms = o.trim_ms;
     double t_train = now_s();

@@ -409,6 +409,7 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
     int is_sil = cl->label == ds->sil_class;
     int on_f = 0, off_f = -1;
     float wr = 0.0f; /* level of the main word, for the noise SNR */
+    long pos_main = -1; /* where the main clip's sample 0 lands in buf */
     if (is_sil) {
         /* the clip is the background: loop it over the whole window */
         float g = draw_gain(&rng, aug->sil_db_lo, aug->sil_db_hi);
@@ -430,6 +431,7 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
         else
             pos = win0 + shift;
         place_word(buf, (long)ns, cl, pos, g, r);
+        pos_main = pos;
         if (aug->trim_ms > 0.0f && train_rng_uniform(&rng) < 0.5f) {
             /* mute the word's onset: everything before on + cut, then a 5 ms fade-in */
             long cut = w_on + (long)(train_rng_uniform(&rng) * aug->trim_ms * 1e-3f * (float)ds->rate);
@@ -472,6 +474,14 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
         size_t off = (size_t)(train_rng_uniform(&rng) * (float)nn);
         for (size_t j = 0; j < ns; j++)
             buf[j] += ng * nx[(off + j) % nn];
+    }
+    if (ctx && train_rng_uniform(&rng) < aug->p_ctx_cold) {
+        /* a cold start: nothing before the window (the word's own lead-in stays) */
+        size_t z = (size_t)(warm + ctx) * (size_t)hop;
+        if (!is_sil && pos_main > 0 && (size_t)pos_main < z)
+            z = (size_t)pos_main;
+        memset(buf, 0, (z < ns ? z : ns) * sizeof *buf);
+        ck = -1;
     }
     if (aug->tilt > 0.0f) {
         float a = aug->tilt * (2.0f * train_rng_uniform(&rng) - 1.0f);

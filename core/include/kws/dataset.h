@@ -79,6 +79,9 @@ struct ds_aug {
                        * another training word (any label but silence) ends in the context's
                        * second half, so the network learns to return to silence after a word */
     float p_ctx_word;
+    float p_ctx_cold; /* with this probability the context (and the front end's warm-up) is
+                       * digital silence instead: the network starts the word cold, as in a
+                       * clip evaluated on its own */
     float trim_ms; /* > 0: with probability 1/2 the word's first U(0, trim_ms) ms are muted (5 ms
                     * fade-in), as when a recording cuts a word's onset */
     float tilt; /* > 0: the whole window goes through y[n] = (x[n] - a x[n-1]) / (1 + |a|) with
