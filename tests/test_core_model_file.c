@@ -55,8 +55,8 @@ static void make_model(struct snn_model *m) {
     memset(&c, 0, sizeof c);
     c.n_in = 6;
     c.n_layers = 2;
-    c.layer[0] = (struct snn_layer_cfg){5, SNN_REC_NONE, 0, 0, 0.047619f, 1.0f, 1.0f, 0};
-    c.layer[1] = (struct snn_layer_cfg){4, SNN_REC_CONV, 3, 7, 0.38583f, 1.0f, 1.0f, 0};
+    c.layer[0] = (struct snn_layer_cfg){5, SNN_REC_NONE, 0, 0, 0.047619f, 1.0f, 1.0f, 0, 0};
+    c.layer[1] = (struct snn_layer_cfg){4, SNN_REC_CONV, 3, 7, 0.38583f, 1.0f, 1.0f, 0, 0};
     c.n_classes = 3;
     c.out_beta = 0.047619f;
     c.out_gain = 1.0f;
@@ -182,6 +182,33 @@ Test(core_model_file, save_load_round_trip) {
     snn_model_free(&b);
 }
 
+/* Conv channels live at 1296 + 4 l and change the kernel's size to G*G*K. */
+Test(core_model_file, conv_channels_round_trip) {
+    struct snn_model a, b;
+    make_model(&a);
+    struct snn_cfg c = a.cfg;
+    snn_model_free(&a);
+    c.layer[1].ch = 2;
+    cr_assert(eq(int, snn_model_init(&a, &c), 0));
+    cr_assert(eq(sz, snn_rec_weight_count(&a.cfg.layer[1]), 12));
+    for (size_t i = 0; i < a.n_params; i++)
+        a.mem[i] = cosf((float)i * 0.21f);
+    snn_model_prepare(&a);
+    size_t len = kwsm__encoded_size(&a);
+    uint8_t *buf = malloc(len);
+    cr_assert(eq(int, kwsm__encode(&a, buf), 0));
+    cr_assert(eq(u8, buf[1296 + 4], 2));
+    char msg[256];
+    cr_assert(eq(int, snn_model_load_buffer(&b, buf, len, msg, sizeof msg), 0), "%s", msg);
+    cr_assert(eq(int, b.cfg.layer[1].ch, 2));
+    cr_assert(eq(int, b.cfg.layer[0].ch, 0));
+    cr_assert(eq(sz, b.n_params, a.n_params));
+    cr_assert(eq(int, memcmp(a.mem, b.mem, a.n_params * sizeof(float)), 0));
+    free(buf);
+    snn_model_free(&a);
+    snn_model_free(&b);
+}
+
 Test(core_model_file, header_is_little_endian_field_by_field) {
     size_t len;
     uint8_t *b = encoded(&len);
@@ -286,7 +313,11 @@ static const struct field_case field_cases[] = {
     {OFF_N_PARAMS, 0, 7, KWS_EBADFIELD, "n_params: 7 but the topology needs"},
     {1292, 1, 1.5, KWS_EBADFIELD, "threshold: 1.5 out of range [0, 1]"},
     {1292, 1, NAN, KWS_EBADFIELD, "threshold: nan out of range [0, 1]"},
-    {1400, 0, 1, KWS_EBADFIELD, "header padding: bytes 1296..1535"},
+    {1296, 0, 2, KWS_EBADFIELD, "layer[0].ch: 2 but the layer has no conv recurrence"},
+    {1296 + 4, 0, 3, KWS_EBADFIELD, "layer[1].ch: 3 conv channels do not divide 4 neurons"},
+    {1296 + 4, 0, 2, KWS_EBADFIELD, "n_params: 81 but the topology needs 90"},
+    {1296 + 8, 0, 1, KWS_EBADFIELD, "layer[2]: unused (n_layers is 2) but not zero"},
+    {1400, 0, 1, KWS_EBADFIELD, "header padding: bytes 1312..1535"},
     /* The first parameter, layer[0].w_in[0], then one inside the conv kernel. */
     {KWSM_HEADER_BYTES, 1, NAN, KWS_EBADFIELD, "layer[0].w_in[0]: nan is not finite"},
     {KWSM_HEADER_BYTES + 4 * (30 + 5 + 20 + 4 + 1), 1, -INFINITY, KWS_EBADFIELD,

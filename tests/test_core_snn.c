@@ -178,6 +178,15 @@ static void break_cfg(struct snn_cfg *c, int what) {
     case 18:
         c->out_gain = INFINITY;
         break;
+    case 19:
+        c->layer[1].ch = 2;
+        break;
+    case 20:
+        c->layer[0].ch = 2;
+        break;
+    case 21:
+        c->layer[1].ch = SNN_MAX_CH + 1;
+        break;
     }
 }
 
@@ -192,7 +201,8 @@ Test(core_snn, validate_names_the_field) {
         "n_classes: 0 out of range",   "n_classes: 33 out of range",
         "out_beta: 2 out of range",    "labels[1]: not NUL-terminated",
         "layer[0].k: 3 but",           "layer[1].k: 17 out of range",
-        "out_gain: inf is not finite",
+        "out_gain: inf is not finite", "layer[1].ch: 2 conv channels do not divide 5 neurons",
+        "layer[0].ch: 2 but",          "layer[1].ch: 17 out of range",
     };
     struct snn_layer_cfg ls[2] = {layer(6, SNN_REC_NONE, 0, 0, 0), layer(5, SNN_REC_CONV, 3, 4, 0)};
     for (int w = 0; w < (int)KWS_ARRAY_SIZE(want); w++) {
@@ -254,15 +264,18 @@ Test(core_snn, delays_round_half_even_and_clamp) {
 
 /* The three hidden layer kinds and both resets, in a few stacks. */
 static const struct snn_layer_cfg stacks[][3] = {
-    {{6, SNN_REC_NONE, 0, 0, 0.5f, 1.0f, 1.0f, SNN_RESET_HARD}},
-    {{7, SNN_REC_CONV, 3, 4, 0.5f, 1.0f, 1.0f, SNN_RESET_SOFT}},
-    {{5, SNN_REC_DENSE, 0, 3, 0.25f, 1.0f, 0.75f, SNN_RESET_HARD}},
-    {{8, SNN_REC_NONE, 0, 0, 0.5f, 1.0f, 1.0f, SNN_RESET_HARD},
-     {8, SNN_REC_CONV, 5, 6, 0.375f, 1.0f, 1.0f, SNN_RESET_HARD},
-     {6, SNN_REC_DENSE, 0, 2, 0.5f, 0.5f, 1.0f, SNN_RESET_SOFT}},
-    {{3, SNN_REC_CONV, 7, 0, 0.5f, 1.0f, 1.0f, SNN_RESET_HARD}}, /* K > C, d_max 0 */
+    {{6, SNN_REC_NONE, 0, 0, 0.5f, 1.0f, 1.0f, SNN_RESET_HARD, 0}},
+    {{7, SNN_REC_CONV, 3, 4, 0.5f, 1.0f, 1.0f, SNN_RESET_SOFT, 0}},
+    {{5, SNN_REC_DENSE, 0, 3, 0.25f, 1.0f, 0.75f, SNN_RESET_HARD, 0}},
+    {{8, SNN_REC_NONE, 0, 0, 0.5f, 1.0f, 1.0f, SNN_RESET_HARD, 0},
+     {8, SNN_REC_CONV, 5, 6, 0.375f, 1.0f, 1.0f, SNN_RESET_HARD, 0},
+     {6, SNN_REC_DENSE, 0, 2, 0.5f, 0.5f, 1.0f, SNN_RESET_SOFT, 0}},
+    {{3, SNN_REC_CONV, 7, 0, 0.5f, 1.0f, 1.0f, SNN_RESET_HARD, 0}}, /* K > C, d_max 0 */
+    /* conv channels: 3 channels of 4 positions, then 2 channels of 4 */
+    {{12, SNN_REC_CONV, 3, 5, 0.5f, 1.0f, 0.75f, SNN_RESET_HARD, 3},
+     {8, SNN_REC_CONV, 5, 3, 0.375f, 1.0f, 1.0f, SNN_RESET_SOFT, 2}},
 };
-static const int stack_layers[] = {1, 1, 1, 3, 1};
+static const int stack_layers[] = {1, 1, 1, 3, 1, 2};
 
 Test(core_snn, forward_equals_steps) {
     for (size_t sidx = 0; sidx < KWS_ARRAY_SIZE(stacks); sidx++) {

@@ -247,7 +247,7 @@ Test(train_dataset, stream_recording_layout) {
     audio_fe_cfg_default(&cfg.fe);
     cfg.n_in = audio_fe_n_out(&cfg.fe);
     cfg.n_layers = 1;
-    cfg.layer[0] = (struct snn_layer_cfg){8, SNN_REC_CONV, 3, 4, 0.5f, 1.0f, 1.0f, 0};
+    cfg.layer[0] = (struct snn_layer_cfg){8, SNN_REC_CONV, 3, 4, 0.5f, 1.0f, 1.0f, 0, 0};
     cfg.n_classes = 3;
     cfg.out_beta = 0.5f;
     cfg.out_gain = 1.0f;
@@ -304,8 +304,15 @@ Test(train_dataset, stream_scoring_and_calibration) {
         v[t * 3 + 1] = logf(0.47f * (1.0f + expf(3.0f)) / 0.53f); /* softmax 0.47 */
     int64_t on = 100 * 160, off = 150 * 160;
     int lab = 0;
-    struct stream_eval se = {.v = v, .nf = NF, .n_classes = 3, .rate = 16000, .hop = 160,
-                             .n_word = 1, .on = &on, .off = &off, .lab = &lab,
+    struct stream_eval se = {.v = v,
+                             .nf = NF,
+                             .n_classes = 3,
+                             .rate = 16000,
+                             .hop = 160,
+                             .n_word = 1,
+                             .on = &on,
+                             .off = &off,
+                             .lab = &lab,
                              .hours = 10.0 / 3600.0};
     struct stream_result r;
     cr_assert(eq(int, stream_eval_score(&se, &cfg, 0.4f, 300, 1000, &r), 0));

@@ -22,6 +22,10 @@
 #define T_ 12
 #define NIN 5
 
+/* Conv channels of the recurrent layers in tiny_cfg (0: one, 7 + l neurons;
+ * G: G x 3 neurons); each test runs in its own process, so a test may set it. */
+static int conv_ch;
+
 static void tiny_cfg(struct snn_cfg *cfg, int rec, int n_layers) {
     memset(cfg, 0, sizeof *cfg);
     cfg->n_in = NIN;
@@ -31,6 +35,9 @@ static void tiny_cfg(struct snn_cfg *cfg, int rec, int n_layers) {
         lc->n = 6 + l;
         lc->rec = l == 0 ? SNN_REC_NONE : rec;
         lc->k = rec == SNN_REC_CONV && l ? 3 : 0;
+        lc->ch = rec == SNN_REC_CONV && l ? conv_ch : 0;
+        if (lc->ch > 1)
+            lc->n = 3 * lc->ch;
         lc->d_max = l ? 8 : 0;
         lc->beta = l ? 0.6f : 0.3f;
         lc->gain = l ? 1.0f : 0.8f;
@@ -153,7 +160,7 @@ static void run_check_ctx(int rec, int n_layers, int use_bn, float drop, int det
             check_tensor(&net, &f, net.p.bn_b[l], net.g.bn_b[l], (size_t)C, 99, label);
         }
         if (net.p.w_rec[l]) {
-            size_t nw = cfg.layer[l].rec == SNN_REC_CONV ? (size_t)cfg.layer[l].k : (size_t)C * C;
+            size_t nw = snn_rec_weight_count(&cfg.layer[l]);
             snprintf(label, sizeof label, "w_rec[%d]", l);
             check_tensor(&net, &f, net.p.w_rec[l], net.g.w_rec[l], nw, 40, label);
             snprintf(label, sizeof label, "delay[%d]", l);
@@ -176,6 +183,12 @@ Test(train_grad, conv_bn_dropout) {
 
 Test(train_grad, conv_no_bn_reset_differentiated) {
     run_check(SNN_REC_CONV, 2, 0, 0.0f, 0);
+}
+
+/* 2 conv channels of 3 positions, (2, 2, 3) kernel. */
+Test(train_grad, conv_channels_bn_dropout) {
+    conv_ch = 2;
+    run_check(SNN_REC_CONV, 2, 1, 0.25f, 0);
 }
 
 Test(train_grad, dense_bn) {

@@ -24,6 +24,10 @@
 #define B_ 3
 #define T_ 40
 
+/* Conv channels of the recurrent layer in small_cfg (0: one); each test runs in
+ * its own process, so a test may set it. */
+static int conv_ch;
+
 static void small_cfg(struct snn_cfg *cfg, int rec) {
     memset(cfg, 0, sizeof *cfg);
     cfg->n_in = NIN;
@@ -41,7 +45,8 @@ static void small_cfg(struct snn_cfg *cfg, int rec) {
                                            .beta = 0.6f,
                                            .gain = 1.0f,
                                            .thresh = 1.0f,
-                                           .reset = SNN_RESET_HARD};
+                                           .reset = SNN_RESET_HARD,
+                                           .ch = rec == SNN_REC_CONV ? conv_ch : 0};
     cfg->n_classes = 4;
     cfg->out_beta = 0.7f;
     cfg->out_gain = 1.0f;
@@ -137,6 +142,13 @@ static void check_export(int rec) {
 }
 
 Test(train_model, export_conv_matches_snn_forward) {
+    check_export(SNN_REC_CONV);
+}
+
+/* 4 conv channels of 5 positions: the trainer's channel mixing and snn_step's
+ * scatter agree. */
+Test(train_model, export_conv_channels_matches_snn_forward) {
+    conv_ch = 4;
     check_export(SNN_REC_CONV);
 }
 

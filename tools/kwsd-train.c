@@ -33,10 +33,12 @@ struct opts {
     const char *data, *out, *ckpt, *synth, *noise, *extra;
     char labels[1024];
     char hidden[256], rec[256];
-    int epochs, batch, copies, T, k, d_max, resume, seed, threads, synth_n, synth_rate;
-    float lr, lr_delay, wd, drop_ff, drop_rec, sigma_init, sigma_decay, bg_weight, fg_weight, win_weight;
+    int epochs, batch, copies, T, k, conv_ch, d_max, resume, seed, threads, synth_n, synth_rate;
+    float lr, lr_delay, wd, drop_ff, drop_rec, sigma_init, sigma_decay, bg_weight, fg_weight,
+        win_weight;
     float beta0, beta_rec, out_beta, sg_alpha, delay_lo, delay_hi;
-    float snr_lo, snr_hi, shift_ms, fmax, out_gain, speed_lo, speed_hi, context_ms, p_context, p_cold, tilt, calib_fa, trim_ms;
+    float snr_lo, snr_hi, shift_ms, fmax, out_gain, speed_lo, speed_hi, context_ms, p_context,
+        p_cold, tilt, calib_fa, trim_ms;
     int surrogate, detach, no_bn;
     float enc[KWS_ENC_MAX_LEVELS];
     int n_enc;
@@ -44,35 +46,38 @@ struct opts {
 };
 
 static void usage(void) {
-    fprintf(stderr,
-            "usage: kwsd-train --data DIR --labels a,b,... --out FILE.kwsm [options]\n"
-            "  --hidden 256,256       neurons per hidden layer\n"
-            "  --rec none,conv        per layer: none | conv | dense\n"
-            "  --k 5 --d-max 40       conv taps, largest delay (steps)\n"
-            "  --epochs 40 --batch 64 --copies 1 --frames 100\n"
-            "  --lr 5e-3 --lr-delay 5e-2 --wd 1e-5 --seed 1 --threads 0\n"
-            "  --drop-ff 0.4 --drop-rec 0.2 --sigma-init 10 --sigma-decay 0.95\n"
-            "  --beta 0.0476 --beta-rec 0.386 --out-beta 0.0476 (membrane decays) --out-gain 1\n"
-            "  --fmax HZ              upper edge of the mel filterbank (default: the front end's)\n"
-            "  --surrogate atan|triangle --sg-alpha 5 --no-detach --no-bn\n"
-            "  --delay-init LO,HI     initial delays (steps)\n"
-            "  --bg-weight 1          streaming loss weight (silence on background frames)\n"
-            "  --fg-weight 1          streaming loss weight (label on the frames after the word)\n"
-            "  --win-weight 0         streaming loss weight (mean label posterior over those frames)\n"
-            "  --snr LO,HI --shift-ms 100 --speed LO,HI   augmentation (speed e.g. 0.9,1.1)\n"
-            "  --context-ms 0 --p-context 0.7   frames of context before each example's window,\n"
-            "                         and how often another word ends in it\n"
-            "  --p-cold 0             how often the context is digital silence (a cold start)\n"
-            "  --tilt 0               random spectral tilt y = x[n] - a x[n-1], |a| <= tilt\n"
-            "  --trim-ms 0            mute up to this much of half the words' onsets\n"
-            "  --calib-fa 10          store the detection threshold that gives at most this many\n"
-            "                         false alarms per hour on the validation stream\n"
-            "  --enc t0,t1,...        level-encoder thresholds (default: the front end's)\n"
-            "  --synth DIR            espeak-ng keyword clips (generated into DIR if empty)\n"
-            "  --synth-per-voice 2 --synth-rate 16000   clips per voice and word, their rate\n"
-            "  --noise DIR            extra background noise files\n"
-            "  --extra DIR            another folder-per-label set whose clips all train\n"
-            "  --ckpt FILE --resume   checkpoint path (default OUT.ckpt) and resume from it\n");
+    fprintf(
+        stderr,
+        "usage: kwsd-train --data DIR --labels a,b,... --out FILE.kwsm [options]\n"
+        "  --hidden 256,256       neurons per hidden layer\n"
+        "  --rec none,conv        per layer: none | conv | dense\n"
+        "  --k 5 --d-max 40       conv taps, largest delay (steps)\n"
+        "  --conv-ch 1            conv channels G: a conv layer's neurons are G channels\n"
+        "                         of C/G positions, its kernel is (G, G, K)\n"
+        "  --epochs 40 --batch 64 --copies 1 --frames 100\n"
+        "  --lr 5e-3 --lr-delay 5e-2 --wd 1e-5 --seed 1 --threads 0\n"
+        "  --drop-ff 0.4 --drop-rec 0.2 --sigma-init 10 --sigma-decay 0.95\n"
+        "  --beta 0.0476 --beta-rec 0.386 --out-beta 0.0476 (membrane decays) --out-gain 1\n"
+        "  --fmax HZ              upper edge of the mel filterbank (default: the front end's)\n"
+        "  --surrogate atan|triangle --sg-alpha 5 --no-detach --no-bn\n"
+        "  --delay-init LO,HI     initial delays (steps)\n"
+        "  --bg-weight 1          streaming loss weight (silence on background frames)\n"
+        "  --fg-weight 1          streaming loss weight (label on the frames after the word)\n"
+        "  --win-weight 0         streaming loss weight (mean label posterior over those frames)\n"
+        "  --snr LO,HI --shift-ms 100 --speed LO,HI   augmentation (speed e.g. 0.9,1.1)\n"
+        "  --context-ms 0 --p-context 0.7   frames of context before each example's window,\n"
+        "                         and how often another word ends in it\n"
+        "  --p-cold 0             how often the context is digital silence (a cold start)\n"
+        "  --tilt 0               random spectral tilt y = x[n] - a x[n-1], |a| <= tilt\n"
+        "  --trim-ms 0            mute up to this much of half the words' onsets\n"
+        "  --calib-fa 10          store the detection threshold that gives at most this many\n"
+        "                         false alarms per hour on the validation stream\n"
+        "  --enc t0,t1,...        level-encoder thresholds (default: the front end's)\n"
+        "  --synth DIR            espeak-ng keyword clips (generated into DIR if empty)\n"
+        "  --synth-per-voice 2 --synth-rate 16000   clips per voice and word, their rate\n"
+        "  --noise DIR            extra background noise files\n"
+        "  --extra DIR            another folder-per-label set whose clips all train\n"
+        "  --ckpt FILE --resume   checkpoint path (default OUT.ckpt) and resume from it\n");
 }
 
 static int parse_pair(const char *s, float *a, float *b) {
@@ -368,6 +373,7 @@ int main(int argc, char **argv) {
         O_HIDDEN,
         O_REC,
         O_K,
+        O_CONVCH,
         O_DMAX,
         O_EPOCHS,
         O_BATCH,
@@ -420,6 +426,7 @@ int main(int argc, char **argv) {
                                           {"hidden", 1, 0, O_HIDDEN},
                                           {"rec", 1, 0, O_REC},
                                           {"k", 1, 0, O_K},
+                                          {"conv-ch", 1, 0, O_CONVCH},
                                           {"d-max", 1, 0, O_DMAX},
                                           {"epochs", 1, 0, O_EPOCHS},
                                           {"batch", 1, 0, O_BATCH},
@@ -492,6 +499,9 @@ int main(int argc, char **argv) {
             break;
         case O_K:
             o.k = (int)strtol(optarg, &end, 10);
+            break;
+        case O_CONVCH:
+            o.conv_ch = (int)strtol(optarg, &end, 10);
             break;
         case O_DMAX:
             o.d_max = (int)strtol(optarg, &end, 10);
@@ -686,6 +696,7 @@ int main(int argc, char **argv) {
                   : !strcmp(rs[l], "dense") ? SNN_REC_DENSE
                                             : SNN_REC_NONE;
         lc->k = lc->rec == SNN_REC_CONV ? o.k : 0;
+        lc->ch = lc->rec == SNN_REC_CONV && o.conv_ch > 1 ? o.conv_ch : 0;
         lc->d_max = lc->rec != SNN_REC_NONE ? o.d_max : 0;
         lc->beta = lc->rec != SNN_REC_NONE ? o.beta_rec : o.beta0;
         lc->gain = 1.0f;
@@ -790,7 +801,8 @@ int main(int argc, char **argv) {
 
     int B = o.batch, T = o.T, n_in = cfg.n_in;
     /* training examples carry ctx frames of context in front of the T frames */
-    int ctx = (int)(o.context_ms / (1000.0f * (float)cfg.fe.hop / (float)cfg.fe.sample_rate) + 0.5f);
+    int ctx =
+        (int)(o.context_ms / (1000.0f * (float)cfg.fe.hop / (float)cfg.fe.sample_rate) + 0.5f);
     if (ctx < 0 || ctx > 1000) {
         fprintf(stderr, "kwsd-train: --context-ms out of range\n");
         return 2;
@@ -818,7 +830,8 @@ int main(int argc, char **argv) {
     size_t per_epoch = n_tr * (size_t)o.copies;
     size_t steps_per_epoch = per_epoch / (size_t)B;
     size_t *order = malloc((per_epoch + 1) * sizeof *order);
-    float *x = malloc((size_t)B * Ttr * n_in * sizeof *x), *bg = malloc((size_t)B * Ttr * sizeof *bg);
+    float *x = malloc((size_t)B * Ttr * n_in * sizeof *x),
+          *bg = malloc((size_t)B * Ttr * sizeof *bg);
     float *xtmp = malloc((size_t)B * T * n_in * sizeof *x);
     int32_t *y = malloc((size_t)B * sizeof *y), *ytmp = malloc((size_t)B * sizeof *y);
     if (!order || !x || !bg || !y || !xtmp || !ytmp || steps_per_epoch == 0) {
@@ -897,8 +910,8 @@ int main(int argc, char **argv) {
                 "epoch %3d/%d  loss %.4f  train %.2f %%  val %.2f %%  sigma %.3f  lr %.2e  "
                 "rate %.3f  %.1f s (render %.1f s)%s\n",
                 ep + 1, o.epochs, loss / steps_per_epoch, 100.0 * correct / seen, 100.0 * va_acc,
-                sig, lr, (double)spikes / ((double)steps_per_epoch * B * Ttr * hidden), now_s() - te,
-                t_render, va_acc > best ? "  *" : "");
+                sig, lr, (double)spikes / ((double)steps_per_epoch * B * Ttr * hidden),
+                now_s() - te, t_render, va_acc > best ? "  *" : "");
         if (va_acc > best) {
             best = va_acc;
             struct snn_model m = {0};

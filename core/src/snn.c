@@ -65,9 +65,19 @@ static int snn__check_layer(const struct snn_layer_cfg *lc, int l, char *msg, si
                               (int)lc->k, SNN_MAX_K);
         if (lc->k % 2 == 0)
             return kws_errmsg(KWS_EBADFIELD, msg, msglen, "layer[%d].k: %d is even", l, (int)lc->k);
+        if (lc->ch < 0 || lc->ch > SNN_MAX_CH)
+            return kws_errmsg(KWS_EBADFIELD, msg, msglen, "layer[%d].ch: %d out of range [0, %d]",
+                              l, (int)lc->ch, SNN_MAX_CH);
+        if (lc->n % snn_layer_ch(lc))
+            return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                              "layer[%d].ch: %d conv channels do not divide %d neurons", l,
+                              (int)lc->ch, (int)lc->n);
     } else if (lc->k != 0) {
         return kws_errmsg(KWS_EBADFIELD, msg, msglen,
                           "layer[%d].k: %d but the layer has no conv recurrence", l, (int)lc->k);
+    } else if (lc->ch != 0) {
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                          "layer[%d].ch: %d but the layer has no conv recurrence", l, (int)lc->ch);
     }
     if (lc->rec == SNN_REC_NONE) {
         if (lc->d_max != 0)
@@ -126,16 +136,20 @@ int snn_cfg_validate(const struct snn_cfg *cfg, char *msg, size_t msglen) {
     return 0;
 }
 
-size_t snn_rec_param_count(const struct snn_layer_cfg *lc) {
-    size_t n = (size_t)lc->n;
+size_t snn_rec_weight_count(const struct snn_layer_cfg *lc) {
+    size_t n = (size_t)lc->n, g = (size_t)snn_layer_ch(lc);
     switch (lc->rec) {
     case SNN_REC_CONV:
-        return (size_t)lc->k + n;
+        return g * g * (size_t)lc->k;
     case SNN_REC_DENSE:
-        return n * n + n;
+        return n * n;
     default:
         return 0;
     }
+}
+
+size_t snn_rec_param_count(const struct snn_layer_cfg *lc) {
+    return lc->rec == SNN_REC_NONE ? 0 : snn_rec_weight_count(lc) + (size_t)lc->n;
 }
 
 int snn__tensors(const struct snn_cfg *cfg, struct snn_params *p,
@@ -163,7 +177,7 @@ int snn__tensors(const struct snn_cfg *cfg, struct snn_params *p,
         SNN__ADD(name, l, n, b_in[l]);
         if (lc->rec != SNN_REC_NONE) {
             snprintf(name, sizeof name, "layer[%d].w_rec", l);
-            SNN__ADD(name, l, lc->rec == SNN_REC_CONV ? (size_t)lc->k : n * n, w_rec[l]);
+            SNN__ADD(name, l, snn_rec_weight_count(lc), w_rec[l]);
             snprintf(name, sizeof name, "layer[%d].delay", l);
             SNN__ADD(name, l, n, delay[l]);
         }
@@ -404,18 +418,22 @@ void snn__scatter(const struct snn_model *m, int l, float *ring, int32_t slot, c
     const int32_t *dl = m->delay_int[l];
     if (lc->rec == SNN_REC_CONV) {
         const float *w = m->p.w_rec[l];
-        const int32_t k = lc->k, pad = (k - 1) / 2;
+        const int32_t k = lc->k, pad = (k - 1) / 2, g = snn_layer_ch(lc), np = n / g;
         for (int32_t a = 0; a < ns; a++) {
-            int32_t j = idx[a];
+            int32_t j = idx[a], gi = j / np, pj = j - gi * np;
             int32_t t = slot + 1 + dl[j];
             if (t >= dlen)
                 t -= dlen;
             float *dst = ring + (size_t)t * (size_t)n;
-            /* Targets i = j + pad - tap, tap in [0, k), clipped to [0, n). */
-            int32_t lo = j + pad - n + 1 > 0 ? j + pad - n + 1 : 0;
-            int32_t hi = j + pad < k - 1 ? j + pad : k - 1;
-            for (int32_t tap = lo; tap <= hi; tap++)
-                dst[j + pad - tap] += w[tap];
+            /* Targets (go, pj + pad - tap), tap in [0, k), clipped to [0, np). */
+            int32_t lo = pj + pad - np + 1 > 0 ? pj + pad - np + 1 : 0;
+            int32_t hi = pj + pad < k - 1 ? pj + pad : k - 1;
+            for (int32_t go = 0; go < g; go++) {
+                const float *wk = w + ((size_t)go * (size_t)g + (size_t)gi) * (size_t)k;
+                float *row = dst + (size_t)go * (size_t)np + pj + pad;
+                for (int32_t tap = lo; tap <= hi; tap++)
+                    row[-tap] += wk[tap];
+            }
         }
     } else {
         const float *wt = m->w_rec_t[l];
@@ -508,8 +526,12 @@ static float snn__rec_weight(const struct snn_model *m, int l, int32_t i, int32_
     const struct snn_layer_cfg *lc = &m->cfg.layer[l];
     if (lc->rec == SNN_REC_DENSE)
         return m->p.w_rec[l][(size_t)i * (size_t)lc->n + (size_t)j];
-    int32_t tap = j + (lc->k - 1) / 2 - i;
-    return tap >= 0 && tap < lc->k ? m->p.w_rec[l][tap] : 0.0f;
+    const int32_t g = snn_layer_ch(lc), np = lc->n / g;
+    const int32_t go = i / np, gi = j / np;
+    int32_t tap = j - gi * np + (lc->k - 1) / 2 - (i - go * np);
+    if (tap < 0 || tap >= lc->k)
+        return 0.0f;
+    return m->p.w_rec[l][((size_t)go * (size_t)g + (size_t)gi) * (size_t)lc->k + (size_t)tap];
 }
 
 void snn__step_naive(const struct snn_model *m, struct snn_state *s, const float *in, float *out) {

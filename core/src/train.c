@@ -101,6 +101,9 @@ void train_hparams_default(struct train_hparams *hp) {
     hp->seed = 1;
 }
 
+/* Conv-tap partial sums per clip, beside the C delay partials. */
+#define TRAIN_PART_W (SNN_MAX_CH * SNN_MAX_CH * SNN_MAX_K)
+
 /* ==== Parameter table ==== */
 
 /* Fills sizes[i] for every tensor of struct train_params in block order and
@@ -115,7 +118,7 @@ static int param_table(const struct snn_cfg *cfg, int use_bn, size_t *sizes) {
         sizes[n++] = c;
         sizes[n++] = use_bn ? c : 0;
         sizes[n++] = use_bn ? c : 0;
-        sizes[n++] = lc->rec == SNN_REC_CONV ? (size_t)lc->k : lc->rec == SNN_REC_DENSE ? c * c : 0;
+        sizes[n++] = snn_rec_weight_count(lc);
         sizes[n++] = lc->rec != SNN_REC_NONE ? c : 0;
         cin = c;
     }
@@ -169,6 +172,9 @@ int train_net_init(struct train_net *net, const struct snn_cfg *cfg,
             return KWS_EBADFIELD;
         if (lc->rec == SNN_REC_CONV && (lc->k < 1 || lc->k % 2 == 0 || lc->k > SNN_MAX_K))
             return KWS_EBADFIELD;
+        if (lc->rec == SNN_REC_CONV &&
+            (lc->ch < 0 || lc->ch > SNN_MAX_CH || lc->n % snn_layer_ch(lc)))
+            return KWS_EBADFIELD;
         if (lc->rec != SNN_REC_NONE && (lc->d_max < 0 || lc->d_max > SNN_MAX_DELAY))
             return KWS_EBADFIELD;
     }
@@ -217,8 +223,10 @@ int train_net_init(struct train_net *net, const struct snn_cfg *cfg,
             for (size_t i = 0; i < c; i++)
                 net->p.bn_g[l][i] = 1.0f;
         if (lc->rec == SNN_REC_CONV) {
-            float bk = 1.0f / sqrtf((float)lc->k);
-            for (int i = 0; i < lc->k; i++)
+            /* U(+-1/sqrt(fan_in)), fan_in = G K, as PyTorch's Conv1d */
+            size_t nw = snn_rec_weight_count(lc);
+            float bk = 1.0f / sqrtf((float)(snn_layer_ch(lc) * lc->k));
+            for (size_t i = 0; i < nw; i++)
                 net->p.w_rec[l][i] = bk * (2.0f * train_rng_uniform(&rng) - 1.0f);
         } else if (lc->rec == SNN_REC_DENSE) {
             float bk = sqrtf(3.0f / (float)c);
@@ -278,7 +286,7 @@ static int acts_alloc(struct train_net *net, int B, int T) {
     tot += 2 * round_up64(bt * (size_t)cfg->n_classes);
     tot += round_up64(cinmax * cmax > cmax * cmax ? cinmax * cmax : cmax * cmax);
     tot += 4 * round_up64(bt * cmax);
-    tot += round_up64((size_t)B * (cmax + SNN_MAX_K));
+    tot += round_up64((size_t)B * (cmax + TRAIN_PART_W));
     size_t nch = (bt + BN_CHUNK - 1) / BN_CHUNK;
     tot += round_up64(2 * (2 * cmax + nch * 2 * cmax)); /* doubles */
     free(net->act_mem);
@@ -316,7 +324,7 @@ static int acts_alloc(struct train_net *net, int B, int T) {
     TAKE(net->wt, cinmax * cmax > cmax * cmax ? cinmax * cmax : cmax * cmax);
     for (int i = 0; i < 4; i++)
         TAKE(net->scratch[i], bt * cmax);
-    TAKE(net->part, (size_t)B * (cmax + SNN_MAX_K));
+    TAKE(net->part, (size_t)B * (cmax + TRAIN_PART_W));
     net->bn_part = (double *)q; /* 64-byte aligned: every TAKE rounds to 16 floats */
     q += round_up64(2 * (2 * cmax + nch * 2 * cmax));
 #undef TAKE
@@ -518,16 +526,21 @@ static void rec_mix(float *r, const float *q, const struct snn_layer_cfg *lc, co
                     const float *wt) {
     int C = lc->n;
     if (lc->rec == SNN_REC_CONV) {
-        int K = lc->k, pad = (K - 1) / 2;
-        for (int i = 0; i < C; i++) {
-            float acc = 0.0f;
-            for (int m = 0; m < K; m++) {
-                int j = i + m - pad;
-                if (j >= 0 && j < C)
-                    acc += w[m] * q[j];
+        int K = lc->k, pad = (K - 1) / 2, G = snn_layer_ch(lc), P = C / G;
+        for (int go = 0; go < G; go++)
+            for (int p = 0; p < P; p++) {
+                float acc = 0.0f;
+                for (int gi = 0; gi < G; gi++) {
+                    const float *wk = w + ((size_t)go * G + gi) * K;
+                    const float *qg = q + (size_t)gi * P;
+                    for (int m = 0; m < K; m++) {
+                        int j = p + m - pad;
+                        if (j >= 0 && j < P)
+                            acc += wk[m] * qg[j];
+                    }
+                }
+                r[go * P + p] = acc;
             }
-            r[i] = acc;
-        }
     } else {
         memset(r, 0, (size_t)C * sizeof(float));
         for (int j = 0; j < C; j++) {
@@ -546,13 +559,19 @@ static void rec_mix_backward(float *dq, const float *dr, const struct snn_layer_
                              const float *w) {
     int C = lc->n;
     if (lc->rec == SNN_REC_CONV) {
-        int K = lc->k, pad = (K - 1) / 2;
+        int K = lc->k, pad = (K - 1) / 2, G = snn_layer_ch(lc), P = C / G;
         memset(dq, 0, (size_t)C * sizeof(float));
-        for (int i = 0; i < C; i++)
-            for (int m = 0; m < K; m++) {
-                int j = i + m - pad;
-                if (j >= 0 && j < C)
-                    dq[j] += w[m] * dr[i];
+        for (int go = 0; go < G; go++)
+            for (int gi = 0; gi < G; gi++) {
+                const float *wk = w + ((size_t)go * G + gi) * K;
+                const float *dg = dr + (size_t)go * P;
+                float *qg = dq + (size_t)gi * P;
+                for (int p = 0; p < P; p++)
+                    for (int m = 0; m < K; m++) {
+                        int j = p + m - pad;
+                        if (j >= 0 && j < P)
+                            qg[j] += wk[m] * dg[p];
+                    }
             }
     } else {
         memset(dq, 0, (size_t)C * sizeof(float));
@@ -805,9 +824,9 @@ static void lif_backward(struct train_net *net, int l, const float *ds, float *d
     for (int b = 0; b < B; b++) {
         size_t base = (size_t)b * T * C;
         float dv[SNN_MAX_NEURONS];
-        float *pd = part + (size_t)b * (C + SNN_MAX_K);
+        float *pd = part + (size_t)b * (C + TRAIN_PART_W);
         memset(dv, 0, (size_t)C * sizeof(float));
-        memset(pd, 0, (size_t)(C + SNN_MAX_K) * sizeof(float));
+        memset(pd, 0, (size_t)(C + TRAIN_PART_W) * sizeof(float));
         for (int t = T - 1; t >= 0; t--) {
             size_t o = base + (size_t)t * C;
             for (int i = 0; i < C; i++) {
@@ -847,19 +866,25 @@ static void lif_backward(struct train_net *net, int l, const float *ds, float *d
                 rec_mix_backward(dq + o, dr + o, lc, net->p.w_rec[l]);
         }
         if (lc->rec == SNN_REC_CONV) {
-            int pad = (K - 1) / 2;
+            int pad = (K - 1) / 2, G = snn_layer_ch(lc), P = C / G;
             float *pk = pd + C;
             for (int t = 0; t < T; t++) {
                 size_t o = base + (size_t)t * C;
-                for (int m = 0; m < K; m++) {
-                    float acc = 0.0f;
-                    for (int i = 0; i < C; i++) {
-                        int j = i + m - pad;
-                        if (j >= 0 && j < C)
-                            acc += dr[o + i] * A->q[o + j];
+                for (int go = 0; go < G; go++)
+                    for (int gi = 0; gi < G; gi++) {
+                        const float *dg = dr + o + (size_t)go * P;
+                        const float *qg = A->q + o + (size_t)gi * P;
+                        float *pkk = pk + ((size_t)go * G + gi) * K;
+                        for (int m = 0; m < K; m++) {
+                            float acc = 0.0f;
+                            for (int p = 0; p < P; p++) {
+                                int j = p + m - pad;
+                                if (j >= 0 && j < P)
+                                    acc += dg[p] * qg[j];
+                            }
+                            pkk[m] += acc;
+                        }
                     }
-                    pk[m] += acc;
-                }
             }
         }
     }
@@ -867,11 +892,11 @@ static void lif_backward(struct train_net *net, int l, const float *ds, float *d
         return;
     /* fixed-order reduction of the per-clip partials */
     for (int b = 0; b < B; b++) {
-        const float *pd = part + (size_t)b * (C + SNN_MAX_K);
+        const float *pd = part + (size_t)b * (C + TRAIN_PART_W);
         for (int i = 0; i < C; i++)
             net->g.delay[l][i] += pd[i];
         if (lc->rec == SNN_REC_CONV)
-            for (int m = 0; m < K; m++)
+            for (size_t m = 0; m < snn_rec_weight_count(lc); m++)
                 net->g.w_rec[l][m] += pd[C + m];
     }
     if (lc->rec == SNN_REC_DENSE) {
@@ -1058,7 +1083,7 @@ int train_net_export(const struct train_net *net, struct snn_model *model) {
             model->p.b_in[l][i] = k * net->p.b_in[l][i] + sh;
         }
         if (lc->rec != SNN_REC_NONE) {
-            size_t nw = lc->rec == SNN_REC_CONV ? (size_t)lc->k : (size_t)C * C;
+            size_t nw = snn_rec_weight_count(lc);
             memcpy(model->p.w_rec[l], net->p.w_rec[l], nw * sizeof(float));
             float hi = (float)lc->d_max;
             for (int i = 0; i < C; i++) {

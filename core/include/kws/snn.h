@@ -6,13 +6,17 @@
  * readout. A recurrent layer is either
  *   - conv-delay: ONE K-tap kernel w over the neuron axis plus ONE integer
  *     delay per sending neuron: a spike of neuron j at step t adds w[m] to
- *     neuron i = j + (K-1)/2 - m at step t + 1 + d_j; or
+ *     neuron i = j + (K-1)/2 - m at step t + 1 + d_j. With G > 1 conv
+ *     channels the C neurons are G channels of P = C/G positions (neuron
+ *     i = g*P + p) and the kernel is (G, G, K): a spike of (g', p') adds
+ *     w[g][g'][m] to (g, p' + (K-1)/2 - m) for every g; or
  *   - dense (DelRec): an N x N matrix W[i][j] plus one delay per sender j.
  * Arrivals are kept in a ring buffer of D = d_max + 2 slots per neuron.
  *
  * Dimension letters, used in every shape comment of kwsd:
  *   B batch, T steps (frames), F mel bins, C channels (neurons of a layer),
- *   K conv kernel taps, D ring length (max delay + 2), L layers.
+ *   K conv kernel taps, G conv channels, P = C/G positions per conv channel,
+ *   D ring length (max delay + 2), L layers.
  *
  * Per step, for layer l with input x (spike counts or the previous layer's
  * spikes):  I = W_in x + b_in + ring[head];  H = beta*V + gain*I;
@@ -47,6 +51,7 @@
 #define SNN_MAX_NEURONS 4096
 #define SNN_MAX_INPUTS 4096
 #define SNN_MAX_K 15
+#define SNN_MAX_CH 16
 #define SNN_MAX_DELAY 255
 
 enum snn_rec_kind {
@@ -62,26 +67,27 @@ enum snn_reset_kind {
 
 /* One hidden layer. */
 struct snn_layer_cfg {
-    int32_t n;      /* neurons C */
-    int32_t rec;    /* enum snn_rec_kind */
-    int32_t k;      /* conv taps K (odd); 0 unless rec == SNN_REC_CONV */
-    int32_t d_max;  /* largest integer delay the ring holds (D = d_max + 2); 0 if rec == NONE */
-    float beta;     /* membrane decay per step */
-    float gain;     /* input gain */
-    float thresh;   /* firing threshold */
-    int32_t reset;  /* enum snn_reset_kind */
+    int32_t n;     /* neurons C */
+    int32_t rec;   /* enum snn_rec_kind */
+    int32_t k;     /* conv taps K (odd); 0 unless rec == SNN_REC_CONV */
+    int32_t d_max; /* largest integer delay the ring holds (D = d_max + 2); 0 if rec == NONE */
+    float beta;    /* membrane decay per step */
+    float gain;    /* input gain */
+    float thresh;  /* firing threshold */
+    int32_t reset; /* enum snn_reset_kind */
+    int32_t ch;    /* conv channels G, a divisor of n (0 or 1: one); 0 unless rec == SNN_REC_CONV */
 };
 
 /* The whole topology, front end and labels: everything but the weights. */
 struct snn_cfg {
-    int32_t n_in;                                 /* input channels (encoder output size) */
-    int32_t n_layers;                             /* hidden layers L, 1..SNN_MAX_LAYERS */
+    int32_t n_in;     /* input channels (encoder output size) */
+    int32_t n_layers; /* hidden layers L, 1..SNN_MAX_LAYERS */
     struct snn_layer_cfg layer[SNN_MAX_LAYERS];
-    int32_t n_classes;                            /* readout classes */
-    float out_beta;                               /* readout decay per step */
-    float out_gain;                               /* readout input gain */
-    char labels[SNN_MAX_CLASSES][SNN_LABEL_LEN];  /* NUL-terminated class names */
-    struct kws_frontend_cfg fe;                   /* front end the model was trained with */
+    int32_t n_classes;                           /* readout classes */
+    float out_beta;                              /* readout decay per step */
+    float out_gain;                              /* readout input gain */
+    char labels[SNN_MAX_CLASSES][SNN_LABEL_LEN]; /* NUL-terminated class names */
+    struct kws_frontend_cfg fe;                  /* front end the model was trained with */
     float threshold; /* detection threshold calibrated for this model, [0, 1]; 0: none */
 };
 
@@ -90,7 +96,8 @@ struct snn_cfg {
 struct snn_params {
     float *w_in[SNN_MAX_LAYERS];  /* (C_l, C_{l-1}) row-major; C_{-1} = n_in */
     float *b_in[SNN_MAX_LAYERS];  /* (C_l) */
-    float *w_rec[SNN_MAX_LAYERS]; /* conv: (K); dense: (C_l, C_l) as W[i][j], post i, pre j; else NULL */
+    float *w_rec[SNN_MAX_LAYERS]; /* conv: (G, G, K) as w[g_out][g_in][m]; dense: (C_l, C_l) as
+                                     W[i][j], post i, pre j; else NULL */
     float *delay[SNN_MAX_LAYERS]; /* (C_l) real-valued delays in steps; NULL if not recurrent */
     float *w_out;                 /* (n_classes, C_{L-1}) */
     float *b_out;                 /* (n_classes) */
@@ -98,35 +105,44 @@ struct snn_params {
 
 struct snn_model {
     struct snn_cfg cfg;
-    size_t n_params;                  /* floats in mem */
-    float *mem;                       /* the one parameter block */
-    struct snn_params p;              /* pointers into mem */
+    size_t n_params;                    /* floats in mem */
+    float *mem;                         /* the one parameter block */
+    struct snn_params p;                /* pointers into mem */
     int32_t *delay_int[SNN_MAX_LAYERS]; /* (C_l) rounded, clamped delays used by snn_step */
-    int32_t *idelay_mem;              /* backing block of delay_int */
+    int32_t *idelay_mem;                /* backing block of delay_int */
     /* Derived by snn_model_prepare for the event-driven step: transposed
      * copies, so that an input or a spike of channel j adds one contiguous
      * row. Never written to files. */
-    float *w_in_t[SNN_MAX_LAYERS];    /* (C_{l-1}, C_l) w_in transposed */
-    float *w_rec_t[SNN_MAX_LAYERS];   /* dense: (C_l, C_l) as W^T[j][i], pre j, post i; else NULL */
-    float *w_out_t;                   /* (C_{L-1}, n_classes) w_out transposed */
-    float *t_mem;                     /* backing block of the transposed copies */
+    float *w_in_t[SNN_MAX_LAYERS];  /* (C_{l-1}, C_l) w_in transposed */
+    float *w_rec_t[SNN_MAX_LAYERS]; /* dense: (C_l, C_l) as W^T[j][i], pre j, post i; else NULL */
+    float *w_out_t;                 /* (C_{L-1}, n_classes) w_out transposed */
+    float *t_mem;                   /* backing block of the transposed copies */
 };
 
 /* Per-stream running state: membranes, rings and a scratch vector. */
 struct snn_state {
-    float *v[SNN_MAX_LAYERS];   /* (C_l) membrane potentials */
+    float *v[SNN_MAX_LAYERS];    /* (C_l) membrane potentials */
     float *ring[SNN_MAX_LAYERS]; /* (D_l, C_l) arrival ring, slot-major */
-    float *spk[SNN_MAX_LAYERS]; /* (C_l) last spikes, 0/1 */
-    float *v_out;               /* (n_classes) readout potentials */
-    float *cur;                 /* scratch: (max C) input currents */
-    int32_t head;               /* steps since reset, modulo 2^30; layer l reads ring slot slot[l] */
-    float *mem;                 /* backing block */
-    uint64_t spikes;            /* hidden spikes emitted since reset (for statistics) */
-    int32_t slot[SNN_MAX_LAYERS]; /* ring slot layer l reads (then clears) at the next step, in [0, D_l) */
-    int32_t *idx[SNN_MAX_LAYERS]; /* (C_l) indices of the neurons that spiked at the last step */
+    float *spk[SNN_MAX_LAYERS];  /* (C_l) last spikes, 0/1 */
+    float *v_out;                /* (n_classes) readout potentials */
+    float *cur;                  /* scratch: (max C) input currents */
+    int32_t head;    /* steps since reset, modulo 2^30; layer l reads ring slot slot[l] */
+    float *mem;      /* backing block */
+    uint64_t spikes; /* hidden spikes emitted since reset (for statistics) */
+    int32_t slot[SNN_MAX_LAYERS];  /* ring slot layer l reads (then clears) at the next step, in [0,
+                                      D_l) */
+    int32_t *idx[SNN_MAX_LAYERS];  /* (C_l) indices of the neurons that spiked at the last step */
     int32_t n_idx[SNN_MAX_LAYERS]; /* how many of idx[l] are valid */
-    int32_t *in_idx;            /* scratch: (n_in) indices of non-zero inputs */
+    int32_t *in_idx;               /* scratch: (n_in) indices of non-zero inputs */
 };
+
+/* Conv channels G of a layer: ch, or 1 when ch is 0. */
+static inline int32_t snn_layer_ch(const struct snn_layer_cfg *lc) {
+    return lc->ch > 1 ? lc->ch : 1;
+}
+
+/* Recurrent weights of a layer: G*G*K (conv), C*C (dense) or 0. */
+size_t snn_rec_weight_count(const struct snn_layer_cfg *lc);
 
 /* Ring length D of a layer: d_max + 2 if it is recurrent, else 0. */
 int32_t snn_layer_ring_len(const struct snn_layer_cfg *lc);
