@@ -838,16 +838,16 @@ static void lif_backward(struct train_net *net, int l, const float *ds, float *d
                     const float *tw = net->tap_w[l] + (size_t)i * ntap;
                     const float *tdw = net->tap_dw[l] + (size_t)i * ntap;
                     float acc = 0.0f, accd = 0.0f;
-                    for (int n = 0; n < ntap; n++) {
-                        int tt = t + lo + n;
-                        if (tt >= T)
-                            break;
-                        float dqv = dq[base + (size_t)tt * C + i];
-                        acc += tw[n] * dqv;
-                        accd += tdw[n] * dqv;
-                    }
+                    const float *dqi = dq + base + i;
+                    int nt = T - t - lo < ntap ? T - t - lo : ntap;
+                    for (int n = 0; n < nt; n++)
+                        acc += tw[n] * dqi[(size_t)(t + lo + n) * C];
                     g += acc;
-                    pd[i] += sv * accd;
+                    if (sv != 0.0f) { /* the delay's gradient needs the spike */
+                        for (int n = 0; n < nt; n++)
+                            accd += tdw[n] * dqi[(size_t)(t + lo + n) * C];
+                        pd[i] += sv * accd;
+                    }
                 }
                 float hv = A->h[o + i];
                 float sg = train_surrogate_grad(hp->surrogate, hp->sg_alpha, hv - lc->thresh);
