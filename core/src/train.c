@@ -811,7 +811,8 @@ int train_net_forward(struct train_net *net, const float *x, const int32_t *labe
 /* BPTT through the LIF recurrence of layer l for every clip.
  * ds: (B,T,C) gradient w.r.t. the layer's spikes s (ff dropout applied).
  * Writes dz (B,T,C) = dL/d(BN output), dr (B,T,C) = dL/d r (masked), dq
- * (B,T,C) = dL/dq; accumulates the recurrent weight and delay gradients. */
+ * (B,C,T) = dL/dq, time-minor so that the delay taps of a neuron read
+ * consecutive floats; accumulates the recurrent weight and delay gradients. */
 static void lif_backward(struct train_net *net, int l, const float *ds, float *dz, float *dr,
                          float *dq) {
     const struct snn_layer_cfg *lc = &net->cfg.layer[l];
@@ -838,14 +839,14 @@ static void lif_backward(struct train_net *net, int l, const float *ds, float *d
                     const float *tw = net->tap_w[l] + (size_t)i * ntap;
                     const float *tdw = net->tap_dw[l] + (size_t)i * ntap;
                     float acc = 0.0f, accd = 0.0f;
-                    const float *dqi = dq + base + i;
+                    const float *dqi = dq + base + (size_t)i * T + t + lo;
                     int nt = T - t - lo < ntap ? T - t - lo : ntap;
                     for (int n = 0; n < nt; n++)
-                        acc += tw[n] * dqi[(size_t)(t + lo + n) * C];
+                        acc += tw[n] * dqi[n];
                     g += acc;
                     if (sv != 0.0f) { /* the delay's gradient needs the spike */
                         for (int n = 0; n < nt; n++)
-                            accd += tdw[n] * dqi[(size_t)(t + lo + n) * C];
+                            accd += tdw[n] * dqi[n];
                         pd[i] += sv * accd;
                     }
                 }
@@ -862,8 +863,12 @@ static void lif_backward(struct train_net *net, int l, const float *ds, float *d
                 if (rec)
                     dr[o + i] = di * A->rmask[o + i];
             }
-            if (rec)
-                rec_mix_backward(dq + o, dr + o, lc, net->p.w_rec[l]);
+            if (rec) {
+                float dqrow[SNN_MAX_NEURONS];
+                rec_mix_backward(dqrow, dr + o, lc, net->p.w_rec[l]);
+                for (int i = 0; i < C; i++)
+                    dq[base + (size_t)i * T + t] = dqrow[i];
+            }
         }
         if (lc->rec == SNN_REC_CONV) {
             int pad = (K - 1) / 2, G = snn_layer_ch(lc), P = C / G;
