@@ -526,21 +526,24 @@ static void rec_mix(float *r, const float *q, const struct snn_layer_cfg *lc, co
                     const float *wt) {
     int C = lc->n;
     if (lc->rec == SNN_REC_CONV) {
+        /* r[go][p] = sum over gi, then m, of w[go][gi][m] q[gi][p + m - pad];
+         * the positions p with p + m - pad inside [0, P) form one run, so
+         * the inner loop has no test and vectorises. */
         int K = lc->k, pad = (K - 1) / 2, G = snn_layer_ch(lc), P = C / G;
-        for (int go = 0; go < G; go++)
-            for (int p = 0; p < P; p++) {
-                float acc = 0.0f;
-                for (int gi = 0; gi < G; gi++) {
-                    const float *wk = w + ((size_t)go * G + gi) * K;
-                    const float *qg = q + (size_t)gi * P;
-                    for (int m = 0; m < K; m++) {
-                        int j = p + m - pad;
-                        if (j >= 0 && j < P)
-                            acc += wk[m] * qg[j];
-                    }
+        memset(r, 0, (size_t)C * sizeof(float));
+        for (int go = 0; go < G; go++) {
+            float *rg = r + (size_t)go * P;
+            for (int gi = 0; gi < G; gi++) {
+                const float *wk = w + ((size_t)go * G + gi) * K;
+                const float *qg = q + (size_t)gi * P - pad;
+                for (int m = 0; m < K; m++) {
+                    int lo = pad - m > 0 ? pad - m : 0, hi = P + pad - m < P ? P + pad - m : P;
+                    float wm = wk[m];
+                    for (int p = lo; p < hi; p++)
+                        rg[p] += wm * qg[p + m];
                 }
-                r[go * P + p] = acc;
             }
+        }
     } else {
         memset(r, 0, (size_t)C * sizeof(float));
         for (int j = 0; j < C; j++) {
@@ -559,19 +562,22 @@ static void rec_mix_backward(float *dq, const float *dr, const struct snn_layer_
                              const float *w) {
     int C = lc->n;
     if (lc->rec == SNN_REC_CONV) {
+        /* dq[gi][j] = sum over go, then p = j - m + pad increasing (m
+         * decreasing), of w[go][gi][m] dr[go][p]: the transpose of rec_mix,
+         * written as runs over j. */
         int K = lc->k, pad = (K - 1) / 2, G = snn_layer_ch(lc), P = C / G;
         memset(dq, 0, (size_t)C * sizeof(float));
         for (int go = 0; go < G; go++)
             for (int gi = 0; gi < G; gi++) {
                 const float *wk = w + ((size_t)go * G + gi) * K;
-                const float *dg = dr + (size_t)go * P;
+                const float *dg = dr + (size_t)go * P + pad;
                 float *qg = dq + (size_t)gi * P;
-                for (int p = 0; p < P; p++)
-                    for (int m = 0; m < K; m++) {
-                        int j = p + m - pad;
-                        if (j >= 0 && j < P)
-                            qg[j] += wk[m] * dg[p];
-                    }
+                for (int m = K - 1; m >= 0; m--) {
+                    int lo = m - pad > 0 ? m - pad : 0, hi = P + m - pad < P ? P + m - pad : P;
+                    float wm = wk[m];
+                    for (int j = lo; j < hi; j++)
+                        qg[j] += wm * dg[j - m];
+                }
             }
     } else {
         memset(dq, 0, (size_t)C * sizeof(float));
@@ -881,12 +887,11 @@ static void lif_backward(struct train_net *net, int l, const float *ds, float *d
                         const float *qg = A->q + o + (size_t)gi * P;
                         float *pkk = pk + ((size_t)go * G + gi) * K;
                         for (int m = 0; m < K; m++) {
+                            int lo = pad - m > 0 ? pad - m : 0;
+                            int hi = P + pad - m < P ? P + pad - m : P;
                             float acc = 0.0f;
-                            for (int p = 0; p < P; p++) {
-                                int j = p + m - pad;
-                                if (j >= 0 && j < P)
-                                    acc += dg[p] * qg[j];
-                            }
+                            for (int p = lo; p < hi; p++)
+                                acc += dg[p] * qg[p + m - pad];
                             pkk[m] += acc;
                         }
                     }
