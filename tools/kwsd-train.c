@@ -304,7 +304,7 @@ static int calibrate(const char *path, const struct dataset *ds, const size_t *v
     rc = stream_eval_run(&se, &m, ds, va, n_va, 1);
     if (rc == KWS_EDATASET) {
         fprintf(stderr, "calibration: no validation words; the model has no threshold of its own "
-                        "(kwsd uses 0.5)\n");
+                        "(kwsd uses 0.4)\n");
         snn_model_free(&m);
         return 0;
     }

@@ -71,7 +71,7 @@ static const struct cfg_key config_keys[] = {
     {"model.path", CFG_STRING, 1, KWS_CONFIG_PATH_LEN - 1, "/usr/share/kwsd/commands.kwsm",
      CFG_FIELD(model.path), check_printable, "model file (`.kwsm`)"},
     {"detection.threshold", CFG_THRESHOLD, 0.0, 1.0, "model", CFG_FIELD(detection.threshold), NULL,
-     "global score threshold; `model`: the threshold calibrated into the model file (0.5 if it "
+     "global score threshold; `model`: the threshold calibrated into the model file (0.4 if it "
      "has none)"},
     {"detection.smoothing_ms", CFG_INT, 10, 3000, "300", CFG_FIELD(detection.smoothing_ms), NULL,
      "posterior smoothing window, ms"},

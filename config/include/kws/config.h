@@ -123,7 +123,7 @@ int config_check_labels(const struct kws_config *cfg, const char *const *labels,
 /* detection.threshold: model means the threshold calibrated into the model
  * file, or KWS_THRESHOLD_FALLBACK when the model has none. */
 #define KWS_THRESHOLD_MODEL (-1.0f)
-#define KWS_THRESHOLD_FALLBACK 0.5f
+#define KWS_THRESHOLD_FALLBACK 0.4f
 
 /* The threshold for a label: its detection.keywords override if there is one,
  * else detection.threshold, else (threshold: model) model_thr if it is in
