@@ -420,7 +420,8 @@ void snn__scatter(const struct snn_model *m, int l, float *ring, int32_t slot, c
         const float *w = m->p.w_rec[l];
         const int32_t k = lc->k, pad = (k - 1) / 2, g = snn_layer_ch(lc), np = n / g;
         for (int32_t a = 0; a < ns; a++) {
-            int32_t j = idx[a], gi = j / np, pj = j - gi * np;
+            int32_t j = idx[a], gi = g > 1 ? j / np : 0,
+                    pj = j - gi * np; /* no division for G = 1 */
             int32_t t = slot + 1 + dl[j];
             if (t >= dlen)
                 t -= dlen;
