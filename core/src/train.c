@@ -542,6 +542,13 @@ static void bn_backward(struct train_net *net, float *da, float *dg, float *db, 
 
 /* ==== Recurrent mixing ==== */
 
+/* Positions p of a P-position channel whose tap m, p + m - pad, falls inside
+ * [0, P): the run [*lo, *hi). */
+static inline void conv_run(int m, int pad, int P, int *lo, int *hi) {
+    *lo = pad - m > 0 ? pad - m : 0;
+    *hi = P + pad - m < P ? P + pad - m : P;
+}
+
 /* r (C) = conv_w(q) or W q. */
 static void rec_mix(float *r, const float *q, const struct snn_layer_cfg *lc, const float *w,
                     const float *wt) {
@@ -558,7 +565,8 @@ static void rec_mix(float *r, const float *q, const struct snn_layer_cfg *lc, co
                 const float *wk = w + ((size_t)go * G + gi) * K;
                 const float *qg = q + (size_t)gi * P - pad;
                 for (int m = 0; m < K; m++) {
-                    int lo = pad - m > 0 ? pad - m : 0, hi = P + pad - m < P ? P + pad - m : P;
+                    int lo, hi;
+                    conv_run(m, pad, P, &lo, &hi);
                     float wm = wk[m];
                     for (int p = lo; p < hi; p++)
                         rg[p] += wm * qg[p + m];
@@ -908,8 +916,8 @@ static void lif_backward(struct train_net *net, int l, const float *ds, float *d
                         const float *qg = A->q + o + (size_t)gi * P;
                         float *pkk = pk + ((size_t)go * G + gi) * K;
                         for (int m = 0; m < K; m++) {
-                            int lo = pad - m > 0 ? pad - m : 0;
-                            int hi = P + pad - m < P ? P + pad - m : P;
+                            int lo, hi;
+                            conv_run(m, pad, P, &lo, &hi);
                             float acc = 0.0f;
                             for (int p = lo; p < hi; p++)
                                 acc += dg[p] * qg[p + m - pad];
@@ -922,12 +930,13 @@ static void lif_backward(struct train_net *net, int l, const float *ds, float *d
     if (!rec)
         return;
     /* fixed-order reduction of the per-clip partials */
+    size_t nw_conv = lc->rec == SNN_REC_CONV ? snn_rec_weight_count(lc) : 0;
     for (int b = 0; b < B; b++) {
         const float *pd = part + (size_t)b * (C + TRAIN_PART_W);
         for (int i = 0; i < C; i++)
             net->g.delay[l][i] += pd[i];
         if (lc->rec == SNN_REC_CONV)
-            for (size_t m = 0; m < snn_rec_weight_count(lc); m++)
+            for (size_t m = 0; m < nw_conv; m++)
                 net->g.w_rec[l][m] += pd[C + m];
     }
     if (lc->rec == SNN_REC_DENSE) {
