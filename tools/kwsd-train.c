@@ -696,7 +696,7 @@ int main(int argc, char **argv) {
                   : !strcmp(rs[l], "dense") ? SNN_REC_DENSE
                                             : SNN_REC_NONE;
         lc->k = lc->rec == SNN_REC_CONV ? o.k : 0;
-        lc->ch = lc->rec == SNN_REC_CONV && o.conv_ch > 1 ? o.conv_ch : 0;
+        lc->ch = lc->rec == SNN_REC_CONV ? o.conv_ch : 0; /* snn_cfg_validate checks it */
         lc->d_max = lc->rec != SNN_REC_NONE ? o.d_max : 0;
         lc->beta = lc->rec != SNN_REC_NONE ? o.beta_rec : o.beta0;
         lc->gain = 1.0f;
