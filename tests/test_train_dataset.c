@@ -170,6 +170,66 @@ Test(train_dataset, render_marks_and_determinism) {
     dataset_free(&ds);
 }
 
+/* SpecAugment masks: the masked render is the plain one (same seed) with whole
+ * mel bands (every level) and whole frames set to no spikes, nothing else. */
+Test(train_dataset, render_spike_masks) {
+    struct dataset ds;
+    char msg[256];
+    cr_assert(eq(int, dataset_init(&ds, labels, 3, 16000), 0));
+    cr_assert(eq(int, dataset_load(&ds, root, -1, msg, sizeof msg), 0), "%s", msg);
+    struct kws_frontend_cfg fc;
+    audio_fe_cfg_default(&fc);
+    struct audio_fe fe = {0};
+    cr_assert(eq(int, audio_fe_init(&fe, &fc), 0));
+    int T = 100, F = fc.n_mels, L = fc.enc_levels, n_out = fe.n_out;
+    float *a = malloc((size_t)T * n_out * sizeof *a), *b = malloc((size_t)T * n_out * sizeof *b);
+    float bg[100], bg2[100];
+    struct ds_aug aug;
+    dataset_aug_default(&aug);
+    int masked_bands = 0, masked_frames = 0;
+    for (uint64_t seed = 1; seed <= 8; seed++) {
+        aug.fmask_n = aug.tmask_n = 0;
+        cr_assert(eq(int, dataset_render(&ds, 0, &aug, seed, &fe, T, a, bg), 0));
+        aug.fmask_n = 2;
+        aug.fmask_w = 6;
+        aug.tmask_n = 2;
+        aug.tmask_w = 10;
+        cr_assert(eq(int, dataset_render(&ds, 0, &aug, seed, &fe, T, b, bg2), 0));
+        cr_expect(eq(int, memcmp(bg, bg2, sizeof bg), 0), "masks move no word boundary");
+        int band_zero[64] = {0}, frame_zero[100] = {0};
+        for (int f = 0; f < F; f++) {
+            double s = 0.0;
+            for (int t = 0; t < T; t++)
+                for (int k = 0; k < L; k++)
+                    s += b[((size_t)t * F + f) * L + k];
+            band_zero[f] = s == 0.0;
+        }
+        for (int t = 0; t < T; t++) {
+            double s = 0.0;
+            for (int i = 0; i < n_out; i++)
+                s += b[(size_t)t * n_out + i];
+            frame_zero[t] = s == 0.0;
+        }
+        for (int t = 0; t < T; t++)
+            for (int f = 0; f < F; f++)
+                for (int k = 0; k < L; k++) {
+                    size_t i = ((size_t)t * F + f) * L + k;
+                    if (a[i] != b[i]) {
+                        cr_expect(eq(flt, b[i], 0.0f));
+                        cr_expect(band_zero[f] || frame_zero[t], "spike %d,%d,%d changed", t, f, k);
+                        masked_bands += band_zero[f] && !frame_zero[t];
+                        masked_frames += frame_zero[t] && !band_zero[f];
+                    }
+                }
+    }
+    cr_expect(gt(int, masked_bands, 0), "some band mask removed spikes");
+    cr_expect(gt(int, masked_frames, 0), "some frame mask removed spikes");
+    free(a);
+    free(b);
+    audio_fe_free(&fe);
+    dataset_free(&ds);
+}
+
 /* With context, the word sits in the last T - ctx frames and another word
  * ends in the context: its frames are neither background nor tail. */
 Test(train_dataset, render_with_context_word) {

@@ -5,6 +5,8 @@
  *   conv-delay and the dense DelRec variants.
  * - A checkpoint round trip restores parameters, moments and statistics
  *   exactly, and rejects a corrupted file.
+ * - The moving average of the weights follows its formula, swaps in and out
+ *   exactly and survives a checkpoint.
  * - Training is deterministic for a seed: two runs give identical weights.
  * - A few optimizer steps on a fixed batch lower the loss.
  *
@@ -14,6 +16,7 @@
 #include <criterion/new/assert.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -27,6 +30,8 @@
 /* Conv channels of the recurrent layer in small_cfg (0: one); each test runs in
  * its own process, so a test may set it. */
 static int conv_ch;
+/* hp.ema_decay of init_net */
+static float ema_decay;
 
 static void small_cfg(struct snn_cfg *cfg, int rec) {
     memset(cfg, 0, sizeof *cfg);
@@ -90,6 +95,7 @@ static void init_net(struct train_net *net, int rec, uint64_t seed) {
     hp.sigma = 2.0f;
     hp.sil_class = 0;
     hp.seed = seed;
+    hp.ema_decay = ema_decay;
     cr_assert(eq(int, train_net_init(net, &cfg, &hp), 0));
 }
 
@@ -188,6 +194,58 @@ Test(train_model, checkpoint_round_trip) {
     fclose(f);
     cr_expect(eq(int, train_checkpoint_load(&b, &epoch, path, msg, sizeof msg), KWS_EBADCHECKSUM));
     unlink(path);
+    train_net_free(&a);
+}
+
+Test(train_model, ema_formula_swap_and_checkpoint) {
+    ema_decay = 0.5f;
+    struct train_net a, b;
+    init_net(&a, SNN_REC_CONV, 13);
+    cr_assert(not(eq(ptr, a.ema, NULL)));
+    size_t n = a.n_params, ns = train_net_ema_count(&a) - n;
+    cr_assert(gt(sz, ns, 0));
+    float *want = malloc((n + ns) * sizeof *want);
+    cr_assert(not(eq(ptr, want, NULL)));
+    memcpy(want, a.p.w_in[0], n * sizeof(float));
+    memcpy(want + n, a.bn_rmean[0], ns * sizeof(float));
+    for (int s = 1; s <= 3; s++) {
+        train_steps(&a, 1, NULL, NULL);
+        float d = (1.0f + (float)s) / (10.0f + (float)s);
+        d = d < 0.5f ? d : 0.5f;
+        for (size_t i = 0; i < n; i++)
+            want[i] = d * want[i] + (1.0f - d) * a.p.w_in[0][i];
+        for (size_t i = 0; i < ns; i++)
+            want[n + i] = d * want[n + i] + (1.0f - d) * a.bn_rmean[0][i];
+    }
+    double err = 0.0;
+    for (size_t i = 0; i < n + ns; i++)
+        err = fmax(err, fabs((double)want[i] - (double)a.ema[i]));
+    cr_expect(lt(dbl, err, 1e-6), "moving average off by %g", err);
+    float *live = malloc(n * sizeof *live);
+    cr_assert(not(eq(ptr, live, NULL)));
+    memcpy(live, a.p.w_in[0], n * sizeof(float));
+    train_net_ema_swap(&a);
+    err = 0.0;
+    for (size_t i = 0; i < n; i++)
+        err = fmax(err, fabs((double)want[i] - (double)a.p.w_in[0][i]));
+    cr_expect(lt(dbl, err, 1e-6), "swapped-in parameters off by %g", err);
+    train_net_ema_swap(&a);
+    cr_expect(eq(int, memcmp(a.p.w_in[0], live, n * sizeof(float)), 0));
+
+    char path[] = "/tmp/kws-train-ema-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(ge(int, fd, 0));
+    close(fd);
+    cr_assert(eq(int, train_checkpoint_save(&a, 3, path), 0));
+    int epoch = 0;
+    char msg[256];
+    cr_assert(eq(int, train_checkpoint_load(&b, &epoch, path, msg, sizeof msg), 0), "%s", msg);
+    cr_assert(not(eq(ptr, b.ema, NULL)));
+    cr_expect(eq(int, memcmp(b.ema, a.ema, (n + ns) * sizeof(float)), 0));
+    unlink(path);
+    free(live);
+    free(want);
+    train_net_free(&b);
     train_net_free(&a);
 }
 

@@ -43,6 +43,8 @@ struct opts {
     float enc[KWS_ENC_MAX_LEVELS];
     int n_enc;
     int max_train;
+    int fmask_n, fmask_w, tmask_n, tmask_w;
+    float ema;
 };
 
 static void usage(void) {
@@ -70,6 +72,10 @@ static void usage(void) {
         "  --p-cold 0             how often the context is digital silence (a cold start)\n"
         "  --tilt 0               random spectral tilt y = x[n] - a x[n-1], |a| <= tilt\n"
         "  --trim-ms 0            mute up to this much of half the words' onsets\n"
+        "  --ema 0                > 0: validate and export a moving average of the weights\n"
+        "                         (decay per step, e.g. 0.999) instead of the weights\n"
+        "  --freq-mask N,W --time-mask N,W   SpecAugment: N masks of up to W mel bands\n"
+        "                         (all levels) / W frames with no spikes, per example\n"
         "  --calib-fa 10          store the detection threshold that gives at most this many\n"
         "                         false alarms per hour on the validation stream\n"
         "  --enc t0,t1,...        level-encoder thresholds (default: the front end's)\n"
@@ -416,7 +422,10 @@ int main(int argc, char **argv) {
         O_CALIB,
         O_WINW,
         O_TRIM,
-        O_PCOLD
+        O_PCOLD,
+        O_FMASK,
+        O_TMASK,
+        O_EMA
     };
     static const struct option lopts[] = {{"data", 1, 0, O_DATA},
                                           {"labels", 1, 0, O_LABELS},
@@ -466,6 +475,9 @@ int main(int argc, char **argv) {
                                           {"win-weight", 1, 0, O_WINW},
                                           {"trim-ms", 1, 0, O_TRIM},
                                           {"p-cold", 1, 0, O_PCOLD},
+                                          {"freq-mask", 1, 0, O_FMASK},
+                                          {"time-mask", 1, 0, O_TMASK},
+                                          {"ema", 1, 0, O_EMA},
                                           {"out-gain", 1, 0, O_OGAIN},
                                           {"synth-per-voice", 1, 0, O_SYNTHN},
                                           {"synth-rate", 1, 0, O_SYNTHR},
@@ -631,6 +643,24 @@ int main(int argc, char **argv) {
         case O_PCOLD:
             o.p_cold = strtof(optarg, &end);
             break;
+        case O_EMA:
+            o.ema = strtof(optarg, &end);
+            if (!(o.ema >= 0.0f && o.ema < 1.0f)) {
+                fprintf(stderr, "kwsd-train: --ema: want a decay in [0, 1)\n");
+                return 2;
+            }
+            break;
+        case O_FMASK:
+        case O_TMASK: {
+            int *n = c == O_FMASK ? &o.fmask_n : &o.tmask_n;
+            int *w = c == O_FMASK ? &o.fmask_w : &o.tmask_w;
+            if (sscanf(optarg, "%d,%d", n, w) != 2 || *n < 0 || *n > 8 || *w < 0 || *w > 100) {
+                fprintf(stderr, "kwsd-train: --%s: want N,W with N in [0, 8], W in [0, 100]\n",
+                        c == O_FMASK ? "freq-mask" : "time-mask");
+                return 2;
+            }
+            break;
+        }
         case O_FMAX:
             o.fmax = strtof(optarg, &end);
             break;
@@ -772,6 +802,7 @@ int main(int argc, char **argv) {
     hp.bg_weight = o.bg_weight;
     hp.fg_weight = o.fg_weight;
     hp.win_weight = o.win_weight;
+    hp.ema_decay = o.ema;
     hp.sil_class = ds.sil_class;
     hp.seed = (uint64_t)o.seed;
     struct train_net net;
@@ -850,6 +881,10 @@ int main(int argc, char **argv) {
     aug.p_ctx_cold = o.p_cold;
     aug.tilt = o.tilt;
     aug.trim_ms = o.trim_ms;
+    aug.fmask_n = o.fmask_n;
+    aug.fmask_w = o.fmask_w;
+    aug.tmask_n = o.tmask_n;
+    aug.tmask_w = o.tmask_w;
     double t_train = now_s();
     float sdec = powf(o.sigma_decay, 100.0f / (float)o.epochs);
     for (int ep = epoch0; ep < o.epochs; ep++) {
@@ -901,16 +936,30 @@ int main(int argc, char **argv) {
         net.hp.sigma = 0.0f;
         float *bgz = NULL;
         net.clip_t0 = 0;
-        float va_acc = eval_acc(&net, xv, yv, n_va, B, T, n_in, bgz, ytmp, xtmp);
+        float va_acc = eval_acc(&net, xv, yv, n_va, B, T, n_in, bgz, ytmp, xtmp), va_live = va_acc;
+        float dsave[SNN_MAX_LAYERS * SNN_MAX_NEURONS];
+        if (net.ema) {
+            /* the average is what is validated and exported; its own delays stay
+             * real-valued (only the copy scored here is rounded) */
+            train_net_ema_swap(&net);
+            size_t nd = 0;
+            for (int l = 0; l < cfg.n_layers; l++)
+                for (int i = 0; net.p.delay[l] && i < cfg.layer[l].n; i++)
+                    dsave[nd++] = net.p.delay[l][i];
+            train_net_round_delays(&net);
+            va_acc = eval_acc(&net, xv, yv, n_va, B, T, n_in, bgz, ytmp, xtmp);
+        }
         net.hp.sigma = sig;
         size_t hidden = 0;
         for (int l = 0; l < cfg.n_layers; l++)
             hidden += (size_t)cfg.layer[l].n;
+        char vbuf[64];
+        snprintf(vbuf, sizeof vbuf, " (weights %.2f %%)", 100.0 * va_live);
         fprintf(stderr,
-                "epoch %3d/%d  loss %.4f  train %.2f %%  val %.2f %%  sigma %.3f  lr %.2e  "
+                "epoch %3d/%d  loss %.4f  train %.2f %%  val %.2f %%%s  sigma %.3f  lr %.2e  "
                 "rate %.3f  %.1f s (render %.1f s)%s\n",
                 ep + 1, o.epochs, loss / steps_per_epoch, 100.0 * correct / seen, 100.0 * va_acc,
-                sig, lr, (double)spikes / ((double)steps_per_epoch * B * Ttr * hidden),
+                net.ema ? vbuf : "", sig, lr, (double)spikes / ((double)steps_per_epoch * B * Ttr * hidden),
                 now_s() - te, t_render, va_acc > best ? "  *" : "");
         if (va_acc > best) {
             best = va_acc;
@@ -920,6 +969,13 @@ int main(int argc, char **argv) {
                 return 1;
             }
             snn_model_free(&m);
+        }
+        if (net.ema) {
+            size_t nd = 0;
+            for (int l = 0; l < cfg.n_layers; l++)
+                for (int i = 0; net.p.delay[l] && i < cfg.layer[l].n; i++)
+                    net.p.delay[l][i] = dsave[nd++];
+            train_net_ema_swap(&net);
         }
         net.best = best;
         if ((rc = train_checkpoint_save(&net, ep + 1, ckpt)) < 0)

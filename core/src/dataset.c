@@ -390,6 +390,27 @@ static long draw_context_clip(const struct dataset *ds, size_t i, struct train_r
     return -1;
 }
 
+/* SpecAugment (Park et al. 2019) applied to the spike code: a masked band or
+ * frame emits no spikes, as a feature below the lowest encoder threshold. */
+static void mask_spikes(float *spikes, int T, int F, int L, const struct ds_aug *aug,
+                        struct train_rng *rng) {
+    for (int m = 0; m < aug->fmask_n; m++) {
+        int w = (int)(train_rng_uniform(rng) * (float)(aug->fmask_w + 1));
+        w = w > F ? F : w;
+        int f0 = (int)(train_rng_uniform(rng) * (float)(F - w + 1));
+        f0 = f0 > F - w ? F - w : f0;
+        for (int t = 0; t < T; t++)
+            memset(spikes + ((size_t)t * F + f0) * L, 0, (size_t)w * L * sizeof *spikes);
+    }
+    for (int m = 0; m < aug->tmask_n; m++) {
+        int w = (int)(train_rng_uniform(rng) * (float)(aug->tmask_w + 1));
+        w = w > T ? T : w;
+        int t0 = (int)(train_rng_uniform(rng) * (float)(T - w + 1));
+        t0 = t0 > T - w ? T - w : t0;
+        memset(spikes + (size_t)t0 * F * L, 0, (size_t)w * F * L * sizeof *spikes);
+    }
+}
+
 int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug, uint64_t seed,
                    struct audio_fe *fe, int T, float *spikes, float *bg) {
     const struct ds_clip *cl = &ds->clips[i];
@@ -499,6 +520,7 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
     if (got < (size_t)nf)
         memset(sp + got * fe->n_out, 0, ((size_t)nf - got) * fe->n_out * sizeof(float));
     memcpy(spikes, sp + (size_t)warm * fe->n_out, (size_t)T * fe->n_out * sizeof(float));
+    mask_spikes(spikes, T, fe->cfg.n_mels, fe->cfg.enc_levels, aug, &rng);
     if (bg)
         for (int t = 0; t < T; t++) {
             int in_ctx = ck >= 0 && t >= con_f - 3 && t <= coff_f + aug->hold_frames;

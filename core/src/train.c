@@ -191,6 +191,11 @@ int train_net_init(struct train_net *net, const struct snn_cfg *cfg,
         train_net_free(net);
         return -ENOMEM;
     }
+    if (hp->ema_decay > 0.0f &&
+        !(net->ema = malloc((net->n_params + nstat) * sizeof *net->ema))) {
+        train_net_free(net);
+        return -ENOMEM;
+    }
     memset(net->mem, 0, 4 * np * sizeof(float));
     point_params(&net->p, cfg, hp->use_bn, net->mem);
     point_params(&net->g, cfg, hp->use_bn, net->mem + np);
@@ -249,12 +254,47 @@ int train_net_init(struct train_net *net, const struct snn_cfg *cfg,
         net->p.w_out[i] = bw * (2.0f * train_rng_uniform(&rng) - 1.0f);
     for (int i = 0; i < cfg->n_classes; i++)
         net->p.b_out[i] = bb * (2.0f * train_rng_uniform(&rng) - 1.0f);
+    if (net->ema) {
+        memcpy(net->ema, net->mem, net->n_params * sizeof(float));
+        memcpy(net->ema + net->n_params, net->stats_mem, nstat * sizeof(float));
+    }
     return 0;
+}
+
+size_t train_net_ema_count(const struct train_net *net) {
+    size_t n = net->n_params;
+    for (int l = 0; l < net->cfg.n_layers; l++)
+        n += 2 * (size_t)net->cfg.layer[l].n;
+    return n;
+}
+
+static void ema_update(struct train_net *net) {
+    float d = (1.0f + (float)net->step) / (10.0f + (float)net->step);
+    d = d < net->hp.ema_decay ? d : net->hp.ema_decay;
+    size_t np = net->n_params, n = train_net_ema_count(net);
+    float *a = net->ema;
+    for (size_t i = 0; i < np; i++)
+        a[i] = d * a[i] + (1.0f - d) * net->mem[i];
+    for (size_t i = np; i < n; i++)
+        a[i] = d * a[i] + (1.0f - d) * net->stats_mem[i - np];
+}
+
+void train_net_ema_swap(struct train_net *net) {
+    if (!net->ema)
+        return;
+    size_t np = net->n_params, n = train_net_ema_count(net);
+    for (size_t i = 0; i < n; i++) {
+        float *p = i < np ? net->mem + i : net->stats_mem + (i - np);
+        float t = *p;
+        *p = net->ema[i];
+        net->ema[i] = t;
+    }
 }
 
 void train_net_free(struct train_net *net) {
     free(net->mem);
     free(net->stats_mem);
+    free(net->ema);
     free(net->act_mem);
     memset(net, 0, sizeof *net);
 }
@@ -1086,6 +1126,8 @@ void train_net_adamw(struct train_net *net, float lr, float lr_delay) {
         }
         off += sizes[i];
     }
+    if (net->ema)
+        ema_update(net);
 }
 
 void train_net_round_delays(struct train_net *net) {

@@ -5,7 +5,8 @@
  * two plain-data structs it carries (struct snn_cfg, struct train_hparams;
  * fixed-size ints, floats and chars), those structs, the parameter count,
  * optimizer step and epoch, then the parameters, Adam m and v, the BN running
- * statistics, and a 64-bit FNV-1a checksum of everything before it. The
+ * statistics, the moving average of both when the trainer keeps one
+ * (hp.ema_decay > 0), and a 64-bit FNV-1a checksum of everything before it. The
  * model files users get are .kwsm (model_file.c); checkpoints never ship.
  * Writes are atomic: temp file, fsync, rename, fsync of the directory.
  *
@@ -22,7 +23,7 @@
 #include "kws/train.h"
 
 #define CKPT_MAGIC 0x3154574Bu /* "KWT1" little-endian */
-#define CKPT_VERSION 1u
+#define CKPT_VERSION 2u
 
 struct ckpt_hash {
     uint64_t h;
@@ -84,6 +85,8 @@ int train_checkpoint_save(const struct train_net *net, int epoch, const char *pa
     rc = rc ? rc : put(f, &c, net->mem + 2 * pn, net->n_params * sizeof(float));
     rc = rc ? rc : put(f, &c, net->mem + 3 * pn, net->n_params * sizeof(float));
     rc = rc ? rc : put(f, &c, net->stats_mem, n_stats(&net->cfg) * sizeof(float));
+    if (net->ema)
+        rc = rc ? rc : put(f, &c, net->ema, train_net_ema_count(net) * sizeof(float));
     uint64_t h = c.h;
     if (!rc && fwrite(&h, sizeof h, 1, f) != 1)
         rc = -EIO;
@@ -159,6 +162,8 @@ int train_checkpoint_load(struct train_net *net, int *epoch, const char *path, c
     rc = rc ? rc : get(f, &c, net->mem + 2 * pn, np * sizeof(float));
     rc = rc ? rc : get(f, &c, net->mem + 3 * pn, np * sizeof(float));
     rc = rc ? rc : get(f, &c, net->stats_mem, n_stats(&cfg) * sizeof(float));
+    if (net->ema)
+        rc = rc ? rc : get(f, &c, net->ema, train_net_ema_count(net) * sizeof(float));
     uint64_t h = 0, want = c.h;
     if (!rc && fread(&h, sizeof h, 1, f) != 1)
         rc = KWS_ETRUNCATED;

@@ -87,6 +87,9 @@ struct ds_aug {
     float tilt; /* > 0: the whole window goes through y[n] = (x[n] - a x[n-1]) / (1 + |a|) with
                  * a = U(-tilt, +tilt): a random spectral tilt (high frequencies up for a > 0,
                  * down for a < 0), as between microphones and voices */
+    int fmask_n, fmask_w; /* SpecAugment on the spikes: fmask_n times, U{0..fmask_w} adjacent
+                           * mel bands (all their levels) are silenced for the whole window */
+    int tmask_n, tmask_w; /* tmask_n times, U{0..tmask_w} adjacent frames carry no spikes */
 };
 
 /* Sets the defaults used for training (shift 100 ms, gain -6..+6 dB, SNR

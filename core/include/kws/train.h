@@ -71,6 +71,9 @@ struct train_hparams {
     float fg_weight;   /* weight of the per-frame label term (frames with bg < 0) */
     float win_weight;  /* weight of the window term: -log of the mean label posterior over the
                         * frames with bg < 0, the window the daemon's detector averages */
+    float ema_decay;   /* > 0: keep an exponential moving average of the parameters and BN
+                        * running statistics, a <- d a + (1 - d) p after every step with
+                        * d = min(ema_decay, (1 + step) / (10 + step)); 0: none */
     int32_t sil_class; /* class index the background frames target (-1: none) */
     uint64_t seed;
 };
@@ -115,6 +118,8 @@ struct train_net {
     float *bn_rmean[SNN_MAX_LAYERS]; /* (C_l) running mean */
     float *bn_rvar[SNN_MAX_LAYERS];  /* (C_l) running variance */
     float *stats_mem;
+    float *ema;   /* hp.ema_decay > 0: averaged parameters (n_params) then BN running
+                   * statistics; NULL otherwise */
     int64_t step; /* optimizer steps taken */
     float best;   /* best validation accuracy so far (kept in checkpoints) */
     /* Batch state: locked to (B,T) on the first forward. */
@@ -174,6 +179,13 @@ void train_net_backward(struct train_net *net);
 /* One AdamW step: Linear weights and recurrent weights decay by wd, biases,
  * BN and delays do not; delays use lr_delay and are clamped to [0, d_max]. */
 void train_net_adamw(struct train_net *net, float lr, float lr_delay);
+
+/* Exchanges the parameters and BN running statistics with their moving
+ * average (hp.ema_decay > 0; no-op otherwise). Call again to swap back. */
+void train_net_ema_swap(struct train_net *net);
+
+/* Floats in the moving average: n_params + the BN running statistics. */
+size_t train_net_ema_count(const struct train_net *net);
 
 /* Rounds the delays to integers in place (reference section 3.3). */
 void train_net_round_delays(struct train_net *net);
