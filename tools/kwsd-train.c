@@ -45,7 +45,7 @@ struct opts {
     int max_train;
     int fmask_n, fmask_w, tmask_n, tmask_w;
     float ema;
-    int stream_val, select_stream;
+    int stream_val, select_stream, synth_unk;
 };
 
 static void usage(void) {
@@ -86,6 +86,8 @@ static void usage(void) {
         "  --enc t0,t1,...        level-encoder thresholds (default: the front end's)\n"
         "  --synth DIR            espeak-ng keyword clips (generated into DIR if empty)\n"
         "  --synth-per-voice 2 --synth-rate 16000   clips per voice and word, their rate\n"
+        "  --synth-unknown 2      non-keyword clips per voice (> 2 adds everyday and\n"
+        "                         keyword-like words; use a new --synth DIR)\n"
         "  --noise DIR            extra background noise files\n"
         "  --extra DIR            another folder-per-label set whose clips all train\n"
         "  --ckpt FILE --resume   checkpoint path (default OUT.ckpt) and resume from it\n");
@@ -114,6 +116,24 @@ static const char *const synth_unknown_words[] = {
     "tree",   "wow",   "zero",  "one",    "two",      "three",   "four",   "five",
     "six",    "seven", "eight", "nine",   "backward", "forward", "follow", "learn",
     "visual", "hello", "okay",  "yellow", "know",     "top"};
+
+/* More non-keywords for --synth-unknown N > 2: everyday words, and words that
+ * sound close to the Speech Commands keywords (yet, now, cup, town, lift, ...),
+ * the ones a stream must not fire on. */
+static const char *const synth_unknown_more[] = {
+    "yet",     "yeah",    "yesterday", "guess",    "less",    "now",      "note",    "nose",
+    "snow",    "cup",     "pup",       "upon",     "town",    "brown",    "gown",    "found",
+    "lift",    "loft",    "light",     "let",      "write",   "bright",   "night",   "ride",
+    "own",     "in",      "an",        "of",       "often",   "cough",    "shop",    "step",
+    "spot",    "stock",   "stuff",     "goat",     "ghost",   "dough",    "toe",     "so",
+    "show",    "blow",    "though",    "the",      "and",     "this",     "that",    "what",
+    "where",   "when",    "time",      "home",     "music",   "play",     "turn",    "please",
+    "thank",   "water",   "kitchen",   "morning",  "today",   "tomorrow", "door",    "window",
+    "open",    "close",   "start",     "begin",    "hey",     "hi",       "coffee",  "dinner",
+    "garden",  "really",  "maybe",     "people",   "about",   "little",   "because", "other",
+    "weather", "minute",  "number",    "something", "never",  "always",   "around",  "table",
+    "listen",  "nothing", "problem",   "lights",   "lemon",   "rest",     "test",    "west",
+    "bread",   "rain",    "dance",     "phone",    "money",   "paper",    "sister",  "brother"};
 
 struct voice {
     const char *name;
@@ -146,7 +166,8 @@ static int synth_one(const char *dir, const char *label, const char *word, const
 
 /* Fills dir with keyword and unknown-word clips unless it already has a
  * testing_list.txt. Returns 0 or a negative code. */
-static int synth_generate(const char *dir, char **labels, int n_labels, int per_voice, int rate) {
+static int synth_generate(const char *dir, char **labels, int n_labels, int per_voice,
+                          int n_unknown, int rate) {
     char path[4096];
     snprintf(path, sizeof path, "%s/testing_list.txt", dir);
     if (access(path, F_OK) == 0)
@@ -164,7 +185,7 @@ static int synth_generate(const char *dir, char **labels, int n_labels, int per_
     for (int c = 0; c < n_labels; c++)
         if (!strcmp(labels[c], "_unknown_"))
             unk = c;
-    unsigned seed = 7;
+    unsigned seed = 7, seed_more = 11;
     int nclips = 0;
     const int speeds[] = {120, 145, 170, 200}, pitches[] = {25, 40, 55, 70, 85};
     for (int test = 0; test < 2; test++) {
@@ -193,12 +214,19 @@ static int synth_generate(const char *dir, char **labels, int n_labels, int per_
                     }
                 }
                 if (unk >= 0) {
-                    /* two unknown words per voice */
-                    for (int r = 0; r < 2; r++) {
-                        seed = seed * 1103515245u + 12345u;
+                    /* n_unknown words per voice: the first two from the Speech
+                     * Commands list, the rest from synth_unknown_more */
+                    for (int r = 0; r < n_unknown; r++) {
+                        /* the extra words draw from their own sequence, so the
+                         * keyword clips and the first two words stay the same */
+                        unsigned *sq = r < 2 ? &seed : &seed_more;
+                        *sq = *sq * 1103515245u + 12345u;
                         const char *w =
-                            synth_unknown_words[(seed >> 8) % KWS_ARRAY_SIZE(synth_unknown_words)];
-                        int sp = speeds[(seed >> 4) % 4], pi = pitches[(seed >> 12) % 5];
+                            r < 2 ? synth_unknown_words[(*sq >> 8) %
+                                                        KWS_ARRAY_SIZE(synth_unknown_words)]
+                                  : synth_unknown_more[(*sq >> 8) %
+                                                       KWS_ARRAY_SIZE(synth_unknown_more)];
+                        int sp = speeds[(*sq >> 4) % 4], pi = pitches[(*sq >> 12) % 5];
                         char rel[512];
                         if (synth_one(dir, labels[unk], w, voice, sp, pi, rate, rel, sizeof rel))
                             continue;
@@ -389,6 +417,7 @@ int main(int argc, char **argv) {
     o.calib_fa = 10.0f;
     o.detach = 1;
     o.synth_n = 2;
+    o.synth_unk = 2;
     o.synth_rate = 16000;
     snprintf(o.hidden, sizeof o.hidden, "256,256");
     snprintf(o.rec, sizeof o.rec, "none,conv");
@@ -449,7 +478,8 @@ int main(int argc, char **argv) {
         O_TMASK,
         O_EMA,
         O_STREAMVAL,
-        O_SELECT
+        O_SELECT,
+        O_SYNTHU
     };
     static const struct option lopts[] = {{"data", 1, 0, O_DATA},
                                           {"labels", 1, 0, O_LABELS},
@@ -507,6 +537,7 @@ int main(int argc, char **argv) {
                                           {"out-gain", 1, 0, O_OGAIN},
                                           {"synth-per-voice", 1, 0, O_SYNTHN},
                                           {"synth-rate", 1, 0, O_SYNTHR},
+                                          {"synth-unknown", 1, 0, O_SYNTHU},
                                           {"max-train", 1, 0, O_MAXTRAIN},
                                           {"help", 0, 0, 'h'},
                                           {0, 0, 0, 0}};
@@ -707,6 +738,13 @@ int main(int argc, char **argv) {
         case O_SYNTHN:
             o.synth_n = (int)strtol(optarg, &end, 10);
             break;
+        case O_SYNTHU:
+            o.synth_unk = (int)strtol(optarg, &end, 10);
+            if (o.synth_unk < 0 || o.synth_unk > 100) {
+                fprintf(stderr, "kwsd-train: --synth-unknown: want 0..100\n");
+                return 2;
+            }
+            break;
         case O_SYNTHR:
             o.synth_rate = (int)strtol(optarg, &end, 10);
             break;
@@ -724,6 +762,10 @@ int main(int argc, char **argv) {
     }
     if (!o.data || !o.out || !o.labels[0]) {
         usage();
+        return 2;
+    }
+    if (o.epochs < 1 || o.batch < 1 || o.copies < 1 || o.T < 1) {
+        fprintf(stderr, "kwsd-train: --epochs, --batch, --copies and --frames must be >= 1\n");
         return 2;
     }
     if (o.threads > 0)
@@ -795,7 +837,7 @@ int main(int argc, char **argv) {
     }
     int synth_src = -1;
     if (o.synth) {
-        if (synth_generate(o.synth, labels, n_labels, o.synth_n, o.synth_rate) < 0) {
+        if (synth_generate(o.synth, labels, n_labels, o.synth_n, o.synth_unk, o.synth_rate) < 0) {
             fprintf(stderr, "kwsd-train: cannot synthesise clips into %s\n", o.synth);
             return 1;
         }
