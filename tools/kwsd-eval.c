@@ -280,15 +280,17 @@ int main(int argc, char **argv) {
             return 1;
         }
         if (sweep) {
-            fprintf(stderr, "threshold  hit rate  false alarms/h  latency p50  peak p50\n");
+            fprintf(stderr, "threshold  hit rate  false alarms/h (unknown word, keyword, noise)  "
+                            "latency p50  peak p50\n");
             for (int i = 0; i <= 15; i++) {
                 float t = 0.20f + 0.05f * (float)i;
                 if (stream_eval_score(&se, cfg, t, smooth_ms, refr_ms, &sr) < 0)
                     return 1;
-                fprintf(stderr, "%9.2f  %7.2f %%  %14.1f  %8.0f ms  %8.2f\n", t,
+                fprintf(stderr, "%9.2f  %7.2f %%  %14.1f (%d, %d, %d)  %8.0f ms  %8.2f\n", t,
                         sr.n_kw ? 100.0 * sr.hits / sr.n_kw : 0.0,
-                        sr.hours > 0 ? sr.false_alarms / sr.hours : 0.0, sr.lat_p50_ms,
-                        sr.peak_p50);
+                        sr.hours > 0 ? sr.false_alarms / sr.hours : 0.0, sr.fa_unknown,
+                        sr.fa_keyword, sr.false_alarms - sr.fa_unknown - sr.fa_keyword,
+                        sr.lat_p50_ms, sr.peak_p50);
             }
         }
         if (calib_fa >= 0.0f) {
@@ -341,6 +343,10 @@ int main(int argc, char **argv) {
             json_object_set_new(so, "hits", json_integer(sr.hits));
             json_object_set_new(so, "hit_rate", json_real(sr.n_kw ? (double)sr.hits / sr.n_kw : 0));
             json_object_set_new(so, "false_alarms", json_integer(sr.false_alarms));
+            json_object_set_new(so, "false_alarms_in_unknown_words", json_integer(sr.fa_unknown));
+            json_object_set_new(so, "false_alarms_in_keywords", json_integer(sr.fa_keyword));
+            json_object_set_new(so, "false_alarms_in_noise",
+                                json_integer(sr.false_alarms - sr.fa_unknown - sr.fa_keyword));
             json_object_set_new(so, "hours", json_real(sr.hours));
             json_object_set_new(so, "false_alarms_per_hour",
                                 json_real(sr.hours > 0 ? sr.false_alarms / sr.hours : 0));
@@ -370,12 +376,14 @@ int main(int argc, char **argv) {
         }
         if (have_stream)
             printf("streaming (threshold %.2f, smoothing %d ms, refractory %d ms): %.2f h, "
-                   "hit rate %.2f %% (%d/%d), false alarms %d (%.1f per hour), latency from "
+                   "hit rate %.2f %% (%d/%d), false alarms %d (%.1f per hour; %d in unknown words, "
+                   "%d in keywords, %d in noise), latency from "
                    "word end mean %.0f ms, p50 %.0f ms, p90 %.0f ms; median peak score of the "
                    "spoken keyword %.2f\n",
                    threshold, smooth_ms, refr_ms, sr.hours,
                    sr.n_kw ? 100.0 * sr.hits / sr.n_kw : 0.0, sr.hits, sr.n_kw, sr.false_alarms,
-                   sr.hours > 0 ? sr.false_alarms / sr.hours : 0.0, sr.lat_mean_ms, sr.lat_p50_ms,
+                   sr.hours > 0 ? sr.false_alarms / sr.hours : 0.0, sr.fa_unknown, sr.fa_keyword,
+                   sr.false_alarms - sr.fa_unknown - sr.fa_keyword, sr.lat_mean_ms, sr.lat_p50_ms,
                    sr.lat_p90_ms, sr.peak_p50);
     }
     free(pred);

@@ -168,8 +168,18 @@ int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, f
                 matched = 1;
                 break;
             }
-        if (!matched)
+        if (!matched) {
             res->false_alarms++;
+            /* where it fell: the first word whose window holds the frame */
+            for (size_t j = wi; j < n_word && se->on[j] <= sample; j++)
+                if (sample <= se->off[j] + rate) {
+                    if (dc.fires[se->lab[j]])
+                        res->fa_keyword++;
+                    else
+                        res->fa_unknown++;
+                    break;
+                }
+        }
     }
     int nk = 0;
     for (size_t j = 0; j < n_word; j++)

@@ -15,7 +15,8 @@
  * A keyword clip counts as hit if an event of its label fires between the
  * word's start and 1 s after its end; latency is the event's frame end minus
  * the word's end. Every other event is a false alarm; false alarms per hour
- * use the whole recording's duration.
+ * use the whole recording's duration. False alarms are also split by where
+ * they fall: during an unknown word, during a keyword, or in the noise.
  *
  * Thread-safety: a stream_eval belongs to one thread; several may run at once.
  *
@@ -43,6 +44,8 @@ struct stream_eval {
 
 struct stream_result {
     int n_kw, hits, false_alarms;
+    int fa_unknown; /* false alarms in an unknown word's window [start, end + 1 s] */
+    int fa_keyword; /* in a keyword's window: another keyword's label, or a second event */
     double hours, lat_mean_ms, lat_p50_ms, lat_p90_ms;
     double peak_p50; /* median over keyword occurrences of their class's peak smoothed score */
 };
