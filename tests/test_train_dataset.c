@@ -378,6 +378,7 @@ Test(train_dataset, stream_scoring_and_calibration) {
     cr_assert(eq(int, stream_eval_score(&se, &cfg, 0.4f, 300, 1000, &r), 0));
     cr_expect(eq(int, r.hits, 1));
     cr_expect(eq(int, r.false_alarms, 1));
+    cr_expect(eq(int, r.fa_unknown + r.fa_keyword, 0), "the false alarm falls in the noise");
     cr_assert(eq(int, stream_eval_score(&se, &cfg, 0.6f, 300, 1000, &r), 0));
     cr_expect(eq(int, r.hits, 1));
     cr_expect(eq(int, r.false_alarms, 0));
@@ -393,4 +394,11 @@ Test(train_dataset, stream_scoring_and_calibration) {
     /* one false alarm in 10 s is 360 per hour: allowed, the grid's lowest threshold */
     t = stream_eval_calibrate(&se, &cfg, 300, 1000, 400.0, &r);
     cr_expect(eq(flt, t, 0.20f));
+    /* the same event during a non-keyword word is a false alarm in an unknown word */
+    lab = 2;
+    cr_assert(eq(int, stream_eval_score(&se, &cfg, 0.6f, 300, 1000, &r), 0));
+    cr_expect(eq(int, r.n_kw, 0));
+    cr_expect(eq(int, r.false_alarms, 1));
+    cr_expect(eq(int, r.fa_unknown, 1));
+    cr_expect(eq(int, r.fa_keyword, 0));
 }
