@@ -121,19 +121,19 @@ static const char *const synth_unknown_words[] = {
  * sound close to the Speech Commands keywords (yet, now, cup, town, lift, ...),
  * the ones a stream must not fire on. */
 static const char *const synth_unknown_more[] = {
-    "yet",     "yeah",    "yesterday", "guess",    "less",    "now",      "note",    "nose",
-    "snow",    "cup",     "pup",       "upon",     "town",    "brown",    "gown",    "found",
-    "lift",    "loft",    "light",     "let",      "write",   "bright",   "night",   "ride",
-    "own",     "in",      "an",        "of",       "often",   "cough",    "shop",    "step",
-    "spot",    "stock",   "stuff",     "goat",     "ghost",   "dough",    "toe",     "so",
-    "show",    "blow",    "though",    "the",      "and",     "this",     "that",    "what",
-    "where",   "when",    "time",      "home",     "music",   "play",     "turn",    "please",
-    "thank",   "water",   "kitchen",   "morning",  "today",   "tomorrow", "door",    "window",
-    "open",    "close",   "start",     "begin",    "hey",     "hi",       "coffee",  "dinner",
-    "garden",  "really",  "maybe",     "people",   "about",   "little",   "because", "other",
-    "weather", "minute",  "number",    "something", "never",  "always",   "around",  "table",
-    "listen",  "nothing", "problem",   "lights",   "lemon",   "rest",     "test",    "west",
-    "bread",   "rain",    "dance",     "phone",    "money",   "paper",    "sister",  "brother"};
+    "yet",     "yeah",    "yesterday", "guess",     "less",  "now",      "note",    "nose",
+    "snow",    "cup",     "pup",       "upon",      "town",  "brown",    "gown",    "found",
+    "lift",    "loft",    "light",     "let",       "write", "bright",   "night",   "ride",
+    "own",     "in",      "an",        "of",        "often", "cough",    "shop",    "step",
+    "spot",    "stock",   "stuff",     "goat",      "ghost", "dough",    "toe",     "so",
+    "show",    "blow",    "though",    "the",       "and",   "this",     "that",    "what",
+    "where",   "when",    "time",      "home",      "music", "play",     "turn",    "please",
+    "thank",   "water",   "kitchen",   "morning",   "today", "tomorrow", "door",    "window",
+    "open",    "close",   "start",     "begin",     "hey",   "hi",       "coffee",  "dinner",
+    "garden",  "really",  "maybe",     "people",    "about", "little",   "because", "other",
+    "weather", "minute",  "number",    "something", "never", "always",   "around",  "table",
+    "listen",  "nothing", "problem",   "lights",    "lemon", "rest",     "test",    "west",
+    "bread",   "rain",    "dance",     "phone",     "money", "paper",    "sister",  "brother"};
 
 struct voice {
     const char *name;
@@ -1060,9 +1060,8 @@ int main(int argc, char **argv) {
                 "epoch %3d/%d  loss %.4f  train %.2f %%  val %.2f %%%s%s  sigma %.3f  lr %.2e  "
                 "rate %.3f  %.1f s (render %.1f s)%s\n",
                 ep + 1, o.epochs, loss / steps_per_epoch, 100.0 * correct / seen, 100.0 * va_acc,
-                vbuf, sbuf, sig, lr,
-                (double)spikes / ((double)steps_per_epoch * B * Ttr * hidden), now_s() - te,
-                t_render, score > best ? "  *" : "");
+                vbuf, sbuf, sig, lr, (double)spikes / ((double)steps_per_epoch * B * Ttr * hidden),
+                now_s() - te, t_render, score > best ? "  *" : "");
         if (score > best) {
             best = score;
             if (snn_model_save(&m, o.out) < 0) {

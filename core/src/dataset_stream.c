@@ -210,9 +210,8 @@ out:
     return rc;
 }
 
-float stream_eval_calibrate(const struct stream_eval *se, const struct snn_cfg *cfg,
-                            int smooth_ms, int refr_ms, double max_fa_per_hour,
-                            struct stream_result *res) {
+float stream_eval_calibrate(const struct stream_eval *se, const struct snn_cfg *cfg, int smooth_ms,
+                            int refr_ms, double max_fa_per_hour, struct stream_result *res) {
     struct stream_result r;
     float thr = 0.95f;
     for (int i = 0; i <= 15; i++) {

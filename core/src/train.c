@@ -191,8 +191,7 @@ int train_net_init(struct train_net *net, const struct snn_cfg *cfg,
         train_net_free(net);
         return -ENOMEM;
     }
-    if (hp->ema_decay > 0.0f &&
-        !(net->ema = malloc((net->n_params + nstat) * sizeof *net->ema))) {
+    if (hp->ema_decay > 0.0f && !(net->ema = malloc((net->n_params + nstat) * sizeof *net->ema))) {
         train_net_free(net);
         return -ENOMEM;
     }
