@@ -103,15 +103,20 @@ Test(train_dataset, splits_and_words) {
     dataset_free(&ds);
 }
 
+/* The tiny data set under root and a default front end to render it. */
+static void open_set(struct dataset *ds, struct kws_frontend_cfg *fc, struct audio_fe *fe) {
+    char msg[256];
+    cr_assert(eq(int, dataset_init(ds, labels, 3, 16000), 0));
+    cr_assert(eq(int, dataset_load(ds, root, -1, msg, sizeof msg), 0), "%s", msg);
+    audio_fe_cfg_default(fc);
+    cr_assert(eq(int, audio_fe_init(fe, fc), 0));
+}
+
 Test(train_dataset, render_marks_and_determinism) {
     struct dataset ds;
-    char msg[256];
-    cr_assert(eq(int, dataset_init(&ds, labels, 3, 16000), 0));
-    cr_assert(eq(int, dataset_load(&ds, root, -1, msg, sizeof msg), 0), "%s", msg);
     struct kws_frontend_cfg fc;
-    audio_fe_cfg_default(&fc);
     struct audio_fe fe = {0};
-    cr_assert(eq(int, audio_fe_init(&fe, &fc), 0));
+    open_set(&ds, &fc, &fe);
     int T = 100, n_out = fe.n_out;
     float *a = malloc((size_t)T * n_out * sizeof *a), *b = malloc((size_t)T * n_out * sizeof *b);
     float bg[100], bg2[100];
@@ -174,13 +179,9 @@ Test(train_dataset, render_marks_and_determinism) {
  * mel bands (every level) and whole frames set to no spikes, nothing else. */
 Test(train_dataset, render_spike_masks) {
     struct dataset ds;
-    char msg[256];
-    cr_assert(eq(int, dataset_init(&ds, labels, 3, 16000), 0));
-    cr_assert(eq(int, dataset_load(&ds, root, -1, msg, sizeof msg), 0), "%s", msg);
     struct kws_frontend_cfg fc;
-    audio_fe_cfg_default(&fc);
     struct audio_fe fe = {0};
-    cr_assert(eq(int, audio_fe_init(&fe, &fc), 0));
+    open_set(&ds, &fc, &fe);
     int T = 100, F = fc.n_mels, L = fc.enc_levels, n_out = fe.n_out;
     float *a = malloc((size_t)T * n_out * sizeof *a), *b = malloc((size_t)T * n_out * sizeof *b);
     float bg[100], bg2[100];
@@ -234,13 +235,9 @@ Test(train_dataset, render_spike_masks) {
  * ends in the context: its frames are neither background nor tail. */
 Test(train_dataset, render_with_context_word) {
     struct dataset ds;
-    char msg[256];
-    cr_assert(eq(int, dataset_init(&ds, labels, 3, 16000), 0));
-    cr_assert(eq(int, dataset_load(&ds, root, -1, msg, sizeof msg), 0), "%s", msg);
     struct kws_frontend_cfg fc;
-    audio_fe_cfg_default(&fc);
     struct audio_fe fe = {0};
-    cr_assert(eq(int, audio_fe_init(&fe, &fc), 0));
+    open_set(&ds, &fc, &fe);
     enum { CTX = 60, T = 160 };
     float *a = malloc((size_t)T * fe.n_out * sizeof *a);
     float bg[T];

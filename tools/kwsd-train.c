@@ -301,6 +301,19 @@ static float eval_acc(struct train_net *net, const float *x, const int32_t *y, s
     return n ? (float)correct / (float)n : 0.0f;
 }
 
+/* Copies every recurrent layer's delays into buf (save = 1) or back from it
+ * (save = 0). */
+static void copy_delays(struct train_net *net, float *buf, int save) {
+    for (int l = 0; l < net->cfg.n_layers; l++) {
+        float *d = net->p.delay[l];
+        size_t n = (size_t)net->cfg.layer[l].n;
+        if (!d)
+            continue;
+        memcpy(save ? buf : d, save ? d : buf, n * sizeof *d);
+        buf += n;
+    }
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -325,31 +338,29 @@ static int prerender(struct renderer *r, const struct dataset *ds, const size_t 
     return 0;
 }
 
-/* Stores in the model file at path the lowest detection threshold that gives
- * at most max_fa false alarms per hour on a stream joined from the
- * validation clips (kws/stream_eval.h), so the daemon's default threshold
- * fits this model. Without validation words the model keeps none. */
-/* The validation stream of the model in memory: the threshold that keeps at
- * most max_fa false alarms per hour, its result in r (no words: threshold
- * 0.95, no hits). Returns the threshold, or -1 when out of memory. */
-static float stream_val(const struct snn_model *m, const struct dataset *ds, const size_t *va,
-                        size_t n_va, float max_fa, struct stream_result *r) {
+/* Runs model m over the stream joined from the validation clips
+ * (kws/stream_eval.h) and finds the lowest threshold with at most max_fa
+ * false alarms per hour: *thr and its result r. Returns 0, KWS_EDATASET when
+ * the clips hold no word, or -ENOMEM. */
+static int stream_val(const struct snn_model *m, const struct dataset *ds, const size_t *va,
+                      size_t n_va, float max_fa, float *thr, struct stream_result *r) {
     struct stream_eval se;
     memset(r, 0, sizeof *r);
     int rc = stream_eval_run(&se, m, ds, va, n_va, 1);
-    if (rc == KWS_EDATASET)
-        return 0.95f;
     if (rc < 0)
-        return -1.0f;
-    float t = stream_eval_calibrate(&se, &m->cfg, 300, 1000, max_fa, r);
+        return rc == KWS_EDATASET ? rc : -ENOMEM;
+    *thr = stream_eval_calibrate(&se, &m->cfg, 300, 1000, max_fa, r);
     stream_eval_free(&se);
-    return t;
+    return *thr < 0.0f ? -ENOMEM : 0;
 }
 
+/* Stores in the model file at path the lowest detection threshold that gives
+ * at most max_fa false alarms per hour on the validation stream, so the
+ * daemon's default threshold fits this model. Without validation words the
+ * model keeps none. */
 static int calibrate(const char *path, const struct dataset *ds, const size_t *va, size_t n_va,
                      float max_fa) {
     struct snn_model m = {0};
-    struct stream_eval se;
     struct stream_result r;
     char msg[256];
     int rc = snn_model_load(&m, path, msg, sizeof msg);
@@ -357,16 +368,15 @@ static int calibrate(const char *path, const struct dataset *ds, const size_t *v
         fprintf(stderr, "kwsd-train: %s\n", msg);
         return rc;
     }
-    rc = stream_eval_run(&se, &m, ds, va, n_va, 1);
+    float t = 0.0f;
+    rc = stream_val(&m, ds, va, n_va, max_fa, &t, &r);
     if (rc == KWS_EDATASET) {
         fprintf(stderr, "calibration: no validation words; the model has no threshold of its own "
                         "(kwsd uses 0.4)\n");
         snn_model_free(&m);
         return 0;
     }
-    float t = rc < 0 ? -1.0f : stream_eval_calibrate(&se, &m.cfg, 300, 1000, max_fa, &r);
-    stream_eval_free(&se);
-    if (t < 0.0f) {
+    if (rc < 0) {
         fprintf(stderr, "kwsd-train: calibration: out of memory\n");
         snn_model_free(&m);
         return -ENOMEM;
@@ -1021,10 +1031,7 @@ int main(int argc, char **argv) {
             /* the average is what is validated and exported; its own delays stay
              * real-valued (only the copy scored here is rounded) */
             train_net_ema_swap(&net);
-            size_t nd = 0;
-            for (int l = 0; l < cfg.n_layers; l++)
-                for (int i = 0; net.p.delay[l] && i < cfg.layer[l].n; i++)
-                    dsave[nd++] = net.p.delay[l][i];
+            copy_delays(&net, dsave, 1);
             train_net_round_delays(&net);
             va_acc = eval_acc(&net, xv, yv, n_va, B, T, n_in, bgz, ytmp, xtmp);
         }
@@ -1045,8 +1052,9 @@ int main(int argc, char **argv) {
             snprintf(vbuf, sizeof vbuf, " (weights %.2f %%)", 100.0 * va_live);
         if (o.stream_val) {
             struct stream_result sr;
-            float th = stream_val(&m, &ds, va, n_va, o.calib_fa, &sr);
-            if (th < 0.0f) {
+            float th = 0.95f; /* no validation words: no hits at any threshold */
+            int src = stream_val(&m, &ds, va, n_va, o.calib_fa, &th, &sr);
+            if (src < 0 && src != KWS_EDATASET) {
                 fprintf(stderr, "kwsd-train: validation stream: out of memory\n");
                 return 1;
             }
@@ -1071,10 +1079,7 @@ int main(int argc, char **argv) {
         }
         snn_model_free(&m);
         if (net.ema) {
-            size_t nd = 0;
-            for (int l = 0; l < cfg.n_layers; l++)
-                for (int i = 0; net.p.delay[l] && i < cfg.layer[l].n; i++)
-                    net.p.delay[l][i] = dsave[nd++];
+            copy_delays(&net, dsave, 0);
             train_net_ema_swap(&net);
         }
         net.best = best;

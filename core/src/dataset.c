@@ -390,23 +390,28 @@ static long draw_context_clip(const struct dataset *ds, size_t i, struct train_r
     return -1;
 }
 
+/* A random span of U{0..wmax} adjacent items out of n: its start, and its
+ * width in *w. */
+static int draw_span(struct train_rng *rng, int wmax, int n, int *w) {
+    int k = (int)(train_rng_uniform(rng) * (float)(wmax + 1));
+    k = k > n ? n : k;
+    int s = (int)(train_rng_uniform(rng) * (float)(n - k + 1));
+    *w = k;
+    return s > n - k ? n - k : s;
+}
+
 /* SpecAugment (Park et al. 2019) applied to the spike code: a masked band or
  * frame emits no spikes, as a feature below the lowest encoder threshold. */
 static void mask_spikes(float *spikes, int T, int F, int L, const struct ds_aug *aug,
                         struct train_rng *rng) {
+    int w;
     for (int m = 0; m < aug->fmask_n; m++) {
-        int w = (int)(train_rng_uniform(rng) * (float)(aug->fmask_w + 1));
-        w = w > F ? F : w;
-        int f0 = (int)(train_rng_uniform(rng) * (float)(F - w + 1));
-        f0 = f0 > F - w ? F - w : f0;
+        int f0 = draw_span(rng, aug->fmask_w, F, &w);
         for (int t = 0; t < T; t++)
             memset(spikes + ((size_t)t * F + f0) * L, 0, (size_t)w * L * sizeof *spikes);
     }
     for (int m = 0; m < aug->tmask_n; m++) {
-        int w = (int)(train_rng_uniform(rng) * (float)(aug->tmask_w + 1));
-        w = w > T ? T : w;
-        int t0 = (int)(train_rng_uniform(rng) * (float)(T - w + 1));
-        t0 = t0 > T - w ? T - w : t0;
+        int t0 = draw_span(rng, aug->tmask_w, T, &w);
         memset(spikes + (size_t)t0 * F * L, 0, (size_t)w * F * L * sizeof *spikes);
     }
 }
