@@ -5,8 +5,8 @@
  * exact derivative is the ATan surrogate the trainer uses); the surrogate
  * itself is checked against its formula. Every other op - Linear, BatchNorm
  * over (B*T), LIF leak and reset, dropout, the delay kernel (w.r.t. weights
- * and delays), the conv and dense recurrence, the leaky readout and both loss
- * terms - is checked by central differences on tiny sizes.
+ * and delays), the conv and dense recurrence, the leaky readout and every loss
+ * term (clip, per-frame, window, distillation) - is checked by central differences on tiny sizes.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kws/err.h"
 #include "kws/train.h"
 
 #define B_ 2
@@ -25,6 +26,9 @@
 /* Conv channels of the recurrent layers in tiny_cfg (0: one, 7 + l neurons;
  * G: G x 3 neurons); each test runs in its own process, so a test may set it. */
 static int conv_ch;
+
+/* Teacher clip scores for the distillation term (NULL: no term); a test may set it. */
+static const float *kd_teacher;
 
 static void tiny_cfg(struct snn_cfg *cfg, int rec, int n_layers) {
     memset(cfg, 0, sizeof *cfg);
@@ -121,9 +125,12 @@ static void run_check_ctx(int rec, int n_layers, int use_bn, float drop, int det
     hp.delay_init_lo = 0.0f;
     hp.delay_init_hi = 4.0f;
     hp.seed = 3;
+    hp.kd_weight = kd_teacher ? 0.8f : 0.0f;
+    hp.kd_temp = 2.0f;
     struct train_net net;
     cr_assert(eq(int, train_net_init(&net, &cfg, &hp), 0));
     net.clip_t0 = t0;
+    net.kd_p = kd_teacher;
     /* delays away from the kernel's kinks (k - 1 - d in {0, +-s}) */
     for (int l = 0; l < n_layers; l++)
         if (net.p.delay[l])
@@ -200,6 +207,45 @@ Test(train_grad, three_layers_soft_reset) {
 }
 
 /* The clip term over frames 4..T-1 only: the first frames are context. */
+/* The distillation term, with the clip scores summed after 3 context frames. */
+Test(train_grad, conv_distillation) {
+    static const float teacher[B_ * 3] = {1.0f, 6.5f, 1.5f, 2.0f, 0.5f, 7.0f};
+    kd_teacher = teacher;
+    run_check_ctx(SNN_REC_CONV, 2, 1, 0.0f, 0, 3);
+}
+
+/* KL(teacher || student) is zero when the teacher's scores are the student's
+ * own, positive otherwise. */
+Test(train_grad, distillation_term_value) {
+    struct snn_cfg cfg;
+    tiny_cfg(&cfg, SNN_REC_CONV, 2);
+    struct train_hparams hp;
+    train_hparams_default(&hp);
+    hp.kd_weight = 0.5f;
+    hp.kd_temp = 3.0f;
+    hp.drop_ff = 0.0f; /* the same loss from one forward to the next */
+    hp.drop_rec = 0.0f;
+    struct train_net net;
+    cr_assert(eq(int, train_net_init(&net, &cfg, &hp), 0));
+    struct fixture f;
+    make_batch(&f);
+    float own[B_ * 3], other[B_ * 3];
+    double plain = loss_of(&net, &f);
+    for (int b = 0; b < B_; b++)
+        train_clip_predict(net.vo + (size_t)b * T_ * 3, T_, 3, own + b * 3);
+    for (int i = 0; i < B_ * 3; i++)
+        other[i] = own[(i + 1) % (B_ * 3)];
+    net.kd_p = own;
+    cr_expect(ieee_ulp_eq(dbl, loss_of(&net, &f), plain, 64));
+    net.kd_p = other;
+    cr_expect(gt(dbl, loss_of(&net, &f), plain + 1e-4));
+    struct train_hparams bad = hp;
+    bad.kd_temp = 0.0f;
+    struct train_net n2;
+    cr_expect(eq(int, train_net_init(&n2, &cfg, &bad), KWS_EBADFIELD));
+    train_net_free(&net);
+}
+
 Test(train_grad, conv_clip_term_after_context) {
     run_check_ctx(SNN_REC_CONV, 2, 1, 0.0f, 0, 4);
 }

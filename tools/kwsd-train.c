@@ -46,6 +46,8 @@ struct opts {
     int fmask_n, fmask_w, tmask_n, tmask_w;
     float ema;
     int stream_val, select_stream, synth_unk;
+    const char *teacher;
+    float kd_weight, kd_temp;
 };
 
 static void usage(void) {
@@ -81,6 +83,10 @@ static void usage(void) {
         "                         stream hit rate (implies --stream-val)\n"
         "  --freq-mask N,W --time-mask N,W   SpecAugment: N masks of up to W mel bands\n"
         "                         (all levels) / W frames with no spikes, per example\n"
+        "  --teacher M.kwsm       distil from a trained model (same labels, front end and\n"
+        "                         encoder, e.g. the dense DelRec model): adds --kd-weight 1\n"
+        "                         * T^2 * KL of the teacher's and the student's clip scores\n"
+        "                         at temperature --kd-temp 4\n"
         "  --calib-fa 10          store the detection threshold that gives at most this many\n"
         "                         false alarms per hour on the validation stream\n"
         "  --enc t0,t1,...        level-encoder thresholds (default: the front end's)\n"
@@ -282,6 +288,82 @@ static int render_batch(struct renderer *r, const struct dataset *ds, const size
     return err ? -ENOMEM : 0;
 }
 
+/* ==== Distillation teacher ==== */
+
+struct teacher {
+    struct snn_model m;
+    struct snn_state st[64];
+    float *vo; /* (n_st, T, n_classes) readout potentials, one block per thread */
+    int n_st, T;
+};
+
+/* Loads the teacher model at path and checks that it reads the same inputs
+ * and names the same classes as cfg. */
+static int teacher_init(struct teacher *t, const char *path, const struct snn_cfg *cfg, int T,
+                        int n_threads) {
+    char msg[256];
+    memset(t, 0, sizeof *t);
+    int rc = snn_model_load(&t->m, path, msg, sizeof msg);
+    if (rc < 0) {
+        fprintf(stderr, "kwsd-train: --teacher: %s\n", msg);
+        return rc;
+    }
+    const struct kws_frontend_cfg *a = &t->m.cfg.fe, *b = &cfg->fe;
+    const char *diff = NULL;
+    if (a->sample_rate != b->sample_rate || a->hop != b->hop || a->win_len != b->win_len ||
+        a->n_fft != b->n_fft)
+        diff = "sample rate, window or hop";
+    else if (a->n_mels != b->n_mels || a->fmin != b->fmin || a->fmax != b->fmax)
+        diff = "mel bands or edges (--fmax)";
+    else if (a->pcen != b->pcen || a->enc_kind != b->enc_kind || a->enc_levels != b->enc_levels ||
+             memcmp(a->enc_thresh, b->enc_thresh, sizeof a->enc_thresh) ||
+             a->feat_mean != b->feat_mean || a->feat_scale != b->feat_scale)
+        diff = "encoder (--enc)";
+    else if (t->m.cfg.n_in != cfg->n_in || t->m.cfg.n_classes != cfg->n_classes)
+        diff = "input or class count";
+    for (int c = 0; !diff && c < cfg->n_classes; c++)
+        if (strcmp(t->m.cfg.labels[c], cfg->labels[c]))
+            diff = "labels (names or order)";
+    if (diff) {
+        fprintf(stderr, "kwsd-train: --teacher %s: the teacher's %s and this training's differ\n", path,
+                diff);
+        snn_model_free(&t->m);
+        return KWS_EBADFIELD;
+    }
+    t->n_st = n_threads < 1 ? 1 : n_threads > 64 ? 64 : n_threads;
+    t->T = T;
+    t->vo = malloc((size_t)t->n_st * T * cfg->n_classes * sizeof *t->vo);
+    if (!t->vo)
+        return -ENOMEM;
+    for (int i = 0; i < t->n_st; i++)
+        if (snn_state_init(&t->st[i], &t->m) < 0)
+            return -ENOMEM;
+    return 0;
+}
+
+static void teacher_free(struct teacher *t) {
+    for (int i = 0; i < t->n_st; i++)
+        snn_state_free(&t->st[i]);
+    free(t->vo);
+    snn_model_free(&t->m);
+}
+
+/* The teacher's clip scores P (n, n_classes) of examples x (n, T, n_in),
+ * summed from frame t0 on like the student's; returns how many of them it
+ * classifies as y. */
+static int teacher_scores(struct teacher *t, const float *x, const int32_t *y, int n, int t0,
+                          float *P) {
+    int K = t->m.cfg.n_classes, n_in = t->m.cfg.n_in, T = t->T, agree = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(+ : agree)
+    for (int b = 0; b < n; b++) {
+        int th = omp_get_thread_num() % t->n_st;
+        float *vo = t->vo + (size_t)th * T * K;
+        snn_forward(&t->m, &t->st[th], x + (size_t)b * T * n_in, T, vo);
+        agree += train_clip_predict(vo + (size_t)t0 * K, T - t0, K, P + (size_t)b * K) == y[b];
+    }
+    return agree;
+}
+
 /* Accuracy of net (eval mode, sigma 0) on prerendered examples. */
 static float eval_acc(struct train_net *net, const float *x, const int32_t *y, size_t n, int B,
                       int T, int n_in, float *bgz, int32_t *ytmp, float *xtmp) {
@@ -425,6 +507,8 @@ int main(int argc, char **argv) {
     o.shift_ms = 100.0f;
     o.p_context = 0.7f;
     o.calib_fa = 10.0f;
+    o.kd_weight = 1.0f;
+    o.kd_temp = 4.0f;
     o.detach = 1;
     o.synth_n = 2;
     o.synth_unk = 2;
@@ -489,7 +573,10 @@ int main(int argc, char **argv) {
         O_EMA,
         O_STREAMVAL,
         O_SELECT,
-        O_SYNTHU
+        O_SYNTHU,
+        O_TEACHER,
+        O_KDW,
+        O_KDT
     };
     static const struct option lopts[] = {{"data", 1, 0, O_DATA},
                                           {"labels", 1, 0, O_LABELS},
@@ -542,6 +629,9 @@ int main(int argc, char **argv) {
                                           {"freq-mask", 1, 0, O_FMASK},
                                           {"time-mask", 1, 0, O_TMASK},
                                           {"ema", 1, 0, O_EMA},
+                                          {"teacher", 1, 0, O_TEACHER},
+                                          {"kd-weight", 1, 0, O_KDW},
+                                          {"kd-temp", 1, 0, O_KDT},
                                           {"stream-val", 0, 0, O_STREAMVAL},
                                           {"select", 1, 0, O_SELECT},
                                           {"out-gain", 1, 0, O_OGAIN},
@@ -728,6 +818,22 @@ int main(int argc, char **argv) {
                 return 2;
             }
             break;
+        case O_TEACHER:
+            o.teacher = optarg;
+            break;
+        case O_KDW:
+        case O_KDT: {
+            float *f = c == O_KDW ? &o.kd_weight : &o.kd_temp;
+            *f = strtof(optarg, &end);
+            if (*end || !(*f >= 0.0f && *f <= 100.0f) || (c == O_KDT && *f == 0.0f)) {
+                fprintf(stderr, "kwsd-train: --%s: want a number in %s\n",
+                        c == O_KDW ? "kd-weight" : "kd-temp",
+                        c == O_KDW ? "[0, 100]" : "(0, 100]");
+                return 2;
+            }
+            end = NULL;
+            break;
+        }
         case O_FMASK:
         case O_TMASK: {
             int *n = c == O_FMASK ? &o.fmask_n : &o.tmask_n;
@@ -892,6 +998,8 @@ int main(int argc, char **argv) {
     hp.fg_weight = o.fg_weight;
     hp.win_weight = o.win_weight;
     hp.ema_decay = o.ema;
+    hp.kd_weight = o.teacher ? o.kd_weight : 0.0f;
+    hp.kd_temp = o.kd_temp;
     hp.sil_class = ds.sil_class;
     hp.seed = (uint64_t)o.seed;
     struct train_net net;
@@ -932,6 +1040,21 @@ int main(int argc, char **argv) {
     if (renderer_init(&rend, &cfg.fe, omp_get_max_threads()) < 0) {
         fprintf(stderr, "kwsd-train: front end init failed\n");
         return 1;
+    }
+    struct teacher tch = {0};
+    float *kd_p = NULL;
+    if (o.teacher) {
+        if ((rc = teacher_init(&tch, o.teacher, &cfg, Ttr, omp_get_max_threads())) < 0) {
+            if (rc == -ENOMEM)
+                fprintf(stderr, "kwsd-train: out of memory\n");
+            return 1;
+        }
+        if (!(kd_p = malloc((size_t)o.batch * cfg.n_classes * sizeof *kd_p))) {
+            fprintf(stderr, "kwsd-train: out of memory\n");
+            return 1;
+        }
+        fprintf(stderr, "teacher: %s (%zu parameters), distillation weight %g, temperature %g\n",
+                o.teacher, tch.m.n_params, (double)net.hp.kd_weight, (double)net.hp.kd_temp);
     }
     float *xv;
     int32_t *yv;
@@ -994,7 +1117,7 @@ int main(int argc, char **argv) {
             order[j] = t;
         }
         double loss = 0.0;
-        size_t correct = 0, seen = 0;
+        size_t correct = 0, seen = 0, agree = 0;
         uint64_t spikes = 0;
         float lr = 0.0f;
         double t_render = 0.0;
@@ -1010,7 +1133,11 @@ int main(int argc, char **argv) {
             lr = train_lr_onecycle(o.lr, frac);
             float lrd = train_lr_cosine(o.lr_delay, frac);
             net.clip_t0 = ctx;
+            if (kd_p)
+                agree += (size_t)teacher_scores(&tch, x, y, B, ctx, kd_p);
+            net.kd_p = kd_p;
             train_net_forward(&net, x, y, bg, B, Ttr, 1);
+            net.kd_p = NULL;
             train_net_zero_grad(&net);
             train_net_backward(&net);
             train_net_adamw(&net, lr, lrd);
@@ -1047,7 +1174,9 @@ int main(int argc, char **argv) {
         /* the score models are chosen by: clip accuracy, or the validation stream's
          * hit rate within the false-alarm budget (clip accuracy breaks ties) */
         float score = va_acc;
-        char vbuf[64] = "", sbuf[96] = "";
+        char vbuf[64] = "", sbuf[96] = "", tbuf[48] = "";
+        if (kd_p)
+            snprintf(tbuf, sizeof tbuf, " (teacher %.2f %%)", 100.0 * agree / seen);
         if (net.ema)
             snprintf(vbuf, sizeof vbuf, " (weights %.2f %%)", 100.0 * va_live);
         if (o.stream_val) {
@@ -1065,9 +1194,9 @@ int main(int argc, char **argv) {
                 score = hit + 1e-4f * va_acc;
         }
         fprintf(stderr,
-                "epoch %3d/%d  loss %.4f  train %.2f %%  val %.2f %%%s%s  sigma %.3f  lr %.2e  "
+                "epoch %3d/%d  loss %.4f  train %.2f %%%s  val %.2f %%%s%s  sigma %.3f  lr %.2e  "
                 "rate %.3f  %.1f s (render %.1f s)%s\n",
-                ep + 1, o.epochs, loss / steps_per_epoch, 100.0 * correct / seen, 100.0 * va_acc,
+                ep + 1, o.epochs, loss / steps_per_epoch, 100.0 * correct / seen, tbuf, 100.0 * va_acc,
                 vbuf, sbuf, sig, lr, (double)spikes / ((double)steps_per_epoch * B * Ttr * hidden),
                 now_s() - te, t_render, score > best ? "  *" : "");
         if (score > best) {
@@ -1103,6 +1232,9 @@ int main(int argc, char **argv) {
     free(tr);
     free(va);
     renderer_free(&rend);
+    if (o.teacher)
+        teacher_free(&tch);
+    free(kd_p);
     train_net_free(&net);
     dataset_free(&ds);
     return 0;

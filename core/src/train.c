@@ -97,6 +97,7 @@ void train_hparams_default(struct train_hparams *hp) {
     hp->delay_init_hi = 30.0f;
     hp->sigma = 10.0f;
     hp->bg_weight = 1.0f;
+    hp->kd_temp = 4.0f;
     hp->sil_class = -1;
     hp->seed = 1;
 }
@@ -178,6 +179,8 @@ int train_net_init(struct train_net *net, const struct snn_cfg *cfg,
         if (lc->rec != SNN_REC_NONE && (lc->d_max < 0 || lc->d_max > SNN_MAX_DELAY))
             return KWS_EBADFIELD;
     }
+    if (hp->kd_weight < 0.0f || (hp->kd_weight > 0.0f && !(hp->kd_temp > 0.0f)))
+        return KWS_EBADFIELD;
     net->cfg = *cfg;
     net->hp = *hp;
     net->n_params = train_param_count(cfg, hp->use_bn);
@@ -808,6 +811,26 @@ static void readout_forward(struct train_net *net) {
     }
 }
 
+/* Distillation term of one clip: tau^2 KL(softmax(pt/tau) || softmax(p/tau)).
+ * With dp != NULL also writes its gradient w.r.t. p: tau (qs - qt). */
+static double kd_loss(const float *pt, const float *p, int K, float tau, float *dp) {
+    float at[SNN_MAX_CLASSES], as[SNN_MAX_CLASSES], qt[SNN_MAX_CLASSES], qs[SNN_MAX_CLASSES];
+    for (int c = 0; c < K; c++) {
+        at[c] = pt[c] / tau;
+        as[c] = p[c] / tau;
+    }
+    softmax_row(qt, at, K);
+    softmax_row(qs, as, K);
+    double kl = 0.0;
+    for (int c = 0; c < K; c++) {
+        if (qt[c] > 0.0f)
+            kl += (double)qt[c] * (log((double)qt[c]) - log((double)qs[c] + 1e-30));
+        if (dp)
+            dp[c] = tau * (qs[c] - qt[c]);
+    }
+    return (double)tau * tau * kl;
+}
+
 static void loss_forward(struct train_net *net) {
     int B = net->B, T = net->T, K = net->cfg.n_classes, sil = net->hp.sil_class;
     double loss = 0.0;
@@ -820,6 +843,9 @@ static void loss_forward(struct train_net *net) {
         int y = net->labels[b];
         loss += -log((double)sp[y] + 1e-30);
         correct += pred == y;
+        if (net->kd_p && net->hp.kd_weight > 0.0f)
+            loss += kd_loss(net->kd_p + (size_t)b * K, P, K, net->hp.kd_temp, NULL) *
+                    net->hp.kd_weight;
         if (net->bg) {
             double lb = 0.0;
             for (int t = 0; t < T; t++) {
@@ -1013,6 +1039,12 @@ void train_net_backward(struct train_net *net) {
         softmax_row(sp, P, K);
         for (int c = 0; c < K; c++)
             dP[c] = (sp[c] - (c == net->labels[b] ? 1.0f : 0.0f)) / (float)B;
+        if (net->kd_p && hp->kd_weight > 0.0f) {
+            float dk[SNN_MAX_CLASSES];
+            kd_loss(net->kd_p + (size_t)b * K, P, K, hp->kd_temp, dk);
+            for (int c = 0; c < K; c++)
+                dP[c] += hp->kd_weight * dk[c] / (float)B;
+        }
         for (int t = 0; t < T; t++) {
             const float *p = net->po + ((size_t)b * T + t) * K;
             float *d = dvo + ((size_t)b * T + t) * K;

@@ -30,7 +30,11 @@
  * -bg[t] * (-log softmax(v_out[t])[y]), so the per-frame posterior that the
  * detector thresholds rises right after the word; and win_weight * -log((1/n)
  * sum over the n frames with bg[t] < 0 of softmax(v_out[t])[y]), the
- * detector's smoothed score itself over the word's tail.
+ * detector's smoothed score itself over the word's tail. With a teacher
+ * (net->kd_p, another model's clip scores P for the same examples) a
+ * distillation term adds kd_weight * tau^2 * KL(softmax(P_teacher / tau) ||
+ * softmax(P / tau)), tau = kd_temp: the student learns the teacher's ranking
+ * of the wrong classes, not only the label.
  *
  * Thread-safety: a train_net belongs to one thread; its ops use OpenMP
  * internally. Every reduction runs in a fixed order, so results for a given
@@ -74,6 +78,9 @@ struct train_hparams {
     float ema_decay;   /* > 0: keep an exponential moving average of the parameters and BN
                         * running statistics, a <- d a + (1 - d) p after every step with
                         * d = min(ema_decay, (1 + step) / (10 + step)); 0: none */
+    float kd_weight;   /* weight of the distillation term (needs net->kd_p): kd_temp^2 *
+                        * KL(softmax(P_teacher / kd_temp) || softmax(P / kd_temp)) */
+    float kd_temp;     /* its temperature (> 0) */
     int32_t sil_class; /* class index the background frames target (-1: none) */
     uint64_t seed;
 };
@@ -142,6 +149,8 @@ struct train_net {
                                       * frames before it are context) */
     const int32_t *labels;           /* (B) of the last forward */
     const float *bg;                 /* (B,T) background-frame flags of the last forward, or NULL */
+    const float *kd_p;               /* (B,n_classes) teacher clip scores P for the next forward
+                                      * (set by the caller; NULL: no distillation term) */
     double loss;                     /* mean loss of the last forward */
     int n_correct;                   /* clips whose argmax P equals the label */
     uint64_t n_spikes;               /* hidden spikes in the last forward */
