@@ -1135,12 +1135,12 @@ int main(int argc, char **argv) {
             net.clip_t0 = ctx;
             if (kd_p)
                 agree += (size_t)teacher_scores(&tch, x, y, B, ctx, kd_p);
-            net.kd_p = kd_p;
+            net.kd_p = kd_p; /* read by the forward and the backward */
             train_net_forward(&net, x, y, bg, B, Ttr, 1);
-            net.kd_p = NULL;
             train_net_zero_grad(&net);
             train_net_backward(&net);
             train_net_adamw(&net, lr, lrd);
+            net.kd_p = NULL;
             loss += net.loss;
             correct += (size_t)net.n_correct;
             seen += (size_t)B;

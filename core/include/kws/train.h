@@ -149,8 +149,9 @@ struct train_net {
                                       * frames before it are context) */
     const int32_t *labels;           /* (B) of the last forward */
     const float *bg;                 /* (B,T) background-frame flags of the last forward, or NULL */
-    const float *kd_p;               /* (B,n_classes) teacher clip scores P for the next forward
-                                      * (set by the caller; NULL: no distillation term) */
+    const float *kd_p;               /* (B,n_classes) teacher clip scores P of the batch, read by
+                                      * the training forward and backward (set by the caller;
+                                      * NULL: no distillation term) */
     double loss;                     /* mean loss of the last forward */
     int n_correct;                   /* clips whose argmax P equals the label */
     uint64_t n_spikes;               /* hidden spikes in the last forward */
