@@ -186,9 +186,7 @@ int train_net_init(struct train_net *net, const struct snn_cfg *cfg,
     net->n_params = train_param_count(cfg, hp->use_bn);
     size_t np = round_up64(net->n_params);
     net->mem = aligned_alloc(64, 4 * np * sizeof(float));
-    size_t nstat = 0;
-    for (int l = 0; l < cfg->n_layers; l++)
-        nstat += 2 * (size_t)cfg->layer[l].n;
+    size_t nstat = train_stat_count(cfg);
     net->stats_mem = malloc(nstat * sizeof(float));
     if (!net->mem || !net->stats_mem) {
         train_net_free(net);
@@ -263,11 +261,15 @@ int train_net_init(struct train_net *net, const struct snn_cfg *cfg,
     return 0;
 }
 
-size_t train_net_ema_count(const struct train_net *net) {
-    size_t n = net->n_params;
-    for (int l = 0; l < net->cfg.n_layers; l++)
-        n += 2 * (size_t)net->cfg.layer[l].n;
+size_t train_stat_count(const struct snn_cfg *cfg) {
+    size_t n = 0;
+    for (int l = 0; l < cfg->n_layers; l++)
+        n += 2 * (size_t)cfg->layer[l].n;
     return n;
+}
+
+size_t train_net_ema_count(const struct train_net *net) {
+    return net->n_params + train_stat_count(&net->cfg);
 }
 
 static void ema_update(struct train_net *net) {

@@ -49,13 +49,6 @@ static int get(FILE *f, struct ckpt_hash *c, void *p, size_t n) {
     return 0;
 }
 
-static size_t n_stats(const struct snn_cfg *cfg) {
-    size_t n = 0;
-    for (int l = 0; l < cfg->n_layers; l++)
-        n += 2 * (size_t)cfg->layer[l].n;
-    return n;
-}
-
 static size_t padded(size_t n) {
     return (n + 15) & ~(size_t)15;
 }
@@ -84,7 +77,7 @@ int train_checkpoint_save(const struct train_net *net, int epoch, const char *pa
     rc = rc ? rc : put(f, &c, net->mem, net->n_params * sizeof(float));
     rc = rc ? rc : put(f, &c, net->mem + 2 * pn, net->n_params * sizeof(float));
     rc = rc ? rc : put(f, &c, net->mem + 3 * pn, net->n_params * sizeof(float));
-    rc = rc ? rc : put(f, &c, net->stats_mem, n_stats(&net->cfg) * sizeof(float));
+    rc = rc ? rc : put(f, &c, net->stats_mem, train_stat_count(&net->cfg) * sizeof(float));
     if (net->ema)
         rc = rc ? rc : put(f, &c, net->ema, train_net_ema_count(net) * sizeof(float));
     uint64_t h = c.h;
@@ -161,7 +154,7 @@ int train_checkpoint_load(struct train_net *net, int *epoch, const char *path, c
     rc = rc ? rc : get(f, &c, net->mem, np * sizeof(float));
     rc = rc ? rc : get(f, &c, net->mem + 2 * pn, np * sizeof(float));
     rc = rc ? rc : get(f, &c, net->mem + 3 * pn, np * sizeof(float));
-    rc = rc ? rc : get(f, &c, net->stats_mem, n_stats(&cfg) * sizeof(float));
+    rc = rc ? rc : get(f, &c, net->stats_mem, train_stat_count(&cfg) * sizeof(float));
     if (net->ema)
         rc = rc ? rc : get(f, &c, net->ema, train_net_ema_count(net) * sizeof(float));
     uint64_t h = 0, want = c.h;

@@ -194,6 +194,9 @@ void train_net_adamw(struct train_net *net, float lr, float lr_delay);
  * average (hp.ema_decay > 0; no-op otherwise). Call again to swap back. */
 void train_net_ema_swap(struct train_net *net);
 
+/* Floats of BatchNorm running statistics (mean and variance per hidden neuron). */
+size_t train_stat_count(const struct snn_cfg *cfg);
+
 /* Floats in the moving average: n_params + the BN running statistics. */
 size_t train_net_ema_count(const struct train_net *net);
 
