@@ -273,8 +273,9 @@ static struct snn_cfg make_cfg(int variant) {
     c.n_layers = 2;
     /* First layer: SpikingJelly LIF, tau 1.05 (decay 1 - 1/1.05); recurrent
      * layer: the conv code's beta exp(-1/1.05); hard reset (SHD). */
-    c.layer[0] = (struct snn_layer_cfg){N_HID, SNN_REC_NONE, 0, 0, 0.047619f, 1.0f, 1.0f, 0, 0};
-    c.layer[1] = (struct snn_layer_cfg){N_HID, SNN_REC_CONV, 3, D_MAX, 0.38583f, 1.0f, 1.0f, 0, 0};
+    c.layer[0] = (struct snn_layer_cfg){N_HID, SNN_REC_NONE, 0, 0, 0.047619f, 1.0f, 1.0f, 0, 0, 0};
+    c.layer[1] =
+        (struct snn_layer_cfg){N_HID, SNN_REC_CONV, 3, D_MAX, 0.38583f, 1.0f, 1.0f, 0, 0, 0};
     if (variant == V_CONV5)
         c.layer[1].k = 5;
     if (variant == V_DENSE) {

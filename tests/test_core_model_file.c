@@ -55,8 +55,8 @@ static void make_model(struct snn_model *m) {
     memset(&c, 0, sizeof c);
     c.n_in = 6;
     c.n_layers = 2;
-    c.layer[0] = (struct snn_layer_cfg){5, SNN_REC_NONE, 0, 0, 0.047619f, 1.0f, 1.0f, 0, 0};
-    c.layer[1] = (struct snn_layer_cfg){4, SNN_REC_CONV, 3, 7, 0.38583f, 1.0f, 1.0f, 0, 0};
+    c.layer[0] = (struct snn_layer_cfg){5, SNN_REC_NONE, 0, 0, 0.047619f, 1.0f, 1.0f, 0, 0, 0};
+    c.layer[1] = (struct snn_layer_cfg){4, SNN_REC_CONV, 3, 7, 0.38583f, 1.0f, 1.0f, 0, 0, 0};
     c.n_classes = 3;
     c.out_beta = 0.047619f;
     c.out_gain = 1.0f;
@@ -317,7 +317,11 @@ static const struct field_case field_cases[] = {
     {1296 + 4, 0, 3, KWS_EBADFIELD, "layer[1].ch: 3 conv channels do not divide 4 neurons"},
     {1296 + 4, 0, 2, KWS_EBADFIELD, "n_params: 81 but the topology needs 90"},
     {1296 + 8, 0, 1, KWS_EBADFIELD, "layer[2]: unused (n_layers is 2) but not zero"},
-    {1400, 0, 1, KWS_EBADFIELD, "header padding: bytes 1312..1535"},
+    {1312, 0, 3, KWS_EBADFIELD, "layer[0].in_d_max: 3 but only layers after the first"},
+    {1312 + 4, 0, 300, KWS_EBADFIELD, "layer[1].in_d_max: 300 out of range [0, 255]"},
+    {1312 + 4, 0, 2, KWS_EBADFIELD, "n_params: 81 but the topology needs"},
+    {1312 + 8, 0, 1, KWS_EBADFIELD, "layer[2]: unused (n_layers is 2) but not zero"},
+    {1400, 0, 1, KWS_EBADFIELD, "header padding: bytes 1328..1535"},
     /* The first parameter, layer[0].w_in[0], then one inside the conv kernel. */
     {KWSM_HEADER_BYTES, 1, NAN, KWS_EBADFIELD, "layer[0].w_in[0]: nan is not finite"},
     {KWSM_HEADER_BYTES + 4 * (30 + 5 + 20 + 4 + 1), 1, -INFINITY, KWS_EBADFIELD,

@@ -3,7 +3,8 @@
  * Configuration checks and parameter counts; snn_forward equals T calls of
  * snn_step; the event-driven step equals the naive dense reference on random
  * spikes, for every layer kind; the arrival ring wraps correctly at D, D + 1
- * and 2D; delays round half to even and clamp to [0, d_max].
+ * and 2D; delays round half to even and clamp to [0, d_max]. Input delays
+ * (in_d_max) are in the equality tests too.
  *
  * Weights in the equality tests are multiples of 1/64 and inputs are small
  * integers, so every current is an exact float sum whatever the order of the
@@ -82,6 +83,10 @@ static void fill_random(struct snn_model *m) {
         if (m->p.delay[l])
             for (int j = 0; j < m->cfg.layer[l].n; j++)
                 m->p.delay[l][j] = (float)rng_int(m->cfg.layer[l].d_max + 1);
+    for (int l = 1; l < m->cfg.n_layers; l++)
+        if (m->p.in_delay[l])
+            for (int j = 0; j < m->cfg.layer[l - 1].n; j++)
+                m->p.in_delay[l][j] = (float)rng_int(m->cfg.layer[l].in_d_max + 1);
     snn_model_prepare(m);
 }
 
@@ -264,18 +269,25 @@ Test(core_snn, delays_round_half_even_and_clamp) {
 
 /* The three hidden layer kinds and both resets, in a few stacks. */
 static const struct snn_layer_cfg stacks[][3] = {
-    {{6, SNN_REC_NONE, 0, 0, 0.5f, 1.0f, 1.0f, SNN_RESET_HARD, 0}},
-    {{7, SNN_REC_CONV, 3, 4, 0.5f, 1.0f, 1.0f, SNN_RESET_SOFT, 0}},
-    {{5, SNN_REC_DENSE, 0, 3, 0.25f, 1.0f, 0.75f, SNN_RESET_HARD, 0}},
-    {{8, SNN_REC_NONE, 0, 0, 0.5f, 1.0f, 1.0f, SNN_RESET_HARD, 0},
-     {8, SNN_REC_CONV, 5, 6, 0.375f, 1.0f, 1.0f, SNN_RESET_HARD, 0},
-     {6, SNN_REC_DENSE, 0, 2, 0.5f, 0.5f, 1.0f, SNN_RESET_SOFT, 0}},
-    {{3, SNN_REC_CONV, 7, 0, 0.5f, 1.0f, 1.0f, SNN_RESET_HARD, 0}}, /* K > C, d_max 0 */
+    {{6, SNN_REC_NONE, 0, 0, 0.5f, 1.0f, 1.0f, SNN_RESET_HARD, 0, 0}},
+    {{7, SNN_REC_CONV, 3, 4, 0.5f, 1.0f, 1.0f, SNN_RESET_SOFT, 0, 0}},
+    {{5, SNN_REC_DENSE, 0, 3, 0.25f, 1.0f, 0.75f, SNN_RESET_HARD, 0, 0}},
+    {{8, SNN_REC_NONE, 0, 0, 0.5f, 1.0f, 1.0f, SNN_RESET_HARD, 0, 0},
+     {8, SNN_REC_CONV, 5, 6, 0.375f, 1.0f, 1.0f, SNN_RESET_HARD, 0, 0},
+     {6, SNN_REC_DENSE, 0, 2, 0.5f, 0.5f, 1.0f, SNN_RESET_SOFT, 0, 0}},
+    {{3, SNN_REC_CONV, 7, 0, 0.5f, 1.0f, 1.0f, SNN_RESET_HARD, 0, 0}}, /* K > C, d_max 0 */
     /* conv channels: 3 channels of 4 positions, then 2 channels of 4 */
-    {{12, SNN_REC_CONV, 3, 5, 0.5f, 1.0f, 0.75f, SNN_RESET_HARD, 3},
-     {8, SNN_REC_CONV, 5, 3, 0.375f, 1.0f, 1.0f, SNN_RESET_SOFT, 2}},
+    {{12, SNN_REC_CONV, 3, 5, 0.5f, 1.0f, 0.75f, SNN_RESET_HARD, 3, 0},
+     {8, SNN_REC_CONV, 5, 3, 0.375f, 1.0f, 1.0f, SNN_RESET_SOFT, 2, 0}},
+    /* input delays: on a conv layer after a wider one, then on a feed-forward
+     * and a dense layer after narrower ones (the ring is as wide as the wider side) */
+    {{10, SNN_REC_NONE, 0, 0, 0.5f, 1.0f, 1.0f, SNN_RESET_HARD, 0, 0},
+     {7, SNN_REC_CONV, 3, 4, 0.5f, 1.0f, 0.75f, SNN_RESET_HARD, 0, 5}},
+    {{4, SNN_REC_NONE, 0, 0, 0.5f, 1.0f, 0.5f, SNN_RESET_HARD, 0, 0},
+     {6, SNN_REC_NONE, 0, 0, 0.5f, 1.0f, 0.75f, SNN_RESET_SOFT, 0, 3},
+     {9, SNN_REC_DENSE, 0, 2, 0.5f, 1.0f, 1.0f, SNN_RESET_HARD, 0, 1}},
 };
-static const int stack_layers[] = {1, 1, 1, 3, 1, 2};
+static const int stack_layers[] = {1, 1, 1, 3, 1, 2, 2, 3};
 
 Test(core_snn, forward_equals_steps) {
     for (size_t sidx = 0; sidx < KWS_ARRAY_SIZE(stacks); sidx++) {

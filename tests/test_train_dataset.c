@@ -304,7 +304,7 @@ Test(train_dataset, stream_recording_layout) {
     audio_fe_cfg_default(&cfg.fe);
     cfg.n_in = audio_fe_n_out(&cfg.fe);
     cfg.n_layers = 1;
-    cfg.layer[0] = (struct snn_layer_cfg){8, SNN_REC_CONV, 3, 4, 0.5f, 1.0f, 1.0f, 0, 0};
+    cfg.layer[0] = (struct snn_layer_cfg){8, SNN_REC_CONV, 3, 4, 0.5f, 1.0f, 1.0f, 0, 0, 0};
     cfg.n_classes = 3;
     cfg.out_beta = 0.5f;
     cfg.out_gain = 1.0f;

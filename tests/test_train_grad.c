@@ -30,6 +30,9 @@ static int conv_ch;
 /* Teacher clip scores for the distillation term (NULL: no term); a test may set it. */
 static const float *kd_teacher;
 
+/* Largest input delay of the layers after the first (0: none); a test may set it. */
+static int in_dmax;
+
 static void tiny_cfg(struct snn_cfg *cfg, int rec, int n_layers) {
     memset(cfg, 0, sizeof *cfg);
     cfg->n_in = NIN;
@@ -47,6 +50,7 @@ static void tiny_cfg(struct snn_cfg *cfg, int rec, int n_layers) {
         lc->gain = l ? 1.0f : 0.8f;
         lc->thresh = 1.0f;
         lc->reset = l == 2 ? SNN_RESET_SOFT : SNN_RESET_HARD;
+        lc->in_d_max = l ? in_dmax : 0;
     }
     cfg->n_classes = 3;
     cfg->out_beta = 0.5f;
@@ -136,6 +140,10 @@ static void run_check_ctx(int rec, int n_layers, int use_bn, float drop, int det
         if (net.p.delay[l])
             for (int i = 0; i < cfg.layer[l].n; i++)
                 net.p.delay[l][i] = 0.2f + 0.61f * (float)i + 0.13f * (float)l;
+    for (int l = 1; l < n_layers; l++)
+        if (net.p.in_delay[l])
+            for (int i = 0; i < cfg.layer[l - 1].n; i++)
+                net.p.in_delay[l][i] = 0.3f + 0.57f * (float)i + 0.11f * (float)l;
     /* larger weights so the smooth spikes move through their whole range */
     for (int l = 0; l < n_layers; l++) {
         for (int i = 0; i < cfg.layer[l].n * (l ? cfg.layer[l - 1].n : NIN); i++)
@@ -173,6 +181,10 @@ static void run_check_ctx(int rec, int n_layers, int use_bn, float drop, int det
             snprintf(label, sizeof label, "delay[%d]", l);
             check_tensor(&net, &f, net.p.delay[l], net.g.delay[l], (size_t)C, 99, label);
         }
+        if (net.p.in_delay[l]) {
+            snprintf(label, sizeof label, "in_delay[%d]", l);
+            check_tensor(&net, &f, net.p.in_delay[l], net.g.in_delay[l], (size_t)cin, 99, label);
+        }
         cin = C;
     }
     check_tensor(&net, &f, net.p.w_out, net.g.w_out, (size_t)cfg.n_classes * cin, 99, "w_out");
@@ -207,6 +219,12 @@ Test(train_grad, three_layers_soft_reset) {
 }
 
 /* The clip term over frames 4..T-1 only: the first frames are context. */
+/* Input (feed-forward) delays on the second and third layers. */
+Test(train_grad, conv_input_delays) {
+    in_dmax = 8;
+    run_check(SNN_REC_CONV, 3, 1, 0.2f, 0);
+}
+
 /* The distillation term, with the clip scores summed after 3 context frames. */
 Test(train_grad, conv_distillation) {
     static const float teacher[B_ * 3] = {1.0f, 6.5f, 1.5f, 2.0f, 0.5f, 7.0f};

@@ -32,6 +32,8 @@
 static int conv_ch;
 /* hp.ema_decay of init_net */
 static float ema_decay;
+/* in_d_max of the second layer in small_cfg (0: no input delays) */
+static int in_dmax;
 
 static void small_cfg(struct snn_cfg *cfg, int rec) {
     memset(cfg, 0, sizeof *cfg);
@@ -51,7 +53,8 @@ static void small_cfg(struct snn_cfg *cfg, int rec) {
                                            .gain = 1.0f,
                                            .thresh = 1.0f,
                                            .reset = SNN_RESET_HARD,
-                                           .ch = rec == SNN_REC_CONV ? conv_ch : 0};
+                                           .ch = rec == SNN_REC_CONV ? conv_ch : 0,
+                                           .in_d_max = in_dmax};
     cfg->n_classes = 4;
     cfg->out_beta = 0.7f;
     cfg->out_gain = 1.0f;
@@ -155,6 +158,13 @@ Test(train_model, export_conv_matches_snn_forward) {
  * scatter agree. */
 Test(train_model, export_conv_channels_matches_snn_forward) {
     conv_ch = 4;
+    check_export(SNN_REC_CONV);
+}
+
+/* Input delays on the conv layer: the trainer's delayed inputs and
+ * snn_step's input ring agree. */
+Test(train_model, export_input_delays_matches_snn_forward) {
+    in_dmax = 7;
     check_export(SNN_REC_CONV);
 }
 

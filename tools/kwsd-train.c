@@ -45,7 +45,7 @@ struct opts {
     int max_train;
     int fmask_n, fmask_w, tmask_n, tmask_w;
     float ema;
-    int stream_val, select_stream, synth_unk;
+    int stream_val, select_stream, synth_unk, in_delay;
     const char *teacher;
     float kd_weight, kd_temp;
 };
@@ -66,6 +66,8 @@ static void usage(void) {
         "  --fmax HZ              upper edge of the mel filterbank (default: the front end's)\n"
         "  --surrogate atan|triangle --sg-alpha 5 --no-detach --no-bn\n"
         "  --delay-init LO,HI     initial delays (steps)\n"
+        "  --in-delay 0           > 0: layers after the first also learn one delay per input\n"
+        "                         channel, up to this many steps (they start in [0, 20])\n"
         "  --bg-weight 1          streaming loss weight (silence on background frames)\n"
         "  --fg-weight 1          streaming loss weight (label on the frames after the word)\n"
         "  --win-weight 0         streaming loss weight (mean label posterior over those frames)\n"
@@ -325,8 +327,8 @@ static int teacher_init(struct teacher *t, const char *path, const struct snn_cf
         if (strcmp(t->m.cfg.labels[c], cfg->labels[c]))
             diff = "labels (names or order)";
     if (diff) {
-        fprintf(stderr, "kwsd-train: --teacher %s: the teacher's %s and this training's differ\n", path,
-                diff);
+        fprintf(stderr, "kwsd-train: --teacher %s: the teacher's %s and this training's differ\n",
+                path, diff);
         snn_model_free(&t->m);
         return KWS_EBADFIELD;
     }
@@ -387,12 +389,16 @@ static float eval_acc(struct train_net *net, const float *x, const int32_t *y, s
  * (save = 0). */
 static void copy_delays(struct train_net *net, float *buf, int save) {
     for (int l = 0; l < net->cfg.n_layers; l++) {
-        float *d = net->p.delay[l];
-        size_t n = (size_t)net->cfg.layer[l].n;
-        if (!d)
-            continue;
-        memcpy(save ? buf : d, save ? d : buf, n * sizeof *d);
-        buf += n;
+        float *d = net->p.delay[l], *di = net->p.in_delay[l];
+        size_t n = (size_t)net->cfg.layer[l].n, ni = l ? (size_t)net->cfg.layer[l - 1].n : 0;
+        if (d) {
+            memcpy(save ? buf : d, save ? d : buf, n * sizeof *d);
+            buf += n;
+        }
+        if (di) {
+            memcpy(save ? buf : di, save ? di : buf, ni * sizeof *di);
+            buf += ni;
+        }
     }
 }
 
@@ -576,7 +582,8 @@ int main(int argc, char **argv) {
         O_SYNTHU,
         O_TEACHER,
         O_KDW,
-        O_KDT
+        O_KDT,
+        O_INDELAY
     };
     static const struct option lopts[] = {{"data", 1, 0, O_DATA},
                                           {"labels", 1, 0, O_LABELS},
@@ -632,6 +639,7 @@ int main(int argc, char **argv) {
                                           {"teacher", 1, 0, O_TEACHER},
                                           {"kd-weight", 1, 0, O_KDW},
                                           {"kd-temp", 1, 0, O_KDT},
+                                          {"in-delay", 1, 0, O_INDELAY},
                                           {"stream-val", 0, 0, O_STREAMVAL},
                                           {"select", 1, 0, O_SELECT},
                                           {"out-gain", 1, 0, O_OGAIN},
@@ -818,6 +826,13 @@ int main(int argc, char **argv) {
                 return 2;
             }
             break;
+        case O_INDELAY:
+            o.in_delay = (int)strtol(optarg, &end, 10);
+            if (o.in_delay < 0 || o.in_delay > SNN_MAX_DELAY) {
+                fprintf(stderr, "kwsd-train: --in-delay: want 0..%d steps\n", SNN_MAX_DELAY);
+                return 2;
+            }
+            break;
         case O_TEACHER:
             o.teacher = optarg;
             break;
@@ -827,8 +842,7 @@ int main(int argc, char **argv) {
             *f = strtof(optarg, &end);
             if (*end || !(*f >= 0.0f && *f <= 100.0f) || (c == O_KDT && *f == 0.0f)) {
                 fprintf(stderr, "kwsd-train: --%s: want a number in %s\n",
-                        c == O_KDW ? "kd-weight" : "kd-temp",
-                        c == O_KDW ? "[0, 100]" : "(0, 100]");
+                        c == O_KDW ? "kd-weight" : "kd-temp", c == O_KDW ? "[0, 100]" : "(0, 100]");
                 return 2;
             }
             end = NULL;
@@ -927,6 +941,7 @@ int main(int argc, char **argv) {
         lc->gain = 1.0f;
         lc->thresh = 1.0f;
         lc->reset = SNN_RESET_HARD;
+        lc->in_d_max = l ? o.in_delay : 0;
     }
     cfg.n_classes = n_labels;
     cfg.out_beta = o.out_beta;
@@ -1153,7 +1168,7 @@ int main(int argc, char **argv) {
         float *bgz = NULL;
         net.clip_t0 = 0;
         float va_acc = eval_acc(&net, xv, yv, n_va, B, T, n_in, bgz, ytmp, xtmp), va_live = va_acc;
-        float dsave[SNN_MAX_LAYERS * SNN_MAX_NEURONS];
+        float dsave[2 * SNN_MAX_LAYERS * SNN_MAX_NEURONS];
         if (net.ema) {
             /* the average is what is validated and exported; its own delays stay
              * real-valued (only the copy scored here is rounded) */
@@ -1196,9 +1211,10 @@ int main(int argc, char **argv) {
         fprintf(stderr,
                 "epoch %3d/%d  loss %.4f  train %.2f %%%s  val %.2f %%%s%s  sigma %.3f  lr %.2e  "
                 "rate %.3f  %.1f s (render %.1f s)%s\n",
-                ep + 1, o.epochs, loss / steps_per_epoch, 100.0 * correct / seen, tbuf, 100.0 * va_acc,
-                vbuf, sbuf, sig, lr, (double)spikes / ((double)steps_per_epoch * B * Ttr * hidden),
-                now_s() - te, t_render, score > best ? "  *" : "");
+                ep + 1, o.epochs, loss / steps_per_epoch, 100.0 * correct / seen, tbuf,
+                100.0 * va_acc, vbuf, sbuf, sig, lr,
+                (double)spikes / ((double)steps_per_epoch * B * Ttr * hidden), now_s() - te,
+                t_render, score > best ? "  *" : "");
         if (score > best) {
             best = score;
             if (snn_model_save(&m, o.out) < 0) {

@@ -49,8 +49,9 @@ enum {
     KWSM_FE_BYTES = (15 + KWS_ENC_MAX_LEVELS + 2) * 4,               /* 100 */
     KWSM_OFF_N_PARAMS = KWSM_OFF_FE + KWSM_FE_BYTES,                 /* 1284, uint64 */
     KWSM_OFF_THRESHOLD = KWSM_OFF_N_PARAMS + 8,                      /* 1292, float32 */
-    KWSM_OFF_CONV_CH = KWSM_OFF_THRESHOLD + 4,            /* 1296, SNN_MAX_LAYERS x int32 */
-    KWSM_OFF_PAD = KWSM_OFF_CONV_CH + SNN_MAX_LAYERS * 4, /* 1312 */
+    KWSM_OFF_CONV_CH = KWSM_OFF_THRESHOLD + 4,                /* 1296, SNN_MAX_LAYERS x int32 */
+    KWSM_OFF_IN_DMAX = KWSM_OFF_CONV_CH + SNN_MAX_LAYERS * 4, /* 1312, SNN_MAX_LAYERS x int32 */
+    KWSM_OFF_PAD = KWSM_OFF_IN_DMAX + SNN_MAX_LAYERS * 4,     /* 1328 */
 };
 
 _Static_assert(KWSM_OFF_N_CLASSES == 148, "layer block moved");
@@ -197,6 +198,7 @@ static void kwsm__encode_header(uint8_t *h, const struct snn_model *m) {
         kwsm__put_f32(p + 24, lc->thresh);
         kwsm__put_i32(p + 28, lc->reset);
         kwsm__put_i32(h + KWSM_OFF_CONV_CH + 4 * l, lc->ch);
+        kwsm__put_i32(h + KWSM_OFF_IN_DMAX + 4 * l, lc->in_d_max);
     }
     kwsm__put_i32(h + KWSM_OFF_N_CLASSES, c->n_classes);
     kwsm__put_f32(h + KWSM_OFF_OUT_BETA, c->out_beta);
@@ -241,7 +243,8 @@ static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint
         const uint8_t *p = h + KWSM_OFF_LAYERS + l * KWSM_LAYER_BYTES;
         if (l >= c->n_layers) {
             if (!kwsm__all_zero(p, KWSM_LAYER_BYTES) ||
-                !kwsm__all_zero(h + KWSM_OFF_CONV_CH + 4 * l, 4))
+                !kwsm__all_zero(h + KWSM_OFF_CONV_CH + 4 * l, 4) ||
+                !kwsm__all_zero(h + KWSM_OFF_IN_DMAX + 4 * l, 4))
                 return kws_errmsg(KWS_EBADFIELD, msg, msglen,
                                   "layer[%d]: unused (n_layers is %d) but not zero", l,
                                   (int)c->n_layers);
@@ -257,6 +260,7 @@ static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint
         lc->thresh = kwsm__get_f32(p + 24);
         lc->reset = kwsm__get_i32(p + 28);
         lc->ch = kwsm__get_i32(h + KWSM_OFF_CONV_CH + 4 * l);
+        lc->in_d_max = kwsm__get_i32(h + KWSM_OFF_IN_DMAX + 4 * l);
     }
     c->n_classes = kwsm__get_i32(h + KWSM_OFF_N_CLASSES);
     c->out_beta = kwsm__get_f32(h + KWSM_OFF_OUT_BETA);

@@ -88,6 +88,14 @@ static int snn__check_layer(const struct snn_layer_cfg *lc, int l, char *msg, si
         return kws_errmsg(KWS_EBADFIELD, msg, msglen, "layer[%d].d_max: %d out of range [0, %d]", l,
                           (int)lc->d_max, SNN_MAX_DELAY);
     }
+    if (lc->in_d_max < 0 || lc->in_d_max > SNN_MAX_DELAY)
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "layer[%d].in_d_max: %d out of range [0, %d]",
+                          l, (int)lc->in_d_max, SNN_MAX_DELAY);
+    if (l == 0 && lc->in_d_max != 0)
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                          "layer[0].in_d_max: %d but only layers after the first delay their "
+                          "inputs",
+                          (int)lc->in_d_max);
     if (!isfinite(lc->beta) || lc->beta < 0.0f || lc->beta > 1.0f)
         return kws_errmsg(KWS_EBADFIELD, msg, msglen, "layer[%d].beta: %g out of range [0, 1]", l,
                           (double)lc->beta);
@@ -181,6 +189,10 @@ int snn__tensors(const struct snn_cfg *cfg, struct snn_params *p,
             snprintf(name, sizeof name, "layer[%d].delay", l);
             SNN__ADD(name, l, n, delay[l]);
         }
+        if (lc->in_d_max > 0) {
+            snprintf(name, sizeof name, "layer[%d].in_delay", l);
+            SNN__ADD(name, l, prev, in_delay[l]);
+        }
         prev = n;
     }
     SNN__ADD("w_out", -1, (size_t)cfg->n_classes * prev, w_out);
@@ -240,6 +252,8 @@ int snn_model_init(struct snn_model *m, const struct snn_cfg *cfg) {
         size_t n = (size_t)lc->n;
         if (lc->rec != SNN_REC_NONE)
             n_delay += n;
+        if (lc->in_d_max > 0)
+            n_delay += prev;
         n_t += snn__round_floats(prev * n);
         if (lc->rec == SNN_REC_DENSE)
             n_t += snn__round_floats(n * n);
@@ -259,6 +273,10 @@ int snn_model_init(struct snn_model *m, const struct snn_cfg *cfg) {
         if (lc->rec != SNN_REC_NONE) {
             m->delay_int[l] = di;
             di += n;
+        }
+        if (lc->in_d_max > 0) {
+            m->in_delay_int[l] = di;
+            di += prev;
         }
         m->w_in_t[l] = tp;
         tp += snn__round_floats(prev * n);
@@ -304,12 +322,28 @@ void snn_model_prepare(struct snn_model *m) {
                 m->delay_int[l][j] = (int32_t)r;
             }
         }
+        for (size_t j = 0; lc->in_d_max > 0 && j < prev; j++) {
+            float d = m->p.in_delay[l][j];
+            float r = isnan(d) ? 0.0f : nearbyintf(d);
+            r = r < 0.0f ? 0.0f : r > (float)lc->in_d_max ? (float)lc->in_d_max : r;
+            m->in_delay_int[l][j] = (int32_t)r;
+        }
         prev = n;
     }
     snn__transpose(m->w_out_t, m->p.w_out, (size_t)cfg->n_classes, prev);
 }
 
 /* ==== Stream state ==== */
+
+/* Floats of layer l's delayed-input ring: in_d_max + 1 slots wide enough for
+ * the step's arrivals (C_l) and the naive reference's input history (C_{l-1}). */
+static size_t snn__in_ring_floats(const struct snn_cfg *cfg, int l) {
+    const struct snn_layer_cfg *lc = &cfg->layer[l];
+    if (lc->in_d_max <= 0 || l == 0)
+        return 0;
+    size_t n = (size_t)lc->n, prev = (size_t)cfg->layer[l - 1].n;
+    return (size_t)(lc->in_d_max + 1) * (n > prev ? n : prev);
+}
 
 int snn_state_init(struct snn_state *s, const struct snn_model *m) {
     const struct snn_cfg *cfg = &m->cfg;
@@ -320,6 +354,7 @@ int snn_state_init(struct snn_state *s, const struct snn_model *m) {
         size_t n = (size_t)lc->n;
         n_f += 2 * snn__round_floats(n);                              /* v, spk */
         n_f += snn__round_floats((size_t)snn_layer_ring_len(lc) * n); /* ring */
+        n_f += snn__round_floats(snn__in_ring_floats(cfg, l));        /* in_ring */
         n_i += snn__round_floats(n);                                  /* idx */
         if (n > max_c)
             max_c = n;
@@ -345,6 +380,10 @@ int snn_state_init(struct snn_state *s, const struct snn_model *m) {
             s->ring[l] = f;
             f += snn__round_floats(d * n);
         }
+        if (lc->in_d_max > 0) {
+            s->in_ring[l] = f;
+            f += snn__round_floats(snn__in_ring_floats(cfg, l));
+        }
         s->idx[l] = ip;
         ip += snn__round_floats(n);
     }
@@ -364,7 +403,10 @@ void snn_state_reset(struct snn_state *s, const struct snn_model *m) {
         memset(s->spk[l], 0, n * sizeof(float));
         if (s->ring[l])
             memset(s->ring[l], 0, (size_t)snn_layer_ring_len(&cfg->layer[l]) * n * sizeof(float));
+        if (s->in_ring[l])
+            memset(s->in_ring[l], 0, snn__in_ring_floats(cfg, l) * sizeof(float));
         s->slot[l] = 0;
+        s->in_slot[l] = 0;
         s->n_idx[l] = 0;
     }
     memset(s->v_out, 0, (size_t)cfg->n_classes * sizeof(float));
@@ -475,6 +517,22 @@ void snn_step(const struct snn_model *m, struct snn_state *s, const float *in, f
                 for (int32_t i = 0; i < n; i++)
                     cur[i] += x * row[i];
             }
+        } else if (lc->in_d_max > 0) {
+            /* a spike of input j arrives e_j steps later: slot (in_slot + e_j) mod (e_max + 1) */
+            const int32_t dlen = lc->in_d_max + 1, sl = s->in_slot[l];
+            const int32_t *e = m->in_delay_int[l];
+            float *ir = s->in_ring[l];
+            for (int32_t a = 0; a < n_act; a++) {
+                int32_t t = sl + e[act[a]];
+                if (t >= dlen)
+                    t -= dlen;
+                float *restrict dst = ir + (size_t)t * (size_t)n;
+                const float *restrict row = wt + (size_t)act[a] * (size_t)n;
+                for (int32_t i = 0; i < n; i++)
+                    dst[i] += row[i];
+            }
+            snn__ring_read(cur, ir + (size_t)sl * (size_t)n, n);
+            s->in_slot[l] = sl + 1 == dlen ? 0 : sl + 1;
         } else {
             for (int32_t a = 0; a < n_act; a++) {
                 const float *restrict row = wt + (size_t)act[a] * (size_t)n;
@@ -543,11 +601,26 @@ void snn__step_naive(const struct snn_model *m, struct snn_state *s, const float
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct snn_layer_cfg *lc = &cfg->layer[l];
         const int32_t n = lc->n, dlen = snn_layer_ring_len(lc);
+        float xd[SNN_MAX_NEURONS]; /* the delayed inputs (in_d_max > 0) */
+        if (lc->in_d_max > 0) {
+            /* history: slot (in_slot - e) mod (e_max + 1) holds the inputs of step t - e */
+            const int32_t hlen = lc->in_d_max + 1, sl = s->in_slot[l];
+            float *hist = s->in_ring[l];
+            memcpy(hist + (size_t)sl * (size_t)n_prev, x, (size_t)n_prev * sizeof(float));
+            for (int32_t j = 0; j < n_prev; j++) {
+                int32_t t = sl - m->in_delay_int[l][j];
+                if (t < 0)
+                    t += hlen;
+                xd[j] = hist[(size_t)t * (size_t)n_prev + (size_t)j];
+            }
+            s->in_slot[l] = sl + 1 == hlen ? 0 : sl + 1;
+        }
         for (int32_t i = 0; i < n; i++) {
             float acc = m->p.b_in[l][i];
             const float *row = m->p.w_in[l] + (size_t)i * (size_t)n_prev;
+            const float *xin = lc->in_d_max > 0 ? xd : x;
             for (int32_t j = 0; j < n_prev; j++)
-                acc += row[j] * x[j];
+                acc += row[j] * xin[j];
             s->cur[i] = acc;
         }
         if (lc->rec != SNN_REC_NONE) {

@@ -98,6 +98,7 @@ void train_hparams_default(struct train_hparams *hp) {
     hp->sigma = 10.0f;
     hp->bg_weight = 1.0f;
     hp->kd_temp = 4.0f;
+    hp->in_delay_init_hi = 20.0f;
     hp->sil_class = -1;
     hp->seed = 1;
 }
@@ -106,6 +107,8 @@ void train_hparams_default(struct train_hparams *hp) {
 #define TRAIN_PART_W (SNN_MAX_CH * SNN_MAX_CH * SNN_MAX_K)
 
 /* ==== Parameter table ==== */
+
+#define TPL 7 /* tensors per layer: w_in, b_in, bn_g, bn_b, w_rec, delay, in_delay */
 
 /* Fills sizes[i] for every tensor of struct train_params in block order and
  * returns the count; ptr slots follow the same order (see point_params). */
@@ -121,6 +124,7 @@ static int param_table(const struct snn_cfg *cfg, int use_bn, size_t *sizes) {
         sizes[n++] = use_bn ? c : 0;
         sizes[n++] = snn_rec_weight_count(lc);
         sizes[n++] = lc->rec != SNN_REC_NONE ? c : 0;
+        sizes[n++] = lc->in_d_max > 0 ? cin : 0;
         cin = c;
     }
     sizes[n++] = (size_t)cfg->n_classes * cin;
@@ -129,7 +133,7 @@ static int param_table(const struct snn_cfg *cfg, int use_bn, size_t *sizes) {
 }
 
 size_t train_param_count(const struct snn_cfg *cfg, int use_bn) {
-    size_t sizes[6 * SNN_MAX_LAYERS + 2], tot = 0;
+    size_t sizes[TPL * SNN_MAX_LAYERS + 2], tot = 0;
     int n = param_table(cfg, use_bn, sizes);
     for (int i = 0; i < n; i++)
         tot += sizes[i];
@@ -138,10 +142,10 @@ size_t train_param_count(const struct snn_cfg *cfg, int use_bn) {
 
 static void point_params(struct train_params *p, const struct snn_cfg *cfg, int use_bn,
                          float *base) {
-    size_t sizes[6 * SNN_MAX_LAYERS + 2];
+    size_t sizes[TPL * SNN_MAX_LAYERS + 2];
     int n = param_table(cfg, use_bn, sizes), i = 0;
     memset(p, 0, sizeof *p);
-    float **slots[6 * SNN_MAX_LAYERS + 2];
+    float **slots[TPL * SNN_MAX_LAYERS + 2];
     for (int l = 0; l < cfg->n_layers; l++) {
         slots[i++] = &p->w_in[l];
         slots[i++] = &p->b_in[l];
@@ -149,6 +153,7 @@ static void point_params(struct train_params *p, const struct snn_cfg *cfg, int 
         slots[i++] = &p->bn_b[l];
         slots[i++] = &p->w_rec[l];
         slots[i++] = &p->delay[l];
+        slots[i++] = &p->in_delay[l];
     }
     slots[i++] = &p->w_out;
     slots[i++] = &p->b_out;
@@ -177,6 +182,8 @@ int train_net_init(struct train_net *net, const struct snn_cfg *cfg,
             (lc->ch < 0 || lc->ch > SNN_MAX_CH || lc->n % snn_layer_ch(lc)))
             return KWS_EBADFIELD;
         if (lc->rec != SNN_REC_NONE && (lc->d_max < 0 || lc->d_max > SNN_MAX_DELAY))
+            return KWS_EBADFIELD;
+        if (lc->in_d_max < 0 || lc->in_d_max > SNN_MAX_DELAY || (l == 0 && lc->in_d_max))
             return KWS_EBADFIELD;
     }
     if (hp->kd_weight < 0.0f || (hp->kd_weight > 0.0f && !(hp->kd_temp > 0.0f)))
@@ -254,6 +261,15 @@ int train_net_init(struct train_net *net, const struct snn_cfg *cfg,
         net->p.w_out[i] = bw * (2.0f * train_rng_uniform(&rng) - 1.0f);
     for (int i = 0; i < cfg->n_classes; i++)
         net->p.b_out[i] = bb * (2.0f * train_rng_uniform(&rng) - 1.0f);
+    /* input delays last, so nets without them draw what they always drew */
+    for (int l = 0; l < cfg->n_layers; l++) {
+        int ci = l ? cfg->layer[l - 1].n : cfg->n_in;
+        float hi = hp->in_delay_init_hi < (float)cfg->layer[l].in_d_max
+                       ? hp->in_delay_init_hi
+                       : (float)cfg->layer[l].in_d_max;
+        for (int i = 0; net->p.in_delay[l] && i < ci; i++)
+            net->p.in_delay[l][i] = hi * train_rng_uniform(&rng);
+    }
     if (net->ema) {
         memcpy(net->ema, net->mem, net->n_params * sizeof(float));
         memcpy(net->ema + net->n_params, net->stats_mem, nstat * sizeof(float));
@@ -326,6 +342,9 @@ static int acts_alloc(struct train_net *net, int B, int T) {
             cinmax = c;
         tot += 9 * round_up64(bt * c) + 3 * round_up64(c);
         tot += 2 * round_up64(c * (size_t)ntap);
+        size_t ci = l ? (size_t)cfg->layer[l - 1].n : (size_t)cfg->n_in;
+        if (cfg->layer[l].in_d_max > 0)
+            tot += round_up64(bt * ci) + 3 * round_up64(ci * (size_t)ntap);
     }
     tot += 2 * round_up64(bt * (size_t)cfg->n_classes);
     tot += round_up64(cinmax * cmax > cmax * cmax ? cinmax * cmax : cmax * cmax);
@@ -362,6 +381,15 @@ static int acts_alloc(struct train_net *net, int B, int T) {
         TAKE(net->tap_dw[l], c * (size_t)ntap);
         net->tap_lo[l] = (int32_t *)q; /* int32 fits a float slot */
         q += round_up64(c);
+        size_t ci = l ? (size_t)cfg->layer[l - 1].n : (size_t)cfg->n_in;
+        a->xd = NULL;
+        if (cfg->layer[l].in_d_max > 0) {
+            TAKE(a->xd, bt * ci);
+            TAKE(net->itap_w[l], ci * (size_t)ntap);
+            TAKE(net->itap_dw[l], ci * (size_t)ntap);
+            net->itap_lo[l] = (int32_t *)q;
+            q += round_up64(ci * (size_t)ntap);
+        }
     }
     TAKE(net->vo, bt * (size_t)cfg->n_classes);
     TAKE(net->po, bt * (size_t)cfg->n_classes);
@@ -394,6 +422,74 @@ static void build_taps(struct train_net *net, int l) {
             net->tap_w[l][(size_t)j * ntap + n] = train_delay_kernel(d[j], sigma, lo + n);
             net->tap_dw[l][(size_t)j * ntap + n] = train_delay_kernel_dd(d[j], sigma, lo + n);
         }
+    }
+}
+
+/* Input delays of layer l (n inputs): a spike of input j at step t reaches
+ * the layer at t + d_j, spread by the triangle kernel centred on d_j (taps
+ * k >= 0; k = 0 is the same step). */
+static void build_in_taps(struct train_net *net, int l, int n) {
+    int ntap = max_taps(net->hp.sigma);
+    float sigma = net->hp.sigma, s = 1.0f + sigma;
+    net->ntap = ntap;
+    const float *d = net->p.in_delay[l];
+    for (int j = 0; j < n; j++) {
+        int lo = (int)floorf(d[j] - s);
+        if (lo < 0)
+            lo = 0;
+        net->itap_lo[l][j] = lo;
+        for (int m = 0; m < ntap; m++) {
+            net->itap_w[l][(size_t)j * ntap + m] = train_delay_kernel(d[j], sigma, lo + m + 1);
+            net->itap_dw[l][(size_t)j * ntap + m] = train_delay_kernel_dd(d[j], sigma, lo + m + 1);
+        }
+    }
+}
+
+/* xd[b,t,j] = sum_m w_jm x[b, t - lo_j - m, j] */
+static void in_delay_forward(struct train_net *net, int l, const float *x, float *xd, int n) {
+    int B = net->B, T = net->T, ntap = net->ntap;
+#pragma omp parallel for schedule(static)
+    for (int j = 0; j < n; j++) {
+        int lo = net->itap_lo[l][j];
+        const float *w = net->itap_w[l] + (size_t)j * ntap;
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) {
+                float acc = 0.0f;
+                for (int m = 0; m < ntap && t - lo - m >= 0; m++)
+                    acc += w[m] * x[((size_t)b * T + t - lo - m) * n + j];
+                xd[((size_t)b * T + t) * n + j] = acc;
+            }
+    }
+}
+
+/* From dxd (gradient w.r.t. xd): dx (if not NULL, overwritten) and the
+ * delays' gradient gd (accumulated). One input column per thread, so the
+ * sums run in a fixed order. */
+static void in_delay_backward(struct train_net *net, int l, const float *x, const float *dxd,
+                              float *dx, float *gd, int n) {
+    int B = net->B, T = net->T, ntap = net->ntap;
+#pragma omp parallel for schedule(static)
+    for (int j = 0; j < n; j++) {
+        int lo = net->itap_lo[l][j];
+        const float *w = net->itap_w[l] + (size_t)j * ntap;
+        const float *dw = net->itap_dw[l] + (size_t)j * ntap;
+        if (dx)
+            for (size_t r = 0; r < (size_t)B * T; r++)
+                dx[r * n + j] = 0.0f;
+        double acc = 0.0;
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) {
+                float g = dxd[((size_t)b * T + t) * n + j];
+                if (g == 0.0f)
+                    continue;
+                for (int m = 0; m < ntap && t - lo - m >= 0; m++) {
+                    size_t r = ((size_t)b * T + t - lo - m) * n + j;
+                    if (dx)
+                        dx[r] += w[m] * g;
+                    acc += (double)(dw[m] * x[r] * g);
+                }
+            }
+        gd[j] += (float)acc;
     }
 }
 
@@ -846,8 +942,8 @@ static void loss_forward(struct train_net *net) {
         loss += -log((double)sp[y] + 1e-30);
         correct += pred == y;
         if (net->kd_p && net->hp.kd_weight > 0.0f)
-            loss += kd_loss(net->kd_p + (size_t)b * K, P, K, net->hp.kd_temp, NULL) *
-                    net->hp.kd_weight;
+            loss +=
+                kd_loss(net->kd_p + (size_t)b * K, P, K, net->hp.kd_temp, NULL) * net->hp.kd_weight;
         if (net->bg) {
             double lb = 0.0;
             for (int t = 0; t < T; t++) {
@@ -895,6 +991,11 @@ int train_net_forward(struct train_net *net, const float *x, const int32_t *labe
         struct train_layer_acts *A = &net->act[l];
         int C = cfg->layer[l].n;
         A->x = in;
+        if (cfg->layer[l].in_d_max > 0) {
+            build_in_taps(net, l, cin);
+            in_delay_forward(net, l, in, A->xd, cin);
+            in = A->xd;
+        }
         linear_forward(A->a, in, net->p.w_in[l], net->p.b_in[l], net->wt, N, cin, C);
         if (net->hp.use_bn)
             bn_forward(net, l, N, train);
@@ -1121,8 +1222,16 @@ void train_net_backward(struct train_net *net) {
                         A->bn_istd, N, C);
             da = dr;
         }
-        linear_backward(l ? dsd : NULL, net->g.w_in[l], net->g.b_in[l], net->wt, da, A->x,
-                        net->p.w_in[l], N, cin, C);
+        if (A->xd) {
+            /* dvo (reused as dq) is consumed: it takes the gradient w.r.t. xd */
+            float *dxd = dvo;
+            linear_backward(dxd, net->g.w_in[l], net->g.b_in[l], net->wt, da, A->xd, net->p.w_in[l],
+                            N, cin, C);
+            in_delay_backward(net, l, A->x, dxd, l ? dsd : NULL, net->g.in_delay[l], cin);
+        } else {
+            linear_backward(l ? dsd : NULL, net->g.w_in[l], net->g.b_in[l], net->wt, da, A->x,
+                            net->p.w_in[l], N, cin, C);
+        }
         (void)dq;
     }
 }
@@ -1135,14 +1244,14 @@ void train_net_adamw(struct train_net *net, float lr, float lr_delay) {
     net->step++;
     float bc1 = 1.0f - powf(hp->beta1, (float)net->step);
     float bc2 = 1.0f - powf(hp->beta2, (float)net->step);
-    size_t sizes[6 * SNN_MAX_LAYERS + 2];
+    size_t sizes[TPL * SNN_MAX_LAYERS + 2];
     int nt = param_table(cfg, hp->use_bn, sizes);
     size_t np = round_up64(net->n_params), off = 0;
     for (int i = 0; i < nt; i++) {
-        int l = i / 6, kind = i % 6;
-        int is_out = i >= 6 * cfg->n_layers;
-        int decay = is_out ? (i == 6 * cfg->n_layers) : (kind == 0 || kind == 4);
-        int is_delay = !is_out && kind == 5;
+        int l = i / TPL, kind = i % TPL;
+        int is_out = i >= TPL * cfg->n_layers;
+        int decay = is_out ? (i == TPL * cfg->n_layers) : (kind == 0 || kind == 4);
+        int is_delay = !is_out && (kind == 5 || kind == 6);
         float a = is_delay ? lr_delay : lr, wd = decay ? hp->wd : 0.0f;
         float *p = net->mem + off, *g = net->mem + np + off;
         float *m = net->mem + 2 * np + off, *v = net->mem + 3 * np + off;
@@ -1153,7 +1262,7 @@ void train_net_adamw(struct train_net *net, float lr, float lr_delay) {
             p[k] -= a * (mh / (sqrtf(vh) + hp->adam_eps) + wd * p[k]);
         }
         if (is_delay) {
-            float hi = (float)cfg->layer[l].d_max;
+            float hi = (float)(kind == 5 ? cfg->layer[l].d_max : cfg->layer[l].in_d_max);
             for (size_t k = 0; k < sizes[i]; k++)
                 p[k] = p[k] < 0.0f ? 0.0f : p[k] > hi ? hi : p[k];
         }
@@ -1165,6 +1274,12 @@ void train_net_adamw(struct train_net *net, float lr, float lr_delay) {
 
 void train_net_round_delays(struct train_net *net) {
     for (int l = 0; l < net->cfg.n_layers; l++) {
+        float *di = net->p.in_delay[l];
+        int cin = l ? net->cfg.layer[l - 1].n : net->cfg.n_in;
+        for (int i = 0; di && i < cin; i++) {
+            float r = roundf(di[i]), hi = (float)net->cfg.layer[l].in_d_max;
+            di[i] = r < 0.0f ? 0.0f : r > hi ? hi : r;
+        }
         float *d = net->p.delay[l];
         if (!d)
             continue;
@@ -1205,6 +1320,10 @@ int train_net_export(const struct train_net *net, struct snn_model *model) {
                 float r = roundf(net->p.delay[l][i]);
                 model->p.delay[l][i] = r < 0.0f ? 0.0f : r > hi ? hi : r;
             }
+        }
+        for (int j = 0; lc->in_d_max > 0 && j < cin; j++) {
+            float r = roundf(net->p.in_delay[l][j]), hi = (float)lc->in_d_max;
+            model->p.in_delay[l][j] = r < 0.0f ? 0.0f : r > hi ? hi : r;
         }
         cin = C;
     }

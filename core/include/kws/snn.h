@@ -11,7 +11,10 @@
  *     i = g*P + p) and the kernel is (G, G, K): a spike of (g', p') adds
  *     w[g][g'][m] to (g, p' + (K-1)/2 - m) for every g; or
  *   - dense (DelRec): an N x N matrix W[i][j] plus one delay per sender j.
- * Arrivals are kept in a ring buffer of D = d_max + 2 slots per neuron.
+ * Arrivals are kept in a ring buffer of D = d_max + 2 slots per neuron. A
+ * layer after the first may also delay its inputs (in_d_max > 0): one
+ * integer delay e_j per input channel, so a spike of input j at step t
+ * reaches the layer's Linear at step t + e_j (a ring of in_d_max + 1 slots).
  *
  * Dimension letters, used in every shape comment of kwsd:
  *   B batch, T steps (frames), F mel bins, C channels (neurons of a layer),
@@ -76,6 +79,8 @@ struct snn_layer_cfg {
     float thresh;  /* firing threshold */
     int32_t reset; /* enum snn_reset_kind */
     int32_t ch;    /* conv channels G, a divisor of n (0 or 1: one); 0 unless rec == SNN_REC_CONV */
+    int32_t in_d_max; /* largest integer delay of this layer's inputs (axonal delays on the
+                         feed-forward connection, one per input channel); 0: none */
 };
 
 /* The whole topology, front end and labels: everything but the weights. */
@@ -92,24 +97,27 @@ struct snn_cfg {
 };
 
 /* Pointers into the one parameter block, in file order: for each layer l,
- * w_in, b_in, then (if recurrent) w_rec, delay; then w_out, b_out. */
+ * w_in, b_in, then (if recurrent) w_rec, delay, then (if in_d_max > 0)
+ * in_delay; then w_out, b_out. */
 struct snn_params {
-    float *w_in[SNN_MAX_LAYERS];  /* (C_l, C_{l-1}) row-major; C_{-1} = n_in */
-    float *b_in[SNN_MAX_LAYERS];  /* (C_l) */
-    float *w_rec[SNN_MAX_LAYERS]; /* conv: (G, G, K) as w[g_out][g_in][m]; dense: (C_l, C_l) as
-                                     W[i][j], post i, pre j; else NULL */
-    float *delay[SNN_MAX_LAYERS]; /* (C_l) real-valued delays in steps; NULL if not recurrent */
-    float *w_out;                 /* (n_classes, C_{L-1}) */
-    float *b_out;                 /* (n_classes) */
+    float *w_in[SNN_MAX_LAYERS];     /* (C_l, C_{l-1}) row-major; C_{-1} = n_in */
+    float *b_in[SNN_MAX_LAYERS];     /* (C_l) */
+    float *w_rec[SNN_MAX_LAYERS];    /* conv: (G, G, K) as w[g_out][g_in][m]; dense: (C_l, C_l) as
+                                        W[i][j], post i, pre j; else NULL */
+    float *delay[SNN_MAX_LAYERS];    /* (C_l) real-valued delays in steps; NULL if not recurrent */
+    float *in_delay[SNN_MAX_LAYERS]; /* (C_{l-1}) input delays in steps; NULL unless in_d_max */
+    float *w_out;                    /* (n_classes, C_{L-1}) */
+    float *b_out;                    /* (n_classes) */
 };
 
 struct snn_model {
     struct snn_cfg cfg;
-    size_t n_params;                    /* floats in mem */
-    float *mem;                         /* the one parameter block */
-    struct snn_params p;                /* pointers into mem */
-    int32_t *delay_int[SNN_MAX_LAYERS]; /* (C_l) rounded, clamped delays used by snn_step */
-    int32_t *idelay_mem;                /* backing block of delay_int */
+    size_t n_params;                       /* floats in mem */
+    float *mem;                            /* the one parameter block */
+    struct snn_params p;                   /* pointers into mem */
+    int32_t *delay_int[SNN_MAX_LAYERS];    /* (C_l) rounded, clamped delays used by snn_step */
+    int32_t *in_delay_int[SNN_MAX_LAYERS]; /* (C_{l-1}) rounded, clamped input delays */
+    int32_t *idelay_mem;                   /* backing block of delay_int and in_delay_int */
     /* Derived by snn_model_prepare for the event-driven step: transposed
      * copies, so that an input or a spike of channel j adds one contiguous
      * row. Never written to files. */
@@ -121,11 +129,13 @@ struct snn_model {
 
 /* Per-stream running state: membranes, rings and a scratch vector. */
 struct snn_state {
-    float *v[SNN_MAX_LAYERS];    /* (C_l) membrane potentials */
-    float *ring[SNN_MAX_LAYERS]; /* (D_l, C_l) arrival ring, slot-major */
-    float *spk[SNN_MAX_LAYERS];  /* (C_l) last spikes, 0/1 */
-    float *v_out;                /* (n_classes) readout potentials */
-    float *cur;                  /* scratch: (max C) input currents */
+    float *v[SNN_MAX_LAYERS];        /* (C_l) membrane potentials */
+    float *ring[SNN_MAX_LAYERS];     /* (D_l, C_l) arrival ring, slot-major */
+    float *in_ring[SNN_MAX_LAYERS];  /* (in_d_max + 1, max(C_l, C_{l-1})) delayed-input ring */
+    int32_t in_slot[SNN_MAX_LAYERS]; /* in_ring slot layer l reads at the next step */
+    float *spk[SNN_MAX_LAYERS];      /* (C_l) last spikes, 0/1 */
+    float *v_out;                    /* (n_classes) readout potentials */
+    float *cur;                      /* scratch: (max C) input currents */
     int32_t head;    /* steps since reset, modulo 2^30; layer l reads ring slot slot[l] */
     float *mem;      /* backing block */
     uint64_t spikes; /* hidden spikes emitted since reset (for statistics) */

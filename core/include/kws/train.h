@@ -70,18 +70,19 @@ struct train_hparams {
     float wd;             /* AdamW weight decay for Linear weights and recurrent weights */
     float beta1, beta2, adam_eps;
     float delay_init_lo, delay_init_hi; /* delays start uniform in [lo, hi] steps */
-    float sigma;       /* current triangle spread; the kernel half-width is 1 + sigma */
-    float bg_weight;   /* weight of the per-frame silence term (frames with bg > 0) */
-    float fg_weight;   /* weight of the per-frame label term (frames with bg < 0) */
-    float win_weight;  /* weight of the window term: -log of the mean label posterior over the
-                        * frames with bg < 0, the window the daemon's detector averages */
-    float ema_decay;   /* > 0: keep an exponential moving average of the parameters and BN
-                        * running statistics, a <- d a + (1 - d) p after every step with
-                        * d = min(ema_decay, (1 + step) / (10 + step)); 0: none */
-    float kd_weight;   /* weight of the distillation term (needs net->kd_p): kd_temp^2 *
-                        * KL(softmax(P_teacher / kd_temp) || softmax(P / kd_temp)) */
-    float kd_temp;     /* its temperature (> 0) */
-    int32_t sil_class; /* class index the background frames target (-1: none) */
+    float sigma;            /* current triangle spread; the kernel half-width is 1 + sigma */
+    float bg_weight;        /* weight of the per-frame silence term (frames with bg > 0) */
+    float fg_weight;        /* weight of the per-frame label term (frames with bg < 0) */
+    float win_weight;       /* weight of the window term: -log of the mean label posterior over the
+                             * frames with bg < 0, the window the daemon's detector averages */
+    float ema_decay;        /* > 0: keep an exponential moving average of the parameters and BN
+                             * running statistics, a <- d a + (1 - d) p after every step with
+                             * d = min(ema_decay, (1 + step) / (10 + step)); 0: none */
+    float kd_weight;        /* weight of the distillation term (needs net->kd_p): kd_temp^2 *
+                             * KL(softmax(P_teacher / kd_temp) || softmax(P / kd_temp)) */
+    float kd_temp;          /* its temperature (> 0) */
+    float in_delay_init_hi; /* input delays start uniform in [0, this] steps */
+    int32_t sil_class;      /* class index the background frames target (-1: none) */
     uint64_t seed;
 };
 
@@ -90,19 +91,21 @@ void train_hparams_default(struct train_hparams *hp);
 /* Pointers into one flat block (params, grads, Adam m and v share it).
  * Order: for each layer l: w_in, b_in, bn_g, bn_b, w_rec, delay; then w_out, b_out. */
 struct train_params {
-    float *w_in[SNN_MAX_LAYERS];  /* (C_l, C_{l-1}) */
-    float *b_in[SNN_MAX_LAYERS];  /* (C_l) */
-    float *bn_g[SNN_MAX_LAYERS];  /* (C_l) BN scale (NULL without BN) */
-    float *bn_b[SNN_MAX_LAYERS];  /* (C_l) BN shift (NULL without BN) */
-    float *w_rec[SNN_MAX_LAYERS]; /* conv (K) or dense (C_l, C_l); NULL if not recurrent */
-    float *delay[SNN_MAX_LAYERS]; /* (C_l) real-valued delays; NULL if not recurrent */
-    float *w_out;                 /* (n_classes, C_{L-1}) */
-    float *b_out;                 /* (n_classes) */
+    float *w_in[SNN_MAX_LAYERS];     /* (C_l, C_{l-1}) */
+    float *b_in[SNN_MAX_LAYERS];     /* (C_l) */
+    float *bn_g[SNN_MAX_LAYERS];     /* (C_l) BN scale (NULL without BN) */
+    float *bn_b[SNN_MAX_LAYERS];     /* (C_l) BN shift (NULL without BN) */
+    float *w_rec[SNN_MAX_LAYERS];    /* conv (K) or dense (C_l, C_l); NULL if not recurrent */
+    float *delay[SNN_MAX_LAYERS];    /* (C_l) real-valued delays; NULL if not recurrent */
+    float *in_delay[SNN_MAX_LAYERS]; /* (C_{l-1}) input delays; NULL unless in_d_max > 0 */
+    float *w_out;                    /* (n_classes, C_{L-1}) */
+    float *b_out;                    /* (n_classes) */
 };
 
 /* Activations of one hidden layer for a (B,T) batch. */
 struct train_layer_acts {
     const float *x; /* (B,T,C_{l-1}) layer input (l=0: the caller's features) */
+    float *xd;      /* (B,T,C_{l-1}) input after its delays (in_d_max > 0), else NULL */
     float *a;       /* (B,T,C) Linear output */
     float *xhat;    /* (B,T,C) BN-normalised a (NULL without BN) */
     float *q;       /* (B,T,C) delayed spike trains (recurrent layers) */
@@ -143,18 +146,21 @@ struct train_net {
     float *tap_w[SNN_MAX_LAYERS];  /* (C, ntap_cap) delay kernel taps of each sender */
     float *tap_dw[SNN_MAX_LAYERS]; /* (C, ntap_cap) their derivative w.r.t. the delay */
     int32_t *tap_lo[SNN_MAX_LAYERS]; /* (C) first tap offset k of each sender */
-    int ntap_cap;                    /* taps per sender the tables can hold */
-    int ntap;                        /* taps per sender for the current sigma (<= ntap_cap) */
-    int clip_t0;                     /* the clip term sums frames t >= clip_t0 (set by the caller;
-                                      * frames before it are context) */
-    const int32_t *labels;           /* (B) of the last forward */
-    const float *bg;                 /* (B,T) background-frame flags of the last forward, or NULL */
-    const float *kd_p;               /* (B,n_classes) teacher clip scores P of the batch, read by
-                                      * the training forward and backward (set by the caller;
-                                      * NULL: no distillation term) */
-    double loss;                     /* mean loss of the last forward */
-    int n_correct;                   /* clips whose argmax P equals the label */
-    uint64_t n_spikes;               /* hidden spikes in the last forward */
+    float *itap_w[SNN_MAX_LAYERS];   /* (C_{l-1}, ntap_cap) input delay taps */
+    float *itap_dw[SNN_MAX_LAYERS];
+    int32_t *itap_lo[SNN_MAX_LAYERS];
+    int ntap_cap;          /* taps per sender the tables can hold */
+    int ntap;              /* taps per sender for the current sigma (<= ntap_cap) */
+    int clip_t0;           /* the clip term sums frames t >= clip_t0 (set by the caller;
+                            * frames before it are context) */
+    const int32_t *labels; /* (B) of the last forward */
+    const float *bg;       /* (B,T) background-frame flags of the last forward, or NULL */
+    const float *kd_p;     /* (B,n_classes) teacher clip scores P of the batch, read by
+                            * the training forward and backward (set by the caller;
+                            * NULL: no distillation term) */
+    double loss;           /* mean loss of the last forward */
+    int n_correct;         /* clips whose argmax P equals the label */
+    uint64_t n_spikes;     /* hidden spikes in the last forward */
 };
 
 /* Creates the network for cfg (layers, classes, neuron constants) and draws
