@@ -445,52 +445,59 @@ static void build_in_taps(struct train_net *net, int l, int n) {
     }
 }
 
-/* xd[b,t,j] = sum_m w_jm x[b, t - lo_j - m, j] */
+/* xd[b,t,j] = sum_m w_jm x[b, t - lo_j - m, j]. One clip per thread; the
+ * inputs are spikes, so only the non-zero ones are scattered forward. */
 static void in_delay_forward(struct train_net *net, int l, const float *x, float *xd, int n) {
     int B = net->B, T = net->T, ntap = net->ntap;
 #pragma omp parallel for schedule(static)
-    for (int j = 0; j < n; j++) {
-        int lo = net->itap_lo[l][j];
-        const float *w = net->itap_w[l] + (size_t)j * ntap;
-        for (int b = 0; b < B; b++)
-            for (int t = 0; t < T; t++) {
-                float acc = 0.0f;
-                for (int m = 0; m < ntap && t - lo - m >= 0; m++)
-                    acc += w[m] * x[((size_t)b * T + t - lo - m) * n + j];
-                xd[((size_t)b * T + t) * n + j] = acc;
+    for (int b = 0; b < B; b++) {
+        float *xdb = xd + (size_t)b * T * n;
+        const float *xb = x + (size_t)b * T * n;
+        memset(xdb, 0, (size_t)T * n * sizeof(float));
+        for (int u = 0; u < T; u++)
+            for (int j = 0; j < n; j++) {
+                float v = xb[(size_t)u * n + j];
+                if (v == 0.0f)
+                    continue;
+                int t0 = u + net->itap_lo[l][j];
+                const float *w = net->itap_w[l] + (size_t)j * ntap;
+                for (int m = 0; m < ntap && t0 + m < T; m++)
+                    xdb[(size_t)(t0 + m) * n + j] += v * w[m];
             }
     }
 }
 
 /* From dxd (gradient w.r.t. xd): dx (if not NULL, overwritten) and the
- * delays' gradient gd (accumulated). One input column per thread, so the
- * sums run in a fixed order. */
+ * delays' gradient gd (accumulated). One clip per thread; the delay
+ * gradient is summed per clip into net->part, then over clips in order. */
 static void in_delay_backward(struct train_net *net, int l, const float *x, const float *dxd,
                               float *dx, float *gd, int n) {
     int B = net->B, T = net->T, ntap = net->ntap;
+    size_t pw = (size_t)n; /* net->part holds B x (C_max + TRAIN_PART_W) floats, n <= C_max */
 #pragma omp parallel for schedule(static)
-    for (int j = 0; j < n; j++) {
-        int lo = net->itap_lo[l][j];
-        const float *w = net->itap_w[l] + (size_t)j * ntap;
-        const float *dw = net->itap_dw[l] + (size_t)j * ntap;
-        if (dx)
-            for (size_t r = 0; r < (size_t)B * T; r++)
-                dx[r * n + j] = 0.0f;
-        double acc = 0.0;
-        for (int b = 0; b < B; b++)
-            for (int t = 0; t < T; t++) {
-                float g = dxd[((size_t)b * T + t) * n + j];
-                if (g == 0.0f)
-                    continue;
-                for (int m = 0; m < ntap && t - lo - m >= 0; m++) {
-                    size_t r = ((size_t)b * T + t - lo - m) * n + j;
-                    if (dx)
-                        dx[r] += w[m] * g;
-                    acc += (double)(dw[m] * x[r] * g);
+    for (int b = 0; b < B; b++) {
+        const float *xb = x + (size_t)b * T * n, *gb = dxd + (size_t)b * T * n;
+        float *pg = net->part + (size_t)b * pw;
+        memset(pg, 0, (size_t)n * sizeof(float));
+        for (int u = 0; u < T; u++)
+            for (int j = 0; j < n; j++) {
+                int t0 = u + net->itap_lo[l][j];
+                const float *w = net->itap_w[l] + (size_t)j * ntap;
+                const float *dw = net->itap_dw[l] + (size_t)j * ntap;
+                float v = xb[(size_t)u * n + j], acc = 0.0f, accd = 0.0f;
+                for (int m = 0; m < ntap && t0 + m < T; m++) {
+                    float g = gb[(size_t)(t0 + m) * n + j];
+                    acc += w[m] * g;
+                    accd += dw[m] * g;
                 }
+                if (dx)
+                    dx[((size_t)b * T + u) * n + j] = acc;
+                pg[j] += v * accd;
             }
-        gd[j] += (float)acc;
     }
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < n; j++)
+            gd[j] += net->part[(size_t)b * pw + j];
 }
 
 /* ==== Linear ==== */
