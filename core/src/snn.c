@@ -178,7 +178,7 @@ int snn__tensors(const struct snn_cfg *cfg, struct snn_params *p,
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct snn_layer_cfg *lc = &cfg->layer[l];
         size_t n = (size_t)lc->n;
-        char name[24];
+        char name[32];
         snprintf(name, sizeof name, "layer[%d].w_in", l);
         SNN__ADD(name, l, n * prev, w_in[l]);
         snprintf(name, sizeof name, "layer[%d].b_in", l);

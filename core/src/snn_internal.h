@@ -19,7 +19,7 @@
 
 /* One tensor of the parameter block. */
 struct snn__tensor {
-    char name[24]; /* "layer[1].w_rec", "w_out" */
+    char name[32]; /* "layer[1].w_rec", "layer[1].in_delay", "w_out" */
     size_t offset; /* floats from the start of the block */
     size_t size;   /* floats */
     int layer;     /* hidden layer index, -1 for the readout */
