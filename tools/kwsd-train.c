@@ -385,8 +385,8 @@ static float eval_acc(struct train_net *net, const float *x, const int32_t *y, s
     return n ? (float)correct / (float)n : 0.0f;
 }
 
-/* Copies every recurrent layer's delays into buf (save = 1) or back from it
- * (save = 0). */
+/* Copies every layer's recurrent and input delays into buf (save = 1) or
+ * back from it (save = 0). */
 static void copy_delays(struct train_net *net, float *buf, int save) {
     for (int l = 0; l < net->cfg.n_layers; l++) {
         float *d = net->p.delay[l], *di = net->p.in_delay[l];

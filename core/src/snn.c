@@ -301,6 +301,19 @@ static void snn__transpose(float *out, const float *in, size_t rows, size_t cols
             out[c * rows + r] = in[r * cols + c];
 }
 
+/* out[j] = d[j] rounded half to even (as torch.round), clamped to [0, hi];
+ * NaN becomes 0. */
+static void snn__round_delays(int32_t *out, const float *d, size_t n, int32_t hi) {
+    for (size_t j = 0; j < n; j++) {
+        float r = isnan(d[j]) ? 0.0f : nearbyintf(d[j]);
+        if (r < 0.0f)
+            r = 0.0f;
+        if (r > (float)hi)
+            r = (float)hi;
+        out[j] = (int32_t)r;
+    }
+}
+
 void snn_model_prepare(struct snn_model *m) {
     const struct snn_cfg *cfg = &m->cfg;
     size_t prev = (size_t)cfg->n_in;
@@ -310,24 +323,10 @@ void snn_model_prepare(struct snn_model *m) {
         snn__transpose(m->w_in_t[l], m->p.w_in[l], n, prev);
         if (lc->rec == SNN_REC_DENSE)
             snn__transpose(m->w_rec_t[l], m->p.w_rec[l], n, n);
-        if (lc->rec != SNN_REC_NONE) {
-            for (size_t j = 0; j < n; j++) {
-                float d = m->p.delay[l][j];
-                /* nearbyintf rounds half to even, as torch.round does. */
-                float r = isnan(d) ? 0.0f : nearbyintf(d);
-                if (r < 0.0f)
-                    r = 0.0f;
-                if (r > (float)lc->d_max)
-                    r = (float)lc->d_max;
-                m->delay_int[l][j] = (int32_t)r;
-            }
-        }
-        for (size_t j = 0; lc->in_d_max > 0 && j < prev; j++) {
-            float d = m->p.in_delay[l][j];
-            float r = isnan(d) ? 0.0f : nearbyintf(d);
-            r = r < 0.0f ? 0.0f : r > (float)lc->in_d_max ? (float)lc->in_d_max : r;
-            m->in_delay_int[l][j] = (int32_t)r;
-        }
+        if (lc->rec != SNN_REC_NONE)
+            snn__round_delays(m->delay_int[l], m->p.delay[l], n, lc->d_max);
+        if (lc->in_d_max > 0)
+            snn__round_delays(m->in_delay_int[l], m->p.in_delay[l], prev, lc->in_d_max);
         prev = n;
     }
     snn__transpose(m->w_out_t, m->p.w_out, (size_t)cfg->n_classes, prev);

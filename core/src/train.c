@@ -406,43 +406,40 @@ static int acts_alloc(struct train_net *net, int B, int T) {
     return 0;
 }
 
-/* Builds the tap table of a recurrent layer for the current sigma: for sender
- * j, taps k = k_lo[j] .. k_lo[j] + ntap - 1 with weights tap_w and d/dd tap_dw. */
-static void build_taps(struct train_net *net, int l) {
-    int c = net->cfg.layer[l].n, ntap = max_taps(net->hp.sigma);
-    float sigma = net->hp.sigma, s = 1.0f + sigma;
-    net->ntap = ntap;
-    const float *d = net->p.delay[l];
-    for (int j = 0; j < c; j++) {
-        int lo = (int)floorf(1.0f + d[j] - s);
-        if (lo < 1)
-            lo = 1;
-        net->tap_lo[l][j] = lo;
-        for (int n = 0; n < ntap; n++) {
-            net->tap_w[l][(size_t)j * ntap + n] = train_delay_kernel(d[j], sigma, lo + n);
-            net->tap_dw[l][(size_t)j * ntap + n] = train_delay_kernel_dd(d[j], sigma, lo + n);
+/* Tap tables of n senders with delays d for the current sigma, the first
+ * usable tap being k0: a spike is spread over taps k >= k0 by the triangle
+ * centred on k0 + d_j (tap k weighs train_delay_kernel(d_j, sigma, k + 1 -
+ * k0)); sender j uses taps lo[j] .. lo[j] + ntap - 1. Returns ntap. */
+static int fill_taps(const float *d, int n, float sigma, int k0, int32_t *lo, float *w, float *dw) {
+    int ntap = max_taps(sigma);
+    float s = 1.0f + sigma;
+    for (int j = 0; j < n; j++) {
+        int l0 = (int)floorf((float)k0 + d[j] - s);
+        if (l0 < k0)
+            l0 = k0;
+        lo[j] = l0;
+        for (int m = 0; m < ntap; m++) {
+            w[(size_t)j * ntap + m] = train_delay_kernel(d[j], sigma, l0 + m + 1 - k0);
+            dw[(size_t)j * ntap + m] = train_delay_kernel_dd(d[j], sigma, l0 + m + 1 - k0);
         }
     }
+    return ntap;
+}
+
+/* Builds the tap table of a recurrent layer for the current sigma: for sender
+ * j, taps k = k_lo[j] .. k_lo[j] + ntap - 1 (k >= 1: a spike arrives at the
+ * next step at the earliest) with weights tap_w and d/dd tap_dw. */
+static void build_taps(struct train_net *net, int l) {
+    net->ntap = fill_taps(net->p.delay[l], net->cfg.layer[l].n, net->hp.sigma, 1, net->tap_lo[l],
+                          net->tap_w[l], net->tap_dw[l]);
 }
 
 /* Input delays of layer l (n inputs): a spike of input j at step t reaches
  * the layer at t + d_j, spread by the triangle kernel centred on d_j (taps
  * k >= 0; k = 0 is the same step). */
 static void build_in_taps(struct train_net *net, int l, int n) {
-    int ntap = max_taps(net->hp.sigma);
-    float sigma = net->hp.sigma, s = 1.0f + sigma;
-    net->ntap = ntap;
-    const float *d = net->p.in_delay[l];
-    for (int j = 0; j < n; j++) {
-        int lo = (int)floorf(d[j] - s);
-        if (lo < 0)
-            lo = 0;
-        net->itap_lo[l][j] = lo;
-        for (int m = 0; m < ntap; m++) {
-            net->itap_w[l][(size_t)j * ntap + m] = train_delay_kernel(d[j], sigma, lo + m + 1);
-            net->itap_dw[l][(size_t)j * ntap + m] = train_delay_kernel_dd(d[j], sigma, lo + m + 1);
-        }
-    }
+    net->ntap = fill_taps(net->p.in_delay[l], n, net->hp.sigma, 0, net->itap_lo[l], net->itap_w[l],
+                          net->itap_dw[l]);
 }
 
 /* xd[b,t,j] = sum_m w_jm x[b, t - lo_j - m, j]. One clip per thread; the
@@ -1279,22 +1276,22 @@ void train_net_adamw(struct train_net *net, float lr, float lr_delay) {
         ema_update(net);
 }
 
+/* dst[i] = src[i] rounded and clamped to [0, hi] (dst may be src). */
+static void round_clamp(float *dst, const float *src, int n, int hi) {
+    for (int i = 0; i < n; i++) {
+        float r = roundf(src[i]);
+        dst[i] = r < 0.0f ? 0.0f : r > (float)hi ? (float)hi : r;
+    }
+}
+
 void train_net_round_delays(struct train_net *net) {
     for (int l = 0; l < net->cfg.n_layers; l++) {
-        float *di = net->p.in_delay[l];
-        int cin = l ? net->cfg.layer[l - 1].n : net->cfg.n_in;
-        for (int i = 0; di && i < cin; i++) {
-            float r = roundf(di[i]), hi = (float)net->cfg.layer[l].in_d_max;
-            di[i] = r < 0.0f ? 0.0f : r > hi ? hi : r;
-        }
-        float *d = net->p.delay[l];
-        if (!d)
-            continue;
-        float hi = (float)net->cfg.layer[l].d_max;
-        for (int i = 0; i < net->cfg.layer[l].n; i++) {
-            float r = roundf(d[i]);
-            d[i] = r < 0.0f ? 0.0f : r > hi ? hi : r;
-        }
+        const struct snn_layer_cfg *lc = &net->cfg.layer[l];
+        if (net->p.in_delay[l])
+            round_clamp(net->p.in_delay[l], net->p.in_delay[l],
+                        l ? net->cfg.layer[l - 1].n : net->cfg.n_in, lc->in_d_max);
+        if (net->p.delay[l])
+            round_clamp(net->p.delay[l], net->p.delay[l], lc->n, lc->d_max);
     }
 }
 
@@ -1322,16 +1319,10 @@ int train_net_export(const struct train_net *net, struct snn_model *model) {
         if (lc->rec != SNN_REC_NONE) {
             size_t nw = snn_rec_weight_count(lc);
             memcpy(model->p.w_rec[l], net->p.w_rec[l], nw * sizeof(float));
-            float hi = (float)lc->d_max;
-            for (int i = 0; i < C; i++) {
-                float r = roundf(net->p.delay[l][i]);
-                model->p.delay[l][i] = r < 0.0f ? 0.0f : r > hi ? hi : r;
-            }
+            round_clamp(model->p.delay[l], net->p.delay[l], C, lc->d_max);
         }
-        for (int j = 0; lc->in_d_max > 0 && j < cin; j++) {
-            float r = roundf(net->p.in_delay[l][j]), hi = (float)lc->in_d_max;
-            model->p.in_delay[l][j] = r < 0.0f ? 0.0f : r > hi ? hi : r;
-        }
+        if (lc->in_d_max > 0)
+            round_clamp(model->p.in_delay[l], net->p.in_delay[l], cin, lc->in_d_max);
         cin = C;
     }
     memcpy(model->p.w_out, net->p.w_out, (size_t)cfg->n_classes * cin * sizeof(float));
