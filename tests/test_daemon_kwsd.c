@@ -34,6 +34,7 @@
 
 #define KWSD KWSD_BINARY_DIR "/daemon/kwsd"
 #define MODEL KWSD_SOURCE_DIR "/models/commands.kwsm"
+#define EVAL KWSD_BINARY_DIR "/tools/kwsd-eval"
 
 static char dir[256];
 static char endpoint[300];
@@ -47,7 +48,6 @@ static const char *dat_path(const char *name) {
     snprintf(buf[i], sizeof buf[i], "%s/%s", dir, name);
     return buf[i];
 }
-
 
 static int64_t now_ms(void) {
     struct timespec ts;
@@ -149,8 +149,13 @@ static void write_small_model(const char *path) {
     audio_fe_cfg_default(&cfg.fe);
     cfg.n_in = audio_fe_n_out(&cfg.fe);
     cfg.n_layers = 1;
-    cfg.layer[0] = (struct snn_layer_cfg){.n = 8, .rec = SNN_REC_CONV, .k = 3, .d_max = 4,
-                                          .beta = 0.5f, .gain = 1.0f, .thresh = 1.0f};
+    cfg.layer[0] = (struct snn_layer_cfg){.n = 8,
+                                          .rec = SNN_REC_CONV,
+                                          .k = 3,
+                                          .d_max = 4,
+                                          .beta = 0.5f,
+                                          .gain = 1.0f,
+                                          .thresh = 1.0f};
     cfg.n_classes = 3;
     cfg.out_beta = 0.9f;
     cfg.out_gain = 1.0f;
@@ -347,6 +352,34 @@ Test(kwsd, spoken_keywords_reach_a_subscriber) {
         cr_expect(ge(int, got[i], 1), "\"%s\" was detected", words[i]);
     cr_expect(le(int, other, 1), "at most one event for a word that was not spoken (%d)", other);
     cr_assert(eq(int, rc, 0), "kwsd exits cleanly on SIGTERM");
+}
+
+/* kwsd-eval --wav runs a recording the way the daemon does: the same words
+ * come out of the same file. */
+Test(kwsd, the_evaluator_hears_a_recording_as_the_daemon_does) {
+    static const char *const words[] = {"yes", "stop", "go"};
+    struct stat st;
+
+    if (stat(MODEL, &st) != 0)
+        cr_skip_test("no trained model at %s yet", MODEL);
+    if (stat(EVAL, &st) != 0)
+        cr_skip_test("kwsd-eval is not built");
+    make_speech(words, 3, 1.2);
+    sh("%s --model %s --wav %s/speech.wav > %s/kwsd.log 2>&1", EVAL, MODEL, dir, dir);
+    char *out = read_log();
+    cr_log_info("kwsd-eval:\n%s", out);
+    for (int i = 0; i < 3; i++) {
+        char want[64];
+        snprintf(want, sizeof want, " s: %s (", words[i]);
+        const char *at = strstr(out, want);
+        cr_expect(not(eq(ptr, (void *)at, NULL)), "an event for \"%s\"", words[i]);
+        cr_expect(eq(ptr, (void *)(at ? strstr(at + 1, want) : NULL), NULL), "one event for \"%s\"",
+                  words[i]);
+    }
+    cr_expect(not(eq(ptr, strstr(out, "3 events"), NULL)), "no other event");
+    /* a file that is not there is an error that names it */
+    int rc = system(EVAL " --model " MODEL " --wav /nonexistent.wav > /dev/null 2>&1");
+    cr_expect(eq(int, WEXITSTATUS(rc), 1));
 }
 
 /* ==== Daemon behaviour with a small model ==== */

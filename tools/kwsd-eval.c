@@ -16,6 +16,10 @@
  * alarms per hour, and --save-model stores it in the model file, where the
  * daemon takes it as its default threshold.
  *
+ * Recording mode (--wav FILE, no --data): one sound file runs through the
+ * front end, snn_step and the detector as the daemon runs its microphone;
+ * the events are printed, then each keyword's highest smoothed score.
+ *
  *     kwsd-eval --model models/commands.kwsm --data /data/speech_commands \
  *               [--split test] [--stream] [--threshold 0.4] [--json]
  *
@@ -30,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kws/audio_file.h"
 #include "kws/dataset.h"
 #include "kws/detector.h"
 #include "kws/err.h"
@@ -43,10 +48,90 @@ static int cmp_f(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* --wav: one recording through the front end, snn_step and the detector, as
+ * the daemon runs them. */
+struct wav_run {
+    const struct snn_model *m;
+    struct snn_state st;
+    struct kws_detector det;
+    float *v, *scores;
+    float best[SNN_MAX_CLASSES]; /* highest smoothed score of each class */
+    int64_t best_ms[SNN_MAX_CLASSES];
+    int64_t frame;
+    int frame_ms, events;
+};
+
+static void wav_frame(void *ctx, const float *feat, const float *spikes) {
+    struct wav_run *r = ctx;
+    struct kws_hit hit;
+    (void)feat;
+    snn_step(r->m, &r->st, spikes, r->v);
+    int fired = kws_detector_step(&r->det, r->v, &hit, r->scores);
+    for (int k = 0; k < r->m->cfg.n_classes; k++)
+        if (r->scores[k] > r->best[k]) {
+            r->best[k] = r->scores[k];
+            r->best_ms[k] = (r->frame + 1) * r->frame_ms;
+        }
+    r->frame++;
+    if (fired) {
+        printf("%8.2f s: %s (score %.3f, threshold %.2f, rose at %.2f s)\n",
+               (double)hit.end_ms / 1000.0, r->m->cfg.labels[hit.label], (double)hit.score,
+               (double)hit.threshold, (double)hit.start_ms / 1000.0);
+        r->events++;
+    }
+}
+
+/* Prints the events of the recording at path, then each keyword's highest
+ * smoothed score and when it came. Returns the exit status. */
+static int run_wav(const struct snn_model *m, const char *path, float threshold, int smooth_ms,
+                   int refr_ms) {
+    const struct snn_cfg *cfg = &m->cfg;
+    struct wav_run r = {.m = m};
+    struct audio_fe fe = {0};
+    struct kws_detector_cfg dc;
+    char msg[512];
+    float *x = NULL;
+    size_t n = 0;
+    int native = 0, status = 1;
+
+    int rc = audio_file_read(path, cfg->fe.sample_rate, &x, &n, &native, msg, sizeof msg);
+    if (rc < 0) {
+        fprintf(stderr, "kwsd-eval: %s\n", msg);
+        return 1;
+    }
+    r.frame_ms = 1000 * cfg->fe.hop / cfg->fe.sample_rate;
+    kws_detector_cfg_default(&dc, cfg, threshold, smooth_ms, refr_ms, r.frame_ms);
+    r.v = malloc((size_t)cfg->n_classes * sizeof *r.v);
+    r.scores = malloc((size_t)cfg->n_classes * sizeof *r.scores);
+    if (!r.v || !r.scores || audio_fe_init(&fe, &cfg->fe) < 0 || snn_state_init(&r.st, m) < 0 ||
+        kws_detector_init(&r.det, &dc) < 0) {
+        fprintf(stderr, "kwsd-eval: out of memory\n");
+        goto out;
+    }
+    printf("%s: %.2f s at %d Hz; threshold %.2f, smoothing %d ms, refractory %d ms\n", path,
+           (double)n / cfg->fe.sample_rate, native, (double)threshold, smooth_ms, refr_ms);
+    audio_fe_push(&fe, x, n, wav_frame, &r);
+    printf("%d events; each keyword's highest smoothed score:\n", r.events);
+    for (int k = 0; k < cfg->n_classes; k++)
+        if (dc.fires[k])
+            printf("  %-12s %.3f at %.2f s\n", cfg->labels[k], (double)r.best[k],
+                   (double)r.best_ms[k] / 1000.0);
+    status = 0;
+out:
+    free(x);
+    free(r.v);
+    free(r.scores);
+    audio_fe_free(&fe);
+    snn_state_free(&r.st);
+    kws_detector_free(&r.det);
+    return status;
+}
+
 static void usage(void) {
     fprintf(
         stderr,
         "usage: kwsd-eval --model FILE.kwsm --data DIR [options]\n"
+        "       kwsd-eval --model FILE.kwsm --wav FILE [--threshold T ...]\n"
         "  --split test|val|train|all   clips to score (default test)\n"
         "  --frames 100                 frames per clip\n"
         "  --stream                     streaming metrics on a long recording\n"
@@ -54,11 +139,14 @@ static void usage(void) {
         "                               (default T: the model's calibrated threshold, else 0.4)\n"
         "  --sweep                      streaming metrics for thresholds 0.20, 0.25, ..., 0.95\n"
         "  --calibrate F                threshold for at most F false alarms per hour (stream)\n"
+
         "  --seed 1                     gap lengths of the recording\n"
         "  --json                       one JSON object on stdout\n"
         "  --gain-scale X               multiply the readout gain by X (softmax temperature 1/X)\n"
         "  --save-model FILE            write the model with the scaled readout gain and the\n"
-        "                               calibrated threshold\n");
+        "                               calibrated threshold\n"
+        "  --wav FILE                   run one recording as the daemon would: print its\n"
+        "                               events and each keyword's highest score\n");
 }
 
 int main(int argc, char **argv) {
@@ -66,7 +154,7 @@ int main(int argc, char **argv) {
     int T = 100, stream = 0, json = 0, smooth_ms = 300, refr_ms = 1000;
     float threshold = -1.0f, gain_scale = 1.0f, calib_fa = -1.0f;
     int sweep = 0;
-    const char *save_path = NULL;
+    const char *save_path = NULL, *wav = NULL;
     long seed = 1;
     enum {
         O_MODEL = 256,
@@ -82,7 +170,8 @@ int main(int argc, char **argv) {
         O_GAIN,
         O_SAVE,
         O_SWEEP,
-        O_CALIB
+        O_CALIB,
+        O_WAV
     };
     static const struct option lopts[] = {{"model", 1, 0, O_MODEL},
                                           {"data", 1, 0, O_DATA},
@@ -98,6 +187,7 @@ int main(int argc, char **argv) {
                                           {"save-model", 1, 0, O_SAVE},
                                           {"sweep", 0, 0, O_SWEEP},
                                           {"calibrate", 1, 0, O_CALIB},
+                                          {"wav", 1, 0, O_WAV},
                                           {"help", 0, 0, 'h'},
                                           {0, 0, 0, 0}};
     int c;
@@ -143,6 +233,9 @@ int main(int argc, char **argv) {
         case O_SWEEP:
             sweep = stream = 1;
             break;
+        case O_WAV:
+            wav = optarg;
+            break;
         case O_CALIB:
             calib_fa = strtof(optarg, &end);
             stream = 1;
@@ -156,7 +249,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (!model_path || !data || T < 1) {
+    if (!model_path || (!data && !wav) || T < 1) {
         usage();
         return 2;
     }
@@ -179,6 +272,11 @@ int main(int argc, char **argv) {
     }
     if (threshold < 0.0f)
         threshold = m.cfg.threshold > 0.0f ? m.cfg.threshold : 0.4f;
+    if (wav) {
+        rc = run_wav(&m, wav, threshold, smooth_ms, refr_ms);
+        snn_model_free(&m);
+        return rc;
+    }
     const struct snn_cfg *cfg = &m.cfg;
     int K = cfg->n_classes;
     const char *labels[SNN_MAX_CLASSES];
@@ -299,7 +397,8 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "kwsd-eval: out of memory\n");
                 return 1;
             }
-            fprintf(stderr, "calibrated threshold %.2f (at most %.1f false alarms per hour on %s)\n",
+            fprintf(stderr,
+                    "calibrated threshold %.2f (at most %.1f false alarms per hour on %s)\n",
                     (double)t, (double)calib_fa, split_s);
             threshold = t;
             m.cfg.threshold = t;
@@ -354,6 +453,15 @@ int main(int argc, char **argv) {
             json_object_set_new(so, "latency_p50_ms", json_real(sr.lat_p50_ms));
             json_object_set_new(so, "latency_p90_ms", json_real(sr.lat_p90_ms));
             json_object_set_new(so, "peak_score_p50", json_real(sr.peak_p50));
+            json_t *pk = json_object();
+            for (int k = 0; k < K; k++)
+                if (sr.kw_n[k]) {
+                    json_t *e = json_object();
+                    json_object_set_new(e, "keywords", json_integer(sr.kw_n[k]));
+                    json_object_set_new(e, "hits", json_integer(sr.kw_hits[k]));
+                    json_object_set_new(pk, cfg->labels[k], e);
+                }
+            json_object_set_new(so, "per_keyword", pk);
             json_object_set_new(o, "stream", so);
         }
         char *txt = json_dumps(o, JSON_COMPACT);
@@ -374,7 +482,7 @@ int main(int argc, char **argv) {
                 printf(" %5d", conf[i][j]);
             printf("\n");
         }
-        if (have_stream)
+        if (have_stream) {
             printf("streaming (threshold %.2f, smoothing %d ms, refractory %d ms): %.2f h, "
                    "hit rate %.2f %% (%d/%d), false alarms %d (%.1f per hour; %d in unknown words, "
                    "%d in keywords, %d in noise), latency from "
@@ -385,6 +493,12 @@ int main(int argc, char **argv) {
                    sr.hours > 0 ? sr.false_alarms / sr.hours : 0.0, sr.fa_unknown, sr.fa_keyword,
                    sr.false_alarms - sr.fa_unknown - sr.fa_keyword, sr.lat_mean_ms, sr.lat_p50_ms,
                    sr.lat_p90_ms, sr.peak_p50);
+            printf("hits per keyword:");
+            for (int k = 0; k < K; k++)
+                if (sr.kw_n[k])
+                    printf(" %s %d/%d", cfg->labels[k], sr.kw_hits[k], sr.kw_n[k]);
+            printf("\n");
+        }
     }
     free(pred);
     free(peak);

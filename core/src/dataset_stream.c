@@ -186,6 +186,8 @@ int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, f
         if (dc.fires[se->lab[j]]) {
             res->n_kw++;
             res->hits += got[j];
+            res->kw_n[se->lab[j]]++;
+            res->kw_hits[se->lab[j]] += got[j];
             peak[nk++] = peak[j];
         }
     if (nk) {

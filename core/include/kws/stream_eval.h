@@ -32,11 +32,11 @@
 #include "kws/snn.h"
 
 struct stream_eval {
-    float *v;         /* (nf, n_classes) readout potentials per frame */
-    size_t nf;        /* frames */
-    int n_classes;    /* columns of v */
-    int rate, hop;    /* samples per second, per frame */
-    size_t n_word;    /* word occurrences in the recording */
+    float *v;          /* (nf, n_classes) readout potentials per frame */
+    size_t nf;         /* frames */
+    int n_classes;     /* columns of v */
+    int rate, hop;     /* samples per second, per frame */
+    size_t n_word;     /* word occurrences in the recording */
     int64_t *on, *off; /* (n_word) word start and end, samples */
     int *lab;          /* (n_word) class of each word */
     double hours;      /* duration of the recording */
@@ -48,6 +48,7 @@ struct stream_result {
     int fa_keyword; /* in a keyword's window: another keyword's label, or a second event */
     double hours, lat_mean_ms, lat_p50_ms, lat_p90_ms;
     double peak_p50; /* median over keyword occurrences of their class's peak smoothed score */
+    int kw_n[SNN_MAX_CLASSES], kw_hits[SNN_MAX_CLASSES]; /* occurrences and hits per class */
 };
 
 /* Builds the recording from clips idx[0..n) of ds (silence clips become the
@@ -66,9 +67,8 @@ int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, f
  * budget, as hits fall with the threshold); 0.95 if none is. Writes that
  * threshold's result to res (may be NULL). Returns the threshold, or a
  * negative value on -ENOMEM. */
-float stream_eval_calibrate(const struct stream_eval *se, const struct snn_cfg *cfg,
-                            int smooth_ms, int refr_ms, double max_fa_per_hour,
-                            struct stream_result *res);
+float stream_eval_calibrate(const struct stream_eval *se, const struct snn_cfg *cfg, int smooth_ms,
+                            int refr_ms, double max_fa_per_hour, struct stream_result *res);
 
 void stream_eval_free(struct stream_eval *se);
 
