@@ -308,6 +308,62 @@ Test(audio_frontend, tone_lands_in_its_band) {
     free(x);
 }
 
+/* A loud tone that drops by 40 dB: the rising smoother (0.4 s) still holds
+ * the loud level when the quiet part starts, so the quiet tone gives almost
+ * no PCEN output for a second or more; with pcen_release 0.2 the smoother
+ * follows the level down within a few frames. Before the drop the two agree
+ * exactly, since the energy only rises or holds there. */
+static float *tone_drop(size_t n, size_t drop) {
+    float *x = malloc(n * sizeof *x);
+    cr_assert(not(eq(ptr, x, NULL)));
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)((i < drop ? 0.5 : 0.005) * sin(2.0 * M_PI * 1000.0 * (double)i / 16000.0));
+    return x;
+}
+
+static float *pcen_feat(const float *x, size_t n, float release, size_t T) {
+    struct kws_frontend_cfg c;
+    struct audio_fe fe;
+    audio_fe_cfg_default(&c);
+    c.feat_mean = 0.0f;
+    c.feat_scale = 1.0f;
+    c.pcen_release = release;
+    cr_assert(eq(int, audio_fe_init(&fe, &c), 0));
+    float *feat = malloc(T * (size_t)c.n_mels * sizeof *feat);
+    cr_assert(eq(sz, audio_fe_compute(&fe, x, n, feat, NULL, T), T));
+    audio_fe_free(&fe);
+    return feat;
+}
+
+Test(audio_frontend, pcen_release_follows_a_falling_level) {
+    size_t n = 48000, T = 300, drop = 16000; /* 1 s loud, 2 s quiet */
+    float *x = tone_drop(n, drop);
+    float *slow = pcen_feat(x, n, 0.0f, T), *fast = pcen_feat(x, n, 0.2f, T);
+    int b = 0, F = 40;
+    for (int f = 1; f < F; f++) /* the tone's band */
+        if (slow[50 * F + f] > slow[50 * F + b])
+            b = f;
+    for (size_t t = 0; t < 100; t++)
+        cr_assert(eq(flt, slow[t * F + b], fast[t * F + b]), "frame %zu: before the drop", t);
+    /* 600 ms after the drop, and the steady state for the quiet tone */
+    float steady = fast[290 * F + b];
+    cr_assert(gt(flt, steady, 0.2f), "the quiet tone is a clear PCEN peak (%g)", steady);
+    cr_expect(gt(flt, fast[160 * F + b], 0.9f * steady), "release: %g of %g", fast[160 * F + b],
+              steady);
+    cr_expect(lt(flt, slow[160 * F + b], 0.25f * steady), "no release: %g of %g", slow[160 * F + b],
+              steady);
+    /* a range check names the field */
+    struct kws_frontend_cfg c;
+    char msg[128];
+    audio_fe_cfg_default(&c);
+    c.pcen_release = 1.5f;
+    cr_expect(lt(int, audio_fe_cfg_check(&c, msg, sizeof msg), 0));
+    cr_expect(not(eq(ptr, strstr(msg, "pcen_release"), NULL)), "%s", msg);
+    free(x);
+    free(slow);
+    free(fast);
+}
+
 /* ==== Level invariance and sparsity on speech ==== */
 
 static char tmpdir[256];

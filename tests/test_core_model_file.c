@@ -81,7 +81,8 @@ static void make_model(struct snn_model *m) {
                                      .enc_levels = 4,
                                      .enc_thresh = {0.5f, 1.0f, 1.5f, 2.0f},
                                      .feat_mean = 0.25f,
-                                     .feat_scale = 1.5f};
+                                     .feat_scale = 1.5f,
+                                     .pcen_release = 0.2f};
     cr_assert(eq(int, snn_model_init(m, &c), 0));
     for (size_t i = 0; i < m->n_params; i++)
         m->mem[i] = sinf((float)i * 0.37f) * 0.9f;
@@ -149,6 +150,7 @@ Test(core_model_file, save_load_round_trip) {
     cr_assert(eq(int, snn_model_load(&b, path, msg, sizeof msg), 0), "%s", msg);
     cr_assert(eq(int, memcmp(&a.cfg, &b.cfg, sizeof a.cfg), 0), "cfg survives field by field");
     cr_assert(eq(flt, b.cfg.threshold, 0.55f), "the calibrated threshold too");
+    cr_assert(eq(flt, b.cfg.fe.pcen_release, 0.2f), "and the PCEN release");
     cr_assert(eq(sz, a.n_params, b.n_params));
     cr_assert(eq(int, memcmp(a.mem, b.mem, a.n_params * sizeof(float)), 0));
     cr_assert(eq(int, memcmp(a.delay_int[1], b.delay_int[1], 4 * sizeof(int32_t)), 0));
@@ -321,7 +323,10 @@ static const struct field_case field_cases[] = {
     {1312 + 4, 0, 300, KWS_EBADFIELD, "layer[1].in_d_max: 300 out of range [0, 255]"},
     {1312 + 4, 0, 2, KWS_EBADFIELD, "n_params: 81 but the topology needs"},
     {1312 + 8, 0, 1, KWS_EBADFIELD, "layer[2]: unused (n_layers is 2) but not zero"},
-    {1400, 0, 1, KWS_EBADFIELD, "header padding: bytes 1328..1535"},
+    {1328, 1, 1.5, KWS_EBADFIELD, "pcen_release: 1.5 out of range [0, 1]"},
+    {1328, 1, -0.1, KWS_EBADFIELD, "pcen_release: -0.1 out of range [0, 1]"},
+    {1328, 1, NAN, KWS_EBADFIELD, "pcen_release: nan out of range [0, 1]"},
+    {1400, 0, 1, KWS_EBADFIELD, "header padding: bytes 1332..1535"},
     /* The first parameter, layer[0].w_in[0], then one inside the conv kernel. */
     {KWSM_HEADER_BYTES, 1, NAN, KWS_EBADFIELD, "layer[0].w_in[0]: nan is not finite"},
     {KWSM_HEADER_BYTES + 4 * (30 + 5 + 20 + 4 + 1), 1, -INFINITY, KWS_EBADFIELD,

@@ -38,7 +38,7 @@ struct opts {
         win_weight;
     float beta0, beta_rec, out_beta, sg_alpha, delay_lo, delay_hi;
     float snr_lo, snr_hi, shift_ms, fmax, out_gain, speed_lo, speed_hi, context_ms, p_context,
-        p_cold, tilt, calib_fa, trim_ms;
+        p_cold, tilt, calib_fa, trim_ms, pcen_release;
     int surrogate, detach, no_bn;
     float enc[KWS_ENC_MAX_LEVELS];
     int n_enc;
@@ -64,6 +64,9 @@ static void usage(void) {
         "  --drop-ff 0.4 --drop-rec 0.2 --sigma-init 10 --sigma-decay 0.95\n"
         "  --beta 0.0476 --beta-rec 0.386 --out-beta 0.0476 (membrane decays) --out-gain 1\n"
         "  --fmax HZ              upper edge of the mel filterbank (default: the front end's)\n"
+        "  --pcen-release S       PCEN smoother coefficient while a band's energy falls (0:\n"
+        "                         the rising one, 0.025); e.g. 0.2 follows the noise floor\n"
+        "                         down within ~0.2 s after a loud noise stops\n"
         "  --surrogate atan|triangle --sg-alpha 5 --no-detach --no-bn\n"
         "  --delay-init LO,HI     initial delays (steps)\n"
         "  --in-delay 0           > 0: layers after the first also learn one delay per input\n"
@@ -317,7 +320,8 @@ static int teacher_init(struct teacher *t, const char *path, const struct snn_cf
         diff = "sample rate, window or hop";
     else if (a->n_mels != b->n_mels || a->fmin != b->fmin || a->fmax != b->fmax)
         diff = "mel bands or edges (--fmax)";
-    else if (a->pcen != b->pcen || a->enc_kind != b->enc_kind || a->enc_levels != b->enc_levels ||
+    else if (a->pcen != b->pcen || a->pcen_release != b->pcen_release ||
+             a->enc_kind != b->enc_kind || a->enc_levels != b->enc_levels ||
              memcmp(a->enc_thresh, b->enc_thresh, sizeof a->enc_thresh) ||
              a->feat_mean != b->feat_mean || a->feat_scale != b->feat_scale)
         diff = "encoder (--enc)";
@@ -564,6 +568,7 @@ int main(int argc, char **argv) {
         O_FGW,
         O_SYNTHR,
         O_FMAX,
+        O_PCEN_REL,
         O_OGAIN,
         O_SPEED,
         O_EXTRA,
@@ -625,6 +630,7 @@ int main(int argc, char **argv) {
                                           {"noise", 1, 0, O_NOISE},
                                           {"extra", 1, 0, O_EXTRA},
                                           {"fmax", 1, 0, O_FMAX},
+                                          {"pcen-release", 1, 0, O_PCEN_REL},
                                           {"speed", 1, 0, O_SPEED},
                                           {"context-ms", 1, 0, O_CTX},
                                           {"p-context", 1, 0, O_PCTX},
@@ -859,6 +865,9 @@ int main(int argc, char **argv) {
             }
             break;
         }
+        case O_PCEN_REL:
+            o.pcen_release = strtof(optarg, &end);
+            break;
         case O_FMAX:
             o.fmax = strtof(optarg, &end);
             break;
@@ -919,6 +928,14 @@ int main(int argc, char **argv) {
     }
     if (o.fmax > 0.0f)
         cfg.fe.fmax = o.fmax;
+    cfg.fe.pcen_release = o.pcen_release;
+    {
+        char fmsg[256];
+        if (audio_fe_cfg_check(&cfg.fe, fmsg, sizeof fmsg) < 0) {
+            fprintf(stderr, "kwsd-train: front end: %s\n", fmsg);
+            return 2;
+        }
+    }
     cfg.n_in = audio_fe_n_out(&cfg.fe);
     char hb[256], rb[256], *hs[SNN_MAX_LAYERS], *rs[SNN_MAX_LAYERS];
     snprintf(hb, sizeof hb, "%s", o.hidden);

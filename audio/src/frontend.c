@@ -98,6 +98,10 @@ int audio_fe_cfg_check(const struct kws_frontend_cfg *c, char *msg, size_t msgle
         if (!(c->pcen_r > 0.0f && c->pcen_r <= 1.0f))
             return kws_errmsg(KWS_EBADFIELD, msg, msglen, "pcen_r: %g out of range (0, 1]",
                               (double)c->pcen_r);
+        if (!(c->pcen_release >= 0.0f && c->pcen_release <= 1.0f))
+            return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                              "pcen_release: %g out of range [0, 1] (0: pcen_s)",
+                              (double)c->pcen_release);
         if (!(c->pcen_eps > 0.0f && c->pcen_eps <= 1.0f))
             return kws_errmsg(KWS_EBADFIELD, msg, msglen, "pcen_eps: %g out of range (0, 1]",
                               (double)c->pcen_eps);
@@ -333,9 +337,10 @@ static void fe_frame(struct audio_fe *fe) {
 
     if (c->pcen) {
         float s = c->pcen_s, dr = powf(c->pcen_delta, c->pcen_r);
+        float sr = c->pcen_release > 0.0f ? c->pcen_release : s;
         for (int f = 0; f < F; f++) {
-            float e = fe->energy[f];
-            float m = fe->frames == 0 ? e : (1.0f - s) * fe->pcen_m[f] + s * e;
+            float e = fe->energy[f], k = e < fe->pcen_m[f] ? sr : s;
+            float m = fe->frames == 0 ? e : (1.0f - k) * fe->pcen_m[f] + k * e;
             fe->pcen_m[f] = m;
             float g = expf(-c->pcen_alpha * logf(c->pcen_eps + m));
             float y = powf(e * g + c->pcen_delta, c->pcen_r) - dr;

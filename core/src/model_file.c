@@ -20,6 +20,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +52,8 @@ enum {
     KWSM_OFF_THRESHOLD = KWSM_OFF_N_PARAMS + 8,                      /* 1292, float32 */
     KWSM_OFF_CONV_CH = KWSM_OFF_THRESHOLD + 4,                /* 1296, SNN_MAX_LAYERS x int32 */
     KWSM_OFF_IN_DMAX = KWSM_OFF_CONV_CH + SNN_MAX_LAYERS * 4, /* 1312, SNN_MAX_LAYERS x int32 */
-    KWSM_OFF_PAD = KWSM_OFF_IN_DMAX + SNN_MAX_LAYERS * 4,     /* 1328 */
+    KWSM_OFF_PCEN_RELEASE = KWSM_OFF_IN_DMAX + SNN_MAX_LAYERS * 4, /* 1328, float32 */
+    KWSM_OFF_PAD = KWSM_OFF_PCEN_RELEASE + 4,                      /* 1332 */
 };
 
 _Static_assert(KWSM_OFF_N_CLASSES == 148, "layer block moved");
@@ -175,7 +177,9 @@ static const struct kwsm__fe_field kwsm__fe_fields[] = {
 #undef FE_F
 _Static_assert(sizeof kwsm__fe_fields / sizeof kwsm__fe_fields[0] * 4 == KWSM_FE_BYTES,
                "front end field table and KWSM_FE_BYTES disagree");
-_Static_assert(sizeof(struct kws_frontend_cfg) == KWSM_FE_BYTES,
+/* pcen_release came later and lives at KWSM_OFF_PCEN_RELEASE, after the table */
+_Static_assert(sizeof(struct kws_frontend_cfg) == KWSM_FE_BYTES + 4 &&
+                   offsetof(struct kws_frontend_cfg, pcen_release) == KWSM_FE_BYTES,
                "struct kws_frontend_cfg changed: update the field table and the format version");
 
 /* Encodes the header of m into h (KWSM_HEADER_BYTES, zeroed by the caller). */
@@ -221,6 +225,7 @@ static void kwsm__encode_header(uint8_t *h, const struct snn_model *m) {
     }
     kwsm__put_u64(h + KWSM_OFF_N_PARAMS, (uint64_t)m->n_params);
     kwsm__put_f32(h + KWSM_OFF_THRESHOLD, c->threshold);
+    kwsm__put_f32(h + KWSM_OFF_PCEN_RELEASE, c->fe.pcen_release);
 }
 
 static bool kwsm__all_zero(const uint8_t *p, size_t n) {
@@ -301,6 +306,10 @@ static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint
             memcpy(dst, &v, 4);
         }
     }
+    c->fe.pcen_release = kwsm__get_f32(h + KWSM_OFF_PCEN_RELEASE);
+    if (!(c->fe.pcen_release >= 0.0f && c->fe.pcen_release <= 1.0f))
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "pcen_release: %g out of range [0, 1]",
+                          (double)c->fe.pcen_release);
     *n_params = kwsm__get_u64(h + KWSM_OFF_N_PARAMS);
     size_t want = snn_param_count(c);
     if (*n_params != (uint64_t)want)

@@ -16,7 +16,9 @@
  *     n_mels + 2 equally spaced mel points from fmin to fmax, peak 1 (no area
  *     normalisation), evaluated at each bin's centre frequency.
  *   - PCEN (Wang et al. 2017), per band, per frame:
- *         M = (1 - s) M + s E          (M starts at the first frame's E)
+ *         M = (1 - s) M + s E          (M starts at the first frame's E;
+ *                                       s = pcen_release instead while
+ *                                       E < M, if pcen_release > 0)
  *         y = (E / (eps + M)^alpha + delta)^r - delta^r
  *     Plain log (pcen = 0): y = ln(E + 1e-6).
  *   - Level encoder (KWS_ENC_LEVEL): spikes[f * L + k] = feat[f] >= enc_thresh[k]

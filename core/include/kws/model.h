@@ -24,23 +24,24 @@ enum kws_encoder_kind {
 /* Front end and spike encoder settings (all fields fixed-size, stored verbatim
  * in the model header as little-endian int32/float32). */
 struct kws_frontend_cfg {
-    int32_t sample_rate;  /* Hz the network's features are computed at (16000) */
-    int32_t win_len;      /* analysis window, samples (400 = 25 ms Hann) */
-    int32_t hop;          /* frame hop, samples (160 = 10 ms) */
-    int32_t n_fft;        /* FFT size (512) */
-    int32_t n_mels;       /* mel bands F (40) */
-    float fmin, fmax;     /* mel filterbank edges, Hz */
-    int32_t pcen;         /* 1: PCEN gain normalisation, 0: plain log-mel */
-    float pcen_s;         /* PCEN smoother coefficient per frame */
-    float pcen_alpha;     /* PCEN gain exponent */
-    float pcen_delta;     /* PCEN bias */
-    float pcen_r;         /* PCEN root */
-    float pcen_eps;       /* PCEN floor */
-    int32_t enc_kind;     /* enum kws_encoder_kind */
-    int32_t enc_levels;   /* spike channels per band (<= KWS_ENC_MAX_LEVELS) */
+    int32_t sample_rate;                  /* Hz the network's features are computed at (16000) */
+    int32_t win_len;                      /* analysis window, samples (400 = 25 ms Hann) */
+    int32_t hop;                          /* frame hop, samples (160 = 10 ms) */
+    int32_t n_fft;                        /* FFT size (512) */
+    int32_t n_mels;                       /* mel bands F (40) */
+    float fmin, fmax;                     /* mel filterbank edges, Hz */
+    int32_t pcen;                         /* 1: PCEN gain normalisation, 0: plain log-mel */
+    float pcen_s;                         /* PCEN smoother coefficient per frame */
+    float pcen_alpha;                     /* PCEN gain exponent */
+    float pcen_delta;                     /* PCEN bias */
+    float pcen_r;                         /* PCEN root */
+    float pcen_eps;                       /* PCEN floor */
+    int32_t enc_kind;                     /* enum kws_encoder_kind */
+    int32_t enc_levels;                   /* spike channels per band (<= KWS_ENC_MAX_LEVELS) */
     float enc_thresh[KWS_ENC_MAX_LEVELS]; /* per-level thresholds on the normalised feature */
-    float feat_mean;      /* feature standardisation applied before the encoder */
+    float feat_mean;                      /* feature standardisation applied before the encoder */
     float feat_scale;
+    float pcen_release; /* PCEN smoother coefficient while energy falls; 0: pcen_s */
 };
 
 #endif /* KWS_CORE_MODEL_H */
