@@ -316,7 +316,7 @@ Test(train_dataset, stream_recording_layout) {
     size_t idx[16];
     size_t n = dataset_split(&ds, -1, -1, idx);
     struct stream_eval se;
-    cr_assert(eq(int, stream_eval_run(&se, &m, &ds, idx, n, 1), 0));
+    cr_assert(eq(int, stream_eval_run(&se, &m, &ds, idx, n, 1, 1.0f), 0));
     cr_expect(eq(sz, se.n_word, 8), "8 words, the 4 silence clips fill the gaps");
     for (size_t w = 0; w < se.n_word; w++) {
         cr_expect(lt(i64, se.on[w], se.off[w]));
@@ -335,7 +335,7 @@ Test(train_dataset, stream_recording_layout) {
     for (size_t i = 0; i < n; i++)
         if (ds.clips[idx[i]].label == ds.sil_class)
             sil[ns++] = idx[i];
-    cr_expect(eq(int, stream_eval_run(&se, &m, &ds, sil, ns, 1), KWS_EDATASET));
+    cr_expect(eq(int, stream_eval_run(&se, &m, &ds, sil, ns, 1, 1.0f), KWS_EDATASET));
     snn_model_free(&m);
     dataset_free(&ds);
 }

@@ -141,6 +141,7 @@ static void usage(void) {
         "  --calibrate F                threshold for at most F false alarms per hour (stream)\n"
 
         "  --seed 1                     gap lengths of the recording\n"
+        "  --noise-gain 1               scale the noise between the words (0.1: 20 dB quieter)\n"
         "  --json                       one JSON object on stdout\n"
         "  --gain-scale X               multiply the readout gain by X (softmax temperature 1/X)\n"
         "  --save-model FILE            write the model with the scaled readout gain and the\n"
@@ -152,7 +153,7 @@ static void usage(void) {
 int main(int argc, char **argv) {
     const char *model_path = NULL, *data = NULL, *split_s = "test";
     int T = 100, stream = 0, json = 0, smooth_ms = 300, refr_ms = 1000;
-    float threshold = -1.0f, gain_scale = 1.0f, calib_fa = -1.0f;
+    float threshold = -1.0f, gain_scale = 1.0f, calib_fa = -1.0f, noise_gain = 1.0f;
     int sweep = 0;
     const char *save_path = NULL, *wav = NULL;
     long seed = 1;
@@ -171,7 +172,8 @@ int main(int argc, char **argv) {
         O_SAVE,
         O_SWEEP,
         O_CALIB,
-        O_WAV
+        O_WAV,
+        O_NOISE_GAIN
     };
     static const struct option lopts[] = {{"model", 1, 0, O_MODEL},
                                           {"data", 1, 0, O_DATA},
@@ -188,6 +190,7 @@ int main(int argc, char **argv) {
                                           {"sweep", 0, 0, O_SWEEP},
                                           {"calibrate", 1, 0, O_CALIB},
                                           {"wav", 1, 0, O_WAV},
+                                          {"noise-gain", 1, 0, O_NOISE_GAIN},
                                           {"help", 0, 0, 'h'},
                                           {0, 0, 0, 0}};
     int c;
@@ -233,6 +236,10 @@ int main(int argc, char **argv) {
         case O_SWEEP:
             sweep = stream = 1;
             break;
+        case O_NOISE_GAIN:
+            noise_gain = strtof(optarg, &end);
+            stream = 1;
+            break;
         case O_WAV:
             wav = optarg;
             break;
@@ -249,7 +256,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (!model_path || (!data && !wav) || T < 1) {
+    if (!model_path || (!data && !wav) || T < 1 || !(noise_gain >= 0.0f)) {
         usage();
         return 2;
     }
@@ -372,7 +379,7 @@ int main(int argc, char **argv) {
     int have_stream = 0;
     if (stream) {
         struct stream_eval se;
-        rc = stream_eval_run(&se, &m, &ds, idx, n, (uint64_t)seed);
+        rc = stream_eval_run(&se, &m, &ds, idx, n, (uint64_t)seed, noise_gain);
         if (rc < 0) {
             fprintf(stderr, "kwsd-eval: streaming: %s\n", kws_strerror(rc));
             return 1;

@@ -438,7 +438,7 @@ static int stream_val(const struct snn_model *m, const struct dataset *ds, const
                       size_t n_va, float max_fa, float *thr, struct stream_result *r) {
     struct stream_eval se;
     memset(r, 0, sizeof *r);
-    int rc = stream_eval_run(&se, m, ds, va, n_va, 1);
+    int rc = stream_eval_run(&se, m, ds, va, n_va, 1, 1.0f);
     if (rc < 0)
         return rc == KWS_EDATASET ? rc : -ENOMEM;
     *thr = stream_eval_calibrate(&se, &m->cfg, 300, 1000, max_fa, r);

@@ -26,7 +26,7 @@ void stream_eval_free(struct stream_eval *se) {
 }
 
 int stream_eval_run(struct stream_eval *se, const struct snn_model *m, const struct dataset *ds,
-                    const size_t *idx, size_t n, uint64_t seed) {
+                    const size_t *idx, size_t n, uint64_t seed, float noise_gain) {
     const struct snn_cfg *cfg = &m->cfg;
     int rate = cfg->fe.sample_rate, hop = cfg->fe.hop, rc = 0;
     memset(se, 0, sizeof *se);
@@ -83,7 +83,7 @@ int stream_eval_run(struct stream_eval *se, const struct snn_model *m, const str
             continue;
         for (int32_t k = 0; k < gap[w] && n_sil; k++) {
             const struct ds_clip *nc = &ds->clips[sil[si % n_sil]];
-            x[pos + (size_t)k] = nc->x[sil_pos];
+            x[pos + (size_t)k] = noise_gain * nc->x[sil_pos];
             if (++sil_pos >= (size_t)nc->n) {
                 sil_pos = 0;
                 si++;

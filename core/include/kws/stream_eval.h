@@ -8,7 +8,7 @@
  * given threshold, so a threshold sweep costs one network pass:
  *
  *     struct stream_eval se = {0};
- *     stream_eval_run(&se, &model, &ds, idx, n, seed);
+ *     stream_eval_run(&se, &model, &ds, idx, n, seed, 1.0f);
  *     stream_eval_score(&se, &model.cfg, 0.5f, 300, 1000, &res);
  *     stream_eval_free(&se);
  *
@@ -52,10 +52,11 @@ struct stream_result {
 };
 
 /* Builds the recording from clips idx[0..n) of ds (silence clips become the
- * gaps; seed draws the gap lengths) and runs model m over it. Returns 0,
+ * gaps, scaled by noise_gain: 1 keeps their level, 0.1 is 20 dB quieter;
+ * seed draws the gap lengths) and runs model m over it. Returns 0,
  * -ENOMEM, or KWS_EDATASET when the clips hold no word. */
 int stream_eval_run(struct stream_eval *se, const struct snn_model *m, const struct dataset *ds,
-                    const size_t *idx, size_t n, uint64_t seed);
+                    const size_t *idx, size_t n, uint64_t seed, float noise_gain);
 
 /* Scores the stored potentials with the detector (threshold for every
  * keyword, smoothing and refractory in ms). Returns 0 or -ENOMEM. */
