@@ -59,6 +59,7 @@ struct wav_run {
     int64_t best_ms[SNN_MAX_CLASSES];
     int64_t frame;
     int frame_ms, events;
+    FILE *trace; /* --trace: every frame's smoothed scores as CSV, or NULL */
 };
 
 static void wav_frame(void *ctx, const float *feat, const float *spikes) {
@@ -72,6 +73,12 @@ static void wav_frame(void *ctx, const float *feat, const float *spikes) {
             r->best[k] = r->scores[k];
             r->best_ms[k] = (r->frame + 1) * r->frame_ms;
         }
+    if (r->trace) {
+        fprintf(r->trace, "%.2f", (double)(r->frame + 1) * r->frame_ms / 1000.0);
+        for (int k = 0; k < r->m->cfg.n_classes; k++)
+            fprintf(r->trace, ",%.4f", (double)r->scores[k]);
+        fputc('\n', r->trace);
+    }
     r->frame++;
     if (fired) {
         printf("%8.2f s: %s (score %.3f, threshold %.2f, rose at %.2f s)\n",
@@ -84,7 +91,7 @@ static void wav_frame(void *ctx, const float *feat, const float *spikes) {
 /* Prints the events of the recording at path, then each keyword's highest
  * smoothed score and when it came. Returns the exit status. */
 static int run_wav(const struct snn_model *m, const char *path, float threshold, int smooth_ms,
-                   int refr_ms) {
+                   int refr_ms, const char *trace_path) {
     const struct snn_cfg *cfg = &m->cfg;
     struct wav_run r = {.m = m};
     struct audio_fe fe = {0};
@@ -108,6 +115,17 @@ static int run_wav(const struct snn_model *m, const char *path, float threshold,
         fprintf(stderr, "kwsd-eval: out of memory\n");
         goto out;
     }
+    if (trace_path) {
+        r.trace = fopen(trace_path, "w");
+        if (!r.trace) {
+            fprintf(stderr, "kwsd-eval: %s: %s\n", trace_path, strerror(errno));
+            goto out;
+        }
+        fprintf(r.trace, "time_s");
+        for (int k = 0; k < cfg->n_classes; k++)
+            fprintf(r.trace, ",%s", cfg->labels[k]);
+        fputc('\n', r.trace);
+    }
     printf("%s: %.2f s at %d Hz; threshold %.2f, smoothing %d ms, refractory %d ms\n", path,
            (double)n / cfg->fe.sample_rate, native, (double)threshold, smooth_ms, refr_ms);
     audio_fe_push(&fe, x, n, wav_frame, &r);
@@ -118,6 +136,10 @@ static int run_wav(const struct snn_model *m, const char *path, float threshold,
                    (double)r.best_ms[k] / 1000.0);
     status = 0;
 out:
+    if (r.trace && fclose(r.trace) != 0) {
+        fprintf(stderr, "kwsd-eval: %s: %s\n", trace_path, strerror(errno));
+        status = 1;
+    }
     free(x);
     free(r.v);
     free(r.scores);
@@ -147,7 +169,8 @@ static void usage(void) {
         "  --save-model FILE            write the model with the scaled readout gain and the\n"
         "                               calibrated threshold\n"
         "  --wav FILE                   run one recording as the daemon would: print its\n"
-        "                               events and each keyword's highest score\n");
+        "                               events and each keyword's highest score\n"
+        "  --trace FILE                 with --wav: every frame's smoothed scores as CSV\n");
 }
 
 int main(int argc, char **argv) {
@@ -155,7 +178,7 @@ int main(int argc, char **argv) {
     int T = 100, stream = 0, json = 0, smooth_ms = 300, refr_ms = 1000;
     float threshold = -1.0f, gain_scale = 1.0f, calib_fa = -1.0f, noise_gain = 1.0f;
     int sweep = 0;
-    const char *save_path = NULL, *wav = NULL;
+    const char *save_path = NULL, *wav = NULL, *trace_path = NULL;
     long seed = 1;
     enum {
         O_MODEL = 256,
@@ -173,7 +196,8 @@ int main(int argc, char **argv) {
         O_SWEEP,
         O_CALIB,
         O_WAV,
-        O_NOISE_GAIN
+        O_NOISE_GAIN,
+        O_TRACE
     };
     static const struct option lopts[] = {{"model", 1, 0, O_MODEL},
                                           {"data", 1, 0, O_DATA},
@@ -191,6 +215,7 @@ int main(int argc, char **argv) {
                                           {"calibrate", 1, 0, O_CALIB},
                                           {"wav", 1, 0, O_WAV},
                                           {"noise-gain", 1, 0, O_NOISE_GAIN},
+                                          {"trace", 1, 0, O_TRACE},
                                           {"help", 0, 0, 'h'},
                                           {0, 0, 0, 0}};
     int c;
@@ -236,6 +261,9 @@ int main(int argc, char **argv) {
         case O_SWEEP:
             sweep = stream = 1;
             break;
+        case O_TRACE:
+            trace_path = optarg;
+            break;
         case O_NOISE_GAIN:
             noise_gain = strtof(optarg, &end);
             stream = 1;
@@ -280,7 +308,7 @@ int main(int argc, char **argv) {
     if (threshold < 0.0f)
         threshold = m.cfg.threshold > 0.0f ? m.cfg.threshold : 0.4f;
     if (wav) {
-        rc = run_wav(&m, wav, threshold, smooth_ms, refr_ms);
+        rc = run_wav(&m, wav, threshold, smooth_ms, refr_ms, trace_path);
         snn_model_free(&m);
         return rc;
     }
