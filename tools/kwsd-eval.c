@@ -161,7 +161,6 @@ static void usage(void) {
         "                               (default T: the model's calibrated threshold, else 0.4)\n"
         "  --sweep                      streaming metrics for thresholds 0.20, 0.25, ..., 0.95\n"
         "  --calibrate F                threshold for at most F false alarms per hour (stream)\n"
-
         "  --seed 1                     gap lengths of the recording\n"
         "  --noise-gain 1               scale the noise between the words (0.1: 20 dB quieter)\n"
         "  --json                       one JSON object on stdout\n"

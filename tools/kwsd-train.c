@@ -320,8 +320,9 @@ static int teacher_init(struct teacher *t, const char *path, const struct snn_cf
         diff = "sample rate, window or hop";
     else if (a->n_mels != b->n_mels || a->fmin != b->fmin || a->fmax != b->fmax)
         diff = "mel bands or edges (--fmax)";
-    else if (a->pcen != b->pcen || a->pcen_release != b->pcen_release ||
-             a->enc_kind != b->enc_kind || a->enc_levels != b->enc_levels ||
+    else if (a->pcen != b->pcen || a->pcen_release != b->pcen_release)
+        diff = "PCEN (--pcen-release)";
+    else if (a->enc_kind != b->enc_kind || a->enc_levels != b->enc_levels ||
              memcmp(a->enc_thresh, b->enc_thresh, sizeof a->enc_thresh) ||
              a->feat_mean != b->feat_mean || a->feat_scale != b->feat_scale)
         diff = "encoder (--enc)";
