@@ -288,7 +288,7 @@ size_t train_net_ema_count(const struct train_net *net) {
     return net->n_params + train_stat_count(&net->cfg);
 }
 
-static void ema_update(struct train_net *net) {
+TRAIN_HOT static void ema_update(struct train_net *net) {
     float d = (1.0f + (float)net->step) / (10.0f + (float)net->step);
     d = d < net->hp.ema_decay ? d : net->hp.ema_decay;
     size_t np = net->n_params, n = train_net_ema_count(net);
@@ -341,10 +341,10 @@ static int acts_alloc(struct train_net *net, int B, int T) {
         if (c > cinmax)
             cinmax = c;
         tot += 9 * round_up64(bt * c) + 3 * round_up64(c);
-        tot += 2 * round_up64(c * (size_t)ntap);
+        tot += 2 * round_up64(c * (size_t)ntap) + round_up64(c);
         size_t ci = l ? (size_t)cfg->layer[l - 1].n : (size_t)cfg->n_in;
         if (cfg->layer[l].in_d_max > 0)
-            tot += round_up64(bt * ci) + 3 * round_up64(ci * (size_t)ntap);
+            tot += round_up64(bt * ci) + 2 * round_up64(ci * (size_t)ntap) + 2 * round_up64(ci);
     }
     tot += 2 * round_up64(bt * (size_t)cfg->n_classes);
     tot += round_up64(cinmax * cmax > cmax * cmax ? cinmax * cmax : cmax * cmax);
@@ -381,6 +381,8 @@ static int acts_alloc(struct train_net *net, int B, int T) {
         TAKE(net->tap_dw[l], c * (size_t)ntap);
         net->tap_lo[l] = (int32_t *)q; /* int32 fits a float slot */
         q += round_up64(c);
+        net->tap_n[l] = (int32_t *)q;
+        q += round_up64(c);
         size_t ci = l ? (size_t)cfg->layer[l - 1].n : (size_t)cfg->n_in;
         a->xd = NULL;
         if (cfg->layer[l].in_d_max > 0) {
@@ -388,7 +390,9 @@ static int acts_alloc(struct train_net *net, int B, int T) {
             TAKE(net->itap_w[l], ci * (size_t)ntap);
             TAKE(net->itap_dw[l], ci * (size_t)ntap);
             net->itap_lo[l] = (int32_t *)q;
-            q += round_up64(ci * (size_t)ntap);
+            q += round_up64(ci);
+            net->itap_n[l] = (int32_t *)q;
+            q += round_up64(ci);
         }
     }
     TAKE(net->vo, bt * (size_t)cfg->n_classes);
@@ -409,19 +413,38 @@ static int acts_alloc(struct train_net *net, int B, int T) {
 /* Tap tables of n senders with delays d for the current sigma, the first
  * usable tap being k0: a spike is spread over taps k >= k0 by the triangle
  * centred on k0 + d_j (tap k weighs train_delay_kernel(d_j, sigma, k + 1 -
- * k0)); sender j uses taps lo[j] .. lo[j] + ntap - 1. Returns ntap. */
-static int fill_taps(const float *d, int n, float sigma, int k0, int32_t *lo, float *w, float *dw) {
+ * k0)). Sender j's non-zero taps are k = lo[j] .. lo[j] + cnt[j] - 1, held
+ * in row j of w and dw (ntap floats each, zero past cnt[j]). The loops run
+ * over those taps only: a zero tap would add an exact 0 to every sum.
+ * Returns ntap. */
+static int fill_taps(const float *d, int n, float sigma, int k0, int32_t *lo, int32_t *cnt,
+                     float *w, float *dw) {
     int ntap = max_taps(sigma);
     float s = 1.0f + sigma;
     for (int j = 0; j < n; j++) {
         int l0 = (int)floorf((float)k0 + d[j] - s);
         if (l0 < k0)
             l0 = k0;
-        lo[j] = l0;
+        float *wj = w + (size_t)j * ntap, *dwj = dw + (size_t)j * ntap;
+        int first = -1, last = -1;
         for (int m = 0; m < ntap; m++) {
-            w[(size_t)j * ntap + m] = train_delay_kernel(d[j], sigma, l0 + m + 1 - k0);
-            dw[(size_t)j * ntap + m] = train_delay_kernel_dd(d[j], sigma, l0 + m + 1 - k0);
+            wj[m] = train_delay_kernel(d[j], sigma, l0 + m + 1 - k0);
+            dwj[m] = train_delay_kernel_dd(d[j], sigma, l0 + m + 1 - k0);
+            if (wj[m] != 0.0f || dwj[m] != 0.0f) {
+                if (first < 0)
+                    first = m;
+                last = m;
+            }
         }
+        if (first < 0)
+            first = last = 0;
+        int c = last - first + 1;
+        memmove(wj, wj + first, (size_t)c * sizeof(float));
+        memmove(dwj, dwj + first, (size_t)c * sizeof(float));
+        for (int m = c; m < ntap; m++)
+            wj[m] = dwj[m] = 0.0f;
+        lo[j] = l0 + first;
+        cnt[j] = c;
     }
     return ntap;
 }
@@ -431,20 +454,21 @@ static int fill_taps(const float *d, int n, float sigma, int k0, int32_t *lo, fl
  * next step at the earliest) with weights tap_w and d/dd tap_dw. */
 static void build_taps(struct train_net *net, int l) {
     net->ntap = fill_taps(net->p.delay[l], net->cfg.layer[l].n, net->hp.sigma, 1, net->tap_lo[l],
-                          net->tap_w[l], net->tap_dw[l]);
+                          net->tap_n[l], net->tap_w[l], net->tap_dw[l]);
 }
 
 /* Input delays of layer l (n inputs): a spike of input j at step t reaches
  * the layer at t + d_j, spread by the triangle kernel centred on d_j (taps
  * k >= 0; k = 0 is the same step). */
 static void build_in_taps(struct train_net *net, int l, int n) {
-    net->ntap = fill_taps(net->p.in_delay[l], n, net->hp.sigma, 0, net->itap_lo[l], net->itap_w[l],
-                          net->itap_dw[l]);
+    net->ntap = fill_taps(net->p.in_delay[l], n, net->hp.sigma, 0, net->itap_lo[l], net->itap_n[l],
+                          net->itap_w[l], net->itap_dw[l]);
 }
 
 /* xd[b,t,j] = sum_m w_jm x[b, t - lo_j - m, j]. One clip per thread; the
  * inputs are spikes, so only the non-zero ones are scattered forward. */
-static void in_delay_forward(struct train_net *net, int l, const float *x, float *xd, int n) {
+TRAIN_HOT static void in_delay_forward(struct train_net *net, int l, const float *x, float *xd,
+                                       int n) {
     int B = net->B, T = net->T, ntap = net->ntap;
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
@@ -456,9 +480,9 @@ static void in_delay_forward(struct train_net *net, int l, const float *x, float
                 float v = xb[(size_t)u * n + j];
                 if (v == 0.0f)
                     continue;
-                int t0 = u + net->itap_lo[l][j];
+                int t0 = u + net->itap_lo[l][j], nt = net->itap_n[l][j];
                 const float *w = net->itap_w[l] + (size_t)j * ntap;
-                for (int m = 0; m < ntap && t0 + m < T; m++)
+                for (int m = 0; m < nt && t0 + m < T; m++)
                     xdb[(size_t)(t0 + m) * n + j] += v * w[m];
             }
     }
@@ -467,8 +491,8 @@ static void in_delay_forward(struct train_net *net, int l, const float *x, float
 /* From dxd (gradient w.r.t. xd): dx (if not NULL, overwritten) and the
  * delays' gradient gd (accumulated). One clip per thread; the delay
  * gradient is summed per clip into net->part, then over clips in order. */
-static void in_delay_backward(struct train_net *net, int l, const float *x, const float *dxd,
-                              float *dx, float *gd, int n) {
+TRAIN_HOT static void in_delay_backward(struct train_net *net, int l, const float *x,
+                                        const float *dxd, float *dx, float *gd, int n) {
     int B = net->B, T = net->T, ntap = net->ntap;
     size_t pw = (size_t)n; /* net->part holds B x (C_max + TRAIN_PART_W) floats, n <= C_max */
 #pragma omp parallel for schedule(static)
@@ -478,11 +502,11 @@ static void in_delay_backward(struct train_net *net, int l, const float *x, cons
         memset(pg, 0, (size_t)n * sizeof(float));
         for (int u = 0; u < T; u++)
             for (int j = 0; j < n; j++) {
-                int t0 = u + net->itap_lo[l][j];
+                int t0 = u + net->itap_lo[l][j], nt = net->itap_n[l][j];
                 const float *w = net->itap_w[l] + (size_t)j * ntap;
                 const float *dw = net->itap_dw[l] + (size_t)j * ntap;
                 float v = xb[(size_t)u * n + j], acc = 0.0f, accd = 0.0f;
-                for (int m = 0; m < ntap && t0 + m < T; m++) {
+                for (int m = 0; m < nt && t0 + m < T; m++) {
                     float g = gb[(size_t)(t0 + m) * n + j];
                     acc += w[m] * g;
                     accd += dw[m] * g;
@@ -499,10 +523,21 @@ static void in_delay_backward(struct train_net *net, int l, const float *x, cons
 
 /* ==== Linear ==== */
 
+/* The Linear kernels below keep a tile of outputs in registers while they
+ * sum (GCC vector extensions: 8 floats, one AVX register or two SSE/NEON
+ * ones), and every output element still adds its terms one at a time in
+ * increasing order of the summed index: the result is the same float for
+ * float as the plain triple loop. */
+typedef float lin_v __attribute__((vector_size(32)));
+#define LIN_V 8 /* floats per lin_v */
+#define LIN_LD(v, p) memcpy(&(v), (p), sizeof(lin_v))
+#define LIN_ST(p, v) memcpy((p), &(v), sizeof(lin_v))
+
 /* out (N, C) = x (N, Cin) W^T + b, W (C, Cin). x is mostly zeros (spike
- * counts), so rows of W^T are added for its non-zero entries only. */
-static void linear_forward(float *out, const float *x, const float *w, const float *b, float *wt,
-                           size_t N, int Cin, int C) {
+ * counts), so each row first lists its non-zero inputs, and only their rows
+ * of W^T (wt, (Cin, C)) are added. */
+TRAIN_HOT static void linear_forward(float *out, const float *x, const float *w, const float *b,
+                                     float *wt, size_t N, int Cin, int C) {
     for (int i = 0; i < C; i++)
         for (int j = 0; j < Cin; j++)
             wt[(size_t)j * C + i] = w[(size_t)i * Cin + j];
@@ -510,79 +545,143 @@ static void linear_forward(float *out, const float *x, const float *w, const flo
     for (size_t n = 0; n < N; n++) {
         float *o = out + n * C;
         const float *xn = x + n * Cin;
-        memcpy(o, b, (size_t)C * sizeof(float));
-        for (int j = 0; j < Cin; j++) {
-            float xv = xn[j];
-            if (xv == 0.0f)
-                continue;
-            const float *wr = wt + (size_t)j * C;
-            for (int i = 0; i < C; i++)
-                o[i] += xv * wr[i];
+        int idx[SNN_MAX_INPUTS > SNN_MAX_NEURONS ? SNN_MAX_INPUTS : SNN_MAX_NEURONS];
+        float val[SNN_MAX_INPUTS > SNN_MAX_NEURONS ? SNN_MAX_INPUTS : SNN_MAX_NEURONS];
+        int nz = 0;
+        for (int j = 0; j < Cin; j++) { /* branch-free: spikes are unpredictable */
+            idx[nz] = j;
+            val[nz] = xn[j];
+            nz += xn[j] != 0.0f;
+        }
+        int i = 0;
+        for (; i + 4 * LIN_V <= C; i += 4 * LIN_V) {
+            lin_v a0, a1, a2, a3;
+            LIN_LD(a0, b + i);
+            LIN_LD(a1, b + i + LIN_V);
+            LIN_LD(a2, b + i + 2 * LIN_V);
+            LIN_LD(a3, b + i + 3 * LIN_V);
+            for (int z = 0; z < nz; z++) {
+                const float *wr = wt + (size_t)idx[z] * C + i;
+                float xv = val[z];
+                lin_v w0, w1, w2, w3;
+                LIN_LD(w0, wr);
+                LIN_LD(w1, wr + LIN_V);
+                LIN_LD(w2, wr + 2 * LIN_V);
+                LIN_LD(w3, wr + 3 * LIN_V);
+                a0 += xv * w0;
+                a1 += xv * w1;
+                a2 += xv * w2;
+                a3 += xv * w3;
+            }
+            LIN_ST(o + i, a0);
+            LIN_ST(o + i + LIN_V, a1);
+            LIN_ST(o + i + 2 * LIN_V, a2);
+            LIN_ST(o + i + 3 * LIN_V, a3);
+        }
+        for (; i < C; i++) {
+            float acc = b[i];
+            for (int z = 0; z < nz; z++)
+                acc += val[z] * wt[(size_t)idx[z] * C + i];
+            o[i] = acc;
         }
     }
 }
 
 /* dW (C, Cin) += sum_n dout[n,i] x[n,j]; db (C) += sum_n dout; dx (N, Cin) =
  * dout W (overwritten; skipped when dx is NULL). dwt is a (Cin, C) scratch. */
-static void linear_backward(float *dx, float *dw, float *db, float *dwt, const float *dout,
-                            const float *x, const float *w, size_t N, int Cin, int C) {
+TRAIN_HOT static void linear_backward(float *dx, float *dw, float *db, float *dwt,
+                                      const float *dout, const float *x, const float *w, size_t N,
+                                      int Cin, int C) {
     memset(dwt, 0, (size_t)Cin * C * sizeof(float));
+    /* dwt row j sums x[n,j] dout[n] over n for the non-zero x[n,j]; a block
+     * of 16 rows shares one pass over dout. */
+    int nblk = (Cin + 15) / 16;
 #pragma omp parallel for schedule(static)
-    for (int j = 0; j < Cin; j++) {
-        float *acc = dwt + (size_t)j * C;
+    for (int jb = 0; jb < nblk; jb++) {
+        int j0 = jb * 16, j1 = j0 + 16 < Cin ? j0 + 16 : Cin;
         for (size_t n = 0; n < N; n++) {
-            float xv = x[n * Cin + j];
-            if (xv == 0.0f)
-                continue;
-            const float *dn = dout + n * C;
-            for (int i = 0; i < C; i++)
-                acc[i] += xv * dn[i];
-        }
-    }
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < C; i++) {
-        float sb = 0.0f;
-        for (size_t n = 0; n < N; n++)
-            sb += dout[n * C + i];
-        db[i] += sb;
-        for (int j = 0; j < Cin; j++)
-            dw[(size_t)i * Cin + j] += dwt[(size_t)j * C + i];
-    }
-    if (!dx)
-        return;
-    /* Four rows at a time, so each row of W is read once per four outputs;
-     * every output element still sums over i in increasing order. */
-    size_t N4 = N / 4 * 4;
-#pragma omp parallel for schedule(static)
-    for (size_t n = 0; n < N4; n += 4) {
-        float *o0 = dx + n * Cin, *o1 = o0 + Cin, *o2 = o1 + Cin, *o3 = o2 + Cin;
-        const float *dn = dout + n * C;
-        memset(o0, 0, 4 * (size_t)Cin * sizeof(float));
-        for (int i = 0; i < C; i++) {
-            float d0 = dn[i], d1 = dn[C + i], d2 = dn[2 * C + i], d3 = dn[3 * C + i];
-            if (d0 == 0.0f && d1 == 0.0f && d2 == 0.0f && d3 == 0.0f)
-                continue;
-            const float *wr = w + (size_t)i * Cin;
-            for (int j = 0; j < Cin; j++) {
-                float wv = wr[j];
-                o0[j] += d0 * wv;
-                o1[j] += d1 * wv;
-                o2[j] += d2 * wv;
-                o3[j] += d3 * wv;
+            const float *xn = x + n * Cin, *dn = dout + n * C;
+            int idx[16], nz = 0;
+            for (int j = j0; j < j1; j++) { /* branch-free, as in linear_forward */
+                idx[nz] = j;
+                nz += xn[j] != 0.0f;
+            }
+            for (int z = 0; z < nz; z++) {
+                float xv = xn[idx[z]], *acc = dwt + (size_t)idx[z] * C;
+                for (int i = 0; i < C; i++)
+                    acc[i] += xv * dn[i];
             }
         }
     }
-    for (size_t n = N4; n < N; n++) {
-        float *o = dx + n * Cin;
-        const float *dn = dout + n * C;
-        memset(o, 0, (size_t)Cin * sizeof(float));
-        for (int i = 0; i < C; i++) {
-            float dv = dn[i];
-            if (dv == 0.0f)
-                continue;
-            const float *wr = w + (size_t)i * Cin;
+    /* db: column sums of dout, 64 columns per pass over its rows */
+    int nib = (C + 63) / 64;
+#pragma omp parallel for schedule(static)
+    for (int ib = 0; ib < nib; ib++) {
+        int i0 = ib * 64, i1 = i0 + 64 < C ? i0 + 64 : C;
+        float sb[64] = {0};
+        for (size_t n = 0; n < N; n++) {
+            const float *dn = dout + n * C;
+            for (int i = i0; i < i1; i++)
+                sb[i - i0] += dn[i];
+        }
+        for (int i = i0; i < i1; i++) {
+            db[i] += sb[i - i0];
             for (int j = 0; j < Cin; j++)
-                o[j] += dv * wr[j];
+                dw[(size_t)i * Cin + j] += dwt[(size_t)j * C + i];
+        }
+    }
+    if (!dx)
+        return;
+    /* Four rows by 2 LIN_V columns at a time, summed over i in registers. */
+    size_t N4 = N / 4 * 4;
+#pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N4; n += 4) {
+        const float *d0 = dout + n * C, *d1 = d0 + C, *d2 = d1 + C, *d3 = d2 + C;
+        float *o = dx + n * Cin;
+        int j = 0;
+        for (; j + 2 * LIN_V <= Cin; j += 2 * LIN_V) {
+            lin_v a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
+            for (int i = 0; i < C; i++) {
+                const float *wr = w + (size_t)i * Cin + j;
+                lin_v w0, w1;
+                LIN_LD(w0, wr);
+                LIN_LD(w1, wr + LIN_V);
+                float v0 = d0[i], v1 = d1[i], v2 = d2[i], v3 = d3[i];
+                a0 += v0 * w0;
+                b0 += v0 * w1;
+                a1 += v1 * w0;
+                b1 += v1 * w1;
+                a2 += v2 * w0;
+                b2 += v2 * w1;
+                a3 += v3 * w0;
+                b3 += v3 * w1;
+            }
+            LIN_ST(o + j, a0);
+            LIN_ST(o + j + LIN_V, b0);
+            LIN_ST(o + Cin + j, a1);
+            LIN_ST(o + Cin + j + LIN_V, b1);
+            LIN_ST(o + 2 * (size_t)Cin + j, a2);
+            LIN_ST(o + 2 * (size_t)Cin + j + LIN_V, b2);
+            LIN_ST(o + 3 * (size_t)Cin + j, a3);
+            LIN_ST(o + 3 * (size_t)Cin + j + LIN_V, b3);
+        }
+        for (; j < Cin; j++)
+            for (int r = 0; r < 4; r++) {
+                const float *dr = dout + (n + (size_t)r) * C;
+                float acc = 0.0f;
+                for (int i = 0; i < C; i++)
+                    acc += dr[i] * w[(size_t)i * Cin + j];
+                o[(size_t)r * Cin + j] = acc;
+            }
+    }
+    for (size_t n = N4; n < N; n++) {
+        const float *dn = dout + n * C;
+        float *o = dx + n * Cin;
+        for (int j = 0; j < Cin; j++) {
+            float acc = 0.0f;
+            for (int i = 0; i < C; i++)
+                acc += dn[i] * w[(size_t)i * Cin + j];
+            o[j] = acc;
         }
     }
 }
@@ -595,8 +694,8 @@ static void linear_backward(float *dx, float *dw, float *db, float *dwt, const f
 
 /* out_s[c] = sum_n x[n,c], out_sx[c] = sum_n x[n,c]*y[n,c] (y may be NULL);
  * with mean != NULL the first sum is of (x - mean)^2 instead. */
-static void col_sums(double *out_s, double *out_sx, const float *x, const float *y,
-                     const float *mean, size_t N, int C, double *part) {
+TRAIN_HOT static void col_sums(double *out_s, double *out_sx, const float *x, const float *y,
+                               const float *mean, size_t N, int C, double *part) {
     size_t nch = (N + BN_CHUNK - 1) / BN_CHUNK;
 #pragma omp parallel for schedule(static)
     for (size_t ch = 0; ch < nch; ch++) {
@@ -636,7 +735,7 @@ static void col_sums(double *out_s, double *out_sx, const float *x, const float 
 
 /* xhat (N, C) = (a - mean) * istd. In training mode the batch statistics are
  * used and the running ones updated (unbiased variance, like PyTorch). */
-static void bn_forward(struct train_net *net, int l, size_t N, int train) {
+TRAIN_HOT static void bn_forward(struct train_net *net, int l, size_t N, int train) {
     struct train_layer_acts *A = &net->act[l];
     int C = net->cfg.layer[l].n;
     float eps = net->hp.bn_eps, mom = net->hp.bn_momentum;
@@ -666,8 +765,9 @@ static void bn_forward(struct train_net *net, int l, size_t N, int train) {
 }
 
 /* da (N, C) = BN backward of dz (training-mode statistics); dg, db accumulate. */
-static void bn_backward(struct train_net *net, float *da, float *dg, float *db, const float *dz,
-                        const float *xhat, const float *g, const float *istd, size_t N, int C) {
+TRAIN_HOT static void bn_backward(struct train_net *net, float *da, float *dg, float *db,
+                                  const float *dz, const float *xhat, const float *g,
+                                  const float *istd, size_t N, int C) {
     double *s = net->bn_part, *sx = s + C, *part = s + 2 * C;
     col_sums(s, sx, dz, xhat, NULL, N, C, part);
     float ms[SNN_MAX_NEURONS], msx[SNN_MAX_NEURONS], k[SNN_MAX_NEURONS];
@@ -694,8 +794,8 @@ static inline void conv_run(int m, int pad, int P, int *lo, int *hi) {
 }
 
 /* r (C) = conv_w(q) or W q. */
-static void rec_mix(float *r, const float *q, const struct snn_layer_cfg *lc, const float *w,
-                    const float *wt) {
+TRAIN_HOT static void rec_mix(float *r, const float *q, const struct snn_layer_cfg *lc,
+                              const float *w, const float *wt) {
     int C = lc->n;
     if (lc->rec == SNN_REC_CONV) {
         /* r[go][p] = sum over gi, then m, of w[go][gi][m] q[gi][p + m - pad];
@@ -731,8 +831,8 @@ static void rec_mix(float *r, const float *q, const struct snn_layer_cfg *lc, co
 }
 
 /* dq (C) = mix^T dr (overwritten). */
-static void rec_mix_backward(float *dq, const float *dr, const struct snn_layer_cfg *lc,
-                             const float *w) {
+TRAIN_HOT static void rec_mix_backward(float *dq, const float *dr, const struct snn_layer_cfg *lc,
+                                       const float *w) {
     int C = lc->n;
     if (lc->rec == SNN_REC_CONV) {
         /* dq[gi][j] = sum over go, then p = j - m + pad increasing (m
@@ -768,7 +868,7 @@ static void rec_mix_backward(float *dq, const float *dr, const struct snn_layer_
 /* ==== LIF layer forward (per clip, sequential in t) ==== */
 
 /* mask (n) = 0 with probability p, else 1/(1-p); four 16-bit draws per call. */
-static void dropout_fill(float *mask, int n, float p, struct train_rng *rng) {
+TRAIN_HOT static void dropout_fill(float *mask, int n, float p, struct train_rng *rng) {
     if (p <= 0.0f) {
         for (int i = 0; i < n; i++)
             mask[i] = 1.0f;
@@ -776,14 +876,22 @@ static void dropout_fill(float *mask, int n, float p, struct train_rng *rng) {
     }
     uint32_t cut = (uint32_t)(p * 65536.0f);
     float keep = 1.0f / (1.0f - p);
-    for (int i = 0; i < n; i += 4) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
         uint64_t r = train_rng_next(rng);
-        for (int k = 0; k < 4 && i + k < n; k++)
+        mask[i] = ((uint32_t)r & 0xFFFFu) < cut ? 0.0f : keep;
+        mask[i + 1] = ((uint32_t)(r >> 16) & 0xFFFFu) < cut ? 0.0f : keep;
+        mask[i + 2] = ((uint32_t)(r >> 32) & 0xFFFFu) < cut ? 0.0f : keep;
+        mask[i + 3] = (uint32_t)(r >> 48) < cut ? 0.0f : keep;
+    }
+    if (i < n) {
+        uint64_t r = train_rng_next(rng);
+        for (int k = 0; i + k < n; k++)
             mask[i + k] = ((uint32_t)(r >> (16 * k)) & 0xFFFFu) < cut ? 0.0f : keep;
     }
 }
 
-static void lif_forward(struct train_net *net, int l, int train) {
+TRAIN_HOT static void lif_forward(struct train_net *net, int l, int train) {
     const struct snn_layer_cfg *lc = &net->cfg.layer[l];
     struct train_layer_acts *A = &net->act[l];
     const struct train_hparams *hp = &net->hp;
@@ -837,9 +945,9 @@ static void lif_forward(struct train_net *net, int l, int train) {
                 spikes++;
                 if (!rec)
                     continue;
-                int lo = net->tap_lo[l][i];
+                int lo = net->tap_lo[l][i], nt = net->tap_n[l][i];
                 const float *tw = net->tap_w[l] + (size_t)i * ntap;
-                for (int n = 0; n < ntap; n++) {
+                for (int n = 0; n < nt; n++) {
                     int tt = t + lo + n;
                     if (tt >= T)
                         break;
@@ -893,7 +1001,7 @@ static void softmax_row(float *out, const float *v, int K) {
         out[c] /= z;
 }
 
-static void readout_forward(struct train_net *net) {
+TRAIN_HOT static void readout_forward(struct train_net *net) {
     const struct snn_cfg *cfg = &net->cfg;
     int B = net->B, T = net->T, K = cfg->n_classes, L = cfg->n_layers;
     int C = cfg->layer[L - 1].n;
@@ -933,7 +1041,7 @@ static double kd_loss(const float *pt, const float *p, int K, float tau, float *
     return (double)tau * tau * kl;
 }
 
-static void loss_forward(struct train_net *net) {
+TRAIN_HOT static void loss_forward(struct train_net *net) {
     int B = net->B, T = net->T, K = net->cfg.n_classes, sil = net->hp.sil_class;
     double loss = 0.0;
     int correct = 0;
@@ -1020,8 +1128,8 @@ int train_net_forward(struct train_net *net, const float *x, const int32_t *labe
  * Writes dz (B,T,C) = dL/d(BN output), dr (B,T,C) = dL/d r (masked), dq
  * (B,C,T) = dL/dq, time-minor so that the delay taps of a neuron read
  * consecutive floats; accumulates the recurrent weight and delay gradients. */
-static void lif_backward(struct train_net *net, int l, const float *ds, float *dz, float *dr,
-                         float *dq) {
+TRAIN_HOT static void lif_backward(struct train_net *net, int l, const float *ds, float *dz,
+                                   float *dr, float *dq) {
     const struct snn_layer_cfg *lc = &net->cfg.layer[l];
     struct train_layer_acts *A = &net->act[l];
     const struct train_hparams *hp = &net->hp;
@@ -1037,40 +1145,52 @@ static void lif_backward(struct train_net *net, int l, const float *ds, float *d
         memset(pd, 0, (size_t)(C + TRAIN_PART_W) * sizeof(float));
         for (int t = T - 1; t >= 0; t--) {
             size_t o = base + (size_t)t * C;
+            /* two passes over the neurons: the delay taps, then the
+             * element-wise LIF backward, which the compiler vectorises */
+            float g[SNN_MAX_NEURONS];
             for (int i = 0; i < C; i++) {
-                float g = ds[o + i];
-                float sv = A->s[o + i];
+                g[i] = ds[o + i];
                 if (rec) {
                     /* gradient through the delayed copies of this spike train */
+                    float sv = A->s[o + i];
                     int lo = net->tap_lo[l][i];
                     const float *tw = net->tap_w[l] + (size_t)i * ntap;
                     const float *tdw = net->tap_dw[l] + (size_t)i * ntap;
                     float acc = 0.0f, accd = 0.0f;
                     const float *dqi = dq + base + (size_t)i * T + t + lo;
-                    int nt = T - t - lo < ntap ? T - t - lo : ntap;
+                    int nt = T - t - lo < net->tap_n[l][i] ? T - t - lo : net->tap_n[l][i];
                     for (int n = 0; n < nt; n++)
                         acc += tw[n] * dqi[n];
-                    g += acc;
+                    g[i] += acc;
                     if (sv != 0.0f) { /* the delay's gradient needs the spike */
                         for (int n = 0; n < nt; n++)
                             accd += tdw[n] * dqi[n];
                         pd[i] += sv * accd;
                     }
                 }
-                float hv = A->h[o + i];
-                float sg = train_surrogate_grad(hp->surrogate, hp->sg_alpha, hv - lc->thresh);
-                float dh;
-                if (lc->reset == SNN_RESET_HARD)
-                    dh = g * sg + dv[i] * ((1.0f - sv) - (hp->detach_reset ? 0.0f : hv * sg));
-                else
-                    dh = g * sg + dv[i] * (1.0f - (hp->detach_reset ? 0.0f : lc->thresh * sg));
-                dv[i] = lc->beta * dh;
-                float di = lc->gain * dh;
-                dz[o + i] = di;
-                if (rec)
-                    dr[o + i] = di * A->rmask[o + i];
+            }
+            const float *hs = A->h + o, *ss = A->s + o, *rm = A->rmask + o;
+            float th = lc->thresh, beta = lc->beta, gain = lc->gain;
+            float keep_h = hp->detach_reset ? 0.0f : 1.0f;
+            if (lc->reset == SNN_RESET_HARD) {
+                for (int i = 0; i < C; i++) {
+                    float sg = train_surrogate_grad(hp->surrogate, hp->sg_alpha, hs[i] - th);
+                    float dh =
+                        g[i] * sg + dv[i] * ((1.0f - ss[i]) - (keep_h != 0.0f ? hs[i] * sg : 0.0f));
+                    dv[i] = beta * dh;
+                    dz[o + i] = gain * dh;
+                }
+            } else {
+                for (int i = 0; i < C; i++) {
+                    float sg = train_surrogate_grad(hp->surrogate, hp->sg_alpha, hs[i] - th);
+                    float dh = g[i] * sg + dv[i] * (1.0f - (keep_h != 0.0f ? th * sg : 0.0f));
+                    dv[i] = beta * dh;
+                    dz[o + i] = gain * dh;
+                }
             }
             if (rec) {
+                for (int i = 0; i < C; i++)
+                    dr[o + i] = dz[o + i] * rm[i];
                 float dqrow[SNN_MAX_NEURONS];
                 rec_mix_backward(dqrow, dr + o, lc, net->p.w_rec[l]);
                 for (int i = 0; i < C; i++)
@@ -1078,24 +1198,36 @@ static void lif_backward(struct train_net *net, int l, const float *ds, float *d
             }
         }
         if (lc->rec == SNN_REC_CONV) {
+            /* tap m of (go, gi) sums dr[go][p] q[gi][p + m - pad] over p in
+             * increasing order. All K sums run side by side in the lanes of
+             * two vectors, over a copy of the q row with pad zeros on either
+             * side: the terms outside the row add an exact 0. */
             int pad = (K - 1) / 2, G = snn_layer_ch(lc), P = C / G;
             float *pk = pd + C;
+            float qz[SNN_MAX_NEURONS + 2 * SNN_MAX_K + 2 * LIN_V];
             for (int t = 0; t < T; t++) {
                 size_t o = base + (size_t)t * C;
-                for (int go = 0; go < G; go++)
-                    for (int gi = 0; gi < G; gi++) {
+                for (int gi = 0; gi < G; gi++) {
+                    memset(qz, 0, (size_t)(P + 2 * pad + 2 * LIN_V) * sizeof(float));
+                    memcpy(qz + pad, A->q + o + (size_t)gi * P, (size_t)P * sizeof(float));
+                    for (int go = 0; go < G; go++) {
                         const float *dg = dr + o + (size_t)go * P;
-                        const float *qg = A->q + o + (size_t)gi * P;
-                        float *pkk = pk + ((size_t)go * G + gi) * K;
-                        for (int m = 0; m < K; m++) {
-                            int lo, hi;
-                            conv_run(m, pad, P, &lo, &hi);
-                            float acc = 0.0f;
-                            for (int p = lo; p < hi; p++)
-                                acc += dg[p] * qg[p + m - pad];
-                            pkk[m] += acc;
+                        lin_v a0 = {0}, a1 = {0};
+                        for (int p = 0; p < P; p++) {
+                            lin_v q0, q1;
+                            LIN_LD(q0, qz + p);
+                            LIN_LD(q1, qz + p + LIN_V);
+                            a0 += dg[p] * q0;
+                            a1 += dg[p] * q1;
                         }
+                        float lanes[2 * LIN_V];
+                        LIN_ST(lanes, a0);
+                        LIN_ST(lanes + LIN_V, a1);
+                        float *pkk = pk + ((size_t)go * G + gi) * K;
+                        for (int m = 0; m < K; m++)
+                            pkk[m] += lanes[m];
                     }
+                }
             }
         }
     }
@@ -1129,7 +1261,7 @@ static void lif_backward(struct train_net *net, int l, const float *ds, float *d
     }
 }
 
-void train_net_backward(struct train_net *net) {
+TRAIN_HOT void train_net_backward(struct train_net *net) {
     const struct snn_cfg *cfg = &net->cfg;
     const struct train_hparams *hp = &net->hp;
     int B = net->B, T = net->T, K = cfg->n_classes, L = cfg->n_layers, sil = hp->sil_class;
@@ -1242,7 +1374,7 @@ void train_net_backward(struct train_net *net) {
 
 /* ==== Optimizer ==== */
 
-void train_net_adamw(struct train_net *net, float lr, float lr_delay) {
+TRAIN_HOT void train_net_adamw(struct train_net *net, float lr, float lr_delay) {
     const struct train_hparams *hp = &net->hp;
     const struct snn_cfg *cfg = &net->cfg;
     net->step++;

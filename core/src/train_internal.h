@@ -12,6 +12,16 @@
 
 #include <stdint.h>
 
+/* x86-64 builds compile the trainer's hot loops twice, for the baseline and
+ * for AVX2, and pick one at load time (GCC's target_clones). AVX2 without FMA
+ * only widens the vectors: every element is the same float operations in the
+ * same order, so a seed still gives the same model on any x86-64 machine. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define TRAIN_HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define TRAIN_HOT
+#endif
+
 struct train_rng {
     uint64_t s;
 };

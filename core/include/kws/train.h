@@ -145,10 +145,12 @@ struct train_net {
     double *bn_part;               /* BatchNorm sums: (2 C_max) totals + (B*T/64, 2 C_max) chunks */
     float *tap_w[SNN_MAX_LAYERS];  /* (C, ntap_cap) delay kernel taps of each sender */
     float *tap_dw[SNN_MAX_LAYERS]; /* (C, ntap_cap) their derivative w.r.t. the delay */
-    int32_t *tap_lo[SNN_MAX_LAYERS]; /* (C) first tap offset k of each sender */
+    int32_t *tap_lo[SNN_MAX_LAYERS]; /* (C) first non-zero tap offset k of each sender */
+    int32_t *tap_n[SNN_MAX_LAYERS];  /* (C) its non-zero taps (the rest of the row is 0) */
     float *itap_w[SNN_MAX_LAYERS];   /* (C_{l-1}, ntap_cap) input delay taps */
     float *itap_dw[SNN_MAX_LAYERS];
     int32_t *itap_lo[SNN_MAX_LAYERS];
+    int32_t *itap_n[SNN_MAX_LAYERS];
     int ntap_cap;          /* taps per sender the tables can hold */
     int ntap;              /* taps per sender for the current sigma (<= ntap_cap) */
     int clip_t0;           /* the clip term sums frames t >= clip_t0 (set by the caller;
