@@ -601,6 +601,8 @@ TRAIN_HOT static void linear_backward(float *dx, float *dw, float *db, float *dw
         int j0 = jb * 16, j1 = j0 + 16 < Cin ? j0 + 16 : Cin;
         for (size_t n = 0; n < N; n++) {
             const float *xn = x + n * Cin, *dn = dout + n * C;
+            if (n + 16 < N) /* x is read down a column: its stride defeats the prefetcher */
+                __builtin_prefetch(xn + 16 * (size_t)Cin + j0);
             int idx[16], nz = 0;
             for (int j = j0; j < j1; j++) { /* branch-free, as in linear_forward */
                 idx[nz] = j;
@@ -926,33 +928,38 @@ TRAIN_HOT static void lif_forward(struct train_net *net, int l, int train) {
                 rec_mix(A->r + o, A->q + o, lc, net->p.w_rec[l], net->wt);
                 dropout_fill(A->rmask + o, C, train ? pr : 0.0f, &rng);
             }
-            for (int i = 0; i < C; i++) {
-                float cur = hp->use_bn ? bg[i] * z[i] + bb[i] : z[i];
+            const float *rr = A->r + o, *rmk = A->rmask + o;
+            float beta = lc->beta, gain = lc->gain, th = lc->thresh;
+            int hard = lc->reset == SNN_RESET_HARD, smooth = hp->smooth;
+            for (int i = 0; i < C; i++) { /* vectorised unless smooth */
+                float cur = bg ? bg[i] * z[i] + bb[i] : z[i];
                 if (rec)
-                    cur += A->rmask[o + i] * A->r[o + i];
-                float hv = lc->beta * v[i] + lc->gain * cur;
-                float sv = hv >= lc->thresh ? 1.0f : 0.0f;
-                if (hp->smooth)
-                    sv = 0.5f +
-                         atanf(0.5f * (float)M_PI * hp->sg_alpha * (hv - lc->thresh)) / (float)M_PI;
+                    cur += rmk[i] * rr[i];
+                float hv = beta * v[i] + gain * cur;
+                float sv = hv >= th ? 1.0f : 0.0f;
+                if (smooth)
+                    sv = 0.5f + atanf(0.5f * (float)M_PI * hp->sg_alpha * (hv - th)) / (float)M_PI;
                 h[i] = hv;
                 s[i] = sv;
-                v[i] = lc->reset == SNN_RESET_HARD ? hv * (1.0f - sv) : hv - lc->thresh * sv;
+                v[i] = hard ? hv * (1.0f - sv) : hv - th * sv;
             }
+            /* the spiking neurons, listed branch-free (spikes are unpredictable) */
+            int fired[SNN_MAX_NEURONS], nf = 0;
             for (int i = 0; i < C; i++) {
-                if (s[i] == 0.0f)
-                    continue;
-                spikes++;
-                if (!rec)
-                    continue;
-                int lo = net->tap_lo[l][i], nt = net->tap_n[l][i];
+                fired[nf] = i;
+                nf += s[i] != 0.0f;
+            }
+            spikes += (uint64_t)nf;
+            for (int f = 0; rec && f < nf; f++) {
+                int i = fired[f], lo = net->tap_lo[l][i], nt = net->tap_n[l][i];
                 const float *tw = net->tap_w[l] + (size_t)i * ntap;
-                for (int n = 0; n < nt; n++) {
-                    int tt = t + lo + n;
-                    if (tt >= T)
-                        break;
-                    A->q[base + (size_t)tt * C + i] += s[i] * tw[n];
-                }
+                if (nt > T - t - lo)
+                    nt = T - t - lo;
+                if (nt <= 0)
+                    continue;
+                float *qi = A->q + base + (size_t)(t + lo) * C + i;
+                for (int n = 0; n < nt; n++)
+                    qi[(size_t)n * C] += s[i] * tw[n];
             }
             dropout_fill(A->smask + o, C, train ? pf : 0.0f, &rng);
             for (int i = 0; i < C; i++)
