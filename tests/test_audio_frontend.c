@@ -524,6 +524,34 @@ Test(audio_frontend, spikes_are_sparse_on_speech_and_absent_in_silence, .init = 
 
 /* ==== Encoders ==== */
 
+/* zero_run counts the frames whose whole window is exactly 0, and a single
+ * non-zero sample clears it for as long as it is in the window. */
+Test(audio_frontend, zero_run_counts_digital_silence) {
+    struct kws_frontend_cfg c;
+    struct audio_fe fe;
+    audio_fe_cfg_default(&c);
+    cr_assert(eq(int, audio_fe_init(&fe, &c), 0));
+    float *x = calloc(16000, sizeof *x);
+    cr_assert(not(eq(ptr, x, NULL)));
+    audio_fe_push(&fe, x, 16000, NULL, NULL); /* 1 s of zeros: 100 frames */
+    cr_expect(eq(u64, fe.frames, 100));
+    cr_expect(eq(u64, fe.zero_run, 100));
+    /* one LSB as the last sample of a hop, then zeros again: it stays in
+     * the window of ceil(win_len / hop) frames */
+    x[c.hop - 1] = 1.0f / 32768.0f;
+    audio_fe_push(&fe, x, (size_t)c.hop, NULL, NULL);
+    cr_expect(eq(u64, fe.zero_run, 0));
+    size_t frames_with_it = ((size_t)c.win_len + c.hop - 1) / c.hop;
+    audio_fe_push(&fe, x + c.hop, (frames_with_it - 1) * (size_t)c.hop, NULL, NULL);
+    cr_expect(eq(u64, fe.zero_run, 0), "the sample is still in the window");
+    audio_fe_push(&fe, x + c.hop, (size_t)c.hop, NULL, NULL);
+    cr_expect(eq(u64, fe.zero_run, 1));
+    audio_fe_reset(&fe);
+    cr_expect(eq(u64, fe.zero_run, 0));
+    free(x);
+    audio_fe_free(&fe);
+}
+
 Test(audio_frontend, level_encoder_is_a_thermometer) {
     struct kws_frontend_cfg c;
     float feat[40] = {0}, spk[160];

@@ -134,3 +134,40 @@ Test(detector, long_stream_sums_stay_exact) {
     for (int c = 0; c < 3; c++)
         cr_assert(epsilon_eq(flt, scores[c], want[c], 1e-5f), "class %d", c);
 }
+
+/* A held frame (digital silence) empties the window: scores are 0, nothing
+ * fires, and a keyword afterwards needs a full window again, as at start-up.
+ * Frame times keep counting through the hold. */
+Test(detector, hold_empties_the_window_and_keeps_time) {
+    float v[3], sc[3];
+    struct kws_hit hit;
+
+    for (int t = 0; t < 5; t++) { /* half a window of "yes": below threshold */
+        confident(v, 1);
+        cr_assert(eq(int, kws_detector_step(&det, v, &hit, sc), 0));
+    }
+    cr_assert(gt(flt, sc[1], 0.4f));
+    for (int t = 0; t < 20; t++) {
+        sc[1] = -1.0f;
+        kws_detector_hold(&det, sc);
+        cr_assert(eq(flt, sc[0], 0.0f));
+        cr_assert(eq(flt, sc[1], 0.0f), "held frame %d", t);
+    }
+    int fired_at = -1;
+    for (int t = 0; t < 20 && fired_at < 0; t++) {
+        confident(v, 1);
+        if (kws_detector_step(&det, v, &hit, sc))
+            fired_at = t;
+    }
+    /* the five frames before the hold do not count: nine frames as at start */
+    cr_assert(eq(int, fired_at, 8));
+    cr_assert(eq(i64, hit.end_ms, (5 + 20 + 9) * 10), "frames went on counting");
+    cr_assert(eq(i64, hit.start_ms, (5 + 20 + 4) * 10));
+}
+
+Test(detector, hold_frame_rule) {
+    cr_expect(eq(int, kws_hold_frame(0, 10), 0));
+    cr_expect(eq(int, kws_hold_frame(KWS_HOLD_MS / 10 - 1, 10), 0));
+    cr_expect(eq(int, kws_hold_frame(KWS_HOLD_MS / 10, 10), 1));
+    cr_expect(eq(int, kws_hold_frame(KWS_HOLD_MS / 20, 20), 1));
+}

@@ -564,6 +564,29 @@ Test(kwsd, input_file_runs_to_its_end_and_exits) {
     cr_assert(not(eq(ptr, strstr(log, "notaudio.wav"), NULL)), "log:\n%s", log);
 }
 
+/* A muted input gives exact zeros. After a second of them the network rests
+ * (KWS_HOLD_MS) and the log says so; the next sound wakes it. The file is at
+ * 48 kHz in stereo, so the zeros also pass through the resampler. */
+Test(kwsd, a_muted_input_rests_the_network_until_sound_returns) {
+    sh("sox -n -r 16000 -c 1 -b 16 -e signed %s/n1.wav synth 1.0 whitenoise vol 0.01", dir);
+    sh("sox -D -n -r 16000 -c 1 -b 16 -e signed %s/z.wav trim 0 2.5", dir); /* -D: no dither */
+    sh("sox -D %s/n1.wav %s/z.wav %s/n1.wav -r 48000 -c 2 %s/muted.wav", dir, dir, dir, dir);
+    write_small_model(dat_path("small.kwsm"));
+    write_config(dat_path("small.kwsm"), NULL);
+    pid_t pid = start_kwsd2("--input", dat_path("muted.wav"));
+    int rc = wait_exit(pid, 30000);
+    char *log = read_log();
+    cr_assert(eq(int, rc, 0), "log:\n%s", log);
+    const char *rest = strstr(log, "input is digital silence");
+    cr_assert(not(eq(ptr, (void *)rest, NULL)), "log:\n%s", log);
+    const char *back = strstr(rest, "sound is back after");
+    cr_assert(not(eq(ptr, (void *)back, NULL)), "log:\n%s", log);
+    double secs = 0.0;
+    cr_assert(eq(int, sscanf(back, "sound is back after %lf s", &secs), 1));
+    cr_expect(ge(dbl, secs, 2.0), "the silence lasted %g s", secs);
+    cr_expect(le(dbl, secs, 2.5), "the silence lasted %g s", secs);
+}
+
 /* systemd's notify protocol over a real AF_UNIX datagram socket: READY=1
  * after start, WATCHDOG=1 while audio flows, STOPPING=1 on SIGTERM. */
 Test(kwsd, tells_systemd_ready_watchdog_and_stopping) {

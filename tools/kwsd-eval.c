@@ -59,15 +59,25 @@ struct wav_run {
     int64_t best_ms[SNN_MAX_CLASSES];
     int64_t frame;
     int frame_ms, events;
-    FILE *trace; /* --trace: every frame's smoothed scores as CSV, or NULL */
+    const struct audio_fe *fe; /* the front end, for its zero_run */
+    uint64_t held;             /* frames of the current digital-silence hold */
+    FILE *trace;               /* --trace: every frame's smoothed scores as CSV, or NULL */
 };
 
 static void wav_frame(void *ctx, const float *feat, const float *spikes) {
     struct wav_run *r = ctx;
     struct kws_hit hit;
     (void)feat;
-    snn_step(r->m, &r->st, spikes, r->v);
-    int fired = kws_detector_step(&r->det, r->v, &hit, r->scores);
+    int fired = 0;
+    if (kws_hold_frame(r->fe->zero_run, r->frame_ms)) { /* digital silence, as kwsd */
+        if (!r->held++)
+            snn_state_reset(&r->st, r->m);
+        kws_detector_hold(&r->det, r->scores);
+    } else {
+        r->held = 0;
+        snn_step(r->m, &r->st, spikes, r->v);
+        fired = kws_detector_step(&r->det, r->v, &hit, r->scores);
+    }
     for (int k = 0; k < r->m->cfg.n_classes; k++)
         if (r->scores[k] > r->best[k]) {
             r->best[k] = r->scores[k];
@@ -93,8 +103,8 @@ static void wav_frame(void *ctx, const float *feat, const float *spikes) {
 static int run_wav(const struct snn_model *m, const char *path, float threshold, int smooth_ms,
                    int refr_ms, const char *trace_path) {
     const struct snn_cfg *cfg = &m->cfg;
-    struct wav_run r = {.m = m};
     struct audio_fe fe = {0};
+    struct wav_run r = {.m = m, .fe = &fe};
     struct kws_detector_cfg dc;
     char msg[512];
     float *x = NULL;

@@ -253,6 +253,7 @@ void audio_fe_reset(struct audio_fe *fe) {
     memset(fe->spikes, 0, (size_t)fe->n_out * sizeof(float));
     fe->fill = 0;
     fe->frames = 0;
+    fe->zero_run = 0;
 }
 
 void audio_fe_free(struct audio_fe *fe) {
@@ -314,6 +315,10 @@ static void fe_frame(struct audio_fe *fe) {
     int F = c->n_mels, nb = fe->n_bins;
     float *tmp;
 
+    int zero = 1;
+    for (int i = 0; i < c->win_len && zero; i++)
+        zero = fe->hist[i] == 0.0f;
+    fe->zero_run = zero ? fe->zero_run + 1 : 0;
     for (int i = 0; i < c->win_len; i++)
         fe->fft_in[i] = fe->hist[i] * fe->window[i];
     fftwf_execute((fftwf_plan)fe->plan);

@@ -22,7 +22,28 @@ void stream_eval_free(struct stream_eval *se) {
     free(se->on);
     free(se->off);
     free(se->lab);
+    free(se->held);
     memset(se, 0, sizeof *se);
+}
+
+/* Collects each frame's spikes and whether kwsd would hold it. */
+struct frames_ctx {
+    const struct audio_fe *fe;
+    float *spikes;
+    uint8_t *held;
+    size_t max, count;
+    int frame_ms;
+};
+
+static void keep_frame(void *ctx, const float *feat, const float *spikes) {
+    struct frames_ctx *c = ctx;
+    (void)feat;
+    if (c->count < c->max) {
+        memcpy(c->spikes + c->count * (size_t)c->fe->n_out, spikes,
+               (size_t)c->fe->n_out * sizeof *spikes);
+        c->held[c->count] = (uint8_t)kws_hold_frame(c->fe->zero_run, c->frame_ms);
+    }
+    c->count++;
 }
 
 int stream_eval_run(struct stream_eval *se, const struct snn_model *m, const struct dataset *ds,
@@ -109,9 +130,24 @@ int stream_eval_run(struct stream_eval *se, const struct snn_model *m, const str
         rc = -ENOMEM;
         goto out;
     }
-    nf = audio_fe_compute(&fe, x, total, NULL, sp, nf);
-    for (size_t t = 0; t < nf; t++)
-        snn_step(m, &st, sp + t * (size_t)fe.n_out, se->v + t * (size_t)cfg->n_classes);
+    se->held = calloc(nf ? nf : 1, 1);
+    if (!se->held) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    struct frames_ctx fc = {&fe, sp, se->held, nf, 0, 1000 * hop / rate};
+    audio_fe_push(&fe, x, total, keep_frame, &fc);
+    nf = fc.count < nf ? fc.count : nf;
+    for (size_t t = 0; t < nf; t++) {
+        float *v = se->v + t * (size_t)cfg->n_classes;
+        if (se->held[t]) { /* digital silence: the network rests, as in kwsd */
+            if (t == 0 || !se->held[t - 1])
+                snn_state_reset(&st, m);
+            memset(v, 0, (size_t)cfg->n_classes * sizeof *v);
+            continue;
+        }
+        snn_step(m, &st, sp + t * (size_t)fe.n_out, v);
+    }
     se->nf = nf;
 out:
     free(sil);
@@ -146,7 +182,11 @@ int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, f
     for (size_t t = 0; t < se->nf; t++) {
         struct kws_hit hit;
         float sc[SNN_MAX_CLASSES];
-        int fired = kws_detector_step(&det, se->v + t * (size_t)se->n_classes, &hit, sc);
+        int fired = 0;
+        if (se->held && se->held[t])
+            kws_detector_hold(&det, sc);
+        else
+            fired = kws_detector_step(&det, se->v + t * (size_t)se->n_classes, &hit, sc);
         int64_t sample = (int64_t)(t + 1) * se->hop;
         /* the peak score of each word's class from its start to 1 s after its end */
         while (pk < n_word && se->off[pk] + rate < sample)

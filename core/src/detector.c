@@ -66,6 +66,21 @@ void kws_detector_reset(struct kws_detector *d) {
     d->quiet_until = 0;
 }
 
+void kws_detector_hold(struct kws_detector *d, float *scores) {
+    size_t c = (size_t)d->cfg.n_classes;
+
+    if (d->filled) {
+        memset(d->hist, 0, ((size_t)d->cfg.smoothing_frames * c + 2 * c) * sizeof(float));
+        for (size_t i = 0; i < c; i++)
+            d->rise[i] = -1;
+        d->pos = 0;
+        d->filled = 0;
+    }
+    if (scores)
+        memset(scores, 0, c * sizeof *scores);
+    d->frame++;
+}
+
 void kws_detector_free(struct kws_detector *d) {
     free(d->hist);
     free(d->rise);

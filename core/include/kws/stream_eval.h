@@ -33,6 +33,8 @@
 
 struct stream_eval {
     float *v;          /* (nf, n_classes) readout potentials per frame */
+    uint8_t *held;     /* (nf) 1 where kwsd would hold the network (digital
+                        * silence), or NULL: no frame held */
     size_t nf;         /* frames */
     int n_classes;     /* columns of v */
     int rate, hop;     /* samples per second, per frame */
