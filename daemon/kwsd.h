@@ -21,7 +21,7 @@
 
 struct kwsd {
     uv_loop_t loop;
-    struct kws_config cfg; /* the running configuration */
+    struct kws_config cfg;       /* the running configuration */
     char config_path[KWS_CONFIG_PATH_LEN];
     const char *input_file;      /* --input: run on a file instead of a device */
     const char *device_override; /* --device */
@@ -33,9 +33,9 @@ struct kwsd {
     struct snn_state state;
     struct kws_detector det;
     struct audio_pipe pipe;
-    int pipe_rate;          /* input rate the pipe was built for; 0 = not built */
-    float *v_out;           /* (n_classes) readout potentials */
-    const char *model_name; /* basename of the model path */
+    int pipe_rate;               /* input rate the pipe was built for; 0 = not built */
+    float *v_out;                /* (n_classes) readout potentials */
+    const char *model_name;      /* basename of the model path */
 
     struct transport_pub pub;
     struct audio_capture cap;
@@ -44,8 +44,8 @@ struct kwsd {
     uv_signal_t sig_int, sig_term, sig_hup;
     uv_timer_t heartbeat;
     uv_timer_t watchdog;
-    uv_idle_t file_feed;   /* --input: pushes the file in blocks */
-    uv_timer_t file_delay; /* --input-delay: starts file_feed */
+    uv_idle_t file_feed;         /* --input: pushes the file in blocks */
+    uv_timer_t file_delay;       /* --input-delay: starts file_feed */
     uint64_t input_delay_ms;
 
     struct sf_private_tag *file; /* --input: the open file (libsndfile SNDFILE) */
@@ -56,9 +56,9 @@ struct kwsd {
     uint64_t frames;             /* 10 ms frames processed */
     uint64_t frames_at_watchdog; /* frames at the last watchdog tick */
     uint64_t detections;
-    uint64_t held;     /* frames of the current digital-silence hold (KWS_HOLD_MS) */
-    uint64_t busy_ns;  /* time spent processing audio */
-    uint64_t audio_ns; /* audio time processed */
+    uint64_t held;               /* frames of the current digital-silence hold (KWS_HOLD_MS) */
+    uint64_t busy_ns;            /* time spent processing audio */
+    uint64_t audio_ns;           /* audio time processed */
     int stopping;
     int exit_code;
 };

@@ -170,7 +170,8 @@ static void on_frame(void *ctx, const float *feat, const float *spikes) {
     LOGI("detected \"%s\" score %.3f at %.2f s", ev.keyword, (double)ev.score,
          (double)ev.end_ms / 1000.0);
     if (transport_pub_detection(&k->pub, &ev) < 0)
-        LOGD("detection %llu dropped: no room in a subscriber's queue", (unsigned long long)ev.seq);
+        LOGD("detection %llu dropped: no room in a subscriber's queue",
+             (unsigned long long)ev.seq);
 }
 
 /* Feeds one block of device-rate samples. The pipe is (re)built only when
@@ -293,7 +294,8 @@ static void reload(struct kwsd *k) {
     net_free(&old);
     if (strcmp(next.audio.device, k->cfg.audio.device) || next.audio.rate != k->cfg.audio.rate ||
         next.audio.period_ms != k->cfg.audio.period_ms)
-        LOGW("audio settings changed in %s: they take effect at the next restart", k->config_path);
+        LOGW("audio settings changed in %s: they take effect at the next restart",
+             k->config_path);
     if (memcmp(&next.transport, &k->cfg.transport, sizeof next.transport))
         LOGW("transport settings changed in %s: they take effect at the next restart",
              k->config_path);
@@ -378,19 +380,18 @@ static long peak_rss_kib(void) {
 /* ==== Start ==== */
 
 static void usage(FILE *f) {
-    fprintf(
-        f,
-        "usage: kwsd [options]\n"
-        "  -c, --config PATH     configuration file (default " KWSD_DEFAULT_CONFIG ")\n"
-        "      --check-config    validate the configuration and the model, then exit\n"
-        "  -d, --device NAME     ALSA capture device (overrides audio.device)\n"
-        "  -m, --model PATH      model file (overrides model.path)\n"
-        "  -i, --input FILE      process an audio file instead of a device, then exit\n"
-        "      --input-delay MS  with --input: wait MS ms after start-up before reading\n"
-        "                        (lets subscribers connect; the file runs faster than real time)\n"
-        "  -l, --log-level L     error|warning|notice|info|debug\n"
-        "  -V, --version         print the version\n"
-        "  -h, --help            this text\n");
+    fprintf(f,
+            "usage: kwsd [options]\n"
+            "  -c, --config PATH     configuration file (default " KWSD_DEFAULT_CONFIG ")\n"
+            "      --check-config    validate the configuration and the model, then exit\n"
+            "  -d, --device NAME     ALSA capture device (overrides audio.device)\n"
+            "  -m, --model PATH      model file (overrides model.path)\n"
+            "  -i, --input FILE      process an audio file instead of a device, then exit\n"
+            "      --input-delay MS  with --input: wait MS ms after start-up before reading\n"
+            "                        (lets subscribers connect; the file runs faster than real time)\n"
+            "  -l, --log-level L     error|warning|notice|info|debug\n"
+            "  -V, --version         print the version\n"
+            "  -h, --help            this text\n");
 }
 
 static int start_audio(struct kwsd *k) {
@@ -419,8 +420,8 @@ static int start_audio(struct kwsd *k) {
         uv_timer_init(&k->loop, &k->file_delay);
         k->file_delay.data = k;
         uv_timer_start(&k->file_delay, on_file_delay, k->input_delay_ms, 0);
-        LOGI("input %s: %lld frames at %d Hz, %d channel(s)", k->input_file, (long long)info.frames,
-             k->file_rate, k->file_channels);
+        LOGI("input %s: %lld frames at %d Hz, %d channel(s)", k->input_file,
+             (long long)info.frames, k->file_rate, k->file_channels);
         return 0;
     }
     struct audio_capture_cfg cc = {
@@ -443,15 +444,11 @@ static int start_audio(struct kwsd *k) {
 
 int main(int argc, char **argv) {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"check-config", no_argument, NULL, 'C'},
-        {"device", required_argument, NULL, 'd'},
-        {"model", required_argument, NULL, 'm'},
-        {"input", required_argument, NULL, 'i'},
-        {"log-level", required_argument, NULL, 'l'},
+        {"config", required_argument, NULL, 'c'},  {"check-config", no_argument, NULL, 'C'},
+        {"device", required_argument, NULL, 'd'},  {"model", required_argument, NULL, 'm'},
+        {"input", required_argument, NULL, 'i'},   {"log-level", required_argument, NULL, 'l'},
         {"input-delay", required_argument, NULL, 'D'},
-        {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},       {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     static struct kwsd kd; /* large: keep it off the stack */
@@ -483,8 +480,7 @@ int main(int argc, char **argv) {
             errno = 0;
             long v = strtol(optarg, &end, 10);
             if (errno || end == optarg || *end || v < 0 || v > 600000) {
-                fprintf(stderr,
-                        "kwsd: --input-delay: \"%s\" is not a number of ms in [0, 600000]\n",
+                fprintf(stderr, "kwsd: --input-delay: \"%s\" is not a number of ms in [0, 600000]\n",
                         optarg);
                 return 2;
             }
@@ -579,8 +575,8 @@ int main(int argc, char **argv) {
         char msg[512];
         for (int i = 0; i < k->cfg.transport.n_endpoints; i++)
             eps[i] = k->cfg.transport.endpoints[i];
-        rc = transport_pub_open(&k->pub, eps, k->cfg.transport.n_endpoints, k->cfg.transport.queue,
-                                msg, sizeof msg);
+        rc = transport_pub_open(&k->pub, eps, k->cfg.transport.n_endpoints,
+                                k->cfg.transport.queue, msg, sizeof msg);
         if (rc < 0) {
             LOGE("%s", msg);
             kwsd_stop(k, 1);

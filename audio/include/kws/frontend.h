@@ -73,27 +73,28 @@ int audio_fe_n_out(const struct kws_frontend_cfg *cfg);
  * buffer is allocated by audio_fe_init, nothing afterwards. */
 struct audio_fe {
     struct kws_frontend_cfg cfg;
-    int n_bins;        /* n_fft / 2 + 1 */
-    int n_out;         /* spike channels per frame */
-    float *window;     /* (win_len) Hann window */
-    float *hist;       /* (win_len) the latest win_len samples, oldest first */
-    int fill;          /* samples of the current hop received so far */
-    void *plan;        /* fftwf_plan, r2c of n_fft */
-    float *fft_in;     /* (n_fft) fftwf_malloc'd */
-    float *fft_out;    /* (n_bins, 2) interleaved re/im, fftwf_malloc'd */
-    float *power;      /* (n_bins) */
-    int *mel_lo;       /* (F) first bin of each mel triangle */
-    int *mel_len;      /* (F) bins in each triangle */
-    int *mel_off;      /* (F) offset of each triangle's weights in mel_w */
-    float *mel_w;      /* packed triangle weights */
-    float *energy;     /* (F) mel energies E */
-    float *pcen_m;     /* (F) PCEN smoother M */
-    float *feat;       /* (F) normalised features of the last frame */
-    float *prev;       /* (F) features of the frame before (delta encoder) */
-    float *spikes;     /* (n_out) spike counts of the last frame */
-    uint64_t frames;   /* frames completed since init/reset */
-    uint64_t zero_run; /* frames in a row whose whole window was digital
-                        * silence (every sample exactly 0: a muted input) */
+    int n_bins;      /* n_fft / 2 + 1 */
+    int n_out;       /* spike channels per frame */
+    float *window;   /* (win_len) Hann window */
+    float *hist;     /* (win_len) the latest win_len samples, oldest first */
+    int fill;        /* samples of the current hop received so far */
+    void *plan;      /* fftwf_plan, r2c of n_fft */
+    float *fft_in;   /* (n_fft) fftwf_malloc'd */
+    float *fft_out;  /* (n_bins, 2) interleaved re/im, fftwf_malloc'd */
+    float *power;    /* (n_bins) */
+    int *mel_lo;     /* (F) first bin of each mel triangle */
+    int *mel_len;    /* (F) bins in each triangle */
+    int *mel_off;    /* (F) offset of each triangle's weights in mel_w */
+    float *mel_w;    /* packed triangle weights */
+    float *energy;   /* (F) mel energies E */
+    float *pcen_m;   /* (F) PCEN smoother M */
+    float *feat;     /* (F) normalised features of the last frame */
+    float *prev;     /* (F) features of the frame before (delta encoder) */
+    float *spikes;   /* (n_out) spike counts of the last frame */
+    uint64_t frames; /* frames completed since init/reset */
+    /* frames in a row whose whole window was digital silence (every sample
+     * exactly 0, e.g. a muted input); see KWS_HOLD_MS in kws/detector.h */
+    uint64_t zero_run;
 };
 
 /* Builds a front end for cfg (validated with audio_fe_cfg_check). Returns 0,

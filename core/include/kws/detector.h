@@ -25,12 +25,12 @@
 #include "kws/snn.h"
 
 struct kws_detector_cfg {
-    int n_classes;                    /* readout classes C */
-    float threshold[SNN_MAX_CLASSES]; /* per-class score threshold in [0, 1] */
-    uint8_t fires[SNN_MAX_CLASSES];   /* 1: a keyword; 0: silence/unknown, never fires */
-    int smoothing_frames;             /* averaging window W, frames (>= 1) */
-    int refractory_frames;            /* quiet time after an event, frames */
-    int frame_ms;                     /* frame hop in ms, for the times reported */
+    int n_classes;                     /* readout classes C */
+    float threshold[SNN_MAX_CLASSES];  /* per-class score threshold in [0, 1] */
+    uint8_t fires[SNN_MAX_CLASSES];    /* 1: a keyword; 0: silence/unknown, never fires */
+    int smoothing_frames;              /* averaging window W, frames (>= 1) */
+    int refractory_frames;             /* quiet time after an event, frames */
+    int frame_ms;                      /* frame hop in ms, for the times reported */
 };
 
 struct kws_hit {
@@ -43,13 +43,12 @@ struct kws_hit {
 
 struct kws_detector {
     struct kws_detector_cfg cfg;
-    float *hist; /* (W, C) posteriors of the last W frames */
-    float *sum;  /* (C) running sums of hist */
-    float *post; /* (C) scratch: this frame's posteriors */
-    int64_t
-        *rise;  /* (C) frame at which each class's score last rose above threshold/2, -1 if below */
-    int pos;    /* next row of hist to overwrite */
-    int filled; /* rows of hist in use (< W only at the start) */
+    float *hist;         /* (W, C) posteriors of the last W frames */
+    float *sum;          /* (C) running sums of hist */
+    float *post;         /* (C) scratch: this frame's posteriors */
+    int64_t *rise;       /* (C) frame at which each class's score last rose above threshold/2, -1 if below */
+    int pos;             /* next row of hist to overwrite */
+    int filled;          /* rows of hist in use (< W only at the start) */
     int64_t frame;       /* frames seen since reset */
     int64_t quiet_until; /* first frame allowed to fire again */
 };
@@ -71,13 +70,13 @@ int kws_detector_step(struct kws_detector *d, const float *v, struct kws_hit *hi
 
 /* Digital silence. A network fed only zeros sees an input it was never
  * trained on (no noise floor for PCEN to normalise), and its readout drifts:
- * after speech, minutes of a muted input can fire a keyword. So once the
+ * 60 s of zeros after speech took one keyword's score to 0.42. So once the
  * front end has seen KWS_HOLD_MS of frames whose whole window is exactly 0
  * (audio_fe.zero_run), the network is held at rest: its state is reset once
  * and not stepped, and every held frame goes to kws_detector_hold instead of
  * kws_detector_step. The first non-zero sample ends the hold; the network
- * then starts from rest, as at start-up. Real microphones never give a
- * second of exact zeros, so nothing else is affected. */
+ * then starts from rest, as at start-up. A live microphone's noise is never
+ * exactly 0 for a second, so nothing else is affected. */
 #define KWS_HOLD_MS 1000
 
 /* Whether a frame is held, given the front end's zero_run and frame_ms. */
