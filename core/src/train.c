@@ -529,7 +529,8 @@ TRAIN_HOT static void in_delay_backward(struct train_net *net, int l, const floa
  * increasing order of the summed index: the result is the same float for
  * float as the plain triple loop. */
 typedef float lin_v __attribute__((vector_size(32)));
-#define LIN_V 8 /* floats per lin_v */
+#define LIN_V 8   /* floats per lin_v */
+#define LIN_JB 16 /* weight-gradient rows (inputs) per pass over dout */
 #define LIN_LD(v, p) memcpy(&(v), (p), sizeof(lin_v))
 #define LIN_ST(p, v) memcpy((p), &(v), sizeof(lin_v))
 
@@ -594,16 +595,16 @@ TRAIN_HOT static void linear_backward(float *dx, float *dw, float *db, float *dw
                                       int Cin, int C) {
     memset(dwt, 0, (size_t)Cin * C * sizeof(float));
     /* dwt row j sums x[n,j] dout[n] over n for the non-zero x[n,j]; a block
-     * of 16 rows shares one pass over dout. */
-    int nblk = (Cin + 15) / 16;
+     * of LIN_JB rows shares one pass over dout. */
+    int nblk = (Cin + LIN_JB - 1) / LIN_JB;
 #pragma omp parallel for schedule(static)
     for (int jb = 0; jb < nblk; jb++) {
-        int j0 = jb * 16, j1 = j0 + 16 < Cin ? j0 + 16 : Cin;
+        int j0 = jb * LIN_JB, j1 = j0 + LIN_JB < Cin ? j0 + LIN_JB : Cin;
         for (size_t n = 0; n < N; n++) {
             const float *xn = x + n * Cin, *dn = dout + n * C;
             if (n + 16 < N) /* x is read down a column: its stride defeats the prefetcher */
                 __builtin_prefetch(xn + 16 * (size_t)Cin + j0);
-            int idx[16], nz = 0;
+            int idx[LIN_JB], nz = 0;
             for (int j = j0; j < j1; j++) { /* branch-free, as in linear_forward */
                 idx[nz] = j;
                 nz += xn[j] != 0.0f;
@@ -1178,22 +1179,14 @@ TRAIN_HOT static void lif_backward(struct train_net *net, int l, const float *ds
             }
             const float *hs = A->h + o, *ss = A->s + o, *rm = A->rmask + o;
             float th = lc->thresh, beta = lc->beta, gain = lc->gain;
-            float keep_h = hp->detach_reset ? 0.0f : 1.0f;
-            if (lc->reset == SNN_RESET_HARD) {
-                for (int i = 0; i < C; i++) {
-                    float sg = train_surrogate_grad(hp->surrogate, hp->sg_alpha, hs[i] - th);
-                    float dh =
-                        g[i] * sg + dv[i] * ((1.0f - ss[i]) - (keep_h != 0.0f ? hs[i] * sg : 0.0f));
-                    dv[i] = beta * dh;
-                    dz[o + i] = gain * dh;
-                }
-            } else {
-                for (int i = 0; i < C; i++) {
-                    float sg = train_surrogate_grad(hp->surrogate, hp->sg_alpha, hs[i] - th);
-                    float dh = g[i] * sg + dv[i] * (1.0f - (keep_h != 0.0f ? th * sg : 0.0f));
-                    dv[i] = beta * dh;
-                    dz[o + i] = gain * dh;
-                }
+            int hard = lc->reset == SNN_RESET_HARD, detach = hp->detach_reset;
+            for (int i = 0; i < C; i++) {
+                float sg = train_surrogate_grad(hp->surrogate, hp->sg_alpha, hs[i] - th);
+                float keep = hard ? (1.0f - ss[i]) - (detach ? 0.0f : hs[i] * sg)
+                                  : 1.0f - (detach ? 0.0f : th * sg);
+                float dh = g[i] * sg + dv[i] * keep;
+                dv[i] = beta * dh;
+                dz[o + i] = gain * dh;
             }
             if (rec) {
                 for (int i = 0; i < C; i++)
