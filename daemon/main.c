@@ -140,22 +140,16 @@ static void on_frame(void *ctx, const float *feat, const float *spikes) {
 
     (void)feat;
     k->frames++;
-    if (kws_hold_frame(k->pipe.fe.zero_run, k->det.cfg.frame_ms)) {
-        /* a muted input: the network rests (see KWS_HOLD_MS) */
-        if (!k->held++) {
-            LOGI("input is digital silence: the network rests until sound returns");
-            snn_state_reset(&k->state, &k->model);
-        }
-        kws_detector_hold(&k->det, NULL);
-        return;
-    }
-    if (k->held) {
+    uint64_t was_held = k->held;
+    int fired = kws_detect_frame(&k->model, &k->state, &k->det, k->pipe.fe.zero_run, &k->held,
+                                 spikes, k->v_out, &hit, NULL);
+    /* a muted input rests the network (KWS_HOLD_MS) */
+    if (k->held && !was_held)
+        LOGI("input is digital silence: the network rests until sound returns");
+    else if (was_held && !k->held)
         LOGI("sound is back after %.1f s of digital silence",
-             (double)(KWS_HOLD_MS + (double)k->held * k->det.cfg.frame_ms) / 1000.0);
-        k->held = 0;
-    }
-    snn_step(&k->model, &k->state, spikes, k->v_out);
-    if (!kws_detector_step(&k->det, k->v_out, &hit, NULL))
+             (double)(KWS_HOLD_MS + (double)was_held * k->det.cfg.frame_ms) / 1000.0);
+    if (!fired)
         return;
     k->detections++;
     struct kws_detection ev = {

@@ -68,16 +68,8 @@ static void wav_frame(void *ctx, const float *feat, const float *spikes) {
     struct wav_run *r = ctx;
     struct kws_hit hit;
     (void)feat;
-    int fired = 0;
-    if (kws_hold_frame(r->fe->zero_run, r->frame_ms)) { /* digital silence, as kwsd */
-        if (!r->held++)
-            snn_state_reset(&r->st, r->m);
-        kws_detector_hold(&r->det, r->scores);
-    } else {
-        r->held = 0;
-        snn_step(r->m, &r->st, spikes, r->v);
-        fired = kws_detector_step(&r->det, r->v, &hit, r->scores);
-    }
+    int fired = kws_detect_frame(r->m, &r->st, &r->det, r->fe->zero_run, &r->held, spikes, r->v,
+                                 &hit, r->scores);
     for (int k = 0; k < r->m->cfg.n_classes; k++)
         if (r->scores[k] > r->best[k]) {
             r->best[k] = r->scores[k];
