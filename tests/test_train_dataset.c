@@ -152,8 +152,22 @@ Test(train_dataset, render_marks_and_determinism) {
     cr_expect(eq(int, memcmp(bg, bg2, sizeof bg), 0), "the tilt moves no word boundary");
     cr_assert(eq(int, dataset_render(&ds, 0, &aug, 42, &fe, T, a, bg), 0));
     cr_expect(eq(int, memcmp(a, b, (size_t)T * n_out * sizeof *a), 0));
-    /* a muted onset: fewer spikes in the word's first frames, same marks */
+    /* white hiss: a different example, the same marks, and the same seed
+     * gives the same hiss; a silence example gets it too */
     aug.tilt = 0.0f;
+    cr_assert(eq(int, dataset_render(&ds, 0, &aug, 42, &fe, T, a, bg), 0));
+    aug.floor_p = 1.0f;
+    aug.floor_db_lo = aug.floor_db_hi = -40.0f;
+    cr_assert(eq(int, dataset_render(&ds, 0, &aug, 42, &fe, T, b, bg2), 0));
+    cr_expect(not(eq(int, memcmp(a, b, (size_t)T * n_out * sizeof *a), 0)));
+    cr_expect(eq(int, memcmp(bg, bg2, sizeof bg), 0), "the hiss moves no word boundary");
+    cr_assert(eq(int, dataset_render(&ds, 0, &aug, 42, &fe, T, a, bg), 0));
+    cr_expect(eq(int, memcmp(a, b, (size_t)T * n_out * sizeof *a), 0));
+    cr_assert(eq(int, dataset_render(&ds, sil, &aug, 42, &fe, T, b, bg2), 0));
+    aug.floor_p = 0.0f;
+    cr_assert(eq(int, dataset_render(&ds, sil, &aug, 42, &fe, T, a, bg), 0));
+    cr_expect(not(eq(int, memcmp(a, b, (size_t)T * n_out * sizeof *a), 0)));
+    /* a muted onset: fewer spikes in the word's first frames, same marks */
     dataset_aug_none(&aug);
     cr_assert(eq(int, dataset_render(&ds, 0, &aug, 5, &fe, T, a, bg), 0));
     aug.trim_ms = 200.0f;

@@ -392,6 +392,26 @@ int main(int argc, char **argv) {
         correct += pred[i] == y;
     }
     double acc = n ? (double)correct / (double)n : 0.0;
+    /* each class's median clip peak (before peak is reordered below) */
+    float cls_peak[SNN_MAX_CLASSES] = {0};
+    {
+        float *tmp = malloc((n + 1) * sizeof *tmp);
+        if (!tmp) {
+            fprintf(stderr, "kwsd-eval: out of memory\n");
+            return 1;
+        }
+        for (int k = 0; k < K; k++) {
+            size_t nk = 0;
+            for (size_t i = 0; i < n; i++)
+                if (ds.clips[idx[i]].label == k)
+                    tmp[nk++] = peak[i];
+            if (nk) {
+                qsort(tmp, nk, sizeof *tmp, cmp_f);
+                cls_peak[k] = tmp[nk / 2];
+            }
+        }
+        free(tmp);
+    }
     /* median clip peak over keyword clips */
     double clip_peak = 0.0;
     {
@@ -468,6 +488,10 @@ int main(int argc, char **argv) {
             json_array_append_new(cm, row);
         }
         json_object_set_new(o, "labels", lab);
+        json_t *cp = json_array();
+        for (int i = 0; i < K; i++)
+            json_array_append_new(cp, json_real(cls_peak[i]));
+        json_object_set_new(o, "clip_peak_score_p50_per_label", cp);
         json_object_set_new(o, "confusion", cm);
         if (have_stream) {
             json_t *so = json_object();
@@ -508,15 +532,17 @@ int main(int argc, char **argv) {
         printf("%s on %s (%s split): %zu clips, accuracy %.2f %%; median peak %d ms score of "
                "the true keyword %.2f\n",
                model_path, data, split_s, n, 100.0 * acc, smooth_ms, clip_peak);
-        printf("confusion (rows: true, columns: predicted)\n%10s", "");
+        printf("confusion (rows: true, columns: predicted; peak: the row's median peak score)\n"
+               "%10s",
+               "");
         for (int j = 0; j < K; j++)
             printf(" %5.5s", cfg->labels[j]);
-        printf("\n");
+        printf("   peak\n");
         for (int i = 0; i < K; i++) {
             printf("%10.10s", cfg->labels[i]);
             for (int j = 0; j < K; j++)
                 printf(" %5d", conf[i][j]);
-            printf("\n");
+            printf("   %.2f\n", (double)cls_peak[i]);
         }
         if (have_stream) {
             printf("streaming (threshold %.2f, smoothing %d ms, refractory %d ms): %.2f h, "

@@ -38,7 +38,7 @@ struct opts {
         win_weight;
     float beta0, beta_rec, out_beta, sg_alpha, delay_lo, delay_hi;
     float snr_lo, snr_hi, shift_ms, fmax, out_gain, speed_lo, speed_hi, context_ms, p_context,
-        p_cold, tilt, calib_fa, trim_ms, pcen_release;
+        p_cold, tilt, calib_fa, trim_ms, pcen_release, floor_p, floor_lo, floor_hi;
     int surrogate, detach, no_bn;
     float enc[KWS_ENC_MAX_LEVELS];
     int n_enc;
@@ -80,6 +80,8 @@ static void usage(void) {
         "  --p-cold 0             how often the context is digital silence (a cold start)\n"
         "  --tilt 0               random spectral tilt y = x[n] - a x[n-1], |a| <= tilt\n"
         "  --trim-ms 0            mute up to this much of half the words' onsets\n"
+        "  --floor 0              how often white hiss is added to an example, at\n"
+        "  --floor-db=-100,-50    this level (dBFS RMS): hiss alone must read as silence\n"
         "  --ema 0                > 0: validate and export a moving average of the weights\n"
         "                         (decay per step, e.g. 0.999) instead of the weights\n"
         "  --stream-val           score every epoch on the validation stream too (hit rate\n"
@@ -517,6 +519,8 @@ int main(int argc, char **argv) {
     o.snr_hi = 25.0f;
     o.shift_ms = 100.0f;
     o.p_context = 0.7f;
+    o.floor_lo = -100.0f;
+    o.floor_hi = -50.0f;
     o.calib_fa = 10.0f;
     o.kd_weight = 1.0f;
     o.kd_temp = 4.0f;
@@ -576,6 +580,8 @@ int main(int argc, char **argv) {
         O_CTX,
         O_PCTX,
         O_TILT,
+        O_FLOOR,
+        O_FLOOR_DB,
         O_CALIB,
         O_WINW,
         O_TRIM,
@@ -636,6 +642,8 @@ int main(int argc, char **argv) {
                                           {"context-ms", 1, 0, O_CTX},
                                           {"p-context", 1, 0, O_PCTX},
                                           {"tilt", 1, 0, O_TILT},
+                                          {"floor", 1, 0, O_FLOOR},
+                                          {"floor-db", 1, 0, O_FLOOR_DB},
                                           {"calib-fa", 1, 0, O_CALIB},
                                           {"win-weight", 1, 0, O_WINW},
                                           {"trim-ms", 1, 0, O_TRIM},
@@ -803,6 +811,16 @@ int main(int argc, char **argv) {
         case O_TILT:
             o.tilt = strtof(optarg, &end);
             break;
+        case O_FLOOR:
+            o.floor_p = strtof(optarg, &end);
+            break;
+        case O_FLOOR_DB:
+            if (parse_pair(optarg, &o.floor_lo, &o.floor_hi) || o.floor_lo > o.floor_hi ||
+                o.floor_hi > 0.0f) {
+                fprintf(stderr, "kwsd-train: --floor-db: want LO,HI in dBFS, LO <= HI <= 0\n");
+                return 2;
+            }
+            break;
         case O_CALIB:
             o.calib_fa = strtof(optarg, &end);
             break;
@@ -906,6 +924,10 @@ int main(int argc, char **argv) {
     }
     if (o.epochs < 1 || o.batch < 1 || o.copies < 1 || o.T < 1) {
         fprintf(stderr, "kwsd-train: --epochs, --batch, --copies and --frames must be >= 1\n");
+        return 2;
+    }
+    if (!(o.floor_p >= 0.0f && o.floor_p <= 1.0f)) {
+        fprintf(stderr, "kwsd-train: --floor: want a probability in [0, 1]\n");
         return 2;
     }
     if (o.threads > 0)
@@ -1125,6 +1147,9 @@ int main(int argc, char **argv) {
     aug.p_ctx_word = o.p_context;
     aug.p_ctx_cold = o.p_cold;
     aug.tilt = o.tilt;
+    aug.floor_p = o.floor_p;
+    aug.floor_db_lo = o.floor_lo;
+    aug.floor_db_hi = o.floor_hi;
     aug.trim_ms = o.trim_ms;
     aug.fmask_n = o.fmask_n;
     aug.fmask_w = o.fmask_w;

@@ -87,6 +87,11 @@ struct ds_aug {
     float tilt; /* > 0: the whole window goes through y[n] = (x[n] - a x[n-1]) / (1 + |a|) with
                  * a = U(-tilt, +tilt): a random spectral tilt (high frequencies up for a > 0,
                  * down for a < 0), as between microphones and voices */
+    float floor_p; /* > 0: with this probability white noise at U(floor_db_lo, floor_db_hi) dBFS
+                    * RMS is added to the whole window (silence examples too), as a microphone
+                    * preamp's hiss or a converter's dither: PCEN lifts any steady noise to the
+                    * same level, so the network must learn that hiss alone is silence */
+    float floor_db_lo, floor_db_hi;
     int fmask_n, fmask_w; /* SpecAugment on the spikes: fmask_n times, U{0..fmask_w} adjacent
                            * mel bands (all their levels) are silenced for the whole window */
     int tmask_n, tmask_w; /* tmask_n times, U{0..tmask_w} adjacent frames carry no spikes */
