@@ -520,7 +520,8 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
     }
     if (aug->floor_p > 0.0f && train_rng_uniform(&rng) < aug->floor_p) {
         /* white noise, uniform in [-a, a] (RMS a / sqrt 3), from its own stream */
-        float db = aug->floor_db_lo + (aug->floor_db_hi - aug->floor_db_lo) * train_rng_uniform(&rng);
+        float db =
+            aug->floor_db_lo + (aug->floor_db_hi - aug->floor_db_lo) * train_rng_uniform(&rng);
         float a = sqrtf(3.0f) * powf(10.0f, db / 20.0f);
         struct train_rng wn;
         train_rng_seed(&wn, train_rng_next(&rng), (uint64_t)i);
