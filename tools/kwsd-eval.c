@@ -48,6 +48,14 @@ static int cmp_f(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* The upper median of v[0..n) (sorts v in place); 0 if n is 0. */
+static float median_sort(float *v, size_t n) {
+    if (!n)
+        return 0.0f;
+    qsort(v, n, sizeof *v, cmp_f);
+    return v[n / 2];
+}
+
 /* --wav: one recording through the front end, snn_step and the detector, as
  * the daemon runs them. */
 struct wav_run {
@@ -392,8 +400,9 @@ int main(int argc, char **argv) {
         correct += pred[i] == y;
     }
     double acc = n ? (double)correct / (double)n : 0.0;
-    /* each class's median clip peak (before peak is reordered below) */
+    /* median clip peak of each class, and over all keyword clips */
     float cls_peak[SNN_MAX_CLASSES] = {0};
+    double clip_peak = 0.0;
     {
         float *tmp = malloc((n + 1) * sizeof *tmp);
         if (!tmp) {
@@ -405,24 +414,14 @@ int main(int argc, char **argv) {
             for (size_t i = 0; i < n; i++)
                 if (ds.clips[idx[i]].label == k)
                     tmp[nk++] = peak[i];
-            if (nk) {
-                qsort(tmp, nk, sizeof *tmp, cmp_f);
-                cls_peak[k] = tmp[nk / 2];
-            }
+            cls_peak[k] = median_sort(tmp, nk);
         }
-        free(tmp);
-    }
-    /* median clip peak over keyword clips */
-    double clip_peak = 0.0;
-    {
         size_t nk = 0;
         for (size_t i = 0; i < n; i++)
             if (cfg->labels[ds.clips[idx[i]].label][0] != '_')
-                peak[nk++] = peak[i];
-        if (nk) {
-            qsort(peak, nk, sizeof *peak, cmp_f);
-            clip_peak = peak[nk / 2];
-        }
+                tmp[nk++] = peak[i];
+        clip_peak = median_sort(tmp, nk);
+        free(tmp);
     }
     struct stream_result sr;
     int have_stream = 0;
