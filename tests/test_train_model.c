@@ -7,6 +7,10 @@
  *   exactly, and rejects a corrupted file.
  * - The moving average of the weights follows its formula, swaps in and out
  *   exactly and survives a checkpoint.
+ * - Fine-tuning (train_net_init_from) takes a checkpoint's averaged hidden
+ *   layers and statistics, keeps its own readout when the labels differ, takes
+ *   the readout when they match, and names what differs when the layers or
+ *   the front end do.
  * - Training is deterministic for a seed: two runs give identical weights.
  * - A few optimizer steps on a fixed batch lower the loss.
  *
@@ -256,6 +260,76 @@ Test(train_model, ema_formula_swap_and_checkpoint) {
     free(live);
     free(want);
     train_net_free(&b);
+    train_net_free(&a);
+}
+
+Test(train_model, init_from_checkpoint) {
+    ema_decay = 0.9f;
+    struct train_net a;
+    init_net(&a, SNN_REC_CONV, 17);
+    train_steps(&a, 3, NULL, NULL);
+    char path[] = "/tmp/kws-train-init-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(ge(int, fd, 0));
+    close(fd);
+    cr_assert(eq(int, train_checkpoint_save(&a, 3, path), 0));
+    size_t n = a.n_params, n_hidden = (size_t)(a.p.w_out - a.mem);
+    size_t ns = train_net_ema_count(&a) - n;
+    cr_assert(gt(sz, n_hidden, 0));
+    cr_assert(lt(sz, n_hidden, n));
+
+    /* other labels, one class more: the hidden layers come over, the readout stays */
+    struct snn_cfg cfg;
+    small_cfg(&cfg, SNN_REC_CONV);
+    cfg.n_classes = 5;
+    snprintf(cfg.labels[4], SNN_LABEL_LEN, "c4");
+    struct train_hparams hp;
+    train_hparams_default(&hp);
+    hp.sigma = 2.0f;
+    hp.seed = 3;
+    hp.ema_decay = 0.9f;
+    struct train_net b;
+    cr_assert(eq(int, train_net_init(&b, &cfg, &hp), 0));
+    float *out0 = malloc((b.n_params - n_hidden) * sizeof *out0);
+    cr_assert(not(eq(ptr, out0, NULL)));
+    memcpy(out0, b.p.w_out, (b.n_params - n_hidden) * sizeof(float));
+    char msg[512];
+    cr_assert(eq(int, train_net_init_from(&b, path, msg, sizeof msg), 0), "%s", msg);
+    cr_expect(not(eq(ptr, strstr(msg, "hidden layers from epoch 3"), NULL)), "%s", msg);
+    /* the averaged weights (a.ema), not the last step's */
+    cr_expect(eq(int, memcmp(b.p.w_in[0], a.ema, n_hidden * sizeof(float)), 0));
+    cr_expect(not(eq(int, memcmp(a.p.w_in[0], a.ema, n_hidden * sizeof(float)), 0)));
+    cr_expect(eq(int, memcmp(b.bn_rmean[0], a.ema + n, ns * sizeof(float)), 0));
+    cr_expect(eq(int, memcmp(b.p.w_out, out0, (b.n_params - n_hidden) * sizeof(float)), 0));
+    /* the optimizer starts fresh, the moving average from the new weights */
+    cr_expect(eq(i64, b.step, 0));
+    cr_expect(eq(flt, b.m.w_in[0][0], 0.0f));
+    cr_expect(eq(int, memcmp(b.ema, b.mem, b.n_params * sizeof(float)), 0));
+    train_net_free(&b);
+    free(out0);
+
+    /* the same labels: the readout comes over too */
+    init_net(&b, SNN_REC_CONV, 99);
+    cr_assert(eq(int, train_net_init_from(&b, path, msg, sizeof msg), 0), "%s", msg);
+    cr_expect(not(eq(ptr, strstr(msg, "and readout"), NULL)), "%s", msg);
+    cr_expect(eq(int, memcmp(b.mem, a.ema, n * sizeof(float)), 0));
+    train_net_free(&b);
+
+    /* a wider hidden layer, another front end: refused, saying which */
+    small_cfg(&cfg, SNN_REC_CONV);
+    cfg.layer[1].n = 24;
+    cr_assert(eq(int, train_net_init(&b, &cfg, &hp), 0));
+    cr_expect(eq(int, train_net_init_from(&b, path, msg, sizeof msg), KWS_EBADFIELD));
+    cr_expect(not(eq(ptr, strstr(msg, "hidden layers"), NULL)), "%s", msg);
+    train_net_free(&b);
+    small_cfg(&cfg, SNN_REC_CONV);
+    cfg.fe.fmax = 4000.0f;
+    cr_assert(eq(int, train_net_init(&b, &cfg, &hp), 0));
+    cr_expect(eq(int, train_net_init_from(&b, path, msg, sizeof msg), KWS_EBADFIELD));
+    cr_expect(not(eq(ptr, strstr(msg, "front end"), NULL)), "%s", msg);
+    train_net_free(&b);
+
+    unlink(path);
     train_net_free(&a);
 }
 

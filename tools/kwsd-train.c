@@ -46,7 +46,7 @@ struct opts {
     int fmask_n, fmask_w, tmask_n, tmask_w;
     float ema;
     int stream_val, select_stream, synth_unk, in_delay;
-    const char *teacher;
+    const char *teacher, *init;
     float kd_weight, kd_temp;
 };
 
@@ -103,7 +103,10 @@ static void usage(void) {
         "                         keyword-like words; use a new --synth DIR)\n"
         "  --noise DIR            extra background noise files\n"
         "  --extra DIR            another folder-per-label set whose clips all train\n"
-        "  --ckpt FILE --resume   checkpoint path (default OUT.ckpt) and resume from it\n");
+        "  --ckpt FILE --resume   checkpoint path (default OUT.ckpt) and resume from it\n"
+        "  --init CKPT            start from another training's checkpoint (fine-tuning):\n"
+        "                         its hidden layers, and its readout if the labels match;\n"
+        "                         the layers and front end options must be the same\n");
 }
 
 static int parse_pair(const char *s, float *a, float *b) {
@@ -595,7 +598,8 @@ int main(int argc, char **argv) {
         O_TEACHER,
         O_KDW,
         O_KDT,
-        O_INDELAY
+        O_INDELAY,
+        O_INIT
     };
     static const struct option lopts[] = {{"data", 1, 0, O_DATA},
                                           {"labels", 1, 0, O_LABELS},
@@ -652,6 +656,7 @@ int main(int argc, char **argv) {
                                           {"time-mask", 1, 0, O_TMASK},
                                           {"ema", 1, 0, O_EMA},
                                           {"teacher", 1, 0, O_TEACHER},
+                                          {"init", 1, 0, O_INIT},
                                           {"kd-weight", 1, 0, O_KDW},
                                           {"kd-temp", 1, 0, O_KDT},
                                           {"in-delay", 1, 0, O_INDELAY},
@@ -860,6 +865,9 @@ int main(int argc, char **argv) {
             break;
         case O_TEACHER:
             o.teacher = optarg;
+            break;
+        case O_INIT:
+            o.init = optarg;
             break;
         case O_KDW:
         case O_KDT: {
@@ -1074,6 +1082,14 @@ int main(int argc, char **argv) {
         if (rc < 0) {
             fprintf(stderr, "kwsd-train: cannot create the network (%s)\n", kws_strerror(rc));
             return 1;
+        }
+        if (o.init) {
+            if ((rc = train_net_init_from(&net, o.init, msg, sizeof msg)) < 0) {
+                fprintf(stderr, "kwsd-train: --init %s\n", msg);
+                train_net_free(&net);
+                return 1;
+            }
+            fprintf(stderr, "init: %s\n", msg);
         }
     }
     size_t n_rec = 0;

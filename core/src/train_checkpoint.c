@@ -176,3 +176,46 @@ int train_checkpoint_load(struct train_net *net, int *epoch, const char *path, c
     *epoch = ep;
     return 0;
 }
+
+int train_net_init_from(struct train_net *net, const char *path, char *msg, size_t msglen) {
+    struct train_net src;
+    int epoch = 0;
+    int rc = train_checkpoint_load(&src, &epoch, path, msg, msglen);
+    if (rc < 0)
+        return rc;
+    const struct snn_cfg *a = &src.cfg, *b = &net->cfg;
+    const char *what = NULL;
+    if (a->n_in != b->n_in)
+        what = "input channels";
+    else if (a->n_layers != b->n_layers ||
+             memcmp(a->layer, b->layer, (size_t)a->n_layers * sizeof a->layer[0]))
+        what = "hidden layers (--hidden, --rec, --k, --conv-ch, --d-max, --in-delay, --beta, "
+               "--beta-rec)";
+    else if (memcmp(&a->fe, &b->fe, sizeof a->fe))
+        what = "front end (--fmax, --pcen-release, --enc)";
+    else if (src.hp.use_bn != net->hp.use_bn)
+        what = "BatchNorm (--no-bn)";
+    if (what) {
+        snprintf(msg, msglen, "%s: %s differ from this training's", path, what);
+        train_net_free(&src);
+        return KWS_EBADFIELD;
+    }
+    /* the averaged weights are the ones the model was exported with */
+    train_net_ema_swap(&src);
+    /* hidden parameters come first in the block, the readout last */
+    size_t n_hidden = (size_t)(net->p.w_out - net->mem);
+    memcpy(net->mem, src.mem, n_hidden * sizeof(float));
+    int same_labels =
+        a->n_classes == b->n_classes && !memcmp(a->labels, b->labels, sizeof a->labels);
+    if (same_labels)
+        memcpy(net->mem + n_hidden, src.mem + n_hidden, (net->n_params - n_hidden) * sizeof(float));
+    memcpy(net->stats_mem, src.stats_mem, train_stat_count(b) * sizeof(float));
+    if (net->ema) {
+        memcpy(net->ema, net->mem, net->n_params * sizeof(float));
+        memcpy(net->ema + net->n_params, net->stats_mem, train_stat_count(b) * sizeof(float));
+    }
+    snprintf(msg, msglen, "%s: hidden layers%s from epoch %d", path,
+             same_labels ? " and readout" : "", epoch);
+    train_net_free(&src);
+    return 0;
+}

@@ -235,6 +235,13 @@ int train_checkpoint_save(const struct train_net *net, int epoch, const char *pa
 /* Restores a checkpoint into a zeroed net. Writes the epoch to *epoch. */
 int train_checkpoint_load(struct train_net *net, int *epoch, const char *path, char *msg,
                           size_t msglen);
+/* Starts a network made by train_net_init from another training's checkpoint
+ * (fine-tuning): copies its hidden layers and BatchNorm statistics (the moving
+ * average when the checkpoint keeps one), and its readout too when the labels
+ * are the same; the optimizer starts fresh. The input, hidden layers, front
+ * end and BatchNorm use must match. Returns 0 (msg then says what was taken),
+ * a checkpoint_load error, or KWS_EBADFIELD with msg naming what differs. */
+int train_net_init_from(struct train_net *net, const char *path, char *msg, size_t msglen);
 
 /* Learning-rate schedules, t in [0, 1] the fraction of training done. */
 float train_lr_onecycle(float max_lr, float t);
