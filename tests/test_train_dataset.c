@@ -354,6 +354,75 @@ Test(train_dataset, stream_recording_layout) {
     dataset_free(&ds);
 }
 
+/* Passes: the first is the one-pass recording, potentials and all; each
+ * later one says the same words again in a shuffled order, after new gaps. */
+Test(train_dataset, stream_passes) {
+    struct dataset ds;
+    char msg[256];
+    cr_assert(eq(int, dataset_init(&ds, labels, 3, 16000), 0));
+    cr_assert(eq(int, dataset_load(&ds, root, -1, msg, sizeof msg), 0), "%s", msg);
+    struct snn_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    audio_fe_cfg_default(&cfg.fe);
+    cfg.n_in = audio_fe_n_out(&cfg.fe);
+    cfg.n_layers = 1;
+    cfg.layer[0] = (struct snn_layer_cfg){8, SNN_REC_CONV, 3, 4, 0.5f, 1.0f, 1.0f, 0, 0, 0};
+    cfg.n_classes = 3;
+    cfg.out_beta = 0.5f;
+    cfg.out_gain = 1.0f;
+    for (int i = 0; i < 3; i++)
+        strcpy(cfg.labels[i], labels[i]);
+    struct snn_model m = {0};
+    cr_assert(eq(int, snn_model_init(&m, &cfg), 0));
+    /* weights that make the potentials follow the input */
+    for (size_t i = 0; i < m.n_params; i++)
+        m.mem[i] = 0.5f * (float)((i * 7919u) % 13u) / 13.0f - 0.1f;
+    snn_model_prepare(&m);
+    size_t idx[16];
+    size_t n = dataset_split(&ds, -1, -1, idx);
+    struct stream_eval one, three;
+    cr_assert(eq(int, stream_eval_run(&one, &m, &ds, idx, n, 3, 1.0f), 0));
+    cr_assert(eq(int, stream_eval_run_passes(&three, &m, &ds, idx, n, 3, 1.0f, 3), 0));
+    size_t nw = one.n_word;
+    cr_assert(eq(sz, three.n_word, 3 * nw));
+    cr_expect(gt(dbl, three.hours, 2.5 * one.hours));
+    cr_expect(le(dbl, fabs((double)three.nf - three.hours * 3600.0 * 100.0), 3.0));
+    int pass0_same = 1;
+    for (size_t w = 0; w < nw; w++)
+        pass0_same &=
+            three.on[w] == one.on[w] && three.off[w] == one.off[w] && three.lab[w] == one.lab[w];
+    cr_expect(pass0_same, "pass 0 is the one-pass recording");
+    /* its potentials too, up to the last word's end */
+    size_t f_end = (size_t)one.off[nw - 1] / (size_t)one.hop;
+    double nz = 0.0;
+    for (size_t i = 0; i < f_end * 3; i++)
+        nz += fabs(one.v[i]);
+    cr_assert(gt(dbl, nz, 0.0), "the test network must move its potentials");
+    cr_expect(eq(int, memcmp(one.v, three.v, f_end * 3 * sizeof(float)), 0));
+    int ordered = 1, shuffled = 0;
+    for (size_t w = 1; w < 3 * nw; w++)
+        ordered &= three.on[w] - three.off[w - 1] >= 8000;
+    cr_expect(ordered, "words in time order, 0.5 s apart or more");
+    for (int p = 1; p < 3; p++) {
+        int count[3] = {0};
+        for (size_t w = 0; w < nw; w++) {
+            count[three.lab[w]]++;
+            count[three.lab[p * nw + w]]--;
+            shuffled |= three.lab[p * nw + w] != three.lab[w];
+        }
+        cr_expect(eq(int, count[0] | count[1] | count[2], 0), "pass %d: the same words", p);
+    }
+    cr_expect(shuffled, "later passes in another order");
+    stream_eval_free(&one);
+    stream_eval_free(&three);
+    cr_expect(eq(int, stream_eval_run_passes(&three, &m, &ds, idx, n, 1, 1.0f, 0), KWS_EBADFIELD));
+    cr_expect(eq(
+        int, stream_eval_run_passes(&three, &m, &ds, idx, n, 1, 1.0f, STREAM_EVAL_MAX_PASSES + 1),
+        KWS_EBADFIELD));
+    snn_model_free(&m);
+    dataset_free(&ds);
+}
+
 /* Hits, false alarms, latency and the calibrated threshold on potentials
  * written by hand: silence has posterior 0.91 throughout, except that "yes"
  * is spoken at 1.0-1.5 s and its posterior is ~1 for 400 ms after, and "no"

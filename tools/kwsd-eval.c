@@ -172,6 +172,7 @@ static void usage(void) {
         "  --sweep                      streaming metrics for thresholds 0.20, 0.25, ..., 0.95\n"
         "  --calibrate F                threshold for at most F false alarms per hour (stream)\n"
         "  --seed 1                     gap lengths of the recording\n"
+        "  --passes 1                   the clips said this many times (later passes shuffled)\n"
         "  --noise-gain 1               scale the noise between the words (0.1: 20 dB quieter)\n"
         "  --json                       one JSON object on stdout\n"
         "  --gain-scale X               multiply the readout gain by X (softmax temperature 1/X)\n"
@@ -188,7 +189,7 @@ int main(int argc, char **argv) {
     float threshold = -1.0f, gain_scale = 1.0f, calib_fa = -1.0f, noise_gain = 1.0f;
     int sweep = 0;
     const char *save_path = NULL, *wav = NULL, *trace_path = NULL;
-    long seed = 1;
+    long seed = 1, passes = 1;
     enum {
         O_MODEL = 256,
         O_DATA,
@@ -200,6 +201,7 @@ int main(int argc, char **argv) {
         O_REFR,
         O_JSON,
         O_SEED,
+        O_PASSES,
         O_GAIN,
         O_SAVE,
         O_SWEEP,
@@ -218,6 +220,7 @@ int main(int argc, char **argv) {
                                           {"refractory-ms", 1, 0, O_REFR},
                                           {"json", 0, 0, O_JSON},
                                           {"seed", 1, 0, O_SEED},
+                                          {"passes", 1, 0, O_PASSES},
                                           {"gain-scale", 1, 0, O_GAIN},
                                           {"save-model", 1, 0, O_SAVE},
                                           {"sweep", 0, 0, O_SWEEP},
@@ -261,6 +264,9 @@ int main(int argc, char **argv) {
         case O_SEED:
             seed = strtol(optarg, &end, 10);
             break;
+        case O_PASSES:
+            passes = strtol(optarg, &end, 10);
+            break;
         case O_GAIN:
             gain_scale = strtof(optarg, &end);
             break;
@@ -293,7 +299,8 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (!model_path || (!data && !wav) || T < 1 || !(noise_gain >= 0.0f)) {
+    if (!model_path || (!data && !wav) || T < 1 || !(noise_gain >= 0.0f) || passes < 1 ||
+        passes > STREAM_EVAL_MAX_PASSES) {
         usage();
         return 2;
     }
@@ -427,7 +434,7 @@ int main(int argc, char **argv) {
     int have_stream = 0;
     if (stream) {
         struct stream_eval se;
-        rc = stream_eval_run(&se, &m, &ds, idx, n, (uint64_t)seed, noise_gain);
+        rc = stream_eval_run_passes(&se, &m, &ds, idx, n, (uint64_t)seed, noise_gain, (int)passes);
         if (rc < 0) {
             fprintf(stderr, "kwsd-eval: streaming: %s\n", kws_strerror(rc));
             return 1;
@@ -506,6 +513,7 @@ int main(int argc, char **argv) {
             json_object_set_new(so, "false_alarms_in_noise",
                                 json_integer(sr.false_alarms - sr.fa_unknown - sr.fa_keyword));
             json_object_set_new(so, "hours", json_real(sr.hours));
+            json_object_set_new(so, "passes", json_integer(passes));
             json_object_set_new(so, "false_alarms_per_hour",
                                 json_real(sr.hours > 0 ? sr.false_alarms / sr.hours : 0));
             json_object_set_new(so, "latency_mean_ms", json_real(sr.lat_mean_ms));

@@ -45,7 +45,7 @@ struct opts {
     int max_train;
     int fmask_n, fmask_w, tmask_n, tmask_w;
     float ema;
-    int stream_val, select_stream, synth_unk, in_delay;
+    int stream_val, select_stream, synth_unk, in_delay, calib_passes;
     const char *teacher, *init;
     float kd_weight, kd_temp;
 };
@@ -96,6 +96,8 @@ static void usage(void) {
         "                         at temperature --kd-temp 4\n"
         "  --calib-fa 10          store the detection threshold that gives at most this many\n"
         "                         false alarms per hour on the validation stream\n"
+        "  --calib-passes 1       validation stream: the clips said this many times (each\n"
+        "                         later pass shuffled), for calibration and --stream-val\n"
         "  --enc t0,t1,...        level-encoder thresholds (default: the front end's)\n"
         "  --synth DIR            espeak-ng keyword clips (generated into DIR if empty)\n"
         "  --synth-per-voice 2 --synth-rate 16000   clips per voice and word, their rate\n"
@@ -436,15 +438,15 @@ static int prerender(struct renderer *r, const struct dataset *ds, const size_t 
     return 0;
 }
 
-/* Runs model m over the stream joined from the validation clips
- * (kws/stream_eval.h) and finds the lowest threshold with at most max_fa
+/* Runs model m over the stream joined from the validation clips, said
+ * `passes` times (kws/stream_eval.h), and finds the lowest threshold with at most max_fa
  * false alarms per hour: *thr and its result r. Returns 0, KWS_EDATASET when
  * the clips hold no word, or -ENOMEM. */
 static int stream_val(const struct snn_model *m, const struct dataset *ds, const size_t *va,
-                      size_t n_va, float max_fa, float *thr, struct stream_result *r) {
+                      size_t n_va, int passes, float max_fa, float *thr, struct stream_result *r) {
     struct stream_eval se;
     memset(r, 0, sizeof *r);
-    int rc = stream_eval_run(&se, m, ds, va, n_va, 1, 1.0f);
+    int rc = stream_eval_run_passes(&se, m, ds, va, n_va, 1, 1.0f, passes);
     if (rc < 0)
         return rc == KWS_EDATASET ? rc : -ENOMEM;
     *thr = stream_eval_calibrate(&se, &m->cfg, 300, 1000, max_fa, r);
@@ -457,7 +459,7 @@ static int stream_val(const struct snn_model *m, const struct dataset *ds, const
  * daemon's default threshold fits this model. Without validation words the
  * model keeps none. */
 static int calibrate(const char *path, const struct dataset *ds, const size_t *va, size_t n_va,
-                     float max_fa) {
+                     int passes, float max_fa) {
     struct snn_model m = {0};
     struct stream_result r;
     char msg[256];
@@ -467,7 +469,7 @@ static int calibrate(const char *path, const struct dataset *ds, const size_t *v
         return rc;
     }
     float t = 0.0f;
-    rc = stream_val(&m, ds, va, n_va, max_fa, &t, &r);
+    rc = stream_val(&m, ds, va, n_va, passes, max_fa, &t, &r);
     if (rc == KWS_EDATASET) {
         fprintf(stderr, "calibration: no validation words; the model has no threshold of its own "
                         "(kwsd uses 0.4)\n");
@@ -525,6 +527,7 @@ int main(int argc, char **argv) {
     o.floor_lo = -100.0f;
     o.floor_hi = -50.0f;
     o.calib_fa = 10.0f;
+    o.calib_passes = 1;
     o.kd_weight = 1.0f;
     o.kd_temp = 4.0f;
     o.detach = 1;
@@ -586,6 +589,7 @@ int main(int argc, char **argv) {
         O_FLOOR,
         O_FLOOR_DB,
         O_CALIB,
+        O_CALIBP,
         O_WINW,
         O_TRIM,
         O_PCOLD,
@@ -649,6 +653,7 @@ int main(int argc, char **argv) {
                                           {"floor", 1, 0, O_FLOOR},
                                           {"floor-db", 1, 0, O_FLOOR_DB},
                                           {"calib-fa", 1, 0, O_CALIB},
+                                          {"calib-passes", 1, 0, O_CALIBP},
                                           {"win-weight", 1, 0, O_WINW},
                                           {"trim-ms", 1, 0, O_TRIM},
                                           {"p-cold", 1, 0, O_PCOLD},
@@ -828,6 +833,14 @@ int main(int argc, char **argv) {
             break;
         case O_CALIB:
             o.calib_fa = strtof(optarg, &end);
+            break;
+        case O_CALIBP:
+            o.calib_passes = (int)strtol(optarg, &end, 10);
+            if (o.calib_passes < 1 || o.calib_passes > STREAM_EVAL_MAX_PASSES) {
+                fprintf(stderr, "kwsd-train: --calib-passes: %s is not in 1..%d\n", optarg,
+                        STREAM_EVAL_MAX_PASSES);
+                return 2;
+            }
             break;
         case O_WINW:
             o.win_weight = strtof(optarg, &end);
@@ -1256,7 +1269,7 @@ int main(int argc, char **argv) {
         if (o.stream_val) {
             struct stream_result sr;
             float th = 0.95f; /* no validation words: no hits at any threshold */
-            int src = stream_val(&m, &ds, va, n_va, o.calib_fa, &th, &sr);
+            int src = stream_val(&m, &ds, va, n_va, o.calib_passes, o.calib_fa, &th, &sr);
             if (src < 0 && src != KWS_EDATASET) {
                 fprintf(stderr, "kwsd-train: validation stream: out of memory\n");
                 return 1;
@@ -1293,7 +1306,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "done: best %s %.2f %%, training %.1f min, model %s\n",
             o.select_stream ? "validation stream hit rate" : "val", 100.0 * best,
             (now_s() - t_train) / 60.0, o.out);
-    if (calibrate(o.out, &ds, va, n_va, o.calib_fa) < 0)
+    if (calibrate(o.out, &ds, va, n_va, o.calib_passes, o.calib_fa) < 0)
         return 1;
     (void)synth_src;
     free(order);

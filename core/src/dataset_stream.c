@@ -46,14 +46,29 @@ static void keep_frame(void *ctx, const float *feat, const float *spikes) {
     c->count++;
 }
 
+static uint64_t xorshift(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
 int stream_eval_run(struct stream_eval *se, const struct snn_model *m, const struct dataset *ds,
                     const size_t *idx, size_t n, uint64_t seed, float noise_gain) {
+    return stream_eval_run_passes(se, m, ds, idx, n, seed, noise_gain, 1);
+}
+
+int stream_eval_run_passes(struct stream_eval *se, const struct snn_model *m,
+                           const struct dataset *ds, const size_t *idx, size_t n, uint64_t seed,
+                           float noise_gain, int passes) {
     const struct snn_cfg *cfg = &m->cfg;
     int rate = cfg->fe.sample_rate, hop = cfg->fe.hop, rc = 0;
     memset(se, 0, sizeof *se);
     se->rate = rate;
     se->hop = hop;
     se->n_classes = cfg->n_classes;
+    if (passes < 1 || passes > STREAM_EVAL_MAX_PASSES)
+        return KWS_EBADFIELD;
     size_t n_sil = 0, n_word = 0;
     for (size_t i = 0; i < n; i++)
         if (ds->clips[idx[i]].label == ds->sil_class)
@@ -62,96 +77,118 @@ int stream_eval_run(struct stream_eval *se, const struct snn_model *m, const str
             n_word++;
     if (!n_word)
         return KWS_EDATASET;
+    size_t nw_all = n_word * (size_t)passes;
     size_t *sil = malloc((n_sil + 1) * sizeof *sil);
-    int32_t *gap = malloc(n_word * sizeof *gap);
-    se->on = malloc(n_word * sizeof *se->on);
-    se->off = malloc(n_word * sizeof *se->off);
-    se->lab = malloc(n_word * sizeof *se->lab);
+    size_t *word = malloc(nw_all * sizeof *word); /* clip of each occurrence, pass by pass */
+    int32_t *gap = malloc(nw_all * sizeof *gap);
+    size_t *pass_len = malloc((size_t)passes * sizeof *pass_len);
+    se->on = malloc(nw_all * sizeof *se->on);
+    se->off = malloc(nw_all * sizeof *se->off);
+    se->lab = malloc(nw_all * sizeof *se->lab);
     float *x = NULL, *sp = NULL;
     struct audio_fe fe = {0};
     struct snn_state st = {0};
-    if (!sil || !gap || !se->on || !se->off || !se->lab) {
+    if (!sil || !word || !gap || !pass_len || !se->on || !se->off || !se->lab) {
         rc = -ENOMEM;
         goto out;
     }
-    /* gap lengths 0.5-2 s, then the recording's length */
-    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-    size_t total = (size_t)rate, w = 0, ns = 0; /* 1 s tail */
-    for (size_t i = 0; i < n; i++) {
-        const struct ds_clip *cl = &ds->clips[idx[i]];
-        if (cl->label == ds->sil_class) {
+    size_t ns = 0, w = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ds->clips[idx[i]].label == ds->sil_class)
             sil[ns++] = idx[i];
-            continue;
+        else
+            word[w++] = idx[i];
+    /* pass 0 keeps the caller's order; later passes shuffle it */
+    uint64_t sh = seed * 0xD1B54A32D192ED03ull + 7;
+    for (int p = 1; p < passes; p++) {
+        size_t *o = word + (size_t)p * n_word;
+        memcpy(o, word, n_word * sizeof *o);
+        for (size_t i = n_word - 1; i > 0; i--) {
+            size_t k = (size_t)(xorshift(&sh) % (uint64_t)(i + 1)), t = o[i];
+            o[i] = o[k];
+            o[k] = t;
         }
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        gap[w] = rate / 2 + (int32_t)(s % (uint64_t)(rate * 3 / 2));
-        total += (size_t)gap[w] + (size_t)cl->n;
-        w++;
     }
-    x = calloc(total, sizeof *x);
-    if (!x) {
+    /* gap lengths 0.5-2 s, drawn in recording order; then each pass's length */
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    size_t total = 0, max_len = 0;
+    for (int p = 0; p < passes; p++) {
+        size_t len = p == passes - 1 ? (size_t)rate : 0; /* 1 s tail after the last word */
+        for (size_t i = 0; i < n_word; i++) {
+            size_t k = (size_t)p * n_word + i;
+            gap[k] = rate / 2 + (int32_t)(xorshift(&s) % (uint64_t)(rate * 3 / 2));
+            len += (size_t)gap[k] + (size_t)ds->clips[word[k]].n;
+        }
+        pass_len[p] = len;
+        total += len;
+        max_len = len > max_len ? len : max_len;
+    }
+    size_t nf_max = total / (size_t)hop + 1, pf_max = max_len / (size_t)hop + 2;
+    x = malloc(max_len * sizeof *x);
+    if (!x || (rc = audio_fe_init(&fe, &cfg->fe)) < 0 || (rc = snn_state_init(&st, m)) < 0) {
+        rc = rc < 0 ? rc : -ENOMEM;
+        goto out;
+    }
+    sp = malloc(pf_max * (size_t)fe.n_out * sizeof *sp);
+    se->v = malloc(nf_max * (size_t)cfg->n_classes * sizeof *se->v);
+    se->held = calloc(nf_max, 1);
+    if (!sp || !se->v || !se->held) {
         rc = -ENOMEM;
         goto out;
     }
-    /* gaps walk through the silence clips in order */
-    size_t pos = 0, si = 0, sil_pos = 0;
-    w = 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct ds_clip *cl = &ds->clips[idx[i]];
-        if (cl->label == ds->sil_class)
-            continue;
-        for (int32_t k = 0; k < gap[w] && n_sil; k++) {
-            const struct ds_clip *nc = &ds->clips[sil[si % n_sil]];
-            x[pos + (size_t)k] = noise_gain * nc->x[sil_pos];
-            if (++sil_pos >= (size_t)nc->n) {
-                sil_pos = 0;
-                si++;
+    /* each pass: its audio (gaps walk through the silence clips in order),
+     * then the front end and the network, never reset between passes */
+    size_t si = 0, sil_pos = 0, nf = 0;
+    int64_t base = 0;
+    for (int p = 0; p < passes; p++) {
+        size_t pos = 0;
+        memset(x, 0, pass_len[p] * sizeof *x);
+        for (size_t i = 0; i < n_word; i++) {
+            size_t k = (size_t)p * n_word + i;
+            const struct ds_clip *cl = &ds->clips[word[k]];
+            for (int32_t g = 0; g < gap[k] && n_sil; g++) {
+                const struct ds_clip *nc = &ds->clips[sil[si % n_sil]];
+                x[pos + (size_t)g] = noise_gain * nc->x[sil_pos];
+                if (++sil_pos >= (size_t)nc->n) {
+                    sil_pos = 0;
+                    si++;
+                }
             }
+            pos += (size_t)gap[k];
+            memcpy(x + pos, cl->x, (size_t)cl->n * sizeof *x);
+            se->on[k] = base + (int64_t)pos + cl->on;
+            se->off[k] = base + (int64_t)pos + cl->off;
+            se->lab[k] = cl->label;
+            pos += (size_t)cl->n;
         }
-        pos += (size_t)gap[w];
-        memcpy(x + pos, cl->x, (size_t)cl->n * sizeof *x);
-        se->on[w] = (int64_t)pos + cl->on;
-        se->off[w] = (int64_t)pos + cl->off;
-        se->lab[w] = cl->label;
-        pos += (size_t)cl->n;
-        w++;
+        struct frames_ctx fc = {&fe,
+                                sp,
+                                se->held + nf,
+                                nf_max - nf < pf_max ? nf_max - nf : pf_max,
+                                0,
+                                1000 * hop / rate};
+        audio_fe_push(&fe, x, pass_len[p], keep_frame, &fc);
+        size_t got = fc.count < fc.max ? fc.count : fc.max;
+        for (size_t t = 0; t < got; t++, nf++) {
+            float *v = se->v + nf * (size_t)cfg->n_classes;
+            if (se->held[nf]) { /* digital silence: the network rests, as in kwsd */
+                if (nf == 0 || !se->held[nf - 1])
+                    snn_state_reset(&st, m);
+                memset(v, 0, (size_t)cfg->n_classes * sizeof *v);
+                continue;
+            }
+            snn_step(m, &st, sp + t * (size_t)fe.n_out, v);
+        }
+        base += (int64_t)pass_len[p];
     }
-    se->n_word = n_word;
+    se->n_word = nw_all;
     se->hours = (double)total / rate / 3600.0;
-    /* front end and network over the whole recording, never reset */
-    size_t nf = total / (size_t)hop;
-    if ((rc = audio_fe_init(&fe, &cfg->fe)) < 0 || (rc = snn_state_init(&st, m)) < 0)
-        goto out;
-    sp = malloc(nf * (size_t)fe.n_out * sizeof *sp);
-    se->v = malloc(nf * (size_t)cfg->n_classes * sizeof *se->v);
-    if (!sp || !se->v) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    se->held = calloc(nf ? nf : 1, 1);
-    if (!se->held) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    struct frames_ctx fc = {&fe, sp, se->held, nf, 0, 1000 * hop / rate};
-    audio_fe_push(&fe, x, total, keep_frame, &fc);
-    nf = fc.count < nf ? fc.count : nf;
-    for (size_t t = 0; t < nf; t++) {
-        float *v = se->v + t * (size_t)cfg->n_classes;
-        if (se->held[t]) { /* digital silence: the network rests, as in kwsd */
-            if (t == 0 || !se->held[t - 1])
-                snn_state_reset(&st, m);
-            memset(v, 0, (size_t)cfg->n_classes * sizeof *v);
-            continue;
-        }
-        snn_step(m, &st, sp + t * (size_t)fe.n_out, v);
-    }
     se->nf = nf;
 out:
     free(sil);
+    free(word);
     free(gap);
+    free(pass_len);
     free(x);
     free(sp);
     audio_fe_free(&fe);

@@ -1,9 +1,10 @@
 /* kws/stream_eval.h: streaming metrics of a model on a long recording.
  *
  * stream_eval_run joins a split's word clips (keywords and unknown words)
- * into one recording, each preceded by 0.5-2 s of the split's _silence_
- * noise, and runs the model's front end and snn_step over it without any
- * reset, keeping every frame's readout potentials. stream_eval_score then
+ * into one recording (stream_eval_run_passes: the split several times over),
+ * each preceded by 0.5-2 s of the split's _silence_ noise, and runs the
+ * model's front end and snn_step over it without any reset, keeping every
+ * frame's readout potentials. stream_eval_score then
  * runs the daemon's detector (kws/detector.h) over those potentials at a
  * given threshold, so a threshold sweep costs one network pass:
  *
@@ -59,6 +60,20 @@ struct stream_result {
  * -ENOMEM, or KWS_EDATASET when the clips hold no word. */
 int stream_eval_run(struct stream_eval *se, const struct snn_model *m, const struct dataset *ds,
                     const size_t *idx, size_t n, uint64_t seed, float noise_gain);
+
+/* Most passes stream_eval_run_passes takes. */
+#define STREAM_EVAL_MAX_PASSES 16
+
+/* stream_eval_run with the split said `passes` times in a row, the network
+ * never reset: pass 0 is stream_eval_run's recording (same order, gaps and
+ * noise), each later pass says the same words in a shuffled order with gap
+ * lengths drawn on, so a longer recording comes from the same clips. Only one
+ * pass of audio and spikes is held at a time; the potentials of all passes
+ * are kept (n_classes floats per 10 ms frame). Returns 0, -ENOMEM,
+ * KWS_EDATASET, or KWS_EBADFIELD for passes outside 1..STREAM_EVAL_MAX_PASSES. */
+int stream_eval_run_passes(struct stream_eval *se, const struct snn_model *m,
+                           const struct dataset *ds, const size_t *idx, size_t n, uint64_t seed,
+                           float noise_gain, int passes);
 
 /* Scores the stored potentials with the detector (threshold for every
  * keyword, smoothing and refractory in ms). Returns 0 or -ENOMEM. */
