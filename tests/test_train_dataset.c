@@ -459,6 +459,8 @@ Test(train_dataset, stream_scoring_and_calibration) {
     cr_expect(eq(int, r.hits, 1));
     cr_expect(eq(int, r.false_alarms, 1));
     cr_expect(eq(int, r.fa_unknown + r.fa_keyword, 0), "the false alarm falls in the noise");
+    cr_expect(eq(int, r.kw_fa[1], 1), "and is \"no\"'s");
+    cr_expect(eq(int, r.kw_fa[0] + r.kw_fa[2], 0));
     cr_assert(eq(int, stream_eval_score(&se, &cfg, 0.6f, 300, 1000, &r), 0));
     cr_expect(eq(int, r.hits, 1));
     cr_expect(eq(int, r.false_alarms, 0));

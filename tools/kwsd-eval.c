@@ -440,6 +440,7 @@ int main(int argc, char **argv) {
             return 1;
         }
         if (sweep) {
+            struct stream_result sweep_kw[16];
             fprintf(stderr, "threshold  hit rate  false alarms/h (unknown word, keyword, noise)  "
                             "latency p50  peak p50\n");
             for (int i = 0; i <= 15; i++) {
@@ -451,6 +452,23 @@ int main(int argc, char **argv) {
                         sr.hours > 0 ? sr.false_alarms / sr.hours : 0.0, sr.fa_unknown,
                         sr.fa_keyword, sr.false_alarms - sr.fa_unknown - sr.fa_keyword,
                         sr.lat_p50_ms, sr.peak_p50);
+                sweep_kw[i] = sr;
+            }
+            /* each keyword alone, as a subscriber to one topic sees it */
+            fprintf(stderr, "per keyword: hit rate %% / false alarms per hour with its label\n"
+                            "threshold");
+            for (int k = 0; k < cfg->n_classes; k++)
+                if (sweep_kw[0].kw_n[k])
+                    fprintf(stderr, " %11s", cfg->labels[k]);
+            fprintf(stderr, "\n");
+            for (int i = 0; i <= 15; i++) {
+                const struct stream_result *r = &sweep_kw[i];
+                fprintf(stderr, "%9.2f", 0.20 + 0.05 * i);
+                for (int k = 0; k < cfg->n_classes; k++)
+                    if (r->kw_n[k])
+                        fprintf(stderr, " %5.1f/%5.1f", 100.0 * r->kw_hits[k] / r->kw_n[k],
+                                r->hours > 0 ? r->kw_fa[k] / r->hours : 0.0);
+                fprintf(stderr, "\n");
             }
         }
         if (calib_fa >= 0.0f) {
@@ -526,6 +544,7 @@ int main(int argc, char **argv) {
                     json_t *e = json_object();
                     json_object_set_new(e, "keywords", json_integer(sr.kw_n[k]));
                     json_object_set_new(e, "hits", json_integer(sr.kw_hits[k]));
+                    json_object_set_new(e, "false_alarms", json_integer(sr.kw_fa[k]));
                     json_object_set_new(pk, cfg->labels[k], e);
                 }
             json_object_set_new(so, "per_keyword", pk);
@@ -566,6 +585,10 @@ int main(int argc, char **argv) {
             for (int k = 0; k < K; k++)
                 if (sr.kw_n[k])
                     printf(" %s %d/%d", cfg->labels[k], sr.kw_hits[k], sr.kw_n[k]);
+            printf("\nfalse alarms per keyword (the label that fired):");
+            for (int k = 0; k < K; k++)
+                if (sr.kw_n[k])
+                    printf(" %s %d", cfg->labels[k], sr.kw_fa[k]);
             printf("\n");
         }
     }

@@ -247,6 +247,7 @@ int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, f
             }
         if (!matched) {
             res->false_alarms++;
+            res->kw_fa[hit.label]++;
             /* where it fell: the first word whose window holds the frame */
             for (size_t j = wi; j < n_word && se->on[j] <= sample; j++)
                 if (sample <= se->off[j] + rate) {

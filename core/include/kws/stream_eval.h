@@ -52,6 +52,7 @@ struct stream_result {
     double hours, lat_mean_ms, lat_p50_ms, lat_p90_ms;
     double peak_p50; /* median over keyword occurrences of their class's peak smoothed score */
     int kw_n[SNN_MAX_CLASSES], kw_hits[SNN_MAX_CLASSES]; /* occurrences and hits per class */
+    int kw_fa[SNN_MAX_CLASSES];                          /* false alarms by the label that fired */
 };
 
 /* Builds the recording from clips idx[0..n) of ds (silence clips become the
