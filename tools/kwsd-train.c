@@ -30,7 +30,7 @@
 #include "kws/train.h"
 
 struct opts {
-    const char *data, *out, *ckpt, *synth, *noise, *extra;
+    const char *data, *out, *ckpt, *synth, *noise, *extra, *flite;
     char labels[1024];
     char hidden[256], rec[256];
     int epochs, batch, copies, T, k, conv_ch, d_max, resume, seed, threads, synth_n, synth_rate;
@@ -105,6 +105,8 @@ static void usage(void) {
         "                         keyword-like words; use a new --synth DIR)\n"
         "  --noise DIR            extra background noise files\n"
         "  --extra DIR            another folder-per-label set whose clips all train\n"
+        "  --flite DIR            flite's voices say the keywords (and, with _unknown_,\n"
+        "                         other words) into DIR if it is new; all of it trains\n"
         "  --ckpt FILE --resume   checkpoint path (default OUT.ckpt) and resume from it\n"
         "  --init CKPT            start from another training's checkpoint (fine-tuning):\n"
         "                         its hidden layers, and its readout if the labels match;\n"
@@ -298,6 +300,82 @@ static int render_batch(struct renderer *r, const struct dataset *ds, const size
         y[b] = ds->clips[idx[b]].label;
     }
     return err ? -ENOMEM : 0;
+}
+
+/* ==== Keyword clips from flite's voices ==== */
+
+/* flite's four English voices: diphone (kal16) and statistical parametric
+ * (awb, rms, slt) synthesis, unlike espeak-ng's formant voices. */
+static const char *const flite_voices[] = {"kal16", "awb", "rms", "slt"};
+static const char *const flite_stretch[] = {"0.85", "1.0", "1.2"};
+
+static int flite_one(const char *dir, const char *label, const char *word, const char *voice,
+                     int pitch, const char *stretch, const char *name, int rate) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "flite -voice '%s' -t '%s' -o '%s/.flite.wav' --setf duration_stretch=%s "
+             "--setf int_f0_target_mean=%d 2>/dev/null && "
+             "sox -q '%s/.flite.wav' -r %d -c 1 -b 16 '%s/%s/%s' 2>/dev/null",
+             voice, word, dir, stretch, pitch, dir, rate, dir, label, name);
+    return system(cmd) == 0 ? 0 : -EIO;
+}
+
+/* Fills dir, unless it holds .complete already, with every keyword label
+ * said by each flite voice at five pitches and three speeds (60 clips per
+ * keyword), and, when there is an _unknown_ label, the first 25 Speech
+ * Commands non-keywords once per voice. All of it trains. Returns 0 or a
+ * negative code. */
+static int flite_generate(const char *dir, char **labels, int n_labels, int rate) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/.complete", dir);
+    if (access(path, F_OK) == 0)
+        return 0;
+    mkdir(dir, 0755);
+    static const int male[] = {80, 95, 110, 125, 140}, female[] = {150, 175, 200, 225, 250};
+    int nclips = 0, unk = -1;
+    char name[512];
+    for (int c = 0; c < n_labels; c++) {
+        if (!strcmp(labels[c], "_unknown_"))
+            unk = c;
+        if (labels[c][0] == '_' && c != unk)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, labels[c]);
+        mkdir(path, 0755);
+        if (c == unk)
+            continue;
+        for (size_t v = 0; v < KWS_ARRAY_SIZE(flite_voices); v++) {
+            const int *ps = strcmp(flite_voices[v], "slt") ? male : female;
+            for (int p = 0; p < 5; p++)
+                for (int k = 0; k < 3; k++) {
+                    snprintf(name, sizeof name, "flite_%s_%s_p%d_s%s.wav", flite_voices[v],
+                             labels[c], ps[p], flite_stretch[k]);
+                    if (flite_one(dir, labels[c], labels[c], flite_voices[v], ps[p],
+                                  flite_stretch[k], name, rate) == 0)
+                        nclips++;
+                }
+        }
+    }
+    /* non-keywords: one pitch and speed per clip, walking the grid */
+    for (int w = 0, i = 0; unk >= 0 && w < 25; w++)
+        for (size_t v = 0; v < KWS_ARRAY_SIZE(flite_voices); v++) {
+            i++;
+            int slt = !strcmp(flite_voices[v], "slt");
+            int pitch = slt ? 150 + (i * 37) % 100 : 80 + (i * 23) % 60;
+            snprintf(name, sizeof name, "flite_%s_%s.wav", flite_voices[v], synth_unknown_words[w]);
+            if (flite_one(dir, labels[unk], synth_unknown_words[w], flite_voices[v], pitch,
+                          flite_stretch[i % 3], name, rate) == 0)
+                nclips++;
+        }
+    snprintf(path, sizeof path, "%s/.flite.wav", dir);
+    unlink(path);
+    if (!nclips)
+        return KWS_EDATASET;
+    snprintf(path, sizeof path, "%s/.complete", dir);
+    FILE *f = fopen(path, "w");
+    if (!f || fclose(f) != 0)
+        return -EIO;
+    fprintf(stderr, "flite: %d clips in %s\n", nclips, dir);
+    return 0;
 }
 
 /* ==== Distillation teacher ==== */
@@ -583,6 +661,7 @@ int main(int argc, char **argv) {
         O_OGAIN,
         O_SPEED,
         O_EXTRA,
+        O_FLITE,
         O_CTX,
         O_PCTX,
         O_TILT,
@@ -644,6 +723,7 @@ int main(int argc, char **argv) {
                                           {"synth", 1, 0, O_SYNTH},
                                           {"noise", 1, 0, O_NOISE},
                                           {"extra", 1, 0, O_EXTRA},
+                                          {"flite", 1, 0, O_FLITE},
                                           {"fmax", 1, 0, O_FMAX},
                                           {"pcen-release", 1, 0, O_PCEN_REL},
                                           {"speed", 1, 0, O_SPEED},
@@ -811,6 +891,9 @@ int main(int argc, char **argv) {
             break;
         case O_EXTRA:
             o.extra = optarg;
+            break;
+        case O_FLITE:
+            o.flite = optarg;
             break;
         case O_CTX:
             o.context_ms = strtof(optarg, &end);
@@ -1042,6 +1125,17 @@ int main(int argc, char **argv) {
     if (o.extra && dataset_load(&ds, o.extra, DS_TRAIN, msg, sizeof msg) < 0) {
         fprintf(stderr, "kwsd-train: %s\n", msg);
         return 1;
+    }
+    if (o.flite) {
+        if (flite_generate(o.flite, labels, n_labels, o.synth_rate) < 0) {
+            fprintf(stderr, "kwsd-train: cannot make flite clips in %s (is flite installed?)\n",
+                    o.flite);
+            return 1;
+        }
+        if (dataset_load(&ds, o.flite, DS_TRAIN, msg, sizeof msg) < 0) {
+            fprintf(stderr, "kwsd-train: %s\n", msg);
+            return 1;
+        }
     }
     if (o.noise && dataset_add_noise(&ds, o.noise, msg, sizeof msg) < 0) {
         fprintf(stderr, "kwsd-train: %s\n", msg);
