@@ -299,9 +299,13 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (!model_path || (!data && !wav) || T < 1 || !(noise_gain >= 0.0f) || passes < 1 ||
-        passes > STREAM_EVAL_MAX_PASSES) {
+    if (!model_path || (!data && !wav) || T < 1 || !(noise_gain >= 0.0f)) {
         usage();
+        return 2;
+    }
+    if (passes < 1 || passes > STREAM_EVAL_MAX_PASSES) {
+        fprintf(stderr, "kwsd-eval: --passes: %ld is not in 1..%d\n", passes,
+                STREAM_EVAL_MAX_PASSES);
         return 2;
     }
     int split = !strcmp(split_s, "test")    ? DS_TEST
