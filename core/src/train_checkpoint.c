@@ -196,7 +196,7 @@ int train_net_init_from(struct train_net *net, const char *path, char *msg, size
     else if (src.hp.use_bn != net->hp.use_bn)
         what = "BatchNorm (--no-bn)";
     if (what) {
-        snprintf(msg, msglen, "%s: %s differ from this training's", path, what);
+        snprintf(msg, msglen, "%s: %s: not the same as in this training", path, what);
         train_net_free(&src);
         return KWS_EBADFIELD;
     }
