@@ -306,26 +306,33 @@ Test(train_dataset, missing_root) {
 
 /* ==== Streaming metrics (kws/stream_eval.h) ==== */
 
+/* The fixture data set and a small one-layer conv network over the default
+ * front end, all weights zero (snn_model_prepare is the caller's). */
+static void stream_fixture(struct dataset *ds, struct snn_cfg *cfg, struct snn_model *m) {
+    char msg[256];
+    cr_assert(eq(int, dataset_init(ds, labels, 3, 16000), 0));
+    cr_assert(eq(int, dataset_load(ds, root, -1, msg, sizeof msg), 0), "%s", msg);
+    memset(cfg, 0, sizeof *cfg);
+    audio_fe_cfg_default(&cfg->fe);
+    cfg->n_in = audio_fe_n_out(&cfg->fe);
+    cfg->n_layers = 1;
+    cfg->layer[0] = (struct snn_layer_cfg){8, SNN_REC_CONV, 3, 4, 0.5f, 1.0f, 1.0f, 0, 0, 0};
+    cfg->n_classes = 3;
+    cfg->out_beta = 0.5f;
+    cfg->out_gain = 1.0f;
+    for (int i = 0; i < 3; i++)
+        strcpy(cfg->labels[i], labels[i]);
+    memset(m, 0, sizeof *m);
+    cr_assert(eq(int, snn_model_init(m, cfg), 0));
+}
+
 /* The recording holds every word of the split once, in order, between the
  * split's silence clips; the network runs over all of it. */
 Test(train_dataset, stream_recording_layout) {
     struct dataset ds;
-    char msg[256];
-    cr_assert(eq(int, dataset_init(&ds, labels, 3, 16000), 0));
-    cr_assert(eq(int, dataset_load(&ds, root, -1, msg, sizeof msg), 0), "%s", msg);
     struct snn_cfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    audio_fe_cfg_default(&cfg.fe);
-    cfg.n_in = audio_fe_n_out(&cfg.fe);
-    cfg.n_layers = 1;
-    cfg.layer[0] = (struct snn_layer_cfg){8, SNN_REC_CONV, 3, 4, 0.5f, 1.0f, 1.0f, 0, 0, 0};
-    cfg.n_classes = 3;
-    cfg.out_beta = 0.5f;
-    cfg.out_gain = 1.0f;
-    for (int i = 0; i < 3; i++)
-        strcpy(cfg.labels[i], labels[i]);
-    struct snn_model m = {0};
-    cr_assert(eq(int, snn_model_init(&m, &cfg), 0)); /* zero weights: flat posteriors */
+    struct snn_model m;
+    stream_fixture(&ds, &cfg, &m); /* zero weights: flat posteriors */
     snn_model_prepare(&m);
     size_t idx[16];
     size_t n = dataset_split(&ds, -1, -1, idx);
@@ -358,22 +365,9 @@ Test(train_dataset, stream_recording_layout) {
  * later one says the same words again in a shuffled order, after new gaps. */
 Test(train_dataset, stream_passes) {
     struct dataset ds;
-    char msg[256];
-    cr_assert(eq(int, dataset_init(&ds, labels, 3, 16000), 0));
-    cr_assert(eq(int, dataset_load(&ds, root, -1, msg, sizeof msg), 0), "%s", msg);
     struct snn_cfg cfg;
-    memset(&cfg, 0, sizeof cfg);
-    audio_fe_cfg_default(&cfg.fe);
-    cfg.n_in = audio_fe_n_out(&cfg.fe);
-    cfg.n_layers = 1;
-    cfg.layer[0] = (struct snn_layer_cfg){8, SNN_REC_CONV, 3, 4, 0.5f, 1.0f, 1.0f, 0, 0, 0};
-    cfg.n_classes = 3;
-    cfg.out_beta = 0.5f;
-    cfg.out_gain = 1.0f;
-    for (int i = 0; i < 3; i++)
-        strcpy(cfg.labels[i], labels[i]);
-    struct snn_model m = {0};
-    cr_assert(eq(int, snn_model_init(&m, &cfg), 0));
+    struct snn_model m;
+    stream_fixture(&ds, &cfg, &m);
     /* weights that make the potentials follow the input */
     for (size_t i = 0; i < m.n_params; i++)
         m.mem[i] = 0.5f * (float)((i * 7919u) % 13u) / 13.0f - 0.1f;
