@@ -23,8 +23,8 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#ifndef KWS_CORE_STREAM_EVAL_H
-#define KWS_CORE_STREAM_EVAL_H
+#ifndef KWS_TRAIN_STREAM_EVAL_H
+#define KWS_TRAIN_STREAM_EVAL_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -91,4 +91,4 @@ float stream_eval_calibrate(const struct stream_eval *se, const struct snn_cfg *
 
 void stream_eval_free(struct stream_eval *se);
 
-#endif /* KWS_CORE_STREAM_EVAL_H */
+#endif /* KWS_TRAIN_STREAM_EVAL_H */

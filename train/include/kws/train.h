@@ -42,8 +42,8 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#ifndef KWS_CORE_TRAIN_H
-#define KWS_CORE_TRAIN_H
+#ifndef KWS_TRAIN_TRAIN_H
+#define KWS_TRAIN_TRAIN_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -247,4 +247,4 @@ int train_net_init_from(struct train_net *net, const char *path, char *msg, size
 float train_lr_onecycle(float max_lr, float t);
 float train_lr_cosine(float lr, float t);
 
-#endif /* KWS_CORE_TRAIN_H */
+#endif /* KWS_TRAIN_TRAIN_H */

@@ -26,8 +26,8 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#ifndef KWS_CORE_DATASET_H
-#define KWS_CORE_DATASET_H
+#ifndef KWS_TRAIN_DATASET_H
+#define KWS_TRAIN_DATASET_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -136,4 +136,4 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
  * (zero-padded); returns the frames produced. */
 int dataset_features(struct audio_fe *fe, const float *x, size_t n, int T, float *spikes);
 
-#endif /* KWS_CORE_DATASET_H */
+#endif /* KWS_TRAIN_DATASET_H */
