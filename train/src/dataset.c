@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "kws/audio_file.h"
 #include "kws/dataset.h"
@@ -207,56 +208,53 @@ static int add_noise_buf(struct dataset *ds, float *x, int32_t n) {
     return 0;
 }
 
-int dataset_load(struct dataset *ds, const char *root, int force_split, char *msg, size_t msglen) {
+/* Appends the sound files of root/sub as clips of class label (not yet
+ * decoded): named "sub/file", split by the list files (or force_split >= 0). */
+static int add_folder(struct dataset *ds, const char *root, const char *sub, int label, int source,
+                      int negative, int force_split, const struct name_set *val,
+                      const struct name_set *test) {
     char path[4096];
-    struct name_set val, test;
-    snprintf(path, sizeof path, "%s/validation_list.txt", root);
-    name_set_read(&val, path);
-    snprintf(path, sizeof path, "%s/testing_list.txt", root);
-    name_set_read(&test, path);
-    size_t first = ds->n_clips;
-    int source = ds->n_sources++;
+    snprintf(path, sizeof path, "%s/%s", root, sub);
+    char **names;
+    size_t n = list_dir(path, &names);
     int rc = 0;
-    for (int c = 0; c < ds->n_classes && !rc; c++) {
-        snprintf(path, sizeof path, "%s/%s", root, ds->labels[c]);
-        char **names;
-        size_t n = list_dir(path, &names);
-        if (ds->n_clips + n > ds->cap) {
-            size_t cap = ds->cap ? ds->cap : 1024;
-            while (cap < ds->n_clips + n)
-                cap *= 2;
-            struct ds_clip *nc = realloc(ds->clips, cap * sizeof *nc);
-            if (!nc) {
-                rc = -ENOMEM;
-            } else {
-                ds->clips = nc;
-                ds->cap = cap;
-            }
+    if (ds->n_clips + n > ds->cap) {
+        size_t cap = ds->cap ? ds->cap : 1024;
+        while (cap < ds->n_clips + n)
+            cap *= 2;
+        struct ds_clip *nc = realloc(ds->clips, cap * sizeof *nc);
+        if (!nc) {
+            rc = -ENOMEM;
+        } else {
+            ds->clips = nc;
+            ds->cap = cap;
         }
-        for (size_t i = 0; i < n; i++) {
-            if (!rc) {
-                struct ds_clip *cl = &ds->clips[ds->n_clips++];
-                memset(cl, 0, sizeof *cl);
-                snprintf(cl->name, sizeof cl->name, "%s/%s", ds->labels[c], names[i]);
-                cl->label = (int16_t)c;
-                cl->source = (int8_t)source;
-                if (force_split >= 0)
-                    cl->split = (int8_t)force_split;
-                else
-                    cl->split = name_set_has(&test, cl->name)  ? DS_TEST
-                                : name_set_has(&val, cl->name) ? DS_VAL
-                                                               : DS_TRAIN;
-            }
-            free(names[i]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!rc) {
+            struct ds_clip *cl = &ds->clips[ds->n_clips++];
+            memset(cl, 0, sizeof *cl);
+            snprintf(cl->name, sizeof cl->name, "%s/%s", sub, names[i]);
+            cl->label = (int16_t)label;
+            cl->source = (int8_t)source;
+            cl->negative = (int8_t)negative;
+            if (force_split >= 0)
+                cl->split = (int8_t)force_split;
+            else
+                cl->split = name_set_has(test, cl->name)  ? DS_TEST
+                            : name_set_has(val, cl->name) ? DS_VAL
+                                                          : DS_TRAIN;
         }
-        free(names);
+        free(names[i]);
     }
-    name_set_free(&val);
-    name_set_free(&test);
-    if (rc) {
-        snprintf(msg, msglen, "%s: out of memory", root);
-        return rc;
-    }
+    free(names);
+    return rc;
+}
+
+/* Decodes clips first..n_clips of root at ds->rate and finds their words;
+ * training-split silence clips also become background noise. */
+static int decode_clips(struct dataset *ds, const char *root, size_t first, char *msg,
+                        size_t msglen) {
     if (ds->n_clips == first) {
         snprintf(msg, msglen, "%s: no clips in any label folder", root);
         return KWS_EDATASET;
@@ -302,6 +300,101 @@ int dataset_load(struct dataset *ds, const char *root, int force_split, char *ms
             return -ENOMEM;
     }
     return 0;
+}
+
+int dataset_load(struct dataset *ds, const char *root, int force_split, char *msg, size_t msglen) {
+    char path[4096];
+    struct name_set val, test;
+    snprintf(path, sizeof path, "%s/validation_list.txt", root);
+    name_set_read(&val, path);
+    snprintf(path, sizeof path, "%s/testing_list.txt", root);
+    name_set_read(&test, path);
+    size_t first = ds->n_clips;
+    int source = ds->n_sources++;
+    int rc = 0;
+    for (int c = 0; c < ds->n_classes && !rc; c++)
+        rc = add_folder(ds, root, ds->labels[c], c, source, 0, force_split, &val, &test);
+    name_set_free(&val);
+    name_set_free(&test);
+    if (rc) {
+        snprintf(msg, msglen, "%s: out of memory", root);
+        return rc;
+    }
+    return decode_clips(ds, root, first, msg, msglen);
+}
+
+/* Sorted names of root's sub-folders. */
+static size_t list_subdirs(const char *root, char ***out) {
+    *out = NULL;
+    DIR *d = opendir(root);
+    if (!d)
+        return 0;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char p[4096];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", root, e->d_name);
+        if (e->d_name[0] == '.' || stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **nv = realloc(*out, cap * sizeof *nv);
+            if (!nv)
+                break;
+            *out = nv;
+        }
+        (*out)[n] = strdup(e->d_name);
+        if ((*out)[n])
+            n++;
+    }
+    closedir(d);
+    if (n)
+        qsort(*out, n, sizeof **out, cmp_str);
+    return n;
+}
+
+int dataset_load_negatives(struct dataset *ds, const char *root, int force_split, char *msg,
+                           size_t msglen) {
+    if (ds->unk_class < 0) {
+        snprintf(msg, msglen, "%s: negatives need an _unknown_ label", root);
+        return KWS_EBADFIELD;
+    }
+    struct stat st;
+    if (stat(root, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(msg, msglen, "%s: not a folder", root);
+        return -ENOENT;
+    }
+    char path[4096];
+    struct name_set val, test;
+    snprintf(path, sizeof path, "%s/validation_list.txt", root);
+    name_set_read(&val, path);
+    snprintf(path, sizeof path, "%s/testing_list.txt", root);
+    name_set_read(&test, path);
+    if (force_split < 0 && !val.n && !test.n)
+        force_split = DS_TRAIN;
+    size_t first = ds->n_clips;
+    int source = ds->n_sources++;
+    char **subs;
+    size_t n_sub = list_subdirs(root, &subs);
+    int rc = 0;
+    for (size_t k = 0; k < n_sub; k++) {
+        if (!rc)
+            rc = add_folder(ds, root, subs[k], ds->unk_class, source, 1, force_split, &val, &test);
+        free(subs[k]);
+    }
+    free(subs);
+    name_set_free(&val);
+    name_set_free(&test);
+    if (rc) {
+        snprintf(msg, msglen, "%s: out of memory", root);
+        return rc;
+    }
+    if (!n_sub) {
+        snprintf(msg, msglen, "%s: no word folders", root);
+        return KWS_EDATASET;
+    }
+    return decode_clips(ds, root, first, msg, msglen);
 }
 
 int dataset_add_noise(struct dataset *ds, const char *dir, char *msg, size_t msglen) {
@@ -434,7 +527,7 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
     train_rng_seed(&rng, seed, (uint64_t)i);
     int is_sil = cl->label == ds->sil_class;
     int on_f = 0, off_f = -1;
-    float wr = 0.0f; /* level of the main word, for the noise SNR */
+    float wr = 0.0f;    /* level of the main word, for the noise SNR */
     long pos_main = -1; /* where the main clip's sample 0 lands in buf */
     if (is_sil) {
         /* the clip is the background: loop it over the whole window */
@@ -460,7 +553,8 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
         pos_main = pos;
         if (aug->trim_ms > 0.0f && train_rng_uniform(&rng) < 0.5f) {
             /* mute the word's onset: everything before on + cut, then a 5 ms fade-in */
-            long cut = w_on + (long)(train_rng_uniform(&rng) * aug->trim_ms * 1e-3f * (float)ds->rate);
+            long cut =
+                w_on + (long)(train_rng_uniform(&rng) * aug->trim_ms * 1e-3f * (float)ds->rate);
             long fade = (long)ds->rate / 200;
             for (long k = pos < 0 ? -pos : 0; k < cut + fade && pos + k < (long)ns; k++)
                 buf[pos + k] *= k < cut ? 0.0f : (float)(k - cut) / (float)fade;

@@ -44,6 +44,7 @@ struct ds_clip {
     int16_t label;   /* class index */
     int8_t split;    /* enum ds_split */
     int8_t source;   /* index of the folder it came from (dataset_load call order) */
+    int8_t negative; /* 1: a negative phrase (dataset_load_negatives), class _unknown_ */
     int32_t on, off; /* word start and end, samples (whole clip for silence) */
     char name[96];   /* "label/file.wav" */
 };
@@ -74,19 +75,19 @@ struct ds_aug {
     int center;      /* 1: centre the word in the window; 0: keep the clip's own offset */
     float speed_lo, speed_hi; /* word played at a speed factor U(lo, hi) (pitch and tempo, like
                                * sox speed; linear interpolation); 0 or 1: unchanged */
-    int ctx_frames;   /* > 0: the first ctx_frames of the T are context: the example's word is
-                       * placed in the last T - ctx_frames, and with probability p_ctx_word
-                       * another training word (any label but silence) ends in the context's
-                       * second half, so the network learns to return to silence after a word */
+    int ctx_frames; /* > 0: the first ctx_frames of the T are context: the example's word is
+                     * placed in the last T - ctx_frames, and with probability p_ctx_word
+                     * another training word (any label but silence) ends in the context's
+                     * second half, so the network learns to return to silence after a word */
     float p_ctx_word;
     float p_ctx_cold; /* with this probability the context (and the front end's warm-up) is
                        * digital silence instead: the network starts the word cold, as in a
                        * clip evaluated on its own */
-    float trim_ms; /* > 0: with probability 1/2 the word's first U(0, trim_ms) ms are muted (5 ms
-                    * fade-in), as when a recording cuts a word's onset */
-    float tilt; /* > 0: the whole window goes through y[n] = (x[n] - a x[n-1]) / (1 + |a|) with
-                 * a = U(-tilt, +tilt): a random spectral tilt (high frequencies up for a > 0,
-                 * down for a < 0), as between microphones and voices */
+    float trim_ms;    /* > 0: with probability 1/2 the word's first U(0, trim_ms) ms are muted (5 ms
+                       * fade-in), as when a recording cuts a word's onset */
+    float tilt;    /* > 0: the whole window goes through y[n] = (x[n] - a x[n-1]) / (1 + |a|) with
+                    * a = U(-tilt, +tilt): a random spectral tilt (high frequencies up for a > 0,
+                    * down for a < 0), as between microphones and voices */
     float floor_p; /* > 0: with this probability white noise at U(floor_db_lo, floor_db_hi) dBFS
                     * RMS is added to the whole window (silence examples too), as a microphone
                     * preamp's hiss or a converter's dither: PCEN lifts any steady noise to the
@@ -114,6 +115,16 @@ int dataset_init(struct dataset *ds, const char *const *labels, int n_labels, in
  * also added as background noise. Returns 0 or a negative code with the
  * reason in msg (-ENOENT for a missing root, KWS_EDATASET for no clips). */
 int dataset_load(struct dataset *ds, const char *root, int force_split, char *msg, size_t msglen);
+
+/* Loads a folder of negative material: every sub-folder of root is one word
+ * or phrase that is no keyword, and its clips join the set as class
+ * _unknown_ with ds_clip.negative set (whole phrases, several seconds each;
+ * their on/off span all their speech). root/validation_list.txt and
+ * root/testing_list.txt split them (by word); force_split >= 0 puts every
+ * clip in that split, and a folder without list files goes to training.
+ * Needs an _unknown_ label (KWS_EBADFIELD); -ENOENT when root is no folder. */
+int dataset_load_negatives(struct dataset *ds, const char *root, int force_split, char *msg,
+                           size_t msglen);
 
 /* Adds every sound file in dir as background noise. */
 int dataset_add_noise(struct dataset *ds, const char *dir, char *msg, size_t msglen);
