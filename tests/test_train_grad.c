@@ -33,6 +33,10 @@ static const float *kd_teacher;
 /* Largest input delay of the layers after the first (0: none); a test may set it. */
 static int in_dmax;
 
+/* Per-frame stream targets (B_, T_) instead of the clip labels (NULL: clip
+ * loss); a test may set it. */
+static const int16_t *stream_tgt;
+
 static void tiny_cfg(struct snn_cfg *cfg, int rec, int n_layers) {
     memset(cfg, 0, sizeof *cfg);
     cfg->n_in = NIN;
@@ -80,6 +84,10 @@ static void make_batch(struct fixture *f) {
 }
 
 static double loss_of(struct train_net *net, const struct fixture *f) {
+    if (stream_tgt) {
+        cr_assert(eq(int, train_net_forward(net, f->x, NULL, NULL, B_, T_, 1), 0));
+        return net->loss;
+    }
     cr_assert(eq(int, train_net_forward(net, f->x, f->y, f->bg, B_, T_, 1), 0));
     return net->loss;
 }
@@ -131,10 +139,17 @@ static void run_check_ctx(int rec, int n_layers, int use_bn, float drop, int det
     hp.seed = 3;
     hp.kd_weight = kd_teacher ? 0.8f : 0.0f;
     hp.kd_temp = 2.0f;
+    if (stream_tgt) {
+        snprintf(cfg.labels[0], SNN_LABEL_LEN, "_silence_");
+        snprintf(cfg.labels[1], SNN_LABEL_LEN, "a");
+        snprintf(cfg.labels[2], SNN_LABEL_LEN, "b");
+    }
     struct train_net net;
     cr_assert(eq(int, train_net_init(&net, &cfg, &hp), 0));
     net.clip_t0 = t0;
     net.kd_p = kd_teacher;
+    net.ftgt = stream_tgt;
+    net.peak_w = 3;
     /* delays away from the kernel's kinks (k - 1 - d in {0, +-s}) */
     for (int l = 0; l < n_layers; l++)
         if (net.p.delay[l])
@@ -266,6 +281,50 @@ Test(train_grad, distillation_term_value) {
 
 Test(train_grad, conv_clip_term_after_context) {
     run_check_ctx(SNN_REC_CONV, 2, 1, 0.0f, 0, 4);
+}
+
+/* The stream loss: filler frames, in-word frames and max-pooled peak regions
+ * of the smoothed posterior (window 3), with dropout and input delays. */
+Test(train_grad, conv_stream_loss) {
+    enum { N = TRAIN_FT_NONE, F = TRAIN_FT_FILL, P1 = 1 | TRAIN_FT_PEAK, P2 = 2 | TRAIN_FT_PEAK };
+    static const int16_t tgt[B_ * T_] = {N, N, F, F, 1, 1, P1, P1, P1, F,  F,  F,
+                                         N, F, F, F, F, 2, 2,  P2, P2, P2, P2, F};
+    stream_tgt = tgt;
+    in_dmax = 4;
+    run_check(SNN_REC_CONV, 2, 1, 0.2f, 0);
+}
+
+/* Its value: a peak region's term is -log of the best smoothed posterior. */
+Test(train_grad, stream_loss_value) {
+    enum { N = TRAIN_FT_NONE, P1 = 1 | TRAIN_FT_PEAK };
+    int16_t tgt[B_ * T_];
+    for (int i = 0; i < B_ * T_; i++)
+        tgt[i] = N;
+    for (int t = 5; t < 9; t++)
+        tgt[t] = P1;
+    struct snn_cfg cfg;
+    tiny_cfg(&cfg, SNN_REC_CONV, 2);
+    struct train_hparams hp;
+    train_hparams_default(&hp);
+    hp.drop_ff = hp.drop_rec = 0.0f;
+    hp.win_weight = 1.0f;
+    hp.bg_weight = 0.0f; /* the peak term alone */
+    struct train_net net;
+    cr_assert(eq(int, train_net_init(&net, &cfg, &hp), 0));
+    net.ftgt = tgt;
+    net.peak_w = 2;
+    struct fixture f;
+    make_batch(&f);
+    cr_assert(eq(int, train_net_forward(&net, f.x, NULL, NULL, B_, T_, 1), 0));
+    double best = 0.0;
+    for (int t = 5; t < 9; t++) {
+        double sm = 0.5 * (net.po[(size_t)t * 3 + 1] + net.po[(size_t)(t - 1) * 3 + 1]);
+        best = sm > best ? sm : best;
+    }
+    cr_expect(epsilon_eq(dbl, net.loss, -log(best) / B_, 1e-5));
+    cr_expect(eq(int, net.n_regions, 1));
+    cr_expect(eq(int, net.n_correct, best >= 0.5));
+    train_net_free(&net);
 }
 
 /* ==== Surrogate and delay kernel against their formulas ==== */

@@ -1049,7 +1049,98 @@ static double kd_loss(const float *pt, const float *p, int K, float tau, float *
     return (double)tau * tau * kl;
 }
 
+/* ==== Stream loss (per-frame targets, max-pooled keyword peaks) ==== */
+
+/* Bit c set for every class that never fires (labels starting with '_'). */
+static uint32_t filler_mask(const struct snn_cfg *cfg) {
+    uint32_t m = 0;
+    for (int c = 0; c < cfg->n_classes; c++)
+        if (cfg->labels[c][0] == '_')
+            m |= 1u << c;
+    return m;
+}
+
+/* Allowed classes of a frame code (see TRAIN_FT_*), as a bit mask. */
+static uint32_t frame_allowed(int code, uint32_t fill) {
+    return code >= 0 ? fill | 1u << (code & 0xff) : fill;
+}
+
+/* Smoothed posterior of class c at frame t: the mean of p over the last w frames. */
+static float smoothed(const float *po, int K, int t, int c, int w) {
+    int u0 = t - w + 1 < 0 ? 0 : t - w + 1;
+    float s = 0.0f;
+    for (int u = u0; u <= t; u++)
+        s += po[(size_t)u * K + c];
+    return s / (float)(t - u0 + 1);
+}
+
+/* Loss of window b under net->ftgt; with d != NULL also adds its gradient
+ * w.r.t. the readout potentials (T,K) scaled by 1/B. Counts hit regions. */
+static double stream_loss(const struct train_net *net, int b, float *d, int *n_reg, int *n_hit) {
+    int T = net->T, K = net->cfg.n_classes, W = net->peak_w > 0 ? net->peak_w : 30;
+    const int16_t *ft = net->ftgt + (size_t)b * T;
+    const float *po = net->po + (size_t)b * T * K;
+    uint32_t fill = filler_mask(&net->cfg);
+    float wf = net->hp.bg_weight / (float)T, B = (float)net->B;
+    double loss = 0.0;
+    for (int t = 0; t < T; t++) {
+        if (ft[t] == TRAIN_FT_NONE)
+            continue;
+        uint32_t a = frame_allowed(ft[t], fill);
+        const float *p = po + (size_t)t * K;
+        float S = 0.0f;
+        for (int c = 0; c < K; c++)
+            S += a >> c & 1u ? p[c] : 0.0f;
+        S = S > 1e-30f ? S : 1e-30f;
+        loss += wf * -log((double)S);
+        if (d) /* d(-log S)/dv_k = p_k - [k allowed] p_k / S */
+            for (int c = 0; c < K; c++)
+                d[(size_t)t * K + c] += wf / B * (p[c] - (a >> c & 1u ? p[c] / S : 0.0f));
+    }
+    for (int t = 0; t < T;) {
+        if (ft[t] < 0 || !(ft[t] & TRAIN_FT_PEAK)) {
+            t++;
+            continue;
+        }
+        int code = ft[t], c = code & 0xff, t1 = t;
+        int best = t;
+        float m = -1.0f;
+        for (; t1 < T && ft[t1] == code; t1++) {
+            float sm = smoothed(po, K, t1, c, W);
+            if (sm > m) {
+                m = sm;
+                best = t1;
+            }
+        }
+        (*n_reg)++;
+        *n_hit += m >= 0.5f;
+        m = m > 1e-30f ? m : 1e-30f;
+        loss += net->hp.win_weight * -log((double)m);
+        if (d && net->hp.win_weight > 0.0f) {
+            int u0 = best - W + 1 < 0 ? 0 : best - W + 1;
+            float g = -net->hp.win_weight / (m * (float)(best - u0 + 1) * B); /* dL/dp_c(u) */
+            for (int u = u0; u <= best; u++) {
+                const float *p = po + (size_t)u * K;
+                for (int k = 0; k < K; k++)
+                    d[(size_t)u * K + k] += g * p[c] * ((k == c ? 1.0f : 0.0f) - p[k]);
+            }
+        }
+        t = t1;
+    }
+    return loss;
+}
+
 TRAIN_HOT static void loss_forward(struct train_net *net) {
+    if (net->ftgt) {
+        double loss = 0.0;
+        int n_reg = 0, n_hit = 0;
+        for (int b = 0; b < net->B; b++)
+            loss += stream_loss(net, b, NULL, &n_reg, &n_hit);
+        net->loss = loss / net->B;
+        net->n_correct = n_hit;
+        net->n_regions = n_reg;
+        return;
+    }
     int B = net->B, T = net->T, K = net->cfg.n_classes, sil = net->hp.sil_class;
     double loss = 0.0;
     int correct = 0;
@@ -1124,7 +1215,7 @@ int train_net_forward(struct train_net *net, const float *x, const int32_t *labe
         cin = C;
     }
     readout_forward(net);
-    if (labels)
+    if (labels || net->ftgt)
         loss_forward(net);
     return 0;
 }
@@ -1261,17 +1352,38 @@ TRAIN_HOT static void lif_backward(struct train_net *net, int l, const float *ds
     }
 }
 
+/* Leaky integrator backward over one window's (T,K) gradient, in place:
+ * dy[t] = gain * sum_{u>=t} beta^(u-t) dvo[u]. */
+static void integrator_backward(const struct snn_cfg *cfg, float *dvo, int T) {
+    int K = cfg->n_classes;
+    float acc[SNN_MAX_CLASSES] = {0};
+    for (int t = T - 1; t >= 0; t--) {
+        float *d = dvo + (size_t)t * K;
+        for (int c = 0; c < K; c++) {
+            acc[c] = d[c] + cfg->out_beta * acc[c];
+            d[c] = cfg->out_gain * acc[c];
+        }
+    }
+}
+
 TRAIN_HOT void train_net_backward(struct train_net *net) {
     const struct snn_cfg *cfg = &net->cfg;
     const struct train_hparams *hp = &net->hp;
     int B = net->B, T = net->T, K = cfg->n_classes, L = cfg->n_layers, sil = hp->sil_class;
     size_t N = (size_t)B * T;
-    KWS_ASSERT(net->labels && net->train_mode);
+    KWS_ASSERT((net->labels || net->ftgt) && net->train_mode);
     float *dvo = net->scratch[0], *dsd = net->scratch[1], *dz = net->scratch[2];
     float *dr = net->scratch[3];
     /* loss -> dvo */
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
+        if (net->ftgt) {
+            int nr = 0, nh = 0;
+            memset(dvo + (size_t)b * T * K, 0, (size_t)T * K * sizeof *dvo);
+            stream_loss(net, b, dvo + (size_t)b * T * K, &nr, &nh);
+            integrator_backward(cfg, dvo + (size_t)b * T * K, T);
+            continue;
+        }
         float P[SNN_MAX_CLASSES], sp[SNN_MAX_CLASSES], dP[SNN_MAX_CLASSES];
         int t0 = net->clip_t0 > 0 && net->clip_t0 < T ? net->clip_t0 : 0;
         train_clip_predict(net->vo + ((size_t)b * T + t0) * K, T - t0, K, P);
@@ -1329,15 +1441,7 @@ TRAIN_HOT void train_net_backward(struct train_net *net) {
                 }
             }
         }
-        /* leaky integrator backward: dy[t] = gain * sum_{u>=t} beta^(u-t) dvo[u] */
-        float acc[SNN_MAX_CLASSES] = {0};
-        for (int t = T - 1; t >= 0; t--) {
-            float *d = dvo + ((size_t)b * T + t) * K;
-            for (int c = 0; c < K; c++) {
-                acc[c] = d[c] + cfg->out_beta * acc[c];
-                d[c] = cfg->out_gain * acc[c];
-            }
-        }
+        integrator_backward(cfg, dvo + (size_t)b * T * K, T);
     }
     int Clast = cfg->layer[L - 1].n;
     linear_backward(dsd, net->g.w_out, net->g.b_out, net->wt, dvo, net->act[L - 1].sd, net->p.w_out,

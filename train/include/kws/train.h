@@ -157,6 +157,12 @@ struct train_net {
                             * frames before it are context) */
     const int32_t *labels; /* (B) of the last forward */
     const float *bg;       /* (B,T) background-frame flags of the last forward, or NULL */
+    const int16_t *ftgt;   /* (B,T) per-frame targets of stream windows (TRAIN_FT_*), read by
+                            * the forward and the backward (set by the caller; NULL: the
+                            * clip loss with labels) */
+    int peak_w;            /* frames the stream loss's peak term averages (the detector's
+                            * smoothing window); 0: 30 */
+    int n_regions;         /* keyword peak regions in the last stream forward */
     const float *kd_p;     /* (B,n_classes) teacher clip scores P of the batch, read by
                             * the training forward and backward (set by the caller;
                             * NULL: no distillation term) */
@@ -164,6 +170,23 @@ struct train_net {
     int n_correct;         /* clips whose argmax P equals the label */
     uint64_t n_spikes;     /* hidden spikes in the last forward */
 };
+
+/* Per-frame targets of a stream window (net->ftgt). A frame holds one of:
+ * TRAIN_FT_NONE, no loss (the network settles at the window's start);
+ * TRAIN_FT_FILL, filler: the posteriors of the classes that never fire
+ * (labels starting with '_') should take all the mass; c in [0, n_classes),
+ * inside keyword c: c or filler; c | TRAIN_FT_PEAK, keyword c's region around
+ * the word's end, a maximal run of equal codes, where c is also allowed and
+ * its smoothed posterior must peak. The stream loss, per window and averaged
+ * over the batch, is bg_weight * (1/T) * sum over frames of -log(sum of the
+ * allowed posteriors), plus win_weight * sum over regions of -log(max over
+ * the region of the smoothed posterior of c), smoothed as the detector does:
+ * the mean of the last peak_w frames. Max-pooling lets the network choose
+ * where in the region it fires, and nothing rewards it for firing anywhere
+ * else. n_correct counts regions whose peak reaches 0.5. */
+#define TRAIN_FT_NONE (-2)
+#define TRAIN_FT_FILL (-1)
+#define TRAIN_FT_PEAK 0x100
 
 /* Creates the network for cfg (layers, classes, neuron constants) and draws
  * the initial parameters from hp.seed: Linear weights U(+-sqrt(6/fan_in)),
@@ -179,13 +202,12 @@ size_t train_param_count(const struct snn_cfg *cfg, int use_bn);
 
 /* Runs the network on a batch.
  * x: (B,T,n_in) input spike counts; labels: (B) class per clip (may be NULL
- * in eval mode: no loss); bg: (B,T) frame weights (> 0 background, < 0
- * word tail, 0 neither; see the loss above) or NULL.
- * train: 1 uses batch BN statistics (and updates the running ones) and
- * dropout; 0 uses the running statistics, no dropout.
- * x, labels and bg must stay valid until train_net_backward returns.
- * The readout potentials are in net->vo, the per-frame softmax in net->po.
- * Returns 0 or -ENOMEM (first call, or a different B/T: reallocation). */
+ * in eval mode, or with net->ftgt set: the stream loss); bg: (B,T) frame weights (> 0 background, <
+ * 0 word tail, 0 neither; see the loss above) or NULL. train: 1 uses batch BN statistics (and
+ * updates the running ones) and dropout; 0 uses the running statistics, no dropout. x, labels and
+ * bg must stay valid until train_net_backward returns. The readout potentials are in net->vo, the
+ * per-frame softmax in net->po. Returns 0 or -ENOMEM (first call, or a different B/T:
+ * reallocation). */
 int train_net_forward(struct train_net *net, const float *x, const int32_t *labels, const float *bg,
                       int B, int T, int train);
 
