@@ -167,6 +167,7 @@ int snn__tensors(const struct snn_cfg *cfg, struct snn_params *p,
     size_t prev = (size_t)cfg->n_in;
 #define SNN__ADD(label, lay, sz, field)                                                            \
     do {                                                                                           \
+        KWS_ASSERT(nt < SNN__MAX_TENSORS);                                                         \
         struct snn__tensor *t_ = &out[nt++];                                                       \
         snprintf(t_->name, sizeof t_->name, "%s", label);                                          \
         t_->layer = (lay);                                                                         \

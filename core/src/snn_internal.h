@@ -14,8 +14,14 @@
 
 #include "kws/snn.h"
 
-/* Most tensors a model holds: w_in, b_in, w_rec, delay per layer, then w_out, b_out. */
-#define SNN__MAX_TENSORS (4 * SNN_MAX_LAYERS + 2)
+/* Most tensors a model holds. Every tensor of the parameter table has its own
+ * pointer in struct snn_params (w_in, b_in, w_rec, delay and in_delay per
+ * layer, then w_out and b_out), so the number of those pointers bounds the
+ * table whatever a configuration or a file header asks for. snn__tensors
+ * also checks it as it fills the table. */
+#define SNN__MAX_TENSORS ((int)(sizeof(struct snn_params) / sizeof(float *)))
+_Static_assert(sizeof(struct snn_params) == (5 * SNN_MAX_LAYERS + 2) * sizeof(float *),
+               "struct snn_params holds only tensor pointers, one per tensor");
 
 /* One tensor of the parameter block. */
 struct snn__tensor {
