@@ -4,6 +4,10 @@ kws_test(test_core_snn LIBS kws_core)
 target_include_directories(test_core_snn PRIVATE ${PROJECT_SOURCE_DIR}/core/src)
 kws_test(test_core_model_file LIBS kws_core)
 target_include_directories(test_core_model_file PRIVATE ${PROJECT_SOURCE_DIR}/core/src)
+# Hostile model files: the loader's refusals, and a sweep whose survivors must
+# build their front end (kws_audio), as the daemon will.
+kws_test(test_core_model_hostile LIBS kws_core kws_audio m)
+target_include_directories(test_core_model_hostile PRIVATE ${PROJECT_SOURCE_DIR}/core/src)
 kws_test(test_core_golden LIBS kws_core)
 # The benchmark runs end to end (no timing is asserted; it checks its forms agree).
 if(TARGET kwsd-bench)

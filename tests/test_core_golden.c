@@ -168,8 +168,10 @@ Test(core_golden, labels_and_front_end_from_python_writer) {
     cr_assert(eq(int, m.cfg.layer[1].rec, SNN_REC_CONV));
     cr_assert(eq(int, m.cfg.layer[1].k, 5));
     cr_assert(eq(int, m.cfg.fe.sample_rate, 16000));
-    cr_assert(eq(int, m.cfg.fe.enc_levels, 4));
-    cr_assert(eq(flt, m.cfg.fe.enc_thresh[3], 2.0f));
+    /* The front end makes the network's 7 inputs: 7 bands, one level each. */
+    cr_assert(eq(int, m.cfg.fe.n_mels, 7));
+    cr_assert(eq(int, m.cfg.fe.enc_levels, 1));
+    cr_assert(eq(flt, m.cfg.fe.enc_thresh[0], 0.5f));
     /* Delay 0.5 rounds to 0, 1.5 to 2 (half to even), d_max + 3 clamps to d_max. */
     cr_assert(eq(i32, m.delay_int[1][0], 0));
     cr_assert(eq(i32, m.delay_int[1][1], 2));

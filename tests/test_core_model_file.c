@@ -49,7 +49,8 @@ static void put_f32(uint8_t *p, float f) {
     put_u32(p, u);
 }
 
-/* A small model: 2 hidden layers (LIF, conv-delay), 3 classes, front end set. */
+/* A small model: 2 hidden layers (LIF, conv-delay), 3 classes, and a front
+ * end that makes its 6 inputs (3 bands x 2 levels). */
 static void make_model(struct snn_model *m) {
     struct snn_cfg c;
     memset(&c, 0, sizeof c);
@@ -68,7 +69,7 @@ static void make_model(struct snn_model *m) {
                                      .win_len = 400,
                                      .hop = 160,
                                      .n_fft = 512,
-                                     .n_mels = 40,
+                                     .n_mels = 3,
                                      .fmin = 20.0f,
                                      .fmax = 7600.0f,
                                      .pcen = 1,
@@ -78,8 +79,8 @@ static void make_model(struct snn_model *m) {
                                      .pcen_r = 0.5f,
                                      .pcen_eps = 1e-6f,
                                      .enc_kind = KWS_ENC_LEVEL,
-                                     .enc_levels = 4,
-                                     .enc_thresh = {0.5f, 1.0f, 1.5f, 2.0f},
+                                     .enc_levels = 2,
+                                     .enc_thresh = {0.5f, 1.0f},
                                      .feat_mean = 0.25f,
                                      .feat_scale = 1.5f,
                                      .pcen_release = 0.2f};
@@ -309,8 +310,8 @@ static const struct field_case field_cases[] = {
     {OFF_N_CLASSES, 0, 1000, KWS_EBADFIELD, "n_classes: 1000 out of range"},
     {OFF_N_CLASSES, 0, 2, KWS_EBADFIELD, "labels[2]: unused (n_classes is 2) but not zero"},
     {OFF_LABELS + 32, 2, 0, KWS_EBADFIELD, "labels[1]: not NUL-terminated"},
-    {OFF_FE + 4 * 7, 0, 3, KWS_EBADFIELD, "fe.pcen: 3 out of range [0, 1]"},
-    {OFF_FE + 4 * 14, 0, 9, KWS_EBADFIELD, "fe.enc_levels: 9 out of range [0, 8]"},
+    {OFF_FE + 4 * 7, 0, 3, KWS_EBADFIELD, "fe.pcen: 3 must be 0 or 1"},
+    {OFF_FE + 4 * 14, 0, 9, KWS_EBADFIELD, "fe.enc_levels: 9 out of range [1, 8]"},
     {OFF_FE + 4 * 6, 1, INFINITY, KWS_EBADFIELD, "fe.fmax: inf is not finite"},
     {OFF_N_PARAMS, 0, 7, KWS_EBADFIELD, "n_params: 7 but the topology needs"},
     {1292, 1, 1.5, KWS_EBADFIELD, "threshold: 1.5 out of range [0, 1]"},
@@ -354,19 +355,22 @@ ParameterizedTest(const struct field_case *fc, core_model_file, bad_field) {
 
 Test(core_model_file, huge_sizes_never_allocate_or_overread) {
     /* A header announcing the largest topology, in a file of header size:
-     * refused as truncated before any payload is read or allocated. */
+     * refused as truncated before any payload is read or allocated. The
+     * widest front end makes 256 bands x 8 levels = 2048 inputs. */
     size_t len;
     uint8_t *b = encoded(&len);
     uint8_t *h = malloc(KWSM_HEADER_BYTES);
     memcpy(h, b, KWSM_HEADER_BYTES);
-    put_u32(h + OFF_N_IN, SNN_MAX_INPUTS);
+    put_u32(h + OFF_FE + 4 * 4, 256);
+    put_u32(h + OFF_FE + 4 * 14, 8);
+    put_u32(h + OFF_N_IN, 256 * 8);
     put_u32(h + OFF_N_LAYERS, 2);
     put_u32(h + OFF_LAYER + 0, SNN_MAX_NEURONS);
     put_u32(h + OFF_LAYER + 32 + 0, SNN_MAX_NEURONS);
     put_u32(h + OFF_LAYER + 32 + 4, SNN_REC_DENSE);
     put_u32(h + OFF_LAYER + 32 + 8, 0);
     put_u32(h + OFF_LAYER + 32 + 12, SNN_MAX_DELAY);
-    uint64_t n = 4096ull * 4096 * 3 + 3 * 4096 + 3 * 4096 + 3;
+    uint64_t n = 4096ull * 2048 + 4096ull * 4096 * 2 + 3 * 4096 + 3 * 4096 + 3;
     put_u32(h + OFF_N_PARAMS, (uint32_t)n);
     put_u32(h + OFF_N_PARAMS + 4, (uint32_t)(n >> 32));
     expect_refused(h, KWSM_HEADER_BYTES, KWS_ETRUNCATED, "file size: 1536 bytes, the header");

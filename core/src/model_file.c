@@ -8,7 +8,11 @@
  * struct, so the file does not depend on the host's padding or byte order.
  * The reader checks every field and every size before it touches the payload
  * and names the offending field in its message; it never reads past the
- * buffer. Writes are atomic: temp file in the same directory, fsync, rename,
+ * buffer. The front end settings pass the same check the front end runs
+ * before it builds (kws_frontend_cfg_check), and the network's input count
+ * must be what that front end makes. From a path, only a regular file is
+ * read, and only its header until the header has been checked and its size
+ * matches the file's. Writes are atomic: temp file in the same directory, fsync, rename,
  * fsync of the directory.
  *
  * SPDX-License-Identifier: MIT
@@ -133,44 +137,27 @@ uint32_t kwsm__crc32(const void *buf, size_t len) {
 
 /* ==== Header fields ==== */
 
-/* The front end fields in file order: offset within the front end block,
- * name, kind (0 int32, 1 float32), and where they live in the struct. */
+/* The front end fields in file order: name, kind (int32 or float32) and
+ * where they live in the struct. Their ranges are checked afterwards, all
+ * at once, by kws_frontend_cfg_check: the check the front end runs before
+ * it builds itself, so a model that loads has a front end that builds. */
 struct kwsm__fe_field {
     const char *name;
     bool is_float;
-    size_t offset;    /* into struct kws_frontend_cfg */
-    int32_t min, max; /* int32 range (inclusive) */
+    size_t offset; /* into struct kws_frontend_cfg */
 };
 
-#define FE_I(f, lo, hi)                                                                            \
-    { "fe." #f, false, offsetof(struct kws_frontend_cfg, f), lo, hi }
+#define FE_I(f)                                                                                    \
+    { "fe." #f, false, offsetof(struct kws_frontend_cfg, f) }
 #define FE_F(f)                                                                                    \
-    { "fe." #f, true, offsetof(struct kws_frontend_cfg, f), 0, 0 }
+    { "fe." #f, true, offsetof(struct kws_frontend_cfg, f) }
 static const struct kwsm__fe_field kwsm__fe_fields[] = {
-    FE_I(sample_rate, 0, 384000),
-    FE_I(win_len, 0, 1 << 16),
-    FE_I(hop, 0, 1 << 16),
-    FE_I(n_fft, 0, 1 << 16),
-    FE_I(n_mels, 0, 1024),
-    FE_F(fmin),
-    FE_F(fmax),
-    FE_I(pcen, 0, 1),
-    FE_F(pcen_s),
-    FE_F(pcen_alpha),
-    FE_F(pcen_delta),
-    FE_F(pcen_r),
-    FE_F(pcen_eps),
-    FE_I(enc_kind, KWS_ENC_LEVEL, KWS_ENC_DELTA),
-    FE_I(enc_levels, 0, KWS_ENC_MAX_LEVELS),
-    FE_F(enc_thresh[0]),
-    FE_F(enc_thresh[1]),
-    FE_F(enc_thresh[2]),
-    FE_F(enc_thresh[3]),
-    FE_F(enc_thresh[4]),
-    FE_F(enc_thresh[5]),
-    FE_F(enc_thresh[6]),
-    FE_F(enc_thresh[7]),
-    FE_F(feat_mean),
+    FE_I(sample_rate),   FE_I(win_len),       FE_I(hop),           FE_I(n_fft),
+    FE_I(n_mels),        FE_F(fmin),          FE_F(fmax),          FE_I(pcen),
+    FE_F(pcen_s),        FE_F(pcen_alpha),    FE_F(pcen_delta),    FE_F(pcen_r),
+    FE_F(pcen_eps),      FE_I(enc_kind),      FE_I(enc_levels),    FE_F(enc_thresh[0]),
+    FE_F(enc_thresh[1]), FE_F(enc_thresh[2]), FE_F(enc_thresh[3]), FE_F(enc_thresh[4]),
+    FE_F(enc_thresh[5]), FE_F(enc_thresh[6]), FE_F(enc_thresh[7]), FE_F(feat_mean),
     FE_F(feat_scale),
 };
 #undef FE_I
@@ -300,9 +287,6 @@ static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint
             memcpy(dst, &v, 4);
         } else {
             int32_t v = kwsm__get_i32(src);
-            if (v < f->min || v > f->max)
-                return kws_errmsg(KWS_EBADFIELD, msg, msglen, "%s: %d out of range [%d, %d]",
-                                  f->name, (int)v, (int)f->min, (int)f->max);
             memcpy(dst, &v, 4);
         }
     }
@@ -310,6 +294,19 @@ static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint
     if (!(c->fe.pcen_release >= 0.0f && c->fe.pcen_release <= 1.0f))
         return kws_errmsg(KWS_EBADFIELD, msg, msglen, "pcen_release: %g out of range [0, 1]",
                           (double)c->fe.pcen_release);
+    /* The front end must be one kws_audio can build (a sample rate of 0 or an
+     * odd FFT size would only fail, or divide by zero, once audio arrives),
+     * and the network must take exactly the spikes it makes: snn_step reads
+     * n_in values from the front end's (n_mels * enc_levels) buffer. */
+    char femsg[200];
+    if (kws_frontend_cfg_check(&c->fe, femsg, sizeof femsg) < 0)
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "fe.%s", femsg);
+    int fe_out = kws_frontend_n_out(&c->fe);
+    if (c->n_in != fe_out)
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                          "n_in: %d, but the front end makes %d spike channels per frame "
+                          "(fe.n_mels %d x fe.enc_levels %d)",
+                          (int)c->n_in, fe_out, (int)c->fe.n_mels, (int)c->fe.enc_levels);
     *n_params = kwsm__get_u64(h + KWSM_OFF_N_PARAMS);
     size_t want = snn_param_count(c);
     if (*n_params != (uint64_t)want)
@@ -324,16 +321,14 @@ static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint
 
 /* ==== Reading ==== */
 
-int snn_model_load_buffer(struct snn_model *m, const void *buf, size_t len, char *msg,
-                          size_t msglen) {
-    const uint8_t *b = buf;
-    struct snn_cfg cfg;
+/* Checks the len bytes at b as far as the header goes: magic, version,
+ * header size, then every header field. On success fills cfg and the file
+ * size the header announces (*want: header, parameters and checksum). Reads
+ * nothing past b + len and nothing past the header. */
+static int kwsm__check_header(const uint8_t *b, size_t len, struct snn_cfg *cfg, size_t *want,
+                              char *msg, size_t msglen) {
     uint64_t n_params = 0;
-    int rc;
 
-    memset(m, 0, sizeof *m);
-    if (msg && msglen)
-        msg[0] = '\0';
     if (len < 4)
         return kws_errmsg(KWS_ETRUNCATED, msg, msglen,
                           "file size: %zu bytes, too short for the magic", len);
@@ -359,19 +354,43 @@ int snn_model_load_buffer(struct snn_model *m, const void *buf, size_t len, char
         return kws_errmsg(KWS_ETRUNCATED, msg, msglen,
                           "file size: %zu bytes, shorter than the %d-byte header", len,
                           KWSM_HEADER_BYTES);
-    rc = kwsm__decode_header(&cfg, &n_params, b, msg, msglen);
+    int rc = kwsm__decode_header(cfg, &n_params, b, msg, msglen);
     if (rc < 0)
         return rc;
     /* n_params is bounded by the validated topology, so this cannot overflow. */
-    size_t want = KWSM_HEADER_BYTES + (size_t)n_params * 4 + 4;
+    *want = KWSM_HEADER_BYTES + (size_t)n_params * 4 + 4;
+    return 0;
+}
+
+/* Compares a file's size len with the size its header announces. */
+static int kwsm__check_size(size_t len, size_t want, char *msg, size_t msglen) {
     if (len < want)
         return kws_errmsg(KWS_ETRUNCATED, msg, msglen,
-                          "file size: %zu bytes, the header announces %zu (%llu parameters)", len,
-                          want, (unsigned long long)n_params);
+                          "file size: %zu bytes, the header announces %zu (%zu parameters)", len,
+                          want, (want - KWSM_HEADER_BYTES - 4) / 4);
     if (len > want)
         return kws_errmsg(KWS_EBADFIELD, msg, msglen,
                           "file size: %zu bytes, %zu more than the header announces", len,
                           len - want);
+    return 0;
+}
+
+int snn_model_load_buffer(struct snn_model *m, const void *buf, size_t len, char *msg,
+                          size_t msglen) {
+    const uint8_t *b = buf;
+    struct snn_cfg cfg;
+    size_t want = 0;
+    int rc;
+
+    memset(m, 0, sizeof *m);
+    if (msg && msglen)
+        msg[0] = '\0';
+    rc = kwsm__check_header(b, len, &cfg, &want, msg, msglen);
+    if (rc < 0)
+        return rc;
+    rc = kwsm__check_size(len, want, msg, msglen);
+    if (rc < 0)
+        return rc;
     uint32_t stored = kwsm__get_u32(b + want - 4);
     uint32_t computed = kwsm__crc32(b, want - 4);
     if (stored != computed)
@@ -381,7 +400,7 @@ int snn_model_load_buffer(struct snn_model *m, const void *buf, size_t len, char
     rc = snn_model_init(m, &cfg);
     if (rc < 0)
         return kws_errmsg(rc, msg, msglen, "model: %s", kws_strerror(rc));
-    KWS_ASSERT(m->n_params == n_params);
+    KWS_ASSERT(KWSM_HEADER_BYTES + m->n_params * 4 + 4 == want);
     const uint8_t *pp = b + KWSM_HEADER_BYTES;
     for (size_t i = 0; i < m->n_params; i++) {
         float v = kwsm__get_f32(pp + 4 * i);
@@ -397,49 +416,111 @@ int snn_model_load_buffer(struct snn_model *m, const void *buf, size_t len, char
     return 0;
 }
 
+/* The largest file any header within the format's limits can announce:
+ * every layer at SNN_MAX_NEURONS neurons with the widest input, a dense
+ * recurrence, its delays and input delays, then the widest readout. */
+static uint64_t kwsm__max_file_size(void) {
+    const uint64_t n = SNN_MAX_NEURONS;
+    const uint64_t in = SNN_MAX_INPUTS > SNN_MAX_NEURONS ? SNN_MAX_INPUTS : SNN_MAX_NEURONS;
+    const uint64_t layer = n * in + n + n * n + n + in;
+    const uint64_t floats = SNN_MAX_LAYERS * layer + SNN_MAX_CLASSES * n + SNN_MAX_CLASSES;
+    return KWSM_HEADER_BYTES + 4 * floats + 4;
+}
+
+/* Reads up to n bytes from fd into buf; returns the bytes read (fewer only
+ * at end of file) or -errno. */
+static ssize_t kwsm__read_full(int fd, uint8_t *buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+/* Names the kind of a file that is not a regular one. */
+static const char *kwsm__file_kind(mode_t mode) {
+    return S_ISDIR(mode)    ? "a directory"
+           : S_ISFIFO(mode) ? "a FIFO"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+           : S_ISSOCK(mode) ? "a socket"
+                            : "not a regular file";
+}
+
 int snn_model_load(struct snn_model *m, const char *path, char *msg, size_t msglen) {
+    uint8_t head[KWSM_HEADER_BYTES];
+    uint8_t *buf = NULL;
+    struct snn_cfg cfg;
+    struct stat st;
+    size_t want = 0;
+    int rc;
+
     memset(m, 0, sizeof *m);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    /* O_NONBLOCK: opening a FIFO for reading must not wait for a writer. It
+     * changes nothing for the regular file that is all this accepts. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
         int e = errno;
         return kws_errmsg(-e, msg, msglen, "%s: %s", path, strerror(e));
     }
-    struct stat st;
-    if (fstat(fileno(f), &st) < 0) {
+    if (fstat(fd, &st) < 0) {
         int e = errno;
-        fclose(f);
+        close(fd);
         return kws_errmsg(-e, msg, msglen, "%s: %s", path, strerror(e));
     }
     if (!S_ISREG(st.st_mode)) {
         int e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
-        fclose(f);
-        return kws_errmsg(-e, msg, msglen, "%s: not a regular file", path);
+        close(fd);
+        return kws_errmsg(-e, msg, msglen, "%s: %s, not a regular file", path,
+                          kwsm__file_kind(st.st_mode));
     }
-    /* Far above any valid model: 4 layers of 4096 x 4096 plus 4096 inputs. */
-    const off_t max_size = (off_t)KWSM_HEADER_BYTES +
-                           4 * ((off_t)SNN_MAX_LAYERS + 1) * SNN_MAX_NEURONS * SNN_MAX_NEURONS * 2;
-    if (st.st_size > max_size) {
-        fclose(f);
+    if ((uint64_t)st.st_size > kwsm__max_file_size()) {
+        close(fd);
         return kws_errmsg(KWS_EBADFIELD, msg, msglen,
-                          "file size: %lld bytes, more than any model can need",
-                          (long long)st.st_size);
+                          "file size: %lld bytes, more than the largest model (%llu bytes)",
+                          (long long)st.st_size, (unsigned long long)kwsm__max_file_size());
     }
-    size_t len = (size_t)st.st_size;
-    uint8_t *buf = malloc(len ? len : 1);
+    /* The header first: a file is sized and allocated only once its header
+     * is valid and announces exactly the file's size. */
+    ssize_t got = kwsm__read_full(fd, head, sizeof head);
+    if (got < 0)
+        goto read_error;
+    if ((size_t)got < sizeof head) { /* short file: the buffer check names what is missing */
+        close(fd);
+        return snn_model_load_buffer(m, head, (size_t)got, msg, msglen);
+    }
+    rc = kwsm__check_header(head, sizeof head, &cfg, &want, msg, msglen);
+    if (rc == 0)
+        rc = kwsm__check_size((size_t)st.st_size, want, msg, msglen);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    buf = malloc(want + 1); /* one byte more tells a file that grew since fstat */
     if (!buf) {
-        fclose(f);
-        return kws_errmsg(-ENOMEM, msg, msglen, "%s: out of memory for %zu bytes", path, len);
+        close(fd);
+        return kws_errmsg(-ENOMEM, msg, msglen, "%s: out of memory for %zu bytes", path, want);
     }
-    size_t got = fread(buf, 1, len, f);
-    int rerr = ferror(f);
-    fclose(f);
-    if (rerr) {
-        free(buf);
-        return kws_errmsg(-EIO, msg, msglen, "%s: read error", path);
-    }
-    int rc = snn_model_load_buffer(m, buf, got, msg, msglen);
+    memcpy(buf, head, sizeof head);
+    got = kwsm__read_full(fd, buf + sizeof head, want + 1 - sizeof head);
+    if (got < 0)
+        goto read_error;
+    close(fd);
+    rc = snn_model_load_buffer(m, buf, sizeof head + (size_t)got, msg, msglen);
     free(buf);
     return rc;
+read_error:
+    rc = (int)got;
+    close(fd);
+    free(buf);
+    return kws_errmsg(rc, msg, msglen, "%s: read error: %s", path, strerror(-rc));
 }
 
 /* ==== Writing ==== */
@@ -449,7 +530,10 @@ size_t kwsm__encoded_size(const struct snn_model *m) {
 }
 
 int kwsm__encode(const struct snn_model *m, uint8_t *out) {
-    if (snn_cfg_validate(&m->cfg, NULL, 0) < 0 || snn_param_count(&m->cfg) != m->n_params)
+    /* Never write what snn_model_load would refuse. */
+    if (snn_cfg_validate(&m->cfg, NULL, 0) < 0 || snn_param_count(&m->cfg) != m->n_params ||
+        kws_frontend_cfg_check(&m->cfg.fe, NULL, 0) < 0 ||
+        m->cfg.n_in != kws_frontend_n_out(&m->cfg.fe))
         return KWS_EBADFIELD;
     for (size_t i = 0; i < m->n_params; i++)
         if (!isfinite(m->mem[i]))

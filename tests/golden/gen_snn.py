@@ -163,8 +163,10 @@ def kwsm_bytes(cfg, params):
         raw = name.encode()
         assert len(raw) < LABEL_LEN
         h[160 + 32 * c:160 + 32 * c + len(raw)] = raw
-    fe = struct.pack("<iiiiiffifffffii8fff", 16000, 400, 160, 512, 40, 20.0, 7600.0, 1, 0.025,
-                     0.98, 2.0, 0.5, 1e-6, 0, 4, 0.5, 1.0, 1.5, 2.0, 0, 0, 0, 0, 0.0, 1.0)
+    # A front end that makes exactly n_in spike channels (n_in bands, one
+    # level each): the loader refuses a network whose input count differs.
+    fe = struct.pack("<iiiiiffifffffii8fff", 16000, 400, 160, 512, cfg["n_in"], 20.0, 7600.0, 1,
+                     0.025, 0.98, 2.0, 0.5, 1e-6, 0, 1, 0.5, 0, 0, 0, 0, 0, 0, 0, 0.0, 1.0)
     assert len(fe) == 100
     h[1184:1284] = fe
     flat = np.concatenate([a.reshape(-1) for _, a in params]).astype("<f4")

@@ -62,11 +62,13 @@ void audio_fe_cfg_default(struct kws_frontend_cfg *cfg);
  * 4 channels per band, up at d >= 0.55 and d >= 1.1, down likewise. */
 void audio_fe_cfg_delta(struct kws_frontend_cfg *cfg);
 
-/* Checks every field of cfg for range and consistency. Returns 0, or
- * -KWS_EBADFIELD with "field: reason" in msg (msg may be NULL). */
+/* Checks every field of cfg for range and consistency: kws_frontend_cfg_check
+ * of kws/model.h, the check the model loader runs too. Returns 0, or
+ * KWS_EBADFIELD with "field: reason" in msg (msg may be NULL). */
 int audio_fe_cfg_check(const struct kws_frontend_cfg *cfg, char *msg, size_t msglen);
 
-/* Spike channels per frame: n_mels * enc_levels (e.g. 40 * 4 = 160). */
+/* Spike channels per frame: n_mels * enc_levels (e.g. 40 * 4 = 160), as
+ * kws_frontend_n_out. */
 int audio_fe_n_out(const struct kws_frontend_cfg *cfg);
 
 /* One front end stream. The caller allocates the struct (zeroed); every

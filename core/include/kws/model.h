@@ -3,15 +3,22 @@
  * A model file records the front end and spike encoder it was trained with,
  * so the daemon, the trainer and the evaluator always build the same front
  * end from the model (DESIGN.md). This header is plain data shared by core/
- * (which stores it in .kwsm files) and audio/ (which builds the front end).
+ * (which stores it in .kwsm files) and audio/ (which builds the front end),
+ * with the one range check both run: the model loader refuses a front end
+ * that audio/ could not build, and audio/ checks again before building.
  *
- * Thread-safety: plain data, no functions.
+ *     char msg[128];
+ *     if (kws_frontend_cfg_check(&model.cfg.fe, msg, sizeof msg) < 0) puts(msg);
+ *     int n_in = kws_frontend_n_out(&model.cfg.fe); // spike channels per frame
+ *
+ * Thread-safety: plain data and pure functions, callable from any thread.
  *
  * SPDX-License-Identifier: MIT
  */
 #ifndef KWS_CORE_MODEL_H
 #define KWS_CORE_MODEL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define KWS_ENC_MAX_LEVELS 8
@@ -43,5 +50,15 @@ struct kws_frontend_cfg {
     float feat_scale;
     float pcen_release; /* PCEN smoother coefficient while energy falls; 0: pcen_s */
 };
+
+/* Checks every field of cfg for range and consistency (sample rate, FFT
+ * size even, window, hop, bands, PCEN, encoder), the fields the front end
+ * reads. Returns 0, or KWS_EBADFIELD with "field: reason" in msg (msg may be
+ * NULL), naming the first bad field. */
+int kws_frontend_cfg_check(const struct kws_frontend_cfg *cfg, char *msg, size_t msglen);
+
+/* Spike channels per frame, the network's input count n_in: n_mels *
+ * enc_levels (e.g. 40 * 4 = 160). cfg must pass kws_frontend_cfg_check. */
+int kws_frontend_n_out(const struct kws_frontend_cfg *cfg);
 
 #endif /* KWS_CORE_MODEL_H */

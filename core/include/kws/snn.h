@@ -178,15 +178,21 @@ void snn_model_free(struct snn_model *m);
  * call it. */
 void snn_model_prepare(struct snn_model *m);
 
-/* Reads a .kwsm file (see DESIGN.md and docs/MODEL_FORMAT.md). On failure m
- * is left zeroed, a message naming the field is written to msg, and a
- * negative code returned (KWS_EBADMAGIC, KWS_EBADVERSION, KWS_ETRUNCATED,
- * KWS_EBADCHECKSUM, KWS_EBADFIELD, -errno). */
+/* Reads a .kwsm file (see DESIGN.md and docs/MODEL_FORMAT.md). Every field
+ * is checked before anything is built, the front end settings with
+ * kws_frontend_cfg_check (kws/model.h), and n_in must equal the front end's
+ * kws_frontend_n_out. snn_model_load reads regular files only (a FIFO or a
+ * device is refused at once, without blocking) and reads a file's header
+ * before it sizes anything. On failure m is left zeroed, a message naming
+ * the field is written to msg, and a negative code returned (KWS_EBADMAGIC,
+ * KWS_EBADVERSION, KWS_ETRUNCATED, KWS_EBADCHECKSUM, KWS_EBADFIELD, -errno). */
 int snn_model_load(struct snn_model *m, const char *path, char *msg, size_t msglen);
 int snn_model_load_buffer(struct snn_model *m, const void *buf, size_t len, char *msg,
                           size_t msglen);
 
-/* Writes m atomically (temp file, fsync, rename, fsync of the directory). */
+/* Writes m atomically (temp file, fsync, rename, fsync of the directory).
+ * Returns KWS_EBADFIELD, writing nothing, for a model snn_model_load would
+ * refuse (an invalid field or front end, a non-finite parameter). */
 int snn_model_save(const struct snn_model *m, const char *path);
 
 int snn_state_init(struct snn_state *s, const struct snn_model *m);

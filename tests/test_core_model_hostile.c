@@ -1,0 +1,386 @@
+/* test_core_model_hostile.c: model files made to crash or starve a loader, refused or survived.
+ *
+ * Each reproducer of a model loader failure gets a test here: a header
+ * whose tensor table outgrew a fixed array (four recurrent layers with input
+ * delays), a network whose input count is not what its front end makes, a
+ * front end with sample rate 0 or an odd FFT size, a file far larger than
+ * its header announces, a FIFO or a device given as the model path. A
+ * sweep over every header word then checks the property the daemon relies
+ * on: a model that loads has a front end that builds and makes exactly the
+ * network's inputs. Run under ASan/UBSan, an over-read or a stack overflow
+ * fails the test even where the result looks right.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <criterion/criterion.h>
+#include <criterion/new/assert.h>
+#include <criterion/parameterized.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kws/err.h"
+#include "kws/frontend.h"
+#include "kws/snn.h"
+#include "model_file_internal.h"
+#include "snn_internal.h"
+
+/* Byte offsets of the header fields these tests edit (docs/MODEL_FORMAT.md). */
+enum {
+    OFF_N_IN = 12,
+    OFF_FE = 1184, /* sample_rate, win_len, hop, n_fft, n_mels, ... */
+    OFF_FE_N_FFT = OFF_FE + 4 * 3,
+    OFF_FE_N_MELS = OFF_FE + 4 * 4,
+    OFF_FE_SAMPLE_RATE = OFF_FE,
+    OFF_PAD = 1332, /* zero padding to the end of the header */
+};
+
+static void put_u32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void fix_crc(uint8_t *b, size_t len) {
+    put_u32(b + len - 4, kwsm__crc32(b, len - 4));
+}
+
+/* A network as kwsd-train makes it: the default front end (40 bands x 4
+ * levels = 160 inputs), hidden layers of 8 neurons with the given
+ * recurrences, input delays of up to in_d_max steps on every layer after
+ * the first, three classes; weights fixed and non-zero. */
+static void make_model(struct snn_model *m, int n_layers, int rec, int in_d_max) {
+    struct snn_cfg c;
+    memset(&c, 0, sizeof c);
+    audio_fe_cfg_default(&c.fe);
+    c.n_in = audio_fe_n_out(&c.fe);
+    c.n_layers = n_layers;
+    for (int l = 0; l < n_layers; l++)
+        c.layer[l] = (struct snn_layer_cfg){.n = 8,
+                                            .rec = rec,
+                                            .k = rec == SNN_REC_CONV ? 3 : 0,
+                                            .d_max = rec == SNN_REC_NONE ? 0 : 5,
+                                            .beta = 0.5f,
+                                            .gain = 1.0f,
+                                            .thresh = 1.0f,
+                                            .in_d_max = l > 0 ? in_d_max : 0};
+    c.n_classes = 3;
+    c.out_beta = 0.9f;
+    c.out_gain = 1.0f;
+    strcpy(c.labels[0], "_silence_");
+    strcpy(c.labels[1], "yes");
+    strcpy(c.labels[2], "_unknown_");
+    cr_assert(eq(int, snn_model_init(m, &c), 0));
+    for (size_t i = 0; i < m->n_params; i++)
+        m->mem[i] = 0.3f * sinf((float)i * 0.61f);
+    for (int l = 1; l < n_layers && in_d_max; l++)
+        for (int j = 0; j < 8; j++)
+            m->p.in_delay[l][j] = (float)(j % (in_d_max + 1));
+    snn_model_prepare(m);
+}
+
+/* The encoded bytes of make_model(n_layers, rec, in_d_max); *len gets the size. */
+static uint8_t *encoded(int n_layers, int rec, int in_d_max, size_t *len) {
+    struct snn_model m;
+    make_model(&m, n_layers, rec, in_d_max);
+    *len = kwsm__encoded_size(&m);
+    uint8_t *b = malloc(*len);
+    cr_assert(eq(int, kwsm__encode(&m, b), 0));
+    snn_model_free(&m);
+    return b;
+}
+
+/* Loads len bytes (a fresh heap copy of exactly len, so ASan sees any
+ * over-read) and checks the code and the start of the message. */
+static void expect_refused(const uint8_t *b, size_t len, int code, const char *want) {
+    uint8_t *p = malloc(len);
+    memcpy(p, b, len);
+    struct snn_model m;
+    char msg[256] = "unset";
+    int rc = snn_model_load_buffer(&m, p, len, msg, sizeof msg);
+    free(p);
+    cr_assert(eq(int, rc, code), "got %s (%s), want %s", kws_err_name(rc), msg, kws_err_name(code));
+    cr_assert(eq(int, strncmp(msg, want, strlen(want)), 0), "message \"%s\" should start \"%s\"",
+              msg, want);
+    cr_assert(eq(ptr, m.mem, NULL), "m left zeroed");
+}
+
+static char tmpdir[64];
+
+static const char *tmp_path(const char *name) {
+    static char buf[2][160];
+    static int i;
+    i ^= 1;
+    snprintf(buf[i], sizeof buf[i], "%s/%s", tmpdir, name);
+    return buf[i];
+}
+
+static void make_tmpdir(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/kws-test-hostile-XXXXXX");
+    cr_assert(ne(ptr, mkdtemp(tmpdir), NULL));
+}
+
+static void remove_tmpdir(void) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    cr_assert(eq(int, system(cmd), 0));
+}
+
+/* .timeout: a loader that blocks (on a FIFO) fails instead of hanging. */
+TestSuite(core_model_hostile, .init = make_tmpdir, .fini = remove_tmpdir, .timeout = 60);
+
+/* ==== The tensor table ==== */
+
+/* Four recurrent layers, each after the first with input delays (kwsd-train
+ * --hidden 8,8,8,8 --rec dense,dense,dense,dense --in-delay 2): 21 tensors,
+ * more than a table of 4 per layer + 2 could hold. The header alone used to
+ * overflow the loader's stack array before the checksum was looked at. */
+Test(core_model_hostile, four_recurrent_layers_with_input_delays) {
+    struct snn_model a;
+    make_model(&a, 4, SNN_REC_DENSE, 2);
+    struct snn__tensor t[SNN__MAX_TENSORS];
+    cr_assert(eq(int, snn__tensors(&a.cfg, NULL, t), 4 * 5 - 1 + 2), "in_delay on layers 1..3");
+    cr_assert(eq(int, SNN__MAX_TENSORS, 5 * SNN_MAX_LAYERS + 2));
+    cr_assert(eq(str, t[18].name, "layer[3].in_delay"));
+    /* 160 inputs, 8 neurons: w_in, b_in, w_rec, delay per layer, in_delay
+     * (8) from layer 1 on, then the readout. */
+    size_t want = (8 * 160 + 8 + 64 + 8) + 3 * (8 * 8 + 8 + 64 + 8 + 8) + 3 * 8 + 3;
+    cr_assert(eq(sz, a.n_params, want));
+    cr_assert(eq(sz, snn_param_count(&a.cfg), want));
+
+    /* The file loads whole, bit for bit. */
+    size_t len = kwsm__encoded_size(&a);
+    uint8_t *b = malloc(len);
+    cr_assert(eq(int, kwsm__encode(&a, b), 0));
+    struct snn_model c;
+    char msg[256];
+    cr_assert(eq(int, snn_model_load_buffer(&c, b, len, msg, sizeof msg), 0), "%s", msg);
+    cr_assert(eq(int, memcmp(a.mem, c.mem, a.n_params * sizeof(float)), 0));
+    cr_assert(eq(i32, c.in_delay_int[3][2], 2));
+    snn_model_free(&c);
+
+    /* The header alone: refused as truncated, after the tensor table was built. */
+    expect_refused(b, KWSM_HEADER_BYTES, KWS_ETRUNCATED, "file size: 1536 bytes, the header");
+    /* A name lookup walks the whole table, in_delay of the last layer included. */
+    char name[64];
+    snn__param_name(&a.cfg, a.n_params - 3 * 8 - 3 - 1, name, sizeof name);
+    cr_assert(eq(str, name, "layer[3].in_delay[7]"));
+    free(b);
+    snn_model_free(&a);
+}
+
+/* ==== The front end the model carries ==== */
+
+struct fe_case {
+    size_t off;     /* header word to set */
+    int32_t value;  /* int32 value */
+    char want[128]; /* start of the message (inline: Criterion copies the case) */
+};
+
+static const struct fe_case fe_cases[] = {
+    /* A network taking 160 inputs behind a front end of 20 bands x 4 levels
+     * (80 spike channels): snn_step would read past the front end's buffer. */
+    {OFF_FE_N_MELS, 20,
+     "n_in: 160, but the front end makes 80 spike channels per frame (fe.n_mels 20 x "
+     "fe.enc_levels 4)"},
+    /* Divided by in the daemon and kwsd-eval. */
+    {OFF_FE_SAMPLE_RATE, 0, "fe.sample_rate: 0 out of range [4000, 96000]"},
+    {OFF_FE_SAMPLE_RATE, -16000, "fe.sample_rate: -16000 out of range [4000, 96000]"},
+    /* Accepted before, then fatal at the daemon's first audio block. */
+    {OFF_FE_N_FFT, 511, "fe.n_fft: 511 must be even and in [16, 8192]"},
+    {OFF_FE_N_FFT, 0, "fe.n_fft: 0 must be even and in [16, 8192]"},
+    {OFF_FE + 4 * 1, 0, "fe.win_len: 0 out of range [2, n_fft=512]"},
+    {OFF_FE + 4 * 1, 1000, "fe.win_len: 1000 out of range [2, n_fft=512]"},
+    {OFF_FE + 4 * 2, 0, "fe.hop: 0 out of range [1, win_len=400]"},
+    {OFF_FE + 4 * 2, 401, "fe.hop: 401 out of range [1, win_len=400]"},
+    {OFF_FE + 4 * 13, 2, "fe.enc_kind: 2 is neither level (0) nor delta (1)"},
+    {OFF_FE + 4 * 14, 0, "fe.enc_levels: 0 out of range [1, 8]"},
+};
+
+ParameterizedTestParameters(core_model_hostile, front_end_refused) {
+    return cr_make_param_array(struct fe_case, fe_cases, sizeof fe_cases / sizeof fe_cases[0]);
+}
+
+/* Each is refused by the header check, with the checksum recomputed so the
+ * field check itself is what refuses, and through a file as the daemon
+ * loads it. */
+ParameterizedTest(const struct fe_case *fc, core_model_hostile, front_end_refused) {
+    size_t len;
+    uint8_t *b = encoded(1, SNN_REC_CONV, 0, &len);
+    put_u32(b + fc->off, (uint32_t)fc->value);
+    fix_crc(b, len);
+    expect_refused(b, len, KWS_EBADFIELD, fc->want);
+    FILE *f = fopen(tmp_path("bad.kwsm"), "wb");
+    cr_assert(eq(sz, fwrite(b, 1, len, f), len));
+    fclose(f);
+    struct snn_model m;
+    char msg[256];
+    cr_assert(eq(int, snn_model_load(&m, tmp_path("bad.kwsm"), msg, sizeof msg), KWS_EBADFIELD));
+    cr_assert(eq(int, strncmp(msg, fc->want, strlen(fc->want)), 0), "%s", msg);
+    free(b);
+}
+
+/* Neither is such a model ever written. */
+Test(core_model_hostile, never_written) {
+    struct snn_model m;
+    make_model(&m, 1, SNN_REC_CONV, 0);
+    m.cfg.fe.n_mels = 20;
+    cr_assert(eq(int, snn_model_save(&m, tmp_path("m.kwsm")), KWS_EBADFIELD));
+    m.cfg.fe.n_mels = 40;
+    m.cfg.fe.sample_rate = 0;
+    cr_assert(eq(int, snn_model_save(&m, tmp_path("m.kwsm")), KWS_EBADFIELD));
+    cr_assert(ne(int, access(tmp_path("m.kwsm"), F_OK), 0));
+    snn_model_free(&m);
+}
+
+/* Every header word set to each of a few hostile values (checksum fixed):
+ * whatever loads must build its front end and make exactly n_in inputs,
+ * and must step; everything else is refused with a message. */
+Test(core_model_hostile, header_word_sweep) {
+    static const uint32_t values[] = {
+        0,
+        1,
+        2,
+        3,
+        7,
+        511,
+        4096,
+        0x7fffffff,
+        0x80000000,
+        0xffffffff,
+        0x3f000000 /* 0.5f */,
+        0x7fc00000 /* NaN */,
+        0x7149f2ca /* 1e30f */,
+    };
+    size_t len;
+    uint8_t *base = encoded(2, SNN_REC_CONV, 0, &len);
+    uint8_t *b = malloc(len);
+    int loaded = 0, refused = 0;
+    for (size_t off = OFF_N_IN; off < OFF_PAD; off += 4) {
+        for (size_t v = 0; v < sizeof values / sizeof values[0]; v++) {
+            memcpy(b, base, len);
+            put_u32(b + off, values[v]);
+            fix_crc(b, len);
+            struct snn_model m;
+            char msg[256] = "";
+            int rc = snn_model_load_buffer(&m, b, len, msg, sizeof msg);
+            if (rc < 0) {
+                cr_assert(ne(str, msg, ""), "offset %zu value 0x%x: refused without a message", off,
+                          (unsigned)values[v]);
+                refused++;
+                continue;
+            }
+            loaded++;
+            struct audio_fe fe = {0};
+            rc = audio_fe_init(&fe, &m.cfg.fe);
+            cr_assert(eq(int, rc, 0), "offset %zu value 0x%x: loads, but its front end fails: %s",
+                      off, (unsigned)values[v], kws_strerror(rc));
+            cr_assert(eq(int, fe.n_out, m.cfg.n_in), "offset %zu value 0x%x", off,
+                      (unsigned)values[v]);
+            /* Three frames of a tone through the front end and the network. */
+            size_t n = 3 * (size_t)m.cfg.fe.hop;
+            float *x = malloc(n * sizeof *x);
+            float *spikes = malloc(3 * (size_t)fe.n_out * sizeof *spikes);
+            float out[SNN_MAX_CLASSES];
+            for (size_t i = 0; i < n; i++)
+                x[i] = 0.5f * sinf(0.3f * (float)i);
+            cr_assert(eq(sz, audio_fe_compute(&fe, x, n, NULL, spikes, 3), 3));
+            struct snn_state s = {0};
+            cr_assert(eq(int, snn_state_init(&s, &m), 0));
+            for (int t = 0; t < 3; t++)
+                snn_step(&m, &s, spikes + (size_t)t * (size_t)fe.n_out, out);
+            snn_state_free(&s);
+            free(spikes);
+            free(x);
+            audio_fe_free(&fe);
+            snn_model_free(&m);
+        }
+    }
+    cr_log_info("header sweep: %d variants loaded, %d refused", loaded, refused);
+    cr_assert(gt(int, refused, 0));
+    free(b);
+    free(base);
+}
+
+/* ==== What a path can name ==== */
+
+/* Peak resident memory of this process, KiB (each Criterion test runs in a
+ * process of its own). */
+static long peak_rss_kib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* A FIFO with no writer used to block the loader (and the daemon's loop)
+ * until one appeared; a device is no model either. Both are refused at
+ * once, naming what they are. */
+Test(core_model_hostile, fifo_and_device_refused_without_blocking, .timeout = 10) {
+    struct snn_model m;
+    char msg[256];
+    cr_assert(eq(int, mkfifo(tmp_path("fifo.kwsm"), 0600), 0));
+    cr_assert(eq(int, snn_model_load(&m, tmp_path("fifo.kwsm"), msg, sizeof msg), -EINVAL));
+    cr_assert(ne(ptr, strstr(msg, "fifo.kwsm: a FIFO, not a regular file"), NULL), "%s", msg);
+    cr_assert(eq(ptr, m.mem, NULL));
+    cr_assert(eq(int, snn_model_load(&m, "/dev/null", msg, sizeof msg), -EINVAL));
+    cr_assert(eq(str, msg, "/dev/null: a character device, not a regular file"));
+    cr_assert(eq(int, snn_model_load(&m, tmpdir, msg, sizeof msg), -EISDIR));
+    cr_assert(ne(ptr, strstr(msg, "a directory, not a regular file"), NULL), "%s", msg);
+}
+
+/* A 600 MB file was read whole (600 MB of memory) before its header was
+ * looked at. Now a file larger than any header can announce (537 MB) is
+ * refused from its size alone; otherwise the header is read first and the
+ * file's size must be the one it announces. The files are sparse: they cost no disk. */
+Test(core_model_hostile, large_files_refused_from_header_and_size) {
+    struct snn_model m;
+    char msg[256];
+    size_t len;
+    uint8_t *b = encoded(1, SNN_REC_CONV, 0, &len);
+    long rss0 = peak_rss_kib();
+
+    /* A valid model with 400 MB of trailing bytes (below the largest model). */
+    int fd = open(tmp_path("big.kwsm"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert(ge(int, fd, 0));
+    cr_assert(eq(long, (long)write(fd, b, len), (long)len));
+    cr_assert(eq(int, ftruncate(fd, 400l << 20), 0));
+    close(fd);
+    cr_assert(eq(int, snn_model_load(&m, tmp_path("big.kwsm"), msg, sizeof msg), KWS_EBADFIELD));
+    char want[128];
+    snprintf(want, sizeof want, "file size: %ld bytes, %zu more than the header announces",
+             400l << 20, (size_t)(400l << 20) - len);
+    cr_assert(eq(str, msg, want));
+
+    /* 400 MB whose header is not a model's. */
+    fd = open(tmp_path("junk.kwsm"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert(eq(long, (long)write(fd, "JUNK", 4), 4l));
+    cr_assert(eq(int, ftruncate(fd, 400l << 20), 0));
+    close(fd);
+    cr_assert(eq(int, snn_model_load(&m, tmp_path("junk.kwsm"), msg, sizeof msg), KWS_EBADMAGIC));
+
+    /* Larger than any header can announce (4 dense layers of 4096 neurons). */
+    fd = open(tmp_path("huge.kwsm"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert(eq(long, (long)write(fd, b, len), (long)len));
+    cr_assert(eq(int, ftruncate(fd, 1l << 30), 0));
+    close(fd);
+    cr_assert(eq(int, snn_model_load(&m, tmp_path("huge.kwsm"), msg, sizeof msg), KWS_EBADFIELD));
+    cr_assert(
+        eq(str, msg, "file size: 1073741824 bytes, more than the largest model (537593476 bytes)"));
+
+    /* A file that is shorter than its header announces, from the file system. */
+    fd = open(tmp_path("short.kwsm"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert(eq(long, (long)write(fd, b, len - 8), (long)len - 8));
+    close(fd);
+    cr_assert(eq(int, snn_model_load(&m, tmp_path("short.kwsm"), msg, sizeof msg), KWS_ETRUNCATED));
+    cr_assert(eq(int, strncmp(msg, "file size: ", 11), 0), "%s", msg);
+
+    long grown = peak_rss_kib() - rss0;
+    cr_assert(lt(long, grown, 16l * 1024), "peak RSS grew by %ld KiB", grown);
+    free(b);
+}
