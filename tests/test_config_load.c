@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kws/config.h"
@@ -223,7 +224,7 @@ Test(config_load, from_disk, .init = tmp_setup, .fini = tmp_teardown) {
     cr_expect(eq(int, memcmp(&c, &before, sizeof c), 0));
 }
 
-Test(config_load, unreadable_files, .init = tmp_setup, .fini = tmp_teardown) {
+Test(config_load, unreadable_files, .init = tmp_setup, .fini = tmp_teardown, .timeout = 10) {
     char path[128], want[256];
     struct kws_config c, before;
     struct config_diags d;
@@ -238,6 +239,20 @@ Test(config_load, unreadable_files, .init = tmp_setup, .fini = tmp_teardown) {
 
     cr_expect(eq(int, config_load(&c, tmpdir, &d), -EISDIR));
     cr_expect(eq(int, d.n, 1));
+    snprintf(want, sizeof want, "%s: a directory, not a regular file", tmpdir);
+    cr_expect(eq(str, d.msg[0], want));
+
+    /* A FIFO with no writer is refused at once instead of blocking (the
+     * test's timeout catches a hang); so is a device. */
+    snprintf(path, sizeof path, "%s/fifo.yaml", tmpdir);
+    cr_assert(eq(int, mkfifo(path, 0600), 0));
+    cr_expect(eq(int, config_load(&c, path, &d), -EINVAL));
+    cr_assert(eq(int, d.n, 1));
+    snprintf(want, sizeof want, "%s: a FIFO, not a regular file", path);
+    cr_expect(eq(str, d.msg[0], want));
+    cr_expect(eq(int, config_load(&c, "/dev/zero", &d), -EINVAL));
+    cr_assert(eq(int, d.n, 1));
+    cr_expect(eq(str, d.msg[0], "/dev/zero: a character device, not a regular file"));
 
     /* Bytes libyaml's reader refuses report a position too. */
     snprintf(path, sizeof path, "%s/bad.yaml", tmpdir);

@@ -640,10 +640,23 @@ int config_parse_string(struct kws_config *cfg, const char *name, const char *ya
     return parse_text(cfg, name ? name : "(string)", yaml, strlen(yaml), d);
 }
 
-/* Reads a whole regular file into a NUL-terminated heap buffer. */
-static int read_file(const char *path, char **out, size_t *outlen) {
+/* Names the kind of a file that is not a regular one. */
+static const char *file_kind(mode_t mode) {
+    return S_ISDIR(mode)    ? "a directory"
+           : S_ISFIFO(mode) ? "a FIFO"
+           : S_ISCHR(mode)  ? "a character device"
+           : S_ISBLK(mode)  ? "a block device"
+           : S_ISSOCK(mode) ? "a socket"
+                            : "not a regular file";
+}
+
+/* Reads a whole regular file into a NUL-terminated heap buffer. Anything
+ * else is refused at once (-EISDIR for a directory, -EINVAL otherwise) with
+ * *mode set: O_NONBLOCK keeps the open of a FIFO from waiting for a writer,
+ * and the event loop with it on a reload. */
+static int read_file(const char *path, char **out, size_t *outlen, mode_t *mode) {
     struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     if (fstat(fd, &st) < 0) {
@@ -651,9 +664,10 @@ static int read_file(const char *path, char **out, size_t *outlen) {
         close(fd);
         return e;
     }
-    if (S_ISDIR(st.st_mode)) {
+    *mode = st.st_mode;
+    if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return -EISDIR;
+        return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
     }
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
@@ -706,9 +720,13 @@ int config_load(struct kws_config *cfg, const char *path, struct config_diags *d
         config_defaults(cfg);
         return 0;
     }
-    int rc = read_file(path, &text, &len);
+    mode_t mode = S_IFREG;
+    int rc = read_file(path, &text, &len, &mode);
     if (rc < 0) {
-        config_diags_add(d, "%s: %s", path, rc == -EFBIG ? "file too large" : kws_strerror(rc));
+        if (!S_ISREG(mode))
+            config_diags_add(d, "%s: %s, not a regular file", path, file_kind(mode));
+        else
+            config_diags_add(d, "%s: %s", path, rc == -EFBIG ? "file too large" : kws_strerror(rc));
         return rc;
     }
     rc = parse_text(cfg, path, text, len, d);
