@@ -9,6 +9,7 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
+#include <errno.h>
 #include <math.h>
 #include <sndfile.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include "kws/err.h"
 #include "kws/frontend.h"
 #include "kws/stream_eval.h"
+#include "kws/train.h"
 
 static char root[] = "/tmp/kws-ds-XXXXXX";
 
@@ -477,4 +479,120 @@ Test(train_dataset, stream_scoring_and_calibration) {
     cr_expect(eq(int, r.false_alarms, 1));
     cr_expect(eq(int, r.fa_unknown, 1));
     cr_expect(eq(int, r.fa_keyword, 0));
+}
+
+/* ==== Negatives and stream windows ==== */
+
+static const char *const labels4[] = {"yes", "no", "_silence_", "_unknown_"};
+
+/* root/neg: two negative "words" of two clips each, w2 named a validation word. */
+static void write_negatives(void) {
+    char p[512];
+    const char *words[] = {"w1", "w2"};
+    snprintf(p, sizeof p, "%s/neg", root);
+    mkdir(p, 0755);
+    for (int w = 0; w < 2; w++) {
+        snprintf(p, sizeof p, "%s/neg/%s", root, words[w]);
+        mkdir(p, 0755);
+        for (int i = 0; i < 2; i++) {
+            char rel[64];
+            snprintf(rel, sizeof rel, "neg/%s/c%d.wav", words[w], i);
+            write_clip(rel, 900.0f + 100.0f * w + 10.0f * i, 100, 0);
+        }
+    }
+    snprintf(p, sizeof p, "%s/neg/validation_list.txt", root);
+    FILE *f = fopen(p, "w");
+    fprintf(f, "w2/c0.wav\nw2/c1.wav\n");
+    fclose(f);
+}
+
+Test(train_dataset, negatives_by_word) {
+    write_negatives();
+    struct dataset ds;
+    char msg[256], neg[600];
+    snprintf(neg, sizeof neg, "%s/neg", root);
+    cr_assert(eq(int, dataset_init(&ds, labels, 3, 16000), 0));
+    cr_expect(eq(int, dataset_load_negatives(&ds, neg, -1, msg, sizeof msg), KWS_EBADFIELD),
+              "negatives need an _unknown_ class");
+    dataset_free(&ds);
+    cr_assert(eq(int, dataset_init(&ds, labels4, 4, 16000), 0));
+    cr_assert(eq(int, dataset_load(&ds, root, -1, msg, sizeof msg), 0), "%s", msg);
+    size_t first = ds.n_clips;
+    cr_assert(eq(int, dataset_load_negatives(&ds, neg, -1, msg, sizeof msg), 0), "%s", msg);
+    cr_expect(eq(sz, ds.n_clips - first, 4));
+    for (size_t i = first; i < ds.n_clips; i++) {
+        const struct ds_clip *c = &ds.clips[i];
+        cr_expect(eq(int, c->label, 3));
+        cr_expect(eq(int, c->negative, 1));
+        cr_expect(eq(int, c->split, strncmp(c->name, "w2/", 3) ? DS_TRAIN : DS_VAL), "%s", c->name);
+        cr_expect(le(int, abs(c->on - 100 * 16), 160), "%s: the phrase is found", c->name);
+    }
+    snprintf(neg, sizeof neg, "%s/none", root);
+    cr_expect(eq(int, dataset_load_negatives(&ds, neg, -1, msg, sizeof msg), -ENOENT));
+    dataset_free(&ds);
+}
+
+/* A stream window: no targets in the lead, filler elsewhere, and for every
+ * keyword in full view a peak region of its class (one run per keyword),
+ * preceded by in-word frames; the same seed and stream give the same window. */
+Test(train_dataset, stream_window_targets) {
+    write_negatives();
+    struct dataset ds;
+    struct kws_frontend_cfg fc;
+    struct audio_fe fe;
+    char msg[256], neg[600];
+    snprintf(neg, sizeof neg, "%s/neg", root);
+    cr_assert(eq(int, dataset_init(&ds, labels4, 4, 16000), 0));
+    cr_assert(eq(int, dataset_load(&ds, root, -1, msg, sizeof msg), 0), "%s", msg);
+    cr_assert(eq(int, dataset_load_negatives(&ds, neg, -1, msg, sizeof msg), 0), "%s", msg);
+    audio_fe_cfg_default(&fc);
+    cr_assert(eq(int, audio_fe_init(&fe, &fc), 0));
+    size_t kw[8], negs[4];
+    size_t n_kw = 0, n_neg = 0;
+    for (size_t i = 0; i < ds.n_clips; i++) {
+        const struct ds_clip *c = &ds.clips[i];
+        if (c->split != DS_TRAIN)
+            continue;
+        if (c->negative)
+            negs[n_neg++] = i;
+        else if (c->label < 2)
+            kw[n_kw++] = i;
+    }
+    struct ds_window w;
+    dataset_window_default(&w);
+    w.kw = kw;
+    w.n_kw = n_kw;
+    w.neg = negs;
+    w.n_neg = n_neg;
+    struct ds_aug aug;
+    dataset_aug_default(&aug);
+    int T = w.T, F = fe.n_out, regions = 0, fills = 0;
+    float *x = malloc((size_t)T * F * sizeof *x), *x2 = malloc((size_t)T * F * sizeof *x);
+    int16_t *ft = malloc((size_t)T * sizeof *ft), *ft2 = malloc((size_t)T * sizeof *ft);
+    for (uint64_t st = 0; st < 8; st++) {
+        cr_assert(eq(int, dataset_render_window(&ds, &w, &aug, 7, st, &fe, x, ft), 0));
+        for (int t = 0; t < w.lead; t++)
+            cr_expect(eq(int, ft[t], TRAIN_FT_NONE));
+        for (int t = w.lead; t < T; t++) {
+            fills += ft[t] == TRAIN_FT_FILL;
+            if (ft[t] >= 0 && (ft[t] & TRAIN_FT_PEAK) && (t == 0 || ft[t - 1] != ft[t])) {
+                regions++;
+                cr_expect(lt(int, ft[t] & 0xff, 2), "a keyword's class");
+                cr_expect(eq(int, ft[t - 1], ft[t] & 0xff), "in-word frames before the peak");
+            }
+        }
+        cr_assert(eq(int, dataset_render_window(&ds, &w, &aug, 7, st, &fe, x2, ft2), 0));
+        cr_expect(eq(int, memcmp(x, x2, (size_t)T * F * sizeof *x), 0));
+        cr_expect(eq(int, memcmp(ft, ft2, (size_t)T * sizeof *ft), 0));
+    }
+    cr_expect(gt(int, regions, 4), "keywords with peak regions in 8 windows");
+    cr_expect(gt(int, fills, 8 * (T - w.lead) / 4), "mostly filler");
+    w.n_kw = 0;
+    cr_expect(eq(int, dataset_render_window(&ds, &w, &aug, 7, 0, &fe, x, ft), KWS_EDATASET));
+    free(x);
+    free(x2);
+    free(ft);
+    free(ft2);
+    audio_fe_free(&fe);
+    dataset_free(&ds);
 }

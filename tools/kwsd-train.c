@@ -48,6 +48,9 @@ struct opts {
     int stream_val, select_stream, synth_unk, in_delay, calib_passes;
     const char *teacher, *init;
     float kd_weight, kd_temp;
+    const char *negatives;
+    int windows, mine_every;
+    float window_ms, p_keyword;
 };
 
 static void usage(void) {
@@ -107,6 +110,17 @@ static void usage(void) {
         "  --extra DIR            another folder-per-label set whose clips all train\n"
         "  --flite DIR            flite's voices say the keywords (and, with _unknown_,\n"
         "                         other words) into DIR if it is new; all of it trains\n"
+        "  --windows 0            > 0: train for the stream: this many windows per epoch,\n"
+        "                         each --window-ms 3000 of keywords, unknown words and\n"
+        "                         negatives over noise, --p-keyword 0.5 of the items\n"
+        "                         keywords; per-frame filler targets and a max-pooled peak\n"
+        "                         of the smoothed keyword posterior after each keyword\n"
+        "                         (--bg-weight, --win-weight; kws/train.h)\n"
+        "  --negatives DIR        negative phrases, a folder per word split by its lists\n"
+        "                         (the training words go into the windows)\n"
+        "  --mine-every 0         > 0: every this many epochs, run the model over the\n"
+        "                         training negatives and draw the ones it fired on (at\n"
+        "                         0.5) in half of the next windows' negative items\n"
         "  --ckpt FILE --resume   checkpoint path (default OUT.ckpt) and resume from it\n"
         "  --init CKPT            start from another training's checkpoint (fine-tuning):\n"
         "                         its hidden layers, and its readout if the labels match;\n"
@@ -300,6 +314,62 @@ static int render_batch(struct renderer *r, const struct dataset *ds, const size
         y[b] = ds->clips[idx[b]].label;
     }
     return err ? -ENOMEM : 0;
+}
+
+/* Renders B stream windows (kws/dataset.h) into x (B,T,n_in) and their
+ * per-frame targets into ft (B,T); window b draws from stream first + b. */
+static int render_windows(struct renderer *r, const struct dataset *ds, const struct ds_window *w,
+                          const struct ds_aug *aug, uint64_t seed, uint64_t first, int B, int n_in,
+                          float *x, int16_t *ft) {
+    int err = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : err)
+    for (int b = 0; b < B; b++) {
+        int th = omp_get_thread_num() % r->n;
+        err |= dataset_render_window(ds, w, aug, seed, first + (uint64_t)b, &r->fe[th],
+                                     x + (size_t)b * w->T * n_in, ft + (size_t)b * w->T) != 0;
+    }
+    return err ? -ENOMEM : 0;
+}
+
+/* Fills the window's pools from the training split: keywords (every label
+ * that fires), unknown words, and negative phrases; room for hard negatives.
+ * Returns 0 or -ENOMEM. */
+static int window_pools(const struct dataset *ds, struct ds_window *w, size_t **mem) {
+    size_t n = ds->n_clips, *p = malloc((4 * n + 4) * sizeof *p);
+    if (!(*mem = p))
+        return -ENOMEM;
+    size_t *kw = p, *unk = p + n, *neg = p + 2 * n;
+    w->n_kw = w->n_unk = w->n_neg = w->n_hard = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct ds_clip *c = &ds->clips[i];
+        if (c->split != DS_TRAIN || c->label == ds->sil_class)
+            continue;
+        if (c->negative)
+            neg[w->n_neg++] = i;
+        else if (c->label == ds->unk_class || ds->labels[c->label][0] == '_')
+            unk[w->n_unk++] = i;
+        else
+            kw[w->n_kw++] = i;
+    }
+    w->kw = kw;
+    w->unk = unk;
+    w->neg = neg;
+    w->hard = p + 3 * n;
+    w->p_hard = 0.5f;
+    return 0;
+}
+
+/* Mines the training negatives with model m (kws/dataset.h dataset_mine):
+ * the ones it fires on at 0.5 become w's hard pool. */
+static int mine(const struct snn_model *m, const struct dataset *ds, struct ds_window *w) {
+    size_t n_hard = 0;
+    int rc = dataset_mine(m, ds, w->neg, w->n_neg, 0.5f, 300, (size_t *)w->hard, &n_hard, NULL);
+    if (rc < 0)
+        return rc;
+    w->n_hard = n_hard;
+    fprintf(stderr, "mined: the model fired on %zu of %zu training negatives\n", n_hard,
+            w->n_neg);
+    return 0;
 }
 
 /* ==== Keyword clips from flite's voices ==== */
@@ -612,6 +682,8 @@ int main(int argc, char **argv) {
     o.synth_n = 2;
     o.synth_unk = 2;
     o.synth_rate = 16000;
+    o.window_ms = 3000.0f;
+    o.p_keyword = 0.5f;
     snprintf(o.hidden, sizeof o.hidden, "256,256");
     snprintf(o.rec, sizeof o.rec, "none,conv");
     enum {
@@ -682,7 +754,12 @@ int main(int argc, char **argv) {
         O_KDW,
         O_KDT,
         O_INDELAY,
-        O_INIT
+        O_INIT,
+        O_WINDOWS,
+        O_WINMS,
+        O_NEG,
+        O_MINE,
+        O_PKW
     };
     static const struct option lopts[] = {{"data", 1, 0, O_DATA},
                                           {"labels", 1, 0, O_LABELS},
@@ -752,6 +829,11 @@ int main(int argc, char **argv) {
                                           {"synth-rate", 1, 0, O_SYNTHR},
                                           {"synth-unknown", 1, 0, O_SYNTHU},
                                           {"max-train", 1, 0, O_MAXTRAIN},
+                                          {"windows", 1, 0, O_WINDOWS},
+                                          {"window-ms", 1, 0, O_WINMS},
+                                          {"negatives", 1, 0, O_NEG},
+                                          {"mine-every", 1, 0, O_MINE},
+                                          {"p-keyword", 1, 0, O_PKW},
                                           {"help", 0, 0, 'h'},
                                           {0, 0, 0, 0}};
     int c;
@@ -1013,6 +1095,21 @@ int main(int argc, char **argv) {
         case O_MAXTRAIN:
             o.max_train = (int)strtol(optarg, &end, 10);
             break;
+        case O_WINDOWS:
+            o.windows = (int)strtol(optarg, &end, 10);
+            break;
+        case O_WINMS:
+            o.window_ms = strtof(optarg, &end);
+            break;
+        case O_NEG:
+            o.negatives = optarg;
+            break;
+        case O_MINE:
+            o.mine_every = (int)strtol(optarg, &end, 10);
+            break;
+        case O_PKW:
+            o.p_keyword = strtof(optarg, &end);
+            break;
         default:
             usage();
             return c == 'h' ? 0 : 2;
@@ -1028,6 +1125,12 @@ int main(int argc, char **argv) {
     }
     if (o.epochs < 1 || o.batch < 1 || o.copies < 1 || o.T < 1) {
         fprintf(stderr, "kwsd-train: --epochs, --batch, --copies and --frames must be >= 1\n");
+        return 2;
+    }
+    if (o.windows < 0 || o.windows > 1000000 || !(o.window_ms >= 1000.0f && o.window_ms <= 10000.0f) ||
+        !(o.p_keyword > 0.0f && o.p_keyword <= 1.0f) || o.mine_every < 0) {
+        fprintf(stderr, "kwsd-train: --windows wants 0..1000000, --window-ms 1000..10000, "
+                        "--p-keyword (0, 1], --mine-every >= 0\n");
         return 2;
     }
     if (!(o.floor_p >= 0.0f && o.floor_p <= 1.0f)) {
@@ -1141,6 +1244,24 @@ int main(int argc, char **argv) {
         fprintf(stderr, "kwsd-train: %s\n", msg);
         return 1;
     }
+    if (o.negatives && dataset_load_negatives(&ds, o.negatives, -1, msg, sizeof msg) < 0) {
+        fprintf(stderr, "kwsd-train: --negatives %s\n", msg);
+        return 1;
+    }
+    struct ds_window win;
+    size_t *pool_mem = NULL;
+    dataset_window_default(&win);
+    if (o.windows) {
+        win.T = (int)(o.window_ms / (1000.0f * (float)cfg.fe.hop / (float)cfg.fe.sample_rate));
+        win.p_keyword = o.p_keyword;
+        if (window_pools(&ds, &win, &pool_mem) < 0) {
+            fprintf(stderr, "kwsd-train: out of memory\n");
+            return 1;
+        }
+        fprintf(stderr, "windows: %d per epoch of %d frames; pools: %zu keywords, %zu unknown, "
+                        "%zu negatives\n",
+                o.windows, win.T, win.n_kw, win.n_unk, win.n_neg);
+    }
     size_t n_tr = dataset_split(&ds, DS_TRAIN, -1, NULL);
     size_t n_va = dataset_split(&ds, DS_VAL, 0, NULL);
     size_t *tr = malloc((n_tr + 1) * sizeof *tr), *va = malloc((n_va + 1) * sizeof *va);
@@ -1213,7 +1334,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "kwsd-train: --context-ms out of range\n");
         return 2;
     }
-    int Ttr = T + ctx;
+    int Ttr = o.windows ? win.T : T + ctx;
     struct renderer rend;
     if (renderer_init(&rend, &cfg.fe, omp_get_max_threads()) < 0) {
         fprintf(stderr, "kwsd-train: front end init failed\n");
@@ -1248,14 +1369,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, "input: %.3f spikes per channel and frame (validation clips)\n",
                 nx ? on / (double)nx : 0.0);
     }
-    size_t per_epoch = n_tr * (size_t)o.copies;
+    size_t per_epoch = o.windows ? (size_t)o.windows : n_tr * (size_t)o.copies;
     size_t steps_per_epoch = per_epoch / (size_t)B;
     size_t *order = malloc((per_epoch + 1) * sizeof *order);
     float *x = malloc((size_t)B * Ttr * n_in * sizeof *x),
           *bg = malloc((size_t)B * Ttr * sizeof *bg);
     float *xtmp = malloc((size_t)B * T * n_in * sizeof *x);
     int32_t *y = malloc((size_t)B * sizeof *y), *ytmp = malloc((size_t)B * sizeof *y);
-    if (!order || !x || !bg || !y || !xtmp || !ytmp || steps_per_epoch == 0) {
+    int16_t *ft = malloc((size_t)B * Ttr * sizeof *ft);
+    if (!order || !x || !bg || !y || !xtmp || !ytmp || !ft || steps_per_epoch == 0) {
         fprintf(stderr, "kwsd-train: out of memory or fewer clips than one batch\n");
         return 1;
     }
@@ -1305,6 +1427,30 @@ int main(int argc, char **argv) {
         for (size_t s = 0; s < steps_per_epoch; s++) {
             double tr0 = now_s();
             uint64_t rseed = (uint64_t)o.seed * 1000003ull + (uint64_t)ep * 7919ull + s * 104729ull;
+            if (o.windows) {
+                uint64_t first = ((uint64_t)ep * steps_per_epoch + s) * (uint64_t)B;
+                if (render_windows(&rend, &ds, &win, &aug, (uint64_t)o.seed, first, B, n_in, x,
+                                   ft) < 0) {
+                    fprintf(stderr, "kwsd-train: render failed\n");
+                    return 1;
+                }
+                t_render += now_s() - tr0;
+                float frac =
+                    ((float)ep * steps_per_epoch + s) / ((float)o.epochs * steps_per_epoch);
+                lr = train_lr_onecycle(o.lr, frac);
+                net.clip_t0 = 0;
+                net.ftgt = ft;
+                train_net_forward(&net, x, NULL, NULL, B, Ttr, 1);
+                train_net_zero_grad(&net);
+                train_net_backward(&net);
+                train_net_adamw(&net, lr, train_lr_cosine(o.lr_delay, frac));
+                net.ftgt = NULL;
+                loss += net.loss;
+                correct += (size_t)net.n_correct;
+                seen += (size_t)net.n_regions;
+                spikes += net.n_spikes;
+                continue;
+            }
             if (render_batch(&rend, &ds, order + s * B, B, &aug, rseed, Ttr, n_in, x, bg, y) < 0) {
                 fprintf(stderr, "kwsd-train: render failed\n");
                 return 1;
@@ -1388,6 +1534,11 @@ int main(int argc, char **argv) {
                 return 1;
             }
         }
+        if (o.windows && o.mine_every && (ep + 1) % o.mine_every == 0 && win.n_neg &&
+            mine(&m, &ds, &win) < 0) {
+            fprintf(stderr, "kwsd-train: out of memory\n");
+            return 1;
+        }
         snn_model_free(&m);
         if (net.ema) {
             copy_delays(&net, dsave, 0);
@@ -1404,6 +1555,8 @@ int main(int argc, char **argv) {
         return 1;
     (void)synth_src;
     free(order);
+    free(ft);
+    free(pool_mem);
     free(x);
     free(bg);
     free(y);

@@ -21,6 +21,7 @@
 #include "kws/dataset.h"
 #include "kws/err.h"
 #include "kws/frontend.h"
+#include "kws/train.h"
 #include "train_internal.h"
 
 void dataset_aug_default(struct ds_aug *aug) {
@@ -640,6 +641,149 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
             else
                 bg[t] = 1.0f;
         }
+    free(buf);
+    free(sp);
+    return 0;
+}
+
+/* ==== Stream windows ==== */
+
+void dataset_window_default(struct ds_window *w) {
+    memset(w, 0, sizeof *w);
+    w->T = 300;
+    w->lead = 50;
+    w->gap_lo_ms = 100.0f;
+    w->gap_hi_ms = 800.0f;
+    w->p_keyword = 0.5f;
+    w->p_negative = 0.5f;
+    w->peak_before = 10;
+    w->peak_after = 40;
+}
+
+static size_t draw_from(const size_t *pool, size_t n, struct train_rng *rng) {
+    return pool[(size_t)(train_rng_uniform(rng) * (float)n) % n];
+}
+
+/* Applies the window-wide augmentation of aug to buf: a spectral tilt and a
+ * hiss floor (see struct ds_aug). */
+static void tilt_and_floor(float *buf, size_t ns, const struct ds_aug *aug, struct train_rng *rng,
+                           uint64_t stream) {
+    if (aug->tilt > 0.0f) {
+        float a = aug->tilt * (2.0f * train_rng_uniform(rng) - 1.0f);
+        float norm = 1.0f / (1.0f + fabsf(a)), prev = 0.0f;
+        for (size_t k = 0; k < ns; k++) {
+            float cur = buf[k];
+            buf[k] = (cur - a * prev) * norm;
+            prev = cur;
+        }
+    }
+    if (aug->floor_p > 0.0f && train_rng_uniform(rng) < aug->floor_p) {
+        float db =
+            aug->floor_db_lo + (aug->floor_db_hi - aug->floor_db_lo) * train_rng_uniform(rng);
+        float a = sqrtf(3.0f) * powf(10.0f, db / 20.0f);
+        struct train_rng wn;
+        train_rng_seed(&wn, train_rng_next(rng), stream);
+        for (size_t k = 0; k < ns; k++)
+            buf[k] += a * (2.0f * train_rng_uniform(&wn) - 1.0f);
+    }
+}
+
+struct win_item {
+    int label; /* keyword class, or -1 */
+    int on_f, off_f;
+};
+
+int dataset_render_window(const struct dataset *ds, const struct ds_window *w,
+                          const struct ds_aug *aug, uint64_t seed, uint64_t stream,
+                          struct audio_fe *fe, float *spikes, int16_t *ftgt) {
+    if (!w->n_kw)
+        return KWS_EDATASET;
+    int hop = fe->cfg.hop, warm = aug->warm_frames, T = w->T, nf = warm + T;
+    size_t ns = (size_t)nf * hop;
+    float *buf = calloc(ns, sizeof *buf);
+    float *sp = malloc((size_t)nf * fe->n_out * sizeof *sp);
+    enum { MAX_ITEMS = 64 };
+    struct win_item items[MAX_ITEMS];
+    int n_items = 0;
+    if (!buf || !sp) {
+        free(buf);
+        free(sp);
+        return -ENOMEM;
+    }
+    struct train_rng rng;
+    train_rng_seed(&rng, seed, stream);
+    float gap_lo = w->gap_lo_ms * 1e-3f * (float)ds->rate;
+    float gap_hi = w->gap_hi_ms * 1e-3f * (float)ds->rate;
+    /* the first item may start before the window: a stream has no beginning */
+    long cur = (long)(train_rng_uniform(&rng) * (float)(warm + T / 2) * (float)hop);
+    double lvl = 0.0;
+    int n_lvl = 0;
+    while (cur < (long)ns && n_items < MAX_ITEMS) {
+        size_t k;
+        int is_kw = train_rng_uniform(&rng) < w->p_keyword || (!w->n_unk && !w->n_neg);
+        if (is_kw)
+            k = draw_from(w->kw, w->n_kw, &rng);
+        else if (w->n_neg && (!w->n_unk || train_rng_uniform(&rng) < w->p_negative))
+            k = w->n_hard && train_rng_uniform(&rng) < w->p_hard ? draw_from(w->hard, w->n_hard, &rng)
+                                                                  : draw_from(w->neg, w->n_neg, &rng);
+        else
+            k = draw_from(w->unk, w->n_unk, &rng);
+        const struct ds_clip *cl = &ds->clips[k];
+        float g = draw_gain(&rng, aug->gain_db_lo, aug->gain_db_hi);
+        float r = 1.0f;
+        if (aug->speed_hi > 0.0f && aug->speed_hi != aug->speed_lo)
+            r = aug->speed_lo + (aug->speed_hi - aug->speed_lo) * train_rng_uniform(&rng);
+        long w_on = (long)((float)cl->on / r), w_off = (long)((float)cl->off / r);
+        long pos = cur - w_on;
+        place_word(buf, (long)ns, cl, pos, g, r);
+        struct win_item *it = &items[n_items++];
+        it->label = is_kw ? cl->label : -1;
+        it->on_f = (int)((pos + w_on) / hop) - warm;
+        it->off_f = (int)((pos + w_off) / hop) - warm;
+        lvl += g * rms(cl->x, cl->on, cl->off);
+        n_lvl++;
+        cur = pos + w_off + (long)(gap_lo + (gap_hi - gap_lo) * train_rng_uniform(&rng));
+    }
+    if (ds->n_noise) {
+        /* one noise recording under the whole window, at an SNR against the
+         * items' mean level */
+        size_t k = (size_t)(train_rng_uniform(&rng) * (float)ds->n_noise) % ds->n_noise;
+        const float *nx = ds->noise[k];
+        size_t nn = (size_t)ds->noise_n[k];
+        float nr = rms(nx, 0, (int32_t)nn);
+        float snr = aug->snr_db_lo + (aug->snr_db_hi - aug->snr_db_lo) * train_rng_uniform(&rng);
+        float wr = n_lvl ? (float)(lvl / n_lvl) : 0.0f;
+        float ng = nr > 0.0f ? wr / nr * powf(10.0f, -snr / 20.0f) : 0.0f;
+        size_t off = (size_t)(train_rng_uniform(&rng) * (float)nn);
+        for (size_t j = 0; j < ns; j++)
+            buf[j] += ng * nx[(off + j) % nn];
+    }
+    tilt_and_floor(buf, ns, aug, &rng, stream);
+    for (size_t k = 0; k < ns; k++)
+        buf[k] = buf[k] > 0.999f ? 0.999f : buf[k] < -0.999f ? -0.999f : buf[k];
+    audio_fe_reset(fe);
+    size_t got = audio_fe_compute(fe, buf, ns, NULL, sp, (size_t)nf);
+    if (got < (size_t)nf)
+        memset(sp + got * fe->n_out, 0, ((size_t)nf - got) * fe->n_out * sizeof(float));
+    memcpy(spikes, sp + (size_t)warm * fe->n_out, (size_t)T * fe->n_out * sizeof(float));
+    mask_spikes(spikes, T, fe->cfg.n_mels, fe->cfg.enc_levels, aug, &rng);
+    for (int t = 0; t < T; t++)
+        ftgt[t] = TRAIN_FT_FILL;
+    for (int i = 0; i < n_items; i++) {
+        const struct win_item *it = &items[i];
+        if (it->label < 0)
+            continue;
+        int a = it->on_f - 3, p0 = it->off_f - w->peak_before, p1 = it->off_f + w->peak_after;
+        if (i + 1 < n_items && p1 > items[i + 1].on_f - 1)
+            p1 = items[i + 1].on_f - 1;
+        int whole = p0 >= w->lead && it->off_f + w->peak_after < T;
+        for (int t = a < 0 ? 0 : a; t <= p1 && t < T; t++)
+            ftgt[t] = !whole   ? TRAIN_FT_NONE
+                      : t < p0 ? (int16_t)it->label
+                               : (int16_t)(it->label | TRAIN_FT_PEAK);
+    }
+    for (int t = 0; t < w->lead && t < T; t++)
+        ftgt[t] = TRAIN_FT_NONE;
     free(buf);
     free(sp);
     return 0;

@@ -143,6 +143,49 @@ size_t dataset_split(const struct dataset *ds, int split, int source, size_t *id
 int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug, uint64_t seed,
                    struct audio_fe *fe, int T, float *spikes, float *bg);
 
+/* A stream window for the stream loss (kws/train.h, TRAIN_FT_*): items (a
+ * keyword, an unknown word, a negative phrase) one after another with gaps,
+ * over background noise that runs under the whole window. The pools are clip
+ * indices of ds; hard holds negatives the model fired on (mined), drawn with
+ * probability p_hard whenever a negative is due. */
+struct ds_window {
+    int T;                      /* frames of the window (after the warm-up) */
+    int lead;                   /* first frames without targets: the network settles */
+    float gap_lo_ms, gap_hi_ms; /* pause between items, uniform */
+    float p_keyword;            /* share of items that are keywords */
+    float p_negative;           /* share of the other items that are negative phrases */
+    int peak_before;            /* peak region: frames before the keyword's end */
+    int peak_after;             /* and after it */
+    const size_t *kw, *unk, *neg, *hard;
+    size_t n_kw, n_unk, n_neg, n_hard;
+    float p_hard;
+};
+
+/* Sets a window of 300 frames with a 50-frame lead, gaps of 100-800 ms,
+ * 50 % keywords, half of the rest negatives, a peak region from 10 frames
+ * before a keyword's end to 40 after it; the pools stay empty. */
+void dataset_window_default(struct ds_window *w);
+
+/* Renders one window into spikes (T, n_out of fe) and per-frame targets
+ * ftgt (T): TRAIN_FT_NONE in the lead and on a keyword whose peak region the
+ * window cuts, TRAIN_FT_FILL on noise, unknown words and negatives, the
+ * keyword's class from 3 frames before its start to the region, and class |
+ * TRAIN_FT_PEAK on the region (cut short before the next item starts). Word
+ * gain, speed, noise SNR, tilt, hiss and masks come from aug (noise under
+ * every window). (seed, stream) select the draws. Returns 0, -ENOMEM, or
+ * KWS_EDATASET when the keyword pool is empty. */
+int dataset_render_window(const struct dataset *ds, const struct ds_window *w,
+                          const struct ds_aug *aug, uint64_t seed, uint64_t stream,
+                          struct audio_fe *fe, float *spikes, int16_t *ftgt);
+
+/* Hard negatives: runs model m over each clip idx[0..n) on its own (front
+ * end, network and detector from rest, threshold thr, smoothing smooth_ms)
+ * and writes the clips on which a keyword fired to hard (room for n), their
+ * count to *n_hard, and each clip's highest smoothed keyword score to peak
+ * (n; may be NULL). Runs the clips on OpenMP threads. Returns 0 or -ENOMEM. */
+int dataset_mine(const struct snn_model *m, const struct dataset *ds, const size_t *idx, size_t n,
+                 float thr, int smooth_ms, size_t *hard, size_t *n_hard, float *peak);
+
 /* Renders arbitrary audio x (n samples) through fe into at most T frames
  * (zero-padded); returns the frames produced. */
 int dataset_features(struct audio_fe *fe, const float *x, size_t n, int T, float *spikes);
