@@ -367,8 +367,7 @@ static int mine(const struct snn_model *m, const struct dataset *ds, struct ds_w
     if (rc < 0)
         return rc;
     w->n_hard = n_hard;
-    fprintf(stderr, "mined: the model fired on %zu of %zu training negatives\n", n_hard,
-            w->n_neg);
+    fprintf(stderr, "mined: the model fired on %zu of %zu training negatives\n", n_hard, w->n_neg);
     return 0;
 }
 
@@ -1127,7 +1126,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "kwsd-train: --epochs, --batch, --copies and --frames must be >= 1\n");
         return 2;
     }
-    if (o.windows < 0 || o.windows > 1000000 || !(o.window_ms >= 1000.0f && o.window_ms <= 10000.0f) ||
+    if (o.windows < 0 || o.windows > 1000000 ||
+        !(o.window_ms >= 1000.0f && o.window_ms <= 10000.0f) ||
         !(o.p_keyword > 0.0f && o.p_keyword <= 1.0f) || o.mine_every < 0) {
         fprintf(stderr, "kwsd-train: --windows wants 0..1000000, --window-ms 1000..10000, "
                         "--p-keyword (0, 1], --mine-every >= 0\n");
@@ -1258,8 +1258,9 @@ int main(int argc, char **argv) {
             fprintf(stderr, "kwsd-train: out of memory\n");
             return 1;
         }
-        fprintf(stderr, "windows: %d per epoch of %d frames; pools: %zu keywords, %zu unknown, "
-                        "%zu negatives\n",
+        fprintf(stderr,
+                "windows: %d per epoch of %d frames; pools: %zu keywords, %zu unknown, "
+                "%zu negatives\n",
                 o.windows, win.T, win.n_kw, win.n_unk, win.n_neg);
     }
     size_t n_tr = dataset_split(&ds, DS_TRAIN, -1, NULL);

@@ -724,8 +724,9 @@ int dataset_render_window(const struct dataset *ds, const struct ds_window *w,
         if (is_kw)
             k = draw_from(w->kw, w->n_kw, &rng);
         else if (w->n_neg && (!w->n_unk || train_rng_uniform(&rng) < w->p_negative))
-            k = w->n_hard && train_rng_uniform(&rng) < w->p_hard ? draw_from(w->hard, w->n_hard, &rng)
-                                                                  : draw_from(w->neg, w->n_neg, &rng);
+            k = w->n_hard && train_rng_uniform(&rng) < w->p_hard
+                    ? draw_from(w->hard, w->n_hard, &rng)
+                    : draw_from(w->neg, w->n_neg, &rng);
         else
             k = draw_from(w->unk, w->n_unk, &rng);
         const struct ds_clip *cl = &ds->clips[k];
