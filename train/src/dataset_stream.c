@@ -4,6 +4,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,7 @@ void stream_eval_free(struct stream_eval *se) {
     free(se->off);
     free(se->lab);
     free(se->held);
+    free(se->neg);
     memset(se, 0, sizeof *se);
 }
 
@@ -53,6 +55,232 @@ static uint64_t xorshift(uint64_t *s) {
     return *s;
 }
 
+/* ==== Planning the recording ==== */
+
+/* Every item (word or negative) of every pass, in recording order. */
+struct plan {
+    int passes;
+    size_t n_word, n_neg, per_pass; /* words and negatives in one pass, and their sum */
+    size_t n_sil;
+    size_t *sil;      /* (n_sil) the gaps' silence clips */
+    size_t *clip;     /* (passes * per_pass) clip of each item */
+    int32_t *gap;     /* (passes * per_pass) samples of silence before it */
+    uint8_t *neg;     /* (passes * per_pass) 1: a negative phrase */
+    size_t *pass_len; /* (passes) samples */
+    size_t total, max_len;
+};
+
+static void plan_free(struct plan *pl) {
+    free(pl->sil);
+    free(pl->clip);
+    free(pl->gap);
+    free(pl->neg);
+    free(pl->pass_len);
+}
+
+/* Shuffles o[0..n) with the generator state *s. */
+static void shuffle(size_t *o, size_t n, uint64_t *s) {
+    for (size_t i = n - 1; i > 0 && n > 1; i--) {
+        size_t k = (size_t)(xorshift(s) % (uint64_t)(i + 1)), t = o[i];
+        o[i] = o[k];
+        o[k] = t;
+    }
+}
+
+/* A gap of 0.5-2 s. */
+static int32_t draw_gap(uint64_t *s, int rate) {
+    return rate / 2 + (int32_t)(xorshift(s) % (uint64_t)(rate * 3 / 2));
+}
+
+/* Passes of a negatives-only recording: o->passes, or more to last about
+ * o->min_hours (1.25 s per gap on average). */
+static int neg_only_passes(const struct dataset *ds, const struct stream_eval_opts *o, int rate) {
+    double len = 0.0;
+    for (size_t j = 0; j < o->n_neg; j++)
+        len += (double)ds->clips[o->neg[j]].n + 1.25 * rate;
+    int p = o->passes;
+    while (p < STREAM_EVAL_MAX_NEG_PASSES && len > 0.0 && p * len < o->min_hours * 3600.0 * rate)
+        p++;
+    return p;
+}
+
+/* Orders, gaps and lengths of the recording. The words' orders and gaps use
+ * the generators and draw order they always had, so without negatives the
+ * plan is the old one; negatives draw from a generator of their own. */
+static int plan_make(struct plan *pl, const struct dataset *ds, const size_t *idx, size_t n,
+                     const struct stream_eval_opts *o, int rate) {
+    memset(pl, 0, sizeof *pl);
+    for (size_t i = 0; i < n; i++)
+        if (ds->clips[idx[i]].label == ds->sil_class)
+            pl->n_sil++;
+        else if (!o->neg_only)
+            pl->n_word++;
+    pl->n_neg = o->neg ? o->n_neg : 0;
+    if (o->neg_only ? !pl->n_neg : !pl->n_word)
+        return KWS_EDATASET;
+    pl->passes = o->neg_only ? neg_only_passes(ds, o, rate) : o->passes;
+    pl->per_pass = pl->n_word + pl->n_neg;
+    size_t P = (size_t)pl->passes, n_all = pl->per_pass * P;
+    size_t *word = malloc((pl->n_word * P + 1) * sizeof *word);
+    int32_t *wgap = malloc((pl->n_word * P + 1) * sizeof *wgap);
+    size_t *negs = malloc((pl->n_neg + 1) * sizeof *negs);
+    pl->sil = malloc((pl->n_sil + 1) * sizeof *pl->sil);
+    pl->clip = malloc(n_all * sizeof *pl->clip);
+    pl->gap = malloc(n_all * sizeof *pl->gap);
+    pl->neg = malloc(n_all * sizeof *pl->neg);
+    pl->pass_len = malloc(P * sizeof *pl->pass_len);
+    if (!word || !wgap || !negs || !pl->sil || !pl->clip || !pl->gap || !pl->neg || !pl->pass_len) {
+        free(word);
+        free(wgap);
+        free(negs);
+        plan_free(pl);
+        return -ENOMEM;
+    }
+    size_t ns = 0, w = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ds->clips[idx[i]].label == ds->sil_class)
+            pl->sil[ns++] = idx[i];
+        else if (!o->neg_only)
+            word[w++] = idx[i];
+    /* pass 0 keeps the caller's order; later passes shuffle it */
+    uint64_t sh = o->seed * 0xD1B54A32D192ED03ull + 7;
+    for (size_t p = 1; p < P && pl->n_word; p++) {
+        memcpy(word + p * pl->n_word, word, pl->n_word * sizeof *word);
+        shuffle(word + p * pl->n_word, pl->n_word, &sh);
+    }
+    /* the words' gaps, drawn in recording order */
+    uint64_t s = o->seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t k = 0; k < pl->n_word * P; k++)
+        wgap[k] = draw_gap(&s, rate);
+    /* each pass: the negatives in a new order, interleaved at random with
+     * the words (each next item is a negative with probability negatives
+     * left / items left) */
+    uint64_t sn = o->seed * 0xBF58476D1CE4E5B9ull + 11;
+    if (pl->n_neg)
+        memcpy(negs, o->neg, pl->n_neg * sizeof *negs);
+    for (size_t p = 0; p < P; p++) {
+        if (pl->n_neg)
+            shuffle(negs, pl->n_neg, &sn);
+        size_t wi = 0, ni = 0, len = p == P - 1 ? (size_t)rate : 0; /* 1 s after the last */
+        for (size_t i = 0; i < pl->per_pass; i++) {
+            size_t k = p * pl->per_pass + i, left_w = pl->n_word - wi, left_n = pl->n_neg - ni;
+            int is_neg = left_n && xorshift(&sn) % (uint64_t)(left_w + left_n) < left_n;
+            if (is_neg) {
+                pl->clip[k] = negs[ni++];
+                pl->gap[k] = draw_gap(&sn, rate);
+            } else {
+                pl->clip[k] = word[p * pl->n_word + wi];
+                pl->gap[k] = wgap[p * pl->n_word + wi];
+                wi++;
+            }
+            pl->neg[k] = (uint8_t)(is_neg || ds->clips[pl->clip[k]].negative);
+            len += (size_t)pl->gap[k] + (size_t)ds->clips[pl->clip[k]].n;
+        }
+        pl->pass_len[p] = len;
+        pl->total += len;
+        pl->max_len = len > pl->max_len ? len : pl->max_len;
+    }
+    free(word);
+    free(wgap);
+    free(negs);
+    return 0;
+}
+
+/* ==== Background noise ==== */
+
+/* Where the background noise is read, and how loud it is laid down. */
+struct noise_mix {
+    const struct stream_eval_opts *o;
+    double *scale; /* (n_noise) 1 / RMS of each recording, 0 for a silent one */
+    size_t r, pos; /* the recording read next, and the sample in it */
+    uint64_t rng;  /* SNR draws */
+    float g_prev;  /* noise gain at the end of the previous item; < 0 before the first */
+};
+
+static int noise_init(struct noise_mix *nm, const struct stream_eval_opts *o) {
+    memset(nm, 0, sizeof *nm);
+    nm->o = o;
+    nm->g_prev = -1.0f;
+    if (!o->noise || !o->n_noise)
+        return 0;
+    if (!(o->snr_lo <= o->snr_hi) || !isfinite(o->snr_lo) || !isfinite(o->snr_hi))
+        return KWS_EBADFIELD;
+    nm->scale = calloc(o->n_noise, sizeof *nm->scale);
+    if (!nm->scale)
+        return -ENOMEM;
+    int any = 0;
+    for (size_t r = 0; r < o->n_noise; r++) {
+        double e = 0.0;
+        for (int32_t i = 0; i < o->noise_n[r]; i++)
+            e += (double)o->noise[r][i] * o->noise[r][i];
+        if (o->noise_n[r] > 0 && e > 0.0) {
+            nm->scale[r] = 1.0 / sqrt(e / o->noise_n[r]);
+            any = 1;
+        }
+    }
+    if (!any)
+        return KWS_EDATASET;
+    nm->rng = o->seed * 0x94D049BB133111EBull + 13;
+    nm->r = (size_t)(xorshift(&nm->rng) % o->n_noise);
+    while (nm->scale[nm->r] == 0.0)
+        nm->r = (nm->r + 1) % o->n_noise;
+    nm->pos = (size_t)(xorshift(&nm->rng) % (uint64_t)o->noise_n[nm->r]);
+    return 0;
+}
+
+/* The next noise sample at unit RMS. */
+static float noise_next(struct noise_mix *nm) {
+    const struct stream_eval_opts *o = nm->o;
+    float v = (float)(o->noise[nm->r][nm->pos] * nm->scale[nm->r]);
+    if (++nm->pos >= (size_t)o->noise_n[nm->r]) {
+        nm->pos = 0;
+        do
+            nm->r = (nm->r + 1) % o->n_noise;
+        while (nm->scale[nm->r] == 0.0);
+    }
+    return v;
+}
+
+/* The noise gain under clip cl: its word's RMS at an SNR drawn in range. */
+static float noise_gain_for(struct noise_mix *nm, const struct ds_clip *cl) {
+    int32_t a = cl->on, b = cl->off;
+    if (b <= a || a < 0 || b > cl->n) {
+        a = 0;
+        b = cl->n;
+    }
+    double e = 0.0;
+    for (int32_t i = a; i < b; i++)
+        e += (double)cl->x[i] * cl->x[i];
+    double level = b > a ? sqrt(e / (b - a)) : 0.0;
+    double u = (double)(xorshift(&nm->rng) >> 11) / 9007199254740992.0;
+    double snr = nm->o->snr_lo + (nm->o->snr_hi - nm->o->snr_lo) * u;
+    return (float)(level / pow(10.0, snr / 20.0));
+}
+
+/* Adds noise to x[at .. at + gap + clip n): over the gap, the gain goes from
+ * the previous item's to this one's. */
+static void noise_add_item(struct noise_mix *nm, float *x, size_t at, int32_t gap,
+                           const struct ds_clip *cl) {
+    float g = noise_gain_for(nm, cl), g0 = nm->g_prev < 0.0f ? g : nm->g_prev;
+    for (int32_t i = 0; i < gap; i++)
+        x[at + (size_t)i] += (g0 + (g - g0) * (float)(i + 1) / (float)gap) * noise_next(nm);
+    at += (size_t)gap;
+    for (int32_t i = 0; i < cl->n; i++)
+        x[at + (size_t)i] += g * noise_next(nm);
+    nm->g_prev = g;
+}
+
+/* ==== Running the network ==== */
+
+struct stream_eval_opts stream_eval_opts_default(void) {
+    return (struct stream_eval_opts){.seed = 1,
+                                     .noise_gain = 1.0f,
+                                     .passes = 1,
+                                     .min_hours = 1.0,
+                                     .snr_lo = 10.0f,
+                                     .snr_hi = 20.0f};
+}
+
 int stream_eval_run(struct stream_eval *se, const struct snn_model *m, const struct dataset *ds,
                     const size_t *idx, size_t n, uint64_t seed, float noise_gain) {
     return stream_eval_run_passes(se, m, ds, idx, n, seed, noise_gain, 1);
@@ -61,70 +289,83 @@ int stream_eval_run(struct stream_eval *se, const struct snn_model *m, const str
 int stream_eval_run_passes(struct stream_eval *se, const struct snn_model *m,
                            const struct dataset *ds, const size_t *idx, size_t n, uint64_t seed,
                            float noise_gain, int passes) {
+    struct stream_eval_opts o = stream_eval_opts_default();
+    o.seed = seed;
+    o.noise_gain = noise_gain;
+    o.passes = passes;
+    return stream_eval_run_opts(se, m, ds, idx, n, &o);
+}
+
+/* Writes pass p's audio into x (pl->pass_len[p] samples) and its items'
+ * word boundaries into se (base: the pass's first sample in the recording).
+ * The gaps walk through the silence clips in order, *si and *sil_pos
+ * carrying on across passes. */
+static void fill_pass(struct stream_eval *se, const struct dataset *ds, const struct plan *pl,
+                      int p, float *x, int64_t base, float noise_gain, size_t *si, size_t *sil_pos,
+                      struct noise_mix *nm) {
+    size_t pos = 0;
+    memset(x, 0, pl->pass_len[p] * sizeof *x);
+    for (size_t i = 0; i < pl->per_pass; i++) {
+        size_t k = (size_t)p * pl->per_pass + i;
+        const struct ds_clip *cl = &ds->clips[pl->clip[k]];
+        for (int32_t g = 0; g < pl->gap[k] && pl->n_sil; g++) {
+            const struct ds_clip *nc = &ds->clips[pl->sil[*si % pl->n_sil]];
+            x[pos + (size_t)g] = noise_gain * nc->x[*sil_pos];
+            if (++*sil_pos >= (size_t)nc->n) {
+                *sil_pos = 0;
+                ++*si;
+            }
+        }
+        memcpy(x + pos + (size_t)pl->gap[k], cl->x, (size_t)cl->n * sizeof *x);
+        if (nm->scale)
+            noise_add_item(nm, x, pos, pl->gap[k], cl);
+        pos += (size_t)pl->gap[k];
+        se->on[k] = base + (int64_t)pos + cl->on;
+        se->off[k] = base + (int64_t)pos + cl->off;
+        se->lab[k] = cl->label;
+        se->neg[k] = pl->neg[k];
+        pos += (size_t)cl->n;
+    }
+    if (nm->scale) /* the tail after the last word keeps the last gain */
+        for (; pos < pl->pass_len[p]; pos++)
+            x[pos] += nm->g_prev * noise_next(nm);
+}
+
+int stream_eval_run_opts(struct stream_eval *se, const struct snn_model *m,
+                         const struct dataset *ds, const size_t *idx, size_t n,
+                         const struct stream_eval_opts *o) {
     const struct snn_cfg *cfg = &m->cfg;
     int rate = cfg->fe.sample_rate, hop = cfg->fe.hop, rc = 0;
     memset(se, 0, sizeof *se);
     se->rate = rate;
     se->hop = hop;
     se->n_classes = cfg->n_classes;
-    if (passes < 1 || passes > STREAM_EVAL_MAX_PASSES)
+    if (o->passes < 1 || o->passes > STREAM_EVAL_MAX_PASSES)
         return KWS_EBADFIELD;
-    size_t n_sil = 0, n_word = 0;
-    for (size_t i = 0; i < n; i++)
-        if (ds->clips[idx[i]].label == ds->sil_class)
-            n_sil++;
-        else
-            n_word++;
-    if (!n_word)
-        return KWS_EDATASET;
-    size_t nw_all = n_word * (size_t)passes;
-    size_t *sil = malloc((n_sil + 1) * sizeof *sil);
-    size_t *word = malloc(nw_all * sizeof *word); /* clip of each occurrence, pass by pass */
-    int32_t *gap = malloc(nw_all * sizeof *gap);
-    size_t *pass_len = malloc((size_t)passes * sizeof *pass_len);
+    struct plan pl;
+    struct noise_mix nm;
+    if ((rc = noise_init(&nm, o)) < 0) {
+        free(nm.scale);
+        return rc;
+    }
+    if ((rc = plan_make(&pl, ds, idx, n, o, rate)) < 0) {
+        free(nm.scale);
+        return rc;
+    }
+    size_t nw_all = pl.per_pass * (size_t)pl.passes;
     se->on = malloc(nw_all * sizeof *se->on);
     se->off = malloc(nw_all * sizeof *se->off);
     se->lab = malloc(nw_all * sizeof *se->lab);
+    se->neg = malloc(nw_all * sizeof *se->neg);
     float *x = NULL, *sp = NULL;
     struct audio_fe fe = {0};
     struct snn_state st = {0};
-    if (!sil || !word || !gap || !pass_len || !se->on || !se->off || !se->lab) {
+    if (!se->on || !se->off || !se->lab || !se->neg) {
         rc = -ENOMEM;
         goto out;
     }
-    size_t ns = 0, w = 0;
-    for (size_t i = 0; i < n; i++)
-        if (ds->clips[idx[i]].label == ds->sil_class)
-            sil[ns++] = idx[i];
-        else
-            word[w++] = idx[i];
-    /* pass 0 keeps the caller's order; later passes shuffle it */
-    uint64_t sh = seed * 0xD1B54A32D192ED03ull + 7;
-    for (int p = 1; p < passes; p++) {
-        size_t *o = word + (size_t)p * n_word;
-        memcpy(o, word, n_word * sizeof *o);
-        for (size_t i = n_word - 1; i > 0; i--) {
-            size_t k = (size_t)(xorshift(&sh) % (uint64_t)(i + 1)), t = o[i];
-            o[i] = o[k];
-            o[k] = t;
-        }
-    }
-    /* gap lengths 0.5-2 s, drawn in recording order; then each pass's length */
-    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-    size_t total = 0, max_len = 0;
-    for (int p = 0; p < passes; p++) {
-        size_t len = p == passes - 1 ? (size_t)rate : 0; /* 1 s tail after the last word */
-        for (size_t i = 0; i < n_word; i++) {
-            size_t k = (size_t)p * n_word + i;
-            gap[k] = rate / 2 + (int32_t)(xorshift(&s) % (uint64_t)(rate * 3 / 2));
-            len += (size_t)gap[k] + (size_t)ds->clips[word[k]].n;
-        }
-        pass_len[p] = len;
-        total += len;
-        max_len = len > max_len ? len : max_len;
-    }
-    size_t nf_max = total / (size_t)hop + 1, pf_max = max_len / (size_t)hop + 2;
-    x = malloc(max_len * sizeof *x);
+    size_t nf_max = pl.total / (size_t)hop + 1, pf_max = pl.max_len / (size_t)hop + 2;
+    x = malloc(pl.max_len * sizeof *x);
     if (!x || (rc = audio_fe_init(&fe, &cfg->fe)) < 0 || (rc = snn_state_init(&st, m)) < 0) {
         rc = rc < 0 ? rc : -ENOMEM;
         goto out;
@@ -136,38 +377,21 @@ int stream_eval_run_passes(struct stream_eval *se, const struct snn_model *m,
         rc = -ENOMEM;
         goto out;
     }
-    /* each pass: its audio (gaps walk through the silence clips in order),
-     * then the front end and the network, never reset between passes */
+    /* each pass: its audio, then the front end and the network, never reset
+     * between passes */
     size_t si = 0, sil_pos = 0, nf = 0;
     int64_t base = 0;
-    for (int p = 0; p < passes; p++) {
-        size_t pos = 0;
-        memset(x, 0, pass_len[p] * sizeof *x);
-        for (size_t i = 0; i < n_word; i++) {
-            size_t k = (size_t)p * n_word + i;
-            const struct ds_clip *cl = &ds->clips[word[k]];
-            for (int32_t g = 0; g < gap[k] && n_sil; g++) {
-                const struct ds_clip *nc = &ds->clips[sil[si % n_sil]];
-                x[pos + (size_t)g] = noise_gain * nc->x[sil_pos];
-                if (++sil_pos >= (size_t)nc->n) {
-                    sil_pos = 0;
-                    si++;
-                }
-            }
-            pos += (size_t)gap[k];
-            memcpy(x + pos, cl->x, (size_t)cl->n * sizeof *x);
-            se->on[k] = base + (int64_t)pos + cl->on;
-            se->off[k] = base + (int64_t)pos + cl->off;
-            se->lab[k] = cl->label;
-            pos += (size_t)cl->n;
-        }
+    for (int p = 0; p < pl.passes; p++) {
+        fill_pass(se, ds, &pl, p, x, base, o->noise_gain, &si, &sil_pos, &nm);
+        if (o->on_audio)
+            o->on_audio(o->ctx, p, x, pl.pass_len[p]);
         struct frames_ctx fc = {&fe,
                                 sp,
                                 se->held + nf,
                                 nf_max - nf < pf_max ? nf_max - nf : pf_max,
                                 0,
                                 1000 * hop / rate};
-        audio_fe_push(&fe, x, pass_len[p], keep_frame, &fc);
+        audio_fe_push(&fe, x, pl.pass_len[p], keep_frame, &fc);
         size_t got = fc.count < fc.max ? fc.count : fc.max;
         for (size_t t = 0; t < got; t++, nf++) {
             float *v = se->v + nf * (size_t)cfg->n_classes;
@@ -179,16 +403,14 @@ int stream_eval_run_passes(struct stream_eval *se, const struct snn_model *m,
             }
             snn_step(m, &st, sp + t * (size_t)fe.n_out, v);
         }
-        base += (int64_t)pass_len[p];
+        base += (int64_t)pl.pass_len[p];
     }
     se->n_word = nw_all;
-    se->hours = (double)total / rate / 3600.0;
+    se->hours = (double)pl.total / rate / 3600.0;
     se->nf = nf;
 out:
-    free(sil);
-    free(word);
-    free(gap);
-    free(pass_len);
+    plan_free(&pl);
+    free(nm.scale);
     free(x);
     free(sp);
     audio_fe_free(&fe);
@@ -251,7 +473,9 @@ int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, f
             /* where it fell: the first word whose window holds the frame */
             for (size_t j = wi; j < n_word && se->on[j] <= sample; j++)
                 if (sample <= se->off[j] + rate) {
-                    if (dc.fires[se->lab[j]])
+                    if (se->neg && se->neg[j])
+                        res->fa_negative++;
+                    else if (dc.fires[se->lab[j]])
                         res->fa_keyword++;
                     else
                         res->fa_unknown++;
