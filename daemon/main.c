@@ -77,7 +77,11 @@ static int net_build(struct kwsd_net *n, const struct kws_config *cfg, struct co
     memset(n, 0, sizeof *n);
     rc = snn_model_load(&n->model, cfg->model.path, msg, sizeof msg);
     if (rc < 0) {
-        config_diags_add(d, "%s: %s", cfg->model.path, msg);
+        size_t pl = strlen(cfg->model.path); /* file system errors name the path already */
+        if (strncmp(msg, cfg->model.path, pl) == 0 && msg[pl] == ':')
+            config_diags_add(d, "%s", msg);
+        else
+            config_diags_add(d, "%s: %s", cfg->model.path, msg);
         return rc;
     }
     for (int c = 0; c < n->model.cfg.n_classes; c++)
@@ -252,11 +256,16 @@ static void on_watchdog(uv_timer_t *h) {
     k->frames_at_watchdog = k->frames;
 }
 
+/* SIGHUP: builds everything the new configuration needs (model, state,
+ * detector and, for a model with another front end, the audio pipe at the
+ * running input rate) and swaps it in only once all of it is built; any
+ * failure keeps the running set and logs why. */
 static void reload(struct kwsd *k) {
     struct kws_config next;
     struct config_diags d = {0};
     struct kwsd_net net, old;
-    int rc;
+    struct audio_pipe pipe = {0};
+    int new_fe = 0, rc;
 
     if (!k->config_path[0]) {
         LOGN("reload: running on built-in defaults with no configuration file; nothing to reload");
@@ -271,6 +280,17 @@ static void reload(struct kwsd *k) {
             snprintf(next.model.path, sizeof next.model.path, "%s", k->model_override);
         rc = net_build(&net, &next, &d);
     }
+    if (rc == 0) {
+        new_fe = memcmp(&net.model.cfg.fe, &k->model.cfg.fe, sizeof net.model.cfg.fe) != 0;
+        /* Before the first block there is no pipe yet: the first block builds it. */
+        if (new_fe && k->pipe_rate &&
+            (rc = audio_pipe_init(&pipe, &net.model.cfg.fe, k->pipe_rate, FILE_BLOCK)) < 0) {
+            config_diags_add(&d, "%s: front end from %d Hz: %s", next.model.path, k->pipe_rate,
+                             kws_strerror(rc));
+            audio_pipe_free(&pipe);
+            net_free(&net);
+        }
+    }
     if (rc < 0) {
         LOGE("reload of %s failed; the running configuration stays:", k->config_path);
         for (int i = 0; i < d.n; i++)
@@ -278,10 +298,9 @@ static void reload(struct kwsd *k) {
         kwsd_notify("READY=1");
         return;
     }
-    if (memcmp(&net.model.cfg.fe, &k->model.cfg.fe, sizeof net.model.cfg.fe) != 0) {
-        /* The new model wants another front end: rebuild the pipe at the next block. */
+    if (new_fe && k->pipe_rate) {
         audio_pipe_free(&k->pipe);
-        k->pipe_rate = 0;
+        k->pipe = pipe;
     }
     net_take(k, &old);
     net_install(k, &net);

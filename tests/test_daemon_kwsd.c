@@ -32,6 +32,7 @@
 
 #include "kws/snn.h"
 #include "kws/frontend.h"
+#include "model_file_internal.h"
 
 #define KWSD KWSD_BINARY_DIR "/daemon/kwsd"
 #define MODEL KWSD_SOURCE_DIR "/models/commands.kwsm"
@@ -172,6 +173,78 @@ static void write_small_model(const char *path) {
     snn_model_prepare(&m);
     cr_assert(eq(int, snn_model_save(&m, path), 0));
     snn_model_free(&m);
+}
+
+/* Rewrites the model at path with the int32 header word at off set to value
+ * and the checksum recomputed: a model that only the field checks refuse. */
+static void edit_model(const char *path, size_t off, int32_t value) {
+    FILE *f = fopen(path, "r+b");
+    cr_assert(not(eq(ptr, f, NULL)));
+    uint8_t b[1 << 16];
+    size_t len = fread(b, 1, sizeof b, f);
+    cr_assert(gt(sz, len, off + 4));
+    for (int i = 0; i < 4; i++)
+        b[off + i] = (uint8_t)((uint32_t)value >> (8 * i));
+    uint32_t crc = kwsm__crc32(b, len - 4);
+    for (int i = 0; i < 4; i++)
+        b[len - 4 + i] = (uint8_t)(crc >> (8 * i));
+    rewind(f);
+    cr_assert(eq(sz, fwrite(b, 1, len, f), len));
+    fclose(f);
+}
+
+/* The hostile models of the model loader's reproducers, each with the
+ * start of the message that refuses it. */
+struct hostile {
+    const char *name;
+    const char *want;
+};
+
+static const struct hostile hostile_models[] = {
+    {"rate0.kwsm", "fe.sample_rate: 0 out of range [4000, 96000]"},
+    {"fft511.kwsm", "fe.n_fft: 511 must be even and in [16, 8192]"},
+    {"mels20.kwsm", "n_in: 160, but the front end makes 80 spike channels per frame"},
+    {"deep.kwsm", "file size: 1536 bytes, the header announces"},
+    {"fifo.kwsm", "/fifo.kwsm: a FIFO, not a regular file"},
+};
+
+/* Writes the hostile models into dir: the small model with sample rate 0,
+ * with an odd FFT size, with 20 bands behind its 160 inputs; the header of
+ * a network of four recurrent layers with input delays (21 tensors, the
+ * stack overflow) without its payload; and a FIFO with no writer. */
+static void write_hostile_models(void) {
+    write_small_model(dat_path("rate0.kwsm"));
+    edit_model(dat_path("rate0.kwsm"), 1184, 0);
+    write_small_model(dat_path("fft511.kwsm"));
+    edit_model(dat_path("fft511.kwsm"), 1184 + 12, 511);
+    write_small_model(dat_path("mels20.kwsm"));
+    edit_model(dat_path("mels20.kwsm"), 1184 + 16, 20);
+
+    struct snn_cfg cfg;
+    struct snn_model m = {0};
+    memset(&cfg, 0, sizeof cfg);
+    audio_fe_cfg_default(&cfg.fe);
+    cfg.n_in = audio_fe_n_out(&cfg.fe);
+    cfg.n_layers = 4;
+    for (int l = 0; l < 4; l++)
+        cfg.layer[l] = (struct snn_layer_cfg){.n = 8,
+                                              .rec = SNN_REC_DENSE,
+                                              .d_max = 4,
+                                              .beta = 0.5f,
+                                              .gain = 1.0f,
+                                              .thresh = 1.0f,
+                                              .in_d_max = l ? 2 : 0};
+    cfg.n_classes = 2;
+    cfg.out_beta = 0.9f;
+    cfg.out_gain = 1.0f;
+    strcpy(cfg.labels[0], "_silence_");
+    strcpy(cfg.labels[1], "yes");
+    cr_assert(eq(int, snn_model_init(&m, &cfg), 0));
+    cr_assert(eq(int, snn_model_save(&m, dat_path("deep.kwsm")), 0));
+    snn_model_free(&m);
+    cr_assert(eq(int, truncate(dat_path("deep.kwsm"), KWSM_HEADER_BYTES), 0));
+
+    cr_assert(eq(int, mkfifo(dat_path("fifo.kwsm"), 0600), 0));
 }
 
 /* Starts kwsd with the test's ALSA config and config file, plus up to two
@@ -505,6 +578,114 @@ Test(kwsd, reload_with_a_broken_file_keeps_the_running_config) {
     cr_assert(not(eq(ptr, strstr(log, "kwsd.yaml:3:3: detection.smoothing"), NULL)),
               "every error is reported:\n%s", log);
     cr_assert(not(eq(ptr, strstr(log, "reloaded"), NULL)), "the good reload applied:\n%s", log);
+}
+
+/* Each hostile model, sent by SIGHUP, is refused with its message while the
+ * daemon keeps running on the old model (heartbeats, frames advancing);
+ * then a good model with another front end is built whole and swapped in. */
+Test(kwsd, reload_to_a_hostile_model_keeps_the_old_one) {
+    char topic[128];
+    make_noise(3.0);
+    write_small_model(dat_path("small.kwsm"));
+    write_hostile_models();
+    write_config(dat_path("small.kwsm"), NULL);
+    struct sub s;
+    sub_open(&s, "kws.status", 0);
+    pid_t pid = start_kwsd(NULL);
+    json_t *j = sub_recv(&s, topic, sizeof topic, 5000);
+    cr_assert(not(eq(ptr, j, NULL)), "first heartbeat; log:\n%s", read_log());
+    double frames = json_number_value(json_object_get(j, "frames"));
+    json_decref(j);
+
+    for (size_t i = 0; i < sizeof hostile_models / sizeof hostile_models[0]; i++) {
+        write_config(dat_path(hostile_models[i].name), NULL);
+        kill(pid, SIGHUP);
+        /* Two heartbeats later: one may have been on its way. */
+        for (int n = 0; n < 2; n++) {
+            j = sub_recv(&s, topic, sizeof topic, 3000);
+            cr_assert(not(eq(ptr, j, NULL)), "%s: heartbeats go on; log:\n%s",
+                      hostile_models[i].name, read_log());
+            const char *model = json_string_value(json_object_get(j, "model"));
+            cr_assert(eq(str, (char *)(model ? model : ""), "small.kwsm"), "%s",
+                      hostile_models[i].name);
+            double f = json_number_value(json_object_get(j, "frames"));
+            json_decref(j);
+            if (n == 1)
+                cr_assert(gt(dbl, f, frames), "%s: the old model still runs (%.0f -> %.0f)",
+                          hostile_models[i].name, frames, f);
+            frames = f;
+        }
+        cr_assert(eq(int, kill(pid, 0), 0), "%s: still running", hostile_models[i].name);
+        cr_assert(not(eq(ptr, strstr(read_log(), hostile_models[i].want), NULL)),
+                  "%s refused with \"%s\"; log:\n%s", hostile_models[i].name,
+                  hostile_models[i].want, read_log());
+    }
+
+    /* A valid model with 20 bands x 4 levels (80 inputs): its front end is
+     * built at the running rate before the swap. */
+    struct snn_cfg cfg;
+    struct snn_model m = {0};
+    memset(&cfg, 0, sizeof cfg);
+    audio_fe_cfg_default(&cfg.fe);
+    cfg.fe.n_mels = 20;
+    cfg.n_in = audio_fe_n_out(&cfg.fe);
+    cfg.n_layers = 1;
+    cfg.layer[0] = (struct snn_layer_cfg){.n = 8, .beta = 0.5f, .gain = 1.0f, .thresh = 1.0f};
+    cfg.n_classes = 2;
+    cfg.out_beta = 0.9f;
+    cfg.out_gain = 1.0f;
+    strcpy(cfg.labels[0], "_silence_");
+    strcpy(cfg.labels[1], "yes");
+    cr_assert(eq(int, snn_model_init(&m, &cfg), 0));
+    m.p.b_out[0] = 5.0f;
+    cr_assert(eq(int, snn_model_save(&m, dat_path("narrow.kwsm")), 0));
+    snn_model_free(&m);
+    write_config(dat_path("narrow.kwsm"), NULL);
+    kill(pid, SIGHUP);
+    int named = 0;
+    double f0 = -1, f1 = -1;
+    int64_t until = now_ms() + 6000;
+    while (named < 2 && now_ms() < until) {
+        j = sub_recv(&s, topic, sizeof topic, 1000);
+        if (!j)
+            continue;
+        const char *model = json_string_value(json_object_get(j, "model"));
+        if (model && strcmp(model, "narrow.kwsm") == 0) {
+            f1 = json_number_value(json_object_get(j, "frames"));
+            if (named++ == 0)
+                f0 = f1;
+        }
+        json_decref(j);
+    }
+    kill(pid, SIGTERM);
+    int rc = wait_exit(pid, 10000);
+    sub_close(&s);
+    char *log = read_log();
+    cr_assert(eq(int, named, 2), "heartbeats name narrow.kwsm; log:\n%s", log);
+    cr_assert(gt(dbl, f1, f0), "frames advance on the new front end (%.0f -> %.0f)", f0, f1);
+    cr_assert(eq(int, rc, 0), "log:\n%s", log);
+    cr_assert(not(eq(ptr, strstr(log, "narrow.kwsm, 2 classes)"), NULL)), "log:\n%s", log);
+}
+
+/* kwsd --check-config --model F refuses each hostile model with its
+ * message and exit status 1, at once (the FIFO has no writer). */
+Test(kwsd, check_config_refuses_hostile_models) {
+    char arg[512];
+    write_small_model(dat_path("small.kwsm"));
+    write_hostile_models();
+    write_config(dat_path("small.kwsm"), NULL);
+    for (size_t i = 0; i < sizeof hostile_models / sizeof hostile_models[0]; i++) {
+        snprintf(arg, sizeof arg, "--model=%s", dat_path(hostile_models[i].name));
+        pid_t pid = start_kwsd2("--check-config", arg);
+        int rc = wait_exit(pid, 5000);
+        char *log = read_log();
+        cr_assert(eq(int, rc, 1), "%s: exit status; log:\n%s", hostile_models[i].name, log);
+        cr_assert(not(eq(ptr, strstr(log, hostile_models[i].want), NULL)),
+                  "%s refused with \"%s\"; log:\n%s", hostile_models[i].name,
+                  hostile_models[i].want, log);
+    }
+    pid_t pid = start_kwsd("--check-config");
+    cr_assert(eq(int, wait_exit(pid, 5000), 0), "the small model passes; log:\n%s", read_log());
 }
 
 Test(kwsd, a_missing_device_is_a_clear_error) {
