@@ -11,6 +11,11 @@
  * (kws/detector.h: softmax posterior, mean over smoothing_ms, threshold,
  * refractory_ms; silence/unknown never fire) run over it without any reset
  * (kws/stream_eval.h has the rules for hits, false alarms and latency).
+ * --negatives DIR puts the split's negative phrases (a folder per phrase,
+ * split by its own list files) between the words, --noise DIR mixes long
+ * background recordings under the whole recording at --snr LO,HI dB from
+ * each word's level, and --negatives-only makes a recording of the
+ * negatives alone: false alarms per hour with nothing to find.
  * --sweep prints hit rate and false alarms for thresholds 0.20..0.95;
  * --calibrate F picks the lowest of those thresholds with at most F false
  * alarms per hour, and --save-model stores it in the model file, where the
@@ -33,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "kws/audio_file.h"
 #include "kws/dataset.h"
@@ -159,6 +165,252 @@ out:
     return status;
 }
 
+/* ==== Streaming ==== */
+
+/* --snr LO,HI: two numbers in dB, LO <= HI, within [SNR_MIN, SNR_MAX].
+ * Returns 0, or -1 after saying what is wrong. */
+#define SNR_MIN -20.0f
+#define SNR_MAX 60.0f
+static int parse_snr(const char *arg, float *lo, float *hi) {
+    char *end;
+    errno = 0;
+    *lo = strtof(arg, &end);
+    if (end == arg || *end != ',' || errno) {
+        fprintf(stderr, "kwsd-eval: --snr: '%s' is not LO,HI (dB, e.g. 10,20)\n", arg);
+        return -1;
+    }
+    const char *b = end + 1;
+    *hi = strtof(b, &end);
+    if (end == b || *end || errno) {
+        fprintf(stderr, "kwsd-eval: --snr: '%s' is not LO,HI (dB, e.g. 10,20)\n", arg);
+        return -1;
+    }
+    if (!(*lo >= SNR_MIN && *hi <= SNR_MAX)) {
+        fprintf(stderr, "kwsd-eval: --snr: %s out of range [%g, %g] dB\n", arg, (double)SNR_MIN,
+                (double)SNR_MAX);
+        return -1;
+    }
+    if (*lo > *hi) {
+        fprintf(stderr, "kwsd-eval: --snr: LO %g is above HI %g\n", (double)*lo, (double)*hi);
+        return -1;
+    }
+    return 0;
+}
+
+/* Loads the negative phrases of dir into ds. A set with list files is split
+ * by them; one without puts every phrase in the chosen split. Returns 0 or
+ * -1 after saying what is wrong. */
+static int load_negatives(struct dataset *ds, const char *dir, int split) {
+    char path[4096], msg[512];
+    struct stat st;
+    int lists = 0;
+    snprintf(path, sizeof path, "%s/validation_list.txt", dir);
+    lists |= stat(path, &st) == 0;
+    snprintf(path, sizeof path, "%s/testing_list.txt", dir);
+    lists |= stat(path, &st) == 0;
+    int rc = dataset_load_negatives(ds, dir, lists ? -1 : split, msg, sizeof msg);
+    if (rc < 0) {
+        fprintf(stderr, "kwsd-eval: --negatives: %s\n", msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Moves the negative phrases out of idx[0..*n) into neg (in order), so that
+ * the clip scores and the stream's words are the data set's own; returns
+ * how many there were. */
+static size_t take_negatives(const struct dataset *ds, size_t *idx, size_t *n, size_t *neg) {
+    size_t k = 0, n_neg = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (ds->clips[idx[i]].negative)
+            neg[n_neg++] = idx[i];
+        else
+            idx[k++] = idx[i];
+    *n = k;
+    return n_neg;
+}
+
+/* Loads the recordings of dir into a data set of their own (noise_ds), so
+ * that they never join the gaps' _silence_ clips, and points o at them.
+ * Returns 0 or -1 after saying what is wrong. */
+static int load_noise(struct dataset *noise_ds, const struct snn_cfg *cfg, const char *dir,
+                      struct stream_eval_opts *o) {
+    const char *labels[SNN_MAX_CLASSES];
+    char msg[512] = "";
+    for (int i = 0; i < cfg->n_classes; i++)
+        labels[i] = cfg->labels[i];
+    dataset_init(noise_ds, labels, cfg->n_classes, cfg->fe.sample_rate);
+    int rc = dataset_add_noise(noise_ds, dir, msg, sizeof msg);
+    if (rc < 0 || !noise_ds->n_noise) {
+        fprintf(stderr, "kwsd-eval: --noise: %s\n", rc < 0 ? msg : "no sound file could be read");
+        return -1;
+    }
+    o->noise = (const float *const *)noise_ds->noise;
+    o->noise_n = noise_ds->noise_n;
+    o->n_noise = noise_ds->n_noise;
+    return 0;
+}
+
+/* --stream: what the recording holds and how it is scored. */
+struct stream_args {
+    struct stream_eval_opts o;
+    int sweep, smooth_ms, refr_ms;
+    float calib_fa;  /* < 0: no calibration */
+    float threshold; /* the threshold scored at (the calibrated one after --calibrate) */
+    const char *split_s;
+    int passes; /* passes said */
+};
+
+/* False alarms in the noise between the words: none of the counted places. */
+static int fa_in_noise(const struct stream_result *r) {
+    return r->false_alarms - r->fa_unknown - r->fa_negative - r->fa_keyword;
+}
+
+/* --sweep: every grid threshold's figures, then each keyword's. */
+static int print_sweep(const struct stream_eval *se, const struct snn_cfg *cfg, int smooth_ms,
+                       int refr_ms) {
+    struct stream_result sr, sweep_kw[16];
+    fprintf(stderr, "threshold  hit rate  false alarms/h (unknown word, negative, keyword, noise)  "
+                    "latency p50  peak p50\n");
+    for (int i = 0; i <= 15; i++) {
+        float t = 0.20f + 0.05f * (float)i;
+        if (stream_eval_score(se, cfg, t, smooth_ms, refr_ms, &sr) < 0)
+            return -1;
+        fprintf(stderr, "%9.2f  %7.2f %%  %14.1f (%d, %d, %d, %d)  %8.0f ms  %8.2f\n", t,
+                sr.n_kw ? 100.0 * sr.hits / sr.n_kw : 0.0,
+                sr.hours > 0 ? sr.false_alarms / sr.hours : 0.0, sr.fa_unknown, sr.fa_negative,
+                sr.fa_keyword, fa_in_noise(&sr), sr.lat_p50_ms, sr.peak_p50);
+        sweep_kw[i] = sr;
+    }
+    /* each keyword alone, as a subscriber to one topic sees it */
+    fprintf(stderr, "per keyword: hit rate %% / false alarms per hour with its label\n"
+                    "threshold");
+    for (int k = 0; k < cfg->n_classes; k++)
+        if (sweep_kw[0].kw_n[k])
+            fprintf(stderr, " %11s", cfg->labels[k]);
+    fprintf(stderr, "\n");
+    for (int i = 0; i <= 15; i++) {
+        const struct stream_result *r = &sweep_kw[i];
+        fprintf(stderr, "%9.2f", 0.20 + 0.05 * i);
+        for (int k = 0; k < cfg->n_classes; k++)
+            if (r->kw_n[k])
+                fprintf(stderr, " %5.1f/%5.1f", 100.0 * r->kw_hits[k] / r->kw_n[k],
+                        r->hours > 0 ? r->kw_fa[k] / r->hours : 0.0);
+        fprintf(stderr, "\n");
+    }
+    return 0;
+}
+
+/* Builds the recording, runs m over it, prints the sweep and calibrates when
+ * asked, and scores it at a->threshold into sr. Returns 0, or 1 after saying
+ * what went wrong. */
+static int run_stream(struct snn_model *m, const struct dataset *ds, const size_t *idx, size_t n,
+                      struct stream_args *a, struct stream_result *sr) {
+    const struct snn_cfg *cfg = &m->cfg;
+    struct stream_eval se;
+    int rc = stream_eval_run_opts(&se, m, ds, idx, n, &a->o);
+    if (rc < 0) {
+        fprintf(stderr, "kwsd-eval: streaming: %s\n", kws_strerror(rc));
+        return 1;
+    }
+    a->passes = se.passes;
+    if (a->sweep && print_sweep(&se, cfg, a->smooth_ms, a->refr_ms) < 0)
+        rc = -ENOMEM;
+    if (rc == 0 && a->calib_fa >= 0.0f) {
+        float t = stream_eval_calibrate(&se, cfg, a->smooth_ms, a->refr_ms, a->calib_fa, NULL);
+        if (t < 0.0f)
+            rc = -ENOMEM;
+        else {
+            fprintf(stderr,
+                    "calibrated threshold %.2f (at most %.1f false alarms per hour on %s)\n",
+                    (double)t, (double)a->calib_fa, a->split_s);
+            a->threshold = t;
+            m->cfg.threshold = t;
+        }
+    }
+    if (rc == 0)
+        rc = stream_eval_score(&se, cfg, a->threshold, a->smooth_ms, a->refr_ms, sr);
+    stream_eval_free(&se);
+    if (rc < 0) {
+        fprintf(stderr, "kwsd-eval: streaming: %s\n", kws_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
+/* The "stream" object of --json. */
+static json_t *stream_json(const struct stream_result *sr, const struct snn_cfg *cfg,
+                           const struct stream_args *a) {
+    json_t *so = json_object();
+    json_object_set_new(so, "threshold", json_real(a->threshold));
+    json_object_set_new(so, "smoothing_ms", json_integer(a->smooth_ms));
+    json_object_set_new(so, "refractory_ms", json_integer(a->refr_ms));
+    json_object_set_new(so, "keywords", json_integer(sr->n_kw));
+    json_object_set_new(so, "hits", json_integer(sr->hits));
+    json_object_set_new(so, "hit_rate", json_real(sr->n_kw ? (double)sr->hits / sr->n_kw : 0));
+    json_object_set_new(so, "negatives", json_integer(sr->n_negative));
+    json_object_set_new(so, "negatives_only", json_boolean(a->o.neg_only));
+    if (a->o.n_noise) {
+        json_t *snr = json_array();
+        json_array_append_new(snr, json_real(a->o.snr_lo));
+        json_array_append_new(snr, json_real(a->o.snr_hi));
+        json_object_set_new(so, "noise_snr_db", snr);
+    }
+    json_object_set_new(so, "false_alarms", json_integer(sr->false_alarms));
+    json_object_set_new(so, "false_alarms_in_unknown_words", json_integer(sr->fa_unknown));
+    json_object_set_new(so, "false_alarms_in_negatives", json_integer(sr->fa_negative));
+    json_object_set_new(so, "false_alarms_in_keywords", json_integer(sr->fa_keyword));
+    json_object_set_new(so, "false_alarms_in_noise", json_integer(fa_in_noise(sr)));
+    json_object_set_new(so, "hours", json_real(sr->hours));
+    json_object_set_new(so, "passes", json_integer(a->passes));
+    json_object_set_new(so, "false_alarms_per_hour",
+                        json_real(sr->hours > 0 ? sr->false_alarms / sr->hours : 0));
+    json_object_set_new(so, "latency_mean_ms", json_real(sr->lat_mean_ms));
+    json_object_set_new(so, "latency_p50_ms", json_real(sr->lat_p50_ms));
+    json_object_set_new(so, "latency_p90_ms", json_real(sr->lat_p90_ms));
+    json_object_set_new(so, "peak_score_p50", json_real(sr->peak_p50));
+    json_t *pk = json_object(), *hk = json_object();
+    for (int k = 0; k < cfg->n_classes; k++)
+        if (sr->kw_n[k]) {
+            json_t *e = json_object();
+            json_object_set_new(e, "keywords", json_integer(sr->kw_n[k]));
+            json_object_set_new(e, "hits", json_integer(sr->kw_hits[k]));
+            json_object_set_new(e, "false_alarms", json_integer(sr->kw_fa[k]));
+            json_object_set_new(pk, cfg->labels[k], e);
+            json_object_set_new(hk, cfg->labels[k],
+                                json_real((double)sr->kw_hits[k] / sr->kw_n[k]));
+        }
+    json_object_set_new(so, "per_keyword", pk);
+    json_object_set_new(so, "hits_per_keyword", hk);
+    return so;
+}
+
+/* The streaming lines of the text report. */
+static void print_stream(const struct stream_result *sr, const struct snn_cfg *cfg,
+                         const struct stream_args *a) {
+    printf("streaming (threshold %.2f, smoothing %d ms, refractory %d ms): %.2f h, "
+           "hit rate %.2f %% (%d/%d), false alarms %d (%.1f per hour; %d in unknown words, "
+           "%d in negatives, %d in keywords, %d in noise), latency from "
+           "word end mean %.0f ms, p50 %.0f ms, p90 %.0f ms; median peak score of the "
+           "spoken keyword %.2f\n",
+           a->threshold, a->smooth_ms, a->refr_ms, sr->hours,
+           sr->n_kw ? 100.0 * sr->hits / sr->n_kw : 0.0, sr->hits, sr->n_kw, sr->false_alarms,
+           sr->hours > 0 ? sr->false_alarms / sr->hours : 0.0, sr->fa_unknown, sr->fa_negative,
+           sr->fa_keyword, fa_in_noise(sr), sr->lat_mean_ms, sr->lat_p50_ms, sr->lat_p90_ms,
+           sr->peak_p50);
+    if (sr->n_negative)
+        printf("negative phrases said: %d\n", sr->n_negative);
+    printf("hits per keyword:");
+    for (int k = 0; k < cfg->n_classes; k++)
+        if (sr->kw_n[k])
+            printf(" %s %d/%d", cfg->labels[k], sr->kw_hits[k], sr->kw_n[k]);
+    printf("\nfalse alarms per keyword (the label that fired):");
+    for (int k = 0; k < cfg->n_classes; k++)
+        if (sr->kw_n[k])
+            printf(" %s %d", cfg->labels[k], sr->kw_fa[k]);
+    printf("\n");
+}
+
 static void usage(void) {
     fprintf(
         stderr,
@@ -174,6 +426,11 @@ static void usage(void) {
         "  --seed 1                     gap lengths of the recording\n"
         "  --passes 1                   the clips said this many times (later passes shuffled)\n"
         "  --noise-gain 1               scale the noise between the words (0.1: 20 dB quieter)\n"
+        "  --negatives DIR              negative phrases (a folder per phrase) between the\n"
+        "                               words, the split's phrases by DIR's list files\n"
+        "  --negatives-only             a recording of the negative phrases alone (at least 1 h)\n"
+        "  --noise DIR                  background recordings mixed under the whole stream\n"
+        "  --snr LO,HI                  their level below each word, dB (default 10,20)\n"
         "  --json                       one JSON object on stdout\n"
         "  --gain-scale X               multiply the readout gain by X (softmax temperature 1/X)\n"
         "  --save-model FILE            write the model with the scaled readout gain and the\n"
@@ -188,8 +445,11 @@ int main(int argc, char **argv) {
     int T = 100, stream = 0, json = 0, smooth_ms = 300, refr_ms = 1000;
     float threshold = -1.0f, gain_scale = 1.0f, calib_fa = -1.0f, noise_gain = 1.0f;
     int sweep = 0;
-    const char *save_path = NULL, *wav = NULL, *trace_path = NULL;
+    const char *save_path = NULL, *wav = NULL, *trace_path = NULL, *neg_dir = NULL,
+               *noise_dir = NULL;
     long seed = 1, passes = 1;
+    int neg_only = 0, snr_set = 0;
+    float snr_lo = 10.0f, snr_hi = 20.0f;
     enum {
         O_MODEL = 256,
         O_DATA,
@@ -208,7 +468,11 @@ int main(int argc, char **argv) {
         O_CALIB,
         O_WAV,
         O_NOISE_GAIN,
-        O_TRACE
+        O_TRACE,
+        O_NEG,
+        O_NEG_ONLY,
+        O_NOISE,
+        O_SNR
     };
     static const struct option lopts[] = {{"model", 1, 0, O_MODEL},
                                           {"data", 1, 0, O_DATA},
@@ -228,6 +492,10 @@ int main(int argc, char **argv) {
                                           {"wav", 1, 0, O_WAV},
                                           {"noise-gain", 1, 0, O_NOISE_GAIN},
                                           {"trace", 1, 0, O_TRACE},
+                                          {"negatives", 1, 0, O_NEG},
+                                          {"negatives-only", 0, 0, O_NEG_ONLY},
+                                          {"noise", 1, 0, O_NOISE},
+                                          {"snr", 1, 0, O_SNR},
                                           {"help", 0, 0, 'h'},
                                           {0, 0, 0, 0}};
     int c;
@@ -290,6 +558,22 @@ int main(int argc, char **argv) {
             calib_fa = strtof(optarg, &end);
             stream = 1;
             break;
+        case O_NEG:
+            neg_dir = optarg;
+            stream = 1;
+            break;
+        case O_NEG_ONLY:
+            neg_only = stream = 1;
+            break;
+        case O_NOISE:
+            noise_dir = optarg;
+            stream = 1;
+            break;
+        case O_SNR:
+            if (parse_snr(optarg, &snr_lo, &snr_hi) < 0)
+                return 2;
+            snr_set = 1;
+            break;
         default:
             usage();
             return c == 'h' ? 0 : 2;
@@ -306,6 +590,12 @@ int main(int argc, char **argv) {
     if (passes < 1 || passes > STREAM_EVAL_MAX_PASSES) {
         fprintf(stderr, "kwsd-eval: --passes: %ld is not in 1..%d\n", passes,
                 STREAM_EVAL_MAX_PASSES);
+        return 2;
+    }
+    if ((neg_only && !neg_dir) || (snr_set && !noise_dir)) {
+        fprintf(stderr, "kwsd-eval: %s\n",
+                neg_only && !neg_dir ? "--negatives-only: needs --negatives DIR"
+                                     : "--snr: needs --noise DIR");
         return 2;
     }
     int split = !strcmp(split_s, "test")    ? DS_TEST
@@ -344,9 +634,39 @@ int main(int argc, char **argv) {
         fprintf(stderr, "kwsd-eval: %s\n", msg);
         return 1;
     }
+    if (neg_dir && load_negatives(&ds, neg_dir, split) < 0)
+        return 1;
     size_t n = dataset_split(&ds, split, -1, NULL);
-    size_t *idx = malloc((n + 1) * sizeof *idx);
+    size_t *idx = malloc((n + 1) * sizeof *idx), *neg = malloc((n + 1) * sizeof *neg);
+    if (!idx || !neg) {
+        fprintf(stderr, "kwsd-eval: out of memory\n");
+        return 1;
+    }
     dataset_split(&ds, split, -1, idx);
+    size_t n_neg = take_negatives(&ds, idx, &n, neg);
+    if (neg_dir && !n_neg) {
+        fprintf(stderr, "kwsd-eval: --negatives: %s has no phrase in the %s split\n", neg_dir,
+                split_s);
+        return 1;
+    }
+    struct dataset noise_ds = {0};
+    struct stream_args sa = {.o = stream_eval_opts_default(),
+                             .sweep = sweep,
+                             .smooth_ms = smooth_ms,
+                             .refr_ms = refr_ms,
+                             .calib_fa = calib_fa,
+                             .threshold = threshold,
+                             .split_s = split_s};
+    sa.o.seed = (uint64_t)seed;
+    sa.o.noise_gain = noise_gain;
+    sa.o.passes = (int)passes;
+    sa.o.neg = neg;
+    sa.o.n_neg = n_neg;
+    sa.o.neg_only = neg_only;
+    sa.o.snr_lo = snr_lo;
+    sa.o.snr_hi = snr_hi;
+    if (noise_dir && load_noise(&noise_ds, cfg, noise_dir, &sa.o) < 0)
+        return 1;
     int nt = omp_get_max_threads();
     int *pred = malloc((n + 1) * sizeof *pred);
     float *peak = malloc((n + 1) * sizeof *peak),
@@ -435,66 +755,8 @@ int main(int argc, char **argv) {
         free(tmp);
     }
     struct stream_result sr;
-    int have_stream = 0;
-    if (stream) {
-        struct stream_eval se;
-        rc = stream_eval_run_passes(&se, &m, &ds, idx, n, (uint64_t)seed, noise_gain, (int)passes);
-        if (rc < 0) {
-            fprintf(stderr, "kwsd-eval: streaming: %s\n", kws_strerror(rc));
-            return 1;
-        }
-        if (sweep) {
-            struct stream_result sweep_kw[16];
-            fprintf(stderr, "threshold  hit rate  false alarms/h (unknown word, keyword, noise)  "
-                            "latency p50  peak p50\n");
-            for (int i = 0; i <= 15; i++) {
-                float t = 0.20f + 0.05f * (float)i;
-                if (stream_eval_score(&se, cfg, t, smooth_ms, refr_ms, &sr) < 0)
-                    return 1;
-                fprintf(stderr, "%9.2f  %7.2f %%  %14.1f (%d, %d, %d)  %8.0f ms  %8.2f\n", t,
-                        sr.n_kw ? 100.0 * sr.hits / sr.n_kw : 0.0,
-                        sr.hours > 0 ? sr.false_alarms / sr.hours : 0.0, sr.fa_unknown,
-                        sr.fa_keyword, sr.false_alarms - sr.fa_unknown - sr.fa_keyword,
-                        sr.lat_p50_ms, sr.peak_p50);
-                sweep_kw[i] = sr;
-            }
-            /* each keyword alone, as a subscriber to one topic sees it */
-            fprintf(stderr, "per keyword: hit rate %% / false alarms per hour with its label\n"
-                            "threshold");
-            for (int k = 0; k < cfg->n_classes; k++)
-                if (sweep_kw[0].kw_n[k])
-                    fprintf(stderr, " %11s", cfg->labels[k]);
-            fprintf(stderr, "\n");
-            for (int i = 0; i <= 15; i++) {
-                const struct stream_result *r = &sweep_kw[i];
-                fprintf(stderr, "%9.2f", 0.20 + 0.05 * i);
-                for (int k = 0; k < cfg->n_classes; k++)
-                    if (r->kw_n[k])
-                        fprintf(stderr, " %5.1f/%5.1f", 100.0 * r->kw_hits[k] / r->kw_n[k],
-                                r->hours > 0 ? r->kw_fa[k] / r->hours : 0.0);
-                fprintf(stderr, "\n");
-            }
-        }
-        if (calib_fa >= 0.0f) {
-            float t = stream_eval_calibrate(&se, cfg, smooth_ms, refr_ms, calib_fa, NULL);
-            if (t < 0.0f) {
-                fprintf(stderr, "kwsd-eval: out of memory\n");
-                return 1;
-            }
-            fprintf(stderr,
-                    "calibrated threshold %.2f (at most %.1f false alarms per hour on %s)\n",
-                    (double)t, (double)calib_fa, split_s);
-            threshold = t;
-            m.cfg.threshold = t;
-        }
-        rc = stream_eval_score(&se, cfg, threshold, smooth_ms, refr_ms, &sr);
-        stream_eval_free(&se);
-        if (rc < 0) {
-            fprintf(stderr, "kwsd-eval: streaming: %s\n", kws_strerror(rc));
-            return 1;
-        }
-        have_stream = 1;
-    }
+    if (stream && run_stream(&m, &ds, idx, n, &sa, &sr) != 0)
+        return 1;
     if (save_path && (rc = snn_model_save(&m, save_path)) < 0) {
         fprintf(stderr, "kwsd-eval: %s: %s\n", save_path, kws_strerror(rc));
         return 1;
@@ -521,39 +783,8 @@ int main(int argc, char **argv) {
             json_array_append_new(cp, json_real(cls_peak[i]));
         json_object_set_new(o, "clip_peak_score_p50_per_label", cp);
         json_object_set_new(o, "confusion", cm);
-        if (have_stream) {
-            json_t *so = json_object();
-            json_object_set_new(so, "threshold", json_real(threshold));
-            json_object_set_new(so, "smoothing_ms", json_integer(smooth_ms));
-            json_object_set_new(so, "refractory_ms", json_integer(refr_ms));
-            json_object_set_new(so, "keywords", json_integer(sr.n_kw));
-            json_object_set_new(so, "hits", json_integer(sr.hits));
-            json_object_set_new(so, "hit_rate", json_real(sr.n_kw ? (double)sr.hits / sr.n_kw : 0));
-            json_object_set_new(so, "false_alarms", json_integer(sr.false_alarms));
-            json_object_set_new(so, "false_alarms_in_unknown_words", json_integer(sr.fa_unknown));
-            json_object_set_new(so, "false_alarms_in_keywords", json_integer(sr.fa_keyword));
-            json_object_set_new(so, "false_alarms_in_noise",
-                                json_integer(sr.false_alarms - sr.fa_unknown - sr.fa_keyword));
-            json_object_set_new(so, "hours", json_real(sr.hours));
-            json_object_set_new(so, "passes", json_integer(passes));
-            json_object_set_new(so, "false_alarms_per_hour",
-                                json_real(sr.hours > 0 ? sr.false_alarms / sr.hours : 0));
-            json_object_set_new(so, "latency_mean_ms", json_real(sr.lat_mean_ms));
-            json_object_set_new(so, "latency_p50_ms", json_real(sr.lat_p50_ms));
-            json_object_set_new(so, "latency_p90_ms", json_real(sr.lat_p90_ms));
-            json_object_set_new(so, "peak_score_p50", json_real(sr.peak_p50));
-            json_t *pk = json_object();
-            for (int k = 0; k < K; k++)
-                if (sr.kw_n[k]) {
-                    json_t *e = json_object();
-                    json_object_set_new(e, "keywords", json_integer(sr.kw_n[k]));
-                    json_object_set_new(e, "hits", json_integer(sr.kw_hits[k]));
-                    json_object_set_new(e, "false_alarms", json_integer(sr.kw_fa[k]));
-                    json_object_set_new(pk, cfg->labels[k], e);
-                }
-            json_object_set_new(so, "per_keyword", pk);
-            json_object_set_new(o, "stream", so);
-        }
+        if (stream)
+            json_object_set_new(o, "stream", stream_json(&sr, cfg, &sa));
         char *txt = json_dumps(o, JSON_COMPACT);
         puts(txt);
         free(txt);
@@ -574,33 +805,16 @@ int main(int argc, char **argv) {
                 printf(" %5d", conf[i][j]);
             printf("   %.2f\n", (double)cls_peak[i]);
         }
-        if (have_stream) {
-            printf("streaming (threshold %.2f, smoothing %d ms, refractory %d ms): %.2f h, "
-                   "hit rate %.2f %% (%d/%d), false alarms %d (%.1f per hour; %d in unknown words, "
-                   "%d in keywords, %d in noise), latency from "
-                   "word end mean %.0f ms, p50 %.0f ms, p90 %.0f ms; median peak score of the "
-                   "spoken keyword %.2f\n",
-                   threshold, smooth_ms, refr_ms, sr.hours,
-                   sr.n_kw ? 100.0 * sr.hits / sr.n_kw : 0.0, sr.hits, sr.n_kw, sr.false_alarms,
-                   sr.hours > 0 ? sr.false_alarms / sr.hours : 0.0, sr.fa_unknown, sr.fa_keyword,
-                   sr.false_alarms - sr.fa_unknown - sr.fa_keyword, sr.lat_mean_ms, sr.lat_p50_ms,
-                   sr.lat_p90_ms, sr.peak_p50);
-            printf("hits per keyword:");
-            for (int k = 0; k < K; k++)
-                if (sr.kw_n[k])
-                    printf(" %s %d/%d", cfg->labels[k], sr.kw_hits[k], sr.kw_n[k]);
-            printf("\nfalse alarms per keyword (the label that fired):");
-            for (int k = 0; k < K; k++)
-                if (sr.kw_n[k])
-                    printf(" %s %d", cfg->labels[k], sr.kw_fa[k]);
-            printf("\n");
-        }
+        if (stream)
+            print_stream(&sr, cfg, &sa);
     }
     free(pred);
     free(peak);
     free(post);
     free(idx);
+    free(neg);
     dataset_free(&ds);
+    dataset_free(&noise_ds);
     snn_model_free(&m);
     return 0;
 }

@@ -406,6 +406,7 @@ int stream_eval_run_opts(struct stream_eval *se, const struct snn_model *m,
         base += (int64_t)pl.pass_len[p];
     }
     se->n_word = nw_all;
+    se->passes = pl.passes;
     se->hours = (double)pl.total / rate / 3600.0;
     se->nf = nf;
 out:
@@ -484,7 +485,8 @@ int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, f
         }
     }
     int nk = 0;
-    for (size_t j = 0; j < n_word; j++)
+    for (size_t j = 0; j < n_word; j++) {
+        res->n_negative += se->neg && se->neg[j];
         if (dc.fires[se->lab[j]]) {
             res->n_kw++;
             res->hits += got[j];
@@ -492,6 +494,7 @@ int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, f
             res->kw_hits[se->lab[j]] += got[j];
             peak[nk++] = peak[j];
         }
+    }
     if (nk) {
         qsort(peak, (size_t)nk, sizeof *peak, cmp_float);
         res->peak_p50 = peak[nk / 2];

@@ -49,10 +49,12 @@ struct stream_eval {
     uint8_t *neg;      /* (n_word) 1 where the word is a negative phrase (ds_clip.negative),
                         * or NULL: none is */
     double hours;      /* duration of the recording */
+    int passes;        /* passes said (a negatives-only recording may say more than asked) */
 };
 
 struct stream_result {
     int n_kw, hits, false_alarms;
+    int n_negative;  /* negative phrases said */
     int fa_unknown;  /* false alarms in an unknown word's window [start, end + 1 s] */
     int fa_negative; /* in a negative phrase's window [start, end + 1 s] */
     int fa_keyword;  /* in a keyword's window: another keyword's label, or a second event;
