@@ -9,12 +9,17 @@
  *
  * SPDX-License-Identifier: MIT
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
 #include <errno.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -430,6 +435,127 @@ Test(transport, no_subscriber_is_fine) {
     transport_pub_stats(&p, &sent, &dropped);
     cr_expect(eq(u64, sent, 1001));
     cr_expect(eq(u64, dropped, 0));
+    transport_pub_close(&p);
+}
+
+/* ==== Hostile peers ==== */
+
+/* A ZMTP 3.0 peer written by hand on a plain TCP socket, so that it can
+ * send what no libzmq socket would: it connects to port on 127.0.0.1, sends
+ * the 64-byte greeting (signature, version 3.0, mechanism NULL, client) and a
+ * READY command for socket type SUB, and reads the publisher's greeting.
+ * Returns the connected descriptor. */
+static int zmtp_peer_open(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(ge(int, fd, 0));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert(eq(int, connect(fd, (struct sockaddr *)&a, sizeof a), 0), "%s", strerror(errno));
+
+    uint8_t greeting[64] = {0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 3, 0, 'N', 'U', 'L', 'L'};
+    cr_assert(eq(long, (long)write(fd, greeting, sizeof greeting), 64l));
+    /* READY: command flag, size, name "READY", property Socket-Type = SUB. */
+    static const uint8_t ready[] = {0x04, 25,  5,   'R', 'E', 'A', 'D', 'Y', 11,
+                                    'S',  'o', 'c', 'k', 'e', 't', '-', 'T', 'y',
+                                    'p',  'e', 0,   0,   0,   3,   'S', 'U', 'B'};
+    cr_assert(eq(long, (long)write(fd, ready, sizeof ready), (long)sizeof ready));
+    uint8_t theirs[64];
+    size_t got = 0;
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    while (got < sizeof theirs && poll(&pfd, 1, 2000) == 1) {
+        ssize_t r = read(fd, theirs + got, sizeof theirs - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    cr_assert(eq(sz, got, sizeof theirs), "the publisher's greeting");
+    cr_assert(eq(u8, theirs[0], 0xff));
+    cr_assert(eq(u8, theirs[10], 3), "ZMTP 3");
+    return fd;
+}
+
+/* Whether the publisher closes fd within ms (reads and discards what it
+ * sends until then: its READY command). */
+static int closed_by_peer(int fd, int ms) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    uint8_t buf[4096];
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        int left = ms - (int)((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+        if (left <= 0 || poll(&pfd, 1, left) != 1)
+            return 0;
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r == 0 || (r < 0 && errno == ECONNRESET))
+            return 1;
+    }
+}
+
+static long peak_rss_kib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+/* A peer that announces a 1 GiB frame (and starts sending it) used to make
+ * libzmq buffer it; with ZMQ_MAXMSGSIZE it is disconnected at the frame's
+ * header, and the publisher goes on serving its real subscribers. A frame
+ * just over the limit (a subscription no topic could match) is refused the
+ * same way, one at the limit is not. */
+Test(transport, oversize_frame_disconnects_the_peer) {
+    char msg[256], topic[64];
+    struct transport_pub p;
+    const char *eps[] = {"tcp://127.0.0.1:*"};
+
+    cr_assert(eq(int, transport_pub_open(&p, eps, 1, 100, msg, sizeof msg), 0), "%s", msg);
+    const char *colon = strrchr(p.bound[0], ':');
+    int port = atoi(colon + 1);
+    const char *all[] = {"kws.detection."};
+    void *s = sub_open(NULL, p.bound[0], all, 1, 0);
+    sync_subs(&p, &s, 1);
+    long rss0 = peak_rss_kib();
+
+    /* 1 GiB announced: long-frame flag, 8-byte big-endian size, then 1 MiB of it. */
+    int fd = zmtp_peer_open(port);
+    uint8_t head[9] = {0x02, 0, 0, 0, 0, 0x40, 0, 0, 0};
+    cr_assert(eq(long, (long)write(fd, head, sizeof head), 9l));
+    static uint8_t chunk[1 << 16];
+    memset(chunk, 1, sizeof chunk);
+    for (int i = 0; i < 16; i++)
+        if (write(fd, chunk, sizeof chunk) < 0)
+            break; /* already disconnected */
+    cr_assert(closed_by_peer(fd, 3000), "a peer announcing 1 GiB is disconnected");
+    close(fd);
+
+    /* A subscription of TRANSPORT_MAX_INBOUND + 1 bytes, then one of exactly
+     * TRANSPORT_MAX_INBOUND: flag 1 (subscribe), then the prefix. */
+    static uint8_t sub[2 + 8 + TRANSPORT_MAX_INBOUND + 1];
+    for (int n = TRANSPORT_MAX_INBOUND + 1; n >= TRANSPORT_MAX_INBOUND; n--) {
+        fd = zmtp_peer_open(port);
+        sub[0] = 0x02; /* long frame: its size in 8 bytes */
+        memset(sub + 1, 0, 8);
+        sub[7] = (uint8_t)(n >> 8);
+        sub[8] = (uint8_t)n;
+        sub[9] = 1;
+        memset(sub + 10, 'k', (size_t)n - 1);
+        cr_assert(eq(long, (long)write(fd, sub, 9 + (size_t)n), 9l + n));
+        int closed = closed_by_peer(fd, n > TRANSPORT_MAX_INBOUND ? 3000 : 500);
+        cr_assert(eq(int, closed, n > TRANSPORT_MAX_INBOUND), "a %d-byte frame %s", n,
+                  n > TRANSPORT_MAX_INBOUND ? "disconnects" : "is accepted");
+        close(fd);
+    }
+
+    /* The real subscriber still gets events. */
+    struct kws_detection ev = {.keyword = "yes", .score = 0.9f, .seq = 1};
+    cr_assert(eq(int, transport_pub_detection(&p, &ev), 0));
+    json_t *j = next_detection(s, topic, sizeof topic, 2000);
+    cr_assert(not(eq(ptr, j, NULL)), "the publisher keeps working");
+    cr_expect(eq(str, topic, "kws.detection.yes"));
+    json_decref(j);
+    long grown = peak_rss_kib() - rss0;
+    cr_expect(lt(long, grown, 32l * 1024), "peak RSS grew by %ld KiB", grown);
+    zmq_close(s);
     transport_pub_close(&p);
 }
 

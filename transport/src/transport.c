@@ -13,6 +13,14 @@
  * accepted too. On a PUB socket libzmq keeps no queue of subscription
  * messages for the application, so nothing grows when nobody reads them.
  *
+ * What a local peer can make kwsd hold is bounded where libzmq can bound it:
+ * ZMQ_MAXMSGSIZE disconnects a peer that announces a frame longer than a
+ * subscription can usefully be (before, one announcing 1 GiB frames made
+ * libzmq allocate them), and ZMQ_HANDSHAKE_IVL drops a connection that never
+ * finishes its handshake. libzmq 4.3 has no cap on a socket's connections or
+ * on the number of subscriptions a peer sends; the service unit bounds those
+ * (LimitNOFILE=, MemoryMax=; docs/SERVICE.md).
+ *
  * JSON is built with Jansson into a stack buffer; the only allocations per
  * message are Jansson's object nodes (events are rare: a few per minute, and
  * one heartbeat every few seconds).
@@ -138,10 +146,18 @@ int transport_pub_open(struct transport_pub *p, const char *const *endpoints, in
         kws_errmsg(0, msg, msglen, "zmq_socket: %s", zmq_strerror(errno));
         goto fail;
     }
-    /* Options apply to pipes made after them: set all before binding. */
+    /* Options apply to pipes made after them: set all before binding. The
+     * last two bound what a peer can make kwsd hold: no inbound frame (a
+     * subscription, a handshake command) over TRANSPORT_MAX_INBOUND bytes,
+     * and no connection that has not finished its handshake after
+     * TRANSPORT_HANDSHAKE_MS; either peer is disconnected. */
+    int64_t max_in = TRANSPORT_MAX_INBOUND;
+    int handshake_ms = TRANSPORT_HANDSHAKE_MS;
     if (zmq_setsockopt(p->sock, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
         zmq_setsockopt(p->sock, ZMQ_SNDHWM, &queue, sizeof queue) < 0 ||
-        zmq_setsockopt(p->sock, ZMQ_XPUB_NODROP, &one, sizeof one) < 0) {
+        zmq_setsockopt(p->sock, ZMQ_XPUB_NODROP, &one, sizeof one) < 0 ||
+        zmq_setsockopt(p->sock, ZMQ_MAXMSGSIZE, &max_in, sizeof max_in) < 0 ||
+        zmq_setsockopt(p->sock, ZMQ_HANDSHAKE_IVL, &handshake_ms, sizeof handshake_ms) < 0) {
         rc = zmq_err(errno);
         kws_errmsg(0, msg, msglen, "zmq_setsockopt: %s", zmq_strerror(errno));
         goto fail;

@@ -51,6 +51,15 @@
 #define TRANSPORT_ENDPOINT_LEN 256
 #define TRANSPORT_TOPIC_DETECTION "kws.detection."
 #define TRANSPORT_TOPIC_STATUS "kws.status"
+/* Largest frame a peer may send the publisher, bytes (ZMQ_MAXMSGSIZE); a
+ * peer that sends or announces a longer one is disconnected. A subscriber
+ * sends only subscriptions (1 + topic prefix: at most 46 bytes for any topic
+ * kwsd publishes) and handshake commands (about 30 bytes; a few hundred with
+ * CURVE), so this leaves room for them all. */
+#define TRANSPORT_MAX_INBOUND 512
+/* A connection that has not completed the ZeroMQ handshake after this many
+ * ms is closed (ZMQ_HANDSHAKE_IVL; libzmq's default is 30 s). */
+#define TRANSPORT_HANDSHAKE_MS 5000
 
 /* A publisher. The caller allocates it (zeroed or not); open fills it. All
  * fields are private except as read through the functions below; bound[i] may
@@ -92,7 +101,8 @@ struct kws_status {
 };
 
 /* Creates the context and PUB socket (ZMQ_SNDHWM = queue, ZMQ_LINGER 0,
- * ZMQ_XPUB_NODROP 1) and binds it to each of the n endpoints (tcp://,
+ * ZMQ_XPUB_NODROP 1, ZMQ_MAXMSGSIZE TRANSPORT_MAX_INBOUND, ZMQ_HANDSHAKE_IVL
+ * TRANSPORT_HANDSHAKE_MS) and binds it to each of the n endpoints (tcp://,
  * ipc:// or inproc://; "tcp://127.0.0.1:*" picks a free port, see bound[]).
  * An ipc:// endpoint's directory must exist. On failure nothing stays open, a
  * message naming the endpoint and the reason goes to msg (may be NULL), and
