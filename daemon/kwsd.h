@@ -57,6 +57,7 @@ struct kwsd {
     uint64_t frames_at_watchdog; /* frames at the last watchdog tick */
     uint64_t detections;
     uint64_t held;               /* frames of the current digital-silence hold (KWS_HOLD_MS) */
+    uint64_t bad_samples;        /* input samples replaced by 0 (NaN, infinite, absurd) */
     uint64_t busy_ns;            /* time spent processing audio */
     uint64_t audio_ns;           /* audio time processed */
     int stopping;

@@ -172,6 +172,16 @@ static void on_frame(void *ctx, const float *feat, const float *spikes) {
              (unsigned long long)ev.seq);
 }
 
+/* Counts input samples the source replaced by 0 (audio_sanitize) and says
+ * so once: the first time any arrive. */
+static void count_bad_samples(struct kwsd *k, uint64_t total) {
+    if (total > k->bad_samples && k->bad_samples == 0)
+        LOGW("input has samples that are NaN, infinite or beyond +-%g (first at %.2f s of "
+             "audio): each is replaced by 0 and counted; logged once",
+             (double)AUDIO_SAMPLE_ABSURD, (double)k->audio_ns / 1e9);
+    k->bad_samples = total;
+}
+
 /* Feeds one block of device-rate samples. The pipe is (re)built only when
  * the rate changes, i.e. at the first block and after a device reopen. */
 static void on_audio(void *ctx, const float *mono, size_t n, int rate) {
@@ -181,6 +191,12 @@ static void on_audio(void *ctx, const float *mono, size_t n, int rate) {
 
     if (k->stopping)
         return;
+    if (k->cap_open) {
+        struct audio_capture_stats cs;
+        audio_capture_get_stats(&k->cap, &cs);
+        if (cs.bad != k->bad_samples)
+            count_bad_samples(k, cs.bad);
+    }
     if (rate != k->pipe_rate) {
         rc = k->pipe_rate ? audio_pipe_set_in_rate(&k->pipe, rate)
                           : audio_pipe_init(&k->pipe, &k->model.cfg.fe, rate, FILE_BLOCK);
@@ -209,6 +225,9 @@ static void on_file_feed(uv_idle_t *h) {
     if (got > 0) {
         for (sf_count_t i = 0; i < got; i++) /* first channel, as capture does */
             k->file_buf[i] = k->file_buf[i * k->file_channels];
+        size_t bad = audio_sanitize(k->file_buf, (size_t)got);
+        if (bad)
+            count_bad_samples(k, k->bad_samples + bad);
         on_audio(k, k->file_buf, (size_t)got, k->file_rate);
     }
     if (got < FILE_BLOCK && !k->stopping) {
@@ -631,7 +650,9 @@ out:
     free(k->file_buf);
     net_take(k, &net);
     net_free(&net);
-    LOGI("stopped: %llu frames, %llu detections, peak RSS %ld KiB", (unsigned long long)k->frames,
-         (unsigned long long)k->detections, peak_rss_kib());
+    LOGI("stopped: %llu frames, %llu detections, %llu input samples replaced by 0, peak RSS %ld "
+         "KiB",
+         (unsigned long long)k->frames, (unsigned long long)k->detections,
+         (unsigned long long)k->bad_samples, peak_rss_kib());
     return k->exit_code;
 }

@@ -152,3 +152,42 @@ Test(audio_file, empty_file_is_rejected, .init = setup, .fini = teardown) {
               "%s", msg);
     cr_assert(not(eq(ptr, strstr(msg, "no samples"), NULL)), "%s", msg);
 }
+
+/* A float file holding NaN, infinities and 1e30 (a broken file): those
+ * samples come back as 0, every other sample as written, and at another
+ * rate the resampled output is finite throughout. */
+Test(audio_file, broken_float_samples_become_zero, .init = setup, .fini = teardown) {
+    char path[300], msg[256];
+    const size_t n = 4000;
+    const size_t bad_at[] = {10, 11, 2000, 3999};
+    const float bad[] = {NAN, INFINITY, -1e30f, 1001.0f};
+    float *buf = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        buf[i] = value(i);
+    for (size_t k = 0; k < 4; k++)
+        buf[bad_at[k]] = bad[k];
+    buf[20] = 999.0f; /* loud, but not absurd: kept */
+    snprintf(path, sizeof path, "%s/broken.wav", tmpdir);
+    SF_INFO info = {.samplerate = 16000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_FLOAT};
+    SNDFILE *sf = sf_open(path, SFM_WRITE, &info);
+    cr_assert(not(eq(ptr, sf, NULL)), "%s", sf_strerror(NULL));
+    sf_command(sf, SFC_SET_CLIPPING, NULL, SF_FALSE);
+    cr_assert(eq(i64, (int64_t)sf_writef_float(sf, buf, (sf_count_t)n), (int64_t)n));
+    sf_close(sf);
+
+    float *x;
+    size_t got;
+    cr_assert(eq(int, audio_file_read(path, 0, &x, &got, NULL, msg, sizeof msg), 0), "%s", msg);
+    cr_assert(eq(sz, got, n));
+    for (size_t i = 0; i < n; i++) {
+        int is_bad = i == 10 || i == 11 || i == 2000 || i == 3999;
+        cr_assert(eq(flt, x[i], is_bad ? 0.0f : buf[i]), "sample %zu", i);
+    }
+    free(x);
+
+    cr_assert(eq(int, audio_file_read(path, 48000, &x, &got, NULL, msg, sizeof msg), 0), "%s", msg);
+    for (size_t i = 0; i < got; i++)
+        cr_assert(isfinite(x[i]), "resampled sample %zu is %g", i, (double)x[i]);
+    free(x);
+    free(buf);
+}

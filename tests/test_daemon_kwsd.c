@@ -748,6 +748,69 @@ Test(kwsd, input_file_runs_to_its_end_and_exits) {
 /* A muted input gives exact zeros. After a second of them the network rests
  * (KWS_HOLD_MS) and the log says so; the next sound wakes it. The file is at
  * 48 kHz in stereo, so the zeros also pass through the resampler. */
+/* The "detected ..." lines of dir/kwsd.log, one per event, joined. */
+static void detections_in_log(char *out, size_t len) {
+    const char *p = read_log();
+    size_t used = 0;
+    out[0] = '\0';
+    while ((p = strstr(p, "detected \"")) != NULL) {
+        const char *e = strchr(p, '\n');
+        size_t n = e ? (size_t)(e - p) + 1 : strlen(p);
+        if (used + n < len) {
+            memcpy(out + used, p, n);
+            used += n;
+            out[used] = '\0';
+        }
+        p += n;
+    }
+}
+
+/* One NaN sample in a float WAV, in the quiet lead-in before the words,
+ * used to poison the front end's PCEN smoother for good: nothing after it
+ * was ever detected again. The sample is replaced by 0 at the file
+ * boundary, counted and logged once, and every detection after it is the
+ * one the clean file gives (keyword, score and time). */
+Test(kwsd, one_nan_sample_changes_no_detection_after_it) {
+    const char *words[] = {"yes", "stop", "go"};
+    char clean[4096], dirty[4096];
+    struct stat st;
+
+    if (stat(MODEL, &st) != 0)
+        cr_skip_test("no trained model at %s yet", MODEL);
+    make_speech(words, 3, 1.2);
+    sh("sox %s/speech.wav -e floating-point -b 32 %s/clean.wav", dir, dir);
+    write_config(MODEL, NULL);
+    pid_t pid = start_kwsd2("--input", dat_path("clean.wav"));
+    cr_assert(eq(int, wait_exit(pid, 60000), 0), "log:\n%s", read_log());
+    detections_in_log(clean, sizeof clean);
+    cr_assert(not(eq(str, clean, "")), "the clean file has detections; log:\n%s", read_log());
+
+    /* The same file with the sample at 1.0 s set to NaN. */
+    sh("cp %s/clean.wav %s/nan.wav", dir, dir);
+    FILE *f = fopen(dat_path("nan.wav"), "r+b");
+    cr_assert(not(eq(ptr, f, NULL)));
+    uint8_t head[4096];
+    size_t got = fread(head, 1, sizeof head, f);
+    size_t data = 0;
+    for (size_t i = 12; i + 8 <= got && !data; i++)
+        if (memcmp(head + i, "data", 4) == 0)
+            data = i + 8;
+    cr_assert(gt(sz, data, 0), "a data chunk");
+    static const uint8_t nan_le[4] = {0x00, 0x00, 0xc0, 0x7f};
+    cr_assert(eq(int, fseek(f, (long)(data + 4 * 16000), SEEK_SET), 0));
+    cr_assert(eq(sz, fwrite(nan_le, 1, 4, f), 4));
+    fclose(f);
+    pid = start_kwsd2("--input", dat_path("nan.wav"));
+    cr_assert(eq(int, wait_exit(pid, 60000), 0), "log:\n%s", read_log());
+    detections_in_log(dirty, sizeof dirty);
+    char *log = read_log();
+    cr_assert(eq(str, dirty, clean), "log:\n%s", log);
+    cr_assert(not(eq(ptr, strstr(log, "input has samples that are NaN, infinite or beyond"), NULL)),
+              "logged; log:\n%s", log);
+    cr_assert(not(eq(ptr, strstr(log, "1 input samples replaced by 0"), NULL)), "counted; log:\n%s",
+              log);
+}
+
 Test(kwsd, a_muted_input_rests_the_network_until_sound_returns) {
     sh("sox -n -r 16000 -c 1 -b 16 -e signed %s/n1.wav synth 1.0 whitenoise vol 0.01", dir);
     sh("sox -D -n -r 16000 -c 1 -b 16 -e signed %s/z.wav trim 0 2.5", dir); /* -D: no dither */

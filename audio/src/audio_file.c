@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "kws/err.h"
+#include "kws/frontend.h"
 #include "kws/resample.h"
 
 #define READ_BLOCK 4096 /* frames per sf_readf_float call */
@@ -125,6 +126,9 @@ int audio_file_read(const char *path, int rate, float **out, size_t *n, int *nat
         rc = file_fail(KWS_EFORMAT, msg, msglen, path, "no samples");
         goto done;
     }
+    /* A float file can hold NaN, infinities or 1e30: zeroed before the
+     * resampler, whose filter would smear them over every later sample. */
+    audio_sanitize(x, total);
     if (rate == 0 || rate == info.samplerate) {
         *out = x;
         *n = total;

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "kws/err.h"
+#include "kws/frontend.h"
 #include "kws/log.h"
 
 #define RETRY_FIRST_MS 100
@@ -282,6 +283,8 @@ static void cap_convert(struct audio_capture *c, size_t n) {
         const float *s = c->raw;
         for (size_t i = 0; i < n; i++)
             c->mono[i] = s[i * ch];
+        /* Integers cannot leave [-1, 1); a float driver can send anything. */
+        c->stats.bad += audio_sanitize(c->mono, n);
         break;
     }
     }

@@ -71,6 +71,18 @@ int audio_fe_n_out(const struct kws_frontend_cfg *cfg) {
     return kws_frontend_n_out(cfg);
 }
 
+size_t audio_sanitize(float *x, size_t n) {
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        /* NaN fails every comparison, so !(|x| <= limit) catches it too. */
+        if (!(fabsf(x[i]) <= AUDIO_SAMPLE_ABSURD)) {
+            x[i] = 0.0f;
+            bad++;
+        }
+    }
+    return bad;
+}
+
 /* ==== Mel filterbank ==== */
 
 static double hz_to_mel(double f) {

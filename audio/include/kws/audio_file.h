@@ -4,7 +4,8 @@
  * is taken, like audio capture does, and the samples are converted to the
  * requested rate with the streaming resampler of kws/resample.h (flushed at
  * the end, so the output has round(n * rate / native_rate) samples, give or
- * take one).
+ * take one). Samples that are not finite or absurdly large (a broken float
+ * file) are replaced by 0 before resampling (audio_sanitize, kws/frontend.h).
  *
  *     float *x; size_t n; int native; char msg[256];
  *     if (audio_file_read("yes.wav", 16000, &x, &n, &native, msg, sizeof msg) < 0)

@@ -85,6 +85,7 @@ struct audio_capture_stats {
     int channels;       /* channels of the device (only channel 0 is used) */
     int period;         /* period, samples at the device rate */
     const char *format; /* "S16_LE", "S32_LE" or "FLOAT_LE" */
+    uint64_t bad;       /* FLOAT_LE samples that were NaN, infinite or absurd, delivered as 0 */
 };
 
 /* Receives one block of channel-0 samples in [-1, 1) at the device rate.

@@ -67,6 +67,18 @@ void audio_fe_cfg_delta(struct kws_frontend_cfg *cfg);
  * KWS_EBADFIELD with "field: reason" in msg (msg may be NULL). */
 int audio_fe_cfg_check(const struct kws_frontend_cfg *cfg, char *msg, size_t msglen);
 
+/* A sample whose magnitude exceeds this is broken input, not sound: audio is
+ * in [-1, 1), and a float source may overshoot a little, never 1000-fold. */
+#define AUDIO_SAMPLE_ABSURD 1e3f
+
+/* Guards the input convention at the boundary where samples enter kwsd (a
+ * file's decoder, a float capture device): replaces every sample of x (n)
+ * that is NaN, infinite or larger in magnitude than AUDIO_SAMPLE_ABSURD by 0
+ * and returns how many it replaced. One such sample would otherwise poison
+ * the resampler's filter, PCEN's smoother and the network state for good.
+ * No allocation; a compare per sample. */
+size_t audio_sanitize(float *x, size_t n);
+
 /* Spike channels per frame: n_mels * enc_levels (e.g. 40 * 4 = 160), as
  * kws_frontend_n_out. */
 int audio_fe_n_out(const struct kws_frontend_cfg *cfg);
