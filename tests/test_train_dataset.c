@@ -596,3 +596,48 @@ Test(train_dataset, stream_window_targets) {
     audio_fe_free(&fe);
     dataset_free(&ds);
 }
+
+/* Hard negatives: at threshold 0 every keyword score passes, so every clip
+ * is hard; above 1 none is; the peaks are the same either way. */
+Test(train_dataset, mine_hard_negatives) {
+    write_negatives();
+    struct dataset ds;
+    char msg[256], neg[600];
+    snprintf(neg, sizeof neg, "%s/neg", root);
+    cr_assert(eq(int, dataset_init(&ds, labels4, 4, 16000), 0));
+    cr_assert(eq(int, dataset_load_negatives(&ds, neg, -1, msg, sizeof msg), 0), "%s", msg);
+    struct snn_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    audio_fe_cfg_default(&cfg.fe);
+    cfg.n_in = audio_fe_n_out(&cfg.fe);
+    cfg.n_layers = 1;
+    cfg.layer[0] = (struct snn_layer_cfg){
+        .n = 8, .rec = SNN_REC_NONE, .beta = 0.5f, .gain = 1.0f, .thresh = 1.0f};
+    cfg.n_classes = 4;
+    cfg.out_beta = 0.5f;
+    cfg.out_gain = 1.0f;
+    for (int c = 0; c < 4; c++)
+        snprintf(cfg.labels[c], SNN_LABEL_LEN, "%s", labels4[c]);
+    struct train_hparams hp;
+    train_hparams_default(&hp);
+    struct train_net net;
+    struct snn_model m = {0};
+    cr_assert(eq(int, train_net_init(&net, &cfg, &hp), 0));
+    cr_assert(eq(int, train_net_export(&net, &m), 0));
+    size_t idx[4] = {0, 1, 2, 3}, hard[4], n_hard = 99;
+    float pk0[4], pk1[4];
+    cr_assert(eq(int, dataset_mine(&m, &ds, idx, 4, 0.0f, 300, hard, &n_hard, pk0), 0));
+    cr_expect(eq(sz, n_hard, 4));
+    for (size_t i = 0; i < n_hard; i++)
+        cr_expect(eq(sz, hard[i], i), "in the order given");
+    cr_assert(eq(int, dataset_mine(&m, &ds, idx, 4, 1.01f, 300, hard, &n_hard, pk1), 0));
+    cr_expect(eq(sz, n_hard, 0));
+    for (int i = 0; i < 4; i++) {
+        cr_expect(eq(flt, pk0[i], pk1[i]));
+        cr_expect(gt(flt, pk0[i], 0.0f));
+        cr_expect(le(flt, pk0[i], 1.0f));
+    }
+    snn_model_free(&m);
+    train_net_free(&net);
+    dataset_free(&ds);
+}

@@ -346,3 +346,44 @@ Test(train_model, deterministic_and_learns) {
     train_net_free(&a);
     train_net_free(&b);
 }
+
+/* Fine-tuning from a model file: a network without BatchNorm started from
+ * an exported model exports the same parameters; with BatchNorm it is
+ * refused, saying why. */
+Test(train_model, init_from_model_file) {
+    struct train_net a;
+    init_net(&a, SNN_REC_CONV, 5);
+    train_steps(&a, 3, NULL, NULL);
+    struct snn_model ma = {0}, mb = {0};
+    cr_assert(eq(int, train_net_export(&a, &ma), 0));
+    char path[] = "/tmp/kws-train-model-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(ge(int, fd, 0));
+    close(fd);
+    cr_assert(eq(int, snn_model_save(&ma, path), 0));
+    struct snn_cfg cfg;
+    small_cfg(&cfg, SNN_REC_CONV);
+    struct train_hparams hp;
+    train_hparams_default(&hp);
+    hp.sigma = 0.0f;
+    hp.seed = 8;
+    hp.use_bn = 0;
+    struct train_net b;
+    char msg[512];
+    cr_assert(eq(int, train_net_init(&b, &cfg, &hp), 0));
+    cr_assert(eq(int, train_net_init_from_model(&b, path, msg, sizeof msg), 0), "%s", msg);
+    cr_expect(not(eq(ptr, strstr(msg, "and readout"), NULL)), "%s", msg);
+    cr_assert(eq(int, train_net_export(&b, &mb), 0));
+    cr_assert(eq(sz, mb.n_params, ma.n_params));
+    cr_expect(eq(int, memcmp(mb.mem, ma.mem, ma.n_params * sizeof(float)), 0));
+    train_net_free(&b);
+    hp.use_bn = 1;
+    cr_assert(eq(int, train_net_init(&b, &cfg, &hp), 0));
+    cr_expect(eq(int, train_net_init_from_model(&b, path, msg, sizeof msg), KWS_EBADFIELD));
+    cr_expect(not(eq(ptr, strstr(msg, "BatchNorm"), NULL)), "%s", msg);
+    train_net_free(&b);
+    unlink(path);
+    snn_model_free(&ma);
+    snn_model_free(&mb);
+    train_net_free(&a);
+}

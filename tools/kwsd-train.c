@@ -124,7 +124,9 @@ static void usage(void) {
         "  --ckpt FILE --resume   checkpoint path (default OUT.ckpt) and resume from it\n"
         "  --init CKPT            start from another training's checkpoint (fine-tuning):\n"
         "                         its hidden layers, and its readout if the labels match;\n"
-        "                         the layers and front end options must be the same\n");
+        "                         the layers and front end options must be the same; or\n"
+        "                         from a model file (M.kwsm, e.g. a shipped model), which\n"
+        "                         needs --no-bn (its BatchNorm is folded into its weights)\n");
 }
 
 static int parse_pair(const char *s, float *a, float *b) {
@@ -585,15 +587,17 @@ static int prerender(struct renderer *r, const struct dataset *ds, const size_t 
     return 0;
 }
 
-/* Runs model m over the stream joined from the validation clips, said
- * `passes` times (kws/stream_eval.h), and finds the lowest threshold with at most max_fa
- * false alarms per hour: *thr and its result r. Returns 0, KWS_EDATASET when
- * the clips hold no word, or -ENOMEM. */
+/* Runs model m over the stream joined from the validation clips as vo
+ * describes it (passes, the validation negatives between the words, noise
+ * under it; kws/stream_eval.h), and finds the lowest threshold with at most
+ * max_fa false alarms per hour: *thr and its result r. Returns 0,
+ * KWS_EDATASET when the clips hold no word, or -ENOMEM. */
 static int stream_val(const struct snn_model *m, const struct dataset *ds, const size_t *va,
-                      size_t n_va, int passes, float max_fa, float *thr, struct stream_result *r) {
+                      size_t n_va, const struct stream_eval_opts *vo, float max_fa, float *thr,
+                      struct stream_result *r) {
     struct stream_eval se;
     memset(r, 0, sizeof *r);
-    int rc = stream_eval_run_passes(&se, m, ds, va, n_va, 1, 1.0f, passes);
+    int rc = stream_eval_run_opts(&se, m, ds, va, n_va, vo);
     if (rc < 0)
         return rc == KWS_EDATASET ? rc : -ENOMEM;
     *thr = stream_eval_calibrate(&se, &m->cfg, 300, 1000, max_fa, r);
@@ -606,7 +610,7 @@ static int stream_val(const struct snn_model *m, const struct dataset *ds, const
  * daemon's default threshold fits this model. Without validation words the
  * model keeps none. */
 static int calibrate(const char *path, const struct dataset *ds, const size_t *va, size_t n_va,
-                     int passes, float max_fa) {
+                     const struct stream_eval_opts *vo, float max_fa) {
     struct snn_model m = {0};
     struct stream_result r;
     char msg[256];
@@ -616,7 +620,7 @@ static int calibrate(const char *path, const struct dataset *ds, const size_t *v
         return rc;
     }
     float t = 0.0f;
-    rc = stream_val(&m, ds, va, n_va, passes, max_fa, &t, &r);
+    rc = stream_val(&m, ds, va, n_va, vo, max_fa, &t, &r);
     if (rc == KWS_EDATASET) {
         fprintf(stderr, "calibration: no validation words; the model has no threshold of its own "
                         "(kwsd uses 0.4)\n");
@@ -1240,6 +1244,7 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
+    size_t noise0 = ds.n_noise; /* the --noise recordings follow the _silence_ clips */
     if (o.noise && dataset_add_noise(&ds, o.noise, msg, sizeof msg) < 0) {
         fprintf(stderr, "kwsd-train: %s\n", msg);
         return 1;
@@ -1262,6 +1267,24 @@ int main(int argc, char **argv) {
                 "windows: %d per epoch of %d frames; pools: %zu keywords, %zu unknown, "
                 "%zu negatives\n",
                 o.windows, win.T, win.n_kw, win.n_unk, win.n_neg);
+    }
+    /* the validation stream: the split's words, its negatives between them
+     * and the --noise recordings under it at 10-20 dB */
+    struct stream_eval_opts vopt = stream_eval_opts_default();
+    vopt.passes = o.calib_passes;
+    size_t *vneg = malloc((ds.n_clips + 1) * sizeof *vneg);
+    if (!vneg) {
+        fprintf(stderr, "kwsd-train: out of memory\n");
+        return 1;
+    }
+    for (size_t i = 0; i < ds.n_clips; i++)
+        if (ds.clips[i].negative && ds.clips[i].split == DS_VAL)
+            vneg[vopt.n_neg++] = i;
+    vopt.neg = vneg;
+    if (ds.n_noise > noise0) {
+        vopt.noise = (const float *const *)ds.noise + noise0;
+        vopt.noise_n = ds.noise_n + noise0;
+        vopt.n_noise = ds.n_noise - noise0;
     }
     size_t n_tr = dataset_split(&ds, DS_TRAIN, -1, NULL);
     size_t n_va = dataset_split(&ds, DS_VAL, 0, NULL);
@@ -1313,7 +1336,11 @@ int main(int argc, char **argv) {
             return 1;
         }
         if (o.init) {
-            if ((rc = train_net_init_from(&net, o.init, msg, sizeof msg)) < 0) {
+            size_t il = strlen(o.init);
+            int is_model = il > 5 && !strcmp(o.init + il - 5, ".kwsm");
+            rc = is_model ? train_net_init_from_model(&net, o.init, msg, sizeof msg)
+                          : train_net_init_from(&net, o.init, msg, sizeof msg);
+            if (rc < 0) {
                 fprintf(stderr, "kwsd-train: --init %s\n", msg);
                 train_net_free(&net);
                 return 1;
@@ -1510,7 +1537,7 @@ int main(int argc, char **argv) {
         if (o.stream_val) {
             struct stream_result sr;
             float th = 0.95f; /* no validation words: no hits at any threshold */
-            int src = stream_val(&m, &ds, va, n_va, o.calib_passes, o.calib_fa, &th, &sr);
+            int src = stream_val(&m, &ds, va, n_va, &vopt, o.calib_fa, &th, &sr);
             if (src < 0 && src != KWS_EDATASET) {
                 fprintf(stderr, "kwsd-train: validation stream: out of memory\n");
                 return 1;
@@ -1552,10 +1579,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "done: best %s %.2f %%, training %.1f min, model %s\n",
             o.select_stream ? "validation stream hit rate" : "val", 100.0 * best,
             (now_s() - t_train) / 60.0, o.out);
-    if (calibrate(o.out, &ds, va, n_va, o.calib_passes, o.calib_fa) < 0)
+    if (calibrate(o.out, &ds, va, n_va, &vopt, o.calib_fa) < 0)
         return 1;
     (void)synth_src;
     free(order);
+    free(vneg);
     free(ft);
     free(pool_mem);
     free(x);

@@ -219,3 +219,52 @@ int train_net_init_from(struct train_net *net, const char *path, char *msg, size
     train_net_free(&src);
     return 0;
 }
+
+int train_net_init_from_model(struct train_net *net, const char *path, char *msg, size_t msglen) {
+    struct snn_model m = {0};
+    int rc = snn_model_load(&m, path, msg, msglen);
+    if (rc < 0)
+        return rc;
+    const struct snn_cfg *a = &m.cfg, *b = &net->cfg;
+    const char *what = NULL;
+    if (a->n_in != b->n_in)
+        what = "input channels";
+    else if (a->n_layers != b->n_layers ||
+             memcmp(a->layer, b->layer, (size_t)a->n_layers * sizeof a->layer[0]))
+        what = "hidden layers (--hidden, --rec, --k, --conv-ch, --d-max, --in-delay, --beta, "
+               "--beta-rec)";
+    else if (memcmp(&a->fe, &b->fe, sizeof a->fe))
+        what = "front end (--fmax, --pcen-release, --enc)";
+    else if (net->hp.use_bn)
+        what = "BatchNorm (a model file has it folded into its weights: train with --no-bn)";
+    if (what) {
+        snprintf(msg, msglen, "%s: %s: not the same as in this training", path, what);
+        snn_model_free(&m);
+        return KWS_EBADFIELD;
+    }
+    int cin = b->n_in;
+    for (int l = 0; l < b->n_layers; l++) {
+        const struct snn_layer_cfg *lc = &b->layer[l];
+        memcpy(net->p.w_in[l], m.p.w_in[l], (size_t)lc->n * cin * sizeof(float));
+        memcpy(net->p.b_in[l], m.p.b_in[l], (size_t)lc->n * sizeof(float));
+        if (lc->rec != SNN_REC_NONE) {
+            memcpy(net->p.w_rec[l], m.p.w_rec[l], snn_rec_weight_count(lc) * sizeof(float));
+            memcpy(net->p.delay[l], m.p.delay[l], (size_t)lc->n * sizeof(float));
+        }
+        if (lc->in_d_max > 0)
+            memcpy(net->p.in_delay[l], m.p.in_delay[l], (size_t)cin * sizeof(float));
+        cin = lc->n;
+    }
+    int same_labels =
+        a->n_classes == b->n_classes && !memcmp(a->labels, b->labels, sizeof a->labels);
+    if (same_labels) {
+        memcpy(net->p.w_out, m.p.w_out, (size_t)b->n_classes * cin * sizeof(float));
+        memcpy(net->p.b_out, m.p.b_out, (size_t)b->n_classes * sizeof(float));
+    }
+    if (net->ema)
+        memcpy(net->ema, net->mem, net->n_params * sizeof(float));
+    snprintf(msg, msglen, "%s: hidden layers%s from the model file", path,
+             same_labels ? " and readout" : "");
+    snn_model_free(&m);
+    return 0;
+}

@@ -265,6 +265,13 @@ int train_checkpoint_load(struct train_net *net, int *epoch, const char *path, c
  * a checkpoint_load error, or KWS_EBADFIELD with msg naming what differs. */
 int train_net_init_from(struct train_net *net, const char *path, char *msg, size_t msglen);
 
+/* train_net_init_from with a model file (.kwsm) instead of a checkpoint:
+ * its hidden layers (integer delays), and its readout when the labels are
+ * the same. A model file has BatchNorm folded into its Linear weights, so
+ * the network must be made without it (hp.use_bn = 0). Returns 0,
+ * snn_model_load's error, or KWS_EBADFIELD with msg naming what differs. */
+int train_net_init_from_model(struct train_net *net, const char *path, char *msg, size_t msglen);
+
 /* Learning-rate schedules, t in [0, 1] the fraction of training done. */
 float train_lr_onecycle(float max_lr, float t);
 float train_lr_cosine(float lr, float t);
