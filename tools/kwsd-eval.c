@@ -266,10 +266,21 @@ static int fa_in_noise(const struct stream_result *r) {
     return r->false_alarms - r->fa_unknown - r->fa_negative - r->fa_keyword;
 }
 
+/* Sets kw[k] to 1 for each class the detector can fire (not silence or
+ * unknown): the columns of the per-keyword figures, also on a recording of
+ * negatives alone where no keyword is said. */
+static void keyword_mask(const struct snn_cfg *cfg, uint8_t *kw) {
+    struct kws_detector_cfg dc;
+    kws_detector_cfg_default(&dc, cfg, 0.5f, 300, 1000, 10);
+    memcpy(kw, dc.fires, sizeof dc.fires);
+}
+
 /* --sweep: every grid threshold's figures, then each keyword's. */
 static int print_sweep(const struct stream_eval *se, const struct snn_cfg *cfg, int smooth_ms,
                        int refr_ms) {
     struct stream_result sr, sweep_kw[16];
+    uint8_t kw[SNN_MAX_CLASSES];
+    keyword_mask(cfg, kw);
     fprintf(stderr, "threshold  hit rate  false alarms/h (unknown word, negative, keyword, noise)  "
                     "latency p50  peak p50\n");
     for (int i = 0; i <= 15; i++) {
@@ -286,16 +297,19 @@ static int print_sweep(const struct stream_eval *se, const struct snn_cfg *cfg, 
     fprintf(stderr, "per keyword: hit rate %% / false alarms per hour with its label\n"
                     "threshold");
     for (int k = 0; k < cfg->n_classes; k++)
-        if (sweep_kw[0].kw_n[k])
+        if (kw[k])
             fprintf(stderr, " %11s", cfg->labels[k]);
     fprintf(stderr, "\n");
     for (int i = 0; i <= 15; i++) {
         const struct stream_result *r = &sweep_kw[i];
         fprintf(stderr, "%9.2f", 0.20 + 0.05 * i);
-        for (int k = 0; k < cfg->n_classes; k++)
-            if (r->kw_n[k])
-                fprintf(stderr, " %5.1f/%5.1f", 100.0 * r->kw_hits[k] / r->kw_n[k],
-                        r->hours > 0 ? r->kw_fa[k] / r->hours : 0.0);
+        for (int k = 0; k < cfg->n_classes; k++) {
+            double fa_h = r->hours > 0 ? r->kw_fa[k] / r->hours : 0.0;
+            if (kw[k] && r->kw_n[k])
+                fprintf(stderr, " %5.1f/%5.1f", 100.0 * r->kw_hits[k] / r->kw_n[k], fa_h);
+            else if (kw[k]) /* nothing to find: false alarms only */
+                fprintf(stderr, "     -/%5.1f", fa_h);
+        }
         fprintf(stderr, "\n");
     }
     return 0;
@@ -370,16 +384,20 @@ static json_t *stream_json(const struct stream_result *sr, const struct snn_cfg 
     json_object_set_new(so, "latency_p90_ms", json_real(sr->lat_p90_ms));
     json_object_set_new(so, "peak_score_p50", json_real(sr->peak_p50));
     json_t *pk = json_object(), *hk = json_object();
-    for (int k = 0; k < cfg->n_classes; k++)
-        if (sr->kw_n[k]) {
-            json_t *e = json_object();
-            json_object_set_new(e, "keywords", json_integer(sr->kw_n[k]));
-            json_object_set_new(e, "hits", json_integer(sr->kw_hits[k]));
-            json_object_set_new(e, "false_alarms", json_integer(sr->kw_fa[k]));
-            json_object_set_new(pk, cfg->labels[k], e);
+    uint8_t kw[SNN_MAX_CLASSES];
+    keyword_mask(cfg, kw);
+    for (int k = 0; k < cfg->n_classes; k++) {
+        if (!kw[k])
+            continue;
+        json_t *e = json_object();
+        json_object_set_new(e, "keywords", json_integer(sr->kw_n[k]));
+        json_object_set_new(e, "hits", json_integer(sr->kw_hits[k]));
+        json_object_set_new(e, "false_alarms", json_integer(sr->kw_fa[k]));
+        json_object_set_new(pk, cfg->labels[k], e);
+        if (sr->kw_n[k]) /* a hit rate where the keyword was said */
             json_object_set_new(hk, cfg->labels[k],
                                 json_real((double)sr->kw_hits[k] / sr->kw_n[k]));
-        }
+    }
     json_object_set_new(so, "per_keyword", pk);
     json_object_set_new(so, "hits_per_keyword", hk);
     return so;
@@ -404,9 +422,11 @@ static void print_stream(const struct stream_result *sr, const struct snn_cfg *c
     for (int k = 0; k < cfg->n_classes; k++)
         if (sr->kw_n[k])
             printf(" %s %d/%d", cfg->labels[k], sr->kw_hits[k], sr->kw_n[k]);
+    uint8_t kw[SNN_MAX_CLASSES];
+    keyword_mask(cfg, kw);
     printf("\nfalse alarms per keyword (the label that fired):");
     for (int k = 0; k < cfg->n_classes; k++)
-        if (sr->kw_n[k])
+        if (kw[k])
             printf(" %s %d", cfg->labels[k], sr->kw_fa[k]);
     printf("\n");
 }
