@@ -16,7 +16,7 @@
  * background recordings under the whole recording at --snr LO,HI dB from
  * each word's level, and --negatives-only makes a recording of the
  * negatives alone: false alarms per hour with nothing to find.
- * --sweep prints hit rate and false alarms for thresholds 0.20..0.95;
+ * --sweep prints hit rate and false alarms for thresholds 0.20..0.995;
  * --calibrate F picks the lowest of those thresholds with at most F false
  * alarms per hour, and --save-model stores it in the model file, where the
  * daemon takes it as its default threshold.
@@ -278,16 +278,16 @@ static void keyword_mask(const struct snn_cfg *cfg, uint8_t *kw) {
 /* --sweep: every grid threshold's figures, then each keyword's. */
 static int print_sweep(const struct stream_eval *se, const struct snn_cfg *cfg, int smooth_ms,
                        int refr_ms) {
-    struct stream_result sr, sweep_kw[16];
+    struct stream_result sr, sweep_kw[STREAM_EVAL_GRID_N];
     uint8_t kw[SNN_MAX_CLASSES];
     keyword_mask(cfg, kw);
     fprintf(stderr, "threshold  hit rate  false alarms/h (unknown word, negative, keyword, noise)  "
                     "latency p50  peak p50\n");
-    for (int i = 0; i <= 15; i++) {
-        float t = 0.20f + 0.05f * (float)i;
+    for (int i = 0; i < STREAM_EVAL_GRID_N; i++) {
+        float t = stream_eval_grid(i);
         if (stream_eval_score(se, cfg, t, smooth_ms, refr_ms, &sr) < 0)
             return -1;
-        fprintf(stderr, "%9.2f  %7.2f %%  %14.1f (%d, %d, %d, %d)  %8.0f ms  %8.2f\n", t,
+        fprintf(stderr, "%9.3f  %7.2f %%  %14.1f (%d, %d, %d, %d)  %8.0f ms  %8.2f\n", t,
                 sr.n_kw ? 100.0 * sr.hits / sr.n_kw : 0.0,
                 sr.hours > 0 ? sr.false_alarms / sr.hours : 0.0, sr.fa_unknown, sr.fa_negative,
                 sr.fa_keyword, fa_in_noise(&sr), sr.lat_p50_ms, sr.peak_p50);
@@ -300,9 +300,9 @@ static int print_sweep(const struct stream_eval *se, const struct snn_cfg *cfg, 
         if (kw[k])
             fprintf(stderr, " %11s", cfg->labels[k]);
     fprintf(stderr, "\n");
-    for (int i = 0; i <= 15; i++) {
+    for (int i = 0; i < STREAM_EVAL_GRID_N; i++) {
         const struct stream_result *r = &sweep_kw[i];
-        fprintf(stderr, "%9.2f", 0.20 + 0.05 * i);
+        fprintf(stderr, "%9.3f", (double)stream_eval_grid(i));
         for (int k = 0; k < cfg->n_classes; k++) {
             double fa_h = r->hours > 0 ? r->kw_fa[k] / r->hours : 0.0;
             if (kw[k] && r->kw_n[k])
@@ -441,7 +441,7 @@ static void usage(void) {
         "  --stream                     streaming metrics on a long recording\n"
         "  --threshold T --smoothing-ms 300 --refractory-ms 1000\n"
         "                               (default T: the model's calibrated threshold, else 0.4)\n"
-        "  --sweep                      streaming metrics for thresholds 0.20, 0.25, ..., 0.95\n"
+        "  --sweep                      streaming metrics for thresholds 0.20, 0.25, ..., 0.995\n"
         "  --calibrate F                threshold for at most F false alarms per hour (stream)\n"
         "  --seed 1                     gap lengths of the recording\n"
         "  --passes 1                   the clips said this many times (later passes shuffled)\n"

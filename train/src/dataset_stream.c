@@ -517,12 +517,17 @@ out:
     return rc;
 }
 
+float stream_eval_grid(int i) {
+    static const float top[] = {0.97f, 0.98f, 0.99f, 0.995f};
+    return i < 16 ? 0.20f + 0.05f * (float)i : top[i - 16 < 4 ? i - 16 : 3];
+}
+
 float stream_eval_calibrate(const struct stream_eval *se, const struct snn_cfg *cfg, int smooth_ms,
                             int refr_ms, double max_fa_per_hour, struct stream_result *res) {
     struct stream_result r;
-    float thr = 0.95f;
-    for (int i = 0; i <= 15; i++) {
-        float t = 0.20f + 0.05f * (float)i;
+    float thr = stream_eval_grid(STREAM_EVAL_GRID_N - 1);
+    for (int i = 0; i < STREAM_EVAL_GRID_N; i++) {
+        float t = stream_eval_grid(i);
         if (stream_eval_score(se, cfg, t, smooth_ms, refr_ms, &r) < 0)
             return -1.0f;
         if (r.hours > 0.0 && (double)r.false_alarms / r.hours <= max_fa_per_hour) {

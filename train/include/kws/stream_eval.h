@@ -151,11 +151,17 @@ int stream_eval_run_passes(struct stream_eval *se, const struct snn_model *m,
 int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, float threshold,
                       int smooth_ms, int refr_ms, struct stream_result *res);
 
-/* The lowest threshold on the grid 0.20, 0.25, ..., 0.95 whose false alarms
+/* The thresholds that calibration and sweeps try: 0.20, 0.25, ..., 0.95,
+ * then 0.97, 0.98, 0.99 and 0.995 for a network trained for the stream,
+ * whose keyword posteriors saturate. */
+#define STREAM_EVAL_GRID_N 20
+float stream_eval_grid(int i);
+
+/* The lowest threshold on the grid (stream_eval_grid) whose false alarms
  * per hour are at most max_fa_per_hour (the highest hit rate within that
- * budget, as hits fall with the threshold); 0.95 if none is. Writes that
- * threshold's result to res (may be NULL). Returns the threshold, or a
- * negative value on -ENOMEM. */
+ * budget, as hits fall with the threshold); the grid's highest if none is.
+ * Writes that threshold's result to res (may be NULL). Returns the
+ * threshold, or a negative value on -ENOMEM. */
 float stream_eval_calibrate(const struct stream_eval *se, const struct snn_cfg *cfg, int smooth_ms,
                             int refr_ms, double max_fa_per_hour, struct stream_result *res);
 
