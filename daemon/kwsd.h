@@ -39,7 +39,8 @@ struct kwsd {
 
     struct transport_pub pub;
     struct audio_capture cap;
-    int cap_open;
+    int cap_open;    /* audio_capture_open succeeded: cap must be closed */
+    int cap_waiting; /* the device has not opened yet since start */
 
     uv_signal_t sig_int, sig_term, sig_hup;
     uv_timer_t heartbeat;

@@ -31,6 +31,7 @@
 #define FILE_BLOCK 4096 /* samples pushed per idle turn in --input mode */
 
 static void kwsd_stop(struct kwsd *k, int code);
+static void kwsd_notify_status(struct kwsd *k);
 
 /* ==== Logging ==== */
 
@@ -196,6 +197,12 @@ static void on_audio(void *ctx, const float *mono, size_t n, int rate) {
         audio_capture_get_stats(&k->cap, &cs);
         if (cs.bad != k->bad_samples)
             count_bad_samples(k, cs.bad);
+        if (k->cap_waiting) {
+            k->cap_waiting = 0;
+            LOGN("capture %s appeared after %u failed attempt(s): listening", k->cfg.audio.device,
+                 cs.errors);
+            kwsd_notify_status(k);
+        }
     }
     if (rate != k->pipe_rate) {
         rc = k->pipe_rate ? audio_pipe_set_in_rate(&k->pipe, rate)
@@ -247,6 +254,16 @@ static void on_file_delay(uv_timer_t *h) {
 
 /* ==== Heartbeat, watchdog, signals ==== */
 
+/* systemd's STATUS= line (systemctl status): what kwsd is listening to. */
+static void kwsd_notify_status(struct kwsd *k) {
+    char st[400];
+    if (k->input_file)
+        return;
+    snprintf(st, sizeof st, "STATUS=%s %s",
+             k->cap_waiting ? "waiting for capture device" : "listening on", k->cfg.audio.device);
+    kwsd_notify(st);
+}
+
 static void on_heartbeat(uv_timer_t *h) {
     struct kwsd *k = h->data;
     struct audio_capture_stats cs = {0};
@@ -266,11 +283,17 @@ static void on_heartbeat(uv_timer_t *h) {
     transport_pub_status(&k->pub, &st);
 }
 
-/* WATCHDOG=1 only while audio flows: a stalled or lost device lets systemd's
- * watchdog restart the service. */
+/* WATCHDOG=1 while audio flows, or while the device is away and capture is
+ * retrying it (missing at start or lost later): a restart cannot bring a
+ * device back, and the retry timer proves the loop alive. An open device
+ * that stalls lets systemd's watchdog restart the service. */
 static void on_watchdog(uv_timer_t *h) {
     struct kwsd *k = h->data;
-    if (k->frames > k->frames_at_watchdog)
+    struct audio_capture_stats cs = {0};
+
+    if (k->cap_open)
+        audio_capture_get_stats(&k->cap, &cs);
+    if (k->frames > k->frames_at_watchdog || (k->cap_open && !cs.open))
         kwsd_notify("WATCHDOG=1");
     k->frames_at_watchdog = k->frames;
 }
@@ -456,10 +479,14 @@ static int start_audio(struct kwsd *k) {
              (long long)info.frames, k->file_rate, k->file_channels);
         return 0;
     }
+    /* A device that is not there yet (a USB microphone that comes up after
+     * kwsd) is waited for like one unplugged later: capture retries it with
+     * backoff while everything else runs. Only invalid settings fail here. */
     struct audio_capture_cfg cc = {
         .device = k->cfg.audio.device,
         .rate = k->cfg.audio.rate,
         .period_ms = k->cfg.audio.period_ms,
+        .wait = 1,
     };
     rc = audio_capture_open(&k->cap, &k->loop, &cc, on_audio, k, msg, sizeof msg);
     if (rc < 0) {
@@ -469,6 +496,13 @@ static int start_audio(struct kwsd *k) {
     k->cap_open = 1;
     struct audio_capture_stats cs;
     audio_capture_get_stats(&k->cap, &cs);
+    if (!cs.open) {
+        k->cap_waiting = 1;
+        LOGN("capture %s is not there yet: kwsd runs without audio (heartbeats, reloads) and "
+             "retries it every %d s at most until it appears",
+             k->cfg.audio.device, AUDIO_CAPTURE_RETRY_MAX_MS / 1000);
+        return 0;
+    }
     LOGI("capture %s: %d Hz, %d channel(s), %s, period %d samples", k->cfg.audio.device, cs.rate,
          cs.channels, cs.format ? cs.format : "?", cs.period);
     return 0;
@@ -636,7 +670,8 @@ int main(int argc, char **argv) {
     if (wd_ms)
         uv_timer_start(&k->watchdog, on_watchdog, wd_ms / 2, wd_ms / 2);
     kwsd_notify("READY=1");
-    LOGN("ready");
+    kwsd_notify_status(k);
+    LOGN("ready%s", k->cap_waiting ? " (waiting for the capture device)" : "");
 
 out:
     uv_run(&k->loop, UV_RUN_DEFAULT);

@@ -158,10 +158,16 @@ static void on_audio(void *ctx, const float *x, size_t n, int rate) {
         audio_capture_close(&s->cap, on_closed);
 }
 
+static int open_wait; /* cfg.wait for the next session_open */
+
 static int session_open(struct session *s, const char *dev, int rate, int format, int channels,
                         size_t want, char *msg, size_t msglen) {
-    struct audio_capture_cfg cc = {
-        .device = dev, .rate = rate, .period_ms = 10, .format = format, .channels = channels};
+    struct audio_capture_cfg cc = {.device = dev,
+                                   .rate = rate,
+                                   .period_ms = 10,
+                                   .format = format,
+                                   .channels = channels,
+                                   .wait = open_wait};
 
     memset(s, 0, sizeof *s);
     cr_assert(eq(int, uv_loop_init(&s->loop), 0));
@@ -514,5 +520,60 @@ Test(audio_capture, unplugged_device_is_reopened, .init = setup, .fini = teardow
     cr_assert(ge(sz, s.reopen_at, at));
     expect_signal(s.got, at, 0, "before the unplug");
     expect_signal(s.got + s.reopen_at, n - s.reopen_at, 0, "after the reopen");
+    free(s.got);
+}
+
+/* Plugs the device in once a retry from the backoff timer has failed too
+ * (the first failure is the open itself). */
+static void on_plug_in(uv_timer_t *t) {
+    struct session *s = t->data;
+    struct audio_capture_stats st;
+
+    audio_capture_get_stats(&s->cap, &st);
+    if (st.errors < 2)
+        return;
+    cr_assert(eq(int, unlink(unplug), 0));
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+/* A device that is not plugged in when capture starts (a USB microphone
+ * that comes up after the daemon): a plain open fails with -ENODEV; with
+ * cfg.wait the open succeeds with the device closed, the backoff timer
+ * retries it, and once it is plugged in its input arrives from the start. */
+Test(audio_capture, device_missing_at_open_is_waited_for, .init = setup, .fini = teardown,
+     .timeout = 20) {
+    struct session s;
+    struct audio_capture_stats st;
+    char msg[256] = "";
+    size_t n = 8000;
+
+    write_raw(infile, F_S16, 1, n);
+    alsa_config(NULL, 0);
+    FILE *f = fopen(unplug, "w");
+    cr_assert(not(eq(ptr, f, NULL)));
+    fclose(f);
+
+    cr_assert(eq(int, session_open(&s, "pollmic", 16000, 0, 0, n, msg, sizeof msg), -ENODEV), "%s",
+              msg);
+    cr_assert(eq(int, uv_loop_close(&s.loop), 0), "a failed open leaves nothing");
+    free(s.got);
+
+    open_wait = 1;
+    cr_assert(eq(int, session_open(&s, "pollmic", 16000, 0, 0, n, msg, sizeof msg), 0), "%s", msg);
+    cr_log_info("%s", msg);
+    cr_assert(not(eq(ptr, strstr(msg, "pollmic: cannot open for capture: "), NULL)), "%s", msg);
+    audio_capture_get_stats(&s.cap, &st);
+    cr_assert(eq(int, st.open, 0), "not open yet");
+    cr_assert(eq(u32, st.errors, 1), "the failed first attempt is counted");
+    uv_timer_init(&s.loop, &s.restore);
+    s.restore.data = &s;
+    uv_timer_start(&s.restore, on_plug_in, 10, 10);
+    session_run(&s);
+    audio_capture_get_stats(&s.cap, &st);
+    cr_log_info("%u failed attempt(s) before the device appeared", st.errors);
+    cr_assert(ge(u32, st.errors, 2), "the backoff timer retried");
+    cr_assert(eq(u32, st.reopens, 1), "opened once it was there");
+    cr_assert(eq(sz, s.n, n));
+    expect_signal(s.got, n, 0, "samples from the late device");
     free(s.got);
 }

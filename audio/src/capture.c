@@ -24,8 +24,8 @@
 #include "kws/frontend.h"
 #include "kws/log.h"
 
-#define RETRY_FIRST_MS 100
-#define RETRY_MAX_MS 5000
+#define RETRY_FIRST_MS AUDIO_CAPTURE_RETRY_FIRST_MS
+#define RETRY_MAX_MS AUDIO_CAPTURE_RETRY_MAX_MS
 #define RECOVERIES_PER_WAKEUP 4
 
 static void cap_on_poll(uv_poll_t *h, int status, int events);
@@ -449,8 +449,9 @@ static void cap_on_timer(uv_timer_t *t) {
         return;
     }
     c->stats.reopens++;
-    KWS_LOG(KWS_LOG_NOTICE, "capture %s: reopened after %u failed attempt(s): %d Hz, %s", c->device,
-            c->attempts, c->stats.rate, c->stats.format);
+    KWS_LOG(KWS_LOG_NOTICE, "capture %s: %s after %u failed attempt(s): %d Hz, %s", c->device,
+            c->opened ? "reopened" : "opened", c->attempts, c->stats.rate, c->stats.format);
+    c->opened = 1;
     cap_watch(c);
 }
 
@@ -482,7 +483,7 @@ int audio_capture_open(struct audio_capture *c, uv_loop_t *loop,
     c->ctx = ctx;
     c->retry_ms = RETRY_FIRST_MS;
     rc = cap_open_pcm(c, msg, msglen);
-    if (rc < 0) {
+    if (rc < 0 && !cfg->wait) {
         free(c->raw);
         free(c->mono);
         free(c->pfds);
@@ -491,6 +492,15 @@ int audio_capture_open(struct audio_capture *c, uv_loop_t *loop,
     }
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
+    if (rc < 0) { /* not there yet: the reopen timer takes over, as after a loss */
+        c->stats.errors++;
+        c->attempts++;
+        KWS_LOG(KWS_LOG_WARNING, "%s; waiting for it (attempt %u, next in %d ms)", msg, c->attempts,
+                c->retry_ms);
+        uv_timer_start(&c->timer, cap_on_timer, (uint64_t)c->retry_ms, 0);
+        return 0;
+    }
+    c->opened = 1;
     cap_watch(c);
     return 0;
 }

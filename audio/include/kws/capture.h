@@ -15,7 +15,13 @@
  *   - any other error (-ENODEV when a USB microphone is unplugged, -EIO, or a
  *     failed recovery) closes the device and reopens it from a uv_timer with
  *     backoff (100 ms, doubling up to 5 s) while the loop keeps running;
- *     stats.open is 0 meanwhile and stats.reopens counts successful reopens.
+ *     stats.open is 0 meanwhile and stats.reopens counts successful reopens;
+ *   - with cfg->wait set, a device that cannot be opened at all yet (a USB
+ *     microphone not plugged in at boot, a name that alsa-lib does not know
+ *     yet) is treated as one lost at once: audio_capture_open succeeds with
+ *     stats.open 0 and the reason in msg, and the same backoff timer opens
+ *     it when it appears (stats.errors counts the failed attempts, the first
+ *     included; stats.reopens becomes 1). Without it such an open fails.
  * Logging: overruns, losses, failed reopens (rate-limited) and reopens go
  * through KWS_LOG; alsa-lib's own error messages, which it would print on
  * stderr, are routed to KWS_LOG at debug level (audio_capture_open installs
@@ -57,6 +63,8 @@
 
 #define AUDIO_CAPTURE_MAX_FDS 8
 #define AUDIO_CAPTURE_DEVICE_LEN 256
+#define AUDIO_CAPTURE_RETRY_FIRST_MS 100 /* first reopen delay */
+#define AUDIO_CAPTURE_RETRY_MAX_MS 5000  /* the delay doubles up to this */
 
 struct _snd_pcm; /* snd_pcm_t of <alsa/asoundlib.h> */
 
@@ -73,13 +81,14 @@ struct audio_capture_cfg {
     int period_ms;      /* requested period, ms; 0 = 20 */
     int format;         /* enum audio_capture_format; 0 = auto */
     int channels;       /* channels to open (channel 0 is used); 0 = the fewest offered */
+    int wait;           /* 1: a device that cannot be opened yet is retried (see below) */
 };
 
 struct audio_capture_stats {
     uint64_t frames;    /* mono samples delivered so far (stream time at the device rate) */
     uint32_t xruns;     /* overruns and other recovered stream stops */
-    uint32_t reopens;   /* successful reopens after a lost device */
-    uint32_t errors;    /* failed (re)open attempts after the first open */
+    uint32_t reopens;   /* successful opens after a lost device or a waited-for one */
+    uint32_t errors;    /* failed open attempts: reopens, and first opens under cfg.wait */
     int open;           /* 1 while the PCM is open and streaming */
     int rate;           /* rate granted by the device, Hz (last open) */
     int channels;       /* channels of the device (only channel 0 is used) */
@@ -111,6 +120,7 @@ struct audio_capture {
     int tick;          /* 1: an fd epoll refuses (null plugin): read every period */
     int retry_ms;      /* next reopen delay */
     uint32_t attempts; /* failed reopen attempts since the loss */
+    int opened;        /* 1 once the PCM has been open (a later open is a reopen) */
     int pending;       /* uv close callbacks still to come */
     int closing;       /* audio_capture_close was called */
     void (*on_closed)(struct audio_capture *c);
@@ -128,7 +138,11 @@ struct audio_capture {
  * ...) is then called from the loop for every block read. Returns 0, or a
  * negative error with "device: reason" (snd_strerror's text) in msg:
  * -ENOENT/-ENODEV... from snd_pcm_open, -KWS_EFORMAT if the device offers no
- * usable format, -ENOMEM. A failed open leaves nothing to close. */
+ * usable format, -ENOMEM. A failed open leaves nothing to close.
+ * With cfg->wait, only invalid settings (-EINVAL) fail: if the device cannot
+ * be opened, the return is still 0, msg says why, stats.open is 0 and the
+ * device is retried with backoff (AUDIO_CAPTURE_RETRY_FIRST_MS doubling up to
+ * AUDIO_CAPTURE_RETRY_MAX_MS) until it opens or audio_capture_close. */
 int audio_capture_open(struct audio_capture *c, uv_loop_t *loop,
                        const struct audio_capture_cfg *cfg, audio_capture_cb cb, void *ctx,
                        char *msg, size_t msglen);
