@@ -32,6 +32,7 @@ struct kwsd {
     struct snn_model model;
     struct snn_state state;
     struct kws_detector det;
+    int64_t time_base_ms; /* stream time of det's frame 0: reloads keep the clock going */
     struct audio_pipe pipe;
     int pipe_rate;               /* input rate the pipe was built for; 0 = not built */
     float *v_out;                /* (n_classes) readout potentials */

@@ -132,6 +132,54 @@ static void net_take(struct kwsd *k, struct kwsd_net *n) {
     n->v_out = k->v_out;
 }
 
+/* Whether two loaded models are the same network: the same header fields
+ * and the same parameters, as two loads of one file are. */
+static int net_same_model(const struct snn_model *a, const struct snn_model *b) {
+    return memcmp(&a->cfg, &b->cfg, sizeof a->cfg) == 0 && a->n_params == b->n_params &&
+           memcmp(a->mem, b->mem, a->n_params * sizeof *a->mem) == 0;
+}
+
+/* Swaps a reload's new set n in for the running one and frees what is not
+ * kept. The event time base always continues, so end_ms never goes back:
+ * - same model (net_same_model): the running network state is kept; so is
+ *   the detector, with the new thresholds, when smoothing and refractory
+ *   are unchanged;
+ * - otherwise the new network starts from rest and the new detector's
+ *   frame 0 is now on the stream clock (k->time_base_ms), with what was
+ *   left of the refractory period carried over.
+ * Returns what happened, for the log line. */
+static const char *net_swap(struct kwsd *k, struct kwsd_net *n) {
+    struct kwsd_net old;
+    const char *what;
+
+    if (net_same_model(&n->model, &k->model)) {
+        if (n->det.cfg.smoothing_frames == k->det.cfg.smoothing_frames &&
+            n->det.cfg.refractory_frames == k->det.cfg.refractory_frames) {
+            memcpy(k->det.cfg.threshold, n->det.cfg.threshold, sizeof k->det.cfg.threshold);
+            net_free(n);
+            return "same model: network state and detector kept";
+        }
+        snn_state_free(&n->state);
+        snn_model_free(&n->model);
+        n->model = k->model;
+        n->state = k->state;
+        memset(&k->model, 0, sizeof k->model);
+        memset(&k->state, 0, sizeof k->state);
+        what = "same model: network state kept, new smoothing or refractory period";
+    } else {
+        what = "new model: the network starts from rest";
+    }
+    int64_t old_ms = k->det.cfg.frame_ms, new_ms = n->det.cfg.frame_ms;
+    int64_t quiet_ms = (k->det.quiet_until - k->det.frame) * old_ms;
+    k->time_base_ms += k->det.frame * old_ms;
+    if (quiet_ms > 0)
+        n->det.quiet_until = (quiet_ms + new_ms - 1) / new_ms;
+    net_take(k, &old);
+    net_install(k, n);
+    net_free(&old);
+    return what;
+}
+
 static const char *base_name(const char *path) {
     const char *s = strrchr(path, '/');
     return s ? s + 1 : path;
@@ -161,8 +209,8 @@ static void on_frame(void *ctx, const float *feat, const float *spikes) {
         .keyword = k->model.cfg.labels[hit.label],
         .score = hit.score,
         .threshold = hit.threshold,
-        .start_ms = hit.start_ms,
-        .end_ms = hit.end_ms,
+        .start_ms = k->time_base_ms + hit.start_ms,
+        .end_ms = k->time_base_ms + hit.end_ms,
         .seq = k->detections,
         .model = k->model_name,
     };
@@ -305,7 +353,7 @@ static void on_watchdog(uv_timer_t *h) {
 static void reload(struct kwsd *k) {
     struct kws_config next;
     struct config_diags d = {0};
-    struct kwsd_net net, old;
+    struct kwsd_net net;
     struct audio_pipe pipe = {0};
     int new_fe = 0, rc;
 
@@ -344,9 +392,7 @@ static void reload(struct kwsd *k) {
         audio_pipe_free(&k->pipe);
         k->pipe = pipe;
     }
-    net_take(k, &old);
-    net_install(k, &net);
-    net_free(&old);
+    const char *kept = net_swap(k, &net);
     if (strcmp(next.audio.device, k->cfg.audio.device) || next.audio.rate != k->cfg.audio.rate ||
         next.audio.period_ms != k->cfg.audio.period_ms)
         LOGW("audio settings changed in %s: they take effect at the next restart",
@@ -360,8 +406,8 @@ static void reload(struct kwsd *k) {
         log_setup(next.logging.level);
     k->cfg = next;
     k->model_name = base_name(k->cfg.model.path); /* points into k->cfg, not the local copy */
-    LOGN("reloaded %s (model %s, %d classes)", k->config_path, k->cfg.model.path,
-         k->model.cfg.n_classes);
+    LOGN("reloaded %s (model %s, %d classes; %s)", k->config_path, k->cfg.model.path,
+         k->model.cfg.n_classes, kept);
     kwsd_notify("READY=1");
 }
 

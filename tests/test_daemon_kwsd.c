@@ -143,7 +143,15 @@ static void write_config(const char *model, const char *extra) {
 /* A small valid model with fixed weights: the default front end, one hidden
  * layer, three classes. It detects nothing in particular; it lets a test run
  * the daemon without a trained model. */
+static void write_small_model_bias(const char *path, float b_yes, float b_unknown);
+
 static void write_small_model(const char *path) {
+    write_small_model_bias(path, 0.0f, 0.0f);
+}
+
+/* The small model with readout biases of its own: with b_yes well above the
+ * silence bias, "yes" fires whenever the refractory period allows. */
+static void write_small_model_bias(const char *path, float b_yes, float b_unknown) {
     struct snn_cfg cfg;
     struct snn_model m = {0};
 
@@ -170,6 +178,11 @@ static void write_small_model(const char *path) {
     for (int i = 0; i < 8; i++)
         m.p.delay[0][i] = (float)(i % 4);
     m.p.b_out[0] = 5.0f; /* silence dominates: nothing fires */
+    if (b_yes != 0.0f) {
+        m.p.b_out[0] = 0.0f;
+        m.p.b_out[1] = b_yes;
+    }
+    m.p.b_out[2] = b_unknown;
     snn_model_prepare(&m);
     cr_assert(eq(int, snn_model_save(&m, path), 0));
     snn_model_free(&m);
@@ -580,6 +593,78 @@ Test(kwsd, reload_with_a_broken_file_keeps_the_running_config) {
     cr_assert(not(eq(ptr, strstr(log, "reloaded"), NULL)), "the good reload applied:\n%s", log);
 }
 
+/* Receives detections until the log holds `until` (NULL: no condition) and
+ * at least `more` further events have come, appending their end_ms to t. */
+static int collect_end_ms(struct sub *s, int64_t *t, int n, int max, const char *until, int more) {
+    char topic[128];
+    int64_t end = now_ms() + 20000;
+    int seen = 0, after = 0;
+
+    while (now_ms() < end && n < max && (!seen || after < more)) {
+        json_t *j = sub_recv(s, topic, sizeof topic, 500);
+        if (!j)
+            continue;
+        t[n++] = json_integer_value(json_object_get(j, "end_ms"));
+        json_decref(j);
+        after += seen;
+        seen = seen || !until || strstr(read_log(), until);
+    }
+    cr_assert(seen && after >= more, "\"%s\" then %d events; log:\n%s", until ? until : "", more,
+              read_log());
+    return n;
+}
+
+/* The event clock across reloads. The model fires "yes" on every frame the
+ * 200 ms refractory period allows, so events come every 210 ms of stream
+ * time. A reload to the same model file keeps the network state and the
+ * detector: that rhythm goes on exactly through it. A reload to another
+ * model, or to other smoothing, starts a new detector, but on the same
+ * clock: end_ms never goes back and the refractory period still holds. */
+Test(kwsd, reload_keeps_the_event_clock) {
+    static const char det[] = "detection:\n  threshold: 0.5\n  smoothing_ms: 50\n"
+                              "  refractory_ms: 200\n";
+    static const char det2[] = "detection:\n  threshold: 0.5\n  smoothing_ms: 80\n"
+                               "  refractory_ms: 200\n";
+    int64_t t[400];
+    int n = 0;
+
+    make_noise(3.0);
+    write_small_model_bias(dat_path("a.kwsm"), 5.0f, 0.0f);
+    write_small_model_bias(dat_path("b.kwsm"), 5.0f, 0.5f);
+    write_config(dat_path("a.kwsm"), det);
+    struct sub s;
+    sub_open(&s, "kws.detection.", 0);
+    pid_t pid = start_kwsd(NULL);
+
+    n = collect_end_ms(&s, t, n, 400, NULL, 4);
+    kill(pid, SIGHUP); /* the same file */
+    n = collect_end_ms(&s, t, n, 400, "same model: network state and detector kept", 4);
+    sh("cp %s %s", dat_path("a.kwsm"), dat_path("a2.kwsm")); /* the same contents, another path */
+    write_config(dat_path("a2.kwsm"), det);
+    kill(pid, SIGHUP);
+    n = collect_end_ms(&s, t, n, 400, "a2.kwsm, 3 classes; same model: network state and", 4);
+    int same = n; /* events received before the model changed */
+    write_config(dat_path("b.kwsm"), det);
+    kill(pid, SIGHUP);
+    n = collect_end_ms(&s, t, n, 400, "b.kwsm, 3 classes; new model", 4);
+    write_config(dat_path("b.kwsm"), det2);
+    kill(pid, SIGHUP);
+    n = collect_end_ms(&s, t, n, 400, "same model: network state kept, new smoothing", 4);
+    kill(pid, SIGTERM);
+    int rc = wait_exit(pid, 10000);
+    sub_close(&s);
+    cr_assert(eq(int, rc, 0), "log:\n%s", read_log());
+
+    for (int i = 1; i < n; i++)
+        cr_log_info("end_ms %lld (+%lld)", (long long)t[i], (long long)(t[i] - t[i - 1]));
+    for (int i = 1; i < same; i++)
+        cr_assert(eq(i64, t[i] - t[i - 1], 210), "event %d: %lld ms after the one before", i,
+                  (long long)(t[i] - t[i - 1]));
+    for (int i = 1; i < n; i++)
+        cr_assert(ge(i64, t[i] - t[i - 1], 210), "event %d: %lld ms after the one before", i,
+                  (long long)(t[i] - t[i - 1]));
+}
+
 /* Each hostile model, sent by SIGHUP, is refused with its message while the
  * daemon keeps running on the old model (heartbeats, frames advancing);
  * then a good model with another front end is built whole and swapped in. */
@@ -664,7 +749,8 @@ Test(kwsd, reload_to_a_hostile_model_keeps_the_old_one) {
     cr_assert(eq(int, named, 2), "heartbeats name narrow.kwsm; log:\n%s", log);
     cr_assert(gt(dbl, f1, f0), "frames advance on the new front end (%.0f -> %.0f)", f0, f1);
     cr_assert(eq(int, rc, 0), "log:\n%s", log);
-    cr_assert(not(eq(ptr, strstr(log, "narrow.kwsm, 2 classes)"), NULL)), "log:\n%s", log);
+    cr_assert(not(eq(ptr, strstr(log, "narrow.kwsm, 2 classes; new model"), NULL)), "log:\n%s",
+              log);
 }
 
 /* kwsd --check-config --model F refuses each hostile model with its
