@@ -11,6 +11,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -570,6 +572,17 @@ int main(int argc, char **argv) {
     int check_only = 0, opt, rc;
     const char *config_path = KWSD_DEFAULT_CONFIG;
     int config_given = 0;
+    sigset_t hup;
+
+    /* 0. SIGHUP's default action ends a process, and a reload may be asked
+     * for as soon as kwsd exists: keep it blocked until its uv_signal
+     * handler is installed (step 5). One that comes meanwhile waits and is
+     * then a reload. Threads started in between (libzmq's) inherit the
+     * mask, so it reaches this thread. SIGINT and SIGTERM keep their default
+     * action until step 5: a stop asked for during start-up stops. */
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
 
     k->log_level = KWS_LOG_INFO;
     while ((opt = getopt_long(argc, argv, "c:d:m:i:l:Vh", opts, NULL)) != -1) {
@@ -706,6 +719,7 @@ int main(int argc, char **argv) {
     uv_signal_start(&k->sig_int, on_signal, SIGINT);
     uv_signal_start(&k->sig_term, on_signal, SIGTERM);
     uv_signal_start(&k->sig_hup, on_signal, SIGHUP);
+    pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
     uv_timer_init(&k->loop, &k->heartbeat);
     k->heartbeat.data = k;
     uint64_t hb_ms = (uint64_t)(k->cfg.transport.heartbeat_s * 1000.0);

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -595,7 +596,8 @@ Test(kwsd, reload_with_a_broken_file_keeps_the_running_config) {
 
 /* Receives detections until the log holds `until` (NULL: no condition) and
  * at least `more` further events have come, appending their end_ms to t. */
-static int collect_end_ms(struct sub *s, int64_t *t, int n, int max, const char *until, int more) {
+static int collect_end_ms(pid_t pid, struct sub *s, int64_t *t, int n, int max, const char *until,
+                          int more) {
     char topic[128];
     int64_t end = now_ms() + 20000;
     int seen = 0, after = 0;
@@ -609,6 +611,8 @@ static int collect_end_ms(struct sub *s, int64_t *t, int n, int max, const char 
         after += seen;
         seen = seen || !until || strstr(read_log(), until);
     }
+    if (!seen || after < more)
+        kill(pid, SIGKILL);
     cr_assert(seen && after >= more, "\"%s\" then %d events; log:\n%s", until ? until : "", more,
               read_log());
     return n;
@@ -636,20 +640,20 @@ Test(kwsd, reload_keeps_the_event_clock) {
     sub_open(&s, "kws.detection.", 0);
     pid_t pid = start_kwsd(NULL);
 
-    n = collect_end_ms(&s, t, n, 400, NULL, 4);
+    n = collect_end_ms(pid, &s, t, n, 400, NULL, 4);
     kill(pid, SIGHUP); /* the same file */
-    n = collect_end_ms(&s, t, n, 400, "same model: network state and detector kept", 4);
+    n = collect_end_ms(pid, &s, t, n, 400, "same model: network state and detector kept", 4);
     sh("cp %s %s", dat_path("a.kwsm"), dat_path("a2.kwsm")); /* the same contents, another path */
     write_config(dat_path("a2.kwsm"), det);
     kill(pid, SIGHUP);
-    n = collect_end_ms(&s, t, n, 400, "a2.kwsm, 3 classes; same model: network state and", 4);
+    n = collect_end_ms(pid, &s, t, n, 400, "a2.kwsm, 3 classes; same model: network state and", 4);
     int same = n; /* events received before the model changed */
     write_config(dat_path("b.kwsm"), det);
     kill(pid, SIGHUP);
-    n = collect_end_ms(&s, t, n, 400, "b.kwsm, 3 classes; new model", 4);
+    n = collect_end_ms(pid, &s, t, n, 400, "b.kwsm, 3 classes; new model", 4);
     write_config(dat_path("b.kwsm"), det2);
     kill(pid, SIGHUP);
-    n = collect_end_ms(&s, t, n, 400, "same model: network state kept, new smoothing", 4);
+    n = collect_end_ms(pid, &s, t, n, 400, "same model: network state kept, new smoothing", 4);
     kill(pid, SIGTERM);
     int rc = wait_exit(pid, 10000);
     sub_close(&s);
@@ -986,6 +990,47 @@ Test(kwsd, a_muted_input_rests_the_network_until_sound_returns) {
     cr_assert(eq(int, sscanf(back, "sound is back after %lf s", &secs), 1));
     cr_expect(ge(dbl, secs, 2.0), "the silence lasted %g s", secs);
     cr_expect(le(dbl, secs, 2.5), "the silence lasted %g s", secs);
+}
+
+/* SIGHUP from the start. systemd or a user may ask for a reload as soon as
+ * the process exists; SIGHUP's default action would end it. kwsd keeps
+ * SIGHUP blocked from main's first statement until its handler is in place,
+ * so one that comes earlier becomes a reload. The window before main (the
+ * dynamic loader) is outside any program's reach, so the signals start at
+ * kwsd's first file access, the opening of its configuration (inotify),
+ * and go on every 2 ms through start-up, ten times over. */
+Test(kwsd, sighup_during_start_up_is_a_reload) {
+    write_small_model(dat_path("small.kwsm"));
+    make_noise(2.0);
+    write_config(dat_path("small.kwsm"), NULL);
+    for (int run = 0; run < 10; run++) {
+        int in = inotify_init1(IN_CLOEXEC);
+        cr_assert(ge(int, in, 0));
+        cr_assert(ge(int, inotify_add_watch(in, dat_path("kwsd.yaml"), IN_OPEN), 0));
+        pid_t pid = start_kwsd(NULL);
+        struct pollfd p = {.fd = in, .events = POLLIN};
+        cr_assert(eq(int, poll(&p, 1, 10000), 1), "run %d: kwsd opens its configuration", run);
+        int sent = 0, status = 0;
+        pid_t gone = 0;
+        for (int64_t end = now_ms() + 60; now_ms() < end && !gone; sent++) {
+            kill(pid, SIGHUP);
+            usleep(2000);
+            gone = waitpid(pid, &status, WNOHANG);
+        }
+        close(in);
+        cr_assert(eq(int, gone, 0), "run %d: kwsd ended (status %#x) after %d SIGHUPs; log:\n%s",
+                  run, status, sent, read_log());
+        int64_t end = now_ms() + 10000;
+        while (now_ms() < end && !strstr(read_log(), "reloaded"))
+            usleep(10000);
+        kill(pid, SIGTERM);
+        int rc = wait_exit(pid, 10000);
+        char *log = read_log();
+        cr_assert(eq(int, rc, 0), "run %d: log:\n%s", run, log);
+        cr_assert(not(eq(ptr, strstr(log, "ready"), NULL)), "run %d: started; log:\n%s", run, log);
+        cr_assert(not(eq(ptr, strstr(log, "reloaded"), NULL)),
+                  "run %d: a SIGHUP reloaded; log:\n%s", run, log);
+    }
 }
 
 /* systemd's notify protocol over a real AF_UNIX datagram socket: READY=1
