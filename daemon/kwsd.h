@@ -53,6 +53,8 @@ struct kwsd {
     struct sf_private_tag *file; /* --input: the open file (libsndfile SNDFILE) */
     float *file_buf;             /* (FILE_BLOCK, file_channels) */
     int file_rate, file_channels;
+    int64_t file_frames; /* frames the file's header announces (SF_COUNT_MAX: unknown) */
+    int64_t file_read;   /* frames read so far */
 
     uint64_t start_ns;           /* uv_hrtime at start */
     uint64_t frames;             /* 10 ms frames processed */

@@ -280,6 +280,7 @@ static void on_file_feed(uv_idle_t *h) {
     sf_count_t got = sf_readf_float(k->file, k->file_buf, FILE_BLOCK);
 
     if (got > 0) {
+        k->file_read += got;
         for (sf_count_t i = 0; i < got; i++) /* first channel, as capture does */
             k->file_buf[i] = k->file_buf[i * k->file_channels];
         size_t bad = audio_sanitize(k->file_buf, (size_t)got);
@@ -289,6 +290,20 @@ static void on_file_feed(uv_idle_t *h) {
     }
     if (got < FILE_BLOCK && !k->stopping) {
         double audio_s = (double)k->audio_ns / 1e9;
+        /* A short read is the end only if libsndfile reports no error and the
+         * file gave every frame its header announced (SF_COUNT_MAX: unknown). */
+        if (sf_error(k->file) != SF_ERR_NO_ERROR) {
+            LOGE("%s: decode error after %.1f s of audio: %s", k->input_file, audio_s,
+                 sf_strerror(k->file));
+            kwsd_stop(k, 1);
+            return;
+        }
+        if (k->file_frames != SF_COUNT_MAX && k->file_read < k->file_frames) {
+            LOGE("%s: ends after %lld of the %lld frames its header announces", k->input_file,
+                 (long long)k->file_read, (long long)k->file_frames);
+            kwsd_stop(k, 1);
+            return;
+        }
         LOGN("end of %s: %.1f s of audio, %llu detections, real-time factor %.4f", k->input_file,
              audio_s, (unsigned long long)k->detections,
              audio_s > 0 ? (double)k->busy_ns / (double)k->audio_ns : 0.0);
@@ -514,6 +529,7 @@ static int start_audio(struct kwsd *k) {
             return KWS_EFORMAT;
         }
         k->file_rate = info.samplerate;
+        k->file_frames = info.frames;
         k->file_channels = info.channels;
         k->file_buf = malloc((size_t)FILE_BLOCK * (size_t)info.channels * sizeof(float));
         if (!k->file_buf)

@@ -897,6 +897,28 @@ Test(kwsd, input_file_runs_to_its_end_and_exits) {
     cr_assert(not(eq(ptr, strstr(log, "end of"), NULL)), "log:\n%s", log);
     cr_assert(not(eq(ptr, strstr(log, "4.0 s of audio"), NULL)), "the whole file:\n%s", log);
 
+    /* A file that breaks off is a decode error, not its end: a FLAC file
+     * cut short, and one with 16 bytes overwritten in its middle. */
+    sh("sox %s/audio.wav %s/whole.flac", dir, dir);
+    sh("head -c 30000 %s/whole.flac > %s/cut.flac", dir, dir);
+    sh("cp %s/whole.flac %s/corrupt.flac && printf '\\377\\377\\377\\377\\377\\377\\377\\377"
+       "\\377\\377\\377\\377\\377\\377\\377\\377' | dd of=%s/corrupt.flac bs=1 seek=20000 "
+       "conv=notrunc 2>/dev/null",
+       dir, dir, dir);
+    static const char *const broken[] = {"cut.flac", "corrupt.flac"};
+    for (int i = 0; i < 2; i++) {
+        pid = start_kwsd2("--input", dat_path(broken[i]));
+        rc = wait_exit(pid, 30000);
+        log = read_log();
+        cr_assert(eq(int, rc, 1), "%s: exit status; log:\n%s", broken[i], log);
+        cr_assert(not(eq(ptr, strstr(log, "decode error after"), NULL)), "%s: log:\n%s", broken[i],
+                  log);
+        cr_assert(eq(ptr, strstr(log, "end of"), NULL), "%s: not an end; log:\n%s", broken[i], log);
+    }
+    pid = start_kwsd2("--input", dat_path("whole.flac"));
+    rc = wait_exit(pid, 30000);
+    cr_assert(eq(int, rc, 0), "the whole FLAC file; log:\n%s", read_log());
+
     /* A file that is not audio is a clear error naming it. */
     write_file(dat_path("notaudio.wav"), "hello");
     pid = start_kwsd2("--input", dat_path("notaudio.wav"));
