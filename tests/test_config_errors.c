@@ -231,3 +231,32 @@ Test(config_errors, many_errors_truncate) {
     cr_expect(not(eq(ptr, strstr(out, "\n(8 more errors)\n"), NULL)), "%s", out);
     free(out);
 }
+
+/* 100,000 keys in one mapping. Finding duplicates used to compare each key
+ * with every earlier one: over a minute for this file, which the timeout
+ * turns into a failure. Every key is unknown, one is given twice (near the
+ * start, so its message is among the first ones kept), and each problem is
+ * reported with its exact position, as for a small file. */
+Test(config_errors, hundred_thousand_keys, .timeout = 10) {
+    enum { N = 100000 };
+    size_t cap = 32 + (size_t)N * 16, o = 0;
+    char *yaml = malloc(cap);
+    struct kws_config cfg;
+    struct config_diags d;
+
+    cr_assert(not(eq(ptr, yaml, NULL)));
+    o += (size_t)snprintf(yaml + o, cap - o, "audio:\n  k0: 1\n  k1: 1\n  k0: 2\n");
+    for (int i = 2; i < N; i++)
+        o += (size_t)snprintf(yaml + o, cap - o, "  k%d: 1\n", i);
+    o += (size_t)snprintf(yaml + o, cap - o, "  k%d: 2\n", N - 1);
+    config_defaults(&cfg);
+    cr_assert(eq(int, config_parse_string(&cfg, "t.yaml", yaml, &d), KWS_ECONFIG));
+    free(yaml);
+    cr_assert(eq(int, d.n, KWS_CONFIG_DIAG_MAX));
+    cr_expect(eq(str, d.msg[0], "t.yaml:2:3: audio.k0: unknown key"));
+    cr_expect(eq(str, d.msg[1], "t.yaml:3:3: audio.k1: unknown key"));
+    cr_expect(eq(str, d.msg[2], "t.yaml:4:3: audio.k0: duplicate key (first at line 2:3)"));
+    cr_expect(eq(str, d.msg[3], "t.yaml:5:3: audio.k2: unknown key"));
+    /* N unknown keys and two duplicates */
+    cr_expect(eq(int, d.truncated, N + 2 - KWS_CONFIG_DIAG_MAX));
+}

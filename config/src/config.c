@@ -402,10 +402,66 @@ static void set_endpoints(struct walk *w, const struct cfg_key *k, const yaml_no
     c->transport.n_endpoints = n;
 }
 
+/* ==== Duplicate keys ==== */
+
+/* A mapping's keys sorted by text, then by position, so that equal keys sit
+ * together with the first one first: O(n log n) for the whole mapping
+ * where comparing each key with every earlier one took O(n^2) (100,000
+ * keys: over a minute). */
+struct key_ref {
+    const unsigned char *text;
+    size_t len;
+    size_t pos; /* index of the pair in the mapping */
+};
+
+static int key_ref_cmp(const void *a, const void *b) {
+    const struct key_ref *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->text, y->text, n);
+
+    if (c)
+        return c;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+/* For each pair of map, the key node of the first earlier pair whose
+ * scalar key has the same text, or NULL: a malloc'd array of one entry per
+ * pair (the caller frees it), or NULL if memory runs out. */
+static const yaml_node_t **dup_keys(yaml_document_t *doc, const yaml_node_t *map) {
+    const yaml_node_pair_t *pairs = map->data.mapping.pairs.start;
+    size_t n = (size_t)(map->data.mapping.pairs.top - pairs), m = 0;
+    const yaml_node_t **first = calloc(n ? n : 1, sizeof *first);
+    struct key_ref *refs = malloc((n ? n : 1) * sizeof *refs);
+
+    if (!first || !refs) {
+        free(first);
+        free(refs);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const yaml_node_t *k = yaml_document_get_node(doc, pairs[i].key);
+        if (k->type == YAML_SCALAR_NODE)
+            refs[m++] = (struct key_ref){k->data.scalar.value, k->data.scalar.length, i};
+    }
+    qsort(refs, m, sizeof *refs, key_ref_cmp);
+    for (size_t i = 1, head = 0; i < m; i++) {
+        if (refs[i].len == refs[head].len &&
+            memcmp(refs[i].text, refs[head].text, refs[i].len) == 0)
+            first[refs[i].pos] = yaml_document_get_node(doc, pairs[refs[head].pos].key);
+        else
+            head = i;
+    }
+    free(refs);
+    return first;
+}
+
 /* The position of an earlier pair in map whose key equals pair's key, or
- * NULL. Keys are compared as scalar text. */
-static const yaml_node_t *dup_key(yaml_document_t *doc, const yaml_node_t *map,
-                                  const yaml_node_pair_t *pair) {
+ * NULL, by comparing with each earlier key: the fallback when dup_keys has
+ * no memory. */
+static const yaml_node_t *dup_key_scan(yaml_document_t *doc, const yaml_node_t *map,
+                                       const yaml_node_pair_t *pair) {
     const yaml_node_t *k = yaml_document_get_node(doc, pair->key);
     for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < pair; p++) {
         const yaml_node_t *pk = yaml_document_get_node(doc, p->key);
@@ -416,11 +472,12 @@ static const yaml_node_t *dup_key(yaml_document_t *doc, const yaml_node_t *map,
     return NULL;
 }
 
-/* Checks a mapping key: a scalar, not seen before in this mapping. Fills full
- * with prefix.key. Returns the key node, or NULL after reporting. */
+/* Checks a mapping key: a scalar, not seen before in this mapping (dups
+ * from dup_keys, or NULL to scan). Fills full with prefix.key. Returns the
+ * key node, or NULL after reporting. */
 static const yaml_node_t *map_key(struct walk *w, const yaml_node_t *map,
-                                  const yaml_node_pair_t *pair, const char *prefix, char *full,
-                                  size_t fulllen) {
+                                  const yaml_node_pair_t *pair, const yaml_node_t **dups,
+                                  const char *prefix, char *full, size_t fulllen) {
     char show[64];
     const yaml_node_t *k = yaml_document_get_node(w->doc, pair->key);
 
@@ -433,7 +490,8 @@ static const yaml_node_t *map_key(struct walk *w, const yaml_node_t *map,
         snprintf(full, fulllen, "%s.%s", prefix, (const char *)k->data.scalar.value);
     else
         snprintf(full, fulllen, "%s", (const char *)k->data.scalar.value);
-    const yaml_node_t *first = dup_key(w->doc, map, pair);
+    const yaml_node_t *first =
+        dups ? dups[pair - map->data.mapping.pairs.start] : dup_key_scan(w->doc, map, pair);
     if (first) {
         walk_err(w, k, full, "duplicate key (first at line %zu:%zu)", first->start_mark.line + 1,
                  first->start_mark.column + 1);
@@ -456,9 +514,10 @@ static void set_keywords(struct walk *w, const struct cfg_key *k, const yaml_nod
                  node_show(v, show, sizeof show));
         return;
     }
+    const yaml_node_t **dups = dup_keys(w->doc, v);
     for (const yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top;
          p++) {
-        const yaml_node_t *kn = map_key(w, v, p, k->name, full, sizeof full);
+        const yaml_node_t *kn = map_key(w, v, p, dups, k->name, full, sizeof full);
         if (!kn)
             continue;
         const char *label = (const char *)kn->data.scalar.value;
@@ -479,6 +538,7 @@ static void set_keywords(struct walk *w, const struct cfg_key *k, const yaml_nod
         kw->col = (int)kn->start_mark.column + 1;
         c->detection.n_keywords++;
     }
+    free(dups);
 }
 
 static void walk_value(struct walk *w, const struct cfg_key *k, const yaml_node_t *v) {
@@ -495,10 +555,11 @@ static void walk_value(struct walk *w, const struct cfg_key *k, const yaml_node_
 /* Walks one mapping whose keys are under prefix ("" at the top level). */
 static void walk_mapping(struct walk *w, const yaml_node_t *map, const char *prefix) {
     char full[128], show[64];
+    const yaml_node_t **dups = dup_keys(w->doc, map);
 
     for (const yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
          p++) {
-        const yaml_node_t *kn = map_key(w, map, p, prefix, full, sizeof full);
+        const yaml_node_t *kn = map_key(w, map, p, dups, prefix, full, sizeof full);
         if (!kn)
             continue;
         const yaml_node_t *v = yaml_document_get_node(w->doc, p->value);
@@ -515,6 +576,7 @@ static void walk_mapping(struct walk *w, const yaml_node_t *map, const char *pre
             walk_err(w, kn, full, "unknown key");
         }
     }
+    free(dups);
 }
 
 /* ==== Loading ==== */
