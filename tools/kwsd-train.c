@@ -80,7 +80,8 @@ static void usage(void) {
         "  --snr LO,HI --shift-ms 100 --speed LO,HI   augmentation (speed e.g. 0.9,1.1)\n"
         "  --context-ms 0 --p-context 0.7   frames of context before each example's window,\n"
         "                         and how often another word ends in it\n"
-        "  --p-cold 0             how often the context is digital silence (a cold start)\n"
+        "  --p-cold 0             how often the context (with --windows: the whole window's\n"
+        "                         background) is digital silence (a cold start)\n"
         "  --tilt 0               random spectral tilt y = x[n] - a x[n-1], |a| <= tilt\n"
         "  --trim-ms 0            mute up to this much of half the words' onsets\n"
         "  --floor 0              how often white hiss is added to an example, at\n"
@@ -1259,6 +1260,7 @@ int main(int argc, char **argv) {
     if (o.windows) {
         win.T = (int)(o.window_ms / (1000.0f * (float)cfg.fe.hop / (float)cfg.fe.sample_rate));
         win.p_keyword = o.p_keyword;
+        win.p_cold = o.p_cold;
         if (window_pools(&ds, &win, &pool_mem) < 0) {
             fprintf(stderr, "kwsd-train: out of memory\n");
             return 1;

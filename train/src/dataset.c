@@ -745,7 +745,8 @@ int dataset_render_window(const struct dataset *ds, const struct ds_window *w,
         n_lvl++;
         cur = pos + w_off + (long)(gap_lo + (gap_hi - gap_lo) * train_rng_uniform(&rng));
     }
-    if (ds->n_noise) {
+    int cold = w->p_cold > 0.0f && train_rng_uniform(&rng) < w->p_cold;
+    if (ds->n_noise && !cold) {
         /* one noise recording under the whole window, at an SNR against the
          * items' mean level */
         size_t k = (size_t)(train_rng_uniform(&rng) * (float)ds->n_noise) % ds->n_noise;
@@ -759,7 +760,8 @@ int dataset_render_window(const struct dataset *ds, const struct ds_window *w,
         for (size_t j = 0; j < ns; j++)
             buf[j] += ng * nx[(off + j) % nn];
     }
-    tilt_and_floor(buf, ns, aug, &rng, stream);
+    if (!cold)
+        tilt_and_floor(buf, ns, aug, &rng, stream);
     for (size_t k = 0; k < ns; k++)
         buf[k] = buf[k] > 0.999f ? 0.999f : buf[k] < -0.999f ? -0.999f : buf[k];
     audio_fe_reset(fe);

@@ -156,6 +156,8 @@ struct ds_window {
     float p_negative;           /* share of the other items that are negative phrases */
     int peak_before;            /* peak region: frames before the keyword's end */
     int peak_after;             /* and after it */
+    float p_cold;               /* share of windows over digital silence: no noise, no hiss,
+                                 * as from a muted input or a file padded with zeros */
     const size_t *kw, *unk, *neg, *hard;
     size_t n_kw, n_unk, n_neg, n_hard;
     float p_hard;
