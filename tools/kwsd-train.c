@@ -5,7 +5,8 @@
  * gradient BPTT (kws/train.h) on augmented renders (kws/dataset.h), prints one
  * progress line per epoch, keeps a resumable checkpoint, and writes the model
  * with the best validation accuracy as a .kwsm file. See docs/MODELS.md for
- * the commands that trained the shipped models.
+ * the commands that trained the shipped models. Every option, its range,
+ * default and help live in one table (train_opts, parsed by tools/opt.h).
  *
  *     kwsd-train --data /data/speech_commands --labels yes,no,...,_silence_,_unknown_ \
  *                --out models/commands.kwsm [--epochs 40] [--resume]
@@ -13,9 +14,10 @@
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
-#include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,123 +30,217 @@
 #include "kws/frontend.h"
 #include "kws/stream_eval.h"
 #include "kws/train.h"
+#include "opt.h"
 
+/* ==== Options ==== */
+
+/* Everything the command line sets (the table below says what each is). */
 struct opts {
-    const char *data, *out, *ckpt, *synth, *noise, *extra, *flite;
-    char labels[1024];
-    char hidden[256], rec[256];
+    const char *data, *out, *ckpt, *synth, *noise, *extra, *flite, *teacher, *init, *negatives;
+    char labels[SNN_MAX_CLASSES][SNN_LABEL_LEN];
+    int n_labels;
+    int hidden[SNN_MAX_LAYERS], n_hidden;
+    int rec[SNN_MAX_LAYERS], n_rec; /* indices in rec_names */
     int epochs, batch, copies, T, k, conv_ch, d_max, resume, seed, threads, synth_n, synth_rate;
     float lr, lr_delay, wd, drop_ff, drop_rec, sigma_init, sigma_decay, bg_weight, fg_weight,
         win_weight;
-    float beta0, beta_rec, out_beta, sg_alpha, delay_lo, delay_hi;
-    float snr_lo, snr_hi, shift_ms, fmax, out_gain, speed_lo, speed_hi, context_ms, p_context,
-        p_cold, tilt, calib_fa, trim_ms, pcen_release, floor_p, floor_lo, floor_hi;
-    int surrogate, detach, no_bn;
+    float beta0, beta_rec, out_beta, sg_alpha, delay_init[2];
+    float snr[2], shift_ms, fmax, out_gain, speed[2], context_ms, p_context, p_cold, tilt, calib_fa,
+        trim_ms, pcen_release, floor_p, floor_db[2];
+    int surrogate; /* index in surrogate_names */
+    int no_detach, no_bn;
     float enc[KWS_ENC_MAX_LEVELS];
     int n_enc;
     int max_train;
-    int fmask_n, fmask_w, tmask_n, tmask_w;
+    int fmask[2], tmask[2]; /* N, W */
     float ema;
     int stream_val, select_stream, synth_unk, in_delay, calib_passes;
-    const char *teacher, *init;
     float kd_weight, kd_temp;
-    const char *negatives;
     int windows, mine_every;
     float window_ms, p_keyword;
 };
 
-static void usage(void) {
-    fprintf(
-        stderr,
-        "usage: kwsd-train --data DIR --labels a,b,... --out FILE.kwsm [options]\n"
-        "  --hidden 256,256       neurons per hidden layer\n"
-        "  --rec none,conv        per layer: none | conv | dense\n"
-        "  --k 5 --d-max 40       conv taps, largest delay (steps)\n"
-        "  --conv-ch 1            conv channels G: a conv layer's neurons are G channels\n"
-        "                         of C/G positions, its kernel is (G, G, K)\n"
-        "  --epochs 40 --batch 64 --copies 1 --frames 100\n"
-        "  --lr 5e-3 --lr-delay 5e-2 --wd 1e-5 --seed 1 --threads 0\n"
-        "  --drop-ff 0.4 --drop-rec 0.2 --sigma-init 10 --sigma-decay 0.95\n"
-        "  --beta 0.0476 --beta-rec 0.386 --out-beta 0.0476 (membrane decays) --out-gain 1\n"
-        "  --fmax HZ              upper edge of the mel filterbank (default: the front end's)\n"
-        "  --pcen-release S       PCEN smoother coefficient while a band's energy falls (0:\n"
-        "                         the rising one, 0.025); e.g. 0.2 follows the noise floor\n"
-        "                         down within ~0.2 s after a loud noise stops\n"
-        "  --surrogate atan|triangle --sg-alpha 5 --no-detach --no-bn\n"
-        "  --delay-init LO,HI     initial delays (steps)\n"
-        "  --in-delay 0           > 0: layers after the first also learn one delay per input\n"
-        "                         channel, up to this many steps (they start in [0, 20])\n"
-        "  --bg-weight 1          streaming loss weight (silence on background frames)\n"
-        "  --fg-weight 1          streaming loss weight (label on the frames after the word)\n"
-        "  --win-weight 0         streaming loss weight (mean label posterior over those frames)\n"
-        "  --snr LO,HI --shift-ms 100 --speed LO,HI   augmentation (speed e.g. 0.9,1.1)\n"
-        "  --context-ms 0 --p-context 0.7   frames of context before each example's window,\n"
-        "                         and how often another word ends in it\n"
-        "  --p-cold 0             how often the context (with --windows: the whole window's\n"
-        "                         background) is digital silence (a cold start)\n"
-        "  --tilt 0               random spectral tilt y = x[n] - a x[n-1], |a| <= tilt\n"
-        "  --trim-ms 0            mute up to this much of half the words' onsets\n"
-        "  --floor 0              how often white hiss is added to an example, at\n"
-        "  --floor-db=-100,-50    this level (dBFS RMS): hiss alone must read as silence\n"
-        "  --ema 0                > 0: validate and export a moving average of the weights\n"
-        "                         (decay per step, e.g. 0.999) instead of the weights\n"
-        "  --stream-val           score every epoch on the validation stream too (hit rate\n"
-        "                         within --calib-fa false alarms per hour)\n"
-        "  --select clip|stream   keep the epoch with the best clip accuracy (default) or\n"
-        "                         stream hit rate (implies --stream-val)\n"
-        "  --freq-mask N,W --time-mask N,W   SpecAugment: N masks of up to W mel bands\n"
-        "                         (all levels) / W frames with no spikes, per example\n"
-        "  --teacher M.kwsm       distil from a trained model (same labels, front end and\n"
-        "                         encoder, e.g. the dense DelRec model): adds --kd-weight 1\n"
-        "                         * T^2 * KL of the teacher's and the student's clip scores\n"
-        "                         at temperature --kd-temp 4\n"
-        "  --calib-fa 10          store the detection threshold that gives at most this many\n"
-        "                         false alarms per hour on the validation stream\n"
-        "  --calib-passes 1       validation stream: the clips said this many times (each\n"
-        "                         later pass shuffled), for calibration and --stream-val\n"
-        "  --enc t0,t1,...        level-encoder thresholds (default: the front end's)\n"
-        "  --synth DIR            espeak-ng keyword clips (generated into DIR if empty)\n"
-        "  --synth-per-voice 2 --synth-rate 16000   clips per voice and word, their rate\n"
-        "  --synth-unknown 2      non-keyword clips per voice (> 2 adds everyday and\n"
-        "                         keyword-like words; use a new --synth DIR)\n"
-        "  --noise DIR            extra background noise files\n"
-        "  --extra DIR            another folder-per-label set whose clips all train\n"
-        "  --flite DIR            flite's voices say the keywords (and, with _unknown_,\n"
-        "                         other words) into DIR if it is new; all of it trains\n"
-        "  --windows 0            > 0: train for the stream: this many windows per epoch,\n"
-        "                         each --window-ms 3000 of keywords, unknown words and\n"
-        "                         negatives over noise, --p-keyword 0.5 of the items\n"
-        "                         keywords; per-frame filler targets and a max-pooled peak\n"
-        "                         of the smoothed keyword posterior after each keyword\n"
-        "                         (--bg-weight, --win-weight; kws/train.h)\n"
-        "  --negatives DIR        negative phrases, a folder per word split by its lists\n"
-        "                         (the training words go into the windows)\n"
-        "  --mine-every 0         > 0: every this many epochs, run the model over the\n"
-        "                         training negatives and draw the ones it fired on (at\n"
-        "                         0.5) in half of the next windows' negative items\n"
-        "  --ckpt FILE --resume   checkpoint path (default OUT.ckpt) and resume from it\n"
-        "  --init CKPT            start from another training's checkpoint (fine-tuning):\n"
-        "                         its hidden layers, and its readout if the labels match;\n"
-        "                         the layers and front end options must be the same; or\n"
-        "                         from a model file (M.kwsm, e.g. a shipped model), which\n"
-        "                         needs --no-bn (its BatchNorm is folded into its weights)\n");
-}
+static const char *const rec_names[] = {"none", "conv", "dense", NULL};
+static const int rec_kinds[] = {SNN_REC_NONE, SNN_REC_CONV, SNN_REC_DENSE};
+static const char *const surrogate_names[] = {"atan", "triangle", NULL};
+static const int surrogate_kinds[] = {TRAIN_SG_ATAN, TRAIN_SG_TRIANGLE};
+static const char *const select_names[] = {"clip", "stream", NULL};
 
-static int parse_pair(const char *s, float *a, float *b) {
-    char *end;
-    *a = strtof(s, &end);
-    if (*end != ',')
-        return -1;
-    *b = strtof(end + 1, &end);
-    return *end ? -1 : 0;
-}
+#define O(f) offsetof(struct opts, f)
+#define LIST(f) O(f), .count = O(n_##f)
 
-static int split_csv(char *s, char **out, int max) {
-    int n = 0;
-    for (char *tok = strtok(s, ","); tok && n < max; tok = strtok(NULL, ","))
-        out[n++] = tok;
-    return n;
-}
+/* The options, in --help's order. Ranges are what the trainer can use; the
+ * library checks the network and the front end as a whole (snn_cfg_validate,
+ * audio_fe_cfg_check) once the options are combined. */
+static const struct opt train_opts[] = {
+    {"data", OPT_PATH, O(data), .required = 1, .meta = "DIR",
+     .help = "folder-per-label data set (Speech Commands layout)"},
+    {"labels", OPT_NAMES, LIST(labels), .min_n = 2, .max_n = SNN_MAX_CLASSES, .size = SNN_LABEL_LEN,
+     .required = 1, .meta = "a,b,...", .help = "the model's classes, in order"},
+    {"out", OPT_PATH, O(out), .required = 1, .meta = "FILE.kwsm", .help = "model file to write"},
+    {"hidden", OPT_INTS, LIST(hidden), .min = 1, .max = SNN_MAX_NEURONS, .min_n = 1,
+     .max_n = SNN_MAX_LAYERS, .def = "256,256", .help = "neurons per hidden layer"},
+    {"rec", OPT_ENUMS, LIST(rec), .names = rec_names, .min_n = 1, .max_n = SNN_MAX_LAYERS,
+     .def = "none,conv", .help = "per layer: none | conv | dense"},
+    {"k", OPT_INT, O(k), .min = 1, .max = SNN_MAX_K, .def = "5", .help = "conv taps"},
+    {"d-max", OPT_INT, O(d_max), .min = 0, .max = SNN_MAX_DELAY, .def = "40",
+     .help = "largest delay (steps)"},
+    {"conv-ch", OPT_INT, O(conv_ch), .min = 0, .max = SNN_MAX_CH, .meta = "G",
+     .help = "conv channels G (default 1): a conv layer's neurons are G channels\n"
+             "of C/G positions, its kernel is (G, G, K)"},
+    {"epochs", OPT_INT, O(epochs), .min = 1, .max = 100000, .def = "40", .help = "epochs"},
+    {"batch", OPT_INT, O(batch), .min = 1, .max = 65536, .def = "64", .help = "batch size"},
+    {"copies", OPT_INT, O(copies), .min = 1, .max = 1000, .def = "1",
+     .help = "augmented renders of each clip per epoch"},
+    {"frames", OPT_INT, O(T), .min = 1, .max = 10000, .def = "100",
+     .help = "frames per example, 10 ms each"},
+    {"lr", OPT_FLOAT, O(lr), .min = 0, .max = 10, .def = "5e-3", .help = "learning rate"},
+    {"lr-delay", OPT_FLOAT, O(lr_delay), .min = 0, .max = 100, .def = "5e-2",
+     .help = "learning rate of the delays"},
+    {"wd", OPT_FLOAT, O(wd), .min = 0, .max = 1, .def = "1e-5", .help = "weight decay"},
+    {"seed", OPT_INT, O(seed), .min = 0, .max = INT_MAX, .def = "1", .help = "random seed"},
+    {"threads", OPT_INT, O(threads), .min = 0, .max = 1024, .def = "0",
+     .help = "OpenMP threads (0: all cores)"},
+    {"drop-ff", OPT_FLOAT, O(drop_ff), .min = 0, .max = 1, .open = OPT_OPEN_MAX, .def = "0.4",
+     .help = "dropout of the feed-forward layers"},
+    {"drop-rec", OPT_FLOAT, O(drop_rec), .min = 0, .max = 1, .open = OPT_OPEN_MAX, .def = "0.2",
+     .help = "dropout of the recurrent layers"},
+    {"sigma-init", OPT_FLOAT, O(sigma_init), .min = 0, .max = 1000, .def = "10",
+     .help = "width of the delay-spreading triangle kernel at the start"},
+    {"sigma-decay", OPT_FLOAT, O(sigma_decay), .min = 0, .max = 1, .def = "0.95",
+     .help = "its decay per epoch"},
+    {"beta", OPT_FLOAT, O(beta0), .min = 0, .max = 1, .def = "0.047619",
+     .help = "membrane decay of the feed-forward layers"},
+    {"beta-rec", OPT_FLOAT, O(beta_rec), .min = 0, .max = 1, .def = "0.38583",
+     .help = "membrane decay of the recurrent layers"},
+    {"out-beta", OPT_FLOAT, O(out_beta), .min = 0, .max = 1, .def = "0.047619",
+     .help = "membrane decay of the readout"},
+    {"out-gain", OPT_FLOAT, O(out_gain), .min = 0, .max = 1000, .open = OPT_OPEN_MIN, .def = "1",
+     .help = "gain of the readout"},
+    {"fmax", OPT_FLOAT, O(fmax), .min = 0, .max = 8000, .meta = "HZ",
+     .help = "upper edge of the mel filterbank (default: the front end's)"},
+    {"pcen-release", OPT_FLOAT, O(pcen_release), .min = 0, .max = 1, .meta = "S",
+     .help = "PCEN smoother coefficient while a band's energy falls (0:\n"
+             "the rising one, 0.025); e.g. 0.2 follows the noise floor\n"
+             "down within ~0.2 s after a loud noise stops"},
+    {"surrogate", OPT_ENUM, O(surrogate), .names = surrogate_names, .def = "atan",
+     .help = "surrogate gradient of the spike"},
+    {"sg-alpha", OPT_FLOAT, O(sg_alpha), .min = 0, .max = 1000, .open = OPT_OPEN_MIN, .def = "5",
+     .help = "its slope"},
+    {"no-detach", OPT_FLAG, O(no_detach), .help = "let the gradient flow through the reset"},
+    {"no-bn", OPT_FLAG, O(no_bn), .help = "no batch normalisation"},
+    {"delay-init", OPT_PAIR, O(delay_init), .min = 0, .max = SNN_MAX_DELAY, .def = "10,30",
+     .help = "initial delays (steps)"},
+    {"in-delay", OPT_INT, O(in_delay), .min = 0, .max = SNN_MAX_DELAY, .def = "0",
+     .help = "> 0: layers after the first also learn one delay per input\n"
+             "channel, up to this many steps (they start in [0, 20])"},
+    {"bg-weight", OPT_FLOAT, O(bg_weight), .min = 0, .max = 1000, .def = "1",
+     .help = "streaming loss weight (silence on background frames)"},
+    {"fg-weight", OPT_FLOAT, O(fg_weight), .min = 0, .max = 1000, .def = "1",
+     .help = "streaming loss weight (label on the frames after the word)"},
+    {"win-weight", OPT_FLOAT, O(win_weight), .min = 0, .max = 1000, .def = "0",
+     .help = "streaming loss weight (mean label posterior over those frames)"},
+    {"snr", OPT_PAIR, O(snr), .min = -20, .max = 60, .def = "0,25",
+     .help = "augmentation: signal-to-noise ratio of the mixed-in noise, dB"},
+    {"shift-ms", OPT_FLOAT, O(shift_ms), .min = 0, .max = 1000, .def = "100",
+     .help = "augmentation: largest random time shift"},
+    {"speed", OPT_PAIR, O(speed), .min = 0, .max = 4,
+     .help = "augmentation: speed range, e.g. 0.9,1.1 (default: none)"},
+    {"context-ms", OPT_FLOAT, O(context_ms), .min = 0, .max = 10000, .def = "0",
+     .help = "frames of context before each example's window"},
+    {"p-context", OPT_FLOAT, O(p_context), .min = 0, .max = 1, .def = "0.7",
+     .help = "how often another word ends in the context"},
+    {"p-cold", OPT_FLOAT, O(p_cold), .min = 0, .max = 1, .def = "0",
+     .help = "how often the context (with --windows: the whole window's\n"
+             "background) is digital silence (a cold start)"},
+    {"tilt", OPT_FLOAT, O(tilt), .min = 0, .max = 1, .def = "0",
+     .help = "random spectral tilt y = x[n] - a x[n-1], |a| <= tilt"},
+    {"trim-ms", OPT_FLOAT, O(trim_ms), .min = 0, .max = 1000, .def = "0",
+     .help = "mute up to this much of half the words' onsets"},
+    {"floor", OPT_FLOAT, O(floor_p), .min = 0, .max = 1, .def = "0",
+     .help = "how often white hiss is added to an example (at --floor-db)"},
+    {"floor-db", OPT_PAIR, O(floor_db), .min = -200, .max = 0, .def = "-100,-50",
+     .help = "the hiss level (dBFS RMS): hiss alone must read as silence"},
+    {"ema", OPT_FLOAT, O(ema), .min = 0, .max = 1, .open = OPT_OPEN_MAX, .def = "0",
+     .help = "> 0: validate and export a moving average of the weights\n"
+             "(decay per step, e.g. 0.999) instead of the weights"},
+    {"stream-val", OPT_FLAG, O(stream_val),
+     .help = "score every epoch on the validation stream too (hit rate\n"
+             "within --calib-fa false alarms per hour)"},
+    {"select", OPT_ENUM, O(select_stream), .names = select_names, .def = "clip",
+     .help = "clip: keep the epoch with the best clip accuracy;\n"
+             "stream: the best stream hit rate, and --stream-val"},
+    {"freq-mask", OPT_INT_PAIR, O(fmask), .min = 0, .max = 8, .min2 = 0, .max2 = 100, .meta = "N,W",
+     .help = "SpecAugment: N masks of up to W mel bands (all levels) with\n"
+             "no spikes, per example (default 0,0: none)"},
+    {"time-mask", OPT_INT_PAIR, O(tmask), .min = 0, .max = 8, .min2 = 0, .max2 = 100, .meta = "N,W",
+     .help = "the same with W frames"},
+    {"teacher", OPT_PATH, O(teacher), .meta = "M.kwsm",
+     .help = "distil from a trained model (same labels, front end and\n"
+             "encoder, e.g. the dense DelRec model): adds --kd-weight\n"
+             "* T^2 * KL of the teacher's and the student's clip scores\n"
+             "at temperature --kd-temp"},
+    {"kd-weight", OPT_FLOAT, O(kd_weight), .min = 0, .max = 100, .def = "1",
+     .help = "weight of the distillation term"},
+    {"kd-temp", OPT_FLOAT, O(kd_temp), .min = 0, .max = 100, .open = OPT_OPEN_MIN, .def = "4",
+     .help = "its temperature"},
+    {"calib-fa", OPT_FLOAT, O(calib_fa), .min = 0, .max = 100000, .def = "10",
+     .help = "store the detection threshold that gives at most this many\n"
+             "false alarms per hour on the validation stream"},
+    {"calib-passes", OPT_INT, O(calib_passes), .min = 1, .max = STREAM_EVAL_MAX_PASSES, .def = "1",
+     .help = "validation stream: the clips said this many times (each\n"
+             "later pass shuffled), for calibration and --stream-val"},
+    {"enc", OPT_FLOATS, LIST(enc), .min = -1000, .max = 1000, .min_n = 1,
+     .max_n = KWS_ENC_MAX_LEVELS, .meta = "t0,t1,...",
+     .help = "level-encoder thresholds (default: the front end's)"},
+    {"synth", OPT_PATH, O(synth), .meta = "DIR",
+     .help = "espeak-ng keyword clips (generated into DIR if empty)"},
+    {"synth-per-voice", OPT_INT, O(synth_n), .min = 1, .max = 100, .def = "2",
+     .help = "clips per voice and word"},
+    {"synth-rate", OPT_INT, O(synth_rate), .min = 8000, .max = 48000, .def = "16000",
+     .help = "the rate --synth and --flite clips are made at"},
+    {"synth-unknown", OPT_INT, O(synth_unk), .min = 0, .max = 100, .def = "2",
+     .help = "non-keyword clips per voice (> 2 adds everyday and\n"
+             "keyword-like words; use a new --synth DIR)"},
+    {"noise", OPT_PATH, O(noise), .meta = "DIR", .help = "extra background noise files"},
+    {"extra", OPT_PATH, O(extra), .meta = "DIR",
+     .help = "another folder-per-label set whose clips all train"},
+    {"flite", OPT_PATH, O(flite), .meta = "DIR",
+     .help = "flite's voices say the keywords (and, with _unknown_,\n"
+             "other words) into DIR if it is new; all of it trains"},
+    {"max-train", OPT_INT, O(max_train), .min = 0, .max = INT_MAX, .def = "0",
+     .help = "use at most this many training clips (0: all)"},
+    {"windows", OPT_INT, O(windows), .min = 0, .max = 1000000, .def = "0",
+     .help = "> 0: train for the stream: this many windows per epoch,\n"
+             "each --window-ms of keywords, unknown words and\n"
+             "negatives over noise, --p-keyword of the items\n"
+             "keywords; per-frame filler targets and a max-pooled peak\n"
+             "of the smoothed keyword posterior after each keyword\n"
+             "(--bg-weight, --win-weight; kws/train.h)"},
+    {"window-ms", OPT_FLOAT, O(window_ms), .min = 1000, .max = 10000, .def = "3000",
+     .help = "length of a window"},
+    {"p-keyword", OPT_FLOAT, O(p_keyword), .min = 0, .max = 1, .open = OPT_OPEN_MIN, .def = "0.5",
+     .help = "share of a window's items that are keywords"},
+    {"negatives", OPT_PATH, O(negatives), .meta = "DIR",
+     .help = "negative phrases, a folder per word split by its lists\n"
+             "(the training words go into the windows)"},
+    {"mine-every", OPT_INT, O(mine_every), .min = 0, .max = 100000, .def = "0",
+     .help = "> 0: every this many epochs, run the model over the\n"
+             "training negatives and draw the ones it fired on (at\n"
+             "0.5) in half of the next windows' negative items"},
+    {"ckpt", OPT_PATH, O(ckpt), .meta = "FILE", .help = "checkpoint path (default OUT.ckpt)"},
+    {"resume", OPT_FLAG, O(resume), .help = "resume from the checkpoint"},
+    {"init", OPT_PATH, O(init), .meta = "CKPT",
+     .help = "start from another training's checkpoint (fine-tuning):\n"
+             "its hidden layers, and its readout if the labels match;\n"
+             "the layers and front end options must be the same; or\n"
+             "from a model file (M.kwsm, e.g. a shipped model), which\n"
+             "needs --no-bn (its BatchNorm is folded into its weights)"},
+    {NULL}};
+
+static const struct opt_tool train_tool = {
+    "kwsd-train", "usage: kwsd-train --data DIR --labels a,b,... --out FILE.kwsm [options]\n",
+    train_opts};
 
 /* ==== Synthetic keyword clips (espeak-ng + sox) ==== */
 
@@ -650,496 +746,12 @@ static int calibrate(const char *path, const struct dataset *ds, const size_t *v
 
 int main(int argc, char **argv) {
     struct opts o = {0};
-    o.epochs = 40;
-    o.batch = 64;
-    o.copies = 1;
-    o.T = 100;
-    o.k = 5;
-    o.d_max = 40;
-    o.seed = 1;
-    o.lr = 5e-3f;
-    o.lr_delay = 5e-2f;
-    o.wd = 1e-5f;
-    o.drop_ff = 0.4f;
-    o.drop_rec = 0.2f;
-    o.sigma_init = 10.0f;
-    o.sigma_decay = 0.95f;
-    o.bg_weight = 1.0f;
-    o.fg_weight = 1.0f;
-    o.beta0 = 0.047619f;
-    o.beta_rec = 0.38583f;
-    o.out_beta = 0.047619f;
-    o.sg_alpha = 5.0f;
-    o.delay_lo = 10.0f;
-    o.delay_hi = 30.0f;
-    o.snr_lo = 0.0f;
-    o.snr_hi = 25.0f;
-    o.shift_ms = 100.0f;
-    o.p_context = 0.7f;
-    o.floor_lo = -100.0f;
-    o.floor_hi = -50.0f;
-    o.calib_fa = 10.0f;
-    o.calib_passes = 1;
-    o.kd_weight = 1.0f;
-    o.kd_temp = 4.0f;
-    o.detach = 1;
-    o.synth_n = 2;
-    o.synth_unk = 2;
-    o.synth_rate = 16000;
-    o.window_ms = 3000.0f;
-    o.p_keyword = 0.5f;
-    snprintf(o.hidden, sizeof o.hidden, "256,256");
-    snprintf(o.rec, sizeof o.rec, "none,conv");
-    enum {
-        O_DATA = 256,
-        O_LABELS,
-        O_OUT,
-        O_CKPT,
-        O_RESUME,
-        O_HIDDEN,
-        O_REC,
-        O_K,
-        O_CONVCH,
-        O_DMAX,
-        O_EPOCHS,
-        O_BATCH,
-        O_COPIES,
-        O_FRAMES,
-        O_LR,
-        O_LRD,
-        O_WD,
-        O_SEED,
-        O_THREADS,
-        O_DFF,
-        O_DREC,
-        O_SI,
-        O_SD,
-        O_BETA,
-        O_BETAR,
-        O_OBETA,
-        O_SURR,
-        O_SGA,
-        O_NODET,
-        O_NOBN,
-        O_DINIT,
-        O_BGW,
-        O_SNR,
-        O_SHIFT,
-        O_ENC,
-        O_SYNTH,
-        O_NOISE,
-        O_SYNTHN,
-        O_MAXTRAIN,
-        O_FGW,
-        O_SYNTHR,
-        O_FMAX,
-        O_PCEN_REL,
-        O_OGAIN,
-        O_SPEED,
-        O_EXTRA,
-        O_FLITE,
-        O_CTX,
-        O_PCTX,
-        O_TILT,
-        O_FLOOR,
-        O_FLOOR_DB,
-        O_CALIB,
-        O_CALIBP,
-        O_WINW,
-        O_TRIM,
-        O_PCOLD,
-        O_FMASK,
-        O_TMASK,
-        O_EMA,
-        O_STREAMVAL,
-        O_SELECT,
-        O_SYNTHU,
-        O_TEACHER,
-        O_KDW,
-        O_KDT,
-        O_INDELAY,
-        O_INIT,
-        O_WINDOWS,
-        O_WINMS,
-        O_NEG,
-        O_MINE,
-        O_PKW
-    };
-    static const struct option lopts[] = {{"data", 1, 0, O_DATA},
-                                          {"labels", 1, 0, O_LABELS},
-                                          {"out", 1, 0, O_OUT},
-                                          {"ckpt", 1, 0, O_CKPT},
-                                          {"resume", 0, 0, O_RESUME},
-                                          {"hidden", 1, 0, O_HIDDEN},
-                                          {"rec", 1, 0, O_REC},
-                                          {"k", 1, 0, O_K},
-                                          {"conv-ch", 1, 0, O_CONVCH},
-                                          {"d-max", 1, 0, O_DMAX},
-                                          {"epochs", 1, 0, O_EPOCHS},
-                                          {"batch", 1, 0, O_BATCH},
-                                          {"copies", 1, 0, O_COPIES},
-                                          {"frames", 1, 0, O_FRAMES},
-                                          {"lr", 1, 0, O_LR},
-                                          {"lr-delay", 1, 0, O_LRD},
-                                          {"wd", 1, 0, O_WD},
-                                          {"seed", 1, 0, O_SEED},
-                                          {"threads", 1, 0, O_THREADS},
-                                          {"drop-ff", 1, 0, O_DFF},
-                                          {"drop-rec", 1, 0, O_DREC},
-                                          {"sigma-init", 1, 0, O_SI},
-                                          {"sigma-decay", 1, 0, O_SD},
-                                          {"beta", 1, 0, O_BETA},
-                                          {"beta-rec", 1, 0, O_BETAR},
-                                          {"out-beta", 1, 0, O_OBETA},
-                                          {"surrogate", 1, 0, O_SURR},
-                                          {"sg-alpha", 1, 0, O_SGA},
-                                          {"no-detach", 0, 0, O_NODET},
-                                          {"no-bn", 0, 0, O_NOBN},
-                                          {"delay-init", 1, 0, O_DINIT},
-                                          {"bg-weight", 1, 0, O_BGW},
-                                          {"fg-weight", 1, 0, O_FGW},
-                                          {"snr", 1, 0, O_SNR},
-                                          {"shift-ms", 1, 0, O_SHIFT},
-                                          {"enc", 1, 0, O_ENC},
-                                          {"synth", 1, 0, O_SYNTH},
-                                          {"noise", 1, 0, O_NOISE},
-                                          {"extra", 1, 0, O_EXTRA},
-                                          {"flite", 1, 0, O_FLITE},
-                                          {"fmax", 1, 0, O_FMAX},
-                                          {"pcen-release", 1, 0, O_PCEN_REL},
-                                          {"speed", 1, 0, O_SPEED},
-                                          {"context-ms", 1, 0, O_CTX},
-                                          {"p-context", 1, 0, O_PCTX},
-                                          {"tilt", 1, 0, O_TILT},
-                                          {"floor", 1, 0, O_FLOOR},
-                                          {"floor-db", 1, 0, O_FLOOR_DB},
-                                          {"calib-fa", 1, 0, O_CALIB},
-                                          {"calib-passes", 1, 0, O_CALIBP},
-                                          {"win-weight", 1, 0, O_WINW},
-                                          {"trim-ms", 1, 0, O_TRIM},
-                                          {"p-cold", 1, 0, O_PCOLD},
-                                          {"freq-mask", 1, 0, O_FMASK},
-                                          {"time-mask", 1, 0, O_TMASK},
-                                          {"ema", 1, 0, O_EMA},
-                                          {"teacher", 1, 0, O_TEACHER},
-                                          {"init", 1, 0, O_INIT},
-                                          {"kd-weight", 1, 0, O_KDW},
-                                          {"kd-temp", 1, 0, O_KDT},
-                                          {"in-delay", 1, 0, O_INDELAY},
-                                          {"stream-val", 0, 0, O_STREAMVAL},
-                                          {"select", 1, 0, O_SELECT},
-                                          {"out-gain", 1, 0, O_OGAIN},
-                                          {"synth-per-voice", 1, 0, O_SYNTHN},
-                                          {"synth-rate", 1, 0, O_SYNTHR},
-                                          {"synth-unknown", 1, 0, O_SYNTHU},
-                                          {"max-train", 1, 0, O_MAXTRAIN},
-                                          {"windows", 1, 0, O_WINDOWS},
-                                          {"window-ms", 1, 0, O_WINMS},
-                                          {"negatives", 1, 0, O_NEG},
-                                          {"mine-every", 1, 0, O_MINE},
-                                          {"p-keyword", 1, 0, O_PKW},
-                                          {"help", 0, 0, 'h'},
-                                          {0, 0, 0, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
-        char *end = NULL;
-        switch (c) {
-        case O_DATA:
-            o.data = optarg;
-            break;
-        case O_LABELS:
-            snprintf(o.labels, sizeof o.labels, "%s", optarg);
-            break;
-        case O_OUT:
-            o.out = optarg;
-            break;
-        case O_CKPT:
-            o.ckpt = optarg;
-            break;
-        case O_RESUME:
-            o.resume = 1;
-            break;
-        case O_HIDDEN:
-            snprintf(o.hidden, sizeof o.hidden, "%s", optarg);
-            break;
-        case O_REC:
-            snprintf(o.rec, sizeof o.rec, "%s", optarg);
-            break;
-        case O_K:
-            o.k = (int)strtol(optarg, &end, 10);
-            break;
-        case O_CONVCH:
-            o.conv_ch = (int)strtol(optarg, &end, 10);
-            break;
-        case O_DMAX:
-            o.d_max = (int)strtol(optarg, &end, 10);
-            break;
-        case O_EPOCHS:
-            o.epochs = (int)strtol(optarg, &end, 10);
-            break;
-        case O_BATCH:
-            o.batch = (int)strtol(optarg, &end, 10);
-            break;
-        case O_COPIES:
-            o.copies = (int)strtol(optarg, &end, 10);
-            break;
-        case O_FRAMES:
-            o.T = (int)strtol(optarg, &end, 10);
-            break;
-        case O_LR:
-            o.lr = strtof(optarg, &end);
-            break;
-        case O_LRD:
-            o.lr_delay = strtof(optarg, &end);
-            break;
-        case O_WD:
-            o.wd = strtof(optarg, &end);
-            break;
-        case O_SEED:
-            o.seed = (int)strtol(optarg, &end, 10);
-            break;
-        case O_THREADS:
-            o.threads = (int)strtol(optarg, &end, 10);
-            break;
-        case O_DFF:
-            o.drop_ff = strtof(optarg, &end);
-            break;
-        case O_DREC:
-            o.drop_rec = strtof(optarg, &end);
-            break;
-        case O_SI:
-            o.sigma_init = strtof(optarg, &end);
-            break;
-        case O_SD:
-            o.sigma_decay = strtof(optarg, &end);
-            break;
-        case O_BETA:
-            o.beta0 = strtof(optarg, &end);
-            break;
-        case O_BETAR:
-            o.beta_rec = strtof(optarg, &end);
-            break;
-        case O_OBETA:
-            o.out_beta = strtof(optarg, &end);
-            break;
-        case O_SURR:
-            o.surrogate = !strcmp(optarg, "triangle") ? TRAIN_SG_TRIANGLE : TRAIN_SG_ATAN;
-            break;
-        case O_SGA:
-            o.sg_alpha = strtof(optarg, &end);
-            break;
-        case O_NODET:
-            o.detach = 0;
-            break;
-        case O_NOBN:
-            o.no_bn = 1;
-            break;
-        case O_DINIT:
-            if (parse_pair(optarg, &o.delay_lo, &o.delay_hi)) {
-                fprintf(stderr, "kwsd-train: --delay-init: want LO,HI\n");
-                return 2;
-            }
-            break;
-        case O_BGW:
-            o.bg_weight = strtof(optarg, &end);
-            break;
-        case O_FGW:
-            o.fg_weight = strtof(optarg, &end);
-            break;
-        case O_SNR:
-            if (parse_pair(optarg, &o.snr_lo, &o.snr_hi)) {
-                fprintf(stderr, "kwsd-train: --snr: want LO,HI\n");
-                return 2;
-            }
-            break;
-        case O_SHIFT:
-            o.shift_ms = strtof(optarg, &end);
-            break;
-        case O_ENC: {
-            char buf[256], *tok[KWS_ENC_MAX_LEVELS];
-            snprintf(buf, sizeof buf, "%s", optarg);
-            o.n_enc = split_csv(buf, tok, KWS_ENC_MAX_LEVELS);
-            for (int i = 0; i < o.n_enc; i++)
-                o.enc[i] = strtof(tok[i], NULL);
-            break;
-        }
-        case O_SYNTH:
-            o.synth = optarg;
-            break;
-        case O_NOISE:
-            o.noise = optarg;
-            break;
-        case O_SPEED:
-            if (parse_pair(optarg, &o.speed_lo, &o.speed_hi)) {
-                fprintf(stderr, "kwsd-train: --speed: want LO,HI\n");
-                return 2;
-            }
-            break;
-        case O_EXTRA:
-            o.extra = optarg;
-            break;
-        case O_FLITE:
-            o.flite = optarg;
-            break;
-        case O_CTX:
-            o.context_ms = strtof(optarg, &end);
-            break;
-        case O_PCTX:
-            o.p_context = strtof(optarg, &end);
-            break;
-        case O_TILT:
-            o.tilt = strtof(optarg, &end);
-            break;
-        case O_FLOOR:
-            o.floor_p = strtof(optarg, &end);
-            break;
-        case O_FLOOR_DB:
-            if (parse_pair(optarg, &o.floor_lo, &o.floor_hi) || o.floor_lo > o.floor_hi ||
-                o.floor_hi > 0.0f) {
-                fprintf(stderr, "kwsd-train: --floor-db: want LO,HI in dBFS, LO <= HI <= 0\n");
-                return 2;
-            }
-            break;
-        case O_CALIB:
-            o.calib_fa = strtof(optarg, &end);
-            break;
-        case O_CALIBP:
-            o.calib_passes = (int)strtol(optarg, &end, 10);
-            if (o.calib_passes < 1 || o.calib_passes > STREAM_EVAL_MAX_PASSES) {
-                fprintf(stderr, "kwsd-train: --calib-passes: %s is not in 1..%d\n", optarg,
-                        STREAM_EVAL_MAX_PASSES);
-                return 2;
-            }
-            break;
-        case O_WINW:
-            o.win_weight = strtof(optarg, &end);
-            break;
-        case O_TRIM:
-            o.trim_ms = strtof(optarg, &end);
-            break;
-        case O_PCOLD:
-            o.p_cold = strtof(optarg, &end);
-            break;
-        case O_STREAMVAL:
-            o.stream_val = 1;
-            break;
-        case O_SELECT:
-            if (strcmp(optarg, "clip") && strcmp(optarg, "stream")) {
-                fprintf(stderr, "kwsd-train: --select: want clip or stream\n");
-                return 2;
-            }
-            o.select_stream = !strcmp(optarg, "stream");
-            o.stream_val |= o.select_stream;
-            break;
-        case O_EMA:
-            o.ema = strtof(optarg, &end);
-            if (!(o.ema >= 0.0f && o.ema < 1.0f)) {
-                fprintf(stderr, "kwsd-train: --ema: want a decay in [0, 1)\n");
-                return 2;
-            }
-            break;
-        case O_INDELAY:
-            o.in_delay = (int)strtol(optarg, &end, 10);
-            if (o.in_delay < 0 || o.in_delay > SNN_MAX_DELAY) {
-                fprintf(stderr, "kwsd-train: --in-delay: want 0..%d steps\n", SNN_MAX_DELAY);
-                return 2;
-            }
-            break;
-        case O_TEACHER:
-            o.teacher = optarg;
-            break;
-        case O_INIT:
-            o.init = optarg;
-            break;
-        case O_KDW:
-        case O_KDT: {
-            float *f = c == O_KDW ? &o.kd_weight : &o.kd_temp;
-            *f = strtof(optarg, &end);
-            if (*end || !(*f >= 0.0f && *f <= 100.0f) || (c == O_KDT && *f == 0.0f)) {
-                fprintf(stderr, "kwsd-train: --%s: want a number in %s\n",
-                        c == O_KDW ? "kd-weight" : "kd-temp", c == O_KDW ? "[0, 100]" : "(0, 100]");
-                return 2;
-            }
-            end = NULL;
-            break;
-        }
-        case O_FMASK:
-        case O_TMASK: {
-            int *n = c == O_FMASK ? &o.fmask_n : &o.tmask_n;
-            int *w = c == O_FMASK ? &o.fmask_w : &o.tmask_w;
-            if (sscanf(optarg, "%d,%d", n, w) != 2 || *n < 0 || *n > 8 || *w < 0 || *w > 100) {
-                fprintf(stderr, "kwsd-train: --%s: want N,W with N in [0, 8], W in [0, 100]\n",
-                        c == O_FMASK ? "freq-mask" : "time-mask");
-                return 2;
-            }
-            break;
-        }
-        case O_PCEN_REL:
-            o.pcen_release = strtof(optarg, &end);
-            break;
-        case O_FMAX:
-            o.fmax = strtof(optarg, &end);
-            break;
-        case O_OGAIN:
-            o.out_gain = strtof(optarg, &end);
-            break;
-        case O_SYNTHN:
-            o.synth_n = (int)strtol(optarg, &end, 10);
-            break;
-        case O_SYNTHU:
-            o.synth_unk = (int)strtol(optarg, &end, 10);
-            if (o.synth_unk < 0 || o.synth_unk > 100) {
-                fprintf(stderr, "kwsd-train: --synth-unknown: want 0..100\n");
-                return 2;
-            }
-            break;
-        case O_SYNTHR:
-            o.synth_rate = (int)strtol(optarg, &end, 10);
-            break;
-        case O_MAXTRAIN:
-            o.max_train = (int)strtol(optarg, &end, 10);
-            break;
-        case O_WINDOWS:
-            o.windows = (int)strtol(optarg, &end, 10);
-            break;
-        case O_WINMS:
-            o.window_ms = strtof(optarg, &end);
-            break;
-        case O_NEG:
-            o.negatives = optarg;
-            break;
-        case O_MINE:
-            o.mine_every = (int)strtol(optarg, &end, 10);
-            break;
-        case O_PKW:
-            o.p_keyword = strtof(optarg, &end);
-            break;
-        default:
-            usage();
-            return c == 'h' ? 0 : 2;
-        }
-        if (end && *end) {
-            fprintf(stderr, "kwsd-train: bad number '%s'\n", optarg);
-            return 2;
-        }
-    }
-    if (!o.data || !o.out || !o.labels[0]) {
-        usage();
-        return 2;
-    }
-    if (o.epochs < 1 || o.batch < 1 || o.copies < 1 || o.T < 1) {
-        fprintf(stderr, "kwsd-train: --epochs, --batch, --copies and --frames must be >= 1\n");
-        return 2;
-    }
-    if (o.windows < 0 || o.windows > 1000000 ||
-        !(o.window_ms >= 1000.0f && o.window_ms <= 10000.0f) ||
-        !(o.p_keyword > 0.0f && o.p_keyword <= 1.0f) || o.mine_every < 0) {
-        fprintf(stderr, "kwsd-train: --windows wants 0..1000000, --window-ms 1000..10000, "
-                        "--p-keyword (0, 1], --mine-every >= 0\n");
-        return 2;
-    }
-    if (!(o.floor_p >= 0.0f && o.floor_p <= 1.0f)) {
-        fprintf(stderr, "kwsd-train: --floor: want a probability in [0, 1]\n");
+    int rc = opt_parse(&train_tool, &o, argc, argv);
+    if (rc != OPT_OK)
+        return rc == OPT_EXIT ? 0 : 2;
+    o.stream_val |= o.select_stream;
+    if (o.n_rec != o.n_hidden) {
+        fprintf(stderr, "kwsd-train: --rec needs one entry per --hidden layer\n");
         return 2;
     }
     if (o.threads > 0)
@@ -1150,9 +762,10 @@ int main(int argc, char **argv) {
         snprintf(ckpt, sizeof ckpt, "%s.ckpt", o.out);
 
     /* ---- topology ---- */
-    char lbuf[1024], *labels[SNN_MAX_CLASSES];
-    snprintf(lbuf, sizeof lbuf, "%s", o.labels);
-    int n_labels = split_csv(lbuf, labels, SNN_MAX_CLASSES);
+    char *labels[SNN_MAX_CLASSES];
+    int n_labels = o.n_labels;
+    for (int i = 0; i < n_labels; i++)
+        labels[i] = o.labels[i];
     struct snn_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
     audio_fe_cfg_default(&cfg.fe);
@@ -1172,20 +785,11 @@ int main(int argc, char **argv) {
         }
     }
     cfg.n_in = audio_fe_n_out(&cfg.fe);
-    char hb[256], rb[256], *hs[SNN_MAX_LAYERS], *rs[SNN_MAX_LAYERS];
-    snprintf(hb, sizeof hb, "%s", o.hidden);
-    snprintf(rb, sizeof rb, "%s", o.rec);
-    cfg.n_layers = split_csv(hb, hs, SNN_MAX_LAYERS);
-    if (split_csv(rb, rs, SNN_MAX_LAYERS) != cfg.n_layers) {
-        fprintf(stderr, "kwsd-train: --rec needs one entry per --hidden layer\n");
-        return 2;
-    }
+    cfg.n_layers = o.n_hidden;
     for (int l = 0; l < cfg.n_layers; l++) {
         struct snn_layer_cfg *lc = &cfg.layer[l];
-        lc->n = (int32_t)strtol(hs[l], NULL, 10);
-        lc->rec = !strcmp(rs[l], "conv")    ? SNN_REC_CONV
-                  : !strcmp(rs[l], "dense") ? SNN_REC_DENSE
-                                            : SNN_REC_NONE;
+        lc->n = o.hidden[l];
+        lc->rec = rec_kinds[o.rec[l]];
         lc->k = lc->rec == SNN_REC_CONV ? o.k : 0;
         lc->ch = lc->rec == SNN_REC_CONV ? o.conv_ch : 0; /* snn_cfg_validate checks it */
         lc->d_max = lc->rec != SNN_REC_NONE ? o.d_max : 0;
@@ -1213,7 +817,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "kwsd-train: bad labels\n");
         return 2;
     }
-    int rc = dataset_load(&ds, o.data, -1, msg, sizeof msg);
+    rc = dataset_load(&ds, o.data, -1, msg, sizeof msg);
     if (rc < 0) {
         fprintf(stderr, "kwsd-train: %s\n", msg);
         return 1;
@@ -1301,15 +905,15 @@ int main(int argc, char **argv) {
     /* ---- network ---- */
     struct train_hparams hp;
     train_hparams_default(&hp);
-    hp.surrogate = o.surrogate;
+    hp.surrogate = surrogate_kinds[o.surrogate];
     hp.sg_alpha = o.sg_alpha;
-    hp.detach_reset = o.detach;
+    hp.detach_reset = !o.no_detach;
     hp.use_bn = !o.no_bn;
     hp.drop_ff = o.drop_ff;
     hp.drop_rec = o.drop_rec;
     hp.wd = o.wd;
-    hp.delay_init_lo = o.delay_lo;
-    hp.delay_init_hi = o.delay_hi;
+    hp.delay_init_lo = o.delay_init[0];
+    hp.delay_init_hi = o.delay_init[1];
     hp.sigma = o.sigma_init;
     hp.bg_weight = o.bg_weight;
     hp.fg_weight = o.fg_weight;
@@ -1413,23 +1017,23 @@ int main(int argc, char **argv) {
     }
     struct ds_aug aug;
     dataset_aug_default(&aug);
-    aug.snr_db_lo = o.snr_lo;
-    aug.snr_db_hi = o.snr_hi;
+    aug.snr_db_lo = o.snr[0];
+    aug.snr_db_hi = o.snr[1];
     aug.shift_ms = o.shift_ms;
-    aug.speed_lo = o.speed_lo;
-    aug.speed_hi = o.speed_hi;
+    aug.speed_lo = o.speed[0];
+    aug.speed_hi = o.speed[1];
     aug.ctx_frames = ctx;
     aug.p_ctx_word = o.p_context;
     aug.p_ctx_cold = o.p_cold;
     aug.tilt = o.tilt;
     aug.floor_p = o.floor_p;
-    aug.floor_db_lo = o.floor_lo;
-    aug.floor_db_hi = o.floor_hi;
+    aug.floor_db_lo = o.floor_db[0];
+    aug.floor_db_hi = o.floor_db[1];
     aug.trim_ms = o.trim_ms;
-    aug.fmask_n = o.fmask_n;
-    aug.fmask_w = o.fmask_w;
-    aug.tmask_n = o.tmask_n;
-    aug.tmask_w = o.tmask_w;
+    aug.fmask_n = o.fmask[0];
+    aug.fmask_w = o.fmask[1];
+    aug.tmask_n = o.tmask[0];
+    aug.tmask_w = o.tmask[1];
     double t_train = now_s();
     float sdec = powf(o.sigma_decay, 100.0f / (float)o.epochs);
     for (int ep = epoch0; ep < o.epochs; ep++) {
