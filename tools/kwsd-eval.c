@@ -28,13 +28,17 @@
  *     kwsd-eval --model models/commands.kwsm --data /data/speech_commands \
  *               [--split test] [--stream] [--threshold 0.4] [--json]
  *
+ * Every option, its range, default and help live in one table (eval_opts,
+ * parsed by tools/opt.h).
+ *
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +52,7 @@
 #include "kws/snn.h"
 #include "kws/stream_eval.h"
 #include "kws/train.h"
+#include "opt.h"
 
 static int cmp_f(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
@@ -166,36 +171,6 @@ out:
 }
 
 /* ==== Streaming ==== */
-
-/* --snr LO,HI: two numbers in dB, LO <= HI, within [SNR_MIN, SNR_MAX].
- * Returns 0, or -1 after saying what is wrong. */
-#define SNR_MIN -20.0f
-#define SNR_MAX 60.0f
-static int parse_snr(const char *arg, float *lo, float *hi) {
-    char *end;
-    errno = 0;
-    *lo = strtof(arg, &end);
-    if (end == arg || *end != ',' || errno) {
-        fprintf(stderr, "kwsd-eval: --snr: '%s' is not LO,HI (dB, e.g. 10,20)\n", arg);
-        return -1;
-    }
-    const char *b = end + 1;
-    *hi = strtof(b, &end);
-    if (end == b || *end || errno) {
-        fprintf(stderr, "kwsd-eval: --snr: '%s' is not LO,HI (dB, e.g. 10,20)\n", arg);
-        return -1;
-    }
-    if (!(*lo >= SNR_MIN && *hi <= SNR_MAX)) {
-        fprintf(stderr, "kwsd-eval: --snr: %s out of range [%g, %g] dB\n", arg, (double)SNR_MIN,
-                (double)SNR_MAX);
-        return -1;
-    }
-    if (*lo > *hi) {
-        fprintf(stderr, "kwsd-eval: --snr: LO %g is above HI %g\n", (double)*lo, (double)*hi);
-        return -1;
-    }
-    return 0;
-}
 
 /* Loads the negative phrases of dir into ds. A set with list files is split
  * by them; one without puts every phrase in the chosen split. Returns 0 or
@@ -431,214 +406,113 @@ static void print_stream(const struct stream_result *sr, const struct snn_cfg *c
     printf("\n");
 }
 
-static void usage(void) {
-    fprintf(
-        stderr,
-        "usage: kwsd-eval --model FILE.kwsm --data DIR [options]\n"
-        "       kwsd-eval --model FILE.kwsm --wav FILE [--threshold T ...]\n"
-        "  --split test|val|train|all   clips to score (default test)\n"
-        "  --frames 100                 frames per clip\n"
-        "  --stream                     streaming metrics on a long recording\n"
-        "  --threshold T --smoothing-ms 300 --refractory-ms 1000\n"
-        "                               (default T: the model's calibrated threshold, else 0.4)\n"
-        "  --sweep                      streaming metrics for thresholds 0.20, 0.25, ..., 0.995\n"
-        "  --calibrate F                threshold for at most F false alarms per hour (stream)\n"
-        "  --seed 1                     gap lengths of the recording\n"
-        "  --passes 1                   the clips said this many times (later passes shuffled)\n"
-        "  --noise-gain 1               scale the noise between the words (0.1: 20 dB quieter)\n"
-        "  --negatives DIR              negative phrases (a folder per phrase) between the\n"
-        "                               words, the split's phrases by DIR's list files\n"
-        "  --negatives-only             a recording of the negative phrases alone (at least 1 h)\n"
-        "  --noise DIR                  background recordings mixed under the whole stream\n"
-        "  --snr LO,HI                  their level below each word, dB (default 10,20)\n"
-        "  --json                       one JSON object on stdout\n"
-        "  --gain-scale X               multiply the readout gain by X (softmax temperature 1/X)\n"
-        "  --save-model FILE            write the model with the scaled readout gain and the\n"
-        "                               calibrated threshold\n"
-        "  --wav FILE                   run one recording as the daemon would: print its\n"
-        "                               events and each keyword's highest score\n"
-        "  --trace FILE                 with --wav: every frame's smoothed scores as CSV\n");
-}
+/* ==== Options ==== */
+
+/* Everything the command line sets (the table below says what each is). */
+struct opts {
+    const char *model, *data, *save, *wav, *trace, *neg_dir, *noise_dir;
+    int split; /* index in split_names */
+    int T, stream, json, smooth_ms, refr_ms, sweep, seed, passes, neg_only;
+    float threshold, gain_scale, calib_fa, noise_gain, snr[2];
+    int thr_set, calib_set, noise_gain_set, snr_set; /* given on the command line */
+};
+
+static const char *const split_names[] = {"test", "val", "train", "all", NULL};
+static const int split_ids[] = {DS_TEST, DS_VAL, DS_TRAIN, -1};
+
+#define O(f) offsetof(struct opts, f)
+#define SET(f) OPT_SET(struct opts, f)
+
+/* The options, in --help's order. --smoothing-ms and --refractory-ms take
+ * the ranges of kwsd.yaml's detection keys; --snr those of kws/stream_eval.h. */
+static const struct opt eval_opts[] = {
+    {"model", OPT_PATH, O(model), .required = 1, .meta = "FILE.kwsm", .help = "the model file"},
+    {"data", OPT_PATH, O(data), .meta = "DIR", .help = "the data set (needed unless --wav)"},
+    {"split", OPT_ENUM, O(split), .names = split_names, .def = "test", .help = "clips to score"},
+    {"frames", OPT_INT, O(T), .min = 1, .max = 10000, .def = "100", .help = "frames per clip"},
+    {"stream", OPT_FLAG, O(stream), .help = "streaming metrics on a long recording"},
+    {"threshold", OPT_FLOAT, O(threshold), .min = 0, .max = 1, .set = SET(thr_set), .meta = "T",
+     .help = "detector threshold (default T: the model's calibrated\n"
+             "threshold, else 0.4)"},
+    {"smoothing-ms", OPT_INT, O(smooth_ms), .min = 10, .max = 3000, .def = "300",
+     .help = "posterior smoothing window"},
+    {"refractory-ms", OPT_INT, O(refr_ms), .min = 0, .max = 60000, .def = "1000",
+     .help = "quiet time after a detection"},
+    {"sweep", OPT_FLAG, O(sweep),
+     .help = "streaming metrics for thresholds 0.20, 0.25, ..., 0.995"},
+    {"calibrate", OPT_FLOAT, O(calib_fa), .min = 0, .max = 100000, .set = SET(calib_set),
+     .meta = "F", .help = "threshold for at most F false alarms per hour (stream)"},
+    {"seed", OPT_INT, O(seed), .min = 0, .max = INT_MAX, .def = "1",
+     .help = "gap lengths of the recording"},
+    {"passes", OPT_INT, O(passes), .min = 1, .max = STREAM_EVAL_MAX_PASSES, .def = "1",
+     .help = "the clips said this many times (later passes shuffled)"},
+    {"noise-gain", OPT_FLOAT, O(noise_gain), .min = 0, .max = 1000, .set = SET(noise_gain_set),
+     .def = "1", .help = "scale the noise between the words (0.1: 20 dB quieter)"},
+    {"negatives", OPT_PATH, O(neg_dir), .meta = "DIR",
+     .help = "negative phrases (a folder per phrase) between the\n"
+             "words, the split's phrases by DIR's list files"},
+    {"negatives-only", OPT_FLAG, O(neg_only),
+     .help = "a recording of the negative phrases alone (at least 1 h)"},
+    {"noise", OPT_PATH, O(noise_dir), .meta = "DIR",
+     .help = "background recordings mixed under the whole stream"},
+    {"snr", OPT_PAIR, O(snr), .min = -20, .max = 60, .set = SET(snr_set), .def = "10,20",
+     .help = "their level below each word, dB"},
+    {"json", OPT_FLAG, O(json), .help = "one JSON object on stdout"},
+    {"gain-scale", OPT_FLOAT, O(gain_scale), .min = 0, .max = 1000, .open = OPT_OPEN_MIN,
+     .def = "1", .help = "scale the readout gain by this (softmax temperature 1/it)"},
+    {"save-model", OPT_PATH, O(save), .meta = "FILE",
+     .help = "write the model with the scaled readout gain and the\n"
+             "calibrated threshold"},
+    {"wav", OPT_PATH, O(wav), .meta = "FILE",
+     .help = "run one recording as the daemon would: print its\n"
+             "events and each keyword's highest score"},
+    {"trace", OPT_PATH, O(trace), .meta = "FILE",
+     .help = "with --wav: every frame's smoothed scores as CSV"},
+    {NULL}};
+
+static const struct opt_tool eval_tool = {
+    "kwsd-eval",
+    "usage: kwsd-eval --model FILE.kwsm --data DIR [options]\n"
+    "       kwsd-eval --model FILE.kwsm --wav FILE [--threshold T ...]\n",
+    eval_opts};
 
 int main(int argc, char **argv) {
-    const char *model_path = NULL, *data = NULL, *split_s = "test";
-    int T = 100, stream = 0, json = 0, smooth_ms = 300, refr_ms = 1000;
-    float threshold = -1.0f, gain_scale = 1.0f, calib_fa = -1.0f, noise_gain = 1.0f;
-    int sweep = 0;
-    const char *save_path = NULL, *wav = NULL, *trace_path = NULL, *neg_dir = NULL,
-               *noise_dir = NULL;
-    long seed = 1, passes = 1;
-    int neg_only = 0, snr_set = 0;
-    float snr_lo = 10.0f, snr_hi = 20.0f;
-    enum {
-        O_MODEL = 256,
-        O_DATA,
-        O_SPLIT,
-        O_FRAMES,
-        O_STREAM,
-        O_THR,
-        O_SMOOTH,
-        O_REFR,
-        O_JSON,
-        O_SEED,
-        O_PASSES,
-        O_GAIN,
-        O_SAVE,
-        O_SWEEP,
-        O_CALIB,
-        O_WAV,
-        O_NOISE_GAIN,
-        O_TRACE,
-        O_NEG,
-        O_NEG_ONLY,
-        O_NOISE,
-        O_SNR
-    };
-    static const struct option lopts[] = {{"model", 1, 0, O_MODEL},
-                                          {"data", 1, 0, O_DATA},
-                                          {"split", 1, 0, O_SPLIT},
-                                          {"frames", 1, 0, O_FRAMES},
-                                          {"stream", 0, 0, O_STREAM},
-                                          {"threshold", 1, 0, O_THR},
-                                          {"smoothing-ms", 1, 0, O_SMOOTH},
-                                          {"refractory-ms", 1, 0, O_REFR},
-                                          {"json", 0, 0, O_JSON},
-                                          {"seed", 1, 0, O_SEED},
-                                          {"passes", 1, 0, O_PASSES},
-                                          {"gain-scale", 1, 0, O_GAIN},
-                                          {"save-model", 1, 0, O_SAVE},
-                                          {"sweep", 0, 0, O_SWEEP},
-                                          {"calibrate", 1, 0, O_CALIB},
-                                          {"wav", 1, 0, O_WAV},
-                                          {"noise-gain", 1, 0, O_NOISE_GAIN},
-                                          {"trace", 1, 0, O_TRACE},
-                                          {"negatives", 1, 0, O_NEG},
-                                          {"negatives-only", 0, 0, O_NEG_ONLY},
-                                          {"noise", 1, 0, O_NOISE},
-                                          {"snr", 1, 0, O_SNR},
-                                          {"help", 0, 0, 'h'},
-                                          {0, 0, 0, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
-        char *end = NULL;
-        switch (c) {
-        case O_MODEL:
-            model_path = optarg;
-            break;
-        case O_DATA:
-            data = optarg;
-            break;
-        case O_SPLIT:
-            split_s = optarg;
-            break;
-        case O_FRAMES:
-            T = (int)strtol(optarg, &end, 10);
-            break;
-        case O_STREAM:
-            stream = 1;
-            break;
-        case O_THR:
-            threshold = strtof(optarg, &end);
-            break;
-        case O_SMOOTH:
-            smooth_ms = (int)strtol(optarg, &end, 10);
-            break;
-        case O_REFR:
-            refr_ms = (int)strtol(optarg, &end, 10);
-            break;
-        case O_JSON:
-            json = 1;
-            break;
-        case O_SEED:
-            seed = strtol(optarg, &end, 10);
-            break;
-        case O_PASSES:
-            passes = strtol(optarg, &end, 10);
-            break;
-        case O_GAIN:
-            gain_scale = strtof(optarg, &end);
-            break;
-        case O_SAVE:
-            save_path = optarg;
-            break;
-        case O_SWEEP:
-            sweep = stream = 1;
-            break;
-        case O_TRACE:
-            trace_path = optarg;
-            break;
-        case O_NOISE_GAIN:
-            noise_gain = strtof(optarg, &end);
-            stream = 1;
-            break;
-        case O_WAV:
-            wav = optarg;
-            break;
-        case O_CALIB:
-            calib_fa = strtof(optarg, &end);
-            stream = 1;
-            break;
-        case O_NEG:
-            neg_dir = optarg;
-            stream = 1;
-            break;
-        case O_NEG_ONLY:
-            neg_only = stream = 1;
-            break;
-        case O_NOISE:
-            noise_dir = optarg;
-            stream = 1;
-            break;
-        case O_SNR:
-            if (parse_snr(optarg, &snr_lo, &snr_hi) < 0)
-                return 2;
-            snr_set = 1;
-            break;
-        default:
-            usage();
-            return c == 'h' ? 0 : 2;
-        }
-        if (end && *end) {
-            fprintf(stderr, "kwsd-eval: bad number '%s'\n", optarg);
-            return 2;
-        }
-    }
-    if (!model_path || (!data && !wav) || T < 1 || !(noise_gain >= 0.0f)) {
-        usage();
+    struct opts o = {0};
+    int rc = opt_parse(&eval_tool, &o, argc, argv);
+    if (rc != OPT_OK)
+        return rc == OPT_EXIT ? 0 : 2;
+    o.stream |=
+        o.sweep || o.calib_set || o.noise_gain_set || o.neg_dir || o.neg_only || o.noise_dir;
+    if (!o.data && !o.wav) {
+        fprintf(stderr, "kwsd-eval: --data DIR or --wav FILE is required (--help lists the "
+                        "options)\n");
         return 2;
     }
-    if (passes < 1 || passes > STREAM_EVAL_MAX_PASSES) {
-        fprintf(stderr, "kwsd-eval: --passes: %ld is not in 1..%d\n", passes,
-                STREAM_EVAL_MAX_PASSES);
-        return 2;
-    }
-    if ((neg_only && !neg_dir) || (snr_set && !noise_dir)) {
+    if ((o.neg_only && !o.neg_dir) || (o.snr_set && !o.noise_dir)) {
         fprintf(stderr, "kwsd-eval: %s\n",
-                neg_only && !neg_dir ? "--negatives-only: needs --negatives DIR"
-                                     : "--snr: needs --noise DIR");
+                o.neg_only && !o.neg_dir ? "--negatives-only: needs --negatives DIR"
+                                         : "--snr: needs --noise DIR");
         return 2;
     }
-    int split = !strcmp(split_s, "test")    ? DS_TEST
-                : !strcmp(split_s, "val")   ? DS_VAL
-                : !strcmp(split_s, "train") ? DS_TRAIN
-                                            : -1;
+    const char *split_s = split_names[o.split];
+    int split = split_ids[o.split], T = o.T; /* T: frames per clip */
     char msg[512];
     struct snn_model m = {0};
-    int rc = snn_model_load(&m, model_path, msg, sizeof msg);
+    rc = snn_model_load(&m, o.model, msg, sizeof msg);
     if (rc < 0) {
         fprintf(stderr, "kwsd-eval: %s (%s)\n", msg, kws_strerror(rc));
         return 1;
     }
-    if (gain_scale != 1.0f) {
+    if (o.gain_scale != 1.0f) {
         /* the readout is linear in its input: scaling out_gain scales every
          * potential, i.e. sets the softmax temperature of the posteriors */
-        m.cfg.out_gain *= gain_scale;
+        m.cfg.out_gain *= o.gain_scale;
         snn_model_prepare(&m);
     }
-    if (threshold < 0.0f)
-        threshold = m.cfg.threshold > 0.0f ? m.cfg.threshold : 0.4f;
-    if (wav) {
-        rc = run_wav(&m, wav, threshold, smooth_ms, refr_ms, trace_path);
+    if (!o.thr_set)
+        o.threshold = m.cfg.threshold > 0.0f ? m.cfg.threshold : 0.4f;
+    if (o.wav) {
+        rc = run_wav(&m, o.wav, o.threshold, o.smooth_ms, o.refr_ms, o.trace);
         snn_model_free(&m);
         return rc;
     }
@@ -649,12 +523,12 @@ int main(int argc, char **argv) {
         labels[i] = cfg->labels[i];
     struct dataset ds;
     dataset_init(&ds, labels, K, cfg->fe.sample_rate);
-    rc = dataset_load(&ds, data, -1, msg, sizeof msg);
+    rc = dataset_load(&ds, o.data, -1, msg, sizeof msg);
     if (rc < 0) {
         fprintf(stderr, "kwsd-eval: %s\n", msg);
         return 1;
     }
-    if (neg_dir && load_negatives(&ds, neg_dir, split) < 0)
+    if (o.neg_dir && load_negatives(&ds, o.neg_dir, split) < 0)
         return 1;
     size_t n = dataset_split(&ds, split, -1, NULL);
     size_t *idx = malloc((n + 1) * sizeof *idx), *neg = malloc((n + 1) * sizeof *neg);
@@ -664,28 +538,28 @@ int main(int argc, char **argv) {
     }
     dataset_split(&ds, split, -1, idx);
     size_t n_neg = take_negatives(&ds, idx, &n, neg);
-    if (neg_dir && !n_neg) {
-        fprintf(stderr, "kwsd-eval: --negatives: %s has no phrase in the %s split\n", neg_dir,
+    if (o.neg_dir && !n_neg) {
+        fprintf(stderr, "kwsd-eval: --negatives: %s has no phrase in the %s split\n", o.neg_dir,
                 split_s);
         return 1;
     }
     struct dataset noise_ds = {0};
     struct stream_args sa = {.o = stream_eval_opts_default(),
-                             .sweep = sweep,
-                             .smooth_ms = smooth_ms,
-                             .refr_ms = refr_ms,
-                             .calib_fa = calib_fa,
-                             .threshold = threshold,
+                             .sweep = o.sweep,
+                             .smooth_ms = o.smooth_ms,
+                             .refr_ms = o.refr_ms,
+                             .calib_fa = o.calib_set ? o.calib_fa : -1.0f,
+                             .threshold = o.threshold,
                              .split_s = split_s};
-    sa.o.seed = (uint64_t)seed;
-    sa.o.noise_gain = noise_gain;
-    sa.o.passes = (int)passes;
+    sa.o.seed = (uint64_t)o.seed;
+    sa.o.noise_gain = o.noise_gain;
+    sa.o.passes = o.passes;
     sa.o.neg = neg;
     sa.o.n_neg = n_neg;
-    sa.o.neg_only = neg_only;
-    sa.o.snr_lo = snr_lo;
-    sa.o.snr_hi = snr_hi;
-    if (noise_dir && load_noise(&noise_ds, cfg, noise_dir, &sa.o) < 0)
+    sa.o.neg_only = o.neg_only;
+    sa.o.snr_lo = o.snr[0];
+    sa.o.snr_hi = o.snr[1];
+    if (o.noise_dir && load_noise(&noise_ds, cfg, o.noise_dir, &sa.o) < 0)
         return 1;
     int nt = omp_get_max_threads();
     int *pred = malloc((n + 1) * sizeof *pred);
@@ -716,7 +590,7 @@ int main(int argc, char **argv) {
             pred[i] = train_clip_predict(vo, T, K, NULL);
             /* peak over t of the true class's posterior averaged over smoothing_ms */
             int y = ds.clips[idx[i]].label,
-                W = smooth_ms * cfg->fe.sample_rate / 1000 / cfg->fe.hop;
+                W = o.smooth_ms * cfg->fe.sample_rate / 1000 / cfg->fe.hop;
             W = W < 1 ? 1 : W;
             float acc = 0.0f, best = 0.0f;
             for (int t = 0; t < T; t++) {
@@ -775,20 +649,20 @@ int main(int argc, char **argv) {
         free(tmp);
     }
     struct stream_result sr;
-    if (stream && run_stream(&m, &ds, idx, n, &sa, &sr) != 0)
+    if (o.stream && run_stream(&m, &ds, idx, n, &sa, &sr) != 0)
         return 1;
-    if (save_path && (rc = snn_model_save(&m, save_path)) < 0) {
-        fprintf(stderr, "kwsd-eval: %s: %s\n", save_path, kws_strerror(rc));
+    if (o.save && (rc = snn_model_save(&m, o.save)) < 0) {
+        fprintf(stderr, "kwsd-eval: %s: %s\n", o.save, kws_strerror(rc));
         return 1;
     }
-    if (json) {
-        json_t *o = json_object();
-        json_object_set_new(o, "model", json_string(model_path));
-        json_object_set_new(o, "data", json_string(data));
-        json_object_set_new(o, "split", json_string(split_s));
-        json_object_set_new(o, "clips", json_integer((json_int_t)n));
-        json_object_set_new(o, "accuracy", json_real(acc));
-        json_object_set_new(o, "clip_peak_score_p50", json_real(clip_peak));
+    if (o.json) {
+        json_t *jo = json_object();
+        json_object_set_new(jo, "model", json_string(o.model));
+        json_object_set_new(jo, "data", json_string(o.data));
+        json_object_set_new(jo, "split", json_string(split_s));
+        json_object_set_new(jo, "clips", json_integer((json_int_t)n));
+        json_object_set_new(jo, "accuracy", json_real(acc));
+        json_object_set_new(jo, "clip_peak_score_p50", json_real(clip_peak));
         json_t *lab = json_array(), *cm = json_array();
         for (int i = 0; i < K; i++) {
             json_array_append_new(lab, json_string(cfg->labels[i]));
@@ -797,22 +671,22 @@ int main(int argc, char **argv) {
                 json_array_append_new(row, json_integer(conf[i][j]));
             json_array_append_new(cm, row);
         }
-        json_object_set_new(o, "labels", lab);
+        json_object_set_new(jo, "labels", lab);
         json_t *cp = json_array();
         for (int i = 0; i < K; i++)
             json_array_append_new(cp, json_real(cls_peak[i]));
-        json_object_set_new(o, "clip_peak_score_p50_per_label", cp);
-        json_object_set_new(o, "confusion", cm);
-        if (stream)
-            json_object_set_new(o, "stream", stream_json(&sr, cfg, &sa));
-        char *txt = json_dumps(o, JSON_COMPACT);
+        json_object_set_new(jo, "clip_peak_score_p50_per_label", cp);
+        json_object_set_new(jo, "confusion", cm);
+        if (o.stream)
+            json_object_set_new(jo, "stream", stream_json(&sr, cfg, &sa));
+        char *txt = json_dumps(jo, JSON_COMPACT);
         puts(txt);
         free(txt);
-        json_decref(o);
+        json_decref(jo);
     } else {
         printf("%s on %s (%s split): %zu clips, accuracy %.2f %%; median peak %d ms score of "
                "the true keyword %.2f\n",
-               model_path, data, split_s, n, 100.0 * acc, smooth_ms, clip_peak);
+               o.model, o.data, split_s, n, 100.0 * acc, o.smooth_ms, clip_peak);
         printf("confusion (rows: true, columns: predicted; peak: the row's median peak score)\n"
                "%10s",
                "");
@@ -825,7 +699,7 @@ int main(int argc, char **argv) {
                 printf(" %5d", conf[i][j]);
             printf("   %.2f\n", (double)cls_peak[i]);
         }
-        if (stream)
+        if (o.stream)
             print_stream(&sr, cfg, &sa);
     }
     free(pred);
