@@ -702,16 +702,6 @@ int config_parse_string(struct kws_config *cfg, const char *name, const char *ya
     return parse_text(cfg, name ? name : "(string)", yaml, strlen(yaml), d);
 }
 
-/* Names the kind of a file that is not a regular one. */
-static const char *file_kind(mode_t mode) {
-    return S_ISDIR(mode)    ? "a directory"
-           : S_ISFIFO(mode) ? "a FIFO"
-           : S_ISCHR(mode)  ? "a character device"
-           : S_ISBLK(mode)  ? "a block device"
-           : S_ISSOCK(mode) ? "a socket"
-                            : "not a regular file";
-}
-
 /* Reads a whole regular file into a NUL-terminated heap buffer. Anything
  * else is refused at once (-EISDIR for a directory, -EINVAL otherwise) with
  * *mode set: O_NONBLOCK keeps the open of a FIFO from waiting for a writer,
@@ -786,7 +776,7 @@ int config_load(struct kws_config *cfg, const char *path, struct config_diags *d
     int rc = read_file(path, &text, &len, &mode);
     if (rc < 0) {
         if (!S_ISREG(mode))
-            config_diags_add(d, "%s: %s, not a regular file", path, file_kind(mode));
+            config_diags_add(d, "%s: %s, not a regular file", path, kws_file_kind(mode));
         else
             config_diags_add(d, "%s: %s", path, rc == -EFBIG ? "file too large" : kws_strerror(rc));
         return rc;

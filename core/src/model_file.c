@@ -444,16 +444,6 @@ static ssize_t kwsm__read_full(int fd, uint8_t *buf, size_t n) {
     return (ssize_t)got;
 }
 
-/* Names the kind of a file that is not a regular one. */
-static const char *kwsm__file_kind(mode_t mode) {
-    return S_ISDIR(mode)    ? "a directory"
-           : S_ISFIFO(mode) ? "a FIFO"
-           : S_ISCHR(mode)  ? "a character device"
-           : S_ISBLK(mode)  ? "a block device"
-           : S_ISSOCK(mode) ? "a socket"
-                            : "not a regular file";
-}
-
 int snn_model_load(struct snn_model *m, const char *path, char *msg, size_t msglen) {
     uint8_t head[KWSM_HEADER_BYTES];
     uint8_t *buf = NULL;
@@ -479,7 +469,7 @@ int snn_model_load(struct snn_model *m, const char *path, char *msg, size_t msgl
         int e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
         close(fd);
         return kws_errmsg(-e, msg, msglen, "%s: %s, not a regular file", path,
-                          kwsm__file_kind(st.st_mode));
+                          kws_file_kind(st.st_mode));
     }
     if ((uint64_t)st.st_size > kwsm__max_file_size()) {
         close(fd);

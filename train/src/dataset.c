@@ -128,8 +128,22 @@ static int has_audio_ext(const char *n) {
     return dot && (!strcasecmp(dot, ".wav") || !strcasecmp(dot, ".flac"));
 }
 
-/* Sorted audio file names of a folder; *out is malloc'd (free each and it). */
-static size_t list_dir(const char *dir, char ***out) {
+/* Whether a folder entry is one of the kind listed: an audio file (dirs 0)
+ * or a sub-folder (dirs 1). */
+static int entry_wanted(const char *dir, const char *name, int dirs) {
+    if (name[0] == '.')
+        return 0;
+    if (!dirs)
+        return has_audio_ext(name);
+    char p[4096];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Sorted names of a folder's audio files (dirs 0) or sub-folders (dirs 1);
+ * *out is malloc'd (free each and it). */
+static size_t list_entries(const char *dir, int dirs, char ***out) {
     *out = NULL;
     DIR *d = opendir(dir);
     if (!d)
@@ -137,7 +151,7 @@ static size_t list_dir(const char *dir, char ***out) {
     size_t n = 0, cap = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (e->d_name[0] == '.' || !has_audio_ext(e->d_name))
+        if (!entry_wanted(dir, e->d_name, dirs))
             continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 256;
@@ -154,6 +168,10 @@ static size_t list_dir(const char *dir, char ***out) {
     if (n)
         qsort(*out, n, sizeof **out, cmp_str);
     return n;
+}
+
+static size_t list_dir(const char *dir, char ***out) {
+    return list_entries(dir, 0, out);
 }
 
 /* Word boundaries from 10 ms frame energies (within 25 dB of the loudest). */
@@ -324,37 +342,6 @@ int dataset_load(struct dataset *ds, const char *root, int force_split, char *ms
     return decode_clips(ds, root, first, msg, msglen);
 }
 
-/* Sorted names of root's sub-folders. */
-static size_t list_subdirs(const char *root, char ***out) {
-    *out = NULL;
-    DIR *d = opendir(root);
-    if (!d)
-        return 0;
-    size_t n = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char p[4096];
-        struct stat st;
-        snprintf(p, sizeof p, "%s/%s", root, e->d_name);
-        if (e->d_name[0] == '.' || stat(p, &st) != 0 || !S_ISDIR(st.st_mode))
-            continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **nv = realloc(*out, cap * sizeof *nv);
-            if (!nv)
-                break;
-            *out = nv;
-        }
-        (*out)[n] = strdup(e->d_name);
-        if ((*out)[n])
-            n++;
-    }
-    closedir(d);
-    if (n)
-        qsort(*out, n, sizeof **out, cmp_str);
-    return n;
-}
-
 int dataset_load_negatives(struct dataset *ds, const char *root, int force_split, char *msg,
                            size_t msglen) {
     if (ds->unk_class < 0) {
@@ -377,7 +364,7 @@ int dataset_load_negatives(struct dataset *ds, const char *root, int force_split
     size_t first = ds->n_clips;
     int source = ds->n_sources++;
     char **subs;
-    size_t n_sub = list_subdirs(root, &subs);
+    size_t n_sub = list_entries(root, 1, &subs);
     int rc = 0;
     for (size_t k = 0; k < n_sub; k++) {
         if (!rc)

@@ -177,6 +177,21 @@ int train_checkpoint_load(struct train_net *net, int *epoch, const char *path, c
     return 0;
 }
 
+/* What differs between two topologies in the parts a fine-tuning start
+ * copies (input, hidden layers, front end), named by the options that set
+ * them; NULL if nothing does. */
+static const char *hidden_mismatch(const struct snn_cfg *a, const struct snn_cfg *b) {
+    if (a->n_in != b->n_in)
+        return "input channels";
+    if (a->n_layers != b->n_layers ||
+        memcmp(a->layer, b->layer, (size_t)a->n_layers * sizeof a->layer[0]))
+        return "hidden layers (--hidden, --rec, --k, --conv-ch, --d-max, --in-delay, --beta, "
+               "--beta-rec)";
+    if (memcmp(&a->fe, &b->fe, sizeof a->fe))
+        return "front end (--fmax, --pcen-release, --enc)";
+    return NULL;
+}
+
 int train_net_init_from(struct train_net *net, const char *path, char *msg, size_t msglen) {
     struct train_net src;
     int epoch = 0;
@@ -184,16 +199,8 @@ int train_net_init_from(struct train_net *net, const char *path, char *msg, size
     if (rc < 0)
         return rc;
     const struct snn_cfg *a = &src.cfg, *b = &net->cfg;
-    const char *what = NULL;
-    if (a->n_in != b->n_in)
-        what = "input channels";
-    else if (a->n_layers != b->n_layers ||
-             memcmp(a->layer, b->layer, (size_t)a->n_layers * sizeof a->layer[0]))
-        what = "hidden layers (--hidden, --rec, --k, --conv-ch, --d-max, --in-delay, --beta, "
-               "--beta-rec)";
-    else if (memcmp(&a->fe, &b->fe, sizeof a->fe))
-        what = "front end (--fmax, --pcen-release, --enc)";
-    else if (src.hp.use_bn != net->hp.use_bn)
+    const char *what = hidden_mismatch(a, b);
+    if (!what && src.hp.use_bn != net->hp.use_bn)
         what = "BatchNorm (--no-bn)";
     if (what) {
         snprintf(msg, msglen, "%s: %s: not the same as in this training", path, what);
@@ -226,16 +233,8 @@ int train_net_init_from_model(struct train_net *net, const char *path, char *msg
     if (rc < 0)
         return rc;
     const struct snn_cfg *a = &m.cfg, *b = &net->cfg;
-    const char *what = NULL;
-    if (a->n_in != b->n_in)
-        what = "input channels";
-    else if (a->n_layers != b->n_layers ||
-             memcmp(a->layer, b->layer, (size_t)a->n_layers * sizeof a->layer[0]))
-        what = "hidden layers (--hidden, --rec, --k, --conv-ch, --d-max, --in-delay, --beta, "
-               "--beta-rec)";
-    else if (memcmp(&a->fe, &b->fe, sizeof a->fe))
-        what = "front end (--fmax, --pcen-release, --enc)";
-    else if (net->hp.use_bn)
+    const char *what = hidden_mismatch(a, b);
+    if (!what && net->hp.use_bn)
         what = "BatchNorm (a model file has it folded into its weights: train with --no-bn)";
     if (what) {
         snprintf(msg, msglen, "%s: %s: not the same as in this training", path, what);

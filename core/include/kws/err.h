@@ -39,7 +39,7 @@ enum kws_err {
 #define KWS__ERR_ENUM(name, msg) KWS_E##name,
     KWS_ERRNO_MAP(KWS__ERR_ENUM)
 #undef KWS__ERR_ENUM
-    KWS__ELAST
+        KWS__ELAST
 };
 
 /* Returns a human-readable message for an error code: one of the table above
@@ -68,5 +68,10 @@ _Noreturn void kws_abort(const char *file, int line, const char *fmt, ...)
     } while (0)
 
 #define KWS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Names the kind of a file that is not a regular one ("a directory", "a
+ * FIFO", "a character device", ...), from its st_mode, for the messages that
+ * refuse it (the model loader and the configuration loader alike). */
+const char *kws_file_kind(unsigned int mode);
 
 #endif /* KWS_CORE_ERR_H */
