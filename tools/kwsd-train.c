@@ -737,7 +737,7 @@ static int calibrate(const char *path, const struct dataset *ds, const size_t *v
         return rc;
     }
     fprintf(stderr,
-            "calibration: threshold %.2f on a %.2f h validation stream: hit rate %.1f %% "
+            "calibration: threshold %.3f on a %.2f h validation stream: hit rate %.1f %% "
             "(%d/%d), %.1f false alarms per hour (at most %.1f wanted)\n",
             (double)t, r.hours, r.n_kw ? 100.0 * r.hits / r.n_kw : 0.0, r.hits, r.n_kw,
             r.hours > 0 ? r.false_alarms / r.hours : 0.0, (double)max_fa);
