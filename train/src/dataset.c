@@ -497,6 +497,45 @@ static void mask_spikes(float *spikes, int T, int F, int L, const struct ds_aug 
     }
 }
 
+/* Applies the window-wide augmentation of aug to buf: a spectral tilt and a
+ * hiss floor (see struct ds_aug). */
+static void tilt_and_floor(float *buf, size_t ns, const struct ds_aug *aug, struct train_rng *rng,
+                           uint64_t stream) {
+    if (aug->tilt > 0.0f) {
+        float a = aug->tilt * (2.0f * train_rng_uniform(rng) - 1.0f);
+        float norm = 1.0f / (1.0f + fabsf(a)), prev = 0.0f;
+        for (size_t k = 0; k < ns; k++) {
+            float cur = buf[k];
+            buf[k] = (cur - a * prev) * norm;
+            prev = cur;
+        }
+    }
+    if (aug->floor_p > 0.0f && train_rng_uniform(rng) < aug->floor_p) {
+        float db =
+            aug->floor_db_lo + (aug->floor_db_hi - aug->floor_db_lo) * train_rng_uniform(rng);
+        float a = sqrtf(3.0f) * powf(10.0f, db / 20.0f);
+        struct train_rng wn;
+        train_rng_seed(&wn, train_rng_next(rng), stream);
+        for (size_t k = 0; k < ns; k++)
+            buf[k] += a * (2.0f * train_rng_uniform(&wn) - 1.0f);
+    }
+}
+
+/* The end of a render: clips buf (ns samples) to full scale, runs the front
+ * end over it from rest into sp (nf frames), copies the T frames after the
+ * warm-up to spikes and applies SpecAugment. */
+static void finish_render(float *buf, size_t ns, struct audio_fe *fe, float *sp, int nf, int warm,
+                          int T, float *spikes, const struct ds_aug *aug, struct train_rng *rng) {
+    for (size_t k = 0; k < ns; k++)
+        buf[k] = buf[k] > 0.999f ? 0.999f : buf[k] < -0.999f ? -0.999f : buf[k];
+    audio_fe_reset(fe);
+    size_t got = audio_fe_compute(fe, buf, ns, NULL, sp, (size_t)nf);
+    if (got < (size_t)nf)
+        memset(sp + got * fe->n_out, 0, ((size_t)nf - got) * fe->n_out * sizeof(float));
+    memcpy(spikes, sp + (size_t)warm * fe->n_out, (size_t)T * fe->n_out * sizeof(float));
+    mask_spikes(spikes, T, fe->cfg.n_mels, fe->cfg.enc_levels, aug, rng);
+}
+
 int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug, uint64_t seed,
                    struct audio_fe *fe, int T, float *spikes, float *bg) {
     const struct ds_clip *cl = &ds->clips[i];
@@ -591,33 +630,8 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
         memset(buf, 0, (z < ns ? z : ns) * sizeof *buf);
         ck = -1;
     }
-    if (aug->tilt > 0.0f) {
-        float a = aug->tilt * (2.0f * train_rng_uniform(&rng) - 1.0f);
-        float norm = 1.0f / (1.0f + fabsf(a)), prev = 0.0f;
-        for (size_t k = 0; k < ns; k++) {
-            float cur = buf[k];
-            buf[k] = (cur - a * prev) * norm;
-            prev = cur;
-        }
-    }
-    if (aug->floor_p > 0.0f && train_rng_uniform(&rng) < aug->floor_p) {
-        /* white noise, uniform in [-a, a] (RMS a / sqrt 3), from its own stream */
-        float db =
-            aug->floor_db_lo + (aug->floor_db_hi - aug->floor_db_lo) * train_rng_uniform(&rng);
-        float a = sqrtf(3.0f) * powf(10.0f, db / 20.0f);
-        struct train_rng wn;
-        train_rng_seed(&wn, train_rng_next(&rng), (uint64_t)i);
-        for (size_t k = 0; k < ns; k++)
-            buf[k] += a * (2.0f * train_rng_uniform(&wn) - 1.0f);
-    }
-    for (size_t k = 0; k < ns; k++)
-        buf[k] = buf[k] > 0.999f ? 0.999f : buf[k] < -0.999f ? -0.999f : buf[k];
-    audio_fe_reset(fe);
-    size_t got = audio_fe_compute(fe, buf, ns, NULL, sp, (size_t)nf);
-    if (got < (size_t)nf)
-        memset(sp + got * fe->n_out, 0, ((size_t)nf - got) * fe->n_out * sizeof(float));
-    memcpy(spikes, sp + (size_t)warm * fe->n_out, (size_t)T * fe->n_out * sizeof(float));
-    mask_spikes(spikes, T, fe->cfg.n_mels, fe->cfg.enc_levels, aug, &rng);
+    tilt_and_floor(buf, ns, aug, &rng, (uint64_t)i);
+    finish_render(buf, ns, fe, sp, nf, warm, T, spikes, aug, &rng);
     if (bg)
         for (int t = 0; t < T; t++) {
             int in_ctx = ck >= 0 && t >= con_f - 3 && t <= coff_f + aug->hold_frames;
@@ -649,30 +663,6 @@ void dataset_window_default(struct ds_window *w) {
 
 static size_t draw_from(const size_t *pool, size_t n, struct train_rng *rng) {
     return pool[(size_t)(train_rng_uniform(rng) * (float)n) % n];
-}
-
-/* Applies the window-wide augmentation of aug to buf: a spectral tilt and a
- * hiss floor (see struct ds_aug). */
-static void tilt_and_floor(float *buf, size_t ns, const struct ds_aug *aug, struct train_rng *rng,
-                           uint64_t stream) {
-    if (aug->tilt > 0.0f) {
-        float a = aug->tilt * (2.0f * train_rng_uniform(rng) - 1.0f);
-        float norm = 1.0f / (1.0f + fabsf(a)), prev = 0.0f;
-        for (size_t k = 0; k < ns; k++) {
-            float cur = buf[k];
-            buf[k] = (cur - a * prev) * norm;
-            prev = cur;
-        }
-    }
-    if (aug->floor_p > 0.0f && train_rng_uniform(rng) < aug->floor_p) {
-        float db =
-            aug->floor_db_lo + (aug->floor_db_hi - aug->floor_db_lo) * train_rng_uniform(rng);
-        float a = sqrtf(3.0f) * powf(10.0f, db / 20.0f);
-        struct train_rng wn;
-        train_rng_seed(&wn, train_rng_next(rng), stream);
-        for (size_t k = 0; k < ns; k++)
-            buf[k] += a * (2.0f * train_rng_uniform(&wn) - 1.0f);
-    }
 }
 
 struct win_item {
@@ -749,14 +739,7 @@ int dataset_render_window(const struct dataset *ds, const struct ds_window *w,
     }
     if (!cold)
         tilt_and_floor(buf, ns, aug, &rng, stream);
-    for (size_t k = 0; k < ns; k++)
-        buf[k] = buf[k] > 0.999f ? 0.999f : buf[k] < -0.999f ? -0.999f : buf[k];
-    audio_fe_reset(fe);
-    size_t got = audio_fe_compute(fe, buf, ns, NULL, sp, (size_t)nf);
-    if (got < (size_t)nf)
-        memset(sp + got * fe->n_out, 0, ((size_t)nf - got) * fe->n_out * sizeof(float));
-    memcpy(spikes, sp + (size_t)warm * fe->n_out, (size_t)T * fe->n_out * sizeof(float));
-    mask_spikes(spikes, T, fe->cfg.n_mels, fe->cfg.enc_levels, aug, &rng);
+    finish_render(buf, ns, fe, sp, nf, warm, T, spikes, aug, &rng);
     for (int t = 0; t < T; t++)
         ftgt[t] = TRAIN_FT_FILL;
     for (int i = 0; i < n_items; i++) {
