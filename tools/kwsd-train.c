@@ -1061,31 +1061,13 @@ int main(int argc, char **argv) {
         for (size_t s = 0; s < steps_per_epoch; s++) {
             double tr0 = now_s();
             uint64_t rseed = (uint64_t)o.seed * 1000003ull + (uint64_t)ep * 7919ull + s * 104729ull;
-            if (o.windows) {
-                uint64_t first = ((uint64_t)ep * steps_per_epoch + s) * (uint64_t)B;
-                if (render_windows(&rend, &ds, &win, &aug, (uint64_t)o.seed, first, B, n_in, x,
-                                   ft) < 0) {
-                    fprintf(stderr, "kwsd-train: render failed\n");
-                    return 1;
-                }
-                t_render += now_s() - tr0;
-                float frac =
-                    ((float)ep * steps_per_epoch + s) / ((float)o.epochs * steps_per_epoch);
-                lr = train_lr_onecycle(o.lr, frac);
-                net.clip_t0 = 0;
-                net.ftgt = ft;
-                train_net_forward(&net, x, NULL, NULL, B, Ttr, 1);
-                train_net_zero_grad(&net);
-                train_net_backward(&net);
-                train_net_adamw(&net, lr, train_lr_cosine(o.lr_delay, frac));
-                net.ftgt = NULL;
-                loss += net.loss;
-                correct += (size_t)net.n_correct;
-                seen += (size_t)net.n_regions;
-                spikes += net.n_spikes;
-                continue;
-            }
-            if (render_batch(&rend, &ds, order + s * B, B, &aug, rseed, Ttr, n_in, x, bg, y) < 0) {
+            /* a step: stream windows with per-frame targets, or clips with labels */
+            uint64_t first = ((uint64_t)ep * steps_per_epoch + s) * (uint64_t)B;
+            int rr = o.windows ? render_windows(&rend, &ds, &win, &aug, (uint64_t)o.seed, first, B,
+                                                n_in, x, ft)
+                               : render_batch(&rend, &ds, order + s * B, B, &aug, rseed, Ttr, n_in,
+                                              x, bg, y);
+            if (rr < 0) {
                 fprintf(stderr, "kwsd-train: render failed\n");
                 return 1;
             }
@@ -1093,18 +1075,20 @@ int main(int argc, char **argv) {
             float frac = ((float)ep * steps_per_epoch + s) / ((float)o.epochs * steps_per_epoch);
             lr = train_lr_onecycle(o.lr, frac);
             float lrd = train_lr_cosine(o.lr_delay, frac);
-            net.clip_t0 = ctx;
-            if (kd_p)
+            net.clip_t0 = o.windows ? 0 : ctx;
+            net.ftgt = o.windows ? ft : NULL;
+            if (kd_p && !o.windows)
                 agree += (size_t)teacher_scores(&tch, x, y, B, ctx, kd_p);
-            net.kd_p = kd_p; /* read by the forward and the backward */
-            train_net_forward(&net, x, y, bg, B, Ttr, 1);
+            net.kd_p = o.windows ? NULL : kd_p; /* read by the forward and the backward */
+            train_net_forward(&net, x, o.windows ? NULL : y, o.windows ? NULL : bg, B, Ttr, 1);
             train_net_zero_grad(&net);
             train_net_backward(&net);
             train_net_adamw(&net, lr, lrd);
             net.kd_p = NULL;
+            net.ftgt = NULL;
             loss += net.loss;
             correct += (size_t)net.n_correct;
-            seen += (size_t)B;
+            seen += o.windows ? (size_t)net.n_regions : (size_t)B;
             spikes += net.n_spikes;
         }
         /* validation: delays rounded in place, sigma 0 (the exported model's kernel) */

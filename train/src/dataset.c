@@ -111,6 +111,15 @@ static void name_set_read(struct name_set *s, const char *path) {
     qsort(s->v, s->n, sizeof *s->v, cmp_str);
 }
 
+/* Reads root's validation_list.txt and testing_list.txt (empty when absent). */
+static void split_lists_read(const char *root, struct name_set *val, struct name_set *test) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/validation_list.txt", root);
+    name_set_read(val, path);
+    snprintf(path, sizeof path, "%s/testing_list.txt", root);
+    name_set_read(test, path);
+}
+
 static int name_set_has(const struct name_set *s, const char *name) {
     return s->n && bsearch(&name, s->v, s->n, sizeof *s->v, cmp_str) != NULL;
 }
@@ -322,12 +331,8 @@ static int decode_clips(struct dataset *ds, const char *root, size_t first, char
 }
 
 int dataset_load(struct dataset *ds, const char *root, int force_split, char *msg, size_t msglen) {
-    char path[4096];
     struct name_set val, test;
-    snprintf(path, sizeof path, "%s/validation_list.txt", root);
-    name_set_read(&val, path);
-    snprintf(path, sizeof path, "%s/testing_list.txt", root);
-    name_set_read(&test, path);
+    split_lists_read(root, &val, &test);
     size_t first = ds->n_clips;
     int source = ds->n_sources++;
     int rc = 0;
@@ -353,12 +358,8 @@ int dataset_load_negatives(struct dataset *ds, const char *root, int force_split
         snprintf(msg, msglen, "%s: not a folder", root);
         return -ENOENT;
     }
-    char path[4096];
     struct name_set val, test;
-    snprintf(path, sizeof path, "%s/validation_list.txt", root);
-    name_set_read(&val, path);
-    snprintf(path, sizeof path, "%s/testing_list.txt", root);
-    name_set_read(&test, path);
+    split_lists_read(root, &val, &test);
     if (force_split < 0 && !val.n && !test.n)
         force_split = DS_TRAIN;
     size_t first = ds->n_clips;
@@ -454,6 +455,21 @@ static void place_word(float *buf, long ns, const struct ds_clip *cl, long pos, 
         float b = cl->x[i0 + 1 < cl->n ? i0 + 1 : cl->n - 1];
         buf[j] += g * (a + fr * (b - a));
     }
+}
+
+/* Adds one of ds's noise recordings (drawn), from a drawn place and looped,
+ * to buf (ns samples) at an SNR drawn from aug's range against level wr. */
+static void mix_noise(const struct dataset *ds, float *buf, size_t ns, float wr,
+                      const struct ds_aug *aug, struct train_rng *rng) {
+    size_t k = (size_t)(train_rng_uniform(rng) * (float)ds->n_noise) % ds->n_noise;
+    const float *nx = ds->noise[k];
+    size_t nn = (size_t)ds->noise_n[k];
+    float nr = rms(nx, 0, (int32_t)nn);
+    float snr = aug->snr_db_lo + (aug->snr_db_hi - aug->snr_db_lo) * train_rng_uniform(rng);
+    float ng = nr > 0.0f ? wr / nr * powf(10.0f, -snr / 20.0f) : 0.0f;
+    size_t off = (size_t)(train_rng_uniform(rng) * (float)nn);
+    for (size_t j = 0; j < ns; j++)
+        buf[j] += ng * nx[(off + j) % nn];
 }
 
 static float draw_gain(struct train_rng *rng, float lo_db, float hi_db) {
@@ -611,17 +627,8 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
         if (is_sil)
             wr = g * rms(cc->x, cc->on, cc->off);
     }
-    if (wr > 0.0f && ds->n_noise && train_rng_uniform(&rng) < aug->p_noise) {
-        size_t k = (size_t)(train_rng_uniform(&rng) * (float)ds->n_noise) % ds->n_noise;
-        const float *nx = ds->noise[k];
-        size_t nn = (size_t)ds->noise_n[k];
-        float nr = rms(nx, 0, (int32_t)nn);
-        float snr = aug->snr_db_lo + (aug->snr_db_hi - aug->snr_db_lo) * train_rng_uniform(&rng);
-        float ng = nr > 0.0f ? wr / nr * powf(10.0f, -snr / 20.0f) : 0.0f;
-        size_t off = (size_t)(train_rng_uniform(&rng) * (float)nn);
-        for (size_t j = 0; j < ns; j++)
-            buf[j] += ng * nx[(off + j) % nn];
-    }
+    if (wr > 0.0f && ds->n_noise && train_rng_uniform(&rng) < aug->p_noise)
+        mix_noise(ds, buf, ns, wr, aug, &rng);
     if (ctx && train_rng_uniform(&rng) < aug->p_ctx_cold) {
         /* a cold start: nothing before the window (the word's own lead-in stays) */
         size_t z = (size_t)(warm + ctx) * (size_t)hop;
@@ -723,20 +730,8 @@ int dataset_render_window(const struct dataset *ds, const struct ds_window *w,
         cur = pos + w_off + (long)(gap_lo + (gap_hi - gap_lo) * train_rng_uniform(&rng));
     }
     int cold = w->p_cold > 0.0f && train_rng_uniform(&rng) < w->p_cold;
-    if (ds->n_noise && !cold) {
-        /* one noise recording under the whole window, at an SNR against the
-         * items' mean level */
-        size_t k = (size_t)(train_rng_uniform(&rng) * (float)ds->n_noise) % ds->n_noise;
-        const float *nx = ds->noise[k];
-        size_t nn = (size_t)ds->noise_n[k];
-        float nr = rms(nx, 0, (int32_t)nn);
-        float snr = aug->snr_db_lo + (aug->snr_db_hi - aug->snr_db_lo) * train_rng_uniform(&rng);
-        float wr = n_lvl ? (float)(lvl / n_lvl) : 0.0f;
-        float ng = nr > 0.0f ? wr / nr * powf(10.0f, -snr / 20.0f) : 0.0f;
-        size_t off = (size_t)(train_rng_uniform(&rng) * (float)nn);
-        for (size_t j = 0; j < ns; j++)
-            buf[j] += ng * nx[(off + j) % nn];
-    }
+    if (ds->n_noise && !cold) /* under the whole window, against the items' mean level */
+        mix_noise(ds, buf, ns, n_lvl ? (float)(lvl / n_lvl) : 0.0f, aug, &rng);
     if (!cold)
         tilt_and_floor(buf, ns, aug, &rng, stream);
     finish_render(buf, ns, fe, sp, nf, warm, T, spikes, aug, &rng);
