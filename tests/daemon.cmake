@@ -8,3 +8,8 @@ if(TARGET kwsd)
     add_dependencies(test_daemon_kwsd kwsd-eval)
   endif()
 endif()
+# The same recording through a file and through ALSA at five period sizes.
+if(TARGET kwsd)
+  kws_test(test_daemon_same_audio LIBS PkgConfig::ZMQ PkgConfig::JANSSON TIMEOUT 600)
+  add_dependencies(test_daemon_same_audio kwsd)
+endif()
