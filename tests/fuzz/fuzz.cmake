@@ -1,4 +1,4 @@
-# Fuzz targets (tests/fuzz/README.md). With -DKWSD_FUZZ=ON (clang only) each
+# Fuzz targets (docs/RELIABILITY.md). With -DKWSD_FUZZ=ON (clang only) each
 # target links libFuzzer and searches for inputs that break it. Every build
 # also gets a replay binary per target, which ctest runs over the target's
 # seed corpus and its regress/ folder (inputs that once found a bug).
