@@ -339,6 +339,7 @@ static void on_heartbeat(uv_timer_t *h) {
         .uptime_s = (double)(uv_hrtime() - k->start_ns) / 1e9,
         .frames = k->frames,
         .xruns = cs.xruns,
+        .open_errors = cs.errors,
         .rtf = k->audio_ns ? (double)k->busy_ns / (double)k->audio_ns : 0.0,
         .device = k->input_file ? k->input_file : k->cfg.audio.device,
         .rate = k->input_file ? k->file_rate : cs.rate,
