@@ -364,45 +364,102 @@ static void on_watchdog(uv_timer_t *h) {
     k->frames_at_watchdog = k->frames;
 }
 
+/* What a reload builds before it swaps anything: the new configuration,
+ * network and (for another front end) audio pipe, or the reasons not. */
+struct reload_job {
+    struct kwsd *k;
+    struct kws_config next;
+    struct config_diags d;
+    struct kwsd_net net;
+    struct audio_pipe pipe;
+    int new_fe;
+    int rc;
+};
+
+/* Reads the configuration and the model and builds everything from them;
+ * touches nothing that runs. */
+static void reload_build(struct reload_job *j) {
+    struct kwsd *k = j->k;
+    int rc = config_load(&j->next, k->config_path, &j->d);
+    struct kws_config *next = &j->next;
+    struct config_diags *d = &j->d;
+
+    if (rc == 0) {
+        if (k->device_override)
+            snprintf(next->audio.device, sizeof next->audio.device, "%s", k->device_override);
+        if (k->model_override)
+            snprintf(next->model.path, sizeof next->model.path, "%s", k->model_override);
+        rc = net_build(&j->net, next, d);
+    }
+    if (rc == 0) {
+        j->new_fe = memcmp(&j->net.model.cfg.fe, &k->model.cfg.fe, sizeof k->model.cfg.fe) != 0;
+        /* Before the first block there is no pipe yet: the first block builds it. */
+        if (j->new_fe && k->pipe_rate &&
+            (rc = audio_pipe_init(&j->pipe, &j->net.model.cfg.fe, k->pipe_rate, FILE_BLOCK)) < 0) {
+            config_diags_add(d, "%s: front end from %d Hz: %s", next->model.path, k->pipe_rate,
+                             kws_strerror(rc));
+            audio_pipe_free(&j->pipe);
+            net_free(&j->net);
+        }
+    }
+    j->rc = rc;
+}
+
+/* reload_build on a thread of its own with a private, emptied copy of the
+ * descriptor table (close_range CLOSE_RANGE_UNSHARE; stdin, stdout and
+ * stderr stay). Peers of the event endpoint can hold every descriptor the
+ * process may have (LimitNOFILE=): libzmq accepts connections until
+ * EMFILE, and then a reload could not open its two files ("Too many open
+ * files"). The copy always has room; closing it closes nothing of the
+ * daemon's. Signals are blocked on the thread, so libuv's handler never
+ * runs where its pipe is closed. */
+static void *reload_thread(void *arg) {
+    struct reload_job *j = arg;
+    if (close_range(3, ~0u, CLOSE_RANGE_UNSHARE) < 0)
+        LOGD("reload: close_range: %s; building with the shared descriptor table",
+             strerror(errno));
+    reload_build(j);
+    return NULL;
+}
+
 /* SIGHUP: builds everything the new configuration needs (model, state,
  * detector and, for a model with another front end, the audio pipe at the
  * running input rate) and swaps it in only once all of it is built; any
- * failure keeps the running set and logs why. */
+ * failure keeps the running set and logs why. The building runs on
+ * reload_thread, which the loop waits for, as it waited for the files
+ * before. */
 static void reload(struct kwsd *k) {
-    struct kws_config next;
-    struct config_diags d = {0};
-    struct kwsd_net net;
-    struct audio_pipe pipe = {0};
-    int new_fe = 0, rc;
+    static struct reload_job job; /* one reload at a time; several kB, kept off the stack */
+    struct reload_job *j = &job;
+    sigset_t all, old;
+    pthread_t t;
+    int rc;
 
     if (!k->config_path[0]) {
         LOGN("reload: running on built-in defaults with no configuration file; nothing to reload");
         return;
     }
     kwsd_notify("RELOADING=1");
-    rc = config_load(&next, k->config_path, &d);
-    if (rc == 0) {
-        if (k->device_override)
-            snprintf(next.audio.device, sizeof next.audio.device, "%s", k->device_override);
-        if (k->model_override)
-            snprintf(next.model.path, sizeof next.model.path, "%s", k->model_override);
-        rc = net_build(&net, &next, &d);
-    }
-    if (rc == 0) {
-        new_fe = memcmp(&net.model.cfg.fe, &k->model.cfg.fe, sizeof net.model.cfg.fe) != 0;
-        /* Before the first block there is no pipe yet: the first block builds it. */
-        if (new_fe && k->pipe_rate &&
-            (rc = audio_pipe_init(&pipe, &net.model.cfg.fe, k->pipe_rate, FILE_BLOCK)) < 0) {
-            config_diags_add(&d, "%s: front end from %d Hz: %s", next.model.path, k->pipe_rate,
-                             kws_strerror(rc));
-            audio_pipe_free(&pipe);
-            net_free(&net);
-        }
-    }
+    memset(j, 0, sizeof *j);
+    j->k = k;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&t, NULL, reload_thread, j);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc == 0)
+        pthread_join(t, NULL);
+    else
+        reload_build(j); /* no thread: as before, on the loop */
+    rc = j->rc;
+    struct kws_config next = j->next;
+    const struct config_diags *d = &j->d;
+    struct kwsd_net net = j->net;
+    struct audio_pipe pipe = j->pipe;
+    int new_fe = j->new_fe;
     if (rc < 0) {
         LOGE("reload of %s failed; the running configuration stays:", k->config_path);
-        for (int i = 0; i < d.n; i++)
-            LOGE("%s", d.msg[i]);
+        for (int i = 0; i < d->n; i++)
+            LOGE("%s", d->msg[i]);
         kwsd_notify("READY=1");
         return;
     }

@@ -13,3 +13,8 @@ if(TARGET kwsd)
   kws_test(test_daemon_same_audio LIBS PkgConfig::ZMQ PkgConfig::JANSSON TIMEOUT 600)
   add_dependencies(test_daemon_same_audio kwsd)
 endif()
+# A reload while peers of the event endpoint hold every descriptor.
+if(TARGET kwsd)
+  kws_test(test_daemon_peers TIMEOUT 120)
+  add_dependencies(test_daemon_peers kwsd)
+endif()
