@@ -6,7 +6,8 @@
  * tcp://127.0.0.1. One subscriber watches the heartbeat (kws.status, every
  * second) throughout. Then, one phase after another:
  *   - conns:  --conns ZeroMQ SUB peers connect, each with one subscription;
- *   - subs:   one SUB peer sends --subs distinct subscriptions;
+ *   - subs:   one SUB peer sends --subs distinct subscriptions of
+ *             --topic-len bytes (24 to 500; kwsd refuses frames over 512);
  * each held for --hold seconds, then closed. For each phase it reports
  * kwsd's RSS before, at the peak and after the peers left (VmRSS, VmHWM),
  * its open descriptors, the longest gap between two heartbeats (by kwsd's
@@ -14,8 +15,8 @@
  * whether a SIGHUP reload during the phase succeeded (its log line), and
  * kwsd's CPU time from the phase's start until the peers leave.
  *
- *     kwsd-bench-peers [--conns 2000] [--subs 200000] [--hold 5] [--nofile 256]
- *                      [--model models/commands.kwsm]
+ *     kwsd-bench-peers [--conns 2000] [--subs 200000] [--topic-len 24] [--hold 5]
+ *                      [--nofile 256] [--model models/commands.kwsm]
  *
  * SPDX-License-Identifier: MIT
  */
@@ -41,7 +42,7 @@
 #endif
 
 struct opts {
-    int conns, subs, hold_s, nofile;
+    int conns, subs, hold_s, nofile, topic_len;
     const char *model;
 };
 
@@ -52,7 +53,8 @@ struct phase {
     double max_gap_s; /* longest heartbeat gap by kwsd's clock */
     int beats;        /* heartbeats received during the phase */
     int reload_ok;
-    double cpu_s; /* kwsd's user + system CPU time during the phase */
+    double cpu_s;  /* kwsd's user + system CPU time during the phase */
+    double wall_s; /* the phase's length, up to the peers' leaving */
 };
 
 static char dir[256];
@@ -210,21 +212,23 @@ static void phase_begin(struct phase *ph, const char *name) {
     pump(NULL, 2.0);
     ph->rss_before = proc_kb("VmRSS:");
     ph->cpu_s = proc_cpu_s();
+    ph->wall_s = now_s();
 }
 
 static void phase_end(struct phase *ph, void **socks, int n) {
     for (int i = 0; i < n; i++)
         zmq_close(socks[i]);
     ph->cpu_s = proc_cpu_s() - ph->cpu_s; /* up to the peers' leaving */
+    ph->wall_s = now_s() - ph->wall_s;
     pump(ph, 5.0);                        /* kwsd sees the peers leave */
     ph->rss_after = proc_kb("VmRSS:");
     ph->hwm = proc_kb("VmHWM:");
 }
 
 static void print_phase(const struct phase *ph) {
-    printf("| %s | %.1f | %.1f | %.1f | %.1f | %d | %.1f | %d | %.2f | %s |\n", ph->name,
+    printf("| %s | %.1f | %.1f | %.1f | %.1f | %d | %.1f in %.1f | %d | %.2f | %s |\n", ph->name,
            ph->rss_before / 1024.0, ph->rss_peak / 1024.0, ph->rss_after / 1024.0,
-           ph->hwm / 1024.0, ph->fds_peak, ph->cpu_s, ph->beats, ph->max_gap_s,
+           ph->hwm / 1024.0, ph->fds_peak, ph->cpu_s, ph->wall_s, ph->beats, ph->max_gap_s,
            ph->reload_ok ? "yes" : "NO");
 }
 
@@ -237,16 +241,17 @@ static int parse_count(const char *s) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: kwsd-bench-peers [--conns N] [--subs N] [--hold S] [--nofile N] "
-                    "[--model FILE]\n");
+    fprintf(stderr, "usage: kwsd-bench-peers [--conns N] [--subs N] [--topic-len 24..500] "
+                    "[--hold S] [--nofile N] [--model FILE]\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
-    struct opts o = {2000, 200000, 5, 256, KWSD_SOURCE_DIR "/models/commands.kwsm"};
+    struct opts o = {2000, 200000, 5, 256, 24, KWSD_SOURCE_DIR "/models/commands.kwsm"};
     static const struct option lo[] = {{"conns", 1, 0, 'c'}, {"subs", 1, 0, 's'},
                                        {"hold", 1, 0, 'h'},  {"nofile", 1, 0, 'n'},
-                                       {"model", 1, 0, 'm'}, {0, 0, 0, 0}};
+                                       {"model", 1, 0, 'm'}, {"topic-len", 1, 0, 't'},
+                                       {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
@@ -255,10 +260,12 @@ int main(int argc, char **argv) {
         case 'h': o.hold_s = parse_count(optarg); break;
         case 'n': o.nofile = parse_count(optarg); break;
         case 'm': o.model = optarg; break;
+        case 't': o.topic_len = parse_count(optarg); break;
         default: usage();
         }
     }
-    if (o.conns < 0 || o.subs < 0 || o.hold_s < 1 || o.nofile < 32)
+    if (o.conns < 0 || o.subs < 0 || o.hold_s < 1 || o.nofile < 32 || o.topic_len < 24 ||
+        o.topic_len > 500)
         usage();
 
     /* The bench itself holds o.conns sockets, each a connection and a mailbox. */
@@ -327,11 +334,16 @@ int main(int argc, char **argv) {
     phase_begin(&ph[1], name[1]);
     socks[0] = zmq_socket(ctx, ZMQ_SUB);
     zmq_setsockopt(socks[0], ZMQ_LINGER, &zero, sizeof zero);
+    /* no send high-water mark: libzmq would drop subscriptions past it */
+    zmq_setsockopt(socks[0], ZMQ_SNDHWM, &zero, sizeof zero);
     zmq_connect(socks[0], endpoint);
+    pump(&ph[1], 0.5);
     for (int i = 0; i < o.subs; i++) {
-        char topic[64];
-        snprintf(topic, sizeof topic, "kws.detection.t%08d", i);
-        zmq_setsockopt(socks[0], ZMQ_SUBSCRIBE, topic, strlen(topic));
+        char topic[512];
+        /* distinct from the first bytes on, padded to topic_len */
+        int n = snprintf(topic, sizeof topic, "kws.detection.t%08d", i);
+        memset(topic + n, 'x', (size_t)(o.topic_len - n));
+        zmq_setsockopt(socks[0], ZMQ_SUBSCRIBE, topic, (size_t)o.topic_len);
         if (i % 10000 == 9999)
             pump(&ph[1], 0.05);
     }
@@ -340,7 +352,7 @@ int main(int argc, char **argv) {
     phase_end(&ph[1], socks, 1);
 
     printf("\n| phase | RSS before MiB | RSS peak MiB | RSS after MiB | VmHWM MiB | fds peak | "
-           "CPU s | heartbeats | longest gap s | reload |\n"
+           "CPU s in wall s | heartbeats | longest gap s | reload |\n"
            "|---|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < 2; i++)
         print_phase(&ph[i]);
