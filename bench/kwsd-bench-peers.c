@@ -220,15 +220,15 @@ static void phase_end(struct phase *ph, void **socks, int n) {
         zmq_close(socks[i]);
     ph->cpu_s = proc_cpu_s() - ph->cpu_s; /* up to the peers' leaving */
     ph->wall_s = now_s() - ph->wall_s;
-    pump(ph, 5.0);                        /* kwsd sees the peers leave */
+    pump(ph, 5.0); /* kwsd sees the peers leave */
     ph->rss_after = proc_kb("VmRSS:");
     ph->hwm = proc_kb("VmHWM:");
 }
 
 static void print_phase(const struct phase *ph) {
     printf("| %s | %.1f | %.1f | %.1f | %.1f | %d | %.1f in %.1f | %d | %.2f | %s |\n", ph->name,
-           ph->rss_before / 1024.0, ph->rss_peak / 1024.0, ph->rss_after / 1024.0,
-           ph->hwm / 1024.0, ph->fds_peak, ph->cpu_s, ph->wall_s, ph->beats, ph->max_gap_s,
+           ph->rss_before / 1024.0, ph->rss_peak / 1024.0, ph->rss_after / 1024.0, ph->hwm / 1024.0,
+           ph->fds_peak, ph->cpu_s, ph->wall_s, ph->beats, ph->max_gap_s,
            ph->reload_ok ? "yes" : "NO");
 }
 
@@ -248,20 +248,32 @@ static void usage(void) {
 
 int main(int argc, char **argv) {
     struct opts o = {2000, 200000, 5, 256, 24, KWSD_SOURCE_DIR "/models/commands.kwsm"};
-    static const struct option lo[] = {{"conns", 1, 0, 'c'}, {"subs", 1, 0, 's'},
-                                       {"hold", 1, 0, 'h'},  {"nofile", 1, 0, 'n'},
-                                       {"model", 1, 0, 'm'}, {"topic-len", 1, 0, 't'},
-                                       {0, 0, 0, 0}};
+    static const struct option lo[] = {
+        {"conns", 1, 0, 'c'}, {"subs", 1, 0, 's'},      {"hold", 1, 0, 'h'}, {"nofile", 1, 0, 'n'},
+        {"model", 1, 0, 'm'}, {"topic-len", 1, 0, 't'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
-        case 'c': o.conns = parse_count(optarg); break;
-        case 's': o.subs = parse_count(optarg); break;
-        case 'h': o.hold_s = parse_count(optarg); break;
-        case 'n': o.nofile = parse_count(optarg); break;
-        case 'm': o.model = optarg; break;
-        case 't': o.topic_len = parse_count(optarg); break;
-        default: usage();
+        case 'c':
+            o.conns = parse_count(optarg);
+            break;
+        case 's':
+            o.subs = parse_count(optarg);
+            break;
+        case 'h':
+            o.hold_s = parse_count(optarg);
+            break;
+        case 'n':
+            o.nofile = parse_count(optarg);
+            break;
+        case 'm':
+            o.model = optarg;
+            break;
+        case 't':
+            o.topic_len = parse_count(optarg);
+            break;
+        default:
+            usage();
         }
     }
     if (o.conns < 0 || o.subs < 0 || o.hold_s < 1 || o.nofile < 32 || o.topic_len < 24 ||

@@ -421,8 +421,7 @@ static void reload_build(struct reload_job *j) {
 static void *reload_thread(void *arg) {
     struct reload_job *j = arg;
     if (close_range(3, ~0u, CLOSE_RANGE_UNSHARE) < 0)
-        LOGD("reload: close_range: %s; building with the shared descriptor table",
-             strerror(errno));
+        LOGD("reload: close_range: %s; building with the shared descriptor table", strerror(errno));
     reload_build(j);
     return NULL;
 }

@@ -23,9 +23,9 @@ struct yaml_text {
 
 ParameterizedTestParameters(config_dump, reads_back_the_same) {
     static struct yaml_text yaml[] = {
-        {"audio:\n  device: \"plug\\Nin\"\n"},     /* NEL */
-        {"audio:\n  device: \"a\\x81b\\x9f\"\n"},  /* C1 controls */
-        {"audio:\n  device: \"a\\Lb\\Pc\"\n"},     /* line and paragraph separators */
+        {"audio:\n  device: \"plug\\Nin\"\n"},    /* NEL */
+        {"audio:\n  device: \"a\\x81b\\x9f\"\n"}, /* C1 controls */
+        {"audio:\n  device: \"a\\Lb\\Pc\"\n"},    /* line and paragraph separators */
         {"model:\n  path: \"/m\\uFFFE.kwsm\"\n"}, /* a noncharacter */
         {"detection:\n  keywords: {\"y\\Nes\": 0.5}\n"},
         {"transport:\n  endpoints: [\"ipc:///tmp/\\u2028x\", \"tcp://127.0.0.1:1\"]\n"},

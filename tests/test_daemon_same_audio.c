@@ -96,7 +96,8 @@ static int64_t make_recording(int rate, int digital_silence) {
 
     for (int i = 0; i < 3; i++)
         sh("sox -R -n -r %d -c 1 -b 16 %s/%s.wav %s %.1f %s", rate, dir, names[i],
-           digital_silence ? "trim 0" : "synth", secs[i], digital_silence ? "" : "whitenoise vol 0.003");
+           digital_silence ? "trim 0" : "synth", secs[i],
+           digital_silence ? "" : "whitenoise vol 0.003");
     used += (size_t)snprintf(list + used, sizeof list - used, "%s/lead.wav ", dir);
     for (int i = 0; i < 6; i++) {
         sh("espeak-ng -v en-us -s 150 -w %s/w%d.22k.wav '%s'", dir, i, words[i]);

@@ -831,8 +831,9 @@ static void put_quoted(FILE *f, const char *s) {
             fprintf(f, "\\%c", *p);
         else if (*p < 0x20 || *p == 0x7f)
             fprintf(f, "\\x%02x", *p);
-        else if (len > 1 && got == len && ((cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 ||
-                             cp == 0xfffe || cp == 0xffff)) {
+        else if (len > 1 && got == len &&
+                 ((cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 || cp == 0xfffe ||
+                  cp == 0xffff)) {
             /* C1 controls, NEL and the line and paragraph separators would
              * be read back as line breaks or refused: escape them too */
             fprintf(f, "\\u%04x", cp);

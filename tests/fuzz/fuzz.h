@@ -20,12 +20,12 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-#define FUZZ_CHECK(x)                                                                   \
-    do {                                                                                \
-        if (!(x)) {                                                                     \
-            fprintf(stderr, "%s:%d: property broken: %s\n", __FILE__, __LINE__, #x);   \
-            abort();                                                                    \
-        }                                                                               \
+#define FUZZ_CHECK(x)                                                                              \
+    do {                                                                                           \
+        if (!(x)) {                                                                                \
+            fprintf(stderr, "%s:%d: property broken: %s\n", __FILE__, __LINE__, #x);               \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 #endif /* KWS_TESTS_FUZZ_H */
