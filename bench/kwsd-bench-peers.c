@@ -8,8 +8,10 @@
  *   - conns:  --conns ZeroMQ SUB peers connect, each with one subscription;
  *   - subs:   one SUB peer sends --subs distinct subscriptions of
  *             --topic-len bytes (24 to 500; kwsd refuses frames over 512);
+ *   - frame:  a peer speaking ZMTP 3.0 by hand announces a 1 GiB frame and
+ *             sends as much of it as kwsd will take;
  * each held for --hold seconds, then closed. For each phase it reports
- * kwsd's RSS before, at the peak and after the peers left (VmRSS, VmHWM),
+ * kwsd's RSS before, at the peak and 10 s after the peers left (VmRSS, VmHWM),
  * its open descriptors, the longest gap between two heartbeats (by kwsd's
  * own uptime_s, so a late bench does not count) and how many arrived, and
  * whether a SIGHUP reload during the phase succeeded (its log line), and
@@ -24,13 +26,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -220,9 +225,46 @@ static void phase_end(struct phase *ph, void **socks, int n) {
         zmq_close(socks[i]);
     ph->cpu_s = proc_cpu_s() - ph->cpu_s; /* up to the peers' leaving */
     ph->wall_s = now_s() - ph->wall_s;
-    pump(ph, 5.0); /* kwsd sees the peers leave */
+    pump(ph, 10.0); /* kwsd sees the peers leave and trims at a heartbeat */
     ph->rss_after = proc_kb("VmRSS:");
     ph->hwm = proc_kb("VmHWM:");
+}
+
+/* The frame phase's peer: a ZMTP 3.0 greeting (NULL mechanism), a READY
+ * command as a SUB socket, then a message frame whose header announces
+ * 2^30 bytes, followed by zeros for up to secs seconds. Returns the bytes
+ * kwsd took before it closed the connection (or the time ran out). */
+static long long send_huge_frame(int port, struct phase *ph, double secs) {
+    static const uint8_t ready[] = {0x04, 25, 5, 'R', 'E', 'A', 'D', 'Y', 11, 'S', 'o', 'c', 'k',
+                                    'e', 't', '-', 'T', 'y', 'p', 'e', 0, 0, 0, 3, 'S', 'U', 'B'};
+    uint8_t greet[64] = {0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 0, 'N', 'U', 'L', 'L'};
+    uint8_t head[9] = {0x02, 0, 0, 0, 0x40, 0, 0, 0, 0}; /* long frame, 2^30 bytes */
+    static uint8_t zeros[65536];
+    long long sent = 0;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        send(fd, greet, sizeof greet, MSG_NOSIGNAL) != (ssize_t)sizeof greet ||
+        send(fd, ready, sizeof ready, MSG_NOSIGNAL) != (ssize_t)sizeof ready ||
+        send(fd, head, sizeof head, MSG_NOSIGNAL) != (ssize_t)sizeof head) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    double end = now_s() + secs;
+    while (now_s() < end) {
+        ssize_t n = send(fd, zeros, sizeof zeros, MSG_NOSIGNAL);
+        if (n > 0)
+            sent += n;
+        else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            break; /* kwsd closed the connection */
+        else
+            pump(ph, 0.01);
+    }
+    close(fd);
+    return sent;
 }
 
 static void print_phase(const struct phase *ph) {
@@ -318,8 +360,8 @@ int main(int argc, char **argv) {
     printf("kwsd %d, LimitNOFILE %d, endpoint %s, %d open descriptors, RSS %.1f MiB\n",
            (int)kwsd_pid, o.nofile, endpoint, proc_fds(), proc_kb("VmRSS:") / 1024.0);
 
-    struct phase ph[2];
-    char name[2][64];
+    struct phase ph[3];
+    char name[3][64];
     void **socks = calloc((size_t)(o.conns ? o.conns : 1), sizeof *socks);
 
     snprintf(name[0], sizeof name[0], "%d connections", o.conns);
@@ -363,10 +405,18 @@ int main(int argc, char **argv) {
     ph[1].reload_ok = reload_check(&ph[1]);
     phase_end(&ph[1], socks, 1);
 
+    snprintf(name[2], sizeof name[2], "a 1 GiB frame announced");
+    phase_begin(&ph[2], name[2]);
+    long long took = send_huge_frame(port, &ph[2], (double)o.hold_s);
+    ph[2].reload_ok = reload_check(&ph[2]);
+    phase_end(&ph[2], socks, 0);
+    printf("1 GiB frame: kwsd took %lld bytes of it before closing the connection%s\n", took,
+           took < 0 ? " (could not connect)" : "");
+
     printf("\n| phase | RSS before MiB | RSS peak MiB | RSS after MiB | VmHWM MiB | fds peak | "
            "CPU s in wall s | heartbeats | longest gap s | reload |\n"
            "|---|---|---|---|---|---|---|---|---|---|\n");
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         print_phase(&ph[i]);
     printf("\n(heartbeat every 1 s; kwsd log lines with \"Too many open files\": %d)\n",
            log_count("Too many open files"));
