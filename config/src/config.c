@@ -807,13 +807,17 @@ int config_check_labels(const struct kws_config *cfg, const char *const *labels,
     return bad ? KWS_ECONFIG : 0;
 }
 
-float config_threshold_for(const struct kws_config *cfg, const char *label, float model_thr) {
-    for (int i = 0; i < cfg->detection.n_keywords; i++)
-        if (strcmp(cfg->detection.keywords[i].label, label) == 0)
-            return cfg->detection.keywords[i].threshold;
-    if (cfg->detection.threshold != KWS_THRESHOLD_MODEL)
-        return cfg->detection.threshold;
-    return model_thr > 0.0f && model_thr <= 1.0f ? model_thr : KWS_THRESHOLD_FALLBACK;
+void config_listener_settings(const struct kws_config *cfg, struct kws_listener_settings *s) {
+    kws_listener_settings_default(s);
+    s->threshold = cfg->detection.threshold;
+    s->smoothing_ms = cfg->detection.smoothing_ms;
+    s->refractory_ms = cfg->detection.refractory_ms;
+    s->n_keywords = cfg->detection.n_keywords;
+    for (int i = 0; i < cfg->detection.n_keywords; i++) {
+        snprintf(s->keywords[i].label, sizeof s->keywords[i].label, "%s",
+                 cfg->detection.keywords[i].label);
+        s->keywords[i].threshold = cfg->detection.keywords[i].threshold;
+    }
 }
 
 /* ==== Writing it out ==== */
