@@ -18,6 +18,7 @@
 #include "kws/listener.h"
 #include "kws/snn.h"
 #include "kws/transport.h"
+#include "kws/wyoming.h"
 
 /* What a model and the detection settings build, kept together so a reload
  * builds a new one, swaps it in and frees the old (main.c). The listener
@@ -44,6 +45,7 @@ struct kwsd {
     const char *model_name;      /* basename of the model path */
 
     struct transport_pub pub;
+    struct wyoming_server wy; /* transport.wyoming: Home Assistant's wake-word clients */
     struct audio_capture cap;
     int cap_open;    /* audio_capture_open succeeded: cap must be closed */
     int cap_waiting; /* the device has not opened yet since start */

@@ -395,6 +395,9 @@ static void reload(struct kwsd *k) {
         log_setup(next.logging.level);
     k->cfg = next;
     k->model_name = base_name(k->cfg.model.path); /* points into k->cfg, not the local copy */
+    if (k->wy.open && wyoming_server_set_model(&k->wy, &k->net->model, &k->net->lis.settings,
+                                                k->model_name) < 0)
+        LOGW("reload: out of memory for some Wyoming clients: they were closed");
     LOGN("reloaded %s (model %s, %d classes; %s)", k->config_path, k->cfg.model.path,
          k->net->model.cfg.n_classes, kept);
     kwsd_notify("READY=1");
@@ -441,6 +444,7 @@ static void kwsd_stop(struct kwsd *k, int code) {
     close_handle(k, (uv_handle_t *)&k->watchdog);
     close_handle(k, (uv_handle_t *)&k->file_feed);
     close_handle(k, (uv_handle_t *)&k->file_delay);
+    wyoming_server_close(&k->wy);
     if (k->cap_open) {
         audio_capture_close(&k->cap, on_capture_closed);
         k->cap_open = 0;
@@ -696,6 +700,19 @@ int main(int argc, char **argv) {
         }
         for (int i = 0; i < k->pub.n_bound; i++)
             LOGI("publishing on %s", k->pub.bound[i]);
+        if (k->cfg.transport.wyoming[0]) {
+            struct wyoming_cfg wc = {.endpoint = k->cfg.transport.wyoming,
+                                     .model = &k->net->model,
+                                     .settings = &k->net->lis.settings,
+                                     .model_name = k->model_name,
+                                     .version = KWSD_VERSION};
+            if (wyoming_server_open(&k->wy, &k->loop, &wc, msg, sizeof msg) < 0) {
+                LOGE("%s", msg);
+                kwsd_stop(k, 1);
+                goto out;
+            }
+            LOGI("Wyoming wake-word server on %s", k->wy.bound);
+        }
     }
 
     /* 5. Signals and timers, then tell systemd we are ready. */

@@ -59,6 +59,7 @@ struct cfg_key {
 
 static int check_endpoint(const char *s, char *why, size_t whylen);
 static int check_printable(const char *s, char *why, size_t whylen);
+static int check_wyoming(const char *s, char *why, size_t whylen);
 
 #define CFG_FIELD(f) offsetof(struct kws_config, f), sizeof(((struct kws_config *)0)->f)
 
@@ -88,6 +89,10 @@ static const struct cfg_key config_keys[] = {
      "status heartbeat period, s"},
     {"transport.queue", CFG_INT, 1, 1000000, "1000", CFG_FIELD(transport.queue), NULL,
      "per-subscriber queue, messages (ZMQ_SNDHWM); beyond it events are dropped and counted"},
+    {"transport.wyoming", CFG_STRING, 0, KWS_CONFIG_ENDPOINT_LEN - 1, "",
+     CFG_FIELD(transport.wyoming), check_wyoming,
+     "Wyoming wake-word server for Home Assistant, `tcp://host:port` (e.g. "
+     "`tcp://0.0.0.0:10400`); empty: off (docs/HOME_ASSISTANT.md)"},
     {"logging.level", CFG_LOGLEVEL, 0, 0, "info", CFG_FIELD(logging.level), NULL,
      "most verbose level logged: `error`, `warning`, `notice`, `info` or `debug`"},
 };
@@ -109,6 +114,22 @@ static int key_is_section(const char *name) {
 }
 
 /* ==== Checks and number parsing ==== */
+
+/* transport.wyoming: empty (off) or tcp://host:port with a port 1..65535. */
+static int check_wyoming(const char *s, char *why, size_t whylen) {
+    if (!s[0])
+        return 0;
+    if (strncmp(s, "tcp://", 6) != 0) {
+        snprintf(why, whylen, "expected tcp://host:port (or empty: off)");
+        return -1;
+    }
+    const char *colon = strrchr(s, ':');
+    if (colon && strcmp(colon, ":*") == 0) {
+        snprintf(why, whylen, "needs a fixed port: Home Assistant is given host and port");
+        return -1;
+    }
+    return check_endpoint(s, why, whylen);
+}
 
 /* tcp://host:port (port 1..65535 or "*", host non-empty, "[v6]" allowed),
  * ipc://path or inproc://name, both non-empty. */
@@ -297,7 +318,7 @@ static int set_scalar(struct walk *w, const struct cfg_key *k, const char *at, c
             walk_err(w, v, at, "NUL byte not allowed");
             return -1;
         }
-        if (slen == 0) {
+        if (slen == 0 && (k->type == CFG_ENDPOINTS || k->min >= 1)) {
             walk_err(w, v, at, "must not be empty");
             return -1;
         }
@@ -865,6 +886,9 @@ void config_dump(const struct kws_config *cfg, FILE *f) {
     }
     fprintf(f, "  heartbeat_s: %.17g\n  queue: %d\n", cfg->transport.heartbeat_s,
             cfg->transport.queue);
+    fputs("  wyoming: ", f);
+    put_quoted(f, cfg->transport.wyoming);
+    fputc('\n', f);
     fprintf(f, "logging:\n  level: %s\n", kws_log_level_name(cfg->logging.level));
 }
 

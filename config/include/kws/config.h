@@ -88,6 +88,7 @@ struct kws_config {
         char endpoints[KWS_CONFIG_MAX_ENDPOINTS][KWS_CONFIG_ENDPOINT_LEN];
         double heartbeat_s; /* status heartbeat period, s [0.5, 3600] */
         int queue;          /* per-subscriber queue, messages (ZMQ_SNDHWM) [1, 1000000] */
+        char wyoming[KWS_CONFIG_ENDPOINT_LEN]; /* Wyoming server "tcp://host:port"; "" = off */
     } transport;
     struct {
         enum kws_log_level level; /* most verbose level logged */
