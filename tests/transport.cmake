@@ -1,2 +1,8 @@
 # Tests of kws_transport (transport/), with real ZeroMQ subscribers.
 kws_test(test_transport_pub LIBS kws_transport PkgConfig::ZMQ PkgConfig::JANSSON TIMEOUT 120)
+# The Wyoming wake-word server inside a running kwsd, with a client written
+# from the protocol's documentation.
+if(TARGET kwsd)
+  kws_test(test_transport_wyoming LIBS kws_core PkgConfig::ZMQ PkgConfig::JANSSON TIMEOUT 300)
+  add_dependencies(test_transport_wyoming kwsd)
+endif()
