@@ -610,3 +610,27 @@ Test(wyoming, hostile_clients_are_closed) {
     wyc_close(&c);
     cr_expect(not(eq(ptr, strstr(read_log(), "bad event header"), NULL)));
 }
+
+/* A client that floods audio far ahead of real time (12 s of 8-bit audio at
+ * 1 kHz, 12,000 bytes, sent at once) is paused, not closed: the server stops
+ * reading it until the clock catches up, then finishes its stream. */
+Test(wyoming, flood_ahead_of_real_time_is_paused) {
+    static char pcm[12000];
+    struct rec r = {.pcm = pcm, .n = sizeof pcm, .rate = 1000, .width = 1, .channels = 1};
+    struct wyc c;
+    memset(pcm, 0x80, sizeof pcm); /* unsigned 8-bit silence */
+    wyc_open(&c);
+    send_start(&c, &r, NULL);
+    for (size_t i = 0; send_chunk(&c, &r, i, 500); i++)
+        ;
+    cr_assert(eq(int, wyc_send(&c, "audio-stop", NULL, NULL, 0), 0));
+    int64_t t0 = now_ms();
+    json_t *ev = wyc_recv(&c, 30000);
+    cr_assert(not(eq(ptr, ev, NULL)), "the stream ends with an answer");
+    cr_expect(eq(str, (char *)ev_type(ev), "not-detected"));
+    cr_log_info("not-detected %lld ms after audio-stop", (long long)(now_ms() - t0));
+    json_decref(ev);
+    cr_expect(not(eq(ptr, strstr(read_log(), "ahead of real time: paused"), NULL)),
+              "the server paused the client");
+    wyc_close(&c);
+}

@@ -26,11 +26,14 @@
 
 #define READ_BUF 16384 /* bytes per read from a client */
 #define CONV_BUF 1024  /* mono samples converted per push into the front end */
+#define READ_AUDIO_MS 250 /* audio per read while streaming, at most */
 
 enum wy_state { WY_HEADER, WY_DATA, WY_PAYLOAD };
 
 struct wyoming_client {
     uv_tcp_t tcp;
+    uv_timer_t pace;  /* resumes reading a client that ran ahead of real time */
+    int handles;      /* of tcp and pace, not yet closed: freed at 0 */
     struct wyoming_server *srv;
     struct wyoming_client *next;
     int closing;
@@ -62,6 +65,9 @@ struct wyoming_client {
     int n_names;                /* names given by the last detect (0: every keyword) */
     int detected;               /* a detection since audio-start */
     int64_t t0_ms;              /* audio-start's timestamp */
+    uint64_t start_ms;          /* loop time of audio-start */
+    uint64_t bytes;             /* audio payload bytes since audio-start */
+    int paced;                  /* reading is stopped until pace fires */
 
     char rbuf[READ_BUF];
 };
@@ -310,6 +316,8 @@ static int client_start(struct wyoming_client *c) {
     c->frag_len = 0;
     c->t0_ms = data_int(c, "timestamp", 0, INT64_MAX / 2, &t0) == 1 ? t0 : 0;
     c->active = 1;
+    c->start_ms = uv_now(c->srv->loop);
+    c->bytes = 0;
     c->detected = 0;
     c->srv->stats.streams++;
     LOGD("wyoming: %s: audio %d Hz, %d byte(s), %d channel(s)", c->peer, c->rate, c->width,
@@ -479,8 +487,10 @@ static int client_feed(struct wyoming_client *c, const char *p, size_t n) {
                 return -1;
         } else {
             size_t take = c->payload_need < n ? c->payload_need : n;
-            if (c->payload_audio)
+            if (c->payload_audio) {
                 client_audio(c, (const uint8_t *)p, take);
+                c->bytes += take;
+            }
             c->payload_need -= take;
             p += take;
             n -= take;
@@ -496,6 +506,8 @@ static int client_feed(struct wyoming_client *c, const char *p, size_t n) {
 static void on_client_closed(uv_handle_t *h) {
     struct wyoming_client *c = h->data;
     struct wyoming_server *s = c->srv;
+    if (--c->handles > 0)
+        return;
     for (struct wyoming_client **pp = &s->clients; *pp; pp = &(*pp)->next)
         if (*pp == c) {
             *pp = c->next;
@@ -514,13 +526,53 @@ static void client_close(struct wyoming_client *c) {
         return;
     c->closing = 1;
     uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_close((uv_handle_t *)&c->pace, on_client_closed);
     uv_close((uv_handle_t *)&c->tcp, on_client_closed);
 }
 
+/* While a stream runs, one read holds at most READ_AUDIO_MS of its audio,
+ * so one client's read is a bounded amount of work whatever its format
+ * (16 KiB of 8-bit audio at 1 kHz would be 16 s). */
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     struct wyoming_client *c = h->data;
+    size_t n = sizeof c->rbuf;
     (void)hint;
-    *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
+    if (c->active) {
+        size_t per_s = (size_t)c->rate * (size_t)c->width * (size_t)c->channels;
+        size_t cap = per_s * READ_AUDIO_MS / 1000;
+        n = cap < 256 ? 256 : cap < n ? cap : n;
+    }
+    *buf = uv_buf_init(c->rbuf, (unsigned)n);
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+
+static void on_pace(uv_timer_t *t) {
+    struct wyoming_client *c = t->data;
+    c->paced = 0;
+    if (!c->closing)
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* A client may send audio faster than real time (a recording), but not
+ * more than WYOMING_MAX_AHEAD_MS ahead of the clock since its audio-start:
+ * beyond that, reading stops until the clock catches up to half of it. So
+ * a flood of audio costs at most real time plus a bounded burst. */
+static void client_pace(struct wyoming_client *c) {
+    if (!c->active || c->closing)
+        return;
+    uint64_t per_s = (uint64_t)c->rate * (uint64_t)c->width * (uint64_t)c->channels;
+    uint64_t audio_ms = c->bytes * 1000 / per_s;
+    uint64_t wall_ms = uv_now(c->srv->loop) - c->start_ms;
+    if (audio_ms <= wall_ms + WYOMING_MAX_AHEAD_MS)
+        return;
+    uint64_t wait = audio_ms - wall_ms - WYOMING_MAX_AHEAD_MS / 2;
+    LOGD("wyoming: %s is %.1f s ahead of real time: paused for %.1f s", c->peer,
+         (double)(audio_ms - wall_ms) / 1000.0, (double)wait / 1000.0);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->paced = 1;
+    c->srv->stats.paused++;
+    uv_timer_start(&c->pace, on_pace, wait, 0);
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
@@ -535,7 +587,9 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     if (n > 0 && client_feed(c, buf->base, (size_t)n) < 0) {
         c->srv->stats.bad++;
         client_close(c);
+        return;
     }
+    client_pace(c);
 }
 
 static void peer_name(struct wyoming_client *c) {
@@ -566,7 +620,9 @@ static void on_connection(uv_stream_t *server, int status) {
         return; /* the connection waits in the backlog */
     c->srv = s;
     uv_tcp_init(s->loop, &c->tcp);
-    c->tcp.data = c;
+    uv_timer_init(s->loop, &c->pace);
+    c->tcp.data = c->pace.data = c;
+    c->handles = 2;
     c->next = s->clients;
     s->clients = c;
     s->n_clients++;

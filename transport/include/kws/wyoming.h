@@ -38,7 +38,11 @@
  * that client with a log line. Payloads are converted as they arrive, never
  * held whole. Replies wait in the kernel and libuv's write queue; a client
  * that lets more than WYOMING_MAX_QUEUED bytes pile up is closed. At most
- * WYOMING_MAX_CLIENTS clients at once; more are closed at accept.
+ * WYOMING_MAX_CLIENTS clients at once; more are closed at accept. A read
+ * holds at most 250 ms of a stream's audio, and a client that sends audio
+ * more than WYOMING_MAX_AHEAD_MS ahead of real time is not read until the
+ * clock catches up, so clients cost at most about real time each and the
+ * microphone's reads always come between theirs.
  *
  *     struct wyoming_server wy = {0};
  *     struct wyoming_cfg c = {.endpoint = "tcp://0.0.0.0:10400", .model = &m,
@@ -67,6 +71,7 @@
 #define WYOMING_MAX_PAYLOAD (1 << 22) /* bytes of one event's payload (4 MiB) */
 #define WYOMING_MAX_QUEUED (1 << 18)  /* bytes of replies a client may leave unread */
 #define WYOMING_MAX_CLIENTS 8
+#define WYOMING_MAX_AHEAD_MS 10000    /* audio a client may send ahead of real time */
 
 struct wyoming_cfg {
     const char *endpoint;                          /* "tcp://host:port" */
@@ -84,6 +89,7 @@ struct wyoming_stats {
     uint64_t bad;          /* clients closed for breaking the protocol or a bound */
     uint64_t detections;   /* detection events sent */
     uint64_t streams;      /* audio-start events handled */
+    uint64_t paused;       /* times a client ran WYOMING_MAX_AHEAD_MS ahead and was paused */
 };
 
 struct wyoming_server {
