@@ -38,6 +38,7 @@
 
 #define KWSD KWSD_BINARY_DIR "/daemon/kwsd"
 #define MODEL KWSD_SOURCE_DIR "/models/commands.kwsm"
+#define EVAL KWSD_BINARY_DIR "/tools/kwsd-eval"
 
 static char dir[256];
 static int port;
@@ -113,6 +114,7 @@ static void make_recordings(void) {
     sh("cd %s && sox -D -n -r 22050 -c 1 -b 16 q.wav trim 0 1.0", dir);
     sh("cd %s && sox -D q.wav w-yes.wav q.wav w-go.wav q.wav q.wav kw.wav", dir);
     sh("cd %s && sox kw.wav -t raw -e signed -b 32 -r 48000 -c 2 kw.raw", dir);
+    sh("cd %s && sox kw.wav -t raw -e signed -b 16 kw22.raw", dir);
     sh("cd %s && sox -D q.wav w-house.wav q.wav w-bird.wav q.wav w-happy.wav q.wav none.wav", dir);
     sh("cd %s && sox none.wav -t raw -e signed -b 16 none.raw", dir);
     sh("cd %s && sox -n -r 16000 -c 1 -b 16 lead.wav trim 0 4.0 && "
@@ -633,4 +635,44 @@ Test(wyoming, flood_ahead_of_real_time_is_paused) {
     cr_expect(not(eq(ptr, strstr(read_log(), "ahead of real time: paused"), NULL)),
               "the server paused the client");
     wyc_close(&c);
+}
+
+/* The same listening path: the events a client gets for a recording are
+ * the events kwsd-eval --wav prints for it (same labels, same times), both
+ * through the model's front end, the microphone's resampler and a
+ * kws_listener. */
+Test(wyoming, same_events_as_kwsd_eval) {
+    struct stat st;
+    if (stat(EVAL, &st) != 0)
+        cr_skip_test("kwsd-eval is not built");
+    sh("%s --model %s --wav %s/kw.wav --threshold 0.9 > %s/eval.txt 2>&1", EVAL, MODEL, dir, dir);
+    char want[256] = "", line[512], got[256];
+    int64_t want_ms[8], ts[8];
+    int n_want = 0;
+    FILE *f = fopen(dat_path("eval.txt"), "r");
+    cr_assert(not(eq(ptr, f, NULL)));
+    while (fgets(line, sizeof line, f)) {
+        double t;
+        char word[SNN_LABEL_LEN];
+        if (sscanf(line, " %lf s: %31s (", &t, word) == 2 && n_want < 8) {
+            want_ms[n_want++] = (int64_t)(t * 1000.0 + 0.5);
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s", want[0] ? "," : "",
+                     word);
+        }
+    }
+    fclose(f);
+    struct rec r = rec_load("kw22.raw", 22050, 2, 1);
+    struct wyc c;
+    wyc_open(&c);
+    send_start(&c, &r, NULL);
+    for (size_t i = 0; send_chunk(&c, &r, i, 2048); i++)
+        ;
+    cr_assert(eq(int, wyc_send(&c, "audio-stop", NULL, NULL, 0), 0));
+    collect(&c, got, sizeof got, ts, 8);
+    cr_expect(ge(int, n_want, 1), "kwsd-eval hears a keyword");
+    cr_expect(eq(str, got, want), "kwsd-eval: %s", want);
+    for (int i = 0; i < n_want && i < 8; i++)
+        cr_expect(eq(i64, ts[i], want_ms[i]), "event %d", i);
+    wyc_close(&c);
+    free(r.pcm);
 }

@@ -5,4 +5,7 @@ kws_test(test_transport_pub LIBS kws_transport PkgConfig::ZMQ PkgConfig::JANSSON
 if(TARGET kwsd)
   kws_test(test_transport_wyoming LIBS kws_core PkgConfig::ZMQ PkgConfig::JANSSON TIMEOUT 300)
   add_dependencies(test_transport_wyoming kwsd)
+  if(TARGET kwsd-eval)
+    add_dependencies(test_transport_wyoming kwsd-eval)
+  endif()
 endif()
