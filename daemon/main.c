@@ -62,8 +62,7 @@ static void net_free(struct kwsd_net *n) {
 
 /* Loads the model of cfg and builds a listener for it with cfg's detection
  * settings, into a new *out. Errors go to d as "path: message" lines. */
-static int net_build(struct kwsd_net **out, const struct kws_config *cfg,
-                     struct config_diags *d) {
+static int net_build(struct kwsd_net **out, const struct kws_config *cfg, struct config_diags *d) {
     const char *labels[SNN_MAX_CLASSES];
     struct kws_listener_settings ls;
     char msg[256];
@@ -395,8 +394,8 @@ static void reload(struct kwsd *k) {
         log_setup(next.logging.level);
     k->cfg = next;
     k->model_name = base_name(k->cfg.model.path); /* points into k->cfg, not the local copy */
-    if (k->wy.open && wyoming_server_set_model(&k->wy, &k->net->model, &k->net->lis.settings,
-                                                k->model_name) < 0)
+    if (k->wy.open &&
+        wyoming_server_set_model(&k->wy, &k->net->model, &k->net->lis.settings, k->model_name) < 0)
         LOGW("reload: out of memory for some Wyoming clients: they were closed");
     LOGN("reloaded %s (model %s, %d classes; %s)", k->config_path, k->cfg.model.path,
          k->net->model.cfg.n_classes, kept);

@@ -151,9 +151,8 @@ Test(listener, hold_rests_the_network) {
     kws_listener_frame(&l, frame(100), (uint64_t)hold_frames - 1, &hit);
     cr_expect(eq(u64, l.held, 0));
     for (int t = 0; t < 50; t++) {
-        cr_assert(eq(int, kws_listener_frame(&l, frame(101 + t), (uint64_t)(hold_frames + t),
-                                             &hit),
-                     0));
+        cr_assert(
+            eq(int, kws_listener_frame(&l, frame(101 + t), (uint64_t)(hold_frames + t), &hit), 0));
         cr_assert(eq(u64, l.held, (uint64_t)t + 1));
         for (int c = 0; c < C; c++) {
             cr_assert(eq(flt, l.v[c], 0.0f));

@@ -295,8 +295,7 @@ static json_t *wyc_recv(struct wyc *c, int ms) {
             if (c->len >= hl + 1 + dl + pl) {
                 json_t *data = json_object_get(h, "data");
                 json_t *ev = json_pack("{s:O, s:o}", "type", json_object_get(h, "type"), "data",
-                                       json_is_object(data) ? json_deep_copy(data)
-                                                            : json_object());
+                                       json_is_object(data) ? json_deep_copy(data) : json_object());
                 if (dl) {
                     json_t *more = json_loadb(nl + 1, dl, 0, &err);
                     cr_assert(IS(json_is_object(more)), "data is a JSON object: %s", err.text);
@@ -353,8 +352,9 @@ static int send_chunk(struct wyc *c, const struct rec *r, size_t i, size_t bytes
         return 0;
     size_t n = r->n - off < bytes ? r->n - off : bytes;
     json_t *d = fmt(r);
-    json_object_set_new(d, "timestamp", json_integer((json_int_t)(off * 1000 / (size_t)r->rate /
-                                                                  (size_t)(r->width * r->channels))));
+    json_object_set_new(d, "timestamp",
+                        json_integer((json_int_t)(off * 1000 / (size_t)r->rate /
+                                                  (size_t)(r->width * r->channels))));
     cr_assert(eq(int, wyc_send(c, "audio-chunk", d, r->pcm + off, n), 0));
     json_decref(d);
     return 1;
@@ -430,8 +430,7 @@ Test(wyoming, describe_lists_the_models) {
             continue;
         json_t *wm = json_array_get(models, k++);
         cr_assert(not(eq(ptr, wm, NULL)), "a model for label %s", m.cfg.labels[i]);
-        cr_expect(eq(str, (char *)json_string_value(json_object_get(wm, "name")),
-                     m.cfg.labels[i]));
+        cr_expect(eq(str, (char *)json_string_value(json_object_get(wm, "name")), m.cfg.labels[i]));
         cr_expect(IS(json_is_array(json_object_get(wm, "languages"))));
         cr_expect(IS(json_is_true(json_object_get(wm, "installed"))));
         cr_expect(IS(json_is_string(json_object_get(wm, "description"))));

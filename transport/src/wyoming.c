@@ -24,16 +24,16 @@
 #include "kws/err.h"
 #include "kws/log.h"
 
-#define READ_BUF 16384 /* bytes per read from a client */
-#define CONV_BUF 1024  /* mono samples converted per push into the front end */
+#define READ_BUF 16384    /* bytes per read from a client */
+#define CONV_BUF 1024     /* mono samples converted per push into the front end */
 #define READ_AUDIO_MS 250 /* audio per read while streaming, at most */
 
 enum wy_state { WY_HEADER, WY_DATA, WY_PAYLOAD };
 
 struct wyoming_client {
     uv_tcp_t tcp;
-    uv_timer_t pace;  /* resumes reading a client that ran ahead of real time */
-    int handles;      /* of tcp and pace, not yet closed: freed at 0 */
+    uv_timer_t pace; /* resumes reading a client that ran ahead of real time */
+    int handles;     /* of tcp and pace, not yet closed: freed at 0 */
     struct wyoming_server *srv;
     struct wyoming_client *next;
     int closing;
@@ -43,31 +43,31 @@ struct wyoming_client {
     enum wy_state st;
     char line[WYOMING_MAX_HEADER];
     size_t line_len;
-    json_t *ev_data;     /* the event's data object (header data, then additional data) */
-    char ev_type[32];    /* the event's type (longer types are not ours: ignored) */
-    char *data;          /* (data_need) additional data */
+    json_t *ev_data;  /* the event's data object (header data, then additional data) */
+    char ev_type[32]; /* the event's type (longer types are not ours: ignored) */
+    char *data;       /* (data_need) additional data */
     size_t data_len, data_need;
     size_t payload_need; /* payload bytes still to come */
     int payload_audio;   /* 1: the payload is audio to hear; 0: skipped */
 
     /* audio */
-    int active;                 /* between audio-start and audio-stop */
-    int rate, width, channels;  /* the stream's format */
-    uint8_t frag[64];           /* bytes of a sample frame split between reads */
+    int active;                /* between audio-start and audio-stop */
+    int rate, width, channels; /* the stream's format */
+    uint8_t frag[64];          /* bytes of a sample frame split between reads */
     size_t frag_len;
     float conv[CONV_BUF];
     size_t conv_n;
     struct audio_pipe pipe;
-    int pipe_rate;              /* rate pipe was built for; 0: not built */
+    int pipe_rate; /* rate pipe was built for; 0: not built */
     struct kws_listener lis;
-    int lis_stale;              /* names or model changed: rebuild at the next stream */
+    int lis_stale;                 /* names or model changed: rebuild at the next stream */
     uint8_t want[SNN_MAX_CLASSES]; /* labels asked for by detect (all when none named) */
-    int n_names;                /* names given by the last detect (0: every keyword) */
-    int detected;               /* a detection since audio-start */
-    int64_t t0_ms;              /* audio-start's timestamp */
-    uint64_t start_ms;          /* loop time of audio-start */
-    uint64_t bytes;             /* audio payload bytes since audio-start */
-    int paced;                  /* reading is stopped until pace fires */
+    int n_names;                   /* names given by the last detect (0: every keyword) */
+    int detected;                  /* a detection since audio-start */
+    int64_t t0_ms;                 /* audio-start's timestamp */
+    uint64_t start_ms;             /* loop time of audio-start */
+    uint64_t bytes;                /* audio payload bytes since audio-start */
+    int paced;                     /* reading is stopped until pace fires */
 
     char rbuf[READ_BUF];
 };
@@ -138,17 +138,16 @@ static json_t *info_json(const struct wyoming_server *s) {
             continue;
         char desc[256];
         snprintf(desc, sizeof desc, "%s (%s)", cfg->labels[c], s->model_name);
-        json_array_append_new(
-            models, json_pack("{s:s, s:s, s:s, s:{s:s, s:s}, s:b, s:[], s:n}", "name",
-                              cfg->labels[c], "description", desc, "phrase", cfg->labels[c],
-                              "attribution", "name", "kwsd", "url", "", "installed", 1,
-                              "languages", "version"));
+        json_array_append_new(models,
+                              json_pack("{s:s, s:s, s:s, s:{s:s, s:s}, s:b, s:[], s:n}", "name",
+                                        cfg->labels[c], "description", desc, "phrase",
+                                        cfg->labels[c], "attribution", "name", "kwsd", "url", "",
+                                        "installed", 1, "languages", "version"));
     }
-    json_t *prog = json_pack("{s:s, s:s, s:{s:s, s:s}, s:b, s:s, s:o}", "name", "kwsd",
-                             "description",
-                             "kwsd keyword spotter (spiking network with learned delays)",
-                             "attribution", "name", "kwsd", "url", "", "installed", 1,
-                             "version", s->version, "models", models);
+    json_t *prog = json_pack(
+        "{s:s, s:s, s:{s:s, s:s}, s:b, s:s, s:o}", "name", "kwsd", "description",
+        "kwsd keyword spotter (spiking network with learned delays)", "attribution", "name", "kwsd",
+        "url", "", "installed", 1, "version", s->version, "models", models);
     return json_pack("{s:[], s:[], s:[], s:[], s:[o]}", "asr", "tts", "handle", "intent", "wake",
                      prog);
 }
@@ -196,8 +195,8 @@ static void on_client_frame(void *ctx, const float *feat, const float *spikes) {
     const char *name = c->srv->model->cfg.labels[hit.label];
     if (c->n_names && !c->want[hit.label])
         return;
-    json_t *d = json_pack("{s:s, s:I}", "name", name, "timestamp",
-                          (json_int_t)(c->t0_ms + hit.end_ms));
+    json_t *d =
+        json_pack("{s:s, s:I}", "name", name, "timestamp", (json_int_t)(c->t0_ms + hit.end_ms));
     client_send(c, "detection", d);
     json_decref(d);
     c->detected = 1;
@@ -399,8 +398,7 @@ static int client_header(struct wyoming_client *c) {
     else if (data && !json_is_null(data) && !json_is_object(data))
         snprintf(why, sizeof why, "\"data\" is not an object");
     else if (!length_ok(dl, WYOMING_MAX_DATA))
-        snprintf(why, sizeof why, "\"data_length\" is not an integer in [0, %d]",
-                 WYOMING_MAX_DATA);
+        snprintf(why, sizeof why, "\"data_length\" is not an integer in [0, %d]", WYOMING_MAX_DATA);
     else if (!length_ok(pl, WYOMING_MAX_PAYLOAD))
         snprintf(why, sizeof why, "\"payload_length\" is not an integer in [0, %d]",
                  WYOMING_MAX_PAYLOAD);
@@ -461,7 +459,7 @@ static int client_feed(struct wyoming_client *c, const char *p, size_t n) {
             n -= take;
             if (!nl)
                 break;
-            p++, n--; /* the '\n' */
+            p++, n--;             /* the '\n' */
             if (c->line_len == 0) /* blank line: nothing */
                 continue;
             int rc = client_header(c);
@@ -661,7 +659,8 @@ int wyoming_server_open(struct wyoming_server *s, uv_loop_t *loop, const struct 
                         char *msg, size_t msglen) {
     char host[256];
     const char *ep = cfg->endpoint;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
     int rc;
@@ -704,8 +703,7 @@ int wyoming_server_open(struct wyoming_server *s, uv_loop_t *loop, const struct 
 }
 
 int wyoming_server_set_model(struct wyoming_server *s, const struct snn_model *m,
-                             const struct kws_listener_settings *settings,
-                             const char *model_name) {
+                             const struct kws_listener_settings *settings, const char *model_name) {
     int bad = 0;
     if (m == s->model && memcmp(settings, &s->settings, sizeof *settings) == 0) {
         copy_model(s, m, settings, model_name); /* nothing the clients hear by has changed */

@@ -66,30 +66,30 @@
 
 #include "kws/listener.h"
 
-#define WYOMING_MAX_HEADER 8192      /* bytes of one header line, '\n' included */
-#define WYOMING_MAX_DATA 65536       /* bytes of one event's additional data */
+#define WYOMING_MAX_HEADER 8192       /* bytes of one header line, '\n' included */
+#define WYOMING_MAX_DATA 65536        /* bytes of one event's additional data */
 #define WYOMING_MAX_PAYLOAD (1 << 22) /* bytes of one event's payload (4 MiB) */
 #define WYOMING_MAX_QUEUED (1 << 18)  /* bytes of replies a client may leave unread */
 #define WYOMING_MAX_CLIENTS 8
-#define WYOMING_MAX_AHEAD_MS 10000    /* audio a client may send ahead of real time */
+#define WYOMING_MAX_AHEAD_MS 10000 /* audio a client may send ahead of real time */
 
 struct wyoming_cfg {
-    const char *endpoint;                          /* "tcp://host:port" */
-    const struct snn_model *model;                 /* borrowed; outlives the server */
-    const struct kws_listener_settings *settings;  /* copied */
-    const char *model_name;                        /* e.g. the file's base name, for info */
-    const char *version;                           /* kwsd's version, for info */
+    const char *endpoint;                         /* "tcp://host:port" */
+    const struct snn_model *model;                /* borrowed; outlives the server */
+    const struct kws_listener_settings *settings; /* copied */
+    const char *model_name;                       /* e.g. the file's base name, for info */
+    const char *version;                          /* kwsd's version, for info */
 };
 
 struct wyoming_client;
 
 struct wyoming_stats {
-    uint64_t clients;      /* connections accepted since open */
-    uint64_t refused;      /* connections closed at accept (too many) */
-    uint64_t bad;          /* clients closed for breaking the protocol or a bound */
-    uint64_t detections;   /* detection events sent */
-    uint64_t streams;      /* audio-start events handled */
-    uint64_t paused;       /* times a client ran WYOMING_MAX_AHEAD_MS ahead and was paused */
+    uint64_t clients;    /* connections accepted since open */
+    uint64_t refused;    /* connections closed at accept (too many) */
+    uint64_t bad;        /* clients closed for breaking the protocol or a bound */
+    uint64_t detections; /* detection events sent */
+    uint64_t streams;    /* audio-start events handled */
+    uint64_t paused;     /* times a client ran WYOMING_MAX_AHEAD_MS ahead and was paused */
 };
 
 struct wyoming_server {
@@ -100,8 +100,8 @@ struct wyoming_server {
     struct kws_listener_settings settings; /* every client's, before its detect names */
     char model_name[128];
     char version[32];
-    char bound[300];                       /* "host:port" it listens on */
-    struct wyoming_client *clients;        /* connected clients, a list */
+    char bound[300];                /* "host:port" it listens on */
+    struct wyoming_client *clients; /* connected clients, a list */
     int n_clients;
     struct wyoming_stats stats;
 };
@@ -115,8 +115,7 @@ int wyoming_server_open(struct wyoming_server *s, uv_loop_t *loop, const struct 
  * listener is rebuilt for it and its stream starts from rest. Returns 0, or
  * -ENOMEM after closing the clients it could not rebuild. */
 int wyoming_server_set_model(struct wyoming_server *s, const struct snn_model *m,
-                             const struct kws_listener_settings *settings,
-                             const char *model_name);
+                             const struct kws_listener_settings *settings, const char *model_name);
 
 /* Stops accepting and closes every client; their memory is freed by the
  * handles' close callbacks, so run the loop afterwards (uv_run) before
