@@ -380,6 +380,8 @@ static void reload(struct kwsd *k) {
         audio_pipe_free(&k->pipe);
         k->pipe = pipe;
     }
+    struct kwsd_net *was = k->net; /* alive until net_swap: a new net is elsewhere */
+    struct kws_listener_settings was_ls = was->lis.settings;
     const char *kept = net_swap(k, net);
     if (strcmp(next.audio.device, k->cfg.audio.device) || next.audio.rate != k->cfg.audio.rate ||
         next.audio.period_ms != k->cfg.audio.period_ms)
@@ -395,6 +397,7 @@ static void reload(struct kwsd *k) {
     k->cfg = next;
     k->model_name = base_name(k->cfg.model.path); /* points into k->cfg, not the local copy */
     if (k->wy.open &&
+        (k->net != was || memcmp(&was_ls, &k->net->lis.settings, sizeof was_ls) != 0) &&
         wyoming_server_set_model(&k->wy, &k->net->model, &k->net->lis.settings, k->model_name) < 0)
         LOGW("reload: out of memory for some Wyoming clients: they were closed");
     LOGN("reloaded %s (model %s, %d classes; %s)", k->config_path, k->cfg.model.path,

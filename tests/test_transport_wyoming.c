@@ -675,3 +675,52 @@ Test(wyoming, same_events_as_kwsd_eval) {
     wyc_close(&c);
     free(r.pcm);
 }
+
+/* A reload that builds a new listening path (here: a new smoothing window)
+ * while a client is mid-stream: the client's stream restarts from rest on
+ * the new model, its connection stays, and its next stream hears as
+ * before. */
+Test(wyoming, reload_mid_stream) {
+    struct rec r = rec_load("kw22.raw", 22050, 2, 1);
+    char got[256], text[4096];
+    int64_t ts[8];
+    struct wyc c;
+    wyc_open(&c);
+    send_start(&c, &r, NULL);
+    size_t i = 0;
+    for (; i < 20 && send_chunk(&c, &r, i, 2048); i++) /* about 0.9 s */
+        ;
+    /* the same file with detection.smoothing_ms 200 */
+    FILE *f = fopen(dat_path("kwsd.yaml"), "r");
+    cr_assert(not(eq(ptr, f, NULL)));
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    char *at = strstr(text, "  threshold: 0.9\n");
+    cr_assert(not(eq(ptr, at, NULL)));
+    static const char line[] = "  smoothing_ms: 200\n";
+    memmove(at + strlen(line), at, strlen(at) + 1);
+    memcpy(at, line, strlen(line));
+    write_file(dat_path("kwsd.yaml"), text);
+    kill(kwsd_pid, SIGHUP);
+    int64_t end = now_ms() + 10000;
+    while (now_ms() < end && !strstr(read_log(), "reloaded"))
+        usleep(50000);
+    cr_assert(not(eq(ptr, strstr(read_log(), "reloaded"), NULL)), "kwsd reloads:\n%s",
+              read_log());
+    for (; send_chunk(&c, &r, i, 2048); i++)
+        ;
+    cr_assert(eq(int, wyc_send(&c, "audio-stop", NULL, NULL, 0), 0));
+    collect(&c, got, sizeof got, ts, 8);
+    cr_log_info("events of the stream cut by the reload: %s", got);
+    cr_assert(IS(kwsd_alive()), "kwsd survives the reload");
+    send_start(&c, &r, NULL);
+    for (i = 0; send_chunk(&c, &r, i, 2048); i++)
+        ;
+    cr_assert(eq(int, wyc_send(&c, "audio-stop", NULL, NULL, 0), 0));
+    int nd = collect(&c, got, sizeof got, ts, 8);
+    cr_expect(eq(str, got, "yes,go"), "the next stream: %s", got);
+    cr_expect(eq(int, nd, 0));
+    wyc_close(&c);
+    free(r.pcm);
+}

@@ -651,6 +651,7 @@ static void on_connection(uv_stream_t *server, int status) {
 static void copy_model(struct wyoming_server *s, const struct snn_model *m,
                        const struct kws_listener_settings *ls, const char *name) {
     s->model = m;
+    s->fe = m->cfg.fe;
     s->settings = *ls;
     snprintf(s->model_name, sizeof s->model_name, "%s", name ? name : "");
 }
@@ -703,13 +704,11 @@ int wyoming_server_open(struct wyoming_server *s, uv_loop_t *loop, const struct 
 }
 
 int wyoming_server_set_model(struct wyoming_server *s, const struct snn_model *m,
-                             const struct kws_listener_settings *settings, const char *model_name) {
+                             const struct kws_listener_settings *settings,
+                             const char *model_name) {
     int bad = 0;
-    if (m == s->model && memcmp(settings, &s->settings, sizeof *settings) == 0) {
-        copy_model(s, m, settings, model_name); /* nothing the clients hear by has changed */
-        return 0;
-    }
-    int new_fe = !s->model || memcmp(&m->cfg.fe, &s->model->cfg.fe, sizeof m->cfg.fe) != 0;
+    /* s->model may be freed already: compare with the copy of its front end */
+    int new_fe = memcmp(&m->cfg.fe, &s->fe, sizeof s->fe) != 0;
     copy_model(s, m, settings, model_name);
     for (struct wyoming_client *c = s->clients; c; c = c->next) {
         if (c->closing)

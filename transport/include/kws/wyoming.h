@@ -97,6 +97,7 @@ struct wyoming_server {
     uv_tcp_t tcp;                          /* the listening socket */
     int open;                              /* tcp is initialised (must be closed) */
     const struct snn_model *model;         /* borrowed */
+    struct kws_frontend_cfg fe;            /* a copy of model's front end settings */
     struct kws_listener_settings settings; /* every client's, before its detect names */
     char model_name[128];
     char version[32];
@@ -111,9 +112,12 @@ struct wyoming_server {
 int wyoming_server_open(struct wyoming_server *s, uv_loop_t *loop, const struct wyoming_cfg *cfg,
                         char *msg, size_t msglen);
 
-/* Switches to another model and settings (a reload): every client's
- * listener is rebuilt for it and its stream starts from rest. Returns 0, or
- * -ENOMEM after closing the clients it could not rebuild. */
+/* Switches to another model or settings (a reload; the old model may be
+ * freed already): every client's listener is rebuilt for m and settings
+ * and its stream starts from rest; when the front end differs, a client
+ * mid-stream must start a new one. Call it after any change, since a new
+ * model may sit at the old one's address. Returns 0, or -ENOMEM after
+ * closing the clients it could not rebuild. */
 int wyoming_server_set_model(struct wyoming_server *s, const struct snn_model *m,
                              const struct kws_listener_settings *settings, const char *model_name);
 
