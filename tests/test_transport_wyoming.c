@@ -373,13 +373,17 @@ static void send_start(struct wyc *c, const struct rec *r, const char *name) {
 }
 
 /* Collects the events that follow audio-stop: detections (names into
- * got, comma-separated, timestamps into ts) until not-detected or a quiet
- * second. Returns the number of not-detected events. */
+ * got, comma-separated, timestamps into ts) and not-detected. It sends a
+ * ping and reads up to the pong: the server handles a client's events in
+ * order, hearing each chunk whole before the next event, so the pong comes
+ * after everything the stream caused, however slow the machine. Returns
+ * the number of not-detected events. */
 static int collect(struct wyc *c, char *got, size_t got_len, int64_t *ts, int max) {
-    int n = 0, nd = 0;
+    int n = 0, nd = 0, pong = 0;
     got[0] = '\0';
+    cr_assert(eq(int, wyc_send(c, "ping", NULL, NULL, 0), 0));
     json_t *ev;
-    while ((ev = wyc_recv(c, 3000))) {
+    while (!pong && (ev = wyc_recv(c, 60000))) {
         const char *t = ev_type(ev);
         if (strcmp(t, "detection") == 0) {
             json_t *d = json_object_get(ev, "data");
@@ -392,13 +396,14 @@ static int collect(struct wyc *c, char *got, size_t got_len, int64_t *ts, int ma
             snprintf(got + strlen(got), got_len - strlen(got), "%s%s", got[0] ? "," : "", name);
         } else if (strcmp(t, "not-detected") == 0) {
             nd++;
+        } else if (strcmp(t, "pong") == 0) {
+            pong = 1;
         } else {
             cr_assert(IS(0), "unexpected event %s", t);
         }
         json_decref(ev);
-        if (nd)
-            break;
     }
+    cr_assert(IS(pong), "the server answers the ping after the stream's events");
     return nd;
 }
 
