@@ -90,6 +90,19 @@ static char *read_log(void) {
     return buf;
 }
 
+/* Whether kwsd's log (all of it: read_log keeps only its start) has a line
+ * holding s. */
+static int log_has(const char *s) {
+    char line[4096];
+    int found = 0;
+    FILE *f = fopen(dat_path("kwsd.log"), "r");
+    while (f && !found && fgets(line, sizeof line, f))
+        found = strstr(line, s) != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
 /* A TCP port nobody listens on now: bind port 0, read it back, close. */
 static int free_port(void) {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -600,9 +613,9 @@ Test(wyoming, hostile_clients_are_closed) {
     while (sent < 200000 && send_all(&c, describe, strlen(describe)) == 0)
         sent++;
     int64_t end = now_ms() + 10000;
-    while (now_ms() < end && !strstr(read_log(), "leaves its replies unread"))
+    while (now_ms() < end && !log_has("leaves its replies unread"))
         usleep(100000);
-    cr_expect(not(eq(ptr, strstr(read_log(), "leaves its replies unread"), NULL)),
+    cr_expect(IS(log_has("leaves its replies unread")),
               "the server closed the client that does not read (%d describes sent)", sent);
     wyc_close(&c);
 
@@ -614,7 +627,7 @@ Test(wyoming, hostile_clients_are_closed) {
     cr_expect(eq(str, (char *)ev_type(ev), "info"));
     json_decref(ev);
     wyc_close(&c);
-    cr_expect(not(eq(ptr, strstr(read_log(), "bad event header"), NULL)));
+    cr_expect(IS(log_has("bad event header")));
 }
 
 /* A client that floods audio far ahead of real time (12 s of 8-bit audio at
@@ -636,8 +649,7 @@ Test(wyoming, flood_ahead_of_real_time_is_paused) {
     cr_expect(eq(str, (char *)ev_type(ev), "not-detected"));
     cr_log_info("not-detected %lld ms after audio-stop", (long long)(now_ms() - t0));
     json_decref(ev);
-    cr_expect(not(eq(ptr, strstr(read_log(), "ahead of real time: paused"), NULL)),
-              "the server paused the client");
+    cr_expect(IS(log_has("ahead of real time: paused")), "the server paused the client");
     wyc_close(&c);
 }
 
@@ -709,10 +721,9 @@ Test(wyoming, reload_mid_stream) {
     write_file(dat_path("kwsd.yaml"), text);
     kill(kwsd_pid, SIGHUP);
     int64_t end = now_ms() + 10000;
-    while (now_ms() < end && !strstr(read_log(), "reloaded"))
+    while (now_ms() < end && !log_has("reloaded"))
         usleep(50000);
-    cr_assert(not(eq(ptr, strstr(read_log(), "reloaded"), NULL)), "kwsd reloads:\n%s",
-              read_log());
+    cr_assert(IS(log_has("reloaded")), "kwsd reloads:\n%s", read_log());
     for (; send_chunk(&c, &r, i, 2048); i++)
         ;
     cr_assert(eq(int, wyc_send(&c, "audio-stop", NULL, NULL, 0), 0));
@@ -728,4 +739,58 @@ Test(wyoming, reload_mid_stream) {
     cr_expect(eq(int, nd, 0));
     wyc_close(&c);
     free(r.pcm);
+}
+
+/* Eight clients fill the server: a ninth is refused at once. Once the
+ * silent ones have sent nothing for WYOMING_IDLE_EVICT_MS (10 s), a
+ * newcomer takes the slot of one of them, never of the client that kept
+ * talking. */
+Test(wyoming, full_server_gives_a_silent_slot_to_a_newcomer, .timeout = 60) {
+    struct wyc c[8], late;
+    /* each one served (a ping answered): a connection closed just before,
+     * such as start_kwsd's probe, may still hold its slot for a moment */
+    for (int i = 0; i < 8; i++)
+        for (int tries = 0;; tries++) {
+            cr_assert(lt(int, tries, 20), "client %d is served", i);
+            wyc_open(&c[i]);
+            json_t *ev = NULL;
+            if (wyc_send(&c[i], "ping", NULL, NULL, 0) == 0)
+                ev = wyc_recv(&c[i], 2000);
+            json_decref(ev);
+            if (ev)
+                break;
+            wyc_close(&c[i]);
+            usleep(100000);
+        }
+    wyc_open(&late);
+    cr_expect(IS(closed_by_server(&late, 5000)), "a ninth client is refused");
+    wyc_close(&late);
+    int64_t end = now_ms() + 10500;
+    while (now_ms() < end) { /* c[7] keeps talking */
+        cr_assert(eq(int, wyc_send(&c[7], "ping", NULL, NULL, 0), 0));
+        json_t *ev = wyc_recv(&c[7], 5000);
+        cr_assert(not(eq(ptr, ev, NULL)));
+        json_decref(ev);
+        usleep(500000);
+    }
+    wyc_open(&late);
+    cr_assert(eq(int, wyc_send(&late, "describe", NULL, NULL, 0), 0));
+    json_t *ev = wyc_recv(&late, 5000);
+    cr_assert(not(eq(ptr, ev, NULL)), "the newcomer is served");
+    cr_expect(eq(str, (char *)ev_type(ev), "info"));
+    json_decref(ev);
+    int closed = 0;
+    for (int i = 0; i < 8; i++) {
+        struct pollfd p = {.fd = c[i].fd, .events = POLLIN};
+        if (poll(&p, 1, 100) > 0 && wyc_fill(&c[i], 0) < 0)
+            closed++;
+        else
+            cr_expect(IS(i < 7 || !c[i].closed), "the talking client stays");
+    }
+    cr_expect(eq(int, closed, 1), "one silent client gave its slot");
+    cr_expect(IS(!c[7].closed), "not the one that kept talking");
+    for (int i = 0; i < 8; i++)
+        wyc_close(&c[i]);
+    wyc_close(&late);
+    cr_expect(IS(log_has("closed to make room")));
 }

@@ -68,11 +68,13 @@ struct wyoming_client {
     uint64_t start_ms;             /* loop time of audio-start */
     uint64_t bytes;                /* audio payload bytes since audio-start */
     int paced;                     /* reading is stopped until pace fires */
+    uint64_t last_ms;              /* loop time of the last bytes received (or of accept) */
 
     char rbuf[READ_BUF];
 };
 
 #define LOGW(...) KWS_LOG(KWS_LOG_WARNING, __VA_ARGS__)
+#define LOGN(...) KWS_LOG(KWS_LOG_NOTICE, __VA_ARGS__)
 #define LOGI(...) KWS_LOG(KWS_LOG_INFO, __VA_ARGS__)
 #define LOGD(...) KWS_LOG(KWS_LOG_DEBUG, __VA_ARGS__)
 
@@ -582,6 +584,8 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
         client_close(c);
         return;
     }
+    if (n > 0)
+        c->last_ms = uv_now(c->srv->loop);
     if (n > 0 && client_feed(c, buf->base, (size_t)n) < 0) {
         c->srv->stats.bad++;
         client_close(c);
@@ -607,6 +611,34 @@ static void peer_name(struct wyoming_client *c) {
     snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
 }
 
+/* With every slot taken, the client silent longest gives its slot to a new
+ * one if it has sent nothing for WYOMING_IDLE_EVICT_MS (a paused client is
+ * not silent: it is waiting for the clock). Returns 1 if one was closed. */
+static int evict_idle(struct wyoming_server *s, const struct wyoming_client *newcomer) {
+    struct wyoming_client *victim = NULL;
+    uint64_t now = uv_now(s->loop), idle = 0;
+    for (struct wyoming_client *c = s->clients; c; c = c->next)
+        if (c != newcomer && !c->closing && !c->paced && now - c->last_ms >= idle) {
+            victim = c;
+            idle = now - c->last_ms;
+        }
+    if (!victim || idle < WYOMING_IDLE_EVICT_MS)
+        return 0;
+    LOGN("wyoming: %s sent nothing for %.0f s: closed to make room for %s", victim->peer,
+         (double)idle / 1000.0, newcomer->peer);
+    s->stats.evicted++;
+    client_close(victim);
+    return 1;
+}
+
+/* Clients not closing. */
+static int live_clients(const struct wyoming_server *s) {
+    int n = 0;
+    for (const struct wyoming_client *c = s->clients; c; c = c->next)
+        n += !c->closing;
+    return n;
+}
+
 static void on_connection(uv_stream_t *server, int status) {
     struct wyoming_server *s = server->data;
     if (status < 0) {
@@ -629,7 +661,8 @@ static void on_connection(uv_stream_t *server, int status) {
         return;
     }
     peer_name(c);
-    if (s->n_clients > WYOMING_MAX_CLIENTS) {
+    c->last_ms = uv_now(s->loop);
+    if (live_clients(s) > WYOMING_MAX_CLIENTS && !evict_idle(s, c)) {
         LOGW("wyoming: %s refused: %d clients already", c->peer, WYOMING_MAX_CLIENTS);
         s->stats.refused++;
         client_close(c);
@@ -704,8 +737,7 @@ int wyoming_server_open(struct wyoming_server *s, uv_loop_t *loop, const struct 
 }
 
 int wyoming_server_set_model(struct wyoming_server *s, const struct snn_model *m,
-                             const struct kws_listener_settings *settings,
-                             const char *model_name) {
+                             const struct kws_listener_settings *settings, const char *model_name) {
     int bad = 0;
     /* s->model may be freed already: compare with the copy of its front end */
     int new_fe = memcmp(&m->cfg.fe, &s->fe, sizeof s->fe) != 0;

@@ -38,7 +38,9 @@
  * that client with a log line. Payloads are converted as they arrive, never
  * held whole. Replies wait in the kernel and libuv's write queue; a client
  * that lets more than WYOMING_MAX_QUEUED bytes pile up is closed. At most
- * WYOMING_MAX_CLIENTS clients at once; more are closed at accept. A read
+ * WYOMING_MAX_CLIENTS clients at once: a newcomer then takes the slot of
+ * the client silent longest, if it has sent nothing for
+ * WYOMING_IDLE_EVICT_MS, else the newcomer is closed at accept. A read
  * holds at most 250 ms of a stream's audio, and a client that sends audio
  * more than WYOMING_MAX_AHEAD_MS ahead of real time is not read until the
  * clock catches up, so clients cost at most about real time each and the
@@ -71,7 +73,8 @@
 #define WYOMING_MAX_PAYLOAD (1 << 22) /* bytes of one event's payload (4 MiB) */
 #define WYOMING_MAX_QUEUED (1 << 18)  /* bytes of replies a client may leave unread */
 #define WYOMING_MAX_CLIENTS 8
-#define WYOMING_MAX_AHEAD_MS 10000 /* audio a client may send ahead of real time */
+#define WYOMING_IDLE_EVICT_MS 10000 /* silence after which a client's slot may go to another */
+#define WYOMING_MAX_AHEAD_MS 10000  /* audio a client may send ahead of real time */
 
 struct wyoming_cfg {
     const char *endpoint;                         /* "tcp://host:port" */
@@ -85,6 +88,7 @@ struct wyoming_client;
 
 struct wyoming_stats {
     uint64_t clients;    /* connections accepted since open */
+    uint64_t evicted;    /* silent clients closed to make room for a new one */
     uint64_t refused;    /* connections closed at accept (too many) */
     uint64_t bad;        /* clients closed for breaking the protocol or a bound */
     uint64_t detections; /* detection events sent */
