@@ -27,6 +27,7 @@
 #include <mosquitto.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -118,13 +119,18 @@ static int port_open(int p) {
 }
 
 /* Starts mosquitto on port (same persistence file every time) and waits
- * until it accepts connections. */
+ * until it accepts connections. Started as root, mosquitto would switch to
+ * the user "mosquitto", which cannot write its persistence file into our
+ * directory: "user" keeps it as the test's own user. */
 static void broker_start(void) {
     char conf[1024];
+    struct passwd *pw = getpwuid(getuid());
+    cr_assert(not(eq(ptr, pw, NULL)));
     snprintf(conf, sizeof conf,
              "listener %d 127.0.0.1\nallow_anonymous true\npersistence true\n"
-             "persistence_location %s/\nautosave_interval 1\nqueue_qos0_messages true\n",
-             port, dir);
+             "persistence_location %s/\nautosave_interval 1\nqueue_qos0_messages true\n"
+             "user %s\n",
+             port, dir, pw->pw_name);
     write_file(path_of("mosquitto.conf"), conf);
     broker = fork();
     cr_assert(ge(int, broker, 0));
@@ -140,6 +146,13 @@ static void broker_start(void) {
         usleep(20000);
     cr_assert(port_open(port), "mosquitto listens on %d; its log:\n%s", port,
               read_log("broker.log"));
+}
+
+/* The broker's log says it saved its database: the subscriber's session
+ * survives a kill from now on. */
+static int broker_saved(void) {
+    return strstr(read_log("broker.log"), "Saving in-memory database") &&
+           !strstr(read_log("broker.log"), "Error saving");
 }
 
 static void broker_kill(void) {
@@ -440,9 +453,11 @@ Test(mqtt, hermes_events_toggles_and_a_broker_that_dies) {
     WAIT_FOR(!zq.paused, 5000, "toggleOn resumes");
     WAIT_FOR(mq_count() >= before + 2, 20000, "detections on MQTT after toggleOn");
 
-    /* 5. SIGUSR1 pauses too; the broker dies meanwhile. */
+    /* 5. SIGUSR1 pauses too; the broker dies meanwhile (once it has saved
+     * the subscriber's session). */
     kill(kwsd, SIGUSR1);
     WAIT_FOR(zq.paused, 5000, "SIGUSR1 pauses");
+    WAIT_FOR(broker_saved(), 5000, "the broker saves its database");
     broker_kill();
     WAIT_FOR(strcmp(zq.mqtt, "connected") != 0, 5000, "kwsd sees the broker go");
     double frames_down = zq.frames;
@@ -476,6 +491,7 @@ Test(mqtt, hermes_events_toggles_and_a_broker_that_dies) {
     waitpid(kwsd, &status, 0);
     kwsd = -1;
     cr_log_info("kwsd log:\n%s", read_log("kwsd.log"));
+    cr_log_info("broker log:\n%s", read_log("broker.log"));
     cr_expect(eq(int, status, 0), "kwsd exits cleanly");
 
     /* Seq numbers: those ZeroMQ never carried are the ones held back by the
