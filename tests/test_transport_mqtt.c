@@ -15,7 +15,9 @@
 #include <fcntl.h>
 #include <mosquitto.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,10 +65,21 @@ static int port_open(int p) {
     return ok;
 }
 
-static void broker_start(void) {
-    char conf[512], path[300];
+static void sh(const char *cmd) {
+    cr_assert(eq(int, system(cmd), 0), "command failed: %s", cmd);
+}
+
+/* Starts mosquitto on port with extra lines of configuration after the
+ * listener ("allow_anonymous true" when NULL). "user" keeps it as the
+ * test's user (as root it would switch to "mosquitto", who cannot read our
+ * files). */
+static void broker_start_with(const char *extra) {
+    char conf[2048], path[300];
+    struct passwd *pw = getpwuid(getuid());
+    cr_assert(not(eq(ptr, pw, NULL)));
     snprintf(path, sizeof path, "%s/mosquitto.conf", dir);
-    snprintf(conf, sizeof conf, "listener %d 127.0.0.1\nallow_anonymous true\n", port);
+    snprintf(conf, sizeof conf, "listener %d 127.0.0.1\nuser %s\n%s", port, pw->pw_name,
+             extra ? extra : "allow_anonymous true\n");
     FILE *f = fopen(path, "w");
     cr_assert(not(eq(ptr, f, NULL)));
     fputs(conf, f);
@@ -74,7 +87,9 @@ static void broker_start(void) {
     broker = fork();
     cr_assert(ge(int, broker, 0));
     if (broker == 0) {
-        int fd = open("/dev/null", O_WRONLY);
+        char log[300];
+        snprintf(log, sizeof log, "%s/broker.log", dir);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2(fd, 1);
         dup2(fd, 2);
         execl(BROKER, BROKER, "-c", path, (char *)NULL);
@@ -84,6 +99,10 @@ static void broker_start(void) {
     while (!port_open(port) && now_ms() < end)
         usleep(20000);
     cr_assert(port_open(port), "mosquitto listens on %d", port);
+}
+
+static void broker_start(void) {
+    broker_start_with(NULL);
 }
 
 /* Runs the loop in short turns for up to ms, or until *flag is true. */
@@ -141,13 +160,20 @@ static int sub_get(int *subscribed) {
     return n;
 }
 
-static void sub_open(void) {
+/* Connects the subscriber; with ca (may be NULL) over TLS to "localhost",
+ * with user (may be NULL) and password. */
+static void sub_open_as(const char *ca, const char *user, const char *password) {
     mosquitto_lib_init();
     sub.mosq = mosquitto_new(NULL, true, NULL);
+    if (ca)
+        cr_assert(eq(int, mosquitto_tls_set(sub.mosq, ca, NULL, NULL, NULL, NULL), 0));
+    if (user)
+        cr_assert(eq(int, mosquitto_username_pw_set(sub.mosq, user, password), 0));
     mosquitto_connect_callback_set(sub.mosq, sub_on_connect);
     mosquitto_subscribe_callback_set(sub.mosq, sub_on_subscribe);
     mosquitto_message_callback_set(sub.mosq, sub_on_message);
-    cr_assert(eq(int, mosquitto_connect(sub.mosq, "127.0.0.1", port, 30), MOSQ_ERR_SUCCESS));
+    cr_assert(eq(int, mosquitto_connect(sub.mosq, ca ? "localhost" : "127.0.0.1", port, 30),
+                 MOSQ_ERR_SUCCESS));
     cr_assert(eq(int, mosquitto_loop_start(sub.mosq), MOSQ_ERR_SUCCESS));
     int64_t end = now_ms() + 5000;
     int ok = 0;
@@ -156,6 +182,10 @@ static void sub_open(void) {
         usleep(10000);
     }
     cr_assert(ok, "the subscriber is subscribed");
+}
+
+static void sub_open(void) {
+    sub_open_as(NULL, NULL, NULL);
 }
 
 static void publish_raw(const char *topic, const char *payload) {
@@ -354,4 +384,134 @@ Test(transport_mqtt, bad_settings) {
     cr_assert(lt(int, transport_mqtt_open(&m, &loop, &cfg, NULL, NULL, msg, sizeof msg), 0));
     cr_assert(eq(str, msg, "mqtt.tls: /nonexistent: cannot read it"));
     cr_assert(eq(int, uv_loop_close(&loop), 0), "a failed open leaves nothing on the loop");
+}
+
+/* Runs the loop until m is connected, at most ms; returns the state. */
+static enum transport_mqtt_state wait_connected(struct transport_mqtt *m, int ms) {
+    struct transport_mqtt_stats st = {0};
+    int64_t end = now_ms() + ms;
+    while (now_ms() < end && st.state != MQTT_STATE_CONNECTED) {
+        spin(20, NULL);
+        transport_mqtt_get_stats(m, &st);
+    }
+    return st.state;
+}
+
+/* TLS with the broker's name checked against its certificate, and a user
+ * name with its password read from a file: a detection gets through. The
+ * same client with a wrong password is refused and keeps retrying. */
+Test(transport_mqtt, tls_and_password) {
+    char cmd[2048], ca[300], pwfile[300], badfile[300], extra[1536], msg[256];
+
+    snprintf(cmd, sizeof cmd,
+             "cd %s && openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=kwsd-test-ca "
+             "-keyout ca.key -out ca.crt 2>/dev/null && "
+             "openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key "
+             "-out server.csr 2>/dev/null && "
+             "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1' > san.ext && "
+             "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
+             "-extfile san.ext -out server.crt 2>/dev/null && "
+             "mosquitto_passwd -b -c passwd kws s3cret && printf 's3cret\\n' > pw && "
+             "printf 'wrong\\n' > badpw",
+             dir);
+    sh(cmd);
+    snprintf(ca, sizeof ca, "%s/ca.crt", dir);
+    snprintf(pwfile, sizeof pwfile, "%s/pw", dir);
+    snprintf(badfile, sizeof badfile, "%s/badpw", dir);
+    snprintf(extra, sizeof extra,
+             "cafile %s/ca.crt\ncertfile %s/server.crt\nkeyfile %s/server.key\n"
+             "allow_anonymous false\npassword_file %s/passwd\n",
+             dir, dir, dir, dir);
+    broker_start_with(extra);
+    sub_open_as(ca, "kws", "s3cret");
+
+    struct transport_mqtt m, bad;
+    struct transport_mqtt_cfg cfg = {.host = "localhost", .port = port, .ca_file = ca,
+                                     .username = "kws", .password_file = pwfile};
+    cr_assert(eq(int, transport_mqtt_open(&m, &loop, &cfg, NULL, NULL, msg, sizeof msg), 0),
+              "%s", msg);
+    cfg.password_file = badfile;
+    cr_assert(eq(int, transport_mqtt_open(&bad, &loop, &cfg, NULL, NULL, msg, sizeof msg), 0),
+              "%s", msg);
+    cr_assert(eq(int, (int)wait_connected(&m, 10000), (int)MQTT_STATE_CONNECTED),
+              "TLS connection with the right password");
+    struct transport_mqtt_detection d = {.label = "go", .model = "m.kwsm", .threshold = 0.5f};
+    cr_assert(eq(int, transport_mqtt_publish(&m, &d), 0));
+    int64_t end = now_ms() + 5000;
+    while (now_ms() < end && sub_get(NULL) < 1)
+        spin(20, NULL);
+    cr_assert(eq(int, sub_get(NULL), 1), "the subscriber gets it over TLS");
+    cr_assert(eq(str, sub.topic[0], "hermes/hotword/go/detected"));
+    spin(1500, NULL);
+    struct transport_mqtt_stats st;
+    transport_mqtt_get_stats(&bad, &st);
+    cr_assert(eq(u32, st.connects, 0), "a wrong password is refused");
+    cr_assert(ge(u32, st.failures, 1));
+    transport_mqtt_close(&bad, NULL);
+    close_and_finish(&m);
+}
+
+/* A "broker" that accepts the connection and the CONNECT, answers CONNACK,
+ * then never reads again: the publisher's socket fills, and detections go
+ * to the bounded ring (the oldest dropped and counted) instead of piling
+ * up in libmosquitto, and no publish waits for the broker (the socket is
+ * non-blocking; a blocking write would hang this test). */
+static int slow_fd = -1;
+
+static void *slow_broker(void *arg) {
+    int lfd = *(int *)arg;
+    int fd = accept(lfd, NULL, NULL);
+    unsigned char buf[512];
+    static const unsigned char connack[] = {0x20, 0x02, 0x00, 0x00};
+    if (fd < 0)
+        return NULL;
+    ssize_t n = read(fd, buf, sizeof buf); /* CONNECT */
+    if (n > 0 && write(fd, connack, sizeof connack) != (ssize_t)sizeof connack)
+        n = -1;
+    slow_fd = fd; /* and never read again */
+    return NULL;
+}
+
+Test(transport_mqtt, a_broker_that_stops_reading) {
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0), small = 4096;
+    setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    cr_assert(eq(int, bind(lfd, (struct sockaddr *)&a, sizeof a), 0));
+    cr_assert(eq(int, listen(lfd, 1), 0));
+    getsockname(lfd, (struct sockaddr *)&a, &len);
+    pthread_t th;
+    pthread_create(&th, NULL, slow_broker, &lfd);
+
+    struct transport_mqtt m;
+    struct transport_mqtt_cfg cfg = {.host = "127.0.0.1", .port = ntohs(a.sin_port)};
+    char msg[256];
+    cr_assert(eq(int, transport_mqtt_open(&m, &loop, &cfg, NULL, NULL, msg, sizeof msg), 0));
+    cr_assert(eq(int, (int)wait_connected(&m, 5000), (int)MQTT_STATE_CONNECTED));
+    pthread_join(th, NULL);
+
+    /* Publish until the ring has had to drop, a turn of the loop between
+     * publishes as in the daemon. */
+    struct transport_mqtt_stats st = {0};
+    int n = 0;
+    while (st.dropped < 10 && n < 200000) {
+        struct transport_mqtt_detection d = {.label = "yes", .model = "m.kwsm", .threshold = 0.5f};
+        cr_assert(eq(int, transport_mqtt_publish(&m, &d), 0));
+        n++;
+        uv_run(&loop, UV_RUN_NOWAIT);
+        transport_mqtt_get_stats(&m, &st);
+    }
+    cr_log_info("%d publishes: %llu handed to the socket, %llu queued, %llu dropped", n,
+                (unsigned long long)st.sent, (unsigned long long)st.queued,
+                (unsigned long long)st.dropped);
+    cr_assert(eq(u64, st.dropped, 10), "the ring drops once the socket is full");
+    cr_assert(eq(u64, st.queued, MQTT_QUEUE_LEN));
+    cr_assert(eq(u64, st.sent + st.queued + st.dropped, (uint64_t)n), "every message accounted");
+    transport_mqtt_close(&m, on_closed);
+    spin(5000, &closed);
+    cr_assert(eq(int, closed, 1));
+    close(slow_fd);
+    close(lfd);
+    cr_assert(eq(int, uv_run(&loop, UV_RUN_DEFAULT), 0));
+    cr_assert(eq(int, uv_loop_close(&loop), 0));
 }
