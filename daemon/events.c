@@ -29,7 +29,8 @@ static void set_paused(struct kwsd *k, int paused, const char *source) {
 }
 
 static void on_mqtt_toggle(void *ctx, int paused) {
-    set_paused(ctx, paused, paused ? "MQTT hermes/hotword/toggleOff" : "MQTT hermes/hotword/toggleOn");
+    set_paused(ctx, paused,
+               paused ? "MQTT hermes/hotword/toggleOff" : "MQTT hermes/hotword/toggleOn");
 }
 
 static void on_pause_signal(uv_signal_t *h, int signum) {

@@ -110,7 +110,8 @@ static int free_port(void) {
 }
 
 static int port_open(int p) {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)p),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
@@ -168,10 +169,10 @@ static void broker_kill(void) {
 static struct {
     pthread_mutex_t lock;
     struct mosquitto *mosq;
-    int n;              /* detections received */
+    int n; /* detections received */
     char first_topic[160];
-    char first[1024];   /* first payload */
-    int bad_topic;      /* detections on a topic other than hermes/hotword/yes/detected */
+    char first[1024]; /* first payload */
+    int bad_topic;    /* detections on a topic other than hermes/hotword/yes/detected */
 } mq = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void mq_on_connect(struct mosquitto *m, void *obj, int rc) {
@@ -237,7 +238,7 @@ static struct {
     int64_t seq[MAX_EV];    /* their seq */
     int64_t end_ms[MAX_EV]; /* their end_ms */
     int heartbeats;
-    double frames;          /* last heartbeat's */
+    double frames; /* last heartbeat's */
     int paused;
     int64_t suppressed, detections, mqtt_dropped;
     char mqtt[32];
@@ -283,9 +284,10 @@ static void zq_pump(int ms) {
         int64_t until_ = now_ms() + (ms);                                                          \
         while (!(cond) && now_ms() < until_)                                                       \
             zq_pump(50);                                                                           \
-        cr_assert(eq(int, (cond) ? 1 : 0, 1), "%s (mqtt %s, paused %d, frames %.0f, zmq events %d, mqtt events %d); " \
+        cr_assert(eq(int, (cond) ? 1 : 0, 1),                                                      \
+                  "%s (mqtt %s, paused %d, frames %.0f, zmq events %d, mqtt events %d); "          \
                   "kwsd log:\n%s",                                                                 \
-                  what, zq.mqtt, zq.paused, zq.frames, zq.n, mq_count(), read_log("kwsd.log"));   \
+                  what, zq.mqtt, zq.paused, zq.frames, zq.n, mq_count(), read_log("kwsd.log"));    \
     } while (0)
 
 /* ==== Set-up ==== */
@@ -427,8 +429,7 @@ Test(mqtt, hermes_events_toggles_and_a_broker_that_dies) {
     cr_expect(eq(int, json_is_string(json_object_get(j, "modelVersion")) ? 1 : 0, 1),
               "modelVersion is a string");
     cr_expect(eq(str, (char *)json_string_value(json_object_get(j, "modelType")), "personal"));
-    cr_expect(ieee_ulp_eq(dbl, json_number_value(json_object_get(j, "currentSensitivity")), 0.2,
-                          4),
+    cr_expect(ieee_ulp_eq(dbl, json_number_value(json_object_get(j, "currentSensitivity")), 0.2, 4),
               "currentSensitivity is 1 - threshold: %s", first);
     cr_expect(eq(int, json_is_null(json_object_get(j, "sessionId")) ? 1 : 0, 1),
               "sessionId is null");

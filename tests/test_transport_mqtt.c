@@ -57,7 +57,8 @@ static int free_port(void) {
 }
 
 static int port_open(int p) {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)p),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
@@ -197,8 +198,8 @@ static void publish_raw(const char *topic, const char *payload) {
 /* ==== Fixture ==== */
 
 static struct {
-    int n;      /* toggles received */
-    int last;   /* paused of the last one */
+    int n;    /* toggles received */
+    int last; /* paused of the last one */
 } toggles;
 
 static volatile int closed;
@@ -254,7 +255,7 @@ static void close_and_finish(struct transport_mqtt *m) {
 
 /* ==== Tests ==== */
 
-/* With no broker, detections wait in the ring; past MQTT_QUEUE_LEN the
+/* With no broker, detections wait in the ring; past TRANSPORT_MQTT_QUEUE_LEN the
  * oldest are dropped and counted. When the broker comes, the publisher
  * reconnects by itself and sends what it holds, oldest first. */
 Test(transport_mqtt, the_queue_drops_the_oldest_and_sends_the_rest_in_order) {
@@ -262,35 +263,36 @@ Test(transport_mqtt, the_queue_drops_the_oldest_and_sends_the_rest_in_order) {
     struct transport_mqtt_stats st;
     struct transport_mqtt_cfg cfg = {.host = "127.0.0.1", .port = port, .site_id = "s1"};
     char msg[256], label[16];
-    int total = MQTT_QUEUE_LEN + 8;
+    int total = TRANSPORT_MQTT_QUEUE_LEN + 8;
 
     cr_assert(eq(int, transport_mqtt_open(&m, &loop, &cfg, on_toggle, NULL, msg, sizeof msg), 0),
               "%s", msg);
     spin(300, NULL);
     transport_mqtt_get_stats(&m, &st);
     cr_assert(ge(u32, st.failures, 1), "the first attempt fails: nothing listens");
-    cr_assert(eq(int, st.state == MQTT_STATE_CONNECTED, 0));
+    cr_assert(eq(int, st.state == TRANSPORT_MQTT_STATE_CONNECTED, 0));
     for (int i = 0; i < total; i++) {
         snprintf(label, sizeof label, "w%d", i);
         struct transport_mqtt_detection d = {.label = label, .model = "m.kwsm", .threshold = 0.75f};
         cr_assert(eq(int, transport_mqtt_publish(&m, &d), 0));
     }
     transport_mqtt_get_stats(&m, &st);
-    cr_assert(eq(u64, st.queued, MQTT_QUEUE_LEN));
+    cr_assert(eq(u64, st.queued, TRANSPORT_MQTT_QUEUE_LEN));
     cr_assert(eq(u64, st.dropped, 8));
 
     /* The loop stands still while broker and subscriber come up. */
     broker_start();
     sub_open();
     int64_t end = now_ms() + 20000;
-    while (now_ms() < end && sub_get(NULL) < MQTT_QUEUE_LEN)
+    while (now_ms() < end && sub_get(NULL) < TRANSPORT_MQTT_QUEUE_LEN)
         spin(50, NULL);
     transport_mqtt_get_stats(&m, &st);
-    cr_assert(eq(int, (int)st.state, (int)MQTT_STATE_CONNECTED));
+    cr_assert(eq(int, (int)st.state, (int)TRANSPORT_MQTT_STATE_CONNECTED));
     cr_assert(eq(u64, st.queued, 0));
-    cr_assert(eq(u64, st.sent, MQTT_QUEUE_LEN));
-    cr_assert(eq(int, sub_get(NULL), MQTT_QUEUE_LEN), "the subscriber gets every held message");
-    for (int i = 0; i < MQTT_QUEUE_LEN; i++) {
+    cr_assert(eq(u64, st.sent, TRANSPORT_MQTT_QUEUE_LEN));
+    cr_assert(eq(int, sub_get(NULL), TRANSPORT_MQTT_QUEUE_LEN),
+              "the subscriber gets every held message");
+    for (int i = 0; i < TRANSPORT_MQTT_QUEUE_LEN; i++) {
         char want[64];
         snprintf(want, sizeof want, "hermes/hotword/w%d/detected", i + 8);
         cr_assert(eq(str, sub.topic[i], want), "message %d in order", i);
@@ -317,11 +319,11 @@ Test(transport_mqtt, toggles_for_this_site_only) {
               "%s", msg);
     struct transport_mqtt_stats st = {0};
     int64_t end = now_ms() + 10000;
-    while (now_ms() < end && st.state != MQTT_STATE_CONNECTED) {
+    while (now_ms() < end && st.state != TRANSPORT_MQTT_STATE_CONNECTED) {
         spin(20, NULL);
         transport_mqtt_get_stats(&m, &st);
     }
-    cr_assert(eq(int, (int)st.state, (int)MQTT_STATE_CONNECTED));
+    cr_assert(eq(int, (int)st.state, (int)TRANSPORT_MQTT_STATE_CONNECTED));
     spin(300, NULL); /* let the subscriptions be acknowledged */
 
     publish_raw("hermes/hotword/toggleOff", "{\"siteId\":\"other\"}");
@@ -365,7 +367,7 @@ Test(transport_mqtt, close_at_any_time) {
     spin(300, NULL);
     struct transport_mqtt_stats st;
     transport_mqtt_get_stats(&m, &st);
-    cr_assert(eq(int, (int)st.state, (int)MQTT_STATE_DISCONNECTED));
+    cr_assert(eq(int, (int)st.state, (int)TRANSPORT_MQTT_STATE_DISCONNECTED));
     close_and_finish(&m);
 }
 
@@ -390,7 +392,7 @@ Test(transport_mqtt, bad_settings) {
 static enum transport_mqtt_state wait_connected(struct transport_mqtt *m, int ms) {
     struct transport_mqtt_stats st = {0};
     int64_t end = now_ms() + ms;
-    while (now_ms() < end && st.state != MQTT_STATE_CONNECTED) {
+    while (now_ms() < end && st.state != TRANSPORT_MQTT_STATE_CONNECTED) {
         spin(20, NULL);
         transport_mqtt_get_stats(m, &st);
     }
@@ -426,14 +428,17 @@ Test(transport_mqtt, tls_and_password) {
     sub_open_as(ca, "kws", "s3cret");
 
     struct transport_mqtt m, bad;
-    struct transport_mqtt_cfg cfg = {.host = "localhost", .port = port, .ca_file = ca,
-                                     .username = "kws", .password_file = pwfile};
-    cr_assert(eq(int, transport_mqtt_open(&m, &loop, &cfg, NULL, NULL, msg, sizeof msg), 0),
-              "%s", msg);
+    struct transport_mqtt_cfg cfg = {.host = "localhost",
+                                     .port = port,
+                                     .ca_file = ca,
+                                     .username = "kws",
+                                     .password_file = pwfile};
+    cr_assert(eq(int, transport_mqtt_open(&m, &loop, &cfg, NULL, NULL, msg, sizeof msg), 0), "%s",
+              msg);
     cfg.password_file = badfile;
-    cr_assert(eq(int, transport_mqtt_open(&bad, &loop, &cfg, NULL, NULL, msg, sizeof msg), 0),
-              "%s", msg);
-    cr_assert(eq(int, (int)wait_connected(&m, 10000), (int)MQTT_STATE_CONNECTED),
+    cr_assert(eq(int, transport_mqtt_open(&bad, &loop, &cfg, NULL, NULL, msg, sizeof msg), 0), "%s",
+              msg);
+    cr_assert(eq(int, (int)wait_connected(&m, 10000), (int)TRANSPORT_MQTT_STATE_CONNECTED),
               "TLS connection with the right password");
     struct transport_mqtt_detection d = {.label = "go", .model = "m.kwsm", .threshold = 0.5f};
     cr_assert(eq(int, transport_mqtt_publish(&m, &d), 0));
@@ -487,7 +492,7 @@ Test(transport_mqtt, a_broker_that_stops_reading) {
     struct transport_mqtt_cfg cfg = {.host = "127.0.0.1", .port = ntohs(a.sin_port)};
     char msg[256];
     cr_assert(eq(int, transport_mqtt_open(&m, &loop, &cfg, NULL, NULL, msg, sizeof msg), 0));
-    cr_assert(eq(int, (int)wait_connected(&m, 5000), (int)MQTT_STATE_CONNECTED));
+    cr_assert(eq(int, (int)wait_connected(&m, 5000), (int)TRANSPORT_MQTT_STATE_CONNECTED));
     pthread_join(th, NULL);
 
     /* Publish until the ring has had to drop, a turn of the loop between
@@ -505,7 +510,7 @@ Test(transport_mqtt, a_broker_that_stops_reading) {
                 (unsigned long long)st.sent, (unsigned long long)st.queued,
                 (unsigned long long)st.dropped);
     cr_assert(eq(u64, st.dropped, 10), "the ring drops once the socket is full");
-    cr_assert(eq(u64, st.queued, MQTT_QUEUE_LEN));
+    cr_assert(eq(u64, st.queued, TRANSPORT_MQTT_QUEUE_LEN));
     cr_assert(eq(u64, st.sent + st.queued + st.dropped, (uint64_t)n), "every message accounted");
     transport_mqtt_close(&m, on_closed);
     spin(5000, &closed);

@@ -49,13 +49,13 @@ static void lib_init(void) {
 
 const char *transport_mqtt_state_name(enum transport_mqtt_state s) {
     switch (s) {
-    case MQTT_STATE_CONNECTING:
+    case TRANSPORT_MQTT_STATE_CONNECTING:
         return "connecting";
-    case MQTT_STATE_CONNECTED:
+    case TRANSPORT_MQTT_STATE_CONNECTED:
         return "connected";
-    case MQTT_STATE_DISCONNECTED:
+    case TRANSPORT_MQTT_STATE_DISCONNECTED:
         return "disconnected";
-    case MQTT_STATE_OFF:
+    case TRANSPORT_MQTT_STATE_OFF:
         break;
     }
     return "off";
@@ -99,7 +99,7 @@ static int read_password(const char *path, char *buf, size_t len, char *msg, siz
 static int label_ok(const char *s) {
     if (!s || !s[0] || strpbrk(s, "/+#"))
         return 0;
-    return strlen(s) + sizeof "hermes/hotword//detected" <= MQTT_TOPIC_LEN;
+    return strlen(s) + sizeof "hermes/hotword//detected" <= TRANSPORT_MQTT_TOPIC_LEN;
 }
 
 /* ==== The socket's poll handle ==== */
@@ -123,12 +123,12 @@ static void poll_update(struct transport_mqtt *m) {
  * one line. */
 static void log_failure(struct transport_mqtt *m, const char *why) {
     m->stats.failures++;
-    if (m->stats.state == MQTT_STATE_CONNECTED)
+    if (m->stats.state == TRANSPORT_MQTT_STATE_CONNECTED)
         KWS_LOG(KWS_LOG_WARNING, "mqtt: connection to %s:%d lost (%s); reconnecting", m->host,
                 m->port, why);
     else if (!m->warned)
         KWS_LOG(KWS_LOG_WARNING, "mqtt: cannot connect to %s:%d (%s); retrying every %d s at most",
-                m->host, m->port, why, MQTT_RETRY_MAX_MS / 1000);
+                m->host, m->port, why, TRANSPORT_MQTT_RETRY_MAX_MS / 1000);
     else
         KWS_LOG(KWS_LOG_DEBUG, "mqtt: connect to %s:%d: %s", m->host, m->port, why);
     m->warned = 1;
@@ -140,9 +140,10 @@ static void on_retry(uv_timer_t *t) {
 
 /* Waits retry_ms, then tries again; the next wait is twice as long. */
 static void schedule_retry(struct transport_mqtt *m) {
-    m->stats.state = MQTT_STATE_DISCONNECTED;
+    m->stats.state = TRANSPORT_MQTT_STATE_DISCONNECTED;
     uv_timer_start(&m->retry, on_retry, (uint64_t)m->retry_ms, 0);
-    m->retry_ms = m->retry_ms * 2 > MQTT_RETRY_MAX_MS ? MQTT_RETRY_MAX_MS : m->retry_ms * 2;
+    m->retry_ms = m->retry_ms * 2 > TRANSPORT_MQTT_RETRY_MAX_MS ? TRANSPORT_MQTT_RETRY_MAX_MS
+                                                                : m->retry_ms * 2;
 }
 
 static void on_poll_closed(uv_handle_t *h) {
@@ -169,23 +170,23 @@ static void poll_close(struct transport_mqtt *m) {
 static void lost(struct transport_mqtt *m, const char *why) {
     if (!m->poll_open)
         return;
-    if (m->stats.state == MQTT_STATE_CONNECTED)
-        m->retry_ms = MQTT_RETRY_FIRST_MS;
+    if (m->stats.state == TRANSPORT_MQTT_STATE_CONNECTED)
+        m->retry_ms = TRANSPORT_MQTT_RETRY_FIRST_MS;
     log_failure(m, why);
-    m->stats.state = MQTT_STATE_DISCONNECTED;
+    m->stats.state = TRANSPORT_MQTT_STATE_DISCONNECTED;
     poll_close(m);
 }
 
 /* Sends the ring, oldest first, while the connection takes messages at once. */
 static void ring_flush(struct transport_mqtt *m) {
-    while (m->count > 0 && m->stats.state == MQTT_STATE_CONNECTED && m->poll_open &&
+    while (m->count > 0 && m->stats.state == TRANSPORT_MQTT_STATE_CONNECTED && m->poll_open &&
            !mosquitto_want_write(m->mosq)) {
         struct transport_mqtt_msg *q = &m->ring[m->head];
         if (mosquitto_publish(m->mosq, NULL, q->topic, q->len, q->payload, 0, false) !=
             MOSQ_ERR_SUCCESS)
             break;
         m->stats.sent++;
-        m->head = (m->head + 1) % MQTT_QUEUE_LEN;
+        m->head = (m->head + 1) % TRANSPORT_MQTT_QUEUE_LEN;
         m->count--;
     }
 }
@@ -222,9 +223,9 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc) {
                 mosquitto_connack_string(rc));
         return;
     }
-    m->stats.state = MQTT_STATE_CONNECTED;
+    m->stats.state = TRANSPORT_MQTT_STATE_CONNECTED;
     m->stats.connects++;
-    m->retry_ms = MQTT_RETRY_FIRST_MS;
+    m->retry_ms = TRANSPORT_MQTT_RETRY_FIRST_MS;
     m->warned = 0;
     KWS_LOG(KWS_LOG_NOTICE, "mqtt: connected to %s:%d (siteId \"%s\")", m->host, m->port,
             m->site_id);
@@ -270,7 +271,7 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 static void work_connect(uv_work_t *w) {
     struct transport_mqtt *m = w->data;
     errno = 0;
-    m->work_rc = mosquitto_connect_async(m->mosq, m->host, m->port, MQTT_KEEPALIVE_S);
+    m->work_rc = mosquitto_connect_async(m->mosq, m->host, m->port, TRANSPORT_MQTT_KEEPALIVE_S);
     m->work_errno = errno;
 }
 
@@ -300,7 +301,7 @@ static void after_connect(uv_work_t *w, int status) {
 static void start_attempt(struct transport_mqtt *m) {
     if (m->closing || m->working || m->poll_open)
         return;
-    m->stats.state = MQTT_STATE_CONNECTING;
+    m->stats.state = TRANSPORT_MQTT_STATE_CONNECTING;
     m->attempt_ms = uv_now(m->loop);
     m->working = 1;
     m->work.data = m;
@@ -316,8 +317,8 @@ static void on_misc(uv_timer_t *t) {
 
     if (m->working || !m->poll_open)
         return;
-    if (m->stats.state == MQTT_STATE_CONNECTING &&
-        uv_now(m->loop) - m->attempt_ms > MQTT_CONNECT_TIMEOUT_MS) {
+    if (m->stats.state == TRANSPORT_MQTT_STATE_CONNECTING &&
+        uv_now(m->loop) - m->attempt_ms > TRANSPORT_MQTT_CONNECT_TIMEOUT_MS) {
         /* The read that follows sees the end of the stream and fails. */
         shutdown(m->poll_fd, SHUT_RDWR);
         lost(m, "no answer within the connect timeout");
@@ -338,7 +339,7 @@ static void on_misc(uv_timer_t *t) {
 int transport_mqtt_open(struct transport_mqtt *m, uv_loop_t *loop,
                         const struct transport_mqtt_cfg *cfg, transport_mqtt_toggle_cb on_toggle,
                         void *ctx, char *msg, size_t msglen) {
-    char password[MQTT_PASSWORD_LEN], client_id[96];
+    char password[TRANSPORT_MQTT_PASSWORD_LEN], client_id[96];
     int rc;
 
     memset(m, 0, sizeof *m);
@@ -347,11 +348,10 @@ int transport_mqtt_open(struct transport_mqtt *m, uv_loop_t *loop,
     if (!cfg->host || !cfg->host[0] || strlen(cfg->host) >= sizeof m->host)
         return kws_errmsg(-EINVAL, msg, msglen, "mqtt.host: empty or too long");
     if (cfg->port < 1 || cfg->port > 65535)
-        return kws_errmsg(-EINVAL, msg, msglen, "mqtt.port: %d out of range [1, 65535]",
-                          cfg->port);
+        return kws_errmsg(-EINVAL, msg, msglen, "mqtt.port: %d out of range [1, 65535]", cfg->port);
     if (!site[0] || strlen(site) >= sizeof m->site_id)
         return kws_errmsg(-EINVAL, msg, msglen, "mqtt.site_id: must be 1 to %d bytes",
-                          MQTT_SITE_ID_LEN - 1);
+                          TRANSPORT_MQTT_SITE_ID_LEN - 1);
     password[0] = '\0';
     if (cfg->password_file && cfg->password_file[0] &&
         (rc = read_password(cfg->password_file, password, sizeof password, msg, msglen)) < 0)
@@ -364,7 +364,7 @@ int transport_mqtt_open(struct transport_mqtt *m, uv_loop_t *loop,
     m->loop = loop;
     m->on_toggle = on_toggle;
     m->ctx = ctx;
-    m->retry_ms = MQTT_RETRY_FIRST_MS;
+    m->retry_ms = TRANSPORT_MQTT_RETRY_FIRST_MS;
     snprintf(client_id, sizeof client_id, "kwsd-%.40s-%ld", site, (long)getpid());
     m->mosq = mosquitto_new(client_id, true, m);
     if (!m->mosq) {
@@ -430,25 +430,24 @@ int transport_mqtt_publish(struct transport_mqtt *m, const struct transport_mqtt
         return -ENOMEM;
     q.len = (int)n;
 
-    if (m->stats.state == MQTT_STATE_CONNECTED && !m->working && m->poll_open && m->count == 0 &&
-        !mosquitto_want_write(m->mosq) &&
-        mosquitto_publish(m->mosq, NULL, q.topic, q.len, q.payload, 0, false) ==
-            MOSQ_ERR_SUCCESS) {
+    if (m->stats.state == TRANSPORT_MQTT_STATE_CONNECTED && !m->working && m->poll_open &&
+        m->count == 0 && !mosquitto_want_write(m->mosq) &&
+        mosquitto_publish(m->mosq, NULL, q.topic, q.len, q.payload, 0, false) == MOSQ_ERR_SUCCESS) {
         m->stats.sent++;
         poll_update(m);
         return 0;
     }
-    if (m->count == MQTT_QUEUE_LEN) {
+    if (m->count == TRANSPORT_MQTT_QUEUE_LEN) {
         if (m->stats.dropped == 0)
             KWS_LOG(KWS_LOG_WARNING,
                     "mqtt: %d messages wait for the broker: dropping the oldest (counted in "
                     "kws.status mqtt_dropped; logged once)",
-                    MQTT_QUEUE_LEN);
+                    TRANSPORT_MQTT_QUEUE_LEN);
         m->stats.dropped++;
-        m->head = (m->head + 1) % MQTT_QUEUE_LEN;
+        m->head = (m->head + 1) % TRANSPORT_MQTT_QUEUE_LEN;
         m->count--;
     }
-    m->ring[(m->head + m->count) % MQTT_QUEUE_LEN] = q;
+    m->ring[(m->head + m->count) % TRANSPORT_MQTT_QUEUE_LEN] = q;
     m->count++;
     return 0;
 }
@@ -470,7 +469,7 @@ static void maybe_finish(struct transport_mqtt *m) {
         return;
     mosquitto_destroy(m->mosq);
     m->mosq = NULL;
-    m->stats.state = MQTT_STATE_OFF;
+    m->stats.state = TRANSPORT_MQTT_STATE_OFF;
     if (m->on_closed)
         m->on_closed(m);
 }
@@ -482,7 +481,7 @@ void transport_mqtt_close(struct transport_mqtt *m, void (*on_closed)(struct tra
     m->on_closed = on_closed;
     if (m->working)
         uv_cancel((uv_req_t *)&m->work); /* a running connect finishes; after_connect ends it */
-    if (m->stats.state == MQTT_STATE_CONNECTED && m->poll_open)
+    if (m->stats.state == TRANSPORT_MQTT_STATE_CONNECTED && m->poll_open)
         mosquitto_disconnect(m->mosq); /* one DISCONNECT packet, written without waiting */
     poll_close(m);
     m->pending += 2;

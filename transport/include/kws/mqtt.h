@@ -23,13 +23,13 @@
  * non-blocking, so a slow broker only leaves bytes waiting.
  *
  * A broker that is down or refuses: the connection is retried after
- * MQTT_RETRY_FIRST_MS, doubling up to MQTT_RETRY_MAX_MS, and the delay goes
+ * TRANSPORT_MQTT_RETRY_FIRST_MS, doubling up to TRANSPORT_MQTT_RETRY_MAX_MS, and the delay goes
  * back to the first once a connection is accepted (CONNACK). A connection
- * not accepted within MQTT_CONNECT_TIMEOUT_MS is dropped and retried.
+ * not accepted within TRANSPORT_MQTT_CONNECT_TIMEOUT_MS is dropped and retried.
  *
  * Messages are never queued without bound. While the client is not
  * connected, or while libmosquitto still holds unsent bytes (a slow broker),
- * a detection goes into a ring of MQTT_QUEUE_LEN messages; when it is full
+ * a detection goes into a ring of TRANSPORT_MQTT_QUEUE_LEN messages; when it is full
  * the oldest is dropped and counted (stats.dropped). The ring is sent in
  * order once the connection is back and the socket drains.
  *
@@ -62,15 +62,15 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define MQTT_RETRY_FIRST_MS 500        /* first reconnect delay */
-#define MQTT_RETRY_MAX_MS 30000        /* the delay doubles up to this */
-#define MQTT_CONNECT_TIMEOUT_MS 10000  /* connect + CONNACK must take less */
-#define MQTT_KEEPALIVE_S 30            /* MQTT keep-alive */
-#define MQTT_QUEUE_LEN 32              /* messages held while disconnected */
-#define MQTT_TOPIC_LEN 160             /* longest topic, NUL included */
-#define MQTT_PAYLOAD_LEN 512           /* longest payload, bytes */
-#define MQTT_SITE_ID_LEN 64            /* longest site id, NUL included */
-#define MQTT_PASSWORD_LEN 256          /* longest password, NUL included */
+#define TRANSPORT_MQTT_RETRY_FIRST_MS 500       /* first reconnect delay */
+#define TRANSPORT_MQTT_RETRY_MAX_MS 30000       /* the delay doubles up to this */
+#define TRANSPORT_MQTT_CONNECT_TIMEOUT_MS 10000 /* connect + CONNACK must take less */
+#define TRANSPORT_MQTT_KEEPALIVE_S 30           /* MQTT keep-alive */
+#define TRANSPORT_MQTT_QUEUE_LEN 32             /* messages held while disconnected */
+#define TRANSPORT_MQTT_TOPIC_LEN 160            /* longest topic, NUL included */
+#define TRANSPORT_MQTT_PAYLOAD_LEN 512          /* longest payload, bytes */
+#define TRANSPORT_MQTT_SITE_ID_LEN 64           /* longest site id, NUL included */
+#define TRANSPORT_MQTT_PASSWORD_LEN 256         /* longest password, NUL included */
 
 struct mosquitto; /* libmosquitto's client */
 
@@ -96,24 +96,24 @@ struct transport_mqtt_detection {
 };
 
 enum transport_mqtt_state {
-    MQTT_STATE_OFF = 0,      /* not opened, or closed */
-    MQTT_STATE_CONNECTING,   /* resolving, connecting, waiting for CONNACK */
-    MQTT_STATE_CONNECTED,    /* CONNACK received */
-    MQTT_STATE_DISCONNECTED, /* waiting to retry */
+    TRANSPORT_MQTT_STATE_OFF = 0,      /* not opened, or closed */
+    TRANSPORT_MQTT_STATE_CONNECTING,   /* resolving, connecting, waiting for CONNACK */
+    TRANSPORT_MQTT_STATE_CONNECTED,    /* CONNACK received */
+    TRANSPORT_MQTT_STATE_DISCONNECTED, /* waiting to retry */
 };
 
 struct transport_mqtt_stats {
     enum transport_mqtt_state state;
-    uint64_t sent;       /* messages handed to the connection */
-    uint64_t queued;     /* messages in the ring now */
-    uint64_t dropped;    /* messages dropped from a full ring (the oldest) */
-    uint32_t connects;   /* connections accepted by the broker */
-    uint32_t failures;   /* failed attempts and lost connections */
+    uint64_t sent;     /* messages handed to the connection */
+    uint64_t queued;   /* messages in the ring now */
+    uint64_t dropped;  /* messages dropped from a full ring (the oldest) */
+    uint32_t connects; /* connections accepted by the broker */
+    uint32_t failures; /* failed attempts and lost connections */
 };
 
 struct transport_mqtt_msg {
-    char topic[MQTT_TOPIC_LEN];
-    char payload[MQTT_PAYLOAD_LEN];
+    char topic[TRANSPORT_MQTT_TOPIC_LEN];
+    char payload[TRANSPORT_MQTT_PAYLOAD_LEN];
     int len; /* payload bytes */
 };
 
@@ -122,27 +122,27 @@ struct transport_mqtt {
     struct mosquitto *mosq;
     char host[256];
     int port;
-    char site_id[MQTT_SITE_ID_LEN];
+    char site_id[TRANSPORT_MQTT_SITE_ID_LEN];
     transport_mqtt_toggle_cb on_toggle;
     void *ctx;
-    uv_poll_t poll;    /* the client's socket, while one is open */
-    int poll_open;     /* poll initialised and not yet closing */
-    int poll_fd;       /* fd poll watches */
-    int poll_events;   /* UV_READABLE | UV_WRITABLE as last started */
-    uv_timer_t misc;   /* 1 s: loop_misc, connect timeout */
-    uv_timer_t retry;  /* reconnect backoff */
-    uv_work_t work;    /* connect on the thread pool */
-    int working;       /* work queued, its after-callback still to run */
-    int work_rc;       /* what the connect call returned (MOSQ_ERR_*) */
-    int work_errno;    /* errno after it */
+    uv_poll_t poll;      /* the client's socket, while one is open */
+    int poll_open;       /* poll initialised and not yet closing */
+    int poll_fd;         /* fd poll watches */
+    int poll_events;     /* UV_READABLE | UV_WRITABLE as last started */
+    uv_timer_t misc;     /* 1 s: loop_misc, connect timeout */
+    uv_timer_t retry;    /* reconnect backoff */
+    uv_work_t work;      /* connect on the thread pool */
+    int working;         /* work queued, its after-callback still to run */
+    int work_rc;         /* what the connect call returned (MOSQ_ERR_*) */
+    int work_errno;      /* errno after it */
     uint64_t attempt_ms; /* loop time the current attempt started */
-    int retry_ms;      /* next reconnect delay */
-    int warned;        /* a failure was logged since the last connection */
+    int retry_ms;        /* next reconnect delay */
+    int warned;          /* a failure was logged since the last connection */
     int closing;
-    int pending;       /* uv close callbacks still to come */
+    int pending; /* uv close callbacks still to come */
     void (*on_closed)(struct transport_mqtt *m);
-    struct transport_mqtt_msg ring[MQTT_QUEUE_LEN];
-    int head, count;   /* oldest message and number held */
+    struct transport_mqtt_msg ring[TRANSPORT_MQTT_QUEUE_LEN];
+    int head, count; /* oldest message and number held */
     struct transport_mqtt_stats stats;
 };
 
