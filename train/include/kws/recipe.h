@@ -34,9 +34,10 @@
  *     train_recipe_default(&r);
  *     r.data = "/data/speech_commands";
  *     r.out = "/tmp/m.kwsm";
- *     train_recipe_labels(&r, "yes,no,_silence_,_unknown_");
+ *     r.n_labels = 3;   // and r.labels[0..3): "yes", "no", "_silence_"
+ *     struct train_progress p = {ctx, print_note, print_epoch};
  *     char msg[512];
- *     if (train_run(&r, &progress, msg, sizeof msg) < 0) say(msg);
+ *     if (train_run(&r, &p, msg, sizeof msg) < 0) say(msg);
  *
  * Thread-safety: train_run uses OpenMP and sets its thread count (threads >
  * 0); run one at a time per process.
