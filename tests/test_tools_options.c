@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kws/clip_eval.h"
 #include "kws/config.h"
 #include "kws/dataset.h"
 #include "kws/frontend.h"
@@ -506,6 +507,11 @@ Test(options, eval_defaults, .init = tmp_setup, .fini = tmp_teardown, .timeout =
     config_defaults(&cfg);
     cr_expect(eq(int, atoi(value_of(o, "smoothing-ms")), cfg.detection.smoothing_ms));
     cr_expect(eq(int, atoi(value_of(o, "refractory-ms")), cfg.detection.refractory_ms));
+
+    /* clip scoring's own defaults */
+    struct clip_eval_opts co = clip_eval_opts_default();
+    cr_expect(eq(int, atoi(value_of(o, "frames")), co.T));
+    cr_expect(eq(int, atoi(value_of(o, "smoothing-ms")), co.smooth_ms));
 
     /* clips are rendered as the trainer renders its validation clips */
     char frames[64];

@@ -411,17 +411,18 @@ static const int split_ids[] = {DS_TEST, DS_VAL, DS_TRAIN, -1};
 #define SET(f) OPT_SET(struct opts, f)
 
 /* The options, in --help's order. --smoothing-ms and --refractory-ms take
- * the ranges of kwsd.yaml's detection keys; --snr those of kws/stream_eval.h. */
+ * the ranges of kwsd.yaml's detection keys; --snr those of kws/stream_eval.h.
+ * Options with a library default have no .def: eval_defaults fills them. */
 static const struct opt eval_opts[] = {
     {"model", OPT_PATH, O(model), .required = 1, .meta = "FILE.kwsm", .help = "the model file"},
     {"data", OPT_PATH, O(data), .meta = "DIR", .help = "the data set (needed unless --wav)"},
     {"split", OPT_ENUM, O(split), .names = split_names, .def = "test", .help = "clips to score"},
-    {"frames", OPT_INT, O(T), .min = 1, .max = 10000, .def = "100", .help = "frames per clip"},
+    {"frames", OPT_INT, O(T), .min = 1, .max = 10000, .help = "frames per clip"},
     {"stream", OPT_FLAG, O(stream), .help = "streaming metrics on a long recording"},
     {"threshold", OPT_FLOAT, O(threshold), .min = 0, .max = 1, .set = SET(thr_set), .meta = "T",
      .help = "detector threshold (default T: the model's calibrated\n"
              "threshold, else 0.4)"},
-    {"smoothing-ms", OPT_INT, O(smooth_ms), .min = 10, .max = 3000, .def = "300",
+    {"smoothing-ms", OPT_INT, O(smooth_ms), .min = 10, .max = 3000,
      .help = "posterior smoothing window"},
     {"refractory-ms", OPT_INT, O(refr_ms), .min = 0, .max = 60000, .def = "1000",
      .help = "quiet time after a detection"},
@@ -429,12 +430,11 @@ static const struct opt eval_opts[] = {
      .help = "streaming metrics for thresholds 0.20, 0.25, ..., 0.995"},
     {"calibrate", OPT_FLOAT, O(calib_fa), .min = 0, .max = 100000, .set = SET(calib_set),
      .meta = "F", .help = "threshold for at most F false alarms per hour (stream)"},
-    {"seed", OPT_INT, O(seed), .min = 0, .max = INT_MAX, .def = "1",
+    {"seed", OPT_INT, O(seed), .min = 0, .max = INT_MAX,
      .help = "gap lengths of the recording"},
-    {"passes", OPT_INT, O(passes), .min = 1, .max = STREAM_EVAL_MAX_PASSES, .def = "1",
+    {"passes", OPT_INT, O(passes), .min = 1, .max = STREAM_EVAL_MAX_PASSES,
      .help = "the clips said this many times (later passes shuffled)"},
-    {"noise-gain", OPT_FLOAT, O(noise_gain), .min = 0, .max = 1000, .set = SET(noise_gain_set),
-     .def = "1", .help = "scale the noise between the words (0.1: 20 dB quieter)"},
+    {"noise-gain", OPT_FLOAT, O(noise_gain), .min = 0, .max = 1000, .set = SET(noise_gain_set), .help = "scale the noise between the words (0.1: 20 dB quieter)"},
     {"negatives", OPT_PATH, O(neg_dir), .meta = "DIR",
      .help = "negative phrases (a folder per phrase) between the\n"
              "words, the split's phrases by DIR's list files"},
@@ -442,7 +442,7 @@ static const struct opt eval_opts[] = {
      .help = "a recording of the negative phrases alone (at least 1 h)"},
     {"noise", OPT_PATH, O(noise_dir), .meta = "DIR",
      .help = "background recordings mixed under the whole stream"},
-    {"snr", OPT_PAIR, O(snr), .min = -20, .max = 60, .set = SET(snr_set), .def = "10,20",
+    {"snr", OPT_PAIR, O(snr), .min = -20, .max = 60, .set = SET(snr_set),
      .help = "their level below each word, dB"},
     {"json", OPT_FLAG, O(json), .help = "one JSON object on stdout"},
     {"gain-scale", OPT_FLOAT, O(gain_scale), .min = 0, .max = 1000, .open = OPT_OPEN_MIN,
@@ -574,8 +574,24 @@ static void print_text(const struct opts *o, const struct snn_cfg *cfg,
         print_stream(sr, cfg, sa);
 }
 
+/* The defaults the libraries hold: clip scoring's (clip_eval_opts_default)
+ * and the stream's (stream_eval_opts_default). */
+static void eval_defaults(struct opts *o) {
+    struct clip_eval_opts co = clip_eval_opts_default();
+    struct stream_eval_opts so = stream_eval_opts_default();
+    memset(o, 0, sizeof *o);
+    o->T = co.T;
+    o->smooth_ms = co.smooth_ms;
+    o->seed = (int)so.seed;
+    o->passes = so.passes;
+    o->noise_gain = so.noise_gain;
+    o->snr[0] = so.snr_lo;
+    o->snr[1] = so.snr_hi;
+}
+
 int main(int argc, char **argv) {
-    struct opts o = {0};
+    struct opts o;
+    eval_defaults(&o);
     int rc = opt_parse(&eval_tool, &o, argc, argv);
     if (rc != OPT_OK)
         return rc == OPT_EXIT ? 0 : 2;
