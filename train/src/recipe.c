@@ -902,6 +902,39 @@ out:
     return 0;
 }
 
+/* A resumed window training's hard negatives: the checkpoint does not hold
+ * them, so when the epoch it ends was a mining epoch the same model mines
+ * again (the exported average with rounded delays, as run_epoch exported
+ * it), and the resumed run draws the windows the uninterrupted one drew.
+ * After any other epoch the pool stays empty until the next mining. */
+static int run_resume_mining(struct run *R) {
+    const struct train_recipe *r = R->r;
+    struct train_net *net = &R->net;
+    if (!r->windows || !r->mine_every || !R->epoch0 || !R->win.n_neg)
+        return 0;
+    if (R->epoch0 % r->mine_every) {
+        note(R, "mined: no hard negatives until epoch %d (the checkpoint holds none)",
+             (R->epoch0 / r->mine_every + 1) * r->mine_every);
+        return 0;
+    }
+    float dsave[2 * SNN_MAX_LAYERS * SNN_MAX_NEURONS];
+    if (net->ema) {
+        train_net_ema_swap(net);
+        copy_delays(net, dsave, 1);
+    }
+    train_net_round_delays(net);
+    struct snn_model m = {0};
+    int rc = train_net_export(net, &m);
+    if (net->ema) {
+        copy_delays(net, dsave, 0);
+        train_net_ema_swap(net);
+    }
+    if (rc == 0)
+        rc = mine(R, &m);
+    snn_model_free(&m);
+    return rc < 0 ? fail(R, rc, "out of memory") : 0;
+}
+
 /* ==== The run ==== */
 
 static void run_free(struct run *R) {
@@ -949,6 +982,8 @@ int train_run(const struct train_recipe *r, const struct train_progress *p, char
         rc = run_net(R);
     if (rc == 0)
         rc = run_buffers(R);
+    if (rc == 0)
+        rc = run_resume_mining(R);
     double t_train = now_s();
     for (int ep = R->epoch0; rc == 0 && ep < r->epochs; ep++)
         rc = run_epoch(R, ep);
