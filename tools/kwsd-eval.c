@@ -30,8 +30,10 @@
  *     kwsd-eval --model models/commands.kwsm --data /data/speech_commands \
  *               [--split test] [--stream] [--threshold 0.4] [--json]
  *
- * Every option, its range, default and help live in one table (eval_opts,
- * parsed by tools/opt.h).
+ * Every option, its range and help live in one table (eval_opts, parsed by
+ * tools/opt.h); the defaults are clip_eval_opts_default's and
+ * stream_eval_opts_default's (eval_defaults), the table's only where no
+ * library holds one.
  *
  * SPDX-License-Identifier: MIT
  */
