@@ -16,6 +16,7 @@
 #include "kws/capture.h"
 #include "kws/config.h"
 #include "kws/listener.h"
+#include "kws/mqtt.h"
 #include "kws/snn.h"
 #include "kws/transport.h"
 #include "kws/wyoming.h"
@@ -45,7 +46,12 @@ struct kwsd {
     const char *model_name;      /* basename of the model path */
 
     struct transport_pub pub;
-    struct wyoming_server wy; /* transport.wyoming: Home Assistant's wake-word clients */
+    struct transport_mqtt mqtt; /* mqtt.host set: Hermes events (events.c) */
+    int mqtt_open;
+    int paused;                 /* detection paused: nothing is published (events.c) */
+    uint64_t suppressed;        /* detections not published while paused */
+    uv_signal_t sig_pause, sig_resume; /* SIGUSR1, SIGUSR2 */
+    struct wyoming_server wy;   /* transport.wyoming: Home Assistant's wake-word clients */
     struct audio_capture cap;
     int cap_open;    /* audio_capture_open succeeded: cap must be closed */
     int cap_waiting; /* the device has not opened yet since start */
@@ -77,6 +83,14 @@ struct kwsd {
 /* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET. Returns 1
  * if sent, 0 if not running under systemd, or a negative errno. */
 int kwsd_notify(const char *state);
+
+/* events.c: opens MQTT (if configured) and the pause/resume signals;
+ * closes them; publishes one detection on every transport unless paused;
+ * adds the paused and MQTT fields to a heartbeat. */
+int kwsd_events_open(struct kwsd *k);
+void kwsd_events_close(struct kwsd *k);
+void kwsd_publish(struct kwsd *k, const struct kws_detection *ev);
+void kwsd_events_status(const struct kwsd *k, struct kws_status *st);
 
 /* The watchdog interval systemd asked for ($WATCHDOG_USEC), in ms, or 0. */
 uint64_t kwsd_watchdog_ms(void);

@@ -189,9 +189,7 @@ static void on_frame(void *ctx, const float *feat, const float *spikes) {
     };
     LOGI("detected \"%s\" score %.3f at %.2f s", ev.keyword, (double)ev.score,
          (double)ev.end_ms / 1000.0);
-    if (transport_pub_detection(&k->pub, &ev) < 0)
-        LOGD("detection %llu dropped: no room in a subscriber's queue",
-             (unsigned long long)ev.seq);
+    kwsd_publish(k, &ev);
 }
 
 /* Counts input samples the source replaced by 0 (audio_sanitize) and says
@@ -316,6 +314,7 @@ static void on_heartbeat(uv_timer_t *h) {
         .model = k->model_name,
         .detections = k->detections,
     };
+    kwsd_events_status(k, &st);
     transport_pub_status(&k->pub, &st);
 }
 
@@ -387,11 +386,13 @@ static void reload(struct kwsd *k) {
         next.audio.period_ms != k->cfg.audio.period_ms)
         LOGW("audio settings changed in %s: they take effect at the next restart",
              k->config_path);
-    if (memcmp(&next.transport, &k->cfg.transport, sizeof next.transport))
+    if (memcmp(&next.transport, &k->cfg.transport, sizeof next.transport) ||
+        memcmp(&next.mqtt, &k->cfg.mqtt, sizeof next.mqtt))
         LOGW("transport settings changed in %s: they take effect at the next restart",
              k->config_path);
     next.audio = k->cfg.audio;
     next.transport = k->cfg.transport;
+    next.mqtt = k->cfg.mqtt;
     if (!k->log_override)
         log_setup(next.logging.level);
     k->cfg = next;
@@ -446,6 +447,7 @@ static void kwsd_stop(struct kwsd *k, int code) {
     close_handle(k, (uv_handle_t *)&k->watchdog);
     close_handle(k, (uv_handle_t *)&k->file_feed);
     close_handle(k, (uv_handle_t *)&k->file_delay);
+    kwsd_events_close(k);
     wyoming_server_close(&k->wy);
     if (k->cap_open) {
         audio_capture_close(&k->cap, on_capture_closed);
@@ -576,6 +578,8 @@ int main(int argc, char **argv) {
      * action until step 5: a stop asked for during start-up stops. */
     sigemptyset(&hup);
     sigaddset(&hup, SIGHUP);
+    sigaddset(&hup, SIGUSR1); /* pause and resume (events.c): their default ends a process */
+    sigaddset(&hup, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &hup, NULL);
 
     k->log_level = KWS_LOG_INFO;
@@ -714,6 +718,10 @@ int main(int argc, char **argv) {
                 goto out;
             }
             LOGI("Wyoming wake-word server on %s", k->wy.bound);
+        }
+        if (kwsd_events_open(k) < 0) {
+            kwsd_stop(k, 1);
+            goto out;
         }
     }
 

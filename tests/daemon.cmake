@@ -8,3 +8,9 @@ if(TARGET kwsd)
     add_dependencies(test_daemon_kwsd kwsd-eval)
   endif()
 endif()
+# kwsd's MQTT (Hermes) events and pause/resume, against a real mosquitto broker.
+if(TARGET kwsd AND TARGET kwsd-eval)
+  kws_test(test_daemon_mqtt LIBS PkgConfig::MOSQUITTO PkgConfig::ZMQ PkgConfig::JANSSON
+           Threads::Threads m TIMEOUT 300)
+  add_dependencies(test_daemon_mqtt kwsd kwsd-eval)
+endif()

@@ -63,6 +63,10 @@ ParameterizedTestParameters(config_errors, one_error) {
          "t.yaml:2:16: transport.heartbeat_s: 0.1 out of range [0.5, 3600]"},
         {"transport:\n  queue: 0\n", "t.yaml:2:10: transport.queue: 0 out of range [1, 1000000]"},
         {"audio:\n  device: \"\"\n", "t.yaml:2:11: audio.device: must not be empty"},
+        {"mqtt:\n  port: 0\n", "t.yaml:2:9: mqtt.port: 0 out of range [1, 65535]"},
+        {"mqtt:\n  site_id: \"\"\n", "t.yaml:2:12: mqtt.site_id: must not be empty"},
+        {"mqtt:\n  host:\n", "t.yaml:2:8: mqtt.host: expected a string, got nothing"},
+        {"mqtt:\n  hots: x\n", "t.yaml:2:3: mqtt.hots: unknown key"},
         {"model:\n  path: \"a\\tb\"\n",
          "t.yaml:2:9: model.path: \"a?b\": control character 0x09 not allowed"},
         /* bad enum */

@@ -81,6 +81,9 @@ Test(config_load, defaults) {
     cr_expect(eq(dbl, c.transport.heartbeat_s, 5.0));
     cr_expect(eq(int, c.transport.queue, 1000));
     cr_expect(eq(int, (int)c.logging.level, (int)KWS_LOG_INFO));
+    cr_expect(eq(str, c.mqtt.host, ""), "no MQTT by default");
+    cr_expect(eq(int, c.mqtt.port, 1883));
+    cr_expect(eq(str, c.mqtt.site_id, "default"));
 
     /* Every byte is defined: two default configs compare equal with memcmp. */
     struct kws_config c2;
@@ -129,7 +132,14 @@ Test(config_load, full_file) {
                                "  heartbeat_s: 0.5\n"
                                "  queue: 1000000\n"
                                "logging:\n"
-                               "  level: debug\n";
+                               "  level: debug\n"
+                               "mqtt:\n"
+                               "  host: broker.lan\n"
+                               "  port: 8883\n"
+                               "  tls: /etc/ssl/certs/lan-ca.pem\n"
+                               "  username: kwsd\n"
+                               "  password_file: /etc/kwsd/mqtt-password\n"
+                               "  site_id: kitchen\n";
     struct kws_config c;
     struct config_diags d;
 
@@ -164,6 +174,12 @@ Test(config_load, full_file) {
     cr_expect(eq(dbl, c.transport.heartbeat_s, 0.5));
     cr_expect(eq(int, c.transport.queue, 1000000));
     cr_expect(eq(int, (int)c.logging.level, (int)KWS_LOG_DEBUG));
+    cr_expect(eq(str, c.mqtt.host, "broker.lan"));
+    cr_expect(eq(int, c.mqtt.port, 8883));
+    cr_expect(eq(str, c.mqtt.tls, "/etc/ssl/certs/lan-ca.pem"));
+    cr_expect(eq(str, c.mqtt.username, "kwsd"));
+    cr_expect(eq(str, c.mqtt.password_file, "/etc/kwsd/mqtt-password"));
+    cr_expect(eq(str, c.mqtt.site_id, "kitchen"));
 
     cr_expect(eq(flt, thr_for(&c, "stop", 0.3f), 0.7f));
     cr_expect(eq(flt, thr_for(&c, "go", 0.3f), 0.0f));
@@ -307,7 +323,8 @@ Test(config_load, dump_reads_back_the_same) {
                                "detection: {threshold: 0.123456789, keywords: {\"a b\": 0.3}}\n"
                                "transport:\n  endpoints: [ipc:///tmp/x, tcp://127.0.0.1:7]\n"
                                "  heartbeat_s: 2.7182818284590451\n"
-                               "logging: {level: warning}\n";
+                               "logging: {level: warning}\n"
+                               "mqtt: {host: \"h\", port: 1884, site_id: \"a \\\"b\\\"\"}\n";
     struct kws_config a, b;
     struct config_diags d;
     char *out = NULL;

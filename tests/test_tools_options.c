@@ -5,10 +5,11 @@
  * missing value, an unknown option, a list of the wrong length) must end it
  * with status 2 and one line on stderr that names the option and the values
  * it accepts. --print-defaults must give the defaults of the library
- * (train_hparams_default, dataset_aug_default, dataset_window_default,
- * stream_eval_opts_default, audio_fe_cfg_default, config_defaults) wherever
- * the library has one, and the tools' own values elsewhere; the documented
- * option values must pass the tables.
+ * (train_recipe_default, and below it train_hparams_default,
+ * dataset_aug_default, dataset_window_default, stream_eval_opts_default,
+ * audio_fe_cfg_default; config_defaults for kwsd-eval) wherever the library
+ * has one, and the tools' own values elsewhere; the documented option
+ * values must pass the tables.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -23,9 +24,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kws/clip_eval.h"
 #include "kws/config.h"
 #include "kws/dataset.h"
 #include "kws/frontend.h"
+#include "kws/recipe.h"
 #include "kws/stream_eval.h"
 #include "kws/train.h"
 
@@ -384,6 +387,8 @@ Test(options, train_defaults, .init = tmp_setup, .fini = tmp_teardown, .timeout 
     expect_pair(o, "delay-init", hp.delay_init_lo, hp.delay_init_hi);
     cr_expect(eq(flt, float_of(o, "sigma-init"), hp.sigma));
     cr_expect(eq(flt, float_of(o, "bg-weight"), hp.bg_weight));
+    cr_expect(eq(flt, float_of(o, "fg-weight"), hp.fg_weight));
+    cr_expect(eq(flt, float_of(o, "kd-weight"), hp.kd_weight));
     cr_expect(eq(flt, float_of(o, "win-weight"), hp.win_weight));
     cr_expect(eq(flt, float_of(o, "ema"), hp.ema_decay));
     cr_expect(eq(flt, float_of(o, "kd-temp"), hp.kd_temp));
@@ -397,7 +402,9 @@ Test(options, train_defaults, .init = tmp_setup, .fini = tmp_teardown, .timeout 
     expect_pair(o, "speed", aug.speed_lo, aug.speed_hi);
     cr_expect(eq(flt, float_of(o, "context-ms"), 0.0f));
     cr_expect(eq(int, aug.ctx_frames, 0));
+    cr_expect(eq(flt, float_of(o, "p-context"), aug.p_ctx_word));
     cr_expect(eq(flt, float_of(o, "p-cold"), aug.p_ctx_cold));
+    expect_pair(o, "floor-db", aug.floor_db_lo, aug.floor_db_hi);
     cr_expect(eq(flt, float_of(o, "tilt"), aug.tilt));
     cr_expect(eq(flt, float_of(o, "floor"), aug.floor_p));
     cr_expect(eq(flt, float_of(o, "trim-ms"), aug.trim_ms));
@@ -421,11 +428,13 @@ Test(options, train_defaults, .init = tmp_setup, .fini = tmp_teardown, .timeout 
     cr_expect(eq(flt, float_of(o, "fmax"), 0.0f));      /* 0: the front end's own */
     cr_expect(eq(str, (char *)value_of(o, "enc"), "")); /* none: the front end's own */
 
-    /* The trainer's own choices, which no library default holds (or where
-     * the tool's differs from the library's: --fg-weight 1 against 0,
-     * --kd-weight 1 against 0, which counts only with --teacher, --p-context
-     * 0.7 against 0, which counts only with --context-ms, --floor-db against
-     * 0,0, which counts only with --floor). */
+    /* The recipe's own choices, which no lower default holds: the table has
+     * no defaults, so these are train_recipe_default's values; the values
+     * every documented command used (fg-weight 1, kd-weight 1, p-context
+     * 0.7 and floor-db -100,-50 were the tool's alone until they moved into
+     * train_hparams_default and dataset_aug_default). */
+    struct train_recipe rd;
+    train_recipe_default(&rd);
     static const struct {
         const char *name, *value;
     } own[] = {{"hidden", "256,256"},
@@ -448,6 +457,8 @@ Test(options, train_defaults, .init = tmp_setup, .fini = tmp_teardown, .timeout 
                {"resume", "0"},
                {"fg-weight", "1"},
                {"kd-weight", "1"},
+               {"p-context", "0.699999988"},
+               {"floor-db", "-100,-50"},
                {"out-gain", "1"},
                {"in-delay", "0"},
                {"data", ""},
@@ -455,15 +466,25 @@ Test(options, train_defaults, .init = tmp_setup, .fini = tmp_teardown, .timeout 
     for (size_t i = 0; i < sizeof own / sizeof *own; i++)
         cr_expect(eq(str, (char *)value_of(o, own[i].name), (char *)own[i].value), "--%s",
                   own[i].name);
-    static const struct {
+    const struct {
         const char *name;
-        float value;
-    } own_f[] = {{"lr", 5e-3f},       {"lr-delay", 5e-2f},    {"sigma-decay", 0.95f},
-                 {"beta", 0.047619f}, {"beta-rec", 0.38583f}, {"out-beta", 0.047619f},
-                 {"p-context", 0.7f}, {"calib-fa", 10.0f}};
-    for (size_t i = 0; i < sizeof own_f / sizeof *own_f; i++)
+        float value, lib;
+    } own_f[] = {{"lr", 5e-3f, rd.lr},
+                 {"lr-delay", 5e-2f, rd.lr_delay},
+                 {"sigma-decay", 0.95f, rd.sigma_decay},
+                 {"beta", 0.047619f, rd.beta0},
+                 {"beta-rec", 0.38583f, rd.beta_rec},
+                 {"out-beta", 0.047619f, rd.out_beta},
+                 {"calib-fa", 10.0f, rd.calib_fa}};
+    for (size_t i = 0; i < sizeof own_f / sizeof *own_f; i++) {
         cr_expect(eq(flt, float_of(o, own_f[i].name), own_f[i].value), "--%s", own_f[i].name);
-    expect_pair(o, "floor-db", -100.0f, -50.0f);
+        cr_expect(eq(flt, own_f[i].lib, own_f[i].value), "train_recipe_default: %s",
+                  own_f[i].name);
+    }
+    cr_expect(eq(int, rd.epochs, 40));
+    cr_expect(eq(int, rd.batch, 64));
+    cr_expect(eq(int, rd.n_hidden, 2));
+    cr_expect(eq(int, rd.rec[1], SNN_REC_CONV));
 
     expect_help_lists(TRAIN_BIN, o);
 }
@@ -486,6 +507,11 @@ Test(options, eval_defaults, .init = tmp_setup, .fini = tmp_teardown, .timeout =
     config_defaults(&cfg);
     cr_expect(eq(int, atoi(value_of(o, "smoothing-ms")), cfg.detection.smoothing_ms));
     cr_expect(eq(int, atoi(value_of(o, "refractory-ms")), cfg.detection.refractory_ms));
+
+    /* clip scoring's own defaults */
+    struct clip_eval_opts co = clip_eval_opts_default();
+    cr_expect(eq(int, atoi(value_of(o, "frames")), co.T));
+    cr_expect(eq(int, atoi(value_of(o, "smoothing-ms")), co.smooth_ms));
 
     /* clips are rendered as the trainer renders its validation clips */
     char frames[64];

@@ -1,5 +1,8 @@
 # Tests of kws_transport (transport/), with real ZeroMQ subscribers.
 kws_test(test_transport_pub LIBS kws_transport PkgConfig::ZMQ PkgConfig::JANSSON TIMEOUT 120)
+# The MQTT publisher on a libuv loop against a real mosquitto broker.
+kws_test(test_transport_mqtt LIBS kws_transport PkgConfig::MOSQUITTO PkgConfig::UV Threads::Threads
+         TIMEOUT 120)
 # The Wyoming wake-word server inside a running kwsd, with a client written
 # from the protocol's documentation.
 if(TARGET kwsd)

@@ -95,6 +95,19 @@ static const struct cfg_key config_keys[] = {
      "`tcp://0.0.0.0:10400`); empty: off (docs/HOME_ASSISTANT.md)"},
     {"logging.level", CFG_LOGLEVEL, 0, 0, "info", CFG_FIELD(logging.level), NULL,
      "most verbose level logged: `error`, `warning`, `notice`, `info` or `debug`"},
+    {"mqtt.host", CFG_STRING, 0, KWS_CONFIG_HOST_LEN - 1, "", CFG_FIELD(mqtt.host), check_printable,
+     "MQTT broker to publish Hermes hotword events to; empty: no MQTT"},
+    {"mqtt.port", CFG_INT, 1, 65535, "1883", CFG_FIELD(mqtt.port), NULL, "MQTT broker port"},
+    {"mqtt.tls", CFG_STRING, 0, KWS_CONFIG_PATH_LEN - 1, "", CFG_FIELD(mqtt.tls), check_printable,
+     "CA certificate file (PEM) to verify the broker with over TLS; empty: plain TCP"},
+    {"mqtt.username", CFG_STRING, 0, KWS_CONFIG_USER_LEN - 1, "", CFG_FIELD(mqtt.username),
+     check_printable, "MQTT user name; empty: none"},
+    {"mqtt.password_file", CFG_STRING, 0, KWS_CONFIG_PATH_LEN - 1, "", CFG_FIELD(mqtt.password_file),
+     check_printable, "file whose first line is the MQTT password; empty: none"},
+    {"mqtt.site_id", CFG_STRING, 1, KWS_CONFIG_SITE_LEN - 1, "default", CFG_FIELD(mqtt.site_id),
+     check_printable,
+     "Hermes `siteId` sent with each detection; `hermes/hotword/toggleOff` and `toggleOn` for "
+     "it pause and resume detection"},
 };
 
 static const struct cfg_key *key_find(const char *name) {
@@ -318,7 +331,7 @@ static int set_scalar(struct walk *w, const struct cfg_key *k, const char *at, c
             walk_err(w, v, at, "NUL byte not allowed");
             return -1;
         }
-        if (slen == 0 && (k->type == CFG_ENDPOINTS || k->min >= 1)) {
+        if (slen == 0 && k->min > 0) {
             walk_err(w, v, at, "must not be empty");
             return -1;
         }
@@ -890,6 +903,17 @@ void config_dump(const struct kws_config *cfg, FILE *f) {
     put_quoted(f, cfg->transport.wyoming);
     fputc('\n', f);
     fprintf(f, "logging:\n  level: %s\n", kws_log_level_name(cfg->logging.level));
+    fputs("mqtt:\n  host: ", f);
+    put_quoted(f, cfg->mqtt.host);
+    fprintf(f, "\n  port: %d\n  tls: ", cfg->mqtt.port);
+    put_quoted(f, cfg->mqtt.tls);
+    fputs("\n  username: ", f);
+    put_quoted(f, cfg->mqtt.username);
+    fputs("\n  password_file: ", f);
+    put_quoted(f, cfg->mqtt.password_file);
+    fputs("\n  site_id: ", f);
+    put_quoted(f, cfg->mqtt.site_id);
+    fputc('\n', f);
 }
 
 void config_keys_markdown(FILE *f) {
@@ -900,7 +924,8 @@ void config_keys_markdown(FILE *f) {
         fprintf(f, "| `%s` | ", k->name);
         switch (k->type) {
         case CFG_STRING:
-            fprintf(f, "string | %.0f..%.0f bytes | `%s`", k->min, k->max, k->def);
+            fprintf(f, "string | %.0f..%.0f bytes | `%s`", k->min, k->max,
+                    k->def[0] ? k->def : "\"\"");
             break;
         case CFG_INT:
             fprintf(f, "integer | [%.0f, %.0f] | `%s`", k->min, k->max, k->def);

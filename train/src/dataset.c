@@ -34,6 +34,9 @@ void dataset_aug_default(struct ds_aug *aug) {
     aug->p_noise = 0.8f;
     aug->sil_db_lo = -20.0f;
     aug->sil_db_hi = 6.0f;
+    aug->p_ctx_word = 0.7f;    /* counts only with ctx_frames > 0 */
+    aug->floor_db_lo = -100.0f; /* counts only with floor_p > 0 */
+    aug->floor_db_hi = -50.0f;
     aug->warm_frames = 30;
     aug->hold_frames = 30;
     aug->center = 1;

@@ -42,6 +42,9 @@
 #define KWS_CONFIG_ENDPOINT_LEN 256 /* one ZeroMQ endpoint, NUL included */
 #define KWS_CONFIG_MAX_KEYWORDS 32  /* per-keyword overrides (= SNN_MAX_CLASSES) */
 #define KWS_CONFIG_LABEL_LEN 32     /* keyword label, NUL included (= SNN_LABEL_LEN) */
+#define KWS_CONFIG_HOST_LEN 256     /* MQTT broker host, NUL included */
+#define KWS_CONFIG_USER_LEN 128     /* MQTT user name, NUL included */
+#define KWS_CONFIG_SITE_LEN 64      /* Hermes siteId, NUL included */
 
 #define KWS_CONFIG_DIAG_MAX 32
 #define KWS_CONFIG_DIAG_LEN 256
@@ -93,6 +96,14 @@ struct kws_config {
     struct {
         enum kws_log_level level; /* most verbose level logged */
     } logging;
+    struct {                                      /* MQTT (Hermes) publisher; off while host is "" */
+        char host[KWS_CONFIG_HOST_LEN];           /* broker host name or address */
+        int port;                                 /* broker TCP port [1, 65535] */
+        char tls[KWS_CONFIG_PATH_LEN];            /* CA file: "" = plain TCP, else TLS */
+        char username[KWS_CONFIG_USER_LEN];       /* "" = none */
+        char password_file[KWS_CONFIG_PATH_LEN];  /* first line is the password; "" = none */
+        char site_id[KWS_CONFIG_SITE_LEN];        /* Hermes siteId ("default") */
+    } mqtt;
 };
 
 /* Fills *cfg with the built-in defaults (every key's default from the table;
