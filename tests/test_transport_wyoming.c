@@ -32,6 +32,7 @@
 #include <zmq.h>
 
 #include "kws/snn.h"
+#include "kwsd_test.h"
 
 /* a boolean for criterion/new/assert.h */
 #define IS(x) eq(int, !!(x), 1)
@@ -47,72 +48,17 @@ static pid_t kwsd_pid;
 /* ==== Helpers ==== */
 
 static const char *dat_path(const char *name) {
-    static char buf[4][400];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", dir, name);
-    return buf[i];
-}
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    cr_assert(not(eq(ptr, f, NULL)), "cannot write %s", path);
-    fputs(text, f);
-    fclose(f);
-}
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    cr_assert(eq(int, rc, 0), "command failed: %s", cmd);
+    return kt_path(dir, name);
 }
 
 static char *read_log(void) {
-    static char buf[65536];
-    FILE *f = fopen(dat_path("kwsd.log"), "r");
-    size_t n = 0;
-    if (f) {
-        n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-    }
-    buf[n] = '\0';
-    return buf;
+    return kt_read_text(dat_path("kwsd.log"));
 }
 
 /* Whether kwsd's log (all of it: read_log keeps only its start) has a line
  * holding s. */
 static int log_has(const char *s) {
-    char line[4096];
-    int found = 0;
-    FILE *f = fopen(dat_path("kwsd.log"), "r");
-    while (f && !found && fgets(line, sizeof line, f))
-        found = strstr(line, s) != NULL;
-    if (f)
-        fclose(f);
-    return found;
-}
-
-/* A TCP port nobody listens on now: bind port 0, read it back, close. */
-static int free_port(void) {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert(ge(int, fd, 0));
-    cr_assert(eq(int, bind(fd, (struct sockaddr *)&a, sizeof a), 0));
-    cr_assert(eq(int, getsockname(fd, (struct sockaddr *)&a, &len), 0));
-    close(fd);
-    return ntohs(a.sin_port);
+    return kt_file_has(dat_path("kwsd.log"), s);
 }
 
 /* Recordings: kw.raw says "yes" then "go" (48 kHz, 2 channels, 32-bit);
@@ -123,14 +69,14 @@ static int free_port(void) {
 static void make_recordings(void) {
     static const char *const words[] = {"yes", "go", "house", "bird", "happy"};
     for (int i = 0; i < 5; i++)
-        sh("espeak-ng -v en-us -s 150 -w %s/w-%s.wav '%s'", dir, words[i], words[i]);
-    sh("cd %s && sox -D -n -r 22050 -c 1 -b 16 q.wav trim 0 1.0", dir);
-    sh("cd %s && sox -D q.wav w-yes.wav q.wav w-go.wav q.wav q.wav kw.wav", dir);
-    sh("cd %s && sox kw.wav -t raw -e signed -b 32 -r 48000 -c 2 kw.raw", dir);
-    sh("cd %s && sox kw.wav -t raw -e signed -b 16 kw22.raw", dir);
-    sh("cd %s && sox -D q.wav w-house.wav q.wav w-bird.wav q.wav w-happy.wav q.wav none.wav", dir);
-    sh("cd %s && sox none.wav -t raw -e signed -b 16 none.raw", dir);
-    sh("cd %s && sox -n -r 16000 -c 1 -b 16 lead.wav trim 0 4.0 && "
+        kt_sh("espeak-ng -v en-us -s 150 -w %s/w-%s.wav '%s'", dir, words[i], words[i]);
+    kt_sh("cd %s && sox -D -n -r 22050 -c 1 -b 16 q.wav trim 0 1.0", dir);
+    kt_sh("cd %s && sox -D q.wav w-yes.wav q.wav w-go.wav q.wav q.wav kw.wav", dir);
+    kt_sh("cd %s && sox kw.wav -t raw -e signed -b 32 -r 48000 -c 2 kw.raw", dir);
+    kt_sh("cd %s && sox kw.wav -t raw -e signed -b 16 kw22.raw", dir);
+    kt_sh("cd %s && sox -D q.wav w-house.wav q.wav w-bird.wav q.wav w-happy.wav q.wav none.wav", dir);
+    kt_sh("cd %s && sox none.wav -t raw -e signed -b 16 none.raw", dir);
+    kt_sh("cd %s && sox -n -r 16000 -c 1 -b 16 lead.wav trim 0 4.0 && "
        "sox w-go.wav -r 16000 -c 1 -b 16 go16.wav norm -3 && "
        "sox -n -r 16000 -c 1 -b 16 tail.wav trim 0 3.0 && "
        "sox lead.wav go16.wav tail.wav -t raw -e signed -b 16 mic.raw",
@@ -146,8 +92,8 @@ static void start_kwsd(void) {
              "pcm.testmic {\n type file\n slave.pcm null\n file /dev/null\n"
              " infile \"%s/mic.raw\"\n format raw\n}\n",
              dir);
-    write_file(dat_path("asound.conf"), text);
-    port = free_port();
+    kt_write_file(dat_path("asound.conf"), text);
+    port = kt_free_port();
     snprintf(text, sizeof text,
              "audio:\n  device: testmic\n  rate: 16000\n"
              "model:\n  path: %s\n"
@@ -156,7 +102,7 @@ static void start_kwsd(void) {
              "  wyoming: \"tcp://127.0.0.1:%d\"\n"
              "logging:\n  level: debug\n",
              MODEL, dir, port);
-    write_file(dat_path("kwsd.yaml"), text);
+    kt_write_file(dat_path("kwsd.yaml"), text);
     kwsd_pid = fork();
     cr_assert(ge(int, kwsd_pid, 0));
     if (kwsd_pid == 0) {
@@ -169,15 +115,9 @@ static void start_kwsd(void) {
         execl(KWSD, KWSD, "--config", dat_path("kwsd.yaml"), (char *)NULL);
         _exit(127);
     }
-    int64_t end = now_ms() + 20000;
-    while (now_ms() < end) {
-        struct sockaddr_in a = {.sin_family = AF_INET,
-                                .sin_port = htons((uint16_t)port),
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-        close(fd);
-        if (ok)
+    int64_t end = kt_now_ms() + 20000;
+    while (kt_now_ms() < end) {
+        if (kt_port_open(port))
             return;
         cr_assert(eq(int, waitpid(kwsd_pid, NULL, WNOHANG), 0), "kwsd ended:\n%s", read_log());
         usleep(50000);
@@ -294,7 +234,7 @@ static int wyc_fill(struct wyc *c, int ms) {
  * additional data merged (caller decrefs), or NULL on timeout or close.
  * Payloads are skipped. */
 static json_t *wyc_recv(struct wyc *c, int ms) {
-    int64_t end = now_ms() + ms;
+    int64_t end = kt_now_ms() + ms;
     for (;;) {
         char *nl = memchr(c->buf, '\n', c->len);
         if (nl) {
@@ -322,7 +262,7 @@ static json_t *wyc_recv(struct wyc *c, int ms) {
             }
             json_decref(h);
         }
-        int left = (int)(end - now_ms());
+        int left = (int)(end - kt_now_ms());
         if (left <= 0 || wyc_fill(c, left) < 0)
             return NULL;
     }
@@ -548,8 +488,8 @@ Test(wyoming, two_clients_and_the_microphone_are_independent) {
     /* the microphone said "go" after 4 s of quiet */
     char topic[128] = "";
     zmq_pollitem_t it = {.socket = sub, .events = ZMQ_POLLIN};
-    int64_t end = now_ms() + 30000;
-    while (now_ms() < end && strcmp(topic, "kws.detection.go") != 0)
+    int64_t end = kt_now_ms() + 30000;
+    while (kt_now_ms() < end && strcmp(topic, "kws.detection.go") != 0)
         if (zmq_poll(&it, 1, 500) > 0) {
             int n = zmq_recv(sub, topic, sizeof topic - 1, 0);
             topic[n > 0 ? n : 0] = '\0';
@@ -566,8 +506,8 @@ Test(wyoming, two_clients_and_the_microphone_are_independent) {
 /* Waits up to ms for the server to close c (reads and drops what comes);
  * returns 1 if it did. */
 static int closed_by_server(struct wyc *c, int ms) {
-    int64_t end = now_ms() + ms;
-    while (!c->closed && now_ms() < end) {
+    int64_t end = kt_now_ms() + ms;
+    while (!c->closed && kt_now_ms() < end) {
         c->len = 0;
         wyc_fill(c, 100);
     }
@@ -612,8 +552,8 @@ Test(wyoming, hostile_clients_are_closed) {
     int sent = 0;
     while (sent < 200000 && send_all(&c, describe, strlen(describe)) == 0)
         sent++;
-    int64_t end = now_ms() + 10000;
-    while (now_ms() < end && !log_has("leaves its replies unread"))
+    int64_t end = kt_now_ms() + 10000;
+    while (kt_now_ms() < end && !log_has("leaves its replies unread"))
         usleep(100000);
     cr_expect(IS(log_has("leaves its replies unread")),
               "the server closed the client that does not read (%d describes sent)", sent);
@@ -643,11 +583,11 @@ Test(wyoming, flood_ahead_of_real_time_is_paused) {
     for (size_t i = 0; send_chunk(&c, &r, i, 500); i++)
         ;
     cr_assert(eq(int, wyc_send(&c, "audio-stop", NULL, NULL, 0), 0));
-    int64_t t0 = now_ms();
+    int64_t t0 = kt_now_ms();
     json_t *ev = wyc_recv(&c, 30000);
     cr_assert(not(eq(ptr, ev, NULL)), "the stream ends with an answer");
     cr_expect(eq(str, (char *)ev_type(ev), "not-detected"));
-    cr_log_info("not-detected %lld ms after audio-stop", (long long)(now_ms() - t0));
+    cr_log_info("not-detected %lld ms after audio-stop", (long long)(kt_now_ms() - t0));
     json_decref(ev);
     cr_expect(IS(log_has("ahead of real time: paused")), "the server paused the client");
     wyc_close(&c);
@@ -661,7 +601,7 @@ Test(wyoming, same_events_as_kwsd_eval) {
     struct stat st;
     if (stat(EVAL, &st) != 0)
         cr_skip_test("kwsd-eval is not built");
-    sh("%s --model %s --wav %s/kw.wav --threshold 0.9 > %s/eval.txt 2>&1", EVAL, MODEL, dir, dir);
+    kt_sh("%s --model %s --wav %s/kw.wav --threshold 0.9 > %s/eval.txt 2>&1", EVAL, MODEL, dir, dir);
     char want[256] = "", line[512], got[256];
     int64_t want_ms[8], ts[8];
     int n_want = 0;
@@ -718,10 +658,10 @@ Test(wyoming, reload_mid_stream) {
     static const char line[] = "  smoothing_ms: 200\n";
     memmove(at + strlen(line), at, strlen(at) + 1);
     memcpy(at, line, strlen(line));
-    write_file(dat_path("kwsd.yaml"), text);
+    kt_write_file(dat_path("kwsd.yaml"), text);
     kill(kwsd_pid, SIGHUP);
-    int64_t end = now_ms() + 10000;
-    while (now_ms() < end && !log_has("reloaded"))
+    int64_t end = kt_now_ms() + 10000;
+    while (kt_now_ms() < end && !log_has("reloaded"))
         usleep(50000);
     cr_assert(IS(log_has("reloaded")), "kwsd reloads:\n%s", read_log());
     for (; send_chunk(&c, &r, i, 2048); i++)
@@ -765,8 +705,8 @@ Test(wyoming, full_server_gives_a_silent_slot_to_a_newcomer, .timeout = 60) {
     wyc_open(&late);
     cr_expect(IS(closed_by_server(&late, 5000)), "a ninth client is refused");
     wyc_close(&late);
-    int64_t end = now_ms() + 10500;
-    while (now_ms() < end) { /* c[7] keeps talking */
+    int64_t end = kt_now_ms() + 10500;
+    while (kt_now_ms() < end) { /* c[7] keeps talking */
         cr_assert(eq(int, wyc_send(&c[7], "ping", NULL, NULL, 0), 0));
         json_t *ev = wyc_recv(&c[7], 5000);
         cr_assert(not(eq(ptr, ev, NULL)));
