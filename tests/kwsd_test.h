@@ -15,6 +15,7 @@
 #define KWSD_TESTS_KWSD_TEST_H
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -107,6 +108,27 @@ static inline int kt_port_open(int port) {
     int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
     close(fd);
     return ok;
+}
+
+/* Starts the built kwsd with dir/kwsd.yaml, ALSA's configuration plus
+ * dir/asound.conf (where a test defines its "testmic"), and up to two more
+ * arguments (NULL for none); its stdout and stderr go to dir/kwsd.log.
+ * Returns its pid. */
+static inline pid_t kt_spawn_kwsd(const char *dir, const char *arg1, const char *arg2) {
+    pid_t pid = fork();
+    cr_assert(ge(int, pid, 0));
+    if (pid == 0) {
+        char alsa[400];
+        snprintf(alsa, sizeof alsa, "/usr/share/alsa/alsa.conf:%s", kt_path(dir, "asound.conf"));
+        setenv("ALSA_CONFIG_PATH", alsa, 1);
+        int fd = open(kt_path(dir, "kwsd.log"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 2);
+        dup2(fd, 1);
+        execl(KWSD_BINARY_DIR "/daemon/kwsd", "kwsd", "--config", kt_path(dir, "kwsd.yaml"), arg1,
+              arg2, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
 }
 
 #endif /* KWSD_TESTS_KWSD_TEST_H */

@@ -237,19 +237,7 @@ static void write_hostile_models(void) {
 /* Starts kwsd with the test's ALSA config and config file, plus up to two
  * more arguments (NULL for none); stdout and stderr go to dir/kwsd.log. */
 static pid_t start_kwsd2(const char *arg1, const char *arg2) {
-    pid_t pid = fork();
-    cr_assert(ge(int, pid, 0));
-    if (pid == 0) {
-        char alsa[400];
-        snprintf(alsa, sizeof alsa, "/usr/share/alsa/alsa.conf:%s", dat_path("asound.conf"));
-        setenv("ALSA_CONFIG_PATH", alsa, 1);
-        int fd = open(dat_path("kwsd.log"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 2);
-        dup2(fd, 1);
-        execl(KWSD, KWSD, "--config", dat_path("kwsd.yaml"), arg1, arg2, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    return kt_spawn_kwsd(dir, arg1, arg2);
 }
 
 static pid_t start_kwsd(const char *extra_arg) {

@@ -311,18 +311,7 @@ static void start_kwsd(void) {
              "mqtt:\n  host: 127.0.0.1\n  port: %d\n  site_id: %s\n",
              MODEL, endpoint, port, SITE);
     kt_write_file(path_of("kwsd.yaml"), text);
-    kwsd = fork();
-    cr_assert(ge(int, kwsd, 0));
-    if (kwsd == 0) {
-        char alsa[400];
-        snprintf(alsa, sizeof alsa, "/usr/share/alsa/alsa.conf:%s", path_of("asound.conf"));
-        setenv("ALSA_CONFIG_PATH", alsa, 1);
-        int fd = open(path_of("kwsd.log"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl(KWSD, KWSD, "--config", path_of("kwsd.yaml"), (char *)NULL);
-        _exit(127);
-    }
+    kwsd = kt_spawn_kwsd(dir, NULL, NULL);
 }
 
 /* ==== The test ==== */

@@ -103,18 +103,7 @@ static void start_kwsd(void) {
              "logging:\n  level: debug\n",
              MODEL, dir, port);
     kt_write_file(dat_path("kwsd.yaml"), text);
-    kwsd_pid = fork();
-    cr_assert(ge(int, kwsd_pid, 0));
-    if (kwsd_pid == 0) {
-        char alsa[400];
-        snprintf(alsa, sizeof alsa, "/usr/share/alsa/alsa.conf:%s", dat_path("asound.conf"));
-        setenv("ALSA_CONFIG_PATH", alsa, 1);
-        int fd = open(dat_path("kwsd.log"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 2);
-        dup2(fd, 1);
-        execl(KWSD, KWSD, "--config", dat_path("kwsd.yaml"), (char *)NULL);
-        _exit(127);
-    }
+    kwsd_pid = kt_spawn_kwsd(dir, NULL, NULL);
     int64_t end = kt_now_ms() + 20000;
     while (kt_now_ms() < end) {
         if (kt_port_open(port))
