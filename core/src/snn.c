@@ -27,6 +27,8 @@
 
 #define SNN__ALIGN 64 /* bytes; every sub-array of a block starts on a cache line */
 #define SNN__HEAD_MASK ((int32_t)((1u << 30) - 1))
+#define SNN__V 4     /* floats per snn__v */
+#define SNN__TILE 32 /* outputs snn_step keeps in registers at a time: 4 snn__v */
 
 /* Rounds a count of floats up so the next array starts on a cache line. */
 static size_t snn__round_floats(size_t n) {
@@ -228,7 +230,23 @@ void snn_model_free(struct snn_model *m) {
     free(m->mem);
     free(m->idelay_mem);
     free(m->t_mem);
+    free(m->mask_mem);
     memset(m, 0, sizeof *m);
+}
+
+/* C'_l: a layer's width rounded up to whole register tiles (snn_step). */
+static size_t snn__pad(size_t n) {
+    return (n + SNN__TILE - 1) / SNN__TILE * SNN__TILE;
+}
+
+/* K': the readout's width rounded up to whole vectors. */
+static size_t snn__pad_out(size_t n) {
+    return (n + SNN__V - 1) / SNN__V * SNN__V;
+}
+
+/* W: 64-bit words of a bit set of n neurons. */
+static size_t snn__words(size_t n) {
+    return (n + 63) / 64;
 }
 
 int snn_model_init(struct snn_model *m, const struct snn_cfg *cfg) {
@@ -246,31 +264,38 @@ int snn_model_init(struct snn_model *m, const struct snn_cfg *cfg) {
     for (int k = 0; k < nt; k++)
         *t[k].slot = m->mem + t[k].offset;
 
-    /* Derived blocks: integer delays, then the transposed weights. */
-    size_t n_delay = 0, n_t = 0, prev = (size_t)cfg->n_in;
+    /* Derived blocks: integer delays, the transposed weights, the masks. */
+    size_t n_delay = 0, n_t = 0, n_mask = 0, prev = (size_t)cfg->n_in;
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct snn_layer_cfg *lc = &cfg->layer[l];
-        size_t n = (size_t)lc->n;
+        size_t n = (size_t)lc->n, np = snn__pad(n);
         if (lc->rec != SNN_REC_NONE)
             n_delay += n;
-        if (lc->in_d_max > 0)
+        if (lc->in_d_max > 0) {
             n_delay += prev;
-        n_t += snn__round_floats(prev * n);
-        if (lc->rec == SNN_REC_DENSE)
-            n_t += snn__round_floats(n * n);
+            n_mask += (size_t)(lc->in_d_max + 1) * snn__words(prev);
+        }
+        n_t += snn__round_floats(prev * np) + snn__round_floats(np);
+        if (lc->rec == SNN_REC_DENSE) {
+            n_t += snn__round_floats(n * np);
+            n_mask += (size_t)(lc->d_max + 1) * snn__words(n);
+        }
         prev = n;
     }
-    n_t += snn__round_floats(prev * (size_t)cfg->n_classes);
+    size_t ncp = snn__pad_out((size_t)cfg->n_classes);
+    n_t += snn__round_floats(prev * ncp) + snn__round_floats(ncp);
     m->idelay_mem = snn__alloc((n_delay ? n_delay : 1) * sizeof(int32_t));
     m->t_mem = snn__alloc(n_t * sizeof(float));
-    if (!m->idelay_mem || !m->t_mem)
+    m->mask_mem = snn__alloc((n_mask ? n_mask : 1) * sizeof(uint64_t));
+    if (!m->idelay_mem || !m->t_mem || !m->mask_mem)
         goto nomem;
     int32_t *di = m->idelay_mem;
     float *tp = m->t_mem;
+    uint64_t *mp = m->mask_mem;
     prev = (size_t)cfg->n_in;
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct snn_layer_cfg *lc = &cfg->layer[l];
-        size_t n = (size_t)lc->n;
+        size_t n = (size_t)lc->n, np = snn__pad(n);
         if (lc->rec != SNN_REC_NONE) {
             m->delay_int[l] = di;
             di += n;
@@ -278,16 +303,24 @@ int snn_model_init(struct snn_model *m, const struct snn_cfg *cfg) {
         if (lc->in_d_max > 0) {
             m->in_delay_int[l] = di;
             di += prev;
+            m->in_mask[l] = mp;
+            mp += (size_t)(lc->in_d_max + 1) * snn__words(prev);
         }
         m->w_in_t[l] = tp;
-        tp += snn__round_floats(prev * n);
+        tp += snn__round_floats(prev * np);
+        m->b_in_t[l] = tp;
+        tp += snn__round_floats(np);
         if (lc->rec == SNN_REC_DENSE) {
             m->w_rec_t[l] = tp;
-            tp += snn__round_floats(n * n);
+            tp += snn__round_floats(n * np);
+            m->rec_mask[l] = mp;
+            mp += (size_t)(lc->d_max + 1) * snn__words(n);
         }
         prev = n;
     }
     m->w_out_t = tp;
+    tp += snn__round_floats(prev * ncp);
+    m->b_out_t = tp;
     snn_model_prepare(m);
     return 0;
 nomem:
@@ -295,11 +328,22 @@ nomem:
     return -ENOMEM;
 }
 
-/* out (cols, rows) = in (rows, cols) transposed. */
-static void snn__transpose(float *out, const float *in, size_t rows, size_t cols) {
+/* out (cols, ld) = in (rows, cols) transposed, each row of out zero-padded
+ * from rows to ld floats. */
+static void snn__transpose(float *out, const float *in, size_t rows, size_t cols, size_t ld) {
+    for (size_t c = 0; c < cols; c++)
+        for (size_t r = rows; r < ld; r++)
+            out[c * ld + r] = 0.0f;
     for (size_t r = 0; r < rows; r++)
         for (size_t c = 0; c < cols; c++)
-            out[c * rows + r] = in[r * cols + c];
+            out[c * ld + r] = in[r * cols + c];
+}
+
+/* out (ld) = in (n), zero-padded. */
+static void snn__pad_copy(float *out, const float *in, size_t n, size_t ld) {
+    memcpy(out, in, n * sizeof(float));
+    for (size_t i = n; i < ld; i++)
+        out[i] = 0.0f;
 }
 
 /* out[j] = d[j] rounded half to even (as torch.round), clamped to [0, hi];
@@ -315,82 +359,126 @@ static void snn__round_delays(int32_t *out, const float *d, size_t n, int32_t hi
     }
 }
 
+/* mask (hi + 1, W): bit j of row e set when d[j] == e, for n channels. */
+static void snn__delay_masks(uint64_t *mask, const int32_t *d, size_t n, int32_t hi) {
+    size_t w = snn__words(n);
+    memset(mask, 0, (size_t)(hi + 1) * w * sizeof(uint64_t));
+    for (size_t j = 0; j < n; j++)
+        mask[(size_t)d[j] * w + j / 64] |= (uint64_t)1 << (j % 64);
+}
+
 void snn_model_prepare(struct snn_model *m) {
     const struct snn_cfg *cfg = &m->cfg;
     size_t prev = (size_t)cfg->n_in;
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct snn_layer_cfg *lc = &cfg->layer[l];
-        size_t n = (size_t)lc->n;
-        snn__transpose(m->w_in_t[l], m->p.w_in[l], n, prev);
+        size_t n = (size_t)lc->n, np = snn__pad(n);
+        snn__transpose(m->w_in_t[l], m->p.w_in[l], n, prev, np);
+        snn__pad_copy(m->b_in_t[l], m->p.b_in[l], n, np);
         if (lc->rec == SNN_REC_DENSE)
-            snn__transpose(m->w_rec_t[l], m->p.w_rec[l], n, n);
+            snn__transpose(m->w_rec_t[l], m->p.w_rec[l], n, n, np);
         if (lc->rec != SNN_REC_NONE)
             snn__round_delays(m->delay_int[l], m->p.delay[l], n, lc->d_max);
-        if (lc->in_d_max > 0)
+        if (lc->rec == SNN_REC_DENSE)
+            snn__delay_masks(m->rec_mask[l], m->delay_int[l], n, lc->d_max);
+        if (lc->in_d_max > 0) {
             snn__round_delays(m->in_delay_int[l], m->p.in_delay[l], prev, lc->in_d_max);
+            snn__delay_masks(m->in_mask[l], m->in_delay_int[l], prev, lc->in_d_max);
+        }
         prev = n;
     }
-    snn__transpose(m->w_out_t, m->p.w_out, (size_t)cfg->n_classes, prev);
+    size_t nc = (size_t)cfg->n_classes, ncp = snn__pad_out(nc);
+    snn__transpose(m->w_out_t, m->p.w_out, nc, prev, ncp);
+    snn__pad_copy(m->b_out_t, m->p.b_out, nc, ncp);
 }
 
 /* ==== Stream state ==== */
 
-/* Floats of layer l's delayed-input ring: in_d_max + 1 slots wide enough for
- * the step's arrivals (C_l) and the naive reference's input history (C_{l-1}). */
+/* Floats of layer l's input history for the reference step: in_d_max + 1
+ * slots of C_{l-1}. */
 static size_t snn__in_ring_floats(const struct snn_cfg *cfg, int l) {
     const struct snn_layer_cfg *lc = &cfg->layer[l];
     if (lc->in_d_max <= 0 || l == 0)
         return 0;
-    size_t n = (size_t)lc->n, prev = (size_t)cfg->layer[l - 1].n;
-    return (size_t)(lc->in_d_max + 1) * (n > prev ? n : prev);
+    return (size_t)(lc->in_d_max + 1) * (size_t)cfg->layer[l - 1].n;
+}
+
+/* Words of layer l's bit histories: in_hist, then rec_hist (dense only). */
+static size_t snn__in_hist_words(const struct snn_cfg *cfg, int l) {
+    const struct snn_layer_cfg *lc = &cfg->layer[l];
+    if (lc->in_d_max <= 0 || l == 0)
+        return 0;
+    return (size_t)(lc->in_d_max + 1) * snn__words((size_t)cfg->layer[l - 1].n);
+}
+
+static size_t snn__rec_hist_words(const struct snn_layer_cfg *lc) {
+    if (lc->rec != SNN_REC_DENSE)
+        return 0;
+    return (size_t)snn_layer_ring_len(lc) * snn__words((size_t)lc->n);
 }
 
 int snn_state_init(struct snn_state *s, const struct snn_model *m) {
     const struct snn_cfg *cfg = &m->cfg;
     memset(s, 0, sizeof *s);
-    size_t n_f = 0, n_i = 0, max_c = (size_t)cfg->n_classes;
+    size_t ncp = snn__pad_out((size_t)cfg->n_classes);
+    size_t n_f = 0, n_i = 0, n_w = 0, max_c = ncp, max_rows = 0, prev = (size_t)cfg->n_in;
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct snn_layer_cfg *lc = &cfg->layer[l];
-        size_t n = (size_t)lc->n;
-        n_f += 2 * snn__round_floats(n);                              /* v, spk */
-        n_f += snn__round_floats((size_t)snn_layer_ring_len(lc) * n); /* ring */
-        n_f += snn__round_floats(snn__in_ring_floats(cfg, l));        /* in_ring */
-        n_i += snn__round_floats(n);                                  /* idx */
-        if (n > max_c)
-            max_c = n;
+        size_t np = snn__pad((size_t)lc->n);
+        n_f += 2 * snn__round_floats(np);                              /* v, spk */
+        n_f += snn__round_floats((size_t)snn_layer_ring_len(lc) * np); /* ring */
+        n_f += snn__round_floats(snn__in_ring_floats(cfg, l));         /* in_ring */
+        n_i += snn__round_floats(np);                                  /* idx */
+        n_w += snn__in_hist_words(cfg, l) + snn__rec_hist_words(lc);
+        if (np > max_c)
+            max_c = np;
+        if (prev + (size_t)lc->n > max_rows)
+            max_rows = prev + (size_t)lc->n;
+        prev = (size_t)lc->n;
     }
-    n_f += snn__round_floats((size_t)cfg->n_classes) + snn__round_floats(max_c);
-    n_i += snn__round_floats((size_t)cfg->n_in);
-    /* One block: the floats, then the int32 index lists (same size, 4 bytes). */
+    n_f += snn__round_floats(ncp) + snn__round_floats(max_c);
+    n_i += snn__round_floats((size_t)cfg->n_in) + snn__round_floats(max_rows);
+    n_w = (n_w + 7) / 8 * 8;
+    /* One block: the floats, the int32 index lists (same size, 4 bytes),
+     * then the bit histories; each part starts on a cache line. */
     _Static_assert(sizeof(float) == sizeof(int32_t), "float and int32 share the state block");
-    s->mem = snn__alloc((n_f + n_i) * sizeof(float));
+    s->mem = snn__alloc((n_f + n_i) * sizeof(float) + n_w * sizeof(uint64_t));
     if (!s->mem)
         return -ENOMEM;
     float *f = s->mem;
     int32_t *ip = (int32_t *)(void *)(s->mem + n_f);
+    uint64_t *wp = (uint64_t *)(void *)(s->mem + n_f + n_i);
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct snn_layer_cfg *lc = &cfg->layer[l];
-        size_t n = (size_t)lc->n;
+        size_t np = snn__pad((size_t)lc->n);
         size_t d = (size_t)snn_layer_ring_len(lc);
         s->v[l] = f;
-        f += snn__round_floats(n);
+        f += snn__round_floats(np);
         s->spk[l] = f;
-        f += snn__round_floats(n);
+        f += snn__round_floats(np);
         if (d) {
             s->ring[l] = f;
-            f += snn__round_floats(d * n);
+            f += snn__round_floats(d * np);
         }
         if (lc->in_d_max > 0) {
             s->in_ring[l] = f;
             f += snn__round_floats(snn__in_ring_floats(cfg, l));
+            s->in_hist[l] = wp;
+            wp += snn__in_hist_words(cfg, l);
+        }
+        if (lc->rec == SNN_REC_DENSE) {
+            s->rec_hist[l] = wp;
+            wp += snn__rec_hist_words(lc);
         }
         s->idx[l] = ip;
-        ip += snn__round_floats(n);
+        ip += snn__round_floats(np);
     }
     s->v_out = f;
-    f += snn__round_floats((size_t)cfg->n_classes);
+    f += snn__round_floats(ncp);
     s->cur = f;
     s->in_idx = ip;
+    ip += snn__round_floats((size_t)cfg->n_in);
+    s->rows = ip;
     snn_state_reset(s, m);
     return 0;
 }
@@ -398,18 +486,23 @@ int snn_state_init(struct snn_state *s, const struct snn_model *m) {
 void snn_state_reset(struct snn_state *s, const struct snn_model *m) {
     const struct snn_cfg *cfg = &m->cfg;
     for (int l = 0; l < cfg->n_layers; l++) {
-        size_t n = (size_t)cfg->layer[l].n;
-        memset(s->v[l], 0, n * sizeof(float));
-        memset(s->spk[l], 0, n * sizeof(float));
+        const struct snn_layer_cfg *lc = &cfg->layer[l];
+        size_t np = snn__pad((size_t)lc->n);
+        memset(s->v[l], 0, np * sizeof(float));
+        memset(s->spk[l], 0, np * sizeof(float));
         if (s->ring[l])
-            memset(s->ring[l], 0, (size_t)snn_layer_ring_len(&cfg->layer[l]) * n * sizeof(float));
+            memset(s->ring[l], 0, (size_t)snn_layer_ring_len(lc) * np * sizeof(float));
         if (s->in_ring[l])
             memset(s->in_ring[l], 0, snn__in_ring_floats(cfg, l) * sizeof(float));
+        if (s->in_hist[l])
+            memset(s->in_hist[l], 0, snn__in_hist_words(cfg, l) * sizeof(uint64_t));
+        if (s->rec_hist[l])
+            memset(s->rec_hist[l], 0, snn__rec_hist_words(lc) * sizeof(uint64_t));
         s->slot[l] = 0;
         s->in_slot[l] = 0;
         s->n_idx[l] = 0;
     }
-    memset(s->v_out, 0, (size_t)cfg->n_classes * sizeof(float));
+    memset(s->v_out, 0, snn__pad_out((size_t)cfg->n_classes) * sizeof(float));
     s->head = 0;
     s->spikes = 0;
 }
@@ -420,6 +513,307 @@ void snn_state_free(struct snn_state *s) {
 }
 
 /* ==== The event-driven step ==== */
+
+/* snn_step works on register tiles of SNN__TILE outputs: eight snn__v (GCC
+ * vector extensions; 4 floats, one SSE or NEON register).
+ * A tile starts from the bias, adds the rows of the active inputs one by one
+ * and goes through LIF without leaving registers. Every output element still
+ * adds its terms one at a time in the order of the plain loops (inputs in
+ * increasing index; arrivals in the order their spikes were sent, i.e. by
+ * decreasing delay, then increasing index), so the results are the same
+ * floats as the naive reference's sums in that order. */
+typedef float snn__v __attribute__((vector_size(SNN__V * sizeof(float))));
+typedef int32_t snn__vi __attribute__((vector_size(SNN__V * sizeof(int32_t))));
+
+struct snn__tile {
+    snn__v v[SNN__TILE / SNN__V];
+};
+
+static inline snn__v snn__ld(const float *p) {
+    snn__v v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void snn__st(float *p, snn__v v) {
+    memcpy(p, &v, sizeof v);
+}
+
+static inline struct snn__tile snn__tile_ld(const float *p) {
+    struct snn__tile t;
+    for (int k = 0; k < SNN__TILE / SNN__V; k++)
+        t.v[k] = snn__ld(p + k * SNN__V);
+    return t;
+}
+
+static inline struct snn__tile snn__tile_zero(void) {
+    struct snn__tile t;
+    for (int k = 0; k < SNN__TILE / SNN__V; k++)
+        t.v[k] = (snn__v){0};
+    return t;
+}
+
+/* a + the rows rows[0..nr) of w (row stride ld), added one row at a time. */
+static inline struct snn__tile snn__tile_rows(struct snn__tile a, const float *w, size_t ld,
+                                              const int32_t *rows, int32_t nr) {
+    for (int32_t r = 0; r < nr; r++) {
+        const float *p = w + (size_t)rows[r] * ld;
+        for (int k = 0; k < SNN__TILE / SNN__V; k++)
+            a.v[k] += snn__ld(p + k * SNN__V);
+    }
+    return a;
+}
+
+/* a + x[rows[r]] times row rows[r] of w, for r = 0..nr, in that order. */
+static inline struct snn__tile snn__tile_rows_x(struct snn__tile a, const float *w, size_t ld,
+                                                const int32_t *rows, int32_t nr, const float *x) {
+    for (int32_t r = 0; r < nr; r++) {
+        const float *p = w + (size_t)rows[r] * ld;
+        const float xr = x[rows[r]];
+        for (int k = 0; k < SNN__TILE / SNN__V; k++)
+            a.v[k] += xr * snn__ld(p + k * SNN__V);
+    }
+    return a;
+}
+
+/* Bit k of the result is set when lane k of m (0 or -1 per lane, lanes
+ * 0..SNN__TILE of the vectors in order) is. */
+static inline uint32_t snn__tile_bits(const snn__vi m[SNN__TILE / SNN__V]) {
+    const snn__vi w = {1, 2, 4, 8};
+    snn__vi b = m[0] & w;
+    for (int k = 1; k < SNN__TILE / SNN__V; k++)
+        b |= m[k] & (w << (SNN__V * k));
+#if defined(__clang__)
+    b |= __builtin_shufflevector(b, b, 2, 3, 0, 1);
+    b |= __builtin_shufflevector(b, b, 1, 0, 3, 2);
+#else
+    b |= __builtin_shuffle(b, (snn__vi){2, 3, 0, 1});
+    b |= __builtin_shuffle(b, (snn__vi){1, 0, 3, 2});
+#endif
+    return (uint32_t)b[0];
+}
+
+/* LIF update of one tile: H = beta V + gain I, S = (H >= thresh), V = H
+ * (no spike), 0 (hard reset) or H - thresh (soft), without branches.
+ * Writes v and spk (0/1) and returns the spikes as bits. */
+static inline uint32_t snn__tile_lif(float *v, float *spk, struct snn__tile cur,
+                                     const struct snn_layer_cfg *lc) {
+    const float beta = lc->beta, gain = lc->gain;
+    const snn__v th = (snn__v){0} + lc->thresh, one = (snn__v){0} + 1.0f;
+    const bool hard = lc->reset == SNN_RESET_HARD;
+    snn__vi f[SNN__TILE / SNN__V];
+    for (int k = 0; k < SNN__TILE / SNN__V; k++) {
+        snn__v h = beta * snn__ld(v + k * SNN__V) + gain * cur.v[k];
+        f[k] = h >= th;
+        snn__v nv = hard ? (snn__v)((snn__vi)h & ~f[k]) : h - (snn__v)((snn__vi)th & f[k]);
+        snn__st(v + k * SNN__V, nv);
+        snn__st(spk + k * SNN__V, (snn__v)((snn__vi)one & f[k]));
+    }
+    return snn__tile_bits(f);
+}
+
+/* Lists the non-zero inputs in[0..n) into act (increasing index); *ones
+ * tells whether every one of them is exactly 1 (the front end's spikes),
+ * so that the rows need no multiplication. Returns how many. */
+static int32_t snn__active(int32_t *act, const float *in, int32_t n, bool *ones) {
+    int32_t na = 0, j = 0;
+    snn__vi other = {0};
+    const snn__v zero = {0}, one = zero + 1.0f;
+    for (; j + SNN__TILE <= n; j += SNN__TILE) {
+        snn__vi f[SNN__TILE / SNN__V];
+        for (int k = 0; k < SNN__TILE / SNN__V; k++) {
+            snn__v x = snn__ld(in + j + k * SNN__V);
+            f[k] = x != zero;
+            other |= f[k] & (x != one);
+        }
+        for (uint32_t b = snn__tile_bits(f); b; b &= b - 1)
+            act[na++] = j + __builtin_ctz(b);
+    }
+    bool rest = true;
+    for (; j < n; j++) {
+        act[na] = j;
+        na += in[j] != 0.0f;
+        rest &= in[j] == 0.0f || in[j] == 1.0f;
+    }
+    snn__vi none[SNN__TILE / SNN__V] = {other};
+    *ones = rest && snn__tile_bits(none) == 0;
+    return na;
+}
+
+/* Lists, into rows, the channels whose spikes arrive at this step through
+ * per-channel delays: channel j with delay d_j (mask row d has bit j set
+ * when d_j == d) sent at step t - lag - d_j, kept in hist (hlen, w) slot
+ * (slot - lag - d_j) mod hlen. The order is that of sending: decreasing
+ * delay, then increasing channel. Returns how many. */
+static int32_t snn__gather(int32_t *rows, const uint64_t *hist, int32_t slot, int32_t hlen,
+                           const uint64_t *mask, int32_t d_max, size_t w, int32_t lag) {
+    int32_t nr = 0;
+    for (int32_t d = d_max; d >= 0; d--) {
+        int32_t t = slot - lag - d;
+        if (t < 0)
+            t += hlen;
+        const uint64_t *h = hist + (size_t)t * w, *mk = mask + (size_t)d * w;
+        for (size_t k = 0; k < w; k++)
+            for (uint64_t b = h[k] & mk[k]; b; b &= b - 1)
+                rows[nr++] = (int32_t)(k * 64) + __builtin_ctzll(b);
+    }
+    return nr;
+}
+
+void snn__ring_read(float *restrict cur, float *restrict r, int32_t n) {
+    for (int32_t i = 0; i < n; i++) {
+        cur[i] += r[i];
+        r[i] = 0.0f;
+    }
+}
+
+/* Scatters the spikes idx[0..ns) of a recurrent layer into its arrival ring
+ * (D, C'): a spike of j at this step is read 1 + d_j steps later, from slot
+ * (slot + 1 + d_j) mod D. */
+void snn__scatter(const struct snn_model *m, int l, float *ring, int32_t slot, const int32_t *idx,
+                  int32_t ns) {
+    const struct snn_layer_cfg *lc = &m->cfg.layer[l];
+    const int32_t n = lc->n, dlen = snn_layer_ring_len(lc);
+    const size_t ld = snn__pad((size_t)n);
+    const int32_t *dl = m->delay_int[l];
+    if (lc->rec == SNN_REC_CONV) {
+        const float *w = m->p.w_rec[l];
+        const int32_t k = lc->k, pad = (k - 1) / 2, g = snn_layer_ch(lc), np = n / g;
+        for (int32_t a = 0; a < ns; a++) {
+            int32_t j = idx[a], gi = g > 1 ? j / np : 0,
+                    pj = j - gi * np; /* no division for G = 1 */
+            int32_t t = slot + 1 + dl[j];
+            if (t >= dlen)
+                t -= dlen;
+            float *dst = ring + (size_t)t * ld;
+            /* Targets (go, pj + pad - tap), tap in [0, k), clipped to [0, np). */
+            int32_t lo = pj + pad - np + 1 > 0 ? pj + pad - np + 1 : 0;
+            int32_t hi = pj + pad < k - 1 ? pj + pad : k - 1;
+            for (int32_t go = 0; go < g; go++) {
+                const float *wk = w + ((size_t)go * (size_t)g + (size_t)gi) * (size_t)k;
+                float *row = dst + (size_t)go * (size_t)np + pj + pad;
+                for (int32_t tap = lo; tap <= hi; tap++)
+                    row[-tap] += wk[tap];
+            }
+        }
+    } else {
+        const float *wt = m->w_rec_t[l];
+        for (int32_t a = 0; a < ns; a++) {
+            int32_t j = idx[a];
+            int32_t t = slot + 1 + dl[j];
+            if (t >= dlen)
+                t -= dlen;
+            float *restrict dst = ring + (size_t)t * ld;
+            const float *restrict col = wt + (size_t)j * ld;
+            for (int32_t i = 0; i < n; i++)
+                dst[i] += col[i];
+        }
+    }
+}
+
+void snn_step(const struct snn_model *m, struct snn_state *s, const float *in, float *out) {
+    const struct snn_cfg *cfg = &m->cfg;
+    bool ones;
+    int32_t n_act = snn__active(s->in_idx, in, cfg->n_in, &ones);
+    const int32_t *act = s->in_idx;
+    uint64_t bits[SNN_MAX_NEURONS / 64]; /* the last layer's spikes, one bit per neuron */
+    size_t w_prev = snn__words((size_t)cfg->n_in);
+
+    uint64_t fired = 0;
+    for (int l = 0; l < cfg->n_layers; l++) {
+        const struct snn_layer_cfg *lc = &cfg->layer[l];
+        const size_t np = snn__pad((size_t)lc->n), w_l = snn__words((size_t)lc->n);
+        const float *wt = m->w_in_t[l], *b = m->b_in_t[l];
+
+        /* The rows to add: the active inputs, or those whose delayed spikes
+         * arrive now; then a dense layer's own delayed spikes. */
+        const int32_t *rows = act;
+        int32_t n_rows = n_act, n_rec = 0;
+        if (lc->in_d_max > 0) {
+            const int32_t hlen = lc->in_d_max + 1, sl = s->in_slot[l];
+            memcpy(s->in_hist[l] + (size_t)sl * w_prev, bits, w_prev * sizeof(uint64_t));
+            n_rows = snn__gather(s->rows, s->in_hist[l], sl, hlen, m->in_mask[l], lc->in_d_max,
+                                 w_prev, 0);
+            rows = s->rows;
+            s->in_slot[l] = sl + 1 == hlen ? 0 : sl + 1;
+        }
+        const int32_t *rec = s->rows + n_rows;
+        if (lc->rec == SNN_REC_DENSE)
+            n_rec = snn__gather(s->rows + n_rows, s->rec_hist[l], s->slot[l],
+                                snn_layer_ring_len(lc), m->rec_mask[l], lc->d_max, w_l, 1);
+        float *ring = lc->rec == SNN_REC_CONV ? s->ring[l] + (size_t)s->slot[l] * np : NULL;
+
+        int32_t ns = 0;
+        int32_t *idx = s->idx[l];
+        memset(bits, 0, w_l * sizeof(uint64_t));
+        for (size_t i0 = 0; i0 < np; i0 += SNN__TILE) {
+            struct snn__tile a;
+            if (lc->in_d_max > 0) {
+                /* b + (arrivals summed from 0), as the arrival ring was */
+                struct snn__tile r = snn__tile_rows(snn__tile_zero(), wt + i0, np, rows, n_rows);
+                a = snn__tile_ld(b + i0);
+                for (int k = 0; k < SNN__TILE / SNN__V; k++)
+                    a.v[k] += r.v[k];
+            } else if (l == 0 && !ones) {
+                a = snn__tile_rows_x(snn__tile_ld(b + i0), wt + i0, np, rows, n_rows, in);
+            } else {
+                a = snn__tile_rows(snn__tile_ld(b + i0), wt + i0, np, rows, n_rows);
+            }
+            if (lc->rec == SNN_REC_DENSE) {
+                struct snn__tile r =
+                    snn__tile_rows(snn__tile_zero(), m->w_rec_t[l] + i0, np, rec, n_rec);
+                for (int k = 0; k < SNN__TILE / SNN__V; k++)
+                    a.v[k] += r.v[k];
+            } else if (ring) {
+                for (int k = 0; k < SNN__TILE / SNN__V; k++) {
+                    a.v[k] += snn__ld(ring + i0 + k * SNN__V);
+                    snn__st(ring + i0 + k * SNN__V, (snn__v){0});
+                }
+            }
+            uint32_t sb = snn__tile_lif(s->v[l] + i0, s->spk[l] + i0, a, lc);
+            bits[i0 / 64] |= (uint64_t)sb << (i0 % 64);
+            for (; sb; sb &= sb - 1)
+                idx[ns++] = (int32_t)i0 + __builtin_ctz(sb);
+        }
+        s->n_idx[l] = ns;
+        fired += (uint64_t)ns;
+        if (lc->rec == SNN_REC_CONV)
+            snn__scatter(m, l, s->ring[l], s->slot[l], idx, ns);
+        if (lc->rec == SNN_REC_DENSE)
+            memcpy(s->rec_hist[l] + (size_t)s->slot[l] * w_l, bits, w_l * sizeof(uint64_t));
+        if (lc->rec != SNN_REC_NONE) {
+            int32_t next = s->slot[l] + 1;
+            s->slot[l] = next == snn_layer_ring_len(lc) ? 0 : next;
+        }
+        act = idx;
+        n_act = ns;
+        w_prev = w_l;
+    }
+
+    /* Readout: a leaky integrator of W_out s + b_out. */
+    const size_t ncp = snn__pad_out((size_t)cfg->n_classes);
+    const float ob = cfg->out_beta, og = cfg->out_gain;
+    for (size_t c = 0; c < ncp; c += SNN__V) {
+        snn__v acc = snn__ld(m->b_out_t + c);
+        for (int32_t a = 0; a < n_act; a++)
+            acc += snn__ld(m->w_out_t + (size_t)act[a] * ncp + c);
+        snn__st(s->v_out + c, ob * snn__ld(s->v_out + c) + og * acc);
+    }
+    if (out)
+        memcpy(out, s->v_out, (size_t)cfg->n_classes * sizeof(float));
+    s->head = (s->head + 1) & SNN__HEAD_MASK;
+    s->spikes += fired;
+}
+
+void snn_forward(const struct snn_model *m, struct snn_state *s, const float *in, int T,
+                 float *out) {
+    const size_t n_in = (size_t)m->cfg.n_in, nc = (size_t)m->cfg.n_classes;
+    snn_state_reset(s, m);
+    for (int t = 0; t < T; t++)
+        snn_step(m, s, in + (size_t)t * n_in, out ? out + (size_t)t * nc : NULL);
+}
+
+/* ==== Naive reference ==== */
 
 /* LIF update of n neurons from input currents cur (n): H = beta V + gain I,
  * spike when H >= thresh, then reset. Writes spk (n) as 0/1 and the indices
@@ -442,143 +836,6 @@ static int32_t snn__lif(float *v, float *spk, int32_t *idx, const float *cur, in
     }
     return ns;
 }
-
-void snn__ring_read(float *restrict cur, float *restrict r, int32_t n) {
-    for (int32_t i = 0; i < n; i++) {
-        cur[i] += r[i];
-        r[i] = 0.0f;
-    }
-}
-
-/* Scatters the spikes idx[0..ns) of a recurrent layer into its arrival ring:
- * a spike of j at this step is read 1 + d_j steps later, from slot
- * (slot + 1 + d_j) mod D. */
-void snn__scatter(const struct snn_model *m, int l, float *ring, int32_t slot, const int32_t *idx,
-                  int32_t ns) {
-    const struct snn_layer_cfg *lc = &m->cfg.layer[l];
-    const int32_t n = lc->n, dlen = snn_layer_ring_len(lc);
-    const int32_t *dl = m->delay_int[l];
-    if (lc->rec == SNN_REC_CONV) {
-        const float *w = m->p.w_rec[l];
-        const int32_t k = lc->k, pad = (k - 1) / 2, g = snn_layer_ch(lc), np = n / g;
-        for (int32_t a = 0; a < ns; a++) {
-            int32_t j = idx[a], gi = g > 1 ? j / np : 0,
-                    pj = j - gi * np; /* no division for G = 1 */
-            int32_t t = slot + 1 + dl[j];
-            if (t >= dlen)
-                t -= dlen;
-            float *dst = ring + (size_t)t * (size_t)n;
-            /* Targets (go, pj + pad - tap), tap in [0, k), clipped to [0, np). */
-            int32_t lo = pj + pad - np + 1 > 0 ? pj + pad - np + 1 : 0;
-            int32_t hi = pj + pad < k - 1 ? pj + pad : k - 1;
-            for (int32_t go = 0; go < g; go++) {
-                const float *wk = w + ((size_t)go * (size_t)g + (size_t)gi) * (size_t)k;
-                float *row = dst + (size_t)go * (size_t)np + pj + pad;
-                for (int32_t tap = lo; tap <= hi; tap++)
-                    row[-tap] += wk[tap];
-            }
-        }
-    } else {
-        const float *wt = m->w_rec_t[l];
-        for (int32_t a = 0; a < ns; a++) {
-            int32_t j = idx[a];
-            int32_t t = slot + 1 + dl[j];
-            if (t >= dlen)
-                t -= dlen;
-            float *restrict dst = ring + (size_t)t * (size_t)n;
-            const float *restrict col = wt + (size_t)j * (size_t)n;
-            for (int32_t i = 0; i < n; i++)
-                dst[i] += col[i];
-        }
-    }
-}
-
-void snn_step(const struct snn_model *m, struct snn_state *s, const float *in, float *out) {
-    const struct snn_cfg *cfg = &m->cfg;
-    float *restrict cur = s->cur;
-
-    /* Non-zero inputs: the first layer sums count * row j of W_in^T over them. */
-    int32_t n_act = 0;
-    for (int32_t j = 0; j < cfg->n_in; j++)
-        if (in[j] != 0.0f)
-            s->in_idx[n_act++] = j;
-    const int32_t *act = s->in_idx;
-
-    uint64_t fired = 0;
-    for (int l = 0; l < cfg->n_layers; l++) {
-        const struct snn_layer_cfg *lc = &cfg->layer[l];
-        const int32_t n = lc->n;
-        const float *wt = m->w_in_t[l];
-        memcpy(cur, m->p.b_in[l], (size_t)n * sizeof(float));
-        if (l == 0) {
-            for (int32_t a = 0; a < n_act; a++) {
-                const float x = in[act[a]];
-                const float *restrict row = wt + (size_t)act[a] * (size_t)n;
-                for (int32_t i = 0; i < n; i++)
-                    cur[i] += x * row[i];
-            }
-        } else if (lc->in_d_max > 0) {
-            /* a spike of input j arrives e_j steps later: slot (in_slot + e_j) mod (e_max + 1) */
-            const int32_t dlen = lc->in_d_max + 1, sl = s->in_slot[l];
-            const int32_t *e = m->in_delay_int[l];
-            float *ir = s->in_ring[l];
-            for (int32_t a = 0; a < n_act; a++) {
-                int32_t t = sl + e[act[a]];
-                if (t >= dlen)
-                    t -= dlen;
-                float *restrict dst = ir + (size_t)t * (size_t)n;
-                const float *restrict row = wt + (size_t)act[a] * (size_t)n;
-                for (int32_t i = 0; i < n; i++)
-                    dst[i] += row[i];
-            }
-            snn__ring_read(cur, ir + (size_t)sl * (size_t)n, n);
-            s->in_slot[l] = sl + 1 == dlen ? 0 : sl + 1;
-        } else {
-            for (int32_t a = 0; a < n_act; a++) {
-                const float *restrict row = wt + (size_t)act[a] * (size_t)n;
-                for (int32_t i = 0; i < n; i++)
-                    cur[i] += row[i];
-            }
-        }
-        if (lc->rec != SNN_REC_NONE)
-            snn__ring_read(cur, s->ring[l] + (size_t)s->slot[l] * (size_t)n, n);
-        int32_t ns = snn__lif(s->v[l], s->spk[l], s->idx[l], cur, n, lc);
-        s->n_idx[l] = ns;
-        fired += (uint64_t)ns;
-        if (lc->rec != SNN_REC_NONE) {
-            snn__scatter(m, l, s->ring[l], s->slot[l], s->idx[l], ns);
-            int32_t next = s->slot[l] + 1;
-            s->slot[l] = next == snn_layer_ring_len(lc) ? 0 : next;
-        }
-        act = s->idx[l];
-        n_act = ns;
-    }
-
-    /* Readout: a leaky integrator of W_out s + b_out. */
-    const int32_t nc = cfg->n_classes;
-    memcpy(cur, m->p.b_out, (size_t)nc * sizeof(float));
-    for (int32_t a = 0; a < n_act; a++) {
-        const float *restrict row = m->w_out_t + (size_t)act[a] * (size_t)nc;
-        for (int32_t c = 0; c < nc; c++)
-            cur[c] += row[c];
-    }
-    for (int32_t c = 0; c < nc; c++)
-        s->v_out[c] = cfg->out_beta * s->v_out[c] + cfg->out_gain * cur[c];
-    if (out)
-        memcpy(out, s->v_out, (size_t)nc * sizeof(float));
-    s->head = (s->head + 1) & SNN__HEAD_MASK;
-    s->spikes += fired;
-}
-
-void snn_forward(const struct snn_model *m, struct snn_state *s, const float *in, int T,
-                 float *out) {
-    const size_t n_in = (size_t)m->cfg.n_in, nc = (size_t)m->cfg.n_classes;
-    snn_state_reset(s, m);
-    for (int t = 0; t < T; t++)
-        snn_step(m, s, in + (size_t)t * n_in, out ? out + (size_t)t * nc : NULL);
-}
-
-/* ==== Naive reference ==== */
 
 /* Weight of the recurrent connection from j to i, whatever the layer kind. */
 static float snn__rec_weight(const struct snn_model *m, int l, int32_t i, int32_t j) {
