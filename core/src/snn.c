@@ -230,7 +230,6 @@ void snn_model_free(struct snn_model *m) {
     free(m->mem);
     free(m->idelay_mem);
     free(m->t_mem);
-    free(m->mask_mem);
     memset(m, 0, sizeof *m);
 }
 
@@ -242,11 +241,6 @@ static size_t snn__pad(size_t n) {
 /* K': the readout's width rounded up to whole vectors. */
 static size_t snn__pad_out(size_t n) {
     return (n + SNN__V - 1) / SNN__V * SNN__V;
-}
-
-/* W: 64-bit words of a bit set of n neurons. */
-static size_t snn__words(size_t n) {
-    return (n + 63) / 64;
 }
 
 int snn_model_init(struct snn_model *m, const struct snn_cfg *cfg) {
@@ -264,34 +258,28 @@ int snn_model_init(struct snn_model *m, const struct snn_cfg *cfg) {
     for (int k = 0; k < nt; k++)
         *t[k].slot = m->mem + t[k].offset;
 
-    /* Derived blocks: integer delays, the transposed weights, the masks. */
-    size_t n_delay = 0, n_t = 0, n_mask = 0, prev = (size_t)cfg->n_in;
+    /* Derived blocks: integer delays, then the transposed weights. */
+    size_t n_delay = 0, n_t = 0, prev = (size_t)cfg->n_in;
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct snn_layer_cfg *lc = &cfg->layer[l];
         size_t n = (size_t)lc->n, np = snn__pad(n);
         if (lc->rec != SNN_REC_NONE)
             n_delay += n;
-        if (lc->in_d_max > 0) {
+        if (lc->in_d_max > 0)
             n_delay += prev;
-            n_mask += (size_t)(lc->in_d_max + 1) * snn__words(prev);
-        }
         n_t += snn__round_floats(prev * np) + snn__round_floats(np);
-        if (lc->rec == SNN_REC_DENSE) {
+        if (lc->rec == SNN_REC_DENSE)
             n_t += snn__round_floats(n * np);
-            n_mask += (size_t)(lc->d_max + 1) * snn__words(n);
-        }
         prev = n;
     }
     size_t ncp = snn__pad_out((size_t)cfg->n_classes);
     n_t += snn__round_floats(prev * ncp) + snn__round_floats(ncp);
     m->idelay_mem = snn__alloc((n_delay ? n_delay : 1) * sizeof(int32_t));
     m->t_mem = snn__alloc(n_t * sizeof(float));
-    m->mask_mem = snn__alloc((n_mask ? n_mask : 1) * sizeof(uint64_t));
-    if (!m->idelay_mem || !m->t_mem || !m->mask_mem)
+    if (!m->idelay_mem || !m->t_mem)
         goto nomem;
     int32_t *di = m->idelay_mem;
     float *tp = m->t_mem;
-    uint64_t *mp = m->mask_mem;
     prev = (size_t)cfg->n_in;
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct snn_layer_cfg *lc = &cfg->layer[l];
@@ -303,8 +291,6 @@ int snn_model_init(struct snn_model *m, const struct snn_cfg *cfg) {
         if (lc->in_d_max > 0) {
             m->in_delay_int[l] = di;
             di += prev;
-            m->in_mask[l] = mp;
-            mp += (size_t)(lc->in_d_max + 1) * snn__words(prev);
         }
         m->w_in_t[l] = tp;
         tp += snn__round_floats(prev * np);
@@ -313,8 +299,6 @@ int snn_model_init(struct snn_model *m, const struct snn_cfg *cfg) {
         if (lc->rec == SNN_REC_DENSE) {
             m->w_rec_t[l] = tp;
             tp += snn__round_floats(n * np);
-            m->rec_mask[l] = mp;
-            mp += (size_t)(lc->d_max + 1) * snn__words(n);
         }
         prev = n;
     }
@@ -359,14 +343,6 @@ static void snn__round_delays(int32_t *out, const float *d, size_t n, int32_t hi
     }
 }
 
-/* mask (hi + 1, W): bit j of row e set when d[j] == e, for n channels. */
-static void snn__delay_masks(uint64_t *mask, const int32_t *d, size_t n, int32_t hi) {
-    size_t w = snn__words(n);
-    memset(mask, 0, (size_t)(hi + 1) * w * sizeof(uint64_t));
-    for (size_t j = 0; j < n; j++)
-        mask[(size_t)d[j] * w + j / 64] |= (uint64_t)1 << (j % 64);
-}
-
 void snn_model_prepare(struct snn_model *m) {
     const struct snn_cfg *cfg = &m->cfg;
     size_t prev = (size_t)cfg->n_in;
@@ -379,12 +355,8 @@ void snn_model_prepare(struct snn_model *m) {
             snn__transpose(m->w_rec_t[l], m->p.w_rec[l], n, n, np);
         if (lc->rec != SNN_REC_NONE)
             snn__round_delays(m->delay_int[l], m->p.delay[l], n, lc->d_max);
-        if (lc->rec == SNN_REC_DENSE)
-            snn__delay_masks(m->rec_mask[l], m->delay_int[l], n, lc->d_max);
-        if (lc->in_d_max > 0) {
+        if (lc->in_d_max > 0)
             snn__round_delays(m->in_delay_int[l], m->p.in_delay[l], prev, lc->in_d_max);
-            snn__delay_masks(m->in_mask[l], m->in_delay_int[l], prev, lc->in_d_max);
-        }
         prev = n;
     }
     size_t nc = (size_t)cfg->n_classes, ncp = snn__pad_out(nc);
@@ -403,25 +375,25 @@ static size_t snn__in_ring_floats(const struct snn_cfg *cfg, int l) {
     return (size_t)(lc->in_d_max + 1) * (size_t)cfg->layer[l - 1].n;
 }
 
-/* Words of layer l's bit histories: in_hist, then rec_hist (dense only). */
-static size_t snn__in_hist_words(const struct snn_cfg *cfg, int l) {
+/* Entries of layer l's arrival lists: in_due, then rec_due (dense only). */
+static size_t snn__in_due_len(const struct snn_cfg *cfg, int l) {
     const struct snn_layer_cfg *lc = &cfg->layer[l];
     if (lc->in_d_max <= 0 || l == 0)
         return 0;
-    return (size_t)(lc->in_d_max + 1) * snn__words((size_t)cfg->layer[l - 1].n);
+    return (size_t)(lc->in_d_max + 1) * (size_t)cfg->layer[l - 1].n;
 }
 
-static size_t snn__rec_hist_words(const struct snn_layer_cfg *lc) {
+static size_t snn__rec_due_len(const struct snn_layer_cfg *lc) {
     if (lc->rec != SNN_REC_DENSE)
         return 0;
-    return (size_t)snn_layer_ring_len(lc) * snn__words((size_t)lc->n);
+    return (size_t)snn_layer_ring_len(lc) * (size_t)lc->n;
 }
 
 int snn_state_init(struct snn_state *s, const struct snn_model *m) {
     const struct snn_cfg *cfg = &m->cfg;
     memset(s, 0, sizeof *s);
     size_t ncp = snn__pad_out((size_t)cfg->n_classes);
-    size_t n_f = 0, n_i = 0, n_w = 0, max_c = ncp, max_rows = 0, prev = (size_t)cfg->n_in;
+    size_t n_f = 0, n_i = 0, max_c = ncp;
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct snn_layer_cfg *lc = &cfg->layer[l];
         size_t np = snn__pad((size_t)lc->n);
@@ -429,25 +401,24 @@ int snn_state_init(struct snn_state *s, const struct snn_model *m) {
         n_f += snn__round_floats((size_t)snn_layer_ring_len(lc) * np); /* ring */
         n_f += snn__round_floats(snn__in_ring_floats(cfg, l));         /* in_ring */
         n_i += snn__round_floats(np);                                  /* idx */
-        n_w += snn__in_hist_words(cfg, l) + snn__rec_hist_words(lc);
+        n_i += snn__round_floats(snn__in_due_len(cfg, l));            /* in_due */
+        if (lc->in_d_max > 0)
+            n_i += snn__round_floats((size_t)lc->in_d_max + 1);       /* in_due_n */
+        if (lc->rec == SNN_REC_DENSE)                                  /* rec_due, rec_due_n */
+            n_i += snn__round_floats(snn__rec_due_len(lc)) +
+                   snn__round_floats((size_t)snn_layer_ring_len(lc));
         if (np > max_c)
             max_c = np;
-        if (prev + (size_t)lc->n > max_rows)
-            max_rows = prev + (size_t)lc->n;
-        prev = (size_t)lc->n;
     }
     n_f += snn__round_floats(ncp) + snn__round_floats(max_c);
-    n_i += snn__round_floats((size_t)cfg->n_in) + snn__round_floats(max_rows);
-    n_w = (n_w + 7) / 8 * 8;
-    /* One block: the floats, the int32 index lists (same size, 4 bytes),
-     * then the bit histories; each part starts on a cache line. */
+    n_i += snn__round_floats((size_t)cfg->n_in);
+    /* One block: the floats, then the int32 index lists (same size, 4 bytes). */
     _Static_assert(sizeof(float) == sizeof(int32_t), "float and int32 share the state block");
-    s->mem = snn__alloc((n_f + n_i) * sizeof(float) + n_w * sizeof(uint64_t));
+    s->mem = snn__alloc((n_f + n_i) * sizeof(float));
     if (!s->mem)
         return -ENOMEM;
     float *f = s->mem;
     int32_t *ip = (int32_t *)(void *)(s->mem + n_f);
-    uint64_t *wp = (uint64_t *)(void *)(s->mem + n_f + n_i);
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct snn_layer_cfg *lc = &cfg->layer[l];
         size_t np = snn__pad((size_t)lc->n);
@@ -463,12 +434,16 @@ int snn_state_init(struct snn_state *s, const struct snn_model *m) {
         if (lc->in_d_max > 0) {
             s->in_ring[l] = f;
             f += snn__round_floats(snn__in_ring_floats(cfg, l));
-            s->in_hist[l] = wp;
-            wp += snn__in_hist_words(cfg, l);
+            s->in_due[l] = ip;
+            ip += snn__round_floats(snn__in_due_len(cfg, l));
+            s->in_due_n[l] = ip;
+            ip += snn__round_floats((size_t)lc->in_d_max + 1);
         }
         if (lc->rec == SNN_REC_DENSE) {
-            s->rec_hist[l] = wp;
-            wp += snn__rec_hist_words(lc);
+            s->rec_due[l] = ip;
+            ip += snn__round_floats(snn__rec_due_len(lc));
+            s->rec_due_n[l] = ip;
+            ip += snn__round_floats((size_t)snn_layer_ring_len(lc));
         }
         s->idx[l] = ip;
         ip += snn__round_floats(np);
@@ -477,8 +452,6 @@ int snn_state_init(struct snn_state *s, const struct snn_model *m) {
     f += snn__round_floats(ncp);
     s->cur = f;
     s->in_idx = ip;
-    ip += snn__round_floats((size_t)cfg->n_in);
-    s->rows = ip;
     snn_state_reset(s, m);
     return 0;
 }
@@ -494,10 +467,10 @@ void snn_state_reset(struct snn_state *s, const struct snn_model *m) {
             memset(s->ring[l], 0, (size_t)snn_layer_ring_len(lc) * np * sizeof(float));
         if (s->in_ring[l])
             memset(s->in_ring[l], 0, snn__in_ring_floats(cfg, l) * sizeof(float));
-        if (s->in_hist[l])
-            memset(s->in_hist[l], 0, snn__in_hist_words(cfg, l) * sizeof(uint64_t));
-        if (s->rec_hist[l])
-            memset(s->rec_hist[l], 0, snn__rec_hist_words(lc) * sizeof(uint64_t));
+        if (s->in_due_n[l])
+            memset(s->in_due_n[l], 0, (size_t)(lc->in_d_max + 1) * sizeof(int32_t));
+        if (s->rec_due_n[l])
+            memset(s->rec_due_n[l], 0, (size_t)snn_layer_ring_len(lc) * sizeof(int32_t));
         s->slot[l] = 0;
         s->in_slot[l] = 0;
         s->n_idx[l] = 0;
@@ -535,6 +508,15 @@ static inline snn__v snn__ld(const float *p) {
     return v;
 }
 
+/* The same from p on a vector boundary: every derived row, bias and state
+ * vector the step reads starts on a cache line and is a whole number of
+ * vectors long. */
+static inline snn__v snn__lda(const float *p) {
+    snn__v v;
+    memcpy(&v, __builtin_assume_aligned(p, sizeof(snn__v)), sizeof v);
+    return v;
+}
+
 static inline void snn__st(float *p, snn__v v) {
     memcpy(p, &v, sizeof v);
 }
@@ -559,7 +541,7 @@ static inline struct snn__tile snn__tile_rows(struct snn__tile a, const float *w
     for (int32_t r = 0; r < nr; r++) {
         const float *p = w + (size_t)rows[r] * ld;
         for (int k = 0; k < SNN__TILE / SNN__V; k++)
-            a.v[k] += snn__ld(p + k * SNN__V);
+            a.v[k] += snn__lda(p + k * SNN__V);
     }
     return a;
 }
@@ -571,7 +553,7 @@ static inline struct snn__tile snn__tile_rows_x(struct snn__tile a, const float 
         const float *p = w + (size_t)rows[r] * ld;
         const float xr = x[rows[r]];
         for (int k = 0; k < SNN__TILE / SNN__V; k++)
-            a.v[k] += xr * snn__ld(p + k * SNN__V);
+            a.v[k] += xr * snn__lda(p + k * SNN__V);
     }
     return a;
 }
@@ -640,24 +622,17 @@ static int32_t snn__active(int32_t *act, const float *in, int32_t n, bool *ones)
     return na;
 }
 
-/* Lists, into rows, the channels whose spikes arrive at this step through
- * per-channel delays: channel j with delay d_j (mask row d has bit j set
- * when d_j == d) sent at step t - lag - d_j, kept in hist (hlen, w) slot
- * (slot - lag - d_j) mod hlen. The order is that of sending: decreasing
- * delay, then increasing channel. Returns how many. */
-static int32_t snn__gather(int32_t *rows, const uint64_t *hist, int32_t slot, int32_t hlen,
-                           const uint64_t *mask, int32_t d_max, size_t w, int32_t lag) {
-    int32_t nr = 0;
-    for (int32_t d = d_max; d >= 0; d--) {
-        int32_t t = slot - lag - d;
-        if (t < 0)
-            t += hlen;
-        const uint64_t *h = hist + (size_t)t * w, *mk = mask + (size_t)d * w;
-        for (size_t k = 0; k < w; k++)
-            for (uint64_t b = h[k] & mk[k]; b; b &= b - 1)
-                rows[nr++] = (int32_t)(k * 64) + __builtin_ctzll(b);
+/* Appends the channels idx[0..ns), which spike now, to the arrival lists
+ * due (dlen, width) of the steps they reach: slot (slot + lag + d_j) mod
+ * dlen, counts in due_n (dlen). */
+static void snn__due_push(int32_t *due, int32_t *due_n, int32_t dlen, size_t width, int32_t slot,
+                          int32_t lag, const int32_t *d, const int32_t *idx, int32_t ns) {
+    for (int32_t a = 0; a < ns; a++) {
+        int32_t j = idx[a], t = slot + lag + d[j];
+        if (t >= dlen)
+            t -= dlen;
+        due[(size_t)t * width + (size_t)due_n[t]++] = j;
     }
-    return nr;
 }
 
 void snn__ring_read(float *restrict cur, float *restrict r, int32_t n) {
@@ -676,7 +651,23 @@ void snn__scatter(const struct snn_model *m, int l, float *ring, int32_t slot, c
     const int32_t n = lc->n, dlen = snn_layer_ring_len(lc);
     const size_t ld = snn__pad((size_t)n);
     const int32_t *dl = m->delay_int[l];
-    if (lc->rec == SNN_REC_CONV) {
+    if (lc->rec == SNN_REC_CONV && snn_layer_ch(lc) == 1) {
+        /* One channel: neuron j adds w[tap] to j + pad - tap, all K taps
+         * unless j is within pad of an end. */
+        const float *w = m->p.w_rec[l];
+        const int32_t k = lc->k, pad = (k - 1) / 2;
+        for (int32_t a = 0; a < ns; a++) {
+            int32_t j = idx[a];
+            int32_t t = slot + 1 + dl[j];
+            if (t >= dlen)
+                t -= dlen;
+            float *row = ring + (size_t)t * ld + j + pad;
+            int32_t lo = j + pad - n + 1 > 0 ? j + pad - n + 1 : 0;
+            int32_t hi = j + pad < k - 1 ? j + pad : k - 1;
+            for (int32_t tap = lo; tap <= hi; tap++)
+                row[-tap] += w[tap];
+        }
+    } else if (lc->rec == SNN_REC_CONV) {
         const float *w = m->p.w_rec[l];
         const int32_t k = lc->k, pad = (k - 1) / 2, g = snn_layer_ch(lc), np = n / g;
         for (int32_t a = 0; a < ns; a++) {
@@ -716,36 +707,36 @@ void snn_step(const struct snn_model *m, struct snn_state *s, const float *in, f
     bool ones;
     int32_t n_act = snn__active(s->in_idx, in, cfg->n_in, &ones);
     const int32_t *act = s->in_idx;
-    uint64_t bits[SNN_MAX_NEURONS / 64]; /* the last layer's spikes, one bit per neuron */
-    size_t w_prev = snn__words((size_t)cfg->n_in);
 
     uint64_t fired = 0;
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct snn_layer_cfg *lc = &cfg->layer[l];
-        const size_t np = snn__pad((size_t)lc->n), w_l = snn__words((size_t)lc->n);
+        const size_t np = snn__pad((size_t)lc->n);
         const float *wt = m->w_in_t[l], *b = m->b_in_t[l];
 
         /* The rows to add: the active inputs, or those whose delayed spikes
          * arrive now; then a dense layer's own delayed spikes. */
-        const int32_t *rows = act;
-        int32_t n_rows = n_act, n_rec = 0;
+        const int32_t *rows = act, *rec = NULL;
+        int32_t n_rows = n_act, n_rec = 0, *in_n = NULL, *rec_n = NULL;
         if (lc->in_d_max > 0) {
             const int32_t hlen = lc->in_d_max + 1, sl = s->in_slot[l];
-            memcpy(s->in_hist[l] + (size_t)sl * w_prev, bits, w_prev * sizeof(uint64_t));
-            n_rows = snn__gather(s->rows, s->in_hist[l], sl, hlen, m->in_mask[l], lc->in_d_max,
-                                 w_prev, 0);
-            rows = s->rows;
+            const size_t width = (size_t)cfg->layer[l - 1].n;
+            snn__due_push(s->in_due[l], s->in_due_n[l], hlen, width, sl, 0, m->in_delay_int[l],
+                          act, n_act);
+            rows = s->in_due[l] + (size_t)sl * width;
+            in_n = s->in_due_n[l] + sl;
+            n_rows = *in_n;
             s->in_slot[l] = sl + 1 == hlen ? 0 : sl + 1;
         }
-        const int32_t *rec = s->rows + n_rows;
-        if (lc->rec == SNN_REC_DENSE)
-            n_rec = snn__gather(s->rows + n_rows, s->rec_hist[l], s->slot[l],
-                                snn_layer_ring_len(lc), m->rec_mask[l], lc->d_max, w_l, 1);
+        if (lc->rec == SNN_REC_DENSE) {
+            rec = s->rec_due[l] + (size_t)s->slot[l] * (size_t)lc->n;
+            rec_n = s->rec_due_n[l] + s->slot[l];
+            n_rec = *rec_n;
+        }
         float *ring = lc->rec == SNN_REC_CONV ? s->ring[l] + (size_t)s->slot[l] * np : NULL;
 
         int32_t ns = 0;
         int32_t *idx = s->idx[l];
-        memset(bits, 0, w_l * sizeof(uint64_t));
         for (size_t i0 = 0; i0 < np; i0 += SNN__TILE) {
             struct snn__tile a;
             if (lc->in_d_max > 0) {
@@ -771,7 +762,6 @@ void snn_step(const struct snn_model *m, struct snn_state *s, const float *in, f
                 }
             }
             uint32_t sb = snn__tile_lif(s->v[l] + i0, s->spk[l] + i0, a, lc);
-            bits[i0 / 64] |= (uint64_t)sb << (i0 % 64);
             for (; sb; sb &= sb - 1)
                 idx[ns++] = (int32_t)i0 + __builtin_ctz(sb);
         }
@@ -779,15 +769,19 @@ void snn_step(const struct snn_model *m, struct snn_state *s, const float *in, f
         fired += (uint64_t)ns;
         if (lc->rec == SNN_REC_CONV)
             snn__scatter(m, l, s->ring[l], s->slot[l], idx, ns);
-        if (lc->rec == SNN_REC_DENSE)
-            memcpy(s->rec_hist[l] + (size_t)s->slot[l] * w_l, bits, w_l * sizeof(uint64_t));
+        if (in_n)
+            *in_n = 0;
+        if (rec_n) {
+            *rec_n = 0;
+            snn__due_push(s->rec_due[l], s->rec_due_n[l], snn_layer_ring_len(lc), (size_t)lc->n,
+                          s->slot[l], 1, m->delay_int[l], idx, ns);
+        }
         if (lc->rec != SNN_REC_NONE) {
             int32_t next = s->slot[l] + 1;
             s->slot[l] = next == snn_layer_ring_len(lc) ? 0 : next;
         }
         act = idx;
         n_act = ns;
-        w_prev = w_l;
     }
 
     /* Readout: a leaky integrator of W_out s + b_out. */
@@ -796,7 +790,7 @@ void snn_step(const struct snn_model *m, struct snn_state *s, const float *in, f
     for (size_t c = 0; c < ncp; c += SNN__V) {
         snn__v acc = snn__ld(m->b_out_t + c);
         for (int32_t a = 0; a < n_act; a++)
-            acc += snn__ld(m->w_out_t + (size_t)act[a] * ncp + c);
+            acc += snn__lda(m->w_out_t + (size_t)act[a] * ncp + c);
         snn__st(s->v_out + c, ob * snn__ld(s->v_out + c) + og * acc);
     }
     if (out)

@@ -121,28 +121,23 @@ struct snn_model {
     /* Derived by snn_model_prepare for the event-driven step: transposed
      * copies, so that an input or a spike of channel j adds one contiguous
      * row, each row zero-padded to whole register tiles (C_l rounded up to
-     * a multiple of 32, written C'_l; n_classes to a multiple of 8, K'),
-     * and bit masks of the channels that share a delay. Never written to
-     * files. */
+     * a multiple of 32, written C'_l; n_classes to a multiple of 4, K').
+     * Never written to files. */
     float *w_in_t[SNN_MAX_LAYERS];  /* (C_{l-1}, C'_l) w_in transposed */
     float *w_rec_t[SNN_MAX_LAYERS]; /* dense: (C_l, C'_l) as W^T[j][i], pre j, post i; else NULL */
     float *w_out_t;                 /* (C_{L-1}, K') w_out transposed */
     float *b_in_t[SNN_MAX_LAYERS];  /* (C'_l) b_in, zero-padded */
     float *b_out_t;                 /* (K') b_out, zero-padded */
     float *t_mem;                   /* backing block of the transposed copies */
-    uint64_t *in_mask[SNN_MAX_LAYERS];  /* in_d_max > 0: (in_d_max + 1, W_{l-1}) bit j of row e
-                                           set when input j's delay is e; W = words of C bits */
-    uint64_t *rec_mask[SNN_MAX_LAYERS]; /* dense: (d_max + 1, W_l) bit j of row d set when d_j == d */
-    uint64_t *mask_mem;                 /* backing block of the masks */
 };
 
 /* Per-stream running state: membranes, rings and a scratch vector. */
 struct snn_state {
     float *v[SNN_MAX_LAYERS];        /* (C_l) membrane potentials */
-    float *ring[SNN_MAX_LAYERS];     /* (D_l, C'_l) conv: arrival ring, slot-major; dense: used
-                                        by the reference step only */
+    float *ring[SNN_MAX_LAYERS];     /* (D_l, C'_l) conv: arrival ring, slot-major; dense:
+                                        the reference step's spike history */
     float *in_ring[SNN_MAX_LAYERS];  /* (in_d_max + 1, C_{l-1}) the reference step's input history */
-    int32_t in_slot[SNN_MAX_LAYERS]; /* in_hist (in_ring) slot of layer l's next step */
+    int32_t in_slot[SNN_MAX_LAYERS]; /* in_due (in_ring) slot of layer l's next step */
     float *spk[SNN_MAX_LAYERS];      /* (C_l) last spikes, 0/1 */
     float *v_out;                    /* (n_classes) readout potentials */
     float *cur;                      /* scratch: (max C) input currents */
@@ -154,14 +149,15 @@ struct snn_state {
     int32_t *idx[SNN_MAX_LAYERS];  /* (C_l) indices of the neurons that spiked at the last step */
     int32_t n_idx[SNN_MAX_LAYERS]; /* how many of idx[l] are valid */
     int32_t *in_idx;               /* scratch: (n_in) indices of non-zero inputs */
-    /* snn_step's spike histories, one bit per neuron (W words of 64 per
-     * step): layer l's inputs of the last in_d_max + 1 steps (slot in_slot[l]
-     * is this step's), and a dense layer's own spikes of the last D_l steps
-     * (slot slot[l] is written this step). snn_step gathers each step's
-     * delayed arrivals from them instead of keeping an arrival ring. */
-    uint64_t *in_hist[SNN_MAX_LAYERS];  /* (in_d_max + 1, W_{l-1}) */
-    uint64_t *rec_hist[SNN_MAX_LAYERS]; /* dense: (D_l, W_l) */
-    int32_t *rows;                      /* scratch: (max C) gathered row indices */
+    /* Delayed arrivals as lists of channels: slot u of a list ring holds
+     * the channels whose spikes arrive u - slot steps from now (mod its
+     * length), appended as they were sent, so in the order the sums need.
+     * Input delays: in_due (in_d_max + 1, C_{l-1}), slot in_slot[l] read
+     * this step; dense recurrence: rec_due (D_l, C_l), slot slot[l]. */
+    int32_t *in_due[SNN_MAX_LAYERS];
+    int32_t *in_due_n[SNN_MAX_LAYERS]; /* (in_d_max + 1) channels listed per slot */
+    int32_t *rec_due[SNN_MAX_LAYERS];
+    int32_t *rec_due_n[SNN_MAX_LAYERS]; /* (D_l) */
 };
 
 /* Conv channels G of a layer: ch, or 1 when ch is 0. */
