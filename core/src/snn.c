@@ -642,6 +642,31 @@ void snn__ring_read(float *restrict cur, float *restrict r, int32_t n) {
     }
 }
 
+/* snn__scatter for a conv-delay layer of one channel and k taps: neuron j
+ * adds w[tap] to neuron j + pad - tap, all k taps unless j is within pad of
+ * an end. Inlined with constant k for the usual kernels. */
+static inline __attribute__((always_inline)) void
+snn__scatter_conv1(float *ring, size_t ld, int32_t slot, int32_t dlen, const int32_t *dl,
+                   const float *w, int32_t n, int32_t k, const int32_t *idx, int32_t ns) {
+    const int32_t pad = (k - 1) / 2;
+    for (int32_t a = 0; a < ns; a++) {
+        int32_t j = idx[a];
+        int32_t t = slot + 1 + dl[j];
+        if (t >= dlen)
+            t -= dlen;
+        float *row = ring + (size_t)t * ld + j + pad;
+        if (j >= pad && j + pad < n) {
+            for (int32_t tap = 0; tap < k; tap++)
+                row[-tap] += w[tap];
+        } else {
+            int32_t lo = j + pad - n + 1 > 0 ? j + pad - n + 1 : 0;
+            int32_t hi = j + pad < k - 1 ? j + pad : k - 1;
+            for (int32_t tap = lo; tap <= hi; tap++)
+                row[-tap] += w[tap];
+        }
+    }
+}
+
 /* Scatters the spikes idx[0..ns) of a recurrent layer into its arrival ring
  * (D, C'): a spike of j at this step is read 1 + d_j steps later, from slot
  * (slot + 1 + d_j) mod D. */
@@ -652,20 +677,19 @@ void snn__scatter(const struct snn_model *m, int l, float *ring, int32_t slot, c
     const size_t ld = snn__pad((size_t)n);
     const int32_t *dl = m->delay_int[l];
     if (lc->rec == SNN_REC_CONV && snn_layer_ch(lc) == 1) {
-        /* One channel: neuron j adds w[tap] to j + pad - tap, all K taps
-         * unless j is within pad of an end. */
         const float *w = m->p.w_rec[l];
-        const int32_t k = lc->k, pad = (k - 1) / 2;
-        for (int32_t a = 0; a < ns; a++) {
-            int32_t j = idx[a];
-            int32_t t = slot + 1 + dl[j];
-            if (t >= dlen)
-                t -= dlen;
-            float *row = ring + (size_t)t * ld + j + pad;
-            int32_t lo = j + pad - n + 1 > 0 ? j + pad - n + 1 : 0;
-            int32_t hi = j + pad < k - 1 ? j + pad : k - 1;
-            for (int32_t tap = lo; tap <= hi; tap++)
-                row[-tap] += w[tap];
+        switch (lc->k) { /* the common kernels unrolled */
+        case 3:
+            snn__scatter_conv1(ring, ld, slot, dlen, dl, w, n, 3, idx, ns);
+            break;
+        case 5:
+            snn__scatter_conv1(ring, ld, slot, dlen, dl, w, n, 5, idx, ns);
+            break;
+        case 7:
+            snn__scatter_conv1(ring, ld, slot, dlen, dl, w, n, 7, idx, ns);
+            break;
+        default:
+            snn__scatter_conv1(ring, ld, slot, dlen, dl, w, n, lc->k, idx, ns);
         }
     } else if (lc->rec == SNN_REC_CONV) {
         const float *w = m->p.w_rec[l];
