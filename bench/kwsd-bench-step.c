@@ -7,16 +7,18 @@
  * as the daemon does, timing nothing. It prints the number of frames, the
  * hidden spikes per frame of each layer, and an FNV-1a hash of every output
  * byte (the readout potentials of every frame and every layer's spikes), so
- * two builds can be compared by their last line. --dump FILE writes the
- * readout potentials (T, n_classes) as raw floats. Instructions per frame of
- * the step alone:
+ * two builds can be compared by their last line; before it, a hash of the
+ * front end's output (features and input spikes of every frame). --dump
+ * FILE writes the readout potentials (T, n_classes) as raw floats,
+ * --dump-fe FILE the features and input spikes (T, n_mels + n_in).
+ * Instructions per frame of the step alone:
  *
  *     valgrind --tool=callgrind --toggle-collect=snn_step \
  *         build/bench/kwsd-bench-step --model models/commands.kwsm FILE...
  *
  * then the total Ir divided by the frames printed.
  *
- *     kwsd-bench-step --model FILE [--dump FILE] [--repeat N] SOUND...
+ *     kwsd-bench-step --model FILE [--dump FILE] [--dump-fe FILE] [--repeat N] SOUND...
  *
  * SPDX-License-Identifier: MIT
  */
@@ -36,9 +38,10 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
     return h;
 }
 
-/* Appends the spike frames of one file to *spk (T, n_in), growing it. */
-static int read_frames(const char *path, const struct snn_model *m, float **spk, size_t *t,
-                       size_t *cap) {
+/* Appends the features (T, F) and spike frames (T, n_in) of one file to
+ * *feat and *spk, growing them. */
+static int read_frames(const char *path, const struct snn_model *m, float **feat, float **spk,
+                       size_t *t, size_t *cap) {
     char msg[256];
     float *x = NULL;
     size_t n = 0;
@@ -54,38 +57,43 @@ static int read_frames(const char *path, const struct snn_model *m, float **spk,
         free(x);
         return rc;
     }
-    const size_t n_in = (size_t)m->cfg.n_in;
-    size_t want = audio_fe_compute(&fe, x, n, NULL, NULL, 0);
-    audio_fe_reset(&fe);
+    const size_t n_in = (size_t)m->cfg.n_in, nf = (size_t)m->cfg.fe.n_mels;
+    size_t want = n / (size_t)m->cfg.fe.hop + 1; /* frames this file can give */
     if (*t + want > *cap) {
         *cap = (*t + want) * 2;
         float *g = realloc(*spk, *cap * n_in * sizeof(float));
-        if (!g) {
+        if (g)
+            *spk = g;
+        float *h = realloc(*feat, *cap * nf * sizeof(float));
+        if (h)
+            *feat = h;
+        if (!g || !h) {
             audio_fe_free(&fe);
             free(x);
             return -1;
         }
-        *spk = g;
     }
-    *t += audio_fe_compute(&fe, x, n, NULL, *spk + *t * n_in, want);
+    *t += audio_fe_compute(&fe, x, n, *feat + *t * nf, *spk + *t * n_in, want);
     audio_fe_free(&fe);
     free(x);
     return 0;
 }
 
 int main(int argc, char **argv) {
-    const char *model = NULL, *dump = NULL;
+    const char *model = NULL, *dump = NULL, *dump_fe = NULL;
     int repeat = 1, first = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc)
             model = argv[++i];
         else if (!strcmp(argv[i], "--dump") && i + 1 < argc)
             dump = argv[++i];
+        else if (!strcmp(argv[i], "--dump-fe") && i + 1 < argc)
+            dump_fe = argv[++i];
         else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
             repeat = atoi(argv[++i]);
         else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: kwsd-bench-step --model FILE [--dump FILE] [--repeat N] "
-                            "SOUND...\n");
+            fprintf(stderr, "usage: kwsd-bench-step --model FILE [--dump FILE] [--dump-fe FILE] "
+                            "[--repeat N] SOUND...\n");
             return 2;
         } else {
             first = i;
@@ -93,7 +101,8 @@ int main(int argc, char **argv) {
         }
     }
     if (!model || !first || repeat < 1) {
-        fprintf(stderr, "usage: kwsd-bench-step --model FILE [--dump FILE] [--repeat N] SOUND...\n");
+        fprintf(stderr, "usage: kwsd-bench-step --model FILE [--dump FILE] [--dump-fe FILE] "
+                        "[--repeat N] SOUND...\n");
         return 2;
     }
     struct snn_model m = {0};
@@ -108,11 +117,32 @@ int main(int argc, char **argv) {
                (int)lc->n, (int)lc->rec, (int)lc->k, (int)lc->ch, (int)lc->d_max,
                (int)lc->in_d_max);
     }
-    float *spk = NULL;
+    float *spk = NULL, *feat = NULL;
     size_t t_all = 0, cap = 0;
     for (int i = first; i < argc; i++)
-        if (read_frames(argv[i], &m, &spk, &t_all, &cap) < 0)
+        if (read_frames(argv[i], &m, &feat, &spk, &t_all, &cap) < 0)
             return 1;
+    const size_t nf = (size_t)m.cfg.fe.n_mels;
+    uint64_t hf = 1469598103934665603ull, active = 0;
+    FILE *ffe = dump_fe ? fopen(dump_fe, "wb") : NULL;
+    if (dump_fe && !ffe) {
+        perror(dump_fe);
+        return 1;
+    }
+    for (size_t t = 0; t < t_all; t++) {
+        hf = fnv1a(hf, feat + t * nf, nf * sizeof(float));
+        hf = fnv1a(hf, spk + t * (size_t)m.cfg.n_in, (size_t)m.cfg.n_in * sizeof(float));
+        for (size_t j = 0; j < (size_t)m.cfg.n_in; j++)
+            active += spk[t * (size_t)m.cfg.n_in + j] != 0.0f;
+        if (ffe) {
+            fwrite(feat + t * nf, sizeof(float), nf, ffe);
+            fwrite(spk + t * (size_t)m.cfg.n_in, sizeof(float), (size_t)m.cfg.n_in, ffe);
+        }
+    }
+    if (ffe)
+        fclose(ffe);
+    printf("front end: %.2f active inputs per frame, hash %016llx\n",
+           (double)active / (double)(t_all ? t_all : 1), (unsigned long long)hf);
 
     const size_t nc = (size_t)m.cfg.n_classes, n_in = (size_t)m.cfg.n_in;
     struct snn_state s = {0};
@@ -147,5 +177,6 @@ int main(int argc, char **argv) {
     snn_state_free(&s);
     snn_model_free(&m);
     free(spk);
+    free(feat);
     return 0;
 }
