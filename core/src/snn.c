@@ -4,11 +4,15 @@
  * plus derived data for inference: integer delays and transposed weights, so
  * that the step is event-driven. A non-zero input j adds x_j times row j of
  * W_in^T, a spike adds one row of the next layer's W_in^T, and a spike of a
- * recurrent neuron j is scattered into the arrival ring slot it will be read
- * from, 1 + d_j steps later: K adds for a conv-delay layer, C adds (row j
- * of W^T, i.e. column j of W) for a dense DelRec layer. Nothing is allocated
- * per frame. The naive reference (dense matrix-vector products and a spike
- * history) sits at the end of the file for tests and benchmarks.
+ * recurrent neuron j reaches the layer 1 + d_j steps later: a conv-delay
+ * layer scatters its K adds into the arrival ring slot it will be read
+ * from; a dense DelRec layer, and a layer with input delays, append j to
+ * the list of channels due at that step and add their rows (row j of W^T,
+ * i.e. column j of W) when the step comes. The rows are summed for 32
+ * outputs at a time in registers, from the bias, then LIF runs on them
+ * without branches. Nothing is allocated per frame. The naive reference
+ * (dense matrix-vector products and a spike history) sits at the end of the
+ * file for tests and benchmarks.
  *
  * SPDX-License-Identifier: MIT
  */

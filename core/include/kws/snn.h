@@ -11,10 +11,12 @@
  *     i = g*P + p) and the kernel is (G, G, K): a spike of (g', p') adds
  *     w[g][g'][m] to (g, p' + (K-1)/2 - m) for every g; or
  *   - dense (DelRec): an N x N matrix W[i][j] plus one delay per sender j.
- * Arrivals are kept in a ring buffer of D = d_max + 2 slots per neuron. A
+ * Delayed spikes wait in a ring of D = d_max + 2 steps (conv-delay: the
+ * summed arrivals per neuron; dense: the list of senders due each step). A
  * layer after the first may also delay its inputs (in_d_max > 0): one
  * integer delay e_j per input channel, so a spike of input j at step t
- * reaches the layer's Linear at step t + e_j (a ring of in_d_max + 1 slots).
+ * reaches the layer's Linear at step t + e_j (a ring of in_d_max + 1 steps
+ * listing the inputs due).
  *
  * Dimension letters, used in every shape comment of kwsd:
  *   B batch, T steps (frames), F mel bins, C channels (neurons of a layer),
@@ -22,9 +24,9 @@
  *   D ring length (max delay + 2), L layers.
  *
  * Per step, for layer l with input x (spike counts or the previous layer's
- * spikes):  I = W_in x + b_in + ring[head];  H = beta*V + gain*I;
- * S = (H >= thresh);  V = H*(1-S) (hard reset) or H - thresh*S (soft);
- * then each spike is scattered into the ring. Readout:
+ * spikes):  I = W_in x + b_in + (delayed recurrent arrivals);
+ * H = beta*V + gain*I;  S = (H >= thresh);  V = H*(1-S) (hard reset) or
+ * H - thresh*S (soft); then each spike is sent on into the ring. Readout:
  * v_out = out_beta*v_out + out_gain*(W_out s_L + b_out).
  *
  *     struct snn_model m = {0};
