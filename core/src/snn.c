@@ -501,6 +501,7 @@ void snn_state_free(struct snn_state *s) {
  * floats as the naive reference's sums in that order. */
 typedef float snn__v __attribute__((vector_size(SNN__V * sizeof(float))));
 typedef int32_t snn__vi __attribute__((vector_size(SNN__V * sizeof(int32_t))));
+typedef uint32_t snn__vu __attribute__((vector_size(SNN__V * sizeof(uint32_t))));
 
 struct snn__tile {
     snn__v v[SNN__TILE / SNN__V];
@@ -565,18 +566,18 @@ static inline struct snn__tile snn__tile_rows_x(struct snn__tile a, const float 
 /* Bit k of the result is set when lane k of m (0 or -1 per lane, lanes
  * 0..SNN__TILE of the vectors in order) is. */
 static inline uint32_t snn__tile_bits(const snn__vi m[SNN__TILE / SNN__V]) {
-    const snn__vi w = {1, 2, 4, 8};
-    snn__vi b = m[0] & w;
+    const snn__vu w = {1, 2, 4, 8};
+    snn__vu b = (snn__vu)m[0] & w;
     for (int k = 1; k < SNN__TILE / SNN__V; k++)
-        b |= m[k] & (w << (SNN__V * k));
+        b |= (snn__vu)m[k] & (w << (SNN__V * k));
 #if defined(__clang__)
     b |= __builtin_shufflevector(b, b, 2, 3, 0, 1);
     b |= __builtin_shufflevector(b, b, 1, 0, 3, 2);
 #else
-    b |= __builtin_shuffle(b, (snn__vi){2, 3, 0, 1});
-    b |= __builtin_shuffle(b, (snn__vi){1, 0, 3, 2});
+    b |= __builtin_shuffle(b, (snn__vu){2, 3, 0, 1});
+    b |= __builtin_shuffle(b, (snn__vu){1, 0, 3, 2});
 #endif
-    return (uint32_t)b[0];
+    return b[0];
 }
 
 /* LIF update of one tile: H = beta V + gain I, S = (H >= thresh), V = H
