@@ -31,8 +31,23 @@
 
 #define SNN__ALIGN 64 /* bytes; every sub-array of a block starts on a cache line */
 #define SNN__HEAD_MASK ((int32_t)((1u << 30) - 1))
-#define SNN__V 4     /* floats per snn__v */
-#define SNN__TILE 32 /* outputs snn_step keeps in registers at a time: 4 snn__v */
+/* snn_step's register tiles (see "The event-driven step"): SNN__V floats
+ * per vector, SNN__TILE outputs per tile. With SSE or NEON, 4-float vectors
+ * and 8 of them per tile; without a vector unit the compiler may use (as
+ * Debian armhf's VFPv3-D16 baseline), 1-float "vectors", i.e. plain
+ * scalar registers, fewer per tile. */
+#ifndef SNN__V
+#if defined(__SSE2__) || defined(__ARM_NEON) || defined(__aarch64__)
+#define SNN__V 4
+#else
+#define SNN__V 1
+#endif
+#endif
+#ifndef SNN__TILE
+#define SNN__TILE (SNN__V == 1 ? 8 : 32)
+#endif
+_Static_assert(SNN__V == 1 || SNN__V == 4, "scalars or 4-float vectors");
+_Static_assert(SNN__TILE % SNN__V == 0 && SNN__TILE <= 32, "a tile is whole vectors, <= 32 bits");
 
 /* Rounds a count of floats up so the next array starts on a cache line. */
 static size_t snn__round_floats(size_t n) {
@@ -492,16 +507,21 @@ void snn_state_free(struct snn_state *s) {
 /* ==== The event-driven step ==== */
 
 /* snn_step works on register tiles of SNN__TILE outputs: eight snn__v (GCC
- * vector extensions; 4 floats, one SSE or NEON register).
+ * vector extensions; 4 floats, one SSE or NEON register), or eight scalars
+ * where there is no vector unit.
  * A tile starts from the bias, adds the rows of the active inputs one by one
  * and goes through LIF without leaving registers. Every output element still
  * adds its terms one at a time in the order of the plain loops (inputs in
  * increasing index; arrivals in the order their spikes were sent, i.e. by
  * decreasing delay, then increasing index), so the results are the same
  * floats as the naive reference's sums in that order. */
+#if SNN__V > 1
 typedef float snn__v __attribute__((vector_size(SNN__V * sizeof(float))));
 typedef int32_t snn__vi __attribute__((vector_size(SNN__V * sizeof(int32_t))));
 typedef uint32_t snn__vu __attribute__((vector_size(SNN__V * sizeof(uint32_t))));
+#else
+typedef float snn__v; /* GCC keeps 1-float vectors on the stack: plain floats instead */
+#endif
 
 struct snn__tile {
     snn__v v[SNN__TILE / SNN__V];
@@ -563,6 +583,7 @@ static inline struct snn__tile snn__tile_rows_x(struct snn__tile a, const float 
     return a;
 }
 
+#if SNN__V > 1
 /* Bit k of the result is set when lane k of m (0 or -1 per lane, lanes
  * 0..SNN__TILE of the vectors in order) is. */
 static inline uint32_t snn__tile_bits(const snn__vi m[SNN__TILE / SNN__V]) {
@@ -580,11 +601,26 @@ static inline uint32_t snn__tile_bits(const snn__vi m[SNN__TILE / SNN__V]) {
     return b[0];
 }
 
+#endif
+
 /* LIF update of one tile: H = beta V + gain I, S = (H >= thresh), V = H
  * (no spike), 0 (hard reset) or H - thresh (soft), without branches.
  * Writes v and spk (0/1) and returns the spikes as bits. */
 static inline uint32_t snn__tile_lif(float *v, float *spk, struct snn__tile cur,
                                      const struct snn_layer_cfg *lc) {
+#if SNN__V == 1
+    const float beta = lc->beta, gain = lc->gain, th = lc->thresh;
+    const bool hard = lc->reset == SNN_RESET_HARD;
+    uint32_t bits = 0;
+    for (int k = 0; k < SNN__TILE; k++) {
+        float h = beta * v[k] + gain * cur.v[k];
+        uint32_t f = h >= th;
+        v[k] = f ? (hard ? 0.0f : h - th) : h;
+        spk[k] = f ? 1.0f : 0.0f;
+        bits |= f << k;
+    }
+    return bits;
+#else
     const float beta = lc->beta, gain = lc->gain;
     const snn__v th = (snn__v){0} + lc->thresh, one = (snn__v){0} + 1.0f;
     const bool hard = lc->reset == SNN_RESET_HARD;
@@ -597,6 +633,7 @@ static inline uint32_t snn__tile_lif(float *v, float *spk, struct snn__tile cur,
         snn__st(spk + k * SNN__V, (snn__v)((snn__vi)one & f[k]));
     }
     return snn__tile_bits(f);
+#endif
 }
 
 /* Lists the non-zero inputs in[0..n) into act (increasing index); *ones
@@ -604,6 +641,8 @@ static inline uint32_t snn__tile_lif(float *v, float *spk, struct snn__tile cur,
  * so that the rows need no multiplication. Returns how many. */
 static int32_t snn__active(int32_t *act, const float *in, int32_t n, bool *ones) {
     int32_t na = 0, j = 0;
+    bool rest = true;
+#if SNN__V > 1
     snn__vi other = {0};
     const snn__v zero = {0}, one = zero + 1.0f;
     for (; j + SNN__TILE <= n; j += SNN__TILE) {
@@ -616,14 +655,17 @@ static int32_t snn__active(int32_t *act, const float *in, int32_t n, bool *ones)
         for (uint32_t b = snn__tile_bits(f); b; b &= b - 1)
             act[na++] = j + __builtin_ctz(b);
     }
-    bool rest = true;
+#endif
     for (; j < n; j++) {
         act[na] = j;
         na += in[j] != 0.0f;
         rest &= in[j] == 0.0f || in[j] == 1.0f;
     }
+#if SNN__V > 1
     snn__vi none[SNN__TILE / SNN__V] = {other};
-    *ones = rest && snn__tile_bits(none) == 0;
+    rest = rest && snn__tile_bits(none) == 0;
+#endif
+    *ones = rest;
     return na;
 }
 
