@@ -123,7 +123,8 @@ struct snn_model {
     /* Derived by snn_model_prepare for the event-driven step: transposed
      * copies, so that an input or a spike of channel j adds one contiguous
      * row, each row zero-padded to whole register tiles (C_l rounded up to
-     * a multiple of 32, written C'_l; n_classes to a multiple of 4, K').
+     * a multiple of the tile, 32 with SSE or NEON and 8 without, written
+     * C'_l; n_classes to a multiple of the vector width, 4 or 1, K').
      * Never written to files. */
     float *w_in_t[SNN_MAX_LAYERS];  /* (C_{l-1}, C'_l) w_in transposed */
     float *w_rec_t[SNN_MAX_LAYERS]; /* dense: (C_l, C'_l) as W^T[j][i], pre j, post i; else NULL */
