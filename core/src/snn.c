@@ -286,13 +286,13 @@ int snn_model_init(struct snn_model *m, const struct snn_cfg *cfg) {
             n_delay += n;
         if (lc->in_d_max > 0)
             n_delay += prev;
-        n_t += snn__round_floats(prev * np) + snn__round_floats(np);
+        n_t += snn__round_floats(prev * np);
         if (lc->rec == SNN_REC_DENSE)
             n_t += snn__round_floats(n * np);
         prev = n;
     }
     size_t ncp = snn__pad_out((size_t)cfg->n_classes);
-    n_t += snn__round_floats(prev * ncp) + snn__round_floats(ncp);
+    n_t += snn__round_floats(prev * ncp);
     m->idelay_mem = snn__alloc((n_delay ? n_delay : 1) * sizeof(int32_t));
     m->t_mem = snn__alloc(n_t * sizeof(float));
     if (!m->idelay_mem || !m->t_mem)
@@ -313,8 +313,6 @@ int snn_model_init(struct snn_model *m, const struct snn_cfg *cfg) {
         }
         m->w_in_t[l] = tp;
         tp += snn__round_floats(prev * np);
-        m->b_in_t[l] = tp;
-        tp += snn__round_floats(np);
         if (lc->rec == SNN_REC_DENSE) {
             m->w_rec_t[l] = tp;
             tp += snn__round_floats(n * np);
@@ -322,8 +320,6 @@ int snn_model_init(struct snn_model *m, const struct snn_cfg *cfg) {
         prev = n;
     }
     m->w_out_t = tp;
-    tp += snn__round_floats(prev * ncp);
-    m->b_out_t = tp;
     snn_model_prepare(m);
     return 0;
 nomem:
@@ -340,13 +336,6 @@ static void snn__transpose(float *out, const float *in, size_t rows, size_t cols
     for (size_t r = 0; r < rows; r++)
         for (size_t c = 0; c < cols; c++)
             out[c * ld + r] = in[r * cols + c];
-}
-
-/* out (ld) = in (n), zero-padded. */
-static void snn__pad_copy(float *out, const float *in, size_t n, size_t ld) {
-    memcpy(out, in, n * sizeof(float));
-    for (size_t i = n; i < ld; i++)
-        out[i] = 0.0f;
 }
 
 /* out[j] = d[j] rounded half to even (as torch.round), clamped to [0, hi];
@@ -369,7 +358,6 @@ void snn_model_prepare(struct snn_model *m) {
         const struct snn_layer_cfg *lc = &cfg->layer[l];
         size_t n = (size_t)lc->n, np = snn__pad(n);
         snn__transpose(m->w_in_t[l], m->p.w_in[l], n, prev, np);
-        snn__pad_copy(m->b_in_t[l], m->p.b_in[l], n, np);
         if (lc->rec == SNN_REC_DENSE)
             snn__transpose(m->w_rec_t[l], m->p.w_rec[l], n, n, np);
         if (lc->rec != SNN_REC_NONE)
@@ -380,7 +368,6 @@ void snn_model_prepare(struct snn_model *m) {
     }
     size_t nc = (size_t)cfg->n_classes, ncp = snn__pad_out(nc);
     snn__transpose(m->w_out_t, m->p.w_out, nc, prev, ncp);
-    snn__pad_copy(m->b_out_t, m->p.b_out, nc, ncp);
 }
 
 /* ==== Stream state ==== */
@@ -783,7 +770,7 @@ void snn_step(const struct snn_model *m, struct snn_state *s, const float *in, f
     for (int l = 0; l < cfg->n_layers; l++) {
         const struct snn_layer_cfg *lc = &cfg->layer[l];
         const size_t np = snn__pad((size_t)lc->n);
-        const float *wt = m->w_in_t[l], *b = m->b_in_t[l];
+        const float *wt = m->w_in_t[l];
 
         /* The rows to add: the active inputs, or those whose delayed spikes
          * arrive now; then a dense layer's own delayed spikes. */
@@ -808,18 +795,27 @@ void snn_step(const struct snn_model *m, struct snn_state *s, const float *in, f
 
         int32_t ns = 0;
         int32_t *idx = s->idx[l];
+        /* The bias is read from the parameters themselves; a last, partial
+         * tile takes it from a zero-padded copy. */
+        float b_tail[SNN__TILE];
+        const size_t n_full = (size_t)lc->n / SNN__TILE * SNN__TILE;
+        if (n_full < (size_t)lc->n) {
+            memset(b_tail, 0, sizeof b_tail);
+            memcpy(b_tail, m->p.b_in[l] + n_full, ((size_t)lc->n - n_full) * sizeof(float));
+        }
         for (size_t i0 = 0; i0 < np; i0 += SNN__TILE) {
+            const float *bias = i0 < n_full ? m->p.b_in[l] + i0 : b_tail;
             struct snn__tile a;
             if (lc->in_d_max > 0) {
                 /* b + (arrivals summed from 0), as the arrival ring was */
-                struct snn__tile r = snn__tile_rows(snn__tile_zero(), wt + i0, np, rows, n_rows);
-                a = snn__tile_ld(b + i0);
+                a = snn__tile_rows(snn__tile_zero(), wt + i0, np, rows, n_rows);
+                struct snn__tile b = snn__tile_ld(bias);
                 for (int k = 0; k < SNN__TILE / SNN__V; k++)
-                    a.v[k] += r.v[k];
+                    a.v[k] = b.v[k] + a.v[k];
             } else if (l == 0 && !ones) {
-                a = snn__tile_rows_x(snn__tile_ld(b + i0), wt + i0, np, rows, n_rows, in);
+                a = snn__tile_rows_x(snn__tile_ld(bias), wt + i0, np, rows, n_rows, in);
             } else {
-                a = snn__tile_rows(snn__tile_ld(b + i0), wt + i0, np, rows, n_rows);
+                a = snn__tile_rows(snn__tile_ld(bias), wt + i0, np, rows, n_rows);
             }
             if (lc->rec == SNN_REC_DENSE) {
                 struct snn__tile r =
@@ -856,10 +852,12 @@ void snn_step(const struct snn_model *m, struct snn_state *s, const float *in, f
     }
 
     /* Readout: a leaky integrator of W_out s + b_out. */
-    const size_t ncp = snn__pad_out((size_t)cfg->n_classes);
+    const size_t nc = (size_t)cfg->n_classes, ncp = snn__pad_out(nc);
     const float ob = cfg->out_beta, og = cfg->out_gain;
+    float b_out[SNN_MAX_CLASSES + SNN__V] = {0}; /* b_out, zero-padded to K' */
+    memcpy(b_out, m->p.b_out, nc * sizeof(float));
     for (size_t c = 0; c < ncp; c += SNN__V) {
-        snn__v acc = snn__ld(m->b_out_t + c);
+        snn__v acc = snn__ld(b_out + c);
         for (int32_t a = 0; a < n_act; a++)
             acc += snn__lda(m->w_out_t + (size_t)act[a] * ncp + c);
         snn__st(s->v_out + c, ob * snn__ld(s->v_out + c) + og * acc);

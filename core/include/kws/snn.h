@@ -129,8 +129,6 @@ struct snn_model {
     float *w_in_t[SNN_MAX_LAYERS];  /* (C_{l-1}, C'_l) w_in transposed */
     float *w_rec_t[SNN_MAX_LAYERS]; /* dense: (C_l, C'_l) as W^T[j][i], pre j, post i; else NULL */
     float *w_out_t;                 /* (C_{L-1}, K') w_out transposed */
-    float *b_in_t[SNN_MAX_LAYERS];  /* (C'_l) b_in, zero-padded */
-    float *b_out_t;                 /* (K') b_out, zero-padded */
     float *t_mem;                   /* backing block of the transposed copies */
 };
 
