@@ -15,10 +15,19 @@
 #include "kws/audio_pipe.h"
 #include "kws/capture.h"
 #include "kws/config.h"
-#include "kws/detector.h"
+#include "kws/listener.h"
 #include "kws/mqtt.h"
 #include "kws/snn.h"
 #include "kws/transport.h"
+#include "kws/wyoming.h"
+
+/* What a model and the detection settings build, kept together so a reload
+ * builds a new one, swaps it in and frees the old (main.c). The listener
+ * borrows model, so the pair lives on the heap and never moves. */
+struct kwsd_net {
+    struct snn_model model;
+    struct kws_listener lis; /* the microphone's network state, detector and hold */
+};
 
 struct kwsd {
     uv_loop_t loop;
@@ -30,13 +39,10 @@ struct kwsd {
     int log_override;            /* --log-level given */
     enum kws_log_level log_level;
 
-    struct snn_model model;
-    struct snn_state state;
-    struct kws_detector det;
-    int64_t time_base_ms; /* stream time of det's frame 0: reloads keep the clock going */
+    struct kwsd_net *net; /* the model and the microphone's listener */
+    int64_t time_base_ms; /* stream time of the listener's frame 0: reloads keep the clock going */
     struct audio_pipe pipe;
     int pipe_rate;               /* input rate the pipe was built for; 0 = not built */
-    float *v_out;                /* (n_classes) readout potentials */
     const char *model_name;      /* basename of the model path */
 
     struct transport_pub pub;
@@ -45,6 +51,7 @@ struct kwsd {
     int paused;                 /* detection paused: nothing is published (events.c) */
     uint64_t suppressed;        /* detections not published while paused */
     uv_signal_t sig_pause, sig_resume; /* SIGUSR1, SIGUSR2 */
+    struct wyoming_server wy;   /* transport.wyoming: Home Assistant's wake-word clients */
     struct audio_capture cap;
     int cap_open;    /* audio_capture_open succeeded: cap must be closed */
     int cap_waiting; /* the device has not opened yet since start */
@@ -66,7 +73,6 @@ struct kwsd {
     uint64_t frames;             /* 10 ms frames processed */
     uint64_t frames_at_watchdog; /* frames at the last watchdog tick */
     uint64_t detections;
-    uint64_t held;               /* frames of the current digital-silence hold (KWS_HOLD_MS) */
     uint64_t bad_samples;        /* input samples replaced by 0 (NaN, infinite, absurd) */
     uint64_t busy_ns;            /* time spent processing audio */
     uint64_t audio_ns;           /* audio time processed */

@@ -52,32 +52,27 @@ static void log_setup(enum kws_log_level level) {
 
 /* ==== Model, detector and network state ==== */
 
-/* The parts built from a model and the detection settings, kept together so
- * a reload can build a new set and swap it in whole. */
-struct kwsd_net {
-    struct snn_model model;
-    struct snn_state state;
-    struct kws_detector det;
-    float *v_out;
-};
-
 static void net_free(struct kwsd_net *n) {
-    kws_detector_free(&n->det);
-    snn_state_free(&n->state);
+    if (!n)
+        return;
+    kws_listener_free(&n->lis);
     snn_model_free(&n->model);
-    free(n->v_out);
-    memset(n, 0, sizeof *n);
+    free(n);
 }
 
-/* Loads the model of cfg and builds state and detector for it. Errors go to
- * d as "path: message" lines. */
-static int net_build(struct kwsd_net *n, const struct kws_config *cfg, struct config_diags *d) {
+/* Loads the model of cfg and builds a listener for it with cfg's detection
+ * settings, into a new *out. Errors go to d as "path: message" lines. */
+static int net_build(struct kwsd_net **out, const struct kws_config *cfg, struct config_diags *d) {
     const char *labels[SNN_MAX_CLASSES];
-    struct kws_detector_cfg dc;
+    struct kws_listener_settings ls;
     char msg[256];
     int rc;
 
-    memset(n, 0, sizeof *n);
+    struct kwsd_net *n = *out = calloc(1, sizeof *n);
+    if (!n) {
+        config_diags_add(d, "%s: %s", cfg->model.path, kws_strerror(-ENOMEM));
+        return -ENOMEM;
+    }
     rc = snn_model_load(&n->model, cfg->model.path, msg, sizeof msg);
     if (rc < 0) {
         size_t pl = strlen(cfg->model.path); /* file system errors name the path already */
@@ -85,53 +80,29 @@ static int net_build(struct kwsd_net *n, const struct kws_config *cfg, struct co
             config_diags_add(d, "%s", msg);
         else
             config_diags_add(d, "%s: %s", cfg->model.path, msg);
-        return rc;
+        goto fail;
     }
     for (int c = 0; c < n->model.cfg.n_classes; c++)
         labels[c] = n->model.cfg.labels[c];
     rc = config_check_labels(cfg, labels, n->model.cfg.n_classes, d);
     if (rc < 0)
         goto fail;
-    kws_detector_cfg_default(&dc, &n->model.cfg, cfg->detection.threshold,
-                             cfg->detection.smoothing_ms, cfg->detection.refractory_ms,
-                             1000 * n->model.cfg.fe.hop / n->model.cfg.fe.sample_rate);
-    for (int c = 0; c < n->model.cfg.n_classes; c++)
-        dc.threshold[c] = config_threshold_for(cfg, labels[c], n->model.cfg.threshold);
+    config_listener_settings(cfg, &ls);
     if (cfg->detection.threshold == KWS_THRESHOLD_MODEL)
         LOGI("detection threshold %.2f (%s)",
-             (double)config_threshold_for(cfg, "", n->model.cfg.threshold),
+             (double)kws_listener_threshold(&ls, NULL, n->model.cfg.threshold),
              n->model.cfg.threshold > 0.0f ? "calibrated into the model"
                                            : "the model has no calibrated threshold");
-    rc = kws_detector_init(&n->det, &dc);
+    rc = kws_listener_init(&n->lis, &n->model, &ls);
     if (rc < 0) {
-        config_diags_add(d, "%s: detector: %s", cfg->model.path, kws_strerror(rc));
-        goto fail;
-    }
-    rc = snn_state_init(&n->state, &n->model);
-    n->v_out = calloc((size_t)n->model.cfg.n_classes, sizeof(float));
-    if (rc < 0 || !n->v_out) {
-        rc = rc < 0 ? rc : -ENOMEM;
-        config_diags_add(d, "%s: %s", cfg->model.path, kws_strerror(rc));
+        config_diags_add(d, "%s: listener: %s", cfg->model.path, kws_strerror(rc));
         goto fail;
     }
     return 0;
 fail:
     net_free(n);
+    *out = NULL;
     return rc < 0 ? rc : KWS_ECONFIG;
-}
-
-static void net_install(struct kwsd *k, struct kwsd_net *n) {
-    k->model = n->model;
-    k->state = n->state;
-    k->det = n->det;
-    k->v_out = n->v_out;
-}
-
-static void net_take(struct kwsd *k, struct kwsd_net *n) {
-    n->model = k->model;
-    n->state = k->state;
-    n->det = k->det;
-    n->v_out = k->v_out;
 }
 
 /* Whether two loaded models are the same network: the same header fields
@@ -151,34 +122,34 @@ static int net_same_model(const struct snn_model *a, const struct snn_model *b) 
  *   left of the refractory period carried over.
  * Returns what happened, for the log line. */
 static const char *net_swap(struct kwsd *k, struct kwsd_net *n) {
-    struct kwsd_net old;
+    struct kwsd_net *o = k->net;
+    struct kws_listener *ol = &o->lis, *nl = &n->lis;
     const char *what;
 
-    if (net_same_model(&n->model, &k->model)) {
-        if (n->det.cfg.smoothing_frames == k->det.cfg.smoothing_frames &&
-            n->det.cfg.refractory_frames == k->det.cfg.refractory_frames) {
-            memcpy(k->det.cfg.threshold, n->det.cfg.threshold, sizeof k->det.cfg.threshold);
+    if (net_same_model(&n->model, &o->model)) {
+        if (nl->det.cfg.smoothing_frames == ol->det.cfg.smoothing_frames &&
+            nl->det.cfg.refractory_frames == ol->det.cfg.refractory_frames) {
+            memcpy(ol->det.cfg.threshold, nl->det.cfg.threshold, sizeof ol->det.cfg.threshold);
+            ol->settings = nl->settings;
             net_free(n);
             return "same model: network state and detector kept";
         }
-        snn_state_free(&n->state);
-        snn_model_free(&n->model);
-        n->model = k->model;
-        n->state = k->state;
-        memset(&k->model, 0, sizeof k->model);
-        memset(&k->state, 0, sizeof k->state);
+        /* the models are equal, so the running state fits the new one */
+        struct snn_state st = nl->state;
+        nl->state = ol->state;
+        ol->state = st;
         what = "same model: network state kept, new smoothing or refractory period";
     } else {
         what = "new model: the network starts from rest";
     }
-    int64_t old_ms = k->det.cfg.frame_ms, new_ms = n->det.cfg.frame_ms;
-    int64_t quiet_ms = (k->det.quiet_until - k->det.frame) * old_ms;
-    k->time_base_ms += k->det.frame * old_ms;
+    nl->held = ol->held;
+    int64_t old_ms = ol->det.cfg.frame_ms, new_ms = nl->det.cfg.frame_ms;
+    int64_t quiet_ms = (ol->det.quiet_until - ol->det.frame) * old_ms;
+    k->time_base_ms += ol->det.frame * old_ms;
     if (quiet_ms > 0)
-        n->det.quiet_until = (quiet_ms + new_ms - 1) / new_ms;
-    net_take(k, &old);
-    net_install(k, n);
-    net_free(&old);
+        nl->det.quiet_until = (quiet_ms + new_ms - 1) / new_ms;
+    k->net = n;
+    net_free(o);
     return what;
 }
 
@@ -195,20 +166,20 @@ static void on_frame(void *ctx, const float *feat, const float *spikes) {
 
     (void)feat;
     k->frames++;
-    uint64_t was_held = k->held;
-    int fired = kws_detect_frame(&k->model, &k->state, &k->det, k->pipe.fe.zero_run, &k->held,
-                                 spikes, k->v_out, &hit, NULL);
+    struct kws_listener *l = &k->net->lis;
+    uint64_t was_held = l->held;
+    int fired = kws_listener_frame(l, spikes, k->pipe.fe.zero_run, &hit);
     /* a muted input rests the network (KWS_HOLD_MS) */
-    if (k->held && !was_held)
+    if (l->held && !was_held)
         LOGI("input is digital silence: the network rests until sound returns");
-    else if (was_held && !k->held)
+    else if (was_held && !l->held)
         LOGI("sound is back after %.1f s of digital silence",
-             (double)(KWS_HOLD_MS + (double)was_held * k->det.cfg.frame_ms) / 1000.0);
+             (double)(KWS_HOLD_MS + (double)was_held * l->frame_ms) / 1000.0);
     if (!fired)
         return;
     k->detections++;
     struct kws_detection ev = {
-        .keyword = k->model.cfg.labels[hit.label],
+        .keyword = k->net->model.cfg.labels[hit.label],
         .score = hit.score,
         .threshold = hit.threshold,
         .start_ms = k->time_base_ms + hit.start_ms,
@@ -254,9 +225,9 @@ static void on_audio(void *ctx, const float *mono, size_t n, int rate) {
     }
     if (rate != k->pipe_rate) {
         rc = k->pipe_rate ? audio_pipe_set_in_rate(&k->pipe, rate)
-                          : audio_pipe_init(&k->pipe, &k->model.cfg.fe, rate, FILE_BLOCK);
+                          : audio_pipe_init(&k->pipe, &k->net->model.cfg.fe, rate, FILE_BLOCK);
         if (rc < 0) {
-            LOGE("cannot resample %d Hz to %d Hz: %s", rate, k->model.cfg.fe.sample_rate,
+            LOGE("cannot resample %d Hz to %d Hz: %s", rate, k->net->model.cfg.fe.sample_rate,
                  kws_strerror(rc));
             kwsd_stop(k, 1);
             return;
@@ -369,7 +340,7 @@ static void on_watchdog(uv_timer_t *h) {
 static void reload(struct kwsd *k) {
     struct kws_config next;
     struct config_diags d = {0};
-    struct kwsd_net net;
+    struct kwsd_net *net = NULL;
     struct audio_pipe pipe = {0};
     int new_fe = 0, rc;
 
@@ -387,14 +358,14 @@ static void reload(struct kwsd *k) {
         rc = net_build(&net, &next, &d);
     }
     if (rc == 0) {
-        new_fe = memcmp(&net.model.cfg.fe, &k->model.cfg.fe, sizeof net.model.cfg.fe) != 0;
+        new_fe = memcmp(&net->model.cfg.fe, &k->net->model.cfg.fe, sizeof net->model.cfg.fe) != 0;
         /* Before the first block there is no pipe yet: the first block builds it. */
         if (new_fe && k->pipe_rate &&
-            (rc = audio_pipe_init(&pipe, &net.model.cfg.fe, k->pipe_rate, FILE_BLOCK)) < 0) {
+            (rc = audio_pipe_init(&pipe, &net->model.cfg.fe, k->pipe_rate, FILE_BLOCK)) < 0) {
             config_diags_add(&d, "%s: front end from %d Hz: %s", next.model.path, k->pipe_rate,
                              kws_strerror(rc));
             audio_pipe_free(&pipe);
-            net_free(&net);
+            net_free(net);
         }
     }
     if (rc < 0) {
@@ -408,7 +379,9 @@ static void reload(struct kwsd *k) {
         audio_pipe_free(&k->pipe);
         k->pipe = pipe;
     }
-    const char *kept = net_swap(k, &net);
+    struct kwsd_net *was = k->net; /* alive until net_swap: a new net is elsewhere */
+    struct kws_listener_settings was_ls = was->lis.settings;
+    const char *kept = net_swap(k, net);
     if (strcmp(next.audio.device, k->cfg.audio.device) || next.audio.rate != k->cfg.audio.rate ||
         next.audio.period_ms != k->cfg.audio.period_ms)
         LOGW("audio settings changed in %s: they take effect at the next restart",
@@ -424,8 +397,12 @@ static void reload(struct kwsd *k) {
         log_setup(next.logging.level);
     k->cfg = next;
     k->model_name = base_name(k->cfg.model.path); /* points into k->cfg, not the local copy */
+    if (k->wy.open &&
+        (k->net != was || memcmp(&was_ls, &k->net->lis.settings, sizeof was_ls) != 0) &&
+        wyoming_server_set_model(&k->wy, &k->net->model, &k->net->lis.settings, k->model_name) < 0)
+        LOGW("reload: out of memory for some Wyoming clients: they were closed");
     LOGN("reloaded %s (model %s, %d classes; %s)", k->config_path, k->cfg.model.path,
-         k->model.cfg.n_classes, kept);
+         k->net->model.cfg.n_classes, kept);
     kwsd_notify("READY=1");
 }
 
@@ -471,6 +448,7 @@ static void kwsd_stop(struct kwsd *k, int code) {
     close_handle(k, (uv_handle_t *)&k->file_feed);
     close_handle(k, (uv_handle_t *)&k->file_delay);
     kwsd_events_close(k);
+    wyoming_server_close(&k->wy);
     if (k->cap_open) {
         audio_capture_close(&k->cap, on_capture_closed);
         k->cap_open = 0;
@@ -586,7 +564,7 @@ int main(int argc, char **argv) {
     static struct kwsd kd; /* large: keep it off the stack */
     struct kwsd *k = &kd;
     struct config_diags diags = {0};
-    struct kwsd_net net;
+    struct kwsd_net *net = NULL;
     int check_only = 0, opt, rc;
     const char *config_path = KWSD_DEFAULT_CONFIG;
     int config_given = 0;
@@ -685,21 +663,20 @@ int main(int argc, char **argv) {
         config_diags_print(&diags, stderr);
         return 1;
     }
-    net_install(k, &net);
+    k->net = net;
     k->model_name = base_name(k->cfg.model.path);
     if (check_only) {
         printf("%s: ok (model %s: %d classes, %d inputs, %d hidden layers)\n",
                k->config_path[0] ? k->config_path : "built-in defaults", k->cfg.model.path,
-               k->model.cfg.n_classes, k->model.cfg.n_in, k->model.cfg.n_layers);
-        net_take(k, &net);
-        net_free(&net);
+               k->net->model.cfg.n_classes, k->net->model.cfg.n_in, k->net->model.cfg.n_layers);
+        net_free(k->net);
         return 0;
     }
     LOGN("kwsd %s starting (config %s)", KWSD_VERSION,
          k->config_path[0] ? k->config_path : "built-in defaults");
     LOGI("model %s: %d inputs, %d hidden layers, %d classes, front end %d Hz / %d mels",
-         k->cfg.model.path, k->model.cfg.n_in, k->model.cfg.n_layers, k->model.cfg.n_classes,
-         k->model.cfg.fe.sample_rate, k->model.cfg.fe.n_mels);
+         k->cfg.model.path, k->net->model.cfg.n_in, k->net->model.cfg.n_layers, k->net->model.cfg.n_classes,
+         k->net->model.cfg.fe.sample_rate, k->net->model.cfg.fe.n_mels);
 
     rc = uv_loop_init(&k->loop);
     if (rc < 0) {
@@ -729,6 +706,19 @@ int main(int argc, char **argv) {
         }
         for (int i = 0; i < k->pub.n_bound; i++)
             LOGI("publishing on %s", k->pub.bound[i]);
+        if (k->cfg.transport.wyoming[0]) {
+            struct wyoming_cfg wc = {.endpoint = k->cfg.transport.wyoming,
+                                     .model = &k->net->model,
+                                     .settings = &k->net->lis.settings,
+                                     .model_name = k->model_name,
+                                     .version = KWSD_VERSION};
+            if (wyoming_server_open(&k->wy, &k->loop, &wc, msg, sizeof msg) < 0) {
+                LOGE("%s", msg);
+                kwsd_stop(k, 1);
+                goto out;
+            }
+            LOGI("Wyoming wake-word server on %s", k->wy.bound);
+        }
         if (kwsd_events_open(k) < 0) {
             kwsd_stop(k, 1);
             goto out;
@@ -767,8 +757,7 @@ out:
     if (k->file)
         sf_close(k->file);
     free(k->file_buf);
-    net_take(k, &net);
-    net_free(&net);
+    net_free(k->net);
     LOGI("stopped: %llu frames, %llu detections, %llu input samples replaced by 0, peak RSS %ld "
          "KiB",
          (unsigned long long)k->frames, (unsigned long long)k->detections,

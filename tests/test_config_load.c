@@ -51,6 +51,14 @@ static int same_values(const struct kws_config *a, const struct kws_config *b) {
     return memcmp(&x, &y, sizeof x) == 0;
 }
 
+/* A label's threshold through the config's listener settings: the one
+ * threshold rule (kws_listener_threshold). */
+static float thr_for(const struct kws_config *c, const char *label, float model_thr) {
+    struct kws_listener_settings s;
+    config_listener_settings(c, &s);
+    return kws_listener_threshold(&s, label, model_thr);
+}
+
 Test(config_load, defaults) {
     struct kws_config c;
 
@@ -63,8 +71,8 @@ Test(config_load, defaults) {
     cr_expect(eq(str, c.model.path, "/usr/share/kwsd/commands.kwsm"));
     cr_expect(eq(flt, c.detection.threshold, KWS_THRESHOLD_MODEL));
     /* threshold: model takes the model's calibration, or the fallback without one */
-    cr_expect(eq(flt, config_threshold_for(&c, "stop", 0.55f), 0.55f));
-    cr_expect(eq(flt, config_threshold_for(&c, "stop", 0.0f), KWS_THRESHOLD_FALLBACK));
+    cr_expect(eq(flt, thr_for(&c, "stop", 0.55f), 0.55f));
+    cr_expect(eq(flt, thr_for(&c, "stop", 0.0f), KWS_THRESHOLD_FALLBACK));
     cr_expect(eq(int, c.detection.smoothing_ms, 300));
     cr_expect(eq(int, c.detection.refractory_ms, 1000));
     cr_expect(eq(int, c.detection.n_keywords, 0));
@@ -173,9 +181,9 @@ Test(config_load, full_file) {
     cr_expect(eq(str, c.mqtt.password_file, "/etc/kwsd/mqtt-password"));
     cr_expect(eq(str, c.mqtt.site_id, "kitchen"));
 
-    cr_expect(eq(flt, config_threshold_for(&c, "stop", 0.3f), 0.7f));
-    cr_expect(eq(flt, config_threshold_for(&c, "go", 0.3f), 0.0f));
-    cr_expect(eq(flt, config_threshold_for(&c, "yes", 0.3f), 0.65f), "a number beats the model's");
+    cr_expect(eq(flt, thr_for(&c, "stop", 0.3f), 0.7f));
+    cr_expect(eq(flt, thr_for(&c, "go", 0.3f), 0.0f));
+    cr_expect(eq(flt, thr_for(&c, "yes", 0.3f), 0.65f), "a number beats the model's");
 }
 
 /* Keys left out keep their defaults; flow style works like block style. */

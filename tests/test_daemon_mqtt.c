@@ -40,6 +40,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "kwsd_test.h"
+
 #define KWSD KWSD_BINARY_DIR "/daemon/kwsd"
 #define MODEL KWSD_SOURCE_DIR "/models/commands.kwsm"
 #define EVAL KWSD_BINARY_DIR "/tools/kwsd-eval"
@@ -55,68 +57,11 @@ static pid_t broker = -1, kwsd = -1;
 /* ==== Helpers ==== */
 
 static const char *path_of(const char *name) {
-    static char buf[4][400];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", dir, name);
-    return buf[i];
-}
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    cr_assert(not(eq(ptr, f, NULL)), "cannot write %s", path);
-    fputs(text, f);
-    fclose(f);
-}
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    cr_assert(eq(int, system(cmd), 0), "command failed: %s", cmd);
+    return kt_path(dir, name);
 }
 
 static char *read_log(const char *name) {
-    static char buf[1 << 16];
-    FILE *f = fopen(path_of(name), "r");
-    size_t n = 0;
-    if (f) {
-        n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-    }
-    buf[n] = '\0';
-    return buf;
-}
-
-/* A TCP port of 127.0.0.1 that nothing listens on right now. */
-static int free_port(void) {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert(ge(int, fd, 0));
-    cr_assert(eq(int, bind(fd, (struct sockaddr *)&a, sizeof a), 0));
-    cr_assert(eq(int, getsockname(fd, (struct sockaddr *)&a, &len), 0));
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static int port_open(int p) {
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)p),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
+    return kt_read_text(path_of(name));
 }
 
 /* Starts mosquitto on port (same persistence file every time) and waits
@@ -132,7 +77,7 @@ static void broker_start(void) {
              "persistence_location %s/\nautosave_interval 1\nqueue_qos0_messages true\n"
              "user %s\n",
              port, dir, pw->pw_name);
-    write_file(path_of("mosquitto.conf"), conf);
+    kt_write_file(path_of("mosquitto.conf"), conf);
     broker = fork();
     cr_assert(ge(int, broker, 0));
     if (broker == 0) {
@@ -142,10 +87,10 @@ static void broker_start(void) {
         execl(BROKER, BROKER, "-c", path_of("mosquitto.conf"), (char *)NULL);
         _exit(127);
     }
-    int64_t end = now_ms() + 10000;
-    while (!port_open(port) && now_ms() < end)
+    int64_t end = kt_now_ms() + 10000;
+    while (!kt_port_open(port) && kt_now_ms() < end)
         usleep(20000);
-    cr_assert(port_open(port), "mosquitto listens on %d; its log:\n%s", port,
+    cr_assert(kt_port_open(port), "mosquitto listens on %d; its log:\n%s", port,
               read_log("broker.log"));
 }
 
@@ -246,11 +191,11 @@ static struct {
 
 /* Reads every message that arrives within ms, updating zq. */
 static void zq_pump(int ms) {
-    int64_t end = now_ms() + ms;
+    int64_t end = kt_now_ms() + ms;
     char topic[128], body[4096];
     do {
         zmq_pollitem_t it = {.socket = zq.sock, .events = ZMQ_POLLIN};
-        int left = (int)(end - now_ms());
+        int left = (int)(end - kt_now_ms());
         if (zmq_poll(&it, 1, left > 0 ? left : 0) <= 0)
             continue;
         int n = zmq_recv(zq.sock, topic, sizeof topic - 1, 0);
@@ -275,14 +220,14 @@ static void zq_pump(int ms) {
             zq.end_ms[zq.n++] = json_integer_value(json_object_get(j, "end_ms"));
         }
         json_decref(j);
-    } while (now_ms() < end);
+    } while (kt_now_ms() < end);
 }
 
 /* Pumps until cond() holds, at most ms; asserts it does, naming what. */
 #define WAIT_FOR(cond, ms, what)                                                                   \
     do {                                                                                           \
-        int64_t until_ = now_ms() + (ms);                                                          \
-        while (!(cond) && now_ms() < until_)                                                       \
+        int64_t until_ = kt_now_ms() + (ms);                                                          \
+        while (!(cond) && kt_now_ms() < until_)                                                       \
             zq_pump(50);                                                                           \
         cr_assert(eq(int, (cond) ? 1 : 0, 1),                                                      \
                   "%s (mqtt %s, paused %d, frames %.0f, zmq events %d, mqtt events %d); "          \
@@ -296,7 +241,7 @@ static void setup(void) {
     snprintf(dir, sizeof dir, "/tmp/kwsd-mqtt-XXXXXX");
     cr_assert(not(eq(ptr, mkdtemp(dir), NULL)));
     snprintf(endpoint, sizeof endpoint, "ipc://%s/events", dir);
-    port = free_port();
+    port = kt_free_port();
 }
 
 static void teardown(void) {
@@ -323,24 +268,24 @@ TestSuite(mqtt, .init = setup, .fini = teardown, .timeout = 240);
 /* dir/audio.raw: 2 s of quiet, then "yes" (espeak-ng) at the start of each
  * of n 4 s slots, and dir/speech.wav, the same as WAV for kwsd-eval. */
 static void make_recording(int n) {
-    sh("espeak-ng -v en-us -s 150 -w %s/yes.22k.wav yes", dir);
-    sh("sox %s/yes.22k.wav -r 16000 -c 1 -b 16 %s/yes.wav norm -3 pad 0 4", dir, dir);
-    sh("sox %s/yes.wav %s/slot.wav trim 0 4", dir, dir);
-    sh("sox %s/slot.wav %s/slots.wav repeat %d", dir, dir, n - 1);
-    sh("sox -n -r 16000 -c 1 -b 16 %s/lead.wav trim 0 2", dir);
-    sh("sox %s/lead.wav %s/slots.wav %s/speech.wav", dir, dir, dir);
-    sh("sox %s/speech.wav -t raw -e signed -b 16 -r 16000 -c 1 %s/audio.raw", dir, dir);
+    kt_sh("espeak-ng -v en-us -s 150 -w %s/yes.22k.wav yes", dir);
+    kt_sh("sox %s/yes.22k.wav -r 16000 -c 1 -b 16 %s/yes.wav norm -3 pad 0 4", dir, dir);
+    kt_sh("sox %s/yes.wav %s/slot.wav trim 0 4", dir, dir);
+    kt_sh("sox %s/slot.wav %s/slots.wav repeat %d", dir, dir, n - 1);
+    kt_sh("sox -n -r 16000 -c 1 -b 16 %s/lead.wav trim 0 2", dir);
+    kt_sh("sox %s/lead.wav %s/slots.wav %s/speech.wav", dir, dir, dir);
+    kt_sh("sox %s/speech.wav -t raw -e signed -b 16 -r 16000 -c 1 %s/audio.raw", dir, dir);
     char text[512];
     snprintf(text, sizeof text,
              "pcm.testmic {\n type file\n slave.pcm null\n file /dev/null\n"
              " infile \"%s/audio.raw\"\n format raw\n}\n",
              dir);
-    write_file(path_of("asound.conf"), text);
+    kt_write_file(path_of("asound.conf"), text);
 }
 
 /* The end times (ms) of the events kwsd-eval finds in dir/speech.wav. */
 static int eval_end_ms(int64_t *end_ms, int max) {
-    sh("%s --model %s --threshold 0.8 --wav %s/speech.wav > %s/eval.txt 2>&1", EVAL, MODEL, dir,
+    kt_sh("%s --model %s --threshold 0.8 --wav %s/speech.wav > %s/eval.txt 2>&1", EVAL, MODEL, dir,
        dir);
     FILE *f = fopen(path_of("eval.txt"), "r");
     cr_assert(not(eq(ptr, f, NULL)));
@@ -365,19 +310,8 @@ static void start_kwsd(void) {
              "transport:\n  endpoints: [ \"%s\" ]\n  heartbeat_s: 0.5\n"
              "mqtt:\n  host: 127.0.0.1\n  port: %d\n  site_id: %s\n",
              MODEL, endpoint, port, SITE);
-    write_file(path_of("kwsd.yaml"), text);
-    kwsd = fork();
-    cr_assert(ge(int, kwsd, 0));
-    if (kwsd == 0) {
-        char alsa[400];
-        snprintf(alsa, sizeof alsa, "/usr/share/alsa/alsa.conf:%s", path_of("asound.conf"));
-        setenv("ALSA_CONFIG_PATH", alsa, 1);
-        int fd = open(path_of("kwsd.log"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl(KWSD, KWSD, "--config", path_of("kwsd.yaml"), (char *)NULL);
-        _exit(127);
-    }
+    kt_write_file(path_of("kwsd.yaml"), text);
+    kwsd = kt_spawn_kwsd(dir, NULL, NULL);
 }
 
 /* ==== The test ==== */

@@ -29,6 +29,7 @@
 #include <uv.h>
 
 #include "kws/mqtt.h"
+#include "kwsd_test.h"
 
 #define BROKER "/usr/sbin/mosquitto"
 
@@ -38,33 +39,6 @@ static pid_t broker = -1;
 static uv_loop_t loop;
 
 /* ==== Helpers ==== */
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int free_port(void) {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert(ge(int, fd, 0));
-    cr_assert(eq(int, bind(fd, (struct sockaddr *)&a, sizeof a), 0));
-    cr_assert(eq(int, getsockname(fd, (struct sockaddr *)&a, &len), 0));
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static int port_open(int p) {
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)p),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    return ok;
-}
 
 static void sh(const char *cmd) {
     cr_assert(eq(int, system(cmd), 0), "command failed: %s", cmd);
@@ -96,10 +70,10 @@ static void broker_start_with(const char *extra) {
         execl(BROKER, BROKER, "-c", path, (char *)NULL);
         _exit(127);
     }
-    int64_t end = now_ms() + 10000;
-    while (!port_open(port) && now_ms() < end)
+    int64_t end = kt_now_ms() + 10000;
+    while (!kt_port_open(port) && kt_now_ms() < end)
         usleep(20000);
-    cr_assert(port_open(port), "mosquitto listens on %d", port);
+    cr_assert(kt_port_open(port), "mosquitto listens on %d", port);
 }
 
 static void broker_start(void) {
@@ -108,8 +82,8 @@ static void broker_start(void) {
 
 /* Runs the loop in short turns for up to ms, or until *flag is true. */
 static void spin(int ms, const volatile int *flag) {
-    int64_t end = now_ms() + ms;
-    while (now_ms() < end && !(flag && *flag)) {
+    int64_t end = kt_now_ms() + ms;
+    while (kt_now_ms() < end && !(flag && *flag)) {
         uv_run(&loop, UV_RUN_NOWAIT);
         usleep(2000);
     }
@@ -176,9 +150,9 @@ static void sub_open_as(const char *ca, const char *user, const char *password) 
     cr_assert(eq(int, mosquitto_connect(sub.mosq, ca ? "localhost" : "127.0.0.1", port, 30),
                  MOSQ_ERR_SUCCESS));
     cr_assert(eq(int, mosquitto_loop_start(sub.mosq), MOSQ_ERR_SUCCESS));
-    int64_t end = now_ms() + 5000;
+    int64_t end = kt_now_ms() + 5000;
     int ok = 0;
-    while (!ok && now_ms() < end) {
+    while (!ok && kt_now_ms() < end) {
         sub_get(&ok);
         usleep(10000);
     }
@@ -218,7 +192,7 @@ static void on_closed(struct transport_mqtt *m) {
 static void setup(void) {
     snprintf(dir, sizeof dir, "/tmp/kwsd-mqtt-XXXXXX");
     cr_assert(not(eq(ptr, mkdtemp(dir), NULL)));
-    port = free_port();
+    port = kt_free_port();
     cr_assert(eq(int, uv_loop_init(&loop), 0));
     memset(&toggles, 0, sizeof toggles);
     closed = 0;
@@ -283,8 +257,8 @@ Test(transport_mqtt, the_queue_drops_the_oldest_and_sends_the_rest_in_order) {
     /* The loop stands still while broker and subscriber come up. */
     broker_start();
     sub_open();
-    int64_t end = now_ms() + 20000;
-    while (now_ms() < end && sub_get(NULL) < TRANSPORT_MQTT_QUEUE_LEN)
+    int64_t end = kt_now_ms() + 20000;
+    while (kt_now_ms() < end && sub_get(NULL) < TRANSPORT_MQTT_QUEUE_LEN)
         spin(50, NULL);
     transport_mqtt_get_stats(&m, &st);
     cr_assert(eq(int, (int)st.state, (int)TRANSPORT_MQTT_STATE_CONNECTED));
@@ -318,8 +292,8 @@ Test(transport_mqtt, toggles_for_this_site_only) {
     cr_assert(eq(int, transport_mqtt_open(&m, &loop, &cfg, on_toggle, NULL, msg, sizeof msg), 0),
               "%s", msg);
     struct transport_mqtt_stats st = {0};
-    int64_t end = now_ms() + 10000;
-    while (now_ms() < end && st.state != TRANSPORT_MQTT_STATE_CONNECTED) {
+    int64_t end = kt_now_ms() + 10000;
+    while (kt_now_ms() < end && st.state != TRANSPORT_MQTT_STATE_CONNECTED) {
         spin(20, NULL);
         transport_mqtt_get_stats(&m, &st);
     }
@@ -331,14 +305,14 @@ Test(transport_mqtt, toggles_for_this_site_only) {
     publish_raw("hermes/hotword/toggleOff", "not json");
     publish_raw("hermes/hotword/toggleOff", "[\"s1\"]");
     publish_raw("hermes/hotword/toggleOff", "{\"siteId\":\"s1\"}");
-    end = now_ms() + 5000;
-    while (now_ms() < end && toggles.n < 1)
+    end = kt_now_ms() + 5000;
+    while (kt_now_ms() < end && toggles.n < 1)
         spin(20, NULL);
     cr_assert(eq(int, toggles.n, 1), "one toggle counts");
     cr_assert(eq(int, toggles.last, 1), "toggleOff pauses");
     publish_raw("hermes/hotword/toggleOn", "{\"siteId\":\"s1\",\"reason\":\"ttsSay\"}");
-    end = now_ms() + 5000;
-    while (now_ms() < end && toggles.n < 2)
+    end = kt_now_ms() + 5000;
+    while (kt_now_ms() < end && toggles.n < 2)
         spin(20, NULL);
     cr_assert(eq(int, toggles.n, 2));
     cr_assert(eq(int, toggles.last, 0), "toggleOn resumes");
@@ -391,8 +365,8 @@ Test(transport_mqtt, bad_settings) {
 /* Runs the loop until m is connected, at most ms; returns the state. */
 static enum transport_mqtt_state wait_connected(struct transport_mqtt *m, int ms) {
     struct transport_mqtt_stats st = {0};
-    int64_t end = now_ms() + ms;
-    while (now_ms() < end && st.state != TRANSPORT_MQTT_STATE_CONNECTED) {
+    int64_t end = kt_now_ms() + ms;
+    while (kt_now_ms() < end && st.state != TRANSPORT_MQTT_STATE_CONNECTED) {
         spin(20, NULL);
         transport_mqtt_get_stats(m, &st);
     }
@@ -442,8 +416,8 @@ Test(transport_mqtt, tls_and_password) {
               "TLS connection with the right password");
     struct transport_mqtt_detection d = {.label = "go", .model = "m.kwsm", .threshold = 0.5f};
     cr_assert(eq(int, transport_mqtt_publish(&m, &d), 0));
-    int64_t end = now_ms() + 5000;
-    while (now_ms() < end && sub_get(NULL) < 1)
+    int64_t end = kt_now_ms() + 5000;
+    while (kt_now_ms() < end && sub_get(NULL) < 1)
         spin(20, NULL);
     cr_assert(eq(int, sub_get(NULL), 1), "the subscriber gets it over TLS");
     cr_assert(eq(str, sub.topic[0], "hermes/hotword/go/detected"));

@@ -52,60 +52,58 @@
 #include "kws/detector.h"
 #include "kws/err.h"
 #include "kws/frontend.h"
+#include "kws/listener.h"
 #include "kws/snn.h"
 #include "kws/stream_eval.h"
 #include "opt.h"
 
-/* --wav: one recording through the front end, snn_step and the detector, as
- * the daemon runs them. */
+/* --wav: one recording through the front end and a listener, as the daemon
+ * runs them. */
 struct wav_run {
-    const struct snn_model *m;
-    struct snn_state st;
-    struct kws_detector det;
-    float *v, *scores;
+    struct kws_listener lis;
     float best[SNN_MAX_CLASSES]; /* highest smoothed score of each class */
     int64_t best_ms[SNN_MAX_CLASSES];
     int64_t frame;
-    int frame_ms, events;
+    int events;
     const struct audio_fe *fe; /* the front end, for its zero_run */
-    uint64_t held;             /* frames of the current digital-silence hold */
     FILE *trace;               /* --trace: every frame's smoothed scores as CSV, or NULL */
 };
 
 static void wav_frame(void *ctx, const float *feat, const float *spikes) {
     struct wav_run *r = ctx;
+    const struct snn_cfg *cfg = &r->lis.model->cfg;
+    const float *scores = r->lis.scores;
     struct kws_hit hit;
     (void)feat;
-    int fired = kws_detect_frame(r->m, &r->st, &r->det, r->fe->zero_run, &r->held, spikes, r->v,
-                                 &hit, r->scores);
-    for (int k = 0; k < r->m->cfg.n_classes; k++)
-        if (r->scores[k] > r->best[k]) {
-            r->best[k] = r->scores[k];
-            r->best_ms[k] = (r->frame + 1) * r->frame_ms;
+    int fired = kws_listener_frame(&r->lis, spikes, r->fe->zero_run, &hit);
+    for (int k = 0; k < cfg->n_classes; k++)
+        if (scores[k] > r->best[k]) {
+            r->best[k] = scores[k];
+            r->best_ms[k] = (r->frame + 1) * r->lis.frame_ms;
         }
     if (r->trace) {
-        fprintf(r->trace, "%.2f", (double)(r->frame + 1) * r->frame_ms / 1000.0);
-        for (int k = 0; k < r->m->cfg.n_classes; k++)
-            fprintf(r->trace, ",%.4f", (double)r->scores[k]);
+        fprintf(r->trace, "%.2f", (double)(r->frame + 1) * r->lis.frame_ms / 1000.0);
+        for (int k = 0; k < cfg->n_classes; k++)
+            fprintf(r->trace, ",%.4f", (double)scores[k]);
         fputc('\n', r->trace);
     }
     r->frame++;
     if (fired) {
         printf("%8.2f s: %s (score %.3f, threshold %.2f, rose at %.2f s)\n",
-               (double)hit.end_ms / 1000.0, r->m->cfg.labels[hit.label], (double)hit.score,
+               (double)hit.end_ms / 1000.0, cfg->labels[hit.label], (double)hit.score,
                (double)hit.threshold, (double)hit.start_ms / 1000.0);
         r->events++;
     }
 }
 
-/* Prints the events of the recording at path, then each keyword's highest
- * smoothed score and when it came. Returns the exit status. */
-static int run_wav(const struct snn_model *m, const char *path, float threshold, int smooth_ms,
-                   int refr_ms, const char *trace_path) {
+/* Prints the events of the recording at path heard with settings ls, then
+ * each keyword's highest smoothed score and when it came. Returns the exit
+ * status. */
+static int run_wav(const struct snn_model *m, const char *path,
+                   const struct kws_listener_settings *ls, const char *trace_path) {
     const struct snn_cfg *cfg = &m->cfg;
     struct audio_fe fe = {0};
-    struct wav_run r = {.m = m, .fe = &fe};
-    struct kws_detector_cfg dc;
+    struct wav_run r = {.fe = &fe};
     char msg[512];
     float *x = NULL;
     size_t n = 0;
@@ -116,12 +114,7 @@ static int run_wav(const struct snn_model *m, const char *path, float threshold,
         fprintf(stderr, "kwsd-eval: %s\n", msg);
         return 1;
     }
-    r.frame_ms = 1000 * cfg->fe.hop / cfg->fe.sample_rate;
-    kws_detector_cfg_default(&dc, cfg, threshold, smooth_ms, refr_ms, r.frame_ms);
-    r.v = malloc((size_t)cfg->n_classes * sizeof *r.v);
-    r.scores = malloc((size_t)cfg->n_classes * sizeof *r.scores);
-    if (!r.v || !r.scores || audio_fe_init(&fe, &cfg->fe) < 0 || snn_state_init(&r.st, m) < 0 ||
-        kws_detector_init(&r.det, &dc) < 0) {
+    if (audio_fe_init(&fe, &cfg->fe) < 0 || kws_listener_init(&r.lis, m, ls) < 0) {
         fprintf(stderr, "kwsd-eval: out of memory\n");
         goto out;
     }
@@ -137,11 +130,13 @@ static int run_wav(const struct snn_model *m, const char *path, float threshold,
         fputc('\n', r.trace);
     }
     printf("%s: %.2f s at %d Hz; threshold %.2f, smoothing %d ms, refractory %d ms\n", path,
-           (double)n / cfg->fe.sample_rate, native, (double)threshold, smooth_ms, refr_ms);
+           (double)n / cfg->fe.sample_rate, native,
+           (double)kws_listener_threshold(ls, NULL, cfg->threshold), ls->smoothing_ms,
+           ls->refractory_ms);
     audio_fe_push(&fe, x, n, wav_frame, &r);
     printf("%d events; each keyword's highest smoothed score:\n", r.events);
     for (int k = 0; k < cfg->n_classes; k++)
-        if (dc.fires[k])
+        if (r.lis.det.cfg.fires[k])
             printf("  %-12s %.3f at %.2f s\n", cfg->labels[k], (double)r.best[k],
                    (double)r.best_ms[k] / 1000.0);
     status = 0;
@@ -151,11 +146,8 @@ out:
         status = 1;
     }
     free(x);
-    free(r.v);
-    free(r.scores);
     audio_fe_free(&fe);
-    snn_state_free(&r.st);
-    kws_detector_free(&r.det);
+    kws_listener_free(&r.lis);
     return status;
 }
 
@@ -623,10 +615,14 @@ int main(int argc, char **argv) {
         m.cfg.out_gain *= o.gain_scale;
         snn_model_prepare(&m);
     }
-    if (!o.thr_set)
-        o.threshold = m.cfg.threshold > 0.0f ? m.cfg.threshold : 0.4f;
+    struct kws_listener_settings ls;
+    kws_listener_settings_default(&ls);
+    ls.threshold = o.thr_set ? o.threshold : KWS_THRESHOLD_MODEL;
+    ls.smoothing_ms = o.smooth_ms;
+    ls.refractory_ms = o.refr_ms;
+    o.threshold = kws_listener_threshold(&ls, NULL, m.cfg.threshold);
     if (o.wav) {
-        rc = run_wav(&m, o.wav, o.threshold, o.smooth_ms, o.refr_ms, o.trace);
+        rc = run_wav(&m, o.wav, &ls, o.trace);
         snn_model_free(&m);
         return rc;
     }

@@ -59,6 +59,7 @@ struct cfg_key {
 
 static int check_endpoint(const char *s, char *why, size_t whylen);
 static int check_printable(const char *s, char *why, size_t whylen);
+static int check_wyoming(const char *s, char *why, size_t whylen);
 
 #define CFG_FIELD(f) offsetof(struct kws_config, f), sizeof(((struct kws_config *)0)->f)
 
@@ -88,6 +89,10 @@ static const struct cfg_key config_keys[] = {
      "status heartbeat period, s"},
     {"transport.queue", CFG_INT, 1, 1000000, "1000", CFG_FIELD(transport.queue), NULL,
      "per-subscriber queue, messages (ZMQ_SNDHWM); beyond it events are dropped and counted"},
+    {"transport.wyoming", CFG_STRING, 0, KWS_CONFIG_ENDPOINT_LEN - 1, "",
+     CFG_FIELD(transport.wyoming), check_wyoming,
+     "Wyoming wake-word server for Home Assistant, `tcp://host:port` (e.g. "
+     "`tcp://0.0.0.0:10400`); empty: off (docs/HOME_ASSISTANT.md)"},
     {"logging.level", CFG_LOGLEVEL, 0, 0, "info", CFG_FIELD(logging.level), NULL,
      "most verbose level logged: `error`, `warning`, `notice`, `info` or `debug`"},
     {"mqtt.host", CFG_STRING, 0, KWS_CONFIG_HOST_LEN - 1, "", CFG_FIELD(mqtt.host), check_printable,
@@ -122,6 +127,22 @@ static int key_is_section(const char *name) {
 }
 
 /* ==== Checks and number parsing ==== */
+
+/* transport.wyoming: empty (off) or tcp://host:port with a port 1..65535. */
+static int check_wyoming(const char *s, char *why, size_t whylen) {
+    if (!s[0])
+        return 0;
+    if (strncmp(s, "tcp://", 6) != 0) {
+        snprintf(why, whylen, "expected tcp://host:port (or empty: off)");
+        return -1;
+    }
+    const char *colon = strrchr(s, ':');
+    if (colon && strcmp(colon, ":*") == 0) {
+        snprintf(why, whylen, "needs a fixed port: Home Assistant is given host and port");
+        return -1;
+    }
+    return check_endpoint(s, why, whylen);
+}
 
 /* tcp://host:port (port 1..65535 or "*", host non-empty, "[v6]" allowed),
  * ipc://path or inproc://name, both non-empty. */
@@ -820,13 +841,17 @@ int config_check_labels(const struct kws_config *cfg, const char *const *labels,
     return bad ? KWS_ECONFIG : 0;
 }
 
-float config_threshold_for(const struct kws_config *cfg, const char *label, float model_thr) {
-    for (int i = 0; i < cfg->detection.n_keywords; i++)
-        if (strcmp(cfg->detection.keywords[i].label, label) == 0)
-            return cfg->detection.keywords[i].threshold;
-    if (cfg->detection.threshold != KWS_THRESHOLD_MODEL)
-        return cfg->detection.threshold;
-    return model_thr > 0.0f && model_thr <= 1.0f ? model_thr : KWS_THRESHOLD_FALLBACK;
+void config_listener_settings(const struct kws_config *cfg, struct kws_listener_settings *s) {
+    kws_listener_settings_default(s);
+    s->threshold = cfg->detection.threshold;
+    s->smoothing_ms = cfg->detection.smoothing_ms;
+    s->refractory_ms = cfg->detection.refractory_ms;
+    s->n_keywords = cfg->detection.n_keywords;
+    for (int i = 0; i < cfg->detection.n_keywords; i++) {
+        snprintf(s->keywords[i].label, sizeof s->keywords[i].label, "%s",
+                 cfg->detection.keywords[i].label);
+        s->keywords[i].threshold = cfg->detection.keywords[i].threshold;
+    }
 }
 
 /* ==== Writing it out ==== */
@@ -874,6 +899,9 @@ void config_dump(const struct kws_config *cfg, FILE *f) {
     }
     fprintf(f, "  heartbeat_s: %.17g\n  queue: %d\n", cfg->transport.heartbeat_s,
             cfg->transport.queue);
+    fputs("  wyoming: ", f);
+    put_quoted(f, cfg->transport.wyoming);
+    fputc('\n', f);
     fprintf(f, "logging:\n  level: %s\n", kws_log_level_name(cfg->logging.level));
     fputs("mqtt:\n  host: ", f);
     put_quoted(f, cfg->mqtt.host);

@@ -15,6 +15,7 @@
 
 #include "kws/detector.h"
 #include "kws/frontend.h"
+#include "kws/listener.h"
 #include "kws/train.h"
 
 struct clip_eval_opts clip_eval_opts_default(void) {
@@ -55,8 +56,7 @@ static int score_clips(const struct snn_model *m, const struct dataset *ds, cons
     int T = o->T, K = cfg->n_classes, err = 0;
     struct kws_detector_cfg dc;
     struct ds_aug none;
-    kws_detector_cfg_default(&dc, cfg, 1.0f, o->smooth_ms, 0,
-                             1000 * cfg->fe.hop / cfg->fe.sample_rate);
+    kws_detector_cfg_default(&dc, cfg, 1.0f, o->smooth_ms, 0, kws_frame_ms(&cfg->fe));
     dataset_aug_none(&none);
 #pragma omp parallel reduction(| : err)
     {

@@ -32,6 +32,7 @@
 
 #include <stdio.h>
 
+#include "kws/listener.h"
 #include "kws/log.h"
 
 #define KWS_CONFIG_NAME_LEN 256   /* file name kept for diagnostics */
@@ -90,6 +91,7 @@ struct kws_config {
         char endpoints[KWS_CONFIG_MAX_ENDPOINTS][KWS_CONFIG_ENDPOINT_LEN];
         double heartbeat_s; /* status heartbeat period, s [0.5, 3600] */
         int queue;          /* per-subscriber queue, messages (ZMQ_SNDHWM) [1, 1000000] */
+        char wyoming[KWS_CONFIG_ENDPOINT_LEN]; /* Wyoming server "tcp://host:port"; "" = off */
     } transport;
     struct {
         enum kws_log_level level; /* most verbose level logged */
@@ -131,15 +133,14 @@ int config_parse_string(struct kws_config *cfg, const char *name, const char *ya
 int config_check_labels(const struct kws_config *cfg, const char *const *labels, int n,
                         struct config_diags *d);
 
-/* detection.threshold: model means the threshold calibrated into the model
- * file, or KWS_THRESHOLD_FALLBACK when the model has none. */
-#define KWS_THRESHOLD_MODEL (-1.0f)
-#define KWS_THRESHOLD_FALLBACK 0.4f
+/* detection.threshold: model is KWS_THRESHOLD_MODEL (kws/listener.h): the
+ * threshold calibrated into the model file, or KWS_THRESHOLD_FALLBACK when
+ * the model has none. */
 
-/* The threshold for a label: its detection.keywords override if there is one,
- * else detection.threshold, else (threshold: model) model_thr if it is in
- * (0, 1], else KWS_THRESHOLD_FALLBACK. */
-float config_threshold_for(const struct kws_config *cfg, const char *label, float model_thr);
+/* The detection section as a listener's settings (kws/listener.h), whose
+ * kws_listener_threshold is the one threshold rule: a label's
+ * detection.keywords override, else detection.threshold, else the model's. */
+void config_listener_settings(const struct kws_config *cfg, struct kws_listener_settings *s);
 
 /* Appends one printf-formatted line to d (d may be NULL). */
 void config_diags_add(struct config_diags *d, const char *fmt, ...)
