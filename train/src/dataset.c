@@ -137,7 +137,8 @@ static void name_set_free(struct name_set *s) {
 
 static int has_audio_ext(const char *n) {
     const char *dot = strrchr(n, '.');
-    return dot && (!strcasecmp(dot, ".wav") || !strcasecmp(dot, ".flac"));
+    return dot && (!strcasecmp(dot, ".wav") || !strcasecmp(dot, ".flac") ||
+                   !strcasecmp(dot, ".ogg") || !strcasecmp(dot, ".opus"));
 }
 
 /* Whether a folder entry is one of the kind listed: an audio file (dirs 0)
@@ -186,38 +187,62 @@ static size_t list_dir(const char *dir, char ***out) {
     return list_entries(dir, 0, out);
 }
 
-/* Word boundaries from 10 ms frame energies (within 25 dB of the loudest). */
-static void find_word(const float *x, int32_t n, int rate, int32_t *on, int32_t *off) {
+size_t dataset__list_sounds(const char *dir, char ***out) {
+    return list_entries(dir, 0, out);
+}
+
+size_t dataset__list_dirs(const char *dir, char ***out) {
+    return list_entries(dir, 1, out);
+}
+
+/* Energy of 10 ms frame f of x (hop samples per frame). */
+static double frame_energy(const float *x, int f, int hop) {
+    double e = 0.0;
+    for (int k = 0; k < hop; k++)
+        e += (double)x[f * hop + k] * x[f * hop + k];
+    return e;
+}
+
+void dataset_find_word(const float *x, int32_t n, int rate, float range_db, int max_gap_ms,
+                       int32_t *on, int32_t *off) {
     int hop = rate / 100;
-    int nf = n / hop;
+    int nf = hop > 0 ? n / hop : 0;
     *on = 0;
     *off = n;
     if (nf < 1)
         return;
     double emax = 0.0;
+    int peak = 0;
     for (int f = 0; f < nf; f++) {
-        double e = 0.0;
-        for (int k = 0; k < hop; k++)
-            e += (double)x[f * hop + k] * x[f * hop + k];
-        if (e > emax)
+        double e = frame_energy(x, f, hop);
+        if (e > emax) {
             emax = e;
-    }
-    double thr = emax * pow(10.0, -2.5);
-    int first = -1, last = -1;
-    for (int f = 0; f < nf; f++) {
-        double e = 0.0;
-        for (int k = 0; k < hop; k++)
-            e += (double)x[f * hop + k] * x[f * hop + k];
-        if (e >= thr && e > 0.0) {
-            if (first < 0)
-                first = f;
-            last = f;
+            peak = f;
         }
     }
-    if (first >= 0) {
-        *on = first * hop;
-        *off = (last + 1) * hop;
+    if (emax <= 0.0)
+        return;
+    double thr = emax * pow(10.0, -(double)range_db / 10.0);
+    int first = peak, last = peak;
+    if (max_gap_ms <= 0) {
+        for (int f = 0; f < nf; f++)
+            if (frame_energy(x, f, hop) >= thr) {
+                if (f < first)
+                    first = f;
+                if (f > last)
+                    last = f;
+            }
+    } else {
+        int gap = max_gap_ms / 10; /* frames below thr bridged inside the word */
+        for (int f = peak + 1; f < nf && f - last - 1 <= gap; f++)
+            if (frame_energy(x, f, hop) >= thr)
+                last = f;
+        for (int f = peak - 1; f >= 0 && first - f - 1 <= gap; f--)
+            if (frame_energy(x, f, hop) >= thr)
+                first = f;
     }
+    *on = first * hop;
+    *off = (last + 1) * hop;
 }
 
 static int add_noise_buf(struct dataset *ds, float *x, int32_t n) {
@@ -317,7 +342,7 @@ static int decode_clips(struct dataset *ds, const char *root, size_t first, char
             cl->on = 0;
             cl->off = cl->n;
         } else {
-            find_word(x, cl->n, ds->rate, &cl->on, &cl->off);
+            dataset_find_word(x, cl->n, ds->rate, DATASET_WORD_DB, 0, &cl->on, &cl->off);
         }
     }
     if (err) {
