@@ -101,17 +101,20 @@ Test(enroll_take, word_with_two_seconds_of_room_around_it) {
     free(x);
 }
 
-Test(enroll_take, a_click_far_from_the_word_is_left_out) {
+Test(enroll_take, a_click_far_from_the_word_is_left_out_even_when_louder) {
     struct enroll_take_rules t;
     enroll_take_rules_default(&t);
     size_t n = 16000 * 4, on, off;
-    float *x = take(n, 16000, 24000, 0.3f);
-    for (size_t i = 56000; i < 56160; i++) /* a 10 ms click 2 s after the word */
+    float *x = take(n, 24000, 32000, 0.3f);
+    for (size_t i = 2000; i < 2160; i++) /* a 10 ms click 1.4 s before the word, louder */
+        x[i] += 0.9f * ((i & 1) ? 1.0f : -1.0f);
+    for (size_t i = 56000; i < 56160; i++) /* and a quieter one 1.5 s after it */
         x[i] += 0.2f * ((i & 1) ? 1.0f : -1.0f);
     char why[256] = "";
     cr_assert(eq(int, enroll_take_check(x, n, 16000, &t, &on, &off, why, sizeof why), 0), "%s",
               why);
-    cr_expect(off < 24000 + 1600 + 480, "off %zu: the click was taken for the word", off);
+    cr_expect(on > 24000 - 1600 - 480, "on %zu: the first click was taken for the word", on);
+    cr_expect(off < 32000 + 1600 + 480, "off %zu: the second click was taken for the word", off);
     free(x);
 }
 

@@ -134,7 +134,12 @@ static void print_bar(void *data, const char *stage, double done, double total) 
     for (int i = 0; i < w; i++)
         bar[i] = i < k ? '#' : '.';
     bar[w] = 0;
-    if (o->tty) {
+    if (!strcmp(stage, "level")) { /* the input level meter while recording: dBFS + 60 */
+        if (o->tty) {
+            fprintf(stderr, "\r%-12s [%s] %4.0f dBFS ", stage, bar, done - 60.0);
+            o->bar_on = 1;
+        }
+    } else if (o->tty) {
         fprintf(stderr, "\r%-12s [%s] %.0f/%.0f", stage, bar, done, total);
         o->bar_on = 1;
         if (done >= total)

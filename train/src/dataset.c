@@ -233,13 +233,31 @@ void dataset_find_word(const float *x, int32_t n, int rate, float range_db, int 
                     last = f;
             }
     } else {
-        int gap = max_gap_ms / 10; /* frames below thr bridged inside the word */
-        for (int f = peak + 1; f < nf && f - last - 1 <= gap; f++)
-            if (frame_energy(x, f, hop) >= thr)
-                last = f;
-        for (int f = peak - 1; f >= 0 && first - f - 1 <= gap; f--)
-            if (frame_energy(x, f, hop) >= thr)
-                first = f;
+        /* runs of frames over thr, joined across at most gap quieter frames;
+         * the word is the run with the most energy (a click is loud but short) */
+        int gap = max_gap_ms / 10, a = -1, b = -1;
+        double run_e = 0.0, best_e = -1.0;
+        for (int f = 0; f <= nf; f++) {
+            double e = f < nf ? frame_energy(x, f, hop) : 0.0;
+            int over = f < nf && e >= thr;
+            if (a >= 0 && (f == nf || (!over && f - b > gap))) {
+                if (run_e > best_e) {
+                    best_e = run_e;
+                    first = a;
+                    last = b;
+                }
+                a = -1;
+            }
+            if (over) {
+                if (a < 0) {
+                    a = f;
+                    run_e = 0.0;
+                }
+                b = f;
+            }
+            if (a >= 0)
+                run_e += e;
+        }
     }
     *on = first * hop;
     *off = (last + 1) * hop;

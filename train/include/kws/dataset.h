@@ -193,9 +193,10 @@ int dataset_mine(const struct snn_model *m, const struct dataset *ds, const size
 #define DATASET_WORD_DB 25.0f
 
 /* The spoken part of x (n samples at rate Hz), from 10 ms frame energies:
- * the frames within range_db of the loudest. max_gap_ms > 0: the span grows
- * from the loudest frame and bridges quieter runs of at most max_gap_ms, so
- * a click or a cough further away is left out; max_gap_ms <= 0: from the
+ * the frames within range_db of the loudest. max_gap_ms > 0: such frames
+ * form runs, joined across quieter stretches of at most max_gap_ms, and the
+ * word is the run with the most energy, so a click or a cough apart from it
+ * is left out (even when louder); max_gap_ms <= 0: from the
  * first such frame to the last (dataset_load's rule, with DATASET_WORD_DB).
  * Writes the word's start and end in samples (the whole of x when it is
  * silent or shorter than a frame). */
