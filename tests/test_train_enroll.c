@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "kws/enroll.h"
@@ -313,4 +314,72 @@ Test(enroll_record, three_takes_through_alsa_file_plugin, .init = setup, .fini =
     for (size_t i = 0; i < ts.n; i++) /* each take holds one word, not two */
         cr_expect(ts.t[i].n < 16000 * 3 / 2, "take %zu: %zu samples", i, ts.t[i].n);
     enroll_takes_free(&ts);
+}
+
+/* ==== The program ==== */
+
+#define ENROLL_BIN KWSD_BINARY_DIR "/tools/kwsd-enroll"
+
+/* Runs cmd, returns its exit status and its stdout+stderr in out. */
+static int run(char *out, size_t n, const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    FILE *p = popen(cmd, "r");
+    cr_assert(not(eq(ptr, p, NULL)));
+    size_t k = fread(out, 1, n - 1, p);
+    out[k] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(enroll_tool, defaults_come_from_the_library) {
+    static char out[8192];
+    cr_assert(eq(int, run(out, sizeof out, "%s --print-defaults", ENROLL_BIN), 0), "%s", out);
+    struct enroll_recipe r;
+    enroll_recipe_default(&r);
+    char line[64];
+    snprintf(line, sizeof line, "--epochs %d\n", r.epochs);
+    cr_expect(not(eq(ptr, strstr(out, line), NULL)), "%s", out);
+    snprintf(line, sizeof line, "--windows %d\n", r.windows);
+    cr_expect(not(eq(ptr, strstr(out, line), NULL)), "%s", out);
+    snprintf(line, sizeof line, "--val-takes %d\n", r.n_val);
+    cr_expect(not(eq(ptr, strstr(out, line), NULL)), "%s", out);
+    cr_expect(eq(int, run(out, sizeof out, "%s --takes /tmp", ENROLL_BIN), 2));
+    cr_expect(not(eq(ptr, strstr(out, "--word NAME (or --words-from DIR) is needed"), NULL)),
+              "%s", out);
+    cr_expect(eq(int, run(out, sizeof out, "%s --word x --record --takes 1000", ENROLL_BIN), 2));
+    cr_expect(not(eq(ptr, strstr(out, "--takes: with --record, a number of takes in [3, 100]"),
+                     NULL)),
+              "%s", out);
+}
+
+Test(enroll_tool, two_words_from_a_folder, .init = setup, .fini = teardown, .timeout = 240) {
+    make_takes_and_pack();
+    static const char *const voices[] = {"en-us", "en-gb", "en-us+f3", "en-gb+m3", "en+f4",
+                                         "en-us+m7"};
+    sh("mkdir -p %s/words/music && mv %s/takes %s/words/lights", root, root, root);
+    for (int i = 0; i < 6; i++)
+        sh("espeak-ng -v %s -s %d -w %s/words/music/%d.wav music", voices[i], 140 + 10 * i, root,
+           i);
+    static char out[32768];
+    int st = run(out, sizeof out,
+                 "%s --words-from %s/words --pack %s/pack --init %s --out %s/two.kwsm --epochs 1 "
+                 "--windows 8 --batch 4 --mine-every 0 --val-takes 2 --min-takes 4 "
+                 "--calib-hours 0.01 --threads 1",
+                 ENROLL_BIN, root, root, MODEL, root);
+    cr_assert(eq(int, st, 0), "%s", out);
+    cr_expect(not(eq(ptr, strstr(out, "    path: "), NULL)), "%s", out);
+    cr_expect(not(eq(ptr, strstr(out, "held-out takes"), NULL)), "%s", out);
+    char path[600], msg[256];
+    snprintf(path, sizeof path, "%s/two.kwsm", root);
+    struct snn_model m = {0};
+    cr_assert(eq(int, snn_model_load(&m, path, msg, sizeof msg), 0), "%s", msg);
+    cr_expect(eq(int, m.cfg.n_classes, 4));
+    cr_expect(eq(str, m.cfg.labels[0], "lights"));
+    cr_expect(eq(str, m.cfg.labels[1], "music"));
+    snn_model_free(&m);
 }

@@ -14,6 +14,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
@@ -46,6 +47,7 @@ struct enroll_opts {
     int record;
     const char *device;     /* capture device (default: the configuration's) */
     const char *config;     /* kwsd.yaml to read the device from */
+    const char *words_from; /* a folder of takes folders, one per word */
 };
 
 static const char *const select_names[] = {"clip", "stream", NULL};
@@ -54,7 +56,10 @@ static const char *const select_names[] = {"clip", "stream", NULL};
 
 static const struct opt enroll_opts_table[] = {
     {"word", OPT_NAMES, O(r.words), .count = O(r.n_words), .min_n = 1, .max_n = 1,
-     .size = SNN_LABEL_LEN, .required = 1, .meta = "NAME", .help = "the word to learn (its label)"},
+     .size = SNN_LABEL_LEN, .meta = "NAME", .help = "the word to learn (its label)"},
+    {"words-from", OPT_PATH, O(words_from), .meta = "DIR",
+     .help = "more words: each sub-folder of DIR is a word (its name)\n"
+             "holding its takes"},
     {"takes", OPT_PATH, O(takes), .meta = "DIR|N",
      .help = "the folder of takes (WAV/FLAC/Ogg, any rate and length); with\n"
              "--record, how many takes to record (default 15)"},
@@ -96,7 +101,7 @@ static const struct opt enroll_opts_table[] = {
     {"calib-fa", OPT_FLOAT, O(r.calib_fa), .min = 0, .max = 1000,
      .help = "false alarms per hour the stored threshold allows on the\n"
              "pack's negatives"},
-    {"calib-hours", OPT_FLOAT, O(r.calib_hours), .min = 0.01, .max = 10,
+    {"calib-hours", OPT_FLOAT, O(r.calib_hours), .min = 0.001, .max = 10,
      .help = "length of that stream (the pack said again and again)"},
     {"threads", OPT_INT, O(r.threads), .min = 0, .max = 1024,
      .help = "threads (0: all cores)"},
@@ -106,7 +111,8 @@ static const struct opt enroll_opts_table[] = {
 static const struct opt_tool enroll_tool = {
     "kwsd-enroll",
     "usage: kwsd-enroll --word NAME --takes DIR [options]\n"
-    "       kwsd-enroll --word NAME --record [--takes N] [options]\n",
+    "       kwsd-enroll --word NAME --record [--takes N] [options]\n"
+    "       kwsd-enroll --words-from DIR [--word NAME --takes DIR] [options]\n",
     enroll_opts_table};
 
 /* ==== Progress ==== */
@@ -180,13 +186,56 @@ static int takes_count(const char *s) {
     return errno || *end || end == s || v < 3 || v > 100 ? -1 : (int)v;
 }
 
+/* --words-from: each sub-folder of dir (sorted) is one more word and its
+ * takes. Returns 0, or -1 after a message. */
+static int add_words_from(struct enroll_recipe *r, const char *dir) {
+    static char paths[ENROLL_MAX_WORDS][PATH_MAX];
+    struct dirent **ents;
+    int n = scandir(dir, &ents, NULL, alphasort);
+    if (n < 0) {
+        fprintf(stderr, "kwsd-enroll: --words-from %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        struct stat st;
+        char p[PATH_MAX];
+        const char *name = ents[i]->d_name;
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        if (!rc && name[0] != '.' && stat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
+            if (r->n_words == ENROLL_MAX_WORDS || strlen(name) >= SNN_LABEL_LEN) {
+                fprintf(stderr, "kwsd-enroll: --words-from %s: %s\n", dir,
+                        r->n_words == ENROLL_MAX_WORDS ? "more than 8 words"
+                                                       : "a folder name is too long for a label");
+                rc = -1;
+            } else {
+                snprintf(paths[r->n_words], PATH_MAX, "%s", p);
+                snprintf(r->words[r->n_words], SNN_LABEL_LEN, "%s", name);
+                r->takes[r->n_words] = paths[r->n_words];
+                r->n_words++;
+            }
+        }
+        free(ents[i]);
+    }
+    free(ents);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     struct enroll_opts o = {0};
     enroll_recipe_default(&o.r);
     int rc = opt_parse(&enroll_tool, &o, argc, argv);
     if (rc != OPT_OK)
         return rc == OPT_EXIT ? 0 : 2;
-    const char *word = o.r.words[0];
+    if (!o.r.n_words && !o.words_from) {
+        fprintf(stderr, "kwsd-enroll: --word NAME (or --words-from DIR) is needed\n");
+        return 2;
+    }
+    if (o.words_from && o.record) {
+        fprintf(stderr, "kwsd-enroll: --record takes one --word, not --words-from\n");
+        return 2;
+    }
+    const char *word = o.r.n_words ? o.r.words[0] : NULL;
     static char takes_dir[PATH_MAX], out[PATH_MAX];
     struct out so = {isatty(2), 0};
     const struct enroll_progress prog = {&so, print_note, print_bar};
@@ -210,12 +259,15 @@ int main(int argc, char **argv) {
             return 1;
         }
         o.r.takes[0] = takes_dir;
-    } else if (!o.takes) {
+    } else if (word && !o.takes) {
         fprintf(stderr, "kwsd-enroll: --takes DIR or --record is needed\n");
         return 2;
-    } else {
+    } else if (word) {
         o.r.takes[0] = o.takes;
     }
+    if (o.words_from && add_words_from(&o.r, o.words_from) < 0)
+        return 2;
+    word = o.r.words[0];
     if (!o.r.out) {
         snprintf(out, sizeof out, "%s/%s.kwsm", KWSD_MODELDIR, word);
         if (mkdir(KWSD_MODELDIR, 0755) < 0 && errno != EEXIST) {
@@ -233,11 +285,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "kwsd-enroll: %s\n", msg);
         return rc == KWS_ECONFIG ? 2 : 1;
     }
-    printf("%s: threshold %.3f: %d false alarms in %.2f h of negatives (%.1f per hour)\n", word,
+    printf("threshold %.3f: %d false alarms in %.2f h of negatives (%.1f per hour)\n",
            (double)res.threshold, res.cal_fa, res.cal_hours,
            res.cal_hours > 0 ? res.cal_fa / res.cal_hours : 0.0);
-    printf("%s: caught %d of %d held-out takes (%.0f %%) among negatives at that threshold\n",
-           word, res.hits, res.n_held, res.n_held ? 100.0 * res.hits / res.n_held : 0.0);
+    printf("caught %d of %d held-out takes (%.0f %%) among negatives at that threshold\n",
+           res.hits, res.n_held, res.n_held ? 100.0 * res.hits / res.n_held : 0.0);
     printf("time: %.0f s (training %.0f s, calibration %.0f s)\n", res.total_s, res.train_s,
            res.cal_s);
     printf("model: %s\n"
