@@ -186,6 +186,20 @@ static int takes_count(const char *s) {
     return errno || *end || end == s || v < 3 || v > 100 ? -1 : (int)v;
 }
 
+/* Whether the folder a file would go to can be written. */
+static int writable_folder(const char *file) {
+    char d[PATH_MAX];
+    snprintf(d, sizeof d, "%s", file);
+    char *slash = strrchr(d, '/');
+    if (!slash)
+        snprintf(d, sizeof d, ".");
+    else if (slash == d)
+        d[1] = 0;
+    else
+        *slash = 0;
+    return access(d, W_OK) == 0;
+}
+
 /* --words-from: each sub-folder of dir (sorted) is one more word and its
  * takes. Returns 0, or -1 after a message. */
 static int add_words_from(struct enroll_recipe *r, const char *dir) {
@@ -276,6 +290,11 @@ int main(int argc, char **argv) {
             return 1;
         }
         o.r.out = out;
+    }
+    if (!writable_folder(o.r.out)) {
+        fprintf(stderr, "kwsd-enroll: cannot write %s (%s): run it as root, or give --out\n",
+                o.r.out, strerror(errno));
+        return 1;
     }
 
     struct enroll_result res;
