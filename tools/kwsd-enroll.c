@@ -224,7 +224,7 @@ static int add_words_from(struct enroll_recipe *r, const char *dir) {
                 rc = -1;
             } else {
                 snprintf(paths[r->n_words], PATH_MAX, "%s", p);
-                snprintf(r->words[r->n_words], SNN_LABEL_LEN, "%s", name);
+                memcpy(r->words[r->n_words], name, strlen(name) + 1); /* length checked above */
                 r->takes[r->n_words] = paths[r->n_words];
                 r->n_words++;
             }
@@ -307,6 +307,11 @@ int main(int argc, char **argv) {
     printf("threshold %.3f: %d false alarms in %.2f h of negatives (%.1f per hour)\n",
            (double)res.threshold, res.cal_fa, res.cal_hours,
            res.cal_hours > 0 ? res.cal_fa / res.cal_hours : 0.0);
+    if (res.cal_hours > 0 && res.cal_fa / res.cal_hours > o.r.calib_fa)
+        printf("warning: no threshold keeps within %g false alarms per hour: at the highest "
+               "tried it fires %.1f times an hour on the negatives; more takes, or other "
+               "recipe values, may help\n",
+               (double)o.r.calib_fa, res.cal_fa / res.cal_hours);
     printf("caught %d of %d held-out takes (%.0f %%) among negatives at that threshold\n",
            res.hits, res.n_held, res.n_held ? 100.0 * res.hits / res.n_held : 0.0);
     printf("time: %.0f s (training %.0f s, calibration %.0f s)\n", res.total_s, res.train_s,

@@ -111,7 +111,8 @@ static void name_set_read(struct name_set *s, const char *path) {
             s->n++;
     }
     fclose(f);
-    qsort(s->v, s->n, sizeof *s->v, cmp_str);
+    if (s->n) /* an empty list file leaves s->v NULL, which qsort must not get */
+        qsort(s->v, s->n, sizeof *s->v, cmp_str);
 }
 
 /* Reads root's validation_list.txt and testing_list.txt (empty when absent). */
