@@ -125,18 +125,18 @@ Test(enroll_take, clipped_silent_and_quiet_takes_are_rejected) {
     size_t n = 32000, on, off;
     char why[256];
     float *x = take(n, 8000, 16000, 3.0f); /* driven far past full scale */
-    cr_expect(eq(int, enroll_take_check(x, n, 16000, &t, &on, &off, why, sizeof why),
-                 KWS_EDATASET));
+    cr_expect(
+        eq(int, enroll_take_check(x, n, 16000, &t, &on, &off, why, sizeof why), KWS_EDATASET));
     cr_expect(not(eq(ptr, strstr(why, "clipped"), NULL)), "%s", why);
     free(x);
     x = calloc(n, sizeof *x); /* digital silence */
-    cr_expect(eq(int, enroll_take_check(x, n, 16000, &t, &on, &off, why, sizeof why),
-                 KWS_EDATASET));
+    cr_expect(
+        eq(int, enroll_take_check(x, n, 16000, &t, &on, &off, why, sizeof why), KWS_EDATASET));
     cr_expect(not(eq(ptr, strstr(why, "silent"), NULL)), "%s", why);
     free(x);
     x = take(n, 8000, 16000, 0.002f); /* the word at about -60 dBFS */
-    cr_expect(eq(int, enroll_take_check(x, n, 16000, &t, &on, &off, why, sizeof why),
-                 KWS_EDATASET));
+    cr_expect(
+        eq(int, enroll_take_check(x, n, 16000, &t, &on, &off, why, sizeof why), KWS_EDATASET));
     cr_expect(not(eq(ptr, strstr(why, "too quiet"), NULL)), "%s", why);
     free(x);
 }
@@ -187,21 +187,20 @@ Test(enroll_take, a_folder_at_44k_is_read_at_16k_and_rejects_are_named, .init = 
 /* Six espeak-ng takes of "lights" (with room noise around them), and a pack:
  * words/{other,lights}/ phrases, noise/ white noise. */
 static void make_takes_and_pack(void) {
-    static const char *const voices[] = {"en-us", "en-gb", "en-us+f3", "en-gb+m3", "en+f4",
-                                         "en-us+m7"};
-    sh("mkdir -p %s/takes %s/pack/words/other %s/pack/words/lights %s/pack/noise", root, root,
-       root, root);
+    static const char *const voices[] = {"en-us",    "en-gb", "en-us+f3",
+                                         "en-gb+m3", "en+f4", "en-us+m7"};
+    sh("mkdir -p %s/takes %s/pack/words/other %s/pack/words/lights %s/pack/noise", root, root, root,
+       root);
     for (int i = 0; i < 6; i++)
         sh("espeak-ng -v %s -s %d -w %s/t.wav lights && sox -q %s/t.wav -r 22050 %s/takes/%d.wav "
            "pad 1 1",
            voices[i], 140 + 10 * i, root, root, root, i);
-    static const char *const phrases[] = {"turn it up", "what time is it", "good morning",
-                                          "play something", "open the door", "the weather"};
+    static const char *const phrases[] = {"turn it up",     "what time is it", "good morning",
+                                          "play something", "open the door",   "the weather"};
     for (int i = 0; i < 6; i++)
         sh("espeak-ng -v %s -w %s/pack/words/other/%d.wav '%s'", voices[i], root, i, phrases[i]);
     sh("espeak-ng -w %s/pack/words/lights/0.wav 'lights'", root);
-    sh("sox -q -n -r 16000 -b 16 -c 1 %s/pack/noise/white.wav synth 4 whitenoise vol 0.05",
-       root);
+    sh("sox -q -n -r 16000 -b 16 -c 1 %s/pack/noise/white.wav synth 4 whitenoise vol 0.05", root);
 }
 
 Test(enroll, a_word_from_six_synthetic_takes, .init = setup, .fini = teardown, .timeout = 240) {
@@ -349,18 +348,18 @@ Test(enroll_tool, defaults_come_from_the_library) {
     snprintf(line, sizeof line, "--val-takes %d\n", r.n_val);
     cr_expect(not(eq(ptr, strstr(out, line), NULL)), "%s", out);
     cr_expect(eq(int, run(out, sizeof out, "%s --takes /tmp", ENROLL_BIN), 2));
-    cr_expect(not(eq(ptr, strstr(out, "--word NAME (or --words-from DIR) is needed"), NULL)),
-              "%s", out);
+    cr_expect(not(eq(ptr, strstr(out, "--word NAME (or --words-from DIR) is needed"), NULL)), "%s",
+              out);
     cr_expect(eq(int, run(out, sizeof out, "%s --word x --record --takes 1000", ENROLL_BIN), 2));
-    cr_expect(not(eq(ptr, strstr(out, "--takes: with --record, a number of takes in [3, 100]"),
-                     NULL)),
-              "%s", out);
+    cr_expect(
+        not(eq(ptr, strstr(out, "--takes: with --record, a number of takes in [3, 100]"), NULL)),
+        "%s", out);
 }
 
 Test(enroll_tool, two_words_from_a_folder, .init = setup, .fini = teardown, .timeout = 240) {
     make_takes_and_pack();
-    static const char *const voices[] = {"en-us", "en-gb", "en-us+f3", "en-gb+m3", "en+f4",
-                                         "en-us+m7"};
+    static const char *const voices[] = {"en-us",    "en-gb", "en-us+f3",
+                                         "en-gb+m3", "en+f4", "en-us+m7"};
     sh("mkdir -p %s/words/music && mv %s/takes %s/words/lights", root, root, root);
     for (int i = 0; i < 6; i++)
         sh("espeak-ng -v %s -s %d -w %s/words/music/%d.wav music", voices[i], 140 + 10 * i, root,

@@ -42,8 +42,8 @@
 
 struct enroll_opts {
     struct enroll_recipe r;
-    const char *takes;      /* DIR of takes; with --record, how many to record */
-    const char *takes_dir;  /* where --record keeps them */
+    const char *takes;     /* DIR of takes; with --record, how many to record */
+    const char *takes_dir; /* where --record keeps them */
     int record;
     const char *device;     /* capture device (default: the configuration's) */
     const char *config;     /* kwsd.yaml to read the device from */
@@ -103,8 +103,7 @@ static const struct opt enroll_opts_table[] = {
              "pack's negatives"},
     {"calib-hours", OPT_FLOAT, O(r.calib_hours), .min = 0.001, .max = 10,
      .help = "length of that stream (the pack said again and again)"},
-    {"threads", OPT_INT, O(r.threads), .min = 0, .max = 1024,
-     .help = "threads (0: all cores)"},
+    {"threads", OPT_INT, O(r.threads), .min = 0, .max = 1024, .help = "threads (0: all cores)"},
     {"seed", OPT_INT, O(r.seed), .min = 0, .max = INT_MAX, .help = "random seed"},
     {NULL}};
 
@@ -118,8 +117,8 @@ static const struct opt_tool enroll_tool = {
 /* ==== Progress ==== */
 
 struct out {
-    int tty;     /* stderr is a terminal: the bar redraws in place */
-    int bar_on;  /* a bar is on the current line */
+    int tty;    /* stderr is a terminal: the bar redraws in place */
+    int bar_on; /* a bar is on the current line */
 };
 
 static void end_bar(struct out *o) {
@@ -285,8 +284,8 @@ int main(int argc, char **argv) {
     if (!o.r.out) {
         snprintf(out, sizeof out, "%s/%s.kwsm", KWSD_MODELDIR, word);
         if (mkdir(KWSD_MODELDIR, 0755) < 0 && errno != EEXIST) {
-            fprintf(stderr, "kwsd-enroll: %s: %s (run it as root, or give --out)\n",
-                    KWSD_MODELDIR, strerror(errno));
+            fprintf(stderr, "kwsd-enroll: %s: %s (run it as root, or give --out)\n", KWSD_MODELDIR,
+                    strerror(errno));
             return 1;
         }
         o.r.out = out;
@@ -312,8 +311,8 @@ int main(int argc, char **argv) {
                "tried it fires %.1f times an hour on the negatives; more takes, or other "
                "recipe values, may help\n",
                (double)o.r.calib_fa, res.cal_fa / res.cal_hours);
-    printf("caught %d of %d held-out takes (%.0f %%) among negatives at that threshold\n",
-           res.hits, res.n_held, res.n_held ? 100.0 * res.hits / res.n_held : 0.0);
+    printf("caught %d of %d held-out takes (%.0f %%) among negatives at that threshold\n", res.hits,
+           res.n_held, res.n_held ? 100.0 * res.hits / res.n_held : 0.0);
     printf("time: %.0f s (training %.0f s, calibration %.0f s)\n", res.total_s, res.train_s,
            res.cal_s);
     printf("model: %s\n"

@@ -1,4 +1,5 @@
-/* enroll.c: a new word from a few takes (kws/enroll.h): checking, laying out, training, calibrating.
+/* enroll.c: a new word from a few takes (kws/enroll.h): checking, laying out, training,
+ * calibrating.
  *
  * enroll_run goes in order: read and check the takes (enroll_takes_load),
  * lay out the data set in a temporary folder (layout_*), train through
@@ -147,8 +148,8 @@ void enroll_takes_free(struct enroll_takes *ts) {
 }
 
 int enroll_takes_load(struct enroll_takes *ts, const char *dir, int rate,
-                      const struct enroll_take_rules *t, const struct enroll_progress *p,
-                      char *msg, size_t msglen) {
+                      const struct enroll_take_rules *t, const struct enroll_progress *p, char *msg,
+                      size_t msglen) {
     struct stat st;
     memset(ts, 0, sizeof *ts);
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -228,11 +229,11 @@ struct enr {
     char *msg;
     size_t msglen;
     char tmp[PATH_MAX - 64]; /* the temporary folder */
-    char data[PATH_MAX]; /* its data set */
-    char neg[PATH_MAX];  /* its negatives (links to the pack's word folders) */
+    char data[PATH_MAX];     /* its data set */
+    char neg[PATH_MAX];      /* its negatives (links to the pack's word folders) */
     char noise[PATH_MAX];
     char model[PATH_MAX]; /* the trained model before calibration */
-    struct snn_cfg init; /* the starting model's configuration */
+    struct snn_cfg init;  /* the starting model's configuration */
     int rate;
     struct enroll_takes takes[ENROLL_MAX_WORDS];
     struct enroll_result *res;
@@ -335,8 +336,7 @@ static int layout_negatives(struct enr *E) {
         char src[PATH_MAX * 2], dst[PATH_MAX * 2], real[PATH_MAX];
         snprintf(src, sizeof src, "%s/%s", words, subs[s]);
         if (!rc && is_new_word(E->r, subs[s]))
-            say(E->p, "pack: %s left out of the negatives (it is a word being enrolled)",
-                subs[s]);
+            say(E->p, "pack: %s left out of the negatives (it is a word being enrolled)", subs[s]);
         else if (!rc && realpath(src, real)) {
             snprintf(dst, sizeof dst, "%s/%s", E->neg, subs[s]);
             if (symlink(real, dst) < 0) {
@@ -498,7 +498,8 @@ static int calibrate(struct enr *E, struct snn_model *m) {
         dataset_free(&ds);
         return efail(E, rc, "calibration: %s", msg);
     }
-    size_t n = ds.n_clips, *sil = malloc((n + 1) * sizeof *sil), *neg = malloc((n + 1) * sizeof *neg);
+    size_t n = ds.n_clips, *sil = malloc((n + 1) * sizeof *sil),
+           *neg = malloc((n + 1) * sizeof *neg);
     size_t *held = malloc((n + 1) * sizeof *held), n_sil = 0, n_neg = 0, n_held = 0;
     if (!sil || !neg || !held)
         rc = -ENOMEM;
@@ -532,9 +533,9 @@ static int calibrate(struct enr *E, struct snn_model *m) {
         for (size_t i = 0; i < n_neg; i++)
             secs += (double)ds.clips[neg[i]].n / E->rate + 1.25;
         double passes = secs > 0 ? ceil(r->calib_hours * 3600.0 / secs) : 1;
-        E->cal_passes = passes < 1 ? 1 : passes > STREAM_EVAL_MAX_NEG_PASSES
-                                             ? STREAM_EVAL_MAX_NEG_PASSES
-                                             : passes;
+        E->cal_passes = passes < 1                            ? 1
+                        : passes > STREAM_EVAL_MAX_NEG_PASSES ? STREAM_EVAL_MAX_NEG_PASSES
+                                                              : passes;
         rc = stream_eval_run_opts(&se, m, &ds, sil, n_sil, &o);
     }
     float thr = 0.0f;
@@ -554,7 +555,7 @@ static int calibrate(struct enr *E, struct snn_model *m) {
         h.on_audio = NULL;
         /* three negatives per take, spread over the pack's words */
         size_t want = 3 * (n_held - n_sil), k = 0;
-        for (size_t i = 0; i < n_neg && k < want; i += n_neg / want > 1 ? n_neg / want : 1)
+        for (size_t i = 0; i < n_neg && k<want; i += n_neg / want> 1 ? n_neg / want : 1)
             neg[k++] = neg[i];
         h.n_neg = k;
         rc = stream_eval_run_opts(&se, m, &ds, held, n_held, &h);
@@ -584,8 +585,9 @@ static int check_recipe(struct enr *E) {
     if (r->n_words < 1 || r->n_words > ENROLL_MAX_WORDS)
         return efail(E, KWS_ECONFIG, "no word to enrol (--word)");
     if (!r->init || !r->pack || !r->out)
-        return efail(E, KWS_ECONFIG, "the starting model, the negative pack and the output "
-                                     "file are all needed");
+        return efail(E, KWS_ECONFIG,
+                     "the starting model, the negative pack and the output "
+                     "file are all needed");
     struct snn_model m = {0};
     char msg[512];
     int rc = snn_model_load(&m, r->init, msg, sizeof msg);
@@ -602,8 +604,10 @@ static int check_recipe(struct enr *E) {
     for (int w = 0; w < r->n_words; w++) {
         const char *s = r->words[w];
         if (!s[0] || s[0] == '_' || strchr(s, '/') || !strcmp(s, "."))
-            return efail(E, KWS_ECONFIG, "'%s': a word is a name without '/' that does not "
-                                         "start with '_'", s);
+            return efail(E, KWS_ECONFIG,
+                         "'%s': a word is a name without '/' that does not "
+                         "start with '_'",
+                         s);
         for (int i = 0; i < E->init.n_classes; i++)
             if (!strcmp(E->init.labels[i], s))
                 return efail(E, KWS_ECONFIG, "'%s' is already a label of %s", s, r->init);
@@ -624,8 +628,8 @@ static int load_takes(struct enr *E) {
     const struct enroll_recipe *r = E->r;
     char msg[512];
     for (int w = 0; w < r->n_words; w++) {
-        int rc = enroll_takes_load(&E->takes[w], r->takes[w], E->rate, &r->rules, E->p, msg,
-                                   sizeof msg);
+        int rc =
+            enroll_takes_load(&E->takes[w], r->takes[w], E->rate, &r->rules, E->p, msg, sizeof msg);
         if (rc < 0)
             return efail(E, rc, "%s", msg);
         E->res->n_takes[w] = (int)E->takes[w].n;

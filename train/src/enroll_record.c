@@ -25,15 +25,15 @@
 #include "kws/capture.h"
 #include "kws/err.h"
 
-#define REC_PREROLL_MS 300  /* audio kept from before the word's start */
-#define REC_START_DB 15.0   /* a word starts this far over the room's level */
-#define REC_QUIET_DB 10.0   /* and is over when below floor + this ... */
-#define REC_PEAK_DB 30.0    /* ... and below its peak - this ... */
-#define REC_TAIL_MS 600     /* ... for this long */
+#define REC_PREROLL_MS 300 /* audio kept from before the word's start */
+#define REC_START_DB 15.0  /* a word starts this far over the room's level */
+#define REC_QUIET_DB 10.0  /* and is over when below floor + this ... */
+#define REC_PEAK_DB 30.0   /* ... and below its peak - this ... */
+#define REC_TAIL_MS 600    /* ... for this long */
 #define REC_MAX_WORD_MS 4000
-#define REC_WAIT_MS 8000    /* a prompt that hears nothing for this long has failed */
-#define REC_MAX_MISSES 3    /* prompts in a row that heard nothing */
-#define REC_MAX_REJECTS 10  /* rejected takes in a row */
+#define REC_WAIT_MS 8000   /* a prompt that hears nothing for this long has failed */
+#define REC_MAX_MISSES 3   /* prompts in a row that heard nothing */
+#define REC_MAX_REJECTS 10 /* rejected takes in a row */
 
 enum rec_state { REC_WAIT, REC_WORD };
 
@@ -47,7 +47,7 @@ struct rec {
     int rate, hop; /* device rate, samples per 10 ms */
     float *buf;    /* the take so far, device rate */
     size_t n, cap_n;
-    float *frame;  /* the 10 ms frame being filled */
+    float *frame; /* the 10 ms frame being filled */
     int nfr;
     enum rec_state st;
     double floor_db, peak_db;
@@ -55,7 +55,7 @@ struct rec {
     int quiet;         /* frames in a row of quiet during WORD */
     int take, next_no; /* takes saved; the next file number */
     int misses, rejects, closing, rc;
-    double level_e;    /* energy of the meter's 100 ms */
+    double level_e; /* energy of the meter's 100 ms */
     int level_n;
 };
 
@@ -136,8 +136,8 @@ static void take_done(struct rec *R) {
     if (enroll_take_check(R->buf, R->n, R->rate, R->rules, &on, &off, why, sizeof why) < 0) {
         note(R, "take %d/%d: rejected: %s; again", R->take + 1, R->o->n_takes, why);
         if (++R->rejects >= REC_MAX_REJECTS) {
-            stop(R, fail(R, KWS_EDATASET, "%d takes in a row rejected (the last: %s)",
-                         R->rejects, why));
+            stop(R, fail(R, KWS_EDATASET, "%d takes in a row rejected (the last: %s)", R->rejects,
+                         why));
             return;
         }
         prompt(R);
@@ -145,7 +145,8 @@ static void take_done(struct rec *R) {
     }
     R->rejects = 0;
     snprintf(path, sizeof path, "%s/take-%03d.wav", R->o->dir, R->next_no);
-    SF_INFO info = {.samplerate = R->rate, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
+    SF_INFO info = {
+        .samplerate = R->rate, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
     SNDFILE *f = sf_open(path, SFM_WRITE, &info);
     int ok = f && sf_writef_float(f, R->buf, (sf_count_t)R->n) == (sf_count_t)R->n;
     if (f && sf_close(f) != 0)
@@ -154,8 +155,7 @@ static void take_done(struct rec *R) {
         stop(R, fail(R, -EIO, "%s: cannot write", path));
         return;
     }
-    note(R, "take %d/%d: %s (%.2f s)", R->take + 1, R->o->n_takes, path,
-         (double)R->n / R->rate);
+    note(R, "take %d/%d: %s (%.2f s)", R->take + 1, R->o->n_takes, path, (double)R->n / R->rate);
     R->next_no++;
     if (++R->take == R->o->n_takes) {
         stop(R, 0);

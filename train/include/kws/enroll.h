@@ -109,8 +109,8 @@ struct enroll_progress {
  * Returns 0, -ENOENT (no such folder), KWS_EDATASET (no sound file in it),
  * or -ENOMEM; msg says what. Zero accepted takes is no error here. */
 int enroll_takes_load(struct enroll_takes *ts, const char *dir, int rate,
-                      const struct enroll_take_rules *t, const struct enroll_progress *p,
-                      char *msg, size_t msglen);
+                      const struct enroll_take_rules *t, const struct enroll_progress *p, char *msg,
+                      size_t msglen);
 void enroll_takes_free(struct enroll_takes *ts);
 
 /* Everything an enrolment is given. enroll_recipe_default sets the
@@ -138,9 +138,9 @@ struct enroll_recipe {
     float speed[2], snr[2];
 
     /* ---- calibration ---- */
-    float calib_fa;     /* false alarms per hour the stored threshold allows */
-    float calib_hours;  /* length of the negatives-only calibration stream */
-    float snr_cal[2];   /* noise under the calibration streams, dB */
+    float calib_fa;    /* false alarms per hour the stored threshold allows */
+    float calib_hours; /* length of the negatives-only calibration stream */
+    float snr_cal[2];  /* noise under the calibration streams, dB */
 };
 
 void enroll_recipe_default(struct enroll_recipe *r);

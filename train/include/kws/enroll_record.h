@@ -12,8 +12,9 @@
  * device's rate in dir (made if missing), named take-NNN.wav after the
  * highest number already there, so a folder can grow over several sessions.
  *
- *     struct enroll_record_opts o = {"default", "lights", "/home/me/.local/share/kwsd/takes/lights", 15};
- *     if (enroll_record(&o, &rules, &progress, msg, sizeof msg) < 0) say(msg);
+ *     struct enroll_record_opts o = {"default", "lights",
+ * "/home/me/.local/share/kwsd/takes/lights", 15}; if (enroll_record(&o, &rules, &progress, msg,
+ * sizeof msg) < 0) say(msg);
  *
  * Thread-safety: runs its own loop on the calling thread; reentrant.
  *
