@@ -300,7 +300,9 @@ static int layout_data(struct enr *E) {
         snprintf(src, sizeof src, "%s/%s", E->noise, names[i]);
         if (!rc && audio_file_read(src, E->rate, &x, &n, NULL, NULL, 0) == 0) {
             size_t len = (size_t)E->rate, pieces = n / len;
-            for (size_t c = 0; c < pieces && c < 20 && !rc; c++, k++) {
+            if (pieces > 20) /* at most 20 per recording, spread over all of it */
+                pieces = 20;
+            for (size_t c = 0; c < pieces && !rc; c++, k++) {
                 snprintf(path, sizeof path, "%s/_silence_/%03zu.wav", E->data, k);
                 rc = write_wav(path, x + c * (n / pieces), len, E->rate);
                 if (k % 5 == 4)
