@@ -306,6 +306,10 @@ int main(int argc, char **argv) {
     printf("threshold %.3f: %d false alarms in %.2f h of negatives (%.1f per hour)\n",
            (double)res.threshold, res.cal_fa, res.cal_hours,
            res.cal_hours > 0 ? res.cal_fa / res.cal_hours : 0.0);
+    if (res.cal_hours < 0.99 * o.r.calib_hours)
+        printf("warning: the pack's negatives made only %.2f h of the %.2f h asked for: the "
+               "false alarms per hour are a rough estimate\n",
+               res.cal_hours, (double)o.r.calib_hours);
     if (res.cal_hours > 0 && res.cal_fa / res.cal_hours > o.r.calib_fa)
         printf("warning: no threshold keeps within %g false alarms per hour: at the highest "
                "tried it fires %.1f times an hour on the negatives; more takes, or other "
