@@ -837,9 +837,10 @@ int main(int argc, char **argv) {
                k->set->n);
         for (int i = 0; i < k->set->n; i++) {
             const struct snn_cfg *mc = &k->set->m[i].model.cfg;
-            printf("  %s: %d classes, %d inputs, %d hidden layers, front end %d Hz / %d mels\n",
+            printf("  %s: %d classes, %d inputs, %d hidden layers, front end %d Hz / %d mels to "
+                   "%.0f Hz (front end %d of %d)\n",
                    k->set->m[i].path, mc->n_classes, mc->n_in, mc->n_layers, mc->fe.sample_rate,
-                   mc->fe.n_mels);
+                   mc->fe.n_mels, (double)mc->fe.fmax, k->set->m[i].front + 1, k->set->n_fronts);
         }
         set_free(k->set);
         return 0;
@@ -848,10 +849,10 @@ int main(int argc, char **argv) {
          k->config_path[0] ? k->config_path : "built-in defaults");
     for (int i = 0; i < k->set->n; i++) {
         const struct snn_cfg *mc = &k->set->m[i].model.cfg;
-        LOGI("model %s: %d inputs, %d hidden layers, %d classes, front end %d Hz / %d mels "
-             "(front end %d of %d)",
+        LOGI("model %s: %d inputs, %d hidden layers, %d classes, front end %d Hz / %d mels to "
+             "%.0f Hz (front end %d of %d)",
              k->set->m[i].path, mc->n_in, mc->n_layers, mc->n_classes, mc->fe.sample_rate,
-             mc->fe.n_mels, k->set->m[i].front + 1, k->set->n_fronts);
+             mc->fe.n_mels, (double)mc->fe.fmax, k->set->m[i].front + 1, k->set->n_fronts);
     }
     set_build_pipes(k->set, k, 0, NULL); /* no rate yet: only ties the front ends to k */
 
