@@ -247,12 +247,12 @@ static const char *model_carry(struct kwsd_model *n, struct kwsd_model *o) {
             nl->model = &n->model; /* equal models: the state fits either */
             ol->model = &o->model;
             n->time_base_ms = o->time_base_ms;
-            return "network state and detector kept";
+            return "same model: network state and detector kept";
         }
         struct snn_state st = nl->state;
         nl->state = ol->state;
         ol->state = st;
-        what = "network state kept, new smoothing or refractory period";
+        what = "same model: network state kept, new smoothing or refractory period";
     } else {
         what = "new model: the network starts from rest";
     }
@@ -272,14 +272,18 @@ static int64_t set_clock_ms(const struct kwsd_set *set) {
 }
 
 /* Swaps a reload's new set n in for the running one and frees the old.
- * Each new model takes over from the running model of the same path (or,
- * failing that, the same network) through model_carry; one with neither
- * starts from rest on the stream clock. Front ends equal to a running one
+ * Each new model takes over from a running one through model_carry: the
+ * one of the same path, else of the same network, else any left over (a
+ * file replaced by another); one with none left starts from rest on the
+ * stream clock. Front ends equal to a running one
  * keep running (their pipe moves over); new_pipes are built already. */
 static void set_swap(struct kwsd *k, struct kwsd_set *n) {
     struct kwsd_set *o = k->set;
-    int used[KWS_CONFIG_MAX_MODELS] = {0};
+    int used[KWS_CONFIG_MAX_MODELS] = {0}, pred[KWS_CONFIG_MAX_MODELS];
     int64_t now_ms = set_clock_ms(o);
+
+    for (int i = 0; i < n->n; i++)
+        pred[i] = -1;
 
     for (int f = 0; f < n->n_fronts; f++) {
         struct kwsd_front *of = front_find(o, &n->fronts[f].fe);
@@ -291,26 +295,34 @@ static void set_swap(struct kwsd *k, struct kwsd_set *n) {
         memset(&of->pipe, 0, sizeof of->pipe);
         of->built = 0;
     }
+    /* successors: the same path first, then the same network, then any
+     * model left (a file replaced by another: new network, same clock) */
+    for (int pass = 0; pass < 3; pass++)
+        for (int i = 0; i < n->n; i++) {
+            if (pred[i] >= 0)
+                continue;
+            for (int j = 0; j < o->n && pred[i] < 0; j++)
+                if (!used[j] && (pass == 2 || (pass == 0 ? strcmp(o->m[j].path, n->m[i].path) == 0
+                                                         : net_same_model(&o->m[j].model,
+                                                                          &n->m[i].model)))) {
+                    pred[i] = j;
+                    used[j] = 1;
+                }
+        }
     for (int i = 0; i < n->n; i++) {
         struct kwsd_model *nm = &n->m[i];
-        int j = 0;
-        while (j < o->n && (used[j] || strcmp(o->m[j].path, nm->path) != 0))
-            j++;
-        if (j == o->n)
-            for (j = 0; j < o->n; j++)
-                if (!used[j] && net_same_model(&o->m[j].model, &nm->model))
-                    break;
-        if (j < o->n) {
-            used[j] = 1;
-            LOGI("reload: %s: %s", nm->path, model_carry(nm, &o->m[j]));
+        if (pred[i] >= 0) {
+            LOGN("reload: model %s, %d classes; %s", nm->path, nm->model.cfg.n_classes,
+                 model_carry(nm, &o->m[pred[i]]));
         } else {
             nm->time_base_ms = now_ms;
-            LOGI("reload: %s: a model added: its network starts from rest", nm->path);
+            LOGN("reload: model %s, %d classes; added: the network starts from rest", nm->path,
+                 nm->model.cfg.n_classes);
         }
     }
     for (int j = 0; j < o->n; j++)
         if (!used[j])
-            LOGI("reload: %s: no longer loaded", o->m[j].path);
+            LOGN("reload: model %s no longer loaded", o->m[j].path);
     k->set = n;
     set_free(o);
 }
