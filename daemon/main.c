@@ -363,8 +363,8 @@ static void on_frame(void *ctx, const float *feat, const float *spikes) {
             .seq = k->detections,
             .model = m->name,
         };
-        LOGI("detected \"%s\" (%s) score %.3f at %.2f s", ev.keyword, m->name, (double)ev.score,
-             (double)ev.end_ms / 1000.0);
+        LOGI("detected \"%s\" score %.3f at %.2f s (%s)", ev.keyword, (double)ev.score,
+             (double)ev.end_ms / 1000.0, m->name);
         kwsd_publish(k, &ev);
     }
 }
