@@ -271,13 +271,14 @@ static int64_t set_clock_ms(const struct kwsd_set *set) {
     return m->time_base_ms + m->lis.det.frame * m->lis.det.cfg.frame_ms;
 }
 
-/* Swaps a reload's new set n in for the running one and frees the old.
+/* Swaps a reload's new set n in for the running one and returns the old
+ * one, for the caller to free once nothing points into it.
  * Each new model takes over from a running one through model_carry: the
  * one of the same path, else of the same network, else any left over (a
  * file replaced by another); one with none left starts from rest on the
  * stream clock. Front ends equal to a running one
  * keep running (their pipe moves over); new_pipes are built already. */
-static void set_swap(struct kwsd *k, struct kwsd_set *n) {
+static struct kwsd_set *set_swap(struct kwsd *k, struct kwsd_set *n) {
     struct kwsd_set *o = k->set;
     int used[KWS_CONFIG_MAX_MODELS] = {0}, pred[KWS_CONFIG_MAX_MODELS];
     int64_t now_ms = set_clock_ms(o);
@@ -324,7 +325,7 @@ static void set_swap(struct kwsd *k, struct kwsd_set *n) {
         if (!used[j])
             LOGN("reload: model %s no longer loaded", o->m[j].path);
     k->set = n;
-    set_free(o);
+    return o;
 }
 
 /* ==== Audio path: samples -> frames -> network -> detector -> events ==== */
@@ -568,7 +569,7 @@ static void reload(struct kwsd *k) {
         kwsd_notify("READY=1");
         return;
     }
-    set_swap(k, set);
+    struct kwsd_set *was = set_swap(k, set);
     if (strcmp(next.audio.device, k->cfg.audio.device) || next.audio.rate != k->cfg.audio.rate ||
         next.audio.period_ms != k->cfg.audio.period_ms)
         LOGW("audio settings changed in %s: they take effect at the next restart",
@@ -583,8 +584,9 @@ static void reload(struct kwsd *k) {
     if (!k->log_override)
         log_setup(next.logging.level);
     k->cfg = next;
-    if (k->wy.open && wyoming_set(k) < 0)
+    if (k->wy.open && wyoming_set(k) < 0) /* before was is freed: it compares with it */
         LOGW("reload: out of memory for some Wyoming clients: they were closed");
+    set_free(was);
     LOGN("reloaded %s (%d model(s): %s)", k->config_path, k->set->n, k->set->names);
     kwsd_notify("READY=1");
 }

@@ -733,6 +733,34 @@ Test(wyoming, reload_mid_stream) {
     free(r.pcm);
 }
 
+/* A reload that changes nothing the clients hear (the same file again: a
+ * new copy of the same model, the same settings) leaves a client's stream
+ * alone: the stream cut by the reload hears both words, as without it. */
+Test(wyoming, reload_with_nothing_changed_keeps_the_stream) {
+    struct rec r = rec_load("kw22.raw", 22050, 2, 1);
+    char got[256];
+    int64_t ts[8];
+    struct wyc c;
+    wyc_open(&c);
+    send_start(&c, &r, NULL);
+    size_t i = 0;
+    for (; i < 27 && send_chunk(&c, &r, i, 2048); i++) /* about 1.25 s: within "yes" */
+        ;
+    kill(kwsd_pid, SIGHUP);
+    int64_t end = kt_now_ms() + 10000;
+    while (kt_now_ms() < end && !log_has("reloaded"))
+        usleep(50000);
+    cr_assert(IS(log_has("reloaded")), "kwsd reloads:\n%s", read_log());
+    for (; send_chunk(&c, &r, i, 2048); i++)
+        ;
+    cr_assert(eq(int, wyc_send(&c, "audio-stop", NULL, NULL, 0), 0));
+    int nd = collect(&c, got, sizeof got, ts, 8);
+    cr_expect(eq(str, got, "yes,go"), "the stream across the reload: %s", got);
+    cr_expect(eq(int, nd, 0));
+    wyc_close(&c);
+    free(r.pcm);
+}
+
 /* Eight clients fill the server: a ninth is refused at once. Once the
  * silent ones have sent nothing for WYOMING_IDLE_EVICT_MS (10 s), a
  * newcomer takes the slot of one of them, never of the client that kept

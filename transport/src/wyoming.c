@@ -792,6 +792,22 @@ int wyoming_server_open(struct wyoming_server *s, uv_loop_t *loop, const struct 
     return 0;
 }
 
+/* Whether models are the running set again (equal headers and parameters,
+ * in the same order) with the same settings: a reload that changed
+ * nothing the clients hear. */
+static int same_models(const struct wyoming_server *s, const struct snn_model *const *models,
+                       int n, const struct kws_listener_settings *settings) {
+    if (n != s->n_models || memcmp(settings, &s->settings, sizeof *settings) != 0)
+        return 0;
+    for (int m = 0; m < n; m++) {
+        const struct snn_model *a = s->models[m], *b = models[m];
+        if (memcmp(&a->cfg, &b->cfg, sizeof a->cfg) != 0 || a->n_params != b->n_params ||
+            memcmp(a->mem, b->mem, a->n_params * sizeof *a->mem) != 0)
+            return 0;
+    }
+    return 1;
+}
+
 int wyoming_server_set_models(struct wyoming_server *s, const struct snn_model *const *models,
                               const char *const *names, int n,
                               const struct kws_listener_settings *settings) {
@@ -799,7 +815,18 @@ int wyoming_server_set_models(struct wyoming_server *s, const struct snn_model *
 
     if (n < 1 || n > WYOMING_MAX_MODELS)
         return -EINVAL;
-    /* the old models may be freed already: compare with the copies of their front ends */
+    if (same_models(s, models, n, settings)) { /* copies of the running ones: re-point */
+        for (int m = 0; m < n; m++) {
+            s->models[m] = models[m];
+            snprintf(s->model_names[m], sizeof s->model_names[m], "%s",
+                     names && names[m] ? names[m] : "");
+        }
+        for (struct wyoming_client *c = s->clients; c; c = c->next)
+            for (int m = 0; m < n; m++)
+                if (c->lis[m].model)
+                    c->lis[m].model = models[m];
+        return 0;
+    }
     int new_fe = copy_models(s, models, names, n, settings);
     for (struct wyoming_client *c = s->clients; c; c = c->next) {
         if (c->closing)

@@ -128,12 +128,14 @@ int wyoming_server_open(struct wyoming_server *s, uv_loop_t *loop, const struct 
                         char *msg, size_t msglen);
 
 /* Switches to another set of n models (1..WYOMING_MAX_MODELS; names[i] is
- * models[i]'s name for info) or settings (a reload; the old models may be
- * freed already): every client's listeners are rebuilt and its stream
- * starts from rest; when the front ends differ, a client mid-stream must
- * start a new one. Call it after any change, since a new model may sit at
- * an old one's address. Returns 0, -EINVAL (n out of range) or -ENOMEM
- * after closing the clients it could not rebuild. */
+ * models[i]'s name for info) or settings (a reload). The running models
+ * must still be alive during the call (free them after it). When the new
+ * ones are copies of them (equal headers and parameters, same order) with
+ * the same settings, the clients' listeners are only pointed at the new
+ * copies and their streams go on; otherwise every client's listeners are
+ * rebuilt and its stream starts from rest, and when the front ends differ
+ * a client mid-stream must start a new one. Returns 0, -EINVAL (n out of
+ * range) or -ENOMEM after closing the clients it could not rebuild. */
 int wyoming_server_set_models(struct wyoming_server *s, const struct snn_model *const *models,
                               const char *const *names, int n,
                               const struct kws_listener_settings *settings);
