@@ -133,14 +133,9 @@ static int set_build(struct kwsd_set **out, const struct kws_config *cfg, struct
         config_diags_add(d, "models: %s", kws_strerror(-ENOMEM));
         return -ENOMEM;
     }
-    int n = rc = config_model_files(cfg, files, d);
+    int n = rc = config_model_files(cfg, files, d); /* >= 1: model.path or model.paths */
     if (rc < 0)
         goto fail;
-    if (n == 0) {
-        config_diags_add(d, "%s: no model to load", cfg->model.dir);
-        rc = KWS_ECONFIG;
-        goto fail;
-    }
     for (int i = 0; i < n; i++, set->n++) /* set->n counts what set_free must free */
         if ((rc = model_load(&set->m[i], files[i], d)) < 0)
             goto fail;
@@ -276,8 +271,8 @@ static int64_t set_clock_ms(const struct kwsd_set *set) {
  * Each new model takes over from a running one through model_carry: the
  * one of the same path, else of the same network, else any left over (a
  * file replaced by another); one with none left starts from rest on the
- * stream clock. Front ends equal to a running one
- * keep running (their pipe moves over); new_pipes are built already. */
+ * stream clock. Front ends equal to a running one keep running (their
+ * pipe moves over); set_build_pipes has built the others. */
 static struct kwsd_set *set_swap(struct kwsd *k, struct kwsd_set *n) {
     struct kwsd_set *o = k->set;
     int used[KWS_CONFIG_MAX_MODELS] = {0}, pred[KWS_CONFIG_MAX_MODELS];
