@@ -210,17 +210,10 @@ static int set_build_pipes(struct kwsd_set *set, struct kwsd *k, int rate,
     return 0;
 }
 
-/* Whether two loaded models are the same network: the same header fields
- * and the same parameters, as two loads of one file are. */
-static int net_same_model(const struct snn_model *a, const struct snn_model *b) {
-    return memcmp(&a->cfg, &b->cfg, sizeof a->cfg) == 0 && a->n_params == b->n_params &&
-           memcmp(a->mem, b->mem, a->n_params * sizeof *a->mem) == 0;
-}
-
 /* Carries what a reload keeps from the running model o into its successor
  * n (the new set's model of the same file or the same network). The event
  * time base always continues, so end_ms never goes back:
- * - same model (net_same_model): the running network state is kept; so is
+ * - same model (snn_model_same): the running network state is kept; so is
  *   the detector, with the new thresholds, when smoothing and refractory
  *   are unchanged;
  * - otherwise the new network starts from rest and the new detector's
@@ -231,7 +224,7 @@ static const char *model_carry(struct kwsd_model *n, struct kwsd_model *o) {
     struct kws_listener *ol = &o->lis, *nl = &n->lis;
     const char *what;
 
-    if (net_same_model(&n->model, &o->model)) {
+    if (snn_model_same(&n->model, &o->model)) {
         if (nl->det.cfg.smoothing_frames == ol->det.cfg.smoothing_frames &&
             nl->det.cfg.refractory_frames == ol->det.cfg.refractory_frames) {
             struct kws_listener built = *nl; /* the running listener moves over */
@@ -299,7 +292,7 @@ static struct kwsd_set *set_swap(struct kwsd *k, struct kwsd_set *n) {
                 continue;
             for (int j = 0; j < o->n && pred[i] < 0; j++)
                 if (!used[j] && (pass == 2 || (pass == 0 ? strcmp(o->m[j].path, n->m[i].path) == 0
-                                                         : net_same_model(&o->m[j].model,
+                                                         : snn_model_same(&o->m[j].model,
                                                                           &n->m[i].model)))) {
                     pred[i] = j;
                     used[j] = 1;

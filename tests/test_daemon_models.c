@@ -288,8 +288,8 @@ Test(models, a_reload_with_a_corrupt_second_model_keeps_the_running_set) {
     int rc = wait_exit(pid, 60000);
     cr_log_info("kwsd log:\n%s", kt_read_text(at("kwsd.log")));
     cr_assert(eq(int, rc, 0), "kwsd runs the file to its end");
-    cr_expect(eq(int, log_count("reload of", "failed; the running configuration and models stay"),
-                 1));
+    cr_expect(
+        eq(int, log_count("reload of", "failed; the running configuration and models stay"), 1));
     cr_expect(ge(int, log_count(at("models/digits.kwsm"), "error"), 1),
               "the refusal names the corrupt file");
     cr_expect(ge(int, log_count("detected", "(commands.kwsm)"), 1), "commands.kwsm still hears");
@@ -330,9 +330,9 @@ Test(models, check_config_names_a_bad_file_a_shared_label_and_path_with_paths) {
     st = run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config 2>&1", KWSD_BINARY_DIR,
              at("kwsd.yaml"));
     cr_expect(eq(int, st, 1), "%s", out);
-    cr_expect(not(eq(ptr, strstr(out, "model.path: give model.path (one model) or model.paths"),
-                     NULL)),
-              "%s", out);
+    cr_expect(
+        not(eq(ptr, strstr(out, "model.path: give model.path (one model) or model.paths"), NULL)),
+        "%s", out);
 
     /* a models directory that is not there */
     snprintf(lines, sizeof lines, "  dir: %s/nowhere\n", dir);

@@ -799,12 +799,9 @@ static int same_models(const struct wyoming_server *s, const struct snn_model *c
                        int n, const struct kws_listener_settings *settings) {
     if (n != s->n_models || memcmp(settings, &s->settings, sizeof *settings) != 0)
         return 0;
-    for (int m = 0; m < n; m++) {
-        const struct snn_model *a = s->models[m], *b = models[m];
-        if (memcmp(&a->cfg, &b->cfg, sizeof a->cfg) != 0 || a->n_params != b->n_params ||
-            memcmp(a->mem, b->mem, a->n_params * sizeof *a->mem) != 0)
+    for (int m = 0; m < n; m++)
+        if (!snn_model_same(s->models[m], models[m]))
             return 0;
-    }
     return 1;
 }
 
