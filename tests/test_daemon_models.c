@@ -6,7 +6,8 @@
  * own name, and they are exactly the events kwsd-eval finds with that model
  * alone, so stepping two networks per frame changes neither. A reload whose
  * second model file is corrupt is refused and the running set keeps
- * detecting with both; --check-config names a bad file, a label two models
+ * detecting with both; a reload that adds a model keeps the running one's
+ * state; --check-config names a bad file, a label two models
  * share, and model.path given with model.paths. A word enrolled by
  * kwsd-enroll (a tiny recipe: seconds) into a models directory loads next
  * to the shipped model, with the threshold calibrated into it.
@@ -294,6 +295,39 @@ Test(models, a_reload_with_a_corrupt_second_model_keeps_the_running_set) {
               "the refusal names the corrupt file");
     cr_expect(ge(int, log_count("detected", "(commands.kwsm)"), 1), "commands.kwsm still hears");
     cr_expect(ge(int, log_count("detected", "(digits.kwsm)"), 1), "digits.kwsm still hears");
+}
+
+/* A reload that adds a model: the running one keeps its network state and
+ * detector, the new one starts from rest, and both detect in the audio
+ * that follows (--input starting 6 s after start-up, the reload before). */
+Test(models, a_reload_adds_a_model_next_to_the_running_one) {
+    static const char *const words[] = {"yes", "three", "go", "seven"};
+    char lines[2048], input[400];
+
+    need_models();
+    make_speech(words, 4);
+    snprintf(lines, sizeof lines, "  path: %s\n", COMMANDS);
+    write_config(lines);
+    snprintf(input, sizeof input, "--input=%s", at("speech.wav"));
+    pid_t pid = kt_spawn_kwsd(dir, input, "--input-delay=6000");
+    int64_t end = kt_now_ms() + 5000;
+    while (kt_now_ms() < end && !log_count("notice: ready", NULL))
+        usleep(20000);
+    cr_assert(eq(int, log_count("notice: ready", NULL), 1), "%s", kt_read_text(at("kwsd.log")));
+    snprintf(lines, sizeof lines, "  paths: [ %s, %s ]\n", COMMANDS, DIGITS);
+    write_config(lines);
+    kill(pid, SIGHUP);
+    int rc = wait_exit(pid, 60000);
+    cr_log_info("kwsd log:\n%s", kt_read_text(at("kwsd.log")));
+    cr_assert(eq(int, rc, 0), "kwsd runs the file to its end");
+    cr_expect(eq(int, log_count("commands.kwsm, 12 classes; same model: network state and "
+                                "detector kept",
+                                NULL),
+                 1));
+    cr_expect(eq(int, log_count("digits.kwsm, 10 classes; added", NULL), 1));
+    cr_expect(eq(int, log_count("reloaded", "(2 model(s): commands.kwsm,digits.kwsm)"), 1));
+    cr_expect(ge(int, log_count("detected", "(commands.kwsm)"), 1));
+    cr_expect(ge(int, log_count("detected", "(digits.kwsm)"), 1));
 }
 
 Test(models, check_config_names_a_bad_file_a_shared_label_and_path_with_paths) {
