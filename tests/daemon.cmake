@@ -17,7 +17,7 @@ endif()
 # kwsd with several models at once (model.paths, model.dir), an enrolled word
 # next to the shipped model.
 if(TARGET kwsd AND TARGET kwsd-eval)
-  kws_test(test_daemon_models LIBS kws_core PkgConfig::ZMQ PkgConfig::JANSSON TIMEOUT 600)
+  kws_test(test_daemon_models LIBS kws_core kws_audio PkgConfig::ZMQ PkgConfig::JANSSON TIMEOUT 600)
   add_dependencies(test_daemon_models kwsd kwsd-eval)
   if(TARGET kwsd-enroll)
     add_dependencies(test_daemon_models kwsd-enroll)

@@ -4,7 +4,9 @@
  * its own) run side by side on espeak-ng speech through ALSA's file plugin:
  * each model's events reach a ZeroMQ subscriber with its own labels and its
  * own name, and they are exactly the events kwsd-eval finds with that model
- * alone, so stepping two networks per frame changes neither. A reload whose
+ * alone, so stepping two networks per frame changes neither; a model at
+ * 8 kHz gets a resampler and front end of its own from the same 16 kHz
+ * input. A reload whose
  * second model file is corrupt is refused and the running set keeps
  * detecting with both; a reload that adds a model keeps the running one's
  * state; --check-config names a bad file, a label two models
@@ -27,6 +29,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "kws/frontend.h"
 #include "kws/snn.h"
 #include "kwsd_test.h"
 
@@ -260,6 +263,66 @@ Test(models, two_models_publish_their_own_labels_through_alsa) {
               "digits.kwsm's front end differs from commands.kwsm's: it has its own");
     expect_same("commands.kwsm", got_c, n_c, want_c, nw_c);
     expect_same("digits.kwsm", got_d, n_d, want_d, nw_d);
+}
+
+/* A model at 8 kHz (window 200, hop 80, FFT 256, mel bands to 4 kHz), one
+ * hidden layer, whose "beep" fires whenever its refractory period allows
+ * (a large readout bias): it detects nothing, but its events prove its
+ * front end runs. */
+static void write_8k_model(const char *path) {
+    struct snn_cfg cfg;
+    struct snn_model m = {0};
+    memset(&cfg, 0, sizeof cfg);
+    audio_fe_cfg_default(&cfg.fe);
+    cfg.fe.sample_rate = 8000;
+    cfg.fe.win_len = 200;
+    cfg.fe.hop = 80;
+    cfg.fe.n_fft = 256;
+    cfg.fe.fmax = 4000.0f;
+    cfg.fe.n_mels = 20;
+    cfg.n_in = audio_fe_n_out(&cfg.fe);
+    cfg.n_layers = 1;
+    cfg.layer[0] = (struct snn_layer_cfg){.n = 8, .beta = 0.5f, .gain = 1.0f, .thresh = 1.0f};
+    cfg.n_classes = 2;
+    cfg.out_beta = 0.9f;
+    cfg.out_gain = 1.0f;
+    strcpy(cfg.labels[0], "_silence_");
+    strcpy(cfg.labels[1], "beep");
+    cr_assert(eq(int, snn_model_init(&m, &cfg), 0));
+    m.p.b_out[1] = 5.0f;
+    cr_assert(eq(int, snn_model_save(&m, path), 0));
+    snn_model_free(&m);
+}
+
+/* commands.kwsm (16 kHz) and an 8 kHz model on one 16 kHz input: two
+ * resamplers and front ends from one capture; each model's events come,
+ * and commands.kwsm's are still exactly kwsd-eval's. */
+Test(models, a_model_at_8_khz_next_to_one_at_16_khz) {
+    static const char *const words[] = {"yes", "go"};
+    struct event want[16];
+    char lines[2048], input[400];
+    struct stat st;
+
+    need_models();
+    if (stat(EVAL, &st) != 0)
+        cr_skip_test("kwsd-eval is not built");
+    make_speech(words, 2);
+    int n_want = eval_events(COMMANDS, want, 16);
+    write_8k_model(at("beep8k.kwsm"));
+    snprintf(lines, sizeof lines, "  paths: [ %s, %s ]\n", COMMANDS, at("beep8k.kwsm"));
+    write_config(lines);
+    snprintf(input, sizeof input, "--input=%s", at("speech.wav"));
+    pid_t pid = kt_spawn_kwsd(dir, input, NULL);
+    int rc = wait_exit(pid, 60000);
+    cr_log_info("kwsd log:\n%s", kt_read_text(at("kwsd.log")));
+    cr_assert(eq(int, rc, 0));
+    cr_expect(eq(int, log_count("beep8k.kwsm: ", "front end 8000 Hz / 20 mels to 4000 Hz (front "
+                                                 "end 2 of 2)"),
+                 1));
+    cr_expect(ge(int, log_count("detected \"beep\"", "(beep8k.kwsm)"), 2),
+              "the 8 kHz model hears its frames");
+    cr_expect(eq(int, log_count("detected", "(commands.kwsm)"), n_want),
+              "commands.kwsm finds what kwsd-eval finds (%d)", n_want);
 }
 
 /* ==== Reloads and checks ==== */
