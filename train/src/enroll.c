@@ -27,6 +27,7 @@
 #include "kws/audio_file.h"
 #include "kws/dataset.h"
 #include "kws/err.h"
+#include "kws/listener.h"
 #include "kws/recipe.h"
 #include "kws/stream_eval.h"
 #include "train_internal.h"
@@ -529,6 +530,8 @@ static int calibrate(struct enr *E, struct snn_model *m) {
     o.ctx = E;
     struct stream_eval se = {0};
     struct stream_result sr;
+    struct kws_listener_settings ls; /* kwsd's smoothing and refractory period */
+    kws_listener_settings_default(&ls);
     if (!rc) {
         /* the bar's total: the passes the stream will need, as stream_eval counts them */
         double secs = 0.0;
@@ -542,7 +545,8 @@ static int calibrate(struct enr *E, struct snn_model *m) {
     }
     float thr = 0.0f;
     if (!rc) {
-        thr = stream_eval_calibrate(&se, &m->cfg, 300, 1000, r->calib_fa, &sr);
+        thr = stream_eval_calibrate(&se, &m->cfg, ls.smoothing_ms, ls.refractory_ms, r->calib_fa,
+                                    &sr);
         rc = thr < 0.0f ? -ENOMEM : 0;
         E->res->cal_hours = sr.hours;
         E->res->cal_fa = sr.false_alarms;
@@ -562,7 +566,7 @@ static int calibrate(struct enr *E, struct snn_model *m) {
         h.n_neg = k;
         rc = stream_eval_run_opts(&se, m, &ds, held, n_held, &h);
         if (!rc)
-            rc = stream_eval_score(&se, &m->cfg, thr, 300, 1000, &sr);
+            rc = stream_eval_score(&se, &m->cfg, thr, ls.smoothing_ms, ls.refractory_ms, &sr);
         if (!rc) {
             E->res->n_held = sr.n_kw;
             E->res->hits = sr.hits;

@@ -25,6 +25,7 @@
 
 #include "kws/dataset.h"
 #include "kws/err.h"
+#include "kws/listener.h"
 #include "kws/stream_eval.h"
 #include "kws/train.h"
 #include "recipe_internal.h"
@@ -102,7 +103,7 @@ void train_recipe_default(struct train_recipe *r) {
     r->tmask[0] = aug.tmask_n;
     r->tmask[1] = aug.tmask_w;
 
-    r->window_ms = (float)win.T * 1000.0f * (float)fe.hop / (float)fe.sample_rate;
+    r->window_ms = (float)(win.T * kws_frame_ms(&fe));
     r->p_keyword = win.p_keyword;
 
     r->select = TRAIN_SELECT_CLIP;
@@ -284,12 +285,15 @@ static int window_pools(const struct dataset *ds, struct ds_window *w, size_t **
 }
 
 /* Mines the training negatives with model m (kws/dataset.h dataset_mine):
- * the ones it fires on at 0.5 become the windows' hard pool. */
+ * the ones it fires on at 0.5, smoothed as kwsd smooths, become the
+ * windows' hard pool. */
 static int mine(struct run *R, const struct snn_model *m) {
     struct ds_window *w = &R->win;
+    struct kws_listener_settings ls;
+    kws_listener_settings_default(&ls);
     size_t n_hard = 0;
-    int rc =
-        dataset_mine(m, &R->ds, w->neg, w->n_neg, 0.5f, 300, (size_t *)w->hard, &n_hard, NULL);
+    int rc = dataset_mine(m, &R->ds, w->neg, w->n_neg, 0.5f, ls.smoothing_ms, (size_t *)w->hard,
+                          &n_hard, NULL);
     if (rc < 0)
         return rc;
     w->n_hard = n_hard;
@@ -421,11 +425,13 @@ static int stream_val(const struct snn_model *m, const struct dataset *ds, const
                       size_t n_va, const struct stream_eval_opts *vo, float max_fa, float *thr,
                       struct stream_result *r) {
     struct stream_eval se;
+    struct kws_listener_settings ls; /* kwsd's smoothing and refractory period */
+    kws_listener_settings_default(&ls);
     memset(r, 0, sizeof *r);
     int rc = stream_eval_run_opts(&se, m, ds, va, n_va, vo);
     if (rc < 0)
         return rc == KWS_EDATASET ? rc : -ENOMEM;
-    *thr = stream_eval_calibrate(&se, &m->cfg, 300, 1000, max_fa, r);
+    *thr = stream_eval_calibrate(&se, &m->cfg, ls.smoothing_ms, ls.refractory_ms, max_fa, r);
     stream_eval_free(&se);
     return *thr < 0.0f ? -ENOMEM : 0;
 }
@@ -445,8 +451,10 @@ static int run_calibrate(struct run *R) {
     float t = 0.0f;
     rc = stream_val(&m, &R->ds, R->va, R->n_va, &R->vopt, r->calib_fa, &t, &sr);
     if (rc == KWS_EDATASET) {
-        note(R, "calibration: no validation words; the model has no threshold of its own "
-                "(kwsd uses 0.4)");
+        note(R,
+             "calibration: no validation words; the model has no threshold of its own "
+             "(kwsd uses %.2g)",
+             (double)KWS_THRESHOLD_FALLBACK);
         snn_model_free(&m);
         return 0;
     }
@@ -511,8 +519,7 @@ static int run_network_cfg(struct run *R) {
     if (snn_cfg_validate(cfg, msg, sizeof msg) < 0)
         return fail(R, KWS_ECONFIG, "%s", msg);
     /* training examples carry ctx frames of context in front of the T frames */
-    R->ctx = (int)(r->context_ms / (1000.0f * (float)cfg->fe.hop / (float)cfg->fe.sample_rate) +
-                   0.5f);
+    R->ctx = (int)(r->context_ms / (float)kws_frame_ms(&cfg->fe) + 0.5f);
     if (R->ctx < 0 || R->ctx > 1000)
         return fail(R, KWS_ECONFIG, "--context-ms out of range");
     return 0;
@@ -571,8 +578,7 @@ static int run_data(struct run *R) {
         return rc;
     dataset_window_default(&R->win);
     if (r->windows) {
-        R->win.T = (int)(r->window_ms /
-                         (1000.0f * (float)R->cfg.fe.hop / (float)R->cfg.fe.sample_rate));
+        R->win.T = (int)(r->window_ms / (float)kws_frame_ms(&R->cfg.fe));
         R->win.p_keyword = r->p_keyword;
         R->win.p_cold = r->p_cold;
         if (window_pools(ds, &R->win, &R->pool_mem) < 0)
