@@ -105,8 +105,8 @@ static const char *const train_base[] = {"--data", "/nonexistent/kwsd-data", "--
                                          "--out",  "/nonexistent/kwsd.kwsm", NULL};
 static const char *const eval_base[] = {"--model", "/nonexistent/kwsd.kwsm", "--data",
                                         "/nonexistent/kwsd-data", NULL};
-static const char *const enroll_base[] = {"--word", "hey",   "--takes", "/nonexistent/takes",
-                                          "--out",  "/nonexistent/hey.kwsm", NULL};
+static const char *const enroll_base[] = {
+    "--word", "hey", "--takes", "/nonexistent/takes", "--out", "/nonexistent/hey.kwsm", NULL};
 
 /* The programs under test, by the number a case names them with. */
 enum tool { TRAIN, EVAL, ENROLL };

@@ -29,6 +29,7 @@
 #include "kws/stream_eval.h"
 #include "kws/train.h"
 #include "recipe_internal.h"
+#include "say_internal.h"
 
 /* ==== Defaults ==== */
 
@@ -174,20 +175,10 @@ static int fail(struct run *R, int rc, const char *fmt, ...) {
 
 /* A note line to the progress callback. */
 static void note(struct run *R, const char *fmt, ...) {
-    char line[1024];
     va_list ap;
-    if (!R->p || !R->p->note)
-        return;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    train__vnote(R->p ? R->p->note : NULL, R->p ? R->p->data : NULL, fmt, ap);
     va_end(ap);
-    R->p->note(R->p->data, line);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ==== Rendering batches ==== */
@@ -571,7 +562,7 @@ static int run_load(struct run *R, size_t *noise0) {
 static int run_data(struct run *R) {
     const struct train_recipe *r = R->r;
     struct dataset *ds = &R->ds;
-    double t0 = now_s();
+    double t0 = train__now_s();
     size_t noise0 = 0;
     int rc = run_load(R, &noise0);
     if (rc < 0)
@@ -613,7 +604,7 @@ static int run_data(struct run *R) {
     if (r->max_train > 0 && (size_t)r->max_train < R->n_tr)
         R->n_tr = (size_t)r->max_train;
     note(R, "data: %zu clips (%zu train, %zu val), %zu noise, loaded in %.1f s", ds->n_clips,
-         R->n_tr, R->n_va, ds->n_noise, now_s() - t0);
+         R->n_tr, R->n_va, ds->n_noise, train__now_s() - t0);
     return 0;
 }
 
@@ -775,7 +766,7 @@ static int run_steps(struct run *R, int ep, struct train_epoch_report *e) {
     uint64_t spikes = 0;
     double loss = 0.0;
     for (size_t s = 0; s < steps; s++) {
-        double tr0 = now_s();
+        double tr0 = train__now_s();
         uint64_t rseed = (uint64_t)r->seed * 1000003ull + (uint64_t)ep * 7919ull + s * 104729ull;
         /* a step: stream windows with per-frame targets, or clips with labels */
         uint64_t first = ((uint64_t)ep * steps + s) * (uint64_t)B;
@@ -785,7 +776,7 @@ static int run_steps(struct run *R, int ep, struct train_epoch_report *e) {
                                         R->Ttr, R->n_in, R->x, R->bg, R->y);
         if (rr < 0)
             return fail(R, rr, "render failed");
-        e->render_seconds += now_s() - tr0;
+        e->render_seconds += train__now_s() - tr0;
         float frac = ((float)ep * steps + s) / ((float)r->epochs * steps);
         e->lr = train_lr_onecycle(r->lr, frac);
         float lrd = train_lr_cosine(r->lr_delay, frac);
@@ -845,7 +836,7 @@ static int run_epoch(struct run *R, int ep) {
     const struct train_recipe *r = R->r;
     struct train_net *net = &R->net;
     struct train_epoch_report e = {.epoch = ep + 1, .epochs = r->epochs, .val_weights = -1.0};
-    double te = now_s();
+    double te = train__now_s();
     float sdec = powf(r->sigma_decay, 100.0f / (float)r->epochs);
     net->hp.sigma = r->sigma_init * powf(sdec, (float)ep);
     run_shuffle(R, ep);
@@ -885,7 +876,7 @@ static int run_epoch(struct run *R, int ep) {
             goto out;
         }
     }
-    e.seconds = now_s() - te;
+    e.seconds = train__now_s() - te;
     if (R->p && R->p->epoch)
         R->p->epoch(R->p->data, &e);
     if (r->windows && r->mine_every && (ep + 1) % r->mine_every == 0 && R->win.n_neg &&
@@ -990,14 +981,14 @@ int train_run(const struct train_recipe *r, const struct train_progress *p, char
         rc = run_buffers(R);
     if (rc == 0)
         rc = run_resume_mining(R);
-    double t_train = now_s();
+    double t_train = train__now_s();
     for (int ep = R->epoch0; rc == 0 && ep < r->epochs; ep++)
         rc = run_epoch(R, ep);
     if (rc == 0) {
         note(R, "done: best %s %.2f %%, training %.1f min, model %s",
              R->stream_val && r->select == TRAIN_SELECT_STREAM ? "validation stream hit rate"
-                                                                : "val",
-             100.0 * R->best, (now_s() - t_train) / 60.0, r->out);
+                                                               : "val",
+             100.0 * R->best, (train__now_s() - t_train) / 60.0, r->out);
         rc = run_calibrate(R);
     }
     run_free(R);
