@@ -30,10 +30,7 @@ static char root[] = "/tmp/kws-ds-XXXXXX";
 /* root/rel, 1 s at 16 kHz: a 400 ms tone burst starting at start_ms over
  * faint noise, or (noise_only) louder noise alone. */
 static void write_clip(const char *rel, float freq, int start_ms, int noise_only) {
-    float x[16000];
-    tt_clip(x, 16000, 16000, (uint32_t)(freq * 10) + 1, noise_only ? 0.2f : 0.002f, freq, start_ms,
-            !noise_only);
-    tt_write_wav(kt_path(root, rel), x, 16000, 16000, TT_WAV16);
+    tt_write_word(kt_path(root, rel), (uint32_t)(freq * 10) + 1, freq, start_ms, noise_only);
 }
 
 static void setup(void) {

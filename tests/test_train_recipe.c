@@ -37,10 +37,7 @@ static char root[] = "/tmp/kws-recipe-XXXXXX";
 /* root/rel, 1 s at 16 kHz: a 400 ms tone at freq from start_ms over faint
  * noise, or (noise_only) louder noise alone. */
 static void write_clip(const char *rel, float freq, int start_ms, int noise_only, uint32_t seed) {
-    static float x[16000];
-    tt_clip(x, 16000, 16000, seed * 2654435761u + 1, noise_only ? 0.2f : 0.002f, freq, start_ms,
-            !noise_only);
-    tt_write_wav(kt_path(root, rel), x, 16000, 16000, TT_WAV16);
+    tt_write_word(kt_path(root, rel), seed * 2654435761u + 1, freq, start_ms, noise_only);
 }
 
 /* 16 clips of each word (300-700 Hz and 1.5-1.9 kHz), 8 of noise. */

@@ -7,9 +7,10 @@
  * <criterion/criterion.h> and <criterion/new/assert.h>; link libsndfile.
  *
  *     static char root[] = "/tmp/kws-x-XXXXXX";   // mkdtemp'd in the fixture
- *     float x[16000];
- *     tt_clip(x, 16000, 16000, 1u, 0.002f, 500.0f, 300, 1); // a 500 Hz "word" at 300 ms
- *     tt_write_wav(kt_path(root, "yes/a0.wav"), x, 16000, 16000, TT_WAV16);
+ *     tt_write_word(kt_path(root, "yes/a0.wav"), 1u, 500.0f, 300, 0); // 500 Hz at 300 ms
+ *     static float x[48000];                     // any length, several bursts:
+ *     tt_clip(x, 48000, 16000, 7u, 0.002f, 900.0f, 200, 2);
+ *     tt_write_wav(kt_path(root, "neg/p0.wav"), x, 48000, 16000, TT_WAV16);
  *     kt_write_file(kt_path(root, "testing_list.txt"), "yes/a0.wav\n");
  *     tt_rmtree(root);
  *
@@ -56,6 +57,16 @@ static inline void tt_clip(float *x, int n, int rate, uint32_t s, float amp, flo
         }
         x[i] = noise + tone;
     }
+}
+
+/* path, a 16-bit WAV of 1 s at 16 kHz: a 400 ms "word" (tt_clip's tone of
+ * freq Hz) from start_ms over faint noise (amplitude 0.002), or (noise_only)
+ * louder noise alone (0.2); s starts the noise generator. */
+static inline void tt_write_word(const char *path, uint32_t s, float freq, int start_ms,
+                                 int noise_only) {
+    static float x[16000];
+    tt_clip(x, 16000, 16000, s, noise_only ? 0.2f : 0.002f, freq, start_ms, !noise_only);
+    tt_write_wav(path, x, 16000, 16000, TT_WAV16);
 }
 
 /* Removes dir and everything in it. */
