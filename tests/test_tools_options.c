@@ -1,4 +1,5 @@
-/* test_tools_options.c: kwsd-train's and kwsd-eval's option tables, through the programs.
+/* test_tools_options.c: kwsd-train's, kwsd-eval's and kwsd-enroll's option tables, through
+ * the programs.
  *
  * Each test runs the built program with its stdout and stderr in files. Bad
  * values (an unknown enum word, a number out of range or not a number, a
@@ -34,6 +35,7 @@
 
 #define TRAIN_BIN KWSD_BINARY_DIR "/tools/kwsd-train"
 #define EVAL_BIN KWSD_BINARY_DIR "/tools/kwsd-eval"
+#define ENROLL_BIN KWSD_BINARY_DIR "/tools/kwsd-enroll"
 #define MAX_ARGS 64
 
 extern char **environ;
@@ -103,13 +105,20 @@ static const char *const train_base[] = {"--data", "/nonexistent/kwsd-data", "--
                                          "--out",  "/nonexistent/kwsd.kwsm", NULL};
 static const char *const eval_base[] = {"--model", "/nonexistent/kwsd.kwsm", "--data",
                                         "/nonexistent/kwsd-data", NULL};
+static const char *const enroll_base[] = {
+    "--word", "hey", "--takes", "/nonexistent/takes", "--out", "/nonexistent/hey.kwsm", NULL};
+
+/* The programs under test, by the number a case names them with. */
+enum tool { TRAIN, EVAL, ENROLL };
+static const char *const tool_bin[] = {TRAIN_BIN, EVAL_BIN, ENROLL_BIN};
+static const char *const *const tool_base[] = {train_base, eval_base, enroll_base};
 
 /* ==== Bad values ==== */
 
 /* Arrays rather than pointers: Criterion hands each case to a new process,
  * where a pointer into this one's data need not hold. */
 struct bad_case {
-    int eval;         /* 0: kwsd-train, 1: kwsd-eval */
+    int tool;         /* enum tool */
     char args[6][32]; /* after the base arguments */
     char want[4][96]; /* each must be on stderr */
 };
@@ -160,6 +169,23 @@ static const struct bad_case bad_cases[] = {
     {0, {"--rec", "none"}, {"kwsd-train: --rec needs one entry per --hidden layer"}},
     {1, {"--negatives-only"}, {"kwsd-eval: --negatives-only: needs --negatives DIR"}},
     {1, {"--snr", "5,15"}, {"kwsd-eval: --snr: needs --noise DIR"}},
+    /* kwsd-enroll: each kind of value its table holds */
+    {2, {"--select", "foo"}, {"kwsd-enroll: --select: 'foo'", "clip, stream"}},
+    {2, {"--epochs", "0"}, {"kwsd-enroll: --epochs: 0 out of range [1, 1000]"}},
+    {2, {"--val-takes", "51"}, {"kwsd-enroll: --val-takes: 51 out of range [1, 50]"}},
+    {2, {"--min-takes", "1"}, {"kwsd-enroll: --min-takes: 1 out of range [2, "}},
+    {2, {"--calib-hours", "0"}, {"kwsd-enroll: --calib-hours: 0 out of range [0.001, 10]"}},
+    {2, {"--calib-fa", "2000"}, {"kwsd-enroll: --calib-fa: 2000 out of range [0, 1000]"}},
+    {2, {"--seed", "-1"}, {"kwsd-enroll: --seed: -1 out of range [0, 2147483647]"}},
+    {2, {"--windows", "0"}, {"kwsd-enroll: --windows: 0 out of range [1, 1000000]"}},
+    {2, {"--lr", "fast"}, {"kwsd-enroll: --lr: 'fast' is not a number in [0, 10]"}},
+    {2, {"--epochs"}, {"kwsd-enroll: --epochs: needs a value", "an integer in [1, 1000]"}},
+    {2, {"--select"}, {"kwsd-enroll: --select: needs a value", "one of clip, stream"}},
+    {2, {"--takes"}, {"kwsd-enroll: --takes: needs a value", "a file or folder name"}},
+    {2, {"--word", "a,b"}, {"kwsd-enroll: --word: 'a,b'", "one item", "1 to 31 bytes"}},
+    {2, {"--record=yes"}, {"kwsd-enroll: --record: takes no value"}},
+    {2, {"--bogus"}, {"kwsd-enroll: unknown option '--bogus'"}},
+    {2, {"--words-from", "/nonexistent", "--record"}, {"kwsd-enroll: --record takes one --word"}},
 };
 
 ParameterizedTestParameters(options, bad_value) {
@@ -172,7 +198,7 @@ ParameterizedTest(const struct bad_case *c, options, bad_value, .init = tmp_setu
     const char *args[7] = {NULL};
     for (int i = 0; i < 6 && c->args[i][0]; i++)
         args[i] = c->args[i];
-    run_tool(&r, c->eval ? EVAL_BIN : TRAIN_BIN, c->eval ? eval_base : train_base, args);
+    run_tool(&r, tool_bin[c->tool], tool_base[c->tool], args);
     cr_expect(eq(int, r.status, 2), "%s: exit %d, stderr: %s", c->args[0], r.status, r.err);
     cr_expect(eq(int, r.err_lines, 1), "%s: want one line, got: %s", c->args[0], r.err);
     cr_expect(eq(str, r.out, ""), "%s: stdout: %s", c->args[0], r.out);

@@ -30,27 +30,19 @@
 #include "kws/enroll_record.h"
 #include "kws/err.h"
 #include "kws/snn.h"
+#include "train_test.h"
 
 #define MODEL KWSD_SOURCE_DIR "/models/commands.kwsm"
 #define KWSD KWSD_BINARY_DIR "/daemon/kwsd"
 
 static char root[] = "/tmp/kws-enroll-XXXXXX";
 
-static void sh(const char *fmt, ...) {
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    cr_assert(eq(int, system(cmd), 0), "%s", cmd);
-}
-
 static void setup(void) {
     cr_assert(not(eq(ptr, mkdtemp(root), NULL)));
 }
 
 static void teardown(void) {
-    sh("rm -rf %s", root);
+    tt_rmtree(root);
 }
 
 /* n samples: room noise at -70 dBFS, a "word" (a 220 Hz buzz with
@@ -76,14 +68,6 @@ static float *take(size_t n, size_t a, size_t b, float amp) {
         }
     }
     return x;
-}
-
-static void write_wav(const char *path, const float *x, size_t n, int rate, int format) {
-    SF_INFO info = {.samplerate = rate, .channels = 1, .format = format};
-    SNDFILE *f = sf_open(path, SFM_WRITE, &info);
-    cr_assert(not(eq(ptr, f, NULL)), "%s: %s", path, sf_strerror(NULL));
-    sf_writef_float(f, x, (sf_count_t)n);
-    sf_close(f);
 }
 
 /* ==== Checking takes ==== */
@@ -161,9 +145,9 @@ Test(enroll_take, a_folder_at_44k_is_read_at_16k_and_rejects_are_named, .init = 
     for (size_t i = 0; i < n; i++) /* the 16 kHz take played at 44.1 kHz (held samples) */
         good[i] = src[(size_t)((double)i * 16000.0 / 44100.0) % 32000];
     snprintf(path, sizeof path, "%s/a.flac", root);
-    write_wav(path, good, n, 44100, SF_FORMAT_FLAC | SF_FORMAT_PCM_16);
+    tt_write_wav(path, good, n, 44100, SF_FORMAT_FLAC | SF_FORMAT_PCM_16);
     snprintf(path, sizeof path, "%s/b.wav", root);
-    write_wav(path, bad, n, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    tt_write_wav(path, bad, n, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
     struct enroll_take_rules t;
     enroll_take_rules_default(&t);
     struct enroll_takes ts;
@@ -189,18 +173,20 @@ Test(enroll_take, a_folder_at_44k_is_read_at_16k_and_rejects_are_named, .init = 
 static void make_takes_and_pack(void) {
     static const char *const voices[] = {"en-us",    "en-gb", "en-us+f3",
                                          "en-gb+m3", "en+f4", "en-us+m7"};
-    sh("mkdir -p %s/takes %s/pack/words/other %s/pack/words/lights %s/pack/noise", root, root, root,
-       root);
+    kt_sh("mkdir -p %s/takes %s/pack/words/other %s/pack/words/lights %s/pack/noise", root, root,
+          root, root);
     for (int i = 0; i < 6; i++)
-        sh("espeak-ng -v %s -s %d -w %s/t.wav lights && sox -q %s/t.wav -r 22050 %s/takes/%d.wav "
-           "pad 1 1",
-           voices[i], 140 + 10 * i, root, root, root, i);
+        kt_sh(
+            "espeak-ng -v %s -s %d -w %s/t.wav lights && sox -q %s/t.wav -r 22050 %s/takes/%d.wav "
+            "pad 1 1",
+            voices[i], 140 + 10 * i, root, root, root, i);
     static const char *const phrases[] = {"turn it up",     "what time is it", "good morning",
                                           "play something", "open the door",   "the weather"};
     for (int i = 0; i < 6; i++)
-        sh("espeak-ng -v %s -w %s/pack/words/other/%d.wav '%s'", voices[i], root, i, phrases[i]);
-    sh("espeak-ng -w %s/pack/words/lights/0.wav 'lights'", root);
-    sh("sox -q -n -r 16000 -b 16 -c 1 %s/pack/noise/white.wav synth 4 whitenoise vol 0.05", root);
+        kt_sh("espeak-ng -v %s -w %s/pack/words/other/%d.wav '%s'", voices[i], root, i, phrases[i]);
+    kt_sh("espeak-ng -w %s/pack/words/lights/0.wav 'lights'", root);
+    kt_sh("sox -q -n -r 16000 -b 16 -c 1 %s/pack/noise/white.wav synth 4 whitenoise vol 0.05",
+          root);
 }
 
 Test(enroll, a_word_from_six_synthetic_takes, .init = setup, .fini = teardown, .timeout = 240) {
@@ -252,7 +238,7 @@ Test(enroll, a_word_from_six_synthetic_takes, .init = setup, .fini = teardown, .
         cr_assert(not(eq(ptr, f, NULL)));
         fprintf(f, "model:\n  path: %s\n", out);
         fclose(f);
-        sh("%s --config %s --check-config >/dev/null 2>&1", KWSD, yaml);
+        kt_sh("%s --config %s --check-config >/dev/null 2>&1", KWSD, yaml);
     }
 }
 
@@ -276,12 +262,12 @@ Test(enroll, a_word_of_the_starting_model_is_refused, .init = setup, .fini = tea
 Test(enroll_record, three_takes_through_alsa_file_plugin, .init = setup, .fini = teardown,
      .timeout = 120) {
     /* three words, 1.5 s apart, then 4 s of quiet: 16 kHz s16 raw */
-    sh("cd %s && espeak-ng -v en-us -w a.wav lights && espeak-ng -v en-gb -w b.wav lights && "
-       "espeak-ng -v en-us+f3 -w c.wav lights && "
-       "sox -q -n -r 22050 -c 1 -b 16 s.wav trim 0 1.5 && sox -q -n -r 22050 -c 1 -b 16 e.wav "
-       "trim 0 4 && sox -q s.wav a.wav s.wav b.wav s.wav c.wav e.wav -r 16000 -t raw "
-       "-e signed -b 16 audio.raw",
-       root);
+    kt_sh("cd %s && espeak-ng -v en-us -w a.wav lights && espeak-ng -v en-gb -w b.wav lights && "
+          "espeak-ng -v en-us+f3 -w c.wav lights && "
+          "sox -q -n -r 22050 -c 1 -b 16 s.wav trim 0 1.5 && sox -q -n -r 22050 -c 1 -b 16 e.wav "
+          "trim 0 4 && sox -q s.wav a.wav s.wav b.wav s.wav c.wav e.wav -r 16000 -t raw "
+          "-e signed -b 16 audio.raw",
+          root);
     char conf[600], path[700];
     snprintf(conf, sizeof conf, "%s/asound.conf", root);
     FILE *f = fopen(conf, "w");
@@ -360,10 +346,10 @@ Test(enroll_tool, two_words_from_a_folder, .init = setup, .fini = teardown, .tim
     make_takes_and_pack();
     static const char *const voices[] = {"en-us",    "en-gb", "en-us+f3",
                                          "en-gb+m3", "en+f4", "en-us+m7"};
-    sh("mkdir -p %s/words/music && mv %s/takes %s/words/lights", root, root, root);
+    kt_sh("mkdir -p %s/words/music && mv %s/takes %s/words/lights", root, root, root);
     for (int i = 0; i < 6; i++)
-        sh("espeak-ng -v %s -s %d -w %s/words/music/%d.wav music", voices[i], 140 + 10 * i, root,
-           i);
+        kt_sh("espeak-ng -v %s -s %d -w %s/words/music/%d.wav music", voices[i], 140 + 10 * i, root,
+              i);
     static char out[32768];
     int st = run(out, sizeof out,
                  "%s --words-from %s/words --pack %s/pack --init %s --out %s/two.kwsm --epochs 1 "

@@ -29,51 +29,21 @@
 #include "kws/recipe.h"
 #include "kws/snn.h"
 #include "kws/train.h"
+#include "train_test.h"
 
 static char root[] = "/tmp/kws-recipe-XXXXXX";
 #define EPOCHS 5
 
-/* 1 s at 16 kHz: a 400 ms tone at freq from start_ms over faint noise, or
- * (noise_only) louder noise alone. */
+/* root/rel, 1 s at 16 kHz: a 400 ms tone at freq from start_ms over faint
+ * noise, or (noise_only) louder noise alone. */
 static void write_clip(const char *rel, float freq, int start_ms, int noise_only, uint32_t seed) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", root, rel);
-    SF_INFO info = {.samplerate = 16000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
-    SNDFILE *f = sf_open(path, SFM_WRITE, &info);
-    cr_assert(not(eq(ptr, f, NULL)), "%s", sf_strerror(NULL));
-    static float x[16000];
-    uint32_t s = seed * 2654435761u + 1;
-    for (int i = 0; i < 16000; i++) {
-        s = s * 1664525u + 1013904223u;
-        float n = ((float)(s >> 8) / 16777216.0f - 0.5f) * (noise_only ? 0.2f : 0.002f);
-        int a = start_ms * 16, b = a + 400 * 16;
-        float tone = (!noise_only && i >= a && i < b)
-                         ? 0.5f * sinf(2.0f * 3.14159265f * freq * (float)i / 16000.0f)
-                         : 0.0f;
-        x[i] = n + tone;
-    }
-    sf_writef_float(f, x, 16000);
-    sf_close(f);
-}
-
-static void write_list(const char *name, const char *text) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", root, name);
-    FILE *f = fopen(p, "w");
-    cr_assert(not(eq(ptr, f, NULL)));
-    fputs(text, f);
-    fclose(f);
+    tt_write_word(kt_path(root, rel), seed * 2654435761u + 1, freq, start_ms, noise_only);
 }
 
 /* 16 clips of each word (300-700 Hz and 1.5-1.9 kHz), 8 of noise. */
 static void setup(void) {
     cr_assert(not(eq(ptr, mkdtemp(root), NULL)));
-    static const char *const dirs[] = {"yes", "no", "_silence_"};
-    for (int i = 0; i < 3; i++) {
-        char p[512];
-        snprintf(p, sizeof p, "%s/%s", root, dirs[i]);
-        mkdir(p, 0755);
-    }
+    kt_sh("cd '%s' && mkdir yes no _silence_", root);
     char rel[64];
     for (int i = 0; i < 16; i++) {
         snprintf(rel, sizeof rel, "yes/a%d.wav", i);
@@ -85,15 +55,13 @@ static void setup(void) {
             write_clip(rel, 0.0f, 0, 1, 200u + (uint32_t)i);
         }
     }
-    write_list("validation_list.txt",
-               "yes/a1.wav\nyes/a5.wav\nno/b1.wav\nno/b5.wav\n_silence_/n1.wav\n");
-    write_list("testing_list.txt", "yes/a2.wav\nno/b2.wav\n_silence_/n2.wav\n");
+    kt_write_file(kt_path(root, "validation_list.txt"),
+                  "yes/a1.wav\nyes/a5.wav\nno/b1.wav\nno/b5.wav\n_silence_/n1.wav\n");
+    kt_write_file(kt_path(root, "testing_list.txt"), "yes/a2.wav\nno/b2.wav\n_silence_/n2.wav\n");
 }
 
 static void teardown(void) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    cr_expect(eq(int, system(cmd), 0));
+    tt_rmtree(root);
 }
 
 TestSuite(train_recipe, .init = setup, .fini = teardown, .timeout = 120);
@@ -136,9 +104,7 @@ static void on_note(void *data, const char *line) {
 }
 
 static void copy_file(const char *from, const char *to) {
-    char cmd[1500];
-    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
-    cr_assert(eq(int, system(cmd), 0), "%s", cmd);
+    kt_sh("cp '%s' '%s'", from, to);
 }
 
 static void on_epoch(void *data, const struct train_epoch_report *e) {

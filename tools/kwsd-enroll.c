@@ -234,96 +234,133 @@ static int add_words_from(struct enroll_recipe *r, const char *dir) {
     return rc;
 }
 
+/* ==== Steps of main ==== */
+
+/* The checks of options together, after the table. Returns 0, or 2 after a
+ * message. */
+static int check_options(const struct enroll_opts *o) {
+    if (!o->r.n_words && !o->words_from) {
+        fprintf(stderr, "kwsd-enroll: --word NAME (or --words-from DIR) is needed\n");
+        return 2;
+    }
+    if (o->words_from && o->record) {
+        fprintf(stderr, "kwsd-enroll: --record takes one --word, not --words-from\n");
+        return 2;
+    }
+    return 0;
+}
+
+/* --record: records --takes N takes of the word into --takes-dir (default:
+ * default_takes_dir) and makes that folder the word's takes. Returns 0, or
+ * an exit status after a message. */
+static int record_takes(struct enroll_opts *o, const struct enroll_progress *prog) {
+    static char takes_dir[PATH_MAX];
+    const char *word = o->r.words[0];
+    struct kws_config cfg;
+    char msg[1024] = "";
+    int n = takes_count(o->takes);
+    if (n < 0) {
+        fprintf(stderr, "kwsd-enroll: --takes: with --record, a number of takes in [3, 100]\n");
+        return 2;
+    }
+    if (o->takes_dir)
+        snprintf(takes_dir, sizeof takes_dir, "%s", o->takes_dir);
+    else
+        default_takes_dir(takes_dir, sizeof takes_dir, word);
+    config_defaults(&cfg);
+    struct enroll_record_opts ro = {capture_device(o, &cfg), word, takes_dir, n};
+    if (enroll_record(&ro, &o->r.rules, prog, msg, sizeof msg) < 0) {
+        fprintf(stderr, "kwsd-enroll: %s\n", msg);
+        return 1;
+    }
+    o->r.takes[0] = takes_dir;
+    return 0;
+}
+
+/* Where each word's takes come from: recorded now, --takes DIR, and the
+ * folders of --words-from. Returns 0, or an exit status after a message. */
+static int find_takes(struct enroll_opts *o, const struct enroll_progress *prog) {
+    int rc = 0;
+    if (o->record)
+        rc = record_takes(o, prog);
+    else if (o->r.n_words && !o->takes) {
+        fprintf(stderr, "kwsd-enroll: --takes DIR or --record is needed\n");
+        rc = 2;
+    } else if (o->r.n_words)
+        o->r.takes[0] = o->takes;
+    if (!rc && o->words_from && add_words_from(&o->r, o->words_from) < 0)
+        rc = 2;
+    return rc;
+}
+
+/* The model file: --out, else KWSD_MODELDIR/WORD.kwsm (the folder made if
+ * need be); its folder must be writable. Returns 0, or 1 after a message. */
+static int choose_out(struct enroll_opts *o) {
+    static char out[PATH_MAX];
+    if (!o->r.out) {
+        snprintf(out, sizeof out, "%s/%s.kwsm", KWSD_MODELDIR, o->r.words[0]);
+        if (mkdir(KWSD_MODELDIR, 0755) < 0 && errno != EEXIST) {
+            fprintf(stderr, "kwsd-enroll: %s: %s (run it as root, or give --out)\n", KWSD_MODELDIR,
+                    strerror(errno));
+            return 1;
+        }
+        o->r.out = out;
+    }
+    if (!writable_folder(o->r.out)) {
+        fprintf(stderr, "kwsd-enroll: cannot write %s (%s): run it as root, or give --out\n",
+                o->r.out, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+/* What the enrolment gave, its warnings, and how to use the model. */
+static void print_result(const struct enroll_recipe *r, const struct enroll_result *res) {
+    printf("threshold %.3f: %d false alarms in %.2f h of negatives (%.1f per hour)\n",
+           (double)res->threshold, res->cal_fa, res->cal_hours,
+           res->cal_hours > 0 ? res->cal_fa / res->cal_hours : 0.0);
+    if (res->cal_hours < 0.99 * r->calib_hours)
+        printf("warning: the pack's negatives made only %.2f h of the %.2f h asked for: the "
+               "false alarms per hour are a rough estimate\n",
+               res->cal_hours, (double)r->calib_hours);
+    if (res->cal_hours > 0 && res->cal_fa / res->cal_hours > r->calib_fa)
+        printf("warning: no threshold keeps within %g false alarms per hour: at the highest "
+               "tried it fires %.1f times an hour on the negatives; more takes, or other "
+               "recipe values, may help\n",
+               (double)r->calib_fa, res->cal_fa / res->cal_hours);
+    printf("caught %d of %d held-out takes (%.0f %%) among negatives at that threshold\n",
+           res->hits, res->n_held, res->n_held ? 100.0 * res->hits / res->n_held : 0.0);
+    printf("time: %.0f s (training %.0f s, calibration %.0f s)\n", res->total_s, res->train_s,
+           res->cal_s);
+    printf("model: %s\n"
+           "to use it, set in /etc/kwsd/kwsd.yaml\n"
+           "  model:\n"
+           "    path: %s\n"
+           "and run `systemctl reload kwsd`\n",
+           r->out, r->out);
+}
+
 int main(int argc, char **argv) {
     struct enroll_opts o = {0};
     enroll_recipe_default(&o.r);
     int rc = opt_parse(&enroll_tool, &o, argc, argv);
     if (rc != OPT_OK)
         return rc == OPT_EXIT ? 0 : 2;
-    if (!o.r.n_words && !o.words_from) {
-        fprintf(stderr, "kwsd-enroll: --word NAME (or --words-from DIR) is needed\n");
-        return 2;
-    }
-    if (o.words_from && o.record) {
-        fprintf(stderr, "kwsd-enroll: --record takes one --word, not --words-from\n");
-        return 2;
-    }
-    const char *word = o.r.n_words ? o.r.words[0] : NULL;
-    static char takes_dir[PATH_MAX], out[PATH_MAX];
+    if ((rc = check_options(&o)) != 0)
+        return rc;
     struct out so = {isatty(2), 0};
     const struct enroll_progress prog = {&so, print_note, print_bar};
-    char msg[1024] = "";
-
-    if (o.record) {
-        struct kws_config cfg;
-        int n = takes_count(o.takes);
-        if (n < 0) {
-            fprintf(stderr, "kwsd-enroll: --takes: with --record, a number of takes in [3, 100]\n");
-            return 2;
-        }
-        if (o.takes_dir)
-            snprintf(takes_dir, sizeof takes_dir, "%s", o.takes_dir);
-        else
-            default_takes_dir(takes_dir, sizeof takes_dir, word);
-        config_defaults(&cfg);
-        struct enroll_record_opts ro = {capture_device(&o, &cfg), word, takes_dir, n};
-        if (enroll_record(&ro, &o.r.rules, &prog, msg, sizeof msg) < 0) {
-            fprintf(stderr, "kwsd-enroll: %s\n", msg);
-            return 1;
-        }
-        o.r.takes[0] = takes_dir;
-    } else if (word && !o.takes) {
-        fprintf(stderr, "kwsd-enroll: --takes DIR or --record is needed\n");
-        return 2;
-    } else if (word) {
-        o.r.takes[0] = o.takes;
-    }
-    if (o.words_from && add_words_from(&o.r, o.words_from) < 0)
-        return 2;
-    word = o.r.words[0];
-    if (!o.r.out) {
-        snprintf(out, sizeof out, "%s/%s.kwsm", KWSD_MODELDIR, word);
-        if (mkdir(KWSD_MODELDIR, 0755) < 0 && errno != EEXIST) {
-            fprintf(stderr, "kwsd-enroll: %s: %s (run it as root, or give --out)\n", KWSD_MODELDIR,
-                    strerror(errno));
-            return 1;
-        }
-        o.r.out = out;
-    }
-    if (!writable_folder(o.r.out)) {
-        fprintf(stderr, "kwsd-enroll: cannot write %s (%s): run it as root, or give --out\n",
-                o.r.out, strerror(errno));
-        return 1;
-    }
+    if ((rc = find_takes(&o, &prog)) != 0 || (rc = choose_out(&o)) != 0)
+        return rc;
 
     struct enroll_result res;
+    char msg[1024] = "";
     rc = enroll_run(&o.r, &prog, &res, msg, sizeof msg);
     end_bar(&so);
     if (rc < 0) {
         fprintf(stderr, "kwsd-enroll: %s\n", msg);
         return rc == KWS_ECONFIG ? 2 : 1;
     }
-    printf("threshold %.3f: %d false alarms in %.2f h of negatives (%.1f per hour)\n",
-           (double)res.threshold, res.cal_fa, res.cal_hours,
-           res.cal_hours > 0 ? res.cal_fa / res.cal_hours : 0.0);
-    if (res.cal_hours < 0.99 * o.r.calib_hours)
-        printf("warning: the pack's negatives made only %.2f h of the %.2f h asked for: the "
-               "false alarms per hour are a rough estimate\n",
-               res.cal_hours, (double)o.r.calib_hours);
-    if (res.cal_hours > 0 && res.cal_fa / res.cal_hours > o.r.calib_fa)
-        printf("warning: no threshold keeps within %g false alarms per hour: at the highest "
-               "tried it fires %.1f times an hour on the negatives; more takes, or other "
-               "recipe values, may help\n",
-               (double)o.r.calib_fa, res.cal_fa / res.cal_hours);
-    printf("caught %d of %d held-out takes (%.0f %%) among negatives at that threshold\n", res.hits,
-           res.n_held, res.n_held ? 100.0 * res.hits / res.n_held : 0.0);
-    printf("time: %.0f s (training %.0f s, calibration %.0f s)\n", res.total_s, res.train_s,
-           res.cal_s);
-    printf("model: %s\n"
-           "to use it, set in /etc/kwsd/kwsd.yaml\n"
-           "  model:\n"
-           "    path: %s\n"
-           "and run `systemctl reload kwsd`\n",
-           o.r.out, o.r.out);
+    print_result(&o.r, &res);
     return 0;
 }

@@ -227,7 +227,7 @@ static int fa_in_noise(const struct stream_result *r) {
  * negatives alone where no keyword is said. */
 static void keyword_mask(const struct snn_cfg *cfg, uint8_t *kw) {
     struct kws_detector_cfg dc;
-    kws_detector_cfg_default(&dc, cfg, 0.5f, 300, 1000, 10);
+    kws_detector_cfg_default(&dc, cfg, 0.5f, 300, 1000, kws_frame_ms(&cfg->fe));
     memcpy(kw, dc.fires, sizeof dc.fires);
 }
 

@@ -107,8 +107,11 @@ static void item_accepts(const struct opt *o, char *buf, size_t len) {
 static void accepts(const struct opt *o, char *buf, size_t len) {
     char item[600];
     item_accepts(o, item, sizeof item);
-    if (o->kind == OPT_INTS || o->kind == OPT_FLOATS || o->kind == OPT_ENUMS ||
-        o->kind == OPT_NAMES)
+    int list = o->kind == OPT_INTS || o->kind == OPT_FLOATS || o->kind == OPT_ENUMS ||
+               o->kind == OPT_NAMES;
+    if (list && o->min_n == 1 && o->max_n == 1)
+        snprintf(buf, len, "one item, %s", item);
+    else if (list)
         snprintf(buf, len, "%d to %d comma-separated items, each %s", o->min_n, o->max_n, item);
     else
         snprintf(buf, len, "%s", item);

@@ -19,7 +19,9 @@
 #include "kws/train.h"
 
 struct clip_eval_opts clip_eval_opts_default(void) {
-    return (struct clip_eval_opts){.T = 100, .smooth_ms = 300};
+    struct kws_listener_settings ls; /* kwsd's smoothing */
+    kws_listener_settings_default(&ls);
+    return (struct clip_eval_opts){.T = 100, .smooth_ms = ls.smoothing_ms};
 }
 
 static int cmp_f(const void *a, const void *b) {

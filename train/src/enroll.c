@@ -27,8 +27,10 @@
 #include "kws/audio_file.h"
 #include "kws/dataset.h"
 #include "kws/err.h"
+#include "kws/listener.h"
 #include "kws/recipe.h"
 #include "kws/stream_eval.h"
+#include "say_internal.h"
 #include "train_internal.h"
 
 /* ==== Defaults ==== */
@@ -130,14 +132,10 @@ int enroll_take_check(const float *x, size_t n, int rate, const struct enroll_ta
 /* ==== Loading takes ==== */
 
 static void say(const struct enroll_progress *p, const char *fmt, ...) {
-    char line[1024];
     va_list ap;
-    if (!p || !p->note)
-        return;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    train__vnote(p ? p->note : NULL, p ? p->data : NULL, fmt, ap);
     va_end(ap);
-    p->note(p->data, line);
 }
 
 void enroll_takes_free(struct enroll_takes *ts) {
@@ -246,12 +244,6 @@ static int efail(struct enr *E, int rc, const char *fmt, ...) {
     vsnprintf(E->msg, E->msglen, fmt, ap);
     va_end(ap);
     return rc;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* Whether name is one of the words being enrolled. */
@@ -376,15 +368,11 @@ static void on_train_note(void *data, const char *line) {
 
 static void on_train_epoch(void *data, const struct train_epoch_report *e) {
     struct enr *E = data;
-    if (E->p && E->p->note) {
-        char line[256];
-        snprintf(line, sizeof line,
-                 "epoch %d/%d: loss %.4f, validation stream %.0f %% at %.1f false alarms/h "
-                 "(threshold %.3f)%s",
-                 e->epoch, e->epochs, e->loss, 100.0 * e->stream_hit, e->stream_fa_h,
-                 (double)e->stream_thr, e->best ? ", kept" : "");
-        E->p->note(E->p->data, line);
-    }
+    say(E->p,
+        "epoch %d/%d: loss %.4f, validation stream %.0f %% at %.1f false alarms/h "
+        "(threshold %.3f)%s",
+        e->epoch, e->epochs, e->loss, 100.0 * e->stream_hit, e->stream_fa_h, (double)e->stream_thr,
+        e->best ? ", kept" : "");
     if (E->p && E->p->bar)
         E->p->bar(E->p->data, "training", e->epoch, e->epochs);
 }
@@ -529,6 +517,8 @@ static int calibrate(struct enr *E, struct snn_model *m) {
     o.ctx = E;
     struct stream_eval se = {0};
     struct stream_result sr;
+    struct kws_listener_settings ls; /* kwsd's smoothing and refractory period */
+    kws_listener_settings_default(&ls);
     if (!rc) {
         /* the bar's total: the passes the stream will need, as stream_eval counts them */
         double secs = 0.0;
@@ -542,7 +532,8 @@ static int calibrate(struct enr *E, struct snn_model *m) {
     }
     float thr = 0.0f;
     if (!rc) {
-        thr = stream_eval_calibrate(&se, &m->cfg, 300, 1000, r->calib_fa, &sr);
+        thr = stream_eval_calibrate(&se, &m->cfg, ls.smoothing_ms, ls.refractory_ms, r->calib_fa,
+                                    &sr);
         rc = thr < 0.0f ? -ENOMEM : 0;
         E->res->cal_hours = sr.hours;
         E->res->cal_fa = sr.false_alarms;
@@ -562,7 +553,7 @@ static int calibrate(struct enr *E, struct snn_model *m) {
         h.n_neg = k;
         rc = stream_eval_run_opts(&se, m, &ds, held, n_held, &h);
         if (!rc)
-            rc = stream_eval_score(&se, &m->cfg, thr, 300, 1000, &sr);
+            rc = stream_eval_score(&se, &m->cfg, thr, ls.smoothing_ms, ls.refractory_ms, &sr);
         if (!rc) {
             E->res->n_held = sr.n_kw;
             E->res->hits = sr.hits;
@@ -653,9 +644,9 @@ static int write_model(struct enr *E) {
     int rc = snn_model_load(&m, E->model, msg, sizeof msg);
     if (rc < 0)
         return efail(E, rc, "%s", msg);
-    double t0 = now_s();
+    double t0 = train__now_s();
     rc = calibrate(E, &m);
-    E->res->cal_s = now_s() - t0;
+    E->res->cal_s = train__now_s() - t0;
     if (rc == 0) {
         m.cfg.threshold = E->res->threshold;
         if ((rc = snn_model_save(&m, E->r->out)) < 0)
@@ -672,7 +663,7 @@ int enroll_run(const struct enroll_recipe *r, const struct enroll_progress *p,
         snprintf(msg, msglen, "out of memory");
         return -ENOMEM;
     }
-    double t0 = now_s();
+    double t0 = train__now_s();
     memset(res, 0, sizeof *res);
     E->r = r;
     E->p = p;
@@ -698,17 +689,17 @@ int enroll_run(const struct enroll_recipe *r, const struct enroll_progress *p,
     }
     if (!rc)
         rc = layout_negatives(E);
-    double t1 = now_s();
+    double t1 = train__now_s();
     if (!rc)
         rc = train_enroll(E);
-    res->train_s = now_s() - t1;
+    res->train_s = train__now_s() - t1;
     if (!rc)
         rc = write_model(E);
     if (E->tmp[0])
         nftw(E->tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     for (int w = 0; w < ENROLL_MAX_WORDS; w++)
         enroll_takes_free(&E->takes[w]);
-    res->total_s = now_s() - t0;
+    res->total_s = train__now_s() - t0;
     free(E);
     return rc;
 }

@@ -24,6 +24,7 @@
 
 #include "kws/capture.h"
 #include "kws/err.h"
+#include "say_internal.h"
 
 #define REC_PREROLL_MS 300 /* audio kept from before the word's start */
 #define REC_START_DB 15.0  /* a word starts this far over the room's level */
@@ -60,14 +61,10 @@ struct rec {
 };
 
 static void note(struct rec *R, const char *fmt, ...) {
-    char line[512];
     va_list ap;
-    if (!R->p || !R->p->note)
-        return;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    train__vnote(R->p ? R->p->note : NULL, R->p ? R->p->data : NULL, fmt, ap);
     va_end(ap);
-    R->p->note(R->p->data, line);
 }
 
 static int fail(struct rec *R, int rc, const char *fmt, ...) {

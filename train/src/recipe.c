@@ -25,9 +25,11 @@
 
 #include "kws/dataset.h"
 #include "kws/err.h"
+#include "kws/listener.h"
 #include "kws/stream_eval.h"
 #include "kws/train.h"
 #include "recipe_internal.h"
+#include "say_internal.h"
 
 /* ==== Defaults ==== */
 
@@ -102,7 +104,7 @@ void train_recipe_default(struct train_recipe *r) {
     r->tmask[0] = aug.tmask_n;
     r->tmask[1] = aug.tmask_w;
 
-    r->window_ms = (float)win.T * 1000.0f * (float)fe.hop / (float)fe.sample_rate;
+    r->window_ms = (float)(win.T * kws_frame_ms(&fe));
     r->p_keyword = win.p_keyword;
 
     r->select = TRAIN_SELECT_CLIP;
@@ -173,20 +175,10 @@ static int fail(struct run *R, int rc, const char *fmt, ...) {
 
 /* A note line to the progress callback. */
 static void note(struct run *R, const char *fmt, ...) {
-    char line[1024];
     va_list ap;
-    if (!R->p || !R->p->note)
-        return;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    train__vnote(R->p ? R->p->note : NULL, R->p ? R->p->data : NULL, fmt, ap);
     va_end(ap);
-    R->p->note(R->p->data, line);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ==== Rendering batches ==== */
@@ -284,12 +276,15 @@ static int window_pools(const struct dataset *ds, struct ds_window *w, size_t **
 }
 
 /* Mines the training negatives with model m (kws/dataset.h dataset_mine):
- * the ones it fires on at 0.5 become the windows' hard pool. */
+ * the ones it fires on at 0.5, smoothed as kwsd smooths, become the
+ * windows' hard pool. */
 static int mine(struct run *R, const struct snn_model *m) {
     struct ds_window *w = &R->win;
+    struct kws_listener_settings ls;
+    kws_listener_settings_default(&ls);
     size_t n_hard = 0;
-    int rc =
-        dataset_mine(m, &R->ds, w->neg, w->n_neg, 0.5f, 300, (size_t *)w->hard, &n_hard, NULL);
+    int rc = dataset_mine(m, &R->ds, w->neg, w->n_neg, 0.5f, ls.smoothing_ms, (size_t *)w->hard,
+                          &n_hard, NULL);
     if (rc < 0)
         return rc;
     w->n_hard = n_hard;
@@ -421,11 +416,13 @@ static int stream_val(const struct snn_model *m, const struct dataset *ds, const
                       size_t n_va, const struct stream_eval_opts *vo, float max_fa, float *thr,
                       struct stream_result *r) {
     struct stream_eval se;
+    struct kws_listener_settings ls; /* kwsd's smoothing and refractory period */
+    kws_listener_settings_default(&ls);
     memset(r, 0, sizeof *r);
     int rc = stream_eval_run_opts(&se, m, ds, va, n_va, vo);
     if (rc < 0)
         return rc == KWS_EDATASET ? rc : -ENOMEM;
-    *thr = stream_eval_calibrate(&se, &m->cfg, 300, 1000, max_fa, r);
+    *thr = stream_eval_calibrate(&se, &m->cfg, ls.smoothing_ms, ls.refractory_ms, max_fa, r);
     stream_eval_free(&se);
     return *thr < 0.0f ? -ENOMEM : 0;
 }
@@ -445,8 +442,10 @@ static int run_calibrate(struct run *R) {
     float t = 0.0f;
     rc = stream_val(&m, &R->ds, R->va, R->n_va, &R->vopt, r->calib_fa, &t, &sr);
     if (rc == KWS_EDATASET) {
-        note(R, "calibration: no validation words; the model has no threshold of its own "
-                "(kwsd uses 0.4)");
+        note(R,
+             "calibration: no validation words; the model has no threshold of its own "
+             "(kwsd uses %.2g)",
+             (double)KWS_THRESHOLD_FALLBACK);
         snn_model_free(&m);
         return 0;
     }
@@ -511,8 +510,7 @@ static int run_network_cfg(struct run *R) {
     if (snn_cfg_validate(cfg, msg, sizeof msg) < 0)
         return fail(R, KWS_ECONFIG, "%s", msg);
     /* training examples carry ctx frames of context in front of the T frames */
-    R->ctx = (int)(r->context_ms / (1000.0f * (float)cfg->fe.hop / (float)cfg->fe.sample_rate) +
-                   0.5f);
+    R->ctx = (int)(r->context_ms / (float)kws_frame_ms(&cfg->fe) + 0.5f);
     if (R->ctx < 0 || R->ctx > 1000)
         return fail(R, KWS_ECONFIG, "--context-ms out of range");
     return 0;
@@ -564,15 +562,14 @@ static int run_load(struct run *R, size_t *noise0) {
 static int run_data(struct run *R) {
     const struct train_recipe *r = R->r;
     struct dataset *ds = &R->ds;
-    double t0 = now_s();
+    double t0 = train__now_s();
     size_t noise0 = 0;
     int rc = run_load(R, &noise0);
     if (rc < 0)
         return rc;
     dataset_window_default(&R->win);
     if (r->windows) {
-        R->win.T = (int)(r->window_ms /
-                         (1000.0f * (float)R->cfg.fe.hop / (float)R->cfg.fe.sample_rate));
+        R->win.T = (int)(r->window_ms / (float)kws_frame_ms(&R->cfg.fe));
         R->win.p_keyword = r->p_keyword;
         R->win.p_cold = r->p_cold;
         if (window_pools(ds, &R->win, &R->pool_mem) < 0)
@@ -607,7 +604,7 @@ static int run_data(struct run *R) {
     if (r->max_train > 0 && (size_t)r->max_train < R->n_tr)
         R->n_tr = (size_t)r->max_train;
     note(R, "data: %zu clips (%zu train, %zu val), %zu noise, loaded in %.1f s", ds->n_clips,
-         R->n_tr, R->n_va, ds->n_noise, now_s() - t0);
+         R->n_tr, R->n_va, ds->n_noise, train__now_s() - t0);
     return 0;
 }
 
@@ -769,7 +766,7 @@ static int run_steps(struct run *R, int ep, struct train_epoch_report *e) {
     uint64_t spikes = 0;
     double loss = 0.0;
     for (size_t s = 0; s < steps; s++) {
-        double tr0 = now_s();
+        double tr0 = train__now_s();
         uint64_t rseed = (uint64_t)r->seed * 1000003ull + (uint64_t)ep * 7919ull + s * 104729ull;
         /* a step: stream windows with per-frame targets, or clips with labels */
         uint64_t first = ((uint64_t)ep * steps + s) * (uint64_t)B;
@@ -779,7 +776,7 @@ static int run_steps(struct run *R, int ep, struct train_epoch_report *e) {
                                         R->Ttr, R->n_in, R->x, R->bg, R->y);
         if (rr < 0)
             return fail(R, rr, "render failed");
-        e->render_seconds += now_s() - tr0;
+        e->render_seconds += train__now_s() - tr0;
         float frac = ((float)ep * steps + s) / ((float)r->epochs * steps);
         e->lr = train_lr_onecycle(r->lr, frac);
         float lrd = train_lr_cosine(r->lr_delay, frac);
@@ -839,7 +836,7 @@ static int run_epoch(struct run *R, int ep) {
     const struct train_recipe *r = R->r;
     struct train_net *net = &R->net;
     struct train_epoch_report e = {.epoch = ep + 1, .epochs = r->epochs, .val_weights = -1.0};
-    double te = now_s();
+    double te = train__now_s();
     float sdec = powf(r->sigma_decay, 100.0f / (float)r->epochs);
     net->hp.sigma = r->sigma_init * powf(sdec, (float)ep);
     run_shuffle(R, ep);
@@ -879,7 +876,7 @@ static int run_epoch(struct run *R, int ep) {
             goto out;
         }
     }
-    e.seconds = now_s() - te;
+    e.seconds = train__now_s() - te;
     if (R->p && R->p->epoch)
         R->p->epoch(R->p->data, &e);
     if (r->windows && r->mine_every && (ep + 1) % r->mine_every == 0 && R->win.n_neg &&
@@ -984,14 +981,14 @@ int train_run(const struct train_recipe *r, const struct train_progress *p, char
         rc = run_buffers(R);
     if (rc == 0)
         rc = run_resume_mining(R);
-    double t_train = now_s();
+    double t_train = train__now_s();
     for (int ep = R->epoch0; rc == 0 && ep < r->epochs; ep++)
         rc = run_epoch(R, ep);
     if (rc == 0) {
         note(R, "done: best %s %.2f %%, training %.1f min, model %s",
              R->stream_val && r->select == TRAIN_SELECT_STREAM ? "validation stream hit rate"
-                                                                : "val",
-             100.0 * R->best, (now_s() - t_train) / 60.0, r->out);
+                                                               : "val",
+             100.0 * R->best, (train__now_s() - t_train) / 60.0, r->out);
         rc = run_calibrate(R);
     }
     run_free(R);

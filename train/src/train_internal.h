@@ -7,8 +7,8 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#ifndef KWS_CORE_TRAIN_INTERNAL_H
-#define KWS_CORE_TRAIN_INTERNAL_H
+#ifndef KWS_TRAIN_TRAIN_INTERNAL_H
+#define KWS_TRAIN_TRAIN_INTERNAL_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -61,4 +61,4 @@ static inline float train_rng_normal(struct train_rng *r) {
 size_t dataset__list_sounds(const char *dir, char ***out);
 size_t dataset__list_dirs(const char *dir, char ***out);
 
-#endif /* KWS_CORE_TRAIN_INTERNAL_H */
+#endif /* KWS_TRAIN_TRAIN_INTERNAL_H */

@@ -12,7 +12,9 @@
  *   - the digital-silence hold (KWS_HOLD_MS in kws/detector.h): the network
  *     rests, reset once, while the input is exactly 0.
  * The daemon's microphone, each Wyoming client, kwsd-eval --wav and the
- * stream evaluation all listen through it, so they hear alike.
+ * stream evaluation all listen through it, so they hear alike
+ * (tests/test_train_same_events.c runs one recording through the daemon,
+ * kwsd-eval --wav and the stream metric and compares their events).
  *
  *     struct kws_listener_settings s;
  *     kws_listener_settings_default(&s);       // threshold: the model's
