@@ -21,12 +21,42 @@
 #include "kws/transport.h"
 #include "kws/wyoming.h"
 
-/* What a model and the detection settings build, kept together so a reload
- * builds a new one, swaps it in and frees the old (main.c). The listener
- * borrows model, so the pair lives on the heap and never moves. */
-struct kwsd_net {
+struct kwsd;
+struct kwsd_set;
+
+/* One front end (resampler -> mel -> encoder) shared by every model of the
+ * set whose front end settings are equal: models with another sample rate,
+ * mel layout or hop get their own. The pipe is built at the input rate
+ * once the first block arrives (k->pipe_rate). */
+struct kwsd_front {
+    struct kws_frontend_cfg fe;
+    struct audio_pipe pipe; /* zeroed until built */
+    int built;              /* pipe is built (at k->pipe_rate) */
+    struct kwsd *k;         /* for on_frame */
+    struct kwsd_set *set;
+    int index;              /* in set->fronts */
+};
+
+/* One loaded model and the microphone's listener on it. The listener
+ * borrows model, so a set lives on the heap and never moves. */
+struct kwsd_model {
     struct snn_model model;
-    struct kws_listener lis; /* the microphone's network state, detector and hold */
+    struct kws_listener lis;         /* network state, detector and hold */
+    char path[KWS_CONFIG_PATH_LEN];  /* the file it came from */
+    const char *name;                /* base name of path: MQTT's modelId, Wyoming's info */
+    int front;                       /* its front end, in set->fronts */
+    int64_t time_base_ms;            /* stream time of the listener's frame 0: reloads keep the clock */
+};
+
+/* What the model files and the detection settings build, kept together so
+ * a reload builds a new set, swaps it in and frees the old (main.c). Every
+ * model hears every frame of its front end. Keyword labels are unique
+ * across the set, so an event's label names its model. */
+struct kwsd_set {
+    int n, n_fronts;
+    struct kwsd_model m[KWS_CONFIG_MAX_MODELS];
+    struct kwsd_front fronts[KWS_CONFIG_MAX_MODELS];
+    char names[KWS_CONFIG_MAX_MODELS * 64]; /* "a.kwsm,b.kwsm": the heartbeat's model field */
 };
 
 struct kwsd {
@@ -39,11 +69,8 @@ struct kwsd {
     int log_override;            /* --log-level given */
     enum kws_log_level log_level;
 
-    struct kwsd_net *net; /* the model and the microphone's listener */
-    int64_t time_base_ms; /* stream time of the listener's frame 0: reloads keep the clock going */
-    struct audio_pipe pipe;
-    int pipe_rate;               /* input rate the pipe was built for; 0 = not built */
-    const char *model_name;      /* basename of the model path */
+    struct kwsd_set *set;        /* the models, their listeners and front ends */
+    int pipe_rate;               /* input rate the front ends were built for; 0 = not built */
 
     struct transport_pub pub;
     struct transport_mqtt mqtt; /* mqtt.host set: Hermes events (events.c) */

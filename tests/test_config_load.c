@@ -320,6 +320,7 @@ Test(config_load, labels_checked_against_model) {
 
 Test(config_load, dump_reads_back_the_same) {
     static const char yaml[] = "audio: {device: \"we\\\"ird \\\\ name\", rate: 22050}\n"
+                               "model: {paths: [a.kwsm, \"b c.kwsm\"], dir: /var/lib/m}\n"
                                "detection: {threshold: 0.123456789, keywords: {\"a b\": 0.3}}\n"
                                "transport:\n  endpoints: [ipc:///tmp/x, tcp://127.0.0.1:7]\n"
                                "  heartbeat_s: 2.7182818284590451\n"
@@ -352,6 +353,54 @@ Test(config_load, dump_reads_back_the_same) {
 }
 
 /* docs/CONFIG.md carries the key table exactly as the code prints it. */
+/* The model set: model.path alone, or model.paths instead of it, then
+ * model.dir's *.kwsm files in name order; a file named twice loads once;
+ * other files, directories and hidden files are left out; more than
+ * KWS_CONFIG_MAX_MODELS or a missing directory is an error naming it. */
+Test(config_load, model_files, .init = tmp_setup, .fini = tmp_teardown) {
+    char files[KWS_CONFIG_MAX_MODELS][KWS_CONFIG_PATH_LEN], yaml[1024], p[256];
+    struct kws_config c;
+    struct config_diags d;
+
+    config_defaults(&c);
+    cr_assert(eq(int, config_model_files(&c, files, &d), 1));
+    cr_expect(eq(str, files[0], "/usr/share/kwsd/commands.kwsm"));
+
+    snprintf(p, sizeof p, "%s/models", tmpdir);
+    cr_assert(eq(int, mkdir(p, 0700), 0));
+    static const char *const names[] = {"b.kwsm", "a.kwsm", "notes.txt", ".hidden.kwsm"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/models/%s", tmpdir, names[i]);
+        write_text(p, "x");
+    }
+    snprintf(p, sizeof p, "%s/models/dir.kwsm", tmpdir);
+    cr_assert(eq(int, mkdir(p, 0700), 0));
+    snprintf(yaml, sizeof yaml, "model:\n  paths: [/x.kwsm, %s/models/b.kwsm]\n  dir: %s/models\n",
+             tmpdir, tmpdir);
+    cr_assert(eq(int, config_parse_string(&c, "t.yaml", yaml, &d), 0), "%s", d.msg[0]);
+    cr_assert(eq(int, config_model_files(&c, files, &d), 3));
+    cr_expect(eq(str, files[0], "/x.kwsm"));
+    snprintf(p, sizeof p, "%s/models/b.kwsm", tmpdir);
+    cr_expect(eq(str, files[1], p));
+    snprintf(p, sizeof p, "%s/models/a.kwsm", tmpdir);
+    cr_expect(eq(str, files[2], p), "b.kwsm is listed already: only a.kwsm is added");
+
+    for (int i = 0; i < KWS_CONFIG_MAX_MODELS; i++) {
+        snprintf(p, sizeof p, "%s/models/m%d.kwsm", tmpdir, i);
+        write_text(p, "x");
+    }
+    memset(&d, 0, sizeof d);
+    cr_expect(eq(int, config_model_files(&c, files, &d), KWS_ECONFIG));
+    cr_expect(not(eq(ptr, strstr(d.msg[0], "model.dir: more than 8 models in all"), NULL)), "%s",
+              d.msg[0]);
+
+    snprintf(yaml, sizeof yaml, "model:\n  dir: %s/none\n", tmpdir);
+    cr_assert(eq(int, config_parse_string(&c, "t.yaml", yaml, &d), 0));
+    cr_expect(eq(int, config_model_files(&c, files, &d), -ENOENT));
+    snprintf(p, sizeof p, "%s/none: model.dir: ", tmpdir);
+    cr_expect(not(eq(ptr, strstr(d.msg[0], p), NULL)), "%s", d.msg[0]);
+}
+
 Test(config_load, docs_table_matches_code) {
     char *want = NULL, *doc = NULL;
     size_t wantlen = 0, doclen = 0;

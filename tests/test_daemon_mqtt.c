@@ -44,6 +44,7 @@
 
 #define KWSD KWSD_BINARY_DIR "/daemon/kwsd"
 #define MODEL KWSD_SOURCE_DIR "/models/commands.kwsm"
+#define DIGITS KWSD_SOURCE_DIR "/models/digits.kwsm"
 #define EVAL KWSD_BINARY_DIR "/tools/kwsd-eval"
 #define BROKER "/usr/sbin/mosquitto"
 #define SITE "testsite"
@@ -118,6 +119,8 @@ static struct {
     char first_topic[160];
     char first[1024]; /* first payload */
     int bad_topic;    /* detections on a topic other than hermes/hotword/yes/detected */
+    int digits, commands; /* detections whose modelId is digits.kwsm, commands.kwsm */
+    int wrong_model;      /* detections whose modelId is not the model of their label */
 } mq = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void mq_on_connect(struct mosquitto *m, void *obj, int rc) {
@@ -135,6 +138,21 @@ static void mq_on_message(struct mosquitto *m, void *obj, const struct mosquitto
         snprintf(mq.first, sizeof mq.first, "%.*s", msg->payloadlen, (const char *)msg->payload);
     }
     mq.bad_topic += strcmp(msg->topic, "hermes/hotword/yes/detected") != 0;
+    /* the digits' labels are digits.kwsm's, every other label commands.kwsm's */
+    static const char *const digits[] = {"zero", "one", "two",   "three", "four",
+                                         "five", "six", "seven", "eight", "nine"};
+    char label[64] = "";
+    sscanf(msg->topic, "hermes/hotword/%63[^/]/detected", label);
+    int is_digit = 0;
+    for (int i = 0; i < 10; i++)
+        is_digit |= strcmp(label, digits[i]) == 0;
+    json_t *j = json_loadb(msg->payload, (size_t)msg->payloadlen, 0, NULL);
+    const char *model = j ? json_string_value(json_object_get(j, "modelId")) : NULL;
+    model = model ? model : "";
+    mq.digits += strcmp(model, "digits.kwsm") == 0;
+    mq.commands += strcmp(model, "commands.kwsm") == 0;
+    mq.wrong_model += strcmp(model, is_digit ? "digits.kwsm" : "commands.kwsm") != 0;
+    json_decref(j);
     mq.n++;
     pthread_mutex_unlock(&mq.lock);
 }
@@ -443,4 +461,59 @@ Test(mqtt, hermes_events_toggles_and_a_broker_that_dies) {
                   "event seq %lld at %lld ms, offline %lld ms", (long long)s,
                   (long long)zq.end_ms[i], (long long)want[s - 1]);
     }
+}
+
+/* Whether MQTT has brought detections of both models. */
+static int mq_both_models(void) {
+    pthread_mutex_lock(&mq.lock);
+    int both = mq.commands >= 1 && mq.digits >= 1;
+    pthread_mutex_unlock(&mq.lock);
+    return both;
+}
+
+/* Two models (commands.kwsm and digits.kwsm, each at its own calibrated
+ * threshold): each detection's modelId names the model whose label it is,
+ * and both models' detections arrive. */
+Test(mqtt, two_models_each_detection_names_its_model) {
+    struct stat st;
+    char text[1024];
+
+    cr_assert(eq(int, stat(BROKER, &st), 0), "%s missing: scripts/setup installs mosquitto",
+              BROKER);
+    static const char *const words[] = {"yes", "three", "go", "seven"};
+    kt_sh("sox -n -r 16000 -c 1 -b 16 %s/lead.wav trim 0 2", dir);
+    for (int i = 0; i < 4; i++) {
+        kt_sh("espeak-ng -v en-us -s 150 -w %s/w.22k.wav %s", dir, words[i]);
+        kt_sh("sox %s/w.22k.wav -r 16000 -c 1 -b 16 %s/w%d.wav norm -3 pad 0 1.5", dir, dir, i);
+    }
+    kt_sh("sox %s/lead.wav %s/w0.wav %s/w1.wav %s/w2.wav %s/w3.wav %s/lead.wav -t raw -e signed "
+          "-b 16 %s/audio.raw",
+          dir, dir, dir, dir, dir, dir, dir);
+    snprintf(text, sizeof text,
+             "pcm.testmic {\n type file\n slave.pcm null\n file /dev/null\n"
+             " infile \"%s/audio.raw\"\n format raw\n}\n",
+             dir);
+    kt_write_file(path_of("asound.conf"), text);
+    broker_start();
+    mq_open();
+    zq.ctx = zmq_ctx_new();
+    zq.sock = zmq_socket(zq.ctx, ZMQ_SUB);
+    int linger = 0;
+    zmq_setsockopt(zq.sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(zq.sock, ZMQ_SUBSCRIBE, "kws.", 4);
+    cr_assert(eq(int, zmq_connect(zq.sock, endpoint), 0));
+    snprintf(text, sizeof text,
+             "audio:\n  device: testmic\n  rate: 16000\n"
+             "model:\n  paths: [ %s, %s ]\n"
+             "transport:\n  endpoints: [ \"%s\" ]\n  heartbeat_s: 0.5\n"
+             "mqtt:\n  host: 127.0.0.1\n  port: %d\n  site_id: %s\n",
+             MODEL, DIGITS, endpoint, port, SITE);
+    kt_write_file(path_of("kwsd.yaml"), text);
+    kwsd = kt_spawn_kwsd(dir, NULL, NULL);
+    WAIT_FOR(mq_both_models(), 30000, "detections of both models on MQTT");
+    pthread_mutex_lock(&mq.lock);
+    int wrong = mq.wrong_model, n = mq.n;
+    pthread_mutex_unlock(&mq.lock);
+    cr_expect(eq(int, wrong, 0), "every modelId names its label's model (%d of %d do not)", wrong,
+              n);
 }

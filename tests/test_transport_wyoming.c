@@ -39,6 +39,7 @@
 
 #define KWSD KWSD_BINARY_DIR "/daemon/kwsd"
 #define MODEL KWSD_SOURCE_DIR "/models/commands.kwsm"
+#define DIGITS KWSD_SOURCE_DIR "/models/digits.kwsm" /* a front end of its own */
 #define EVAL KWSD_BINARY_DIR "/tools/kwsd-eval"
 
 static char dir[256];
@@ -86,22 +87,28 @@ static void make_recordings(void) {
 /* Starts kwsd: microphone testmic (the file plugin on mic.raw), threshold
  * 0.9 (these tests are about the protocol; the model's accuracy is measured
  * elsewhere), ZeroMQ on ipc, Wyoming on port. Waits until the port accepts. */
+static int two_models; /* start_kwsd loads MODEL and DIGITS, "three" at 0.45 */
+
 static void start_kwsd(void) {
-    char text[2048];
+    char text[2048], models[1024];
     snprintf(text, sizeof text,
              "pcm.testmic {\n type file\n slave.pcm null\n file /dev/null\n"
              " infile \"%s/mic.raw\"\n format raw\n}\n",
              dir);
     kt_write_file(dat_path("asound.conf"), text);
     port = kt_free_port();
+    if (two_models)
+        snprintf(models, sizeof models, "  paths: [ %s, %s ]\n", MODEL, DIGITS);
+    else
+        snprintf(models, sizeof models, "  path: %s\n", MODEL);
     snprintf(text, sizeof text,
              "audio:\n  device: testmic\n  rate: 16000\n"
-             "model:\n  path: %s\n"
-             "detection:\n  threshold: 0.9\n"
+             "model:\n%s"
+             "detection:\n  threshold: 0.9\n%s"
              "transport:\n  endpoints: [ \"ipc://%s/events\" ]\n  heartbeat_s: 0.5\n"
              "  wyoming: \"tcp://127.0.0.1:%d\"\n"
              "logging:\n  level: debug\n",
-             MODEL, dir, port);
+             models, two_models ? "  keywords:\n    three: 0.45\n" : "", dir, port);
     kt_write_file(dat_path("kwsd.yaml"), text);
     kwsd_pid = kt_spawn_kwsd(dir, NULL, NULL);
     int64_t end = kt_now_ms() + 20000;
@@ -124,6 +131,12 @@ static void setup(void) {
     cr_assert(not(eq(ptr, mkdtemp(dir), NULL)));
     make_recordings();
     start_kwsd();
+}
+
+/* setup with two models: commands.kwsm and digits.kwsm. */
+static void setup_two(void) {
+    two_models = 1;
+    setup();
 }
 
 static void teardown(void) {
@@ -393,6 +406,56 @@ Test(wyoming, describe_lists_the_models) {
     json_decref(ev);
     wyc_close(&c);
     snn_model_free(&m);
+}
+
+/* Two models, each with its own front end: describe lists every keyword
+ * of both, each description naming its model, and one stream ("yes" then
+ * "three", 22.05 kHz) gets the detection of each. */
+Test(wyoming, two_models_describe_and_detect, .init = setup_two) {
+    const char *const files[] = {MODEL, DIGITS}, *const names[] = {"commands.kwsm", "digits.kwsm"};
+    struct wyc c;
+    char msg[256], got[256];
+    int64_t ts[8];
+    size_t k = 0;
+
+    wyc_open(&c);
+    cr_assert(eq(int, wyc_send(&c, "describe", NULL, NULL, 0), 0));
+    json_t *ev = wyc_recv(&c, 5000);
+    cr_assert(not(eq(ptr, ev, NULL)), "an answer to describe");
+    json_t *prog = json_array_get(json_object_get(json_object_get(ev, "data"), "wake"), 0);
+    json_t *models = json_object_get(prog, "models");
+    for (int f = 0; f < 2; f++) {
+        struct snn_model m;
+        cr_assert(eq(int, snn_model_load(&m, files[f], msg, sizeof msg), 0), "%s", msg);
+        for (int i = 0; i < m.cfg.n_classes; i++) {
+            if (m.cfg.labels[i][0] == '_')
+                continue;
+            json_t *wm = json_array_get(models, k++);
+            cr_assert(not(eq(ptr, wm, NULL)), "a model for label %s", m.cfg.labels[i]);
+            cr_expect(eq(str, (char *)json_string_value(json_object_get(wm, "name")),
+                         m.cfg.labels[i]));
+            cr_expect(not(eq(ptr, strstr(json_string_value(json_object_get(wm, "description")),
+                                         names[f]),
+                             NULL)));
+        }
+        snn_model_free(&m);
+    }
+    cr_expect(eq(sz, json_array_size(models), k), "every label of both that can fire, no other");
+    json_decref(ev);
+
+    kt_sh("espeak-ng -v en-us -s 150 -w %s/w-three.wav three", dir);
+    kt_sh("cd %s && sox -D q.wav w-yes.wav q.wav w-three.wav q.wav q.wav -t raw -e signed -b 16 "
+          "yt.raw",
+          dir);
+    struct rec yt = rec_load("yt.raw", 22050, 2, 1);
+    send_start(&c, &yt, NULL);
+    for (size_t i = 0; send_chunk(&c, &yt, i, 2048); i++)
+        ;
+    cr_assert(eq(int, wyc_send(&c, "audio-stop", NULL, NULL, 0), 0));
+    collect(&c, got, sizeof got, ts, 8);
+    cr_expect(eq(str, got, "yes,three"), "detections: %s", got);
+    wyc_close(&c);
+    free(yt.pcm);
 }
 
 /* A recording with "yes" and "go" (48 kHz, stereo, 32-bit) gives those
@@ -665,6 +728,34 @@ Test(wyoming, reload_mid_stream) {
     cr_assert(eq(int, wyc_send(&c, "audio-stop", NULL, NULL, 0), 0));
     int nd = collect(&c, got, sizeof got, ts, 8);
     cr_expect(eq(str, got, "yes,go"), "the next stream: %s", got);
+    cr_expect(eq(int, nd, 0));
+    wyc_close(&c);
+    free(r.pcm);
+}
+
+/* A reload that changes nothing the clients hear (the same file again: a
+ * new copy of the same model, the same settings) leaves a client's stream
+ * alone: the stream cut by the reload hears both words, as without it. */
+Test(wyoming, reload_with_nothing_changed_keeps_the_stream) {
+    struct rec r = rec_load("kw22.raw", 22050, 2, 1);
+    char got[256];
+    int64_t ts[8];
+    struct wyc c;
+    wyc_open(&c);
+    send_start(&c, &r, NULL);
+    size_t i = 0;
+    for (; i < 27 && send_chunk(&c, &r, i, 2048); i++) /* about 1.25 s: within "yes" */
+        ;
+    kill(kwsd_pid, SIGHUP);
+    int64_t end = kt_now_ms() + 10000;
+    while (kt_now_ms() < end && !log_has("reloaded"))
+        usleep(50000);
+    cr_assert(IS(log_has("reloaded")), "kwsd reloads:\n%s", read_log());
+    for (; send_chunk(&c, &r, i, 2048); i++)
+        ;
+    cr_assert(eq(int, wyc_send(&c, "audio-stop", NULL, NULL, 0), 0));
+    int nd = collect(&c, got, sizeof got, ts, 8);
+    cr_expect(eq(str, got, "yes,go"), "the stream across the reload: %s", got);
     cr_expect(eq(int, nd, 0));
     wyc_close(&c);
     free(r.pcm);

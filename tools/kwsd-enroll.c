@@ -332,12 +332,24 @@ static void print_result(const struct enroll_recipe *r, const struct enroll_resu
            res->hits, res->n_held, res->n_held ? 100.0 * res->hits / res->n_held : 0.0);
     printf("time: %.0f s (training %.0f s, calibration %.0f s)\n", res->total_s, res->train_s,
            res->cal_s);
-    printf("model: %s\n"
-           "to use it, set in /etc/kwsd/kwsd.yaml\n"
-           "  model:\n"
-           "    path: %s\n"
-           "and run `systemctl reload kwsd`\n",
-           r->out, r->out);
+    printf("model: %s\n", r->out);
+    if (r->keep_keywords) { /* it has the shipped keywords: it replaces that model */
+        printf("to use it, set in /etc/kwsd/kwsd.yaml\n"
+               "  model:\n"
+               "    path: %s\n",
+               r->out);
+    } else { /* kwsd loads it next to the running model (docs/CONFIG.md, "Several models") */
+        char abs[PATH_MAX];
+        const char *out = realpath(r->out, abs) ? abs : r->out;
+        const char *slash = strrchr(out, '/');
+        printf("to hear it next to the shipped keywords, set in /etc/kwsd/kwsd.yaml\n"
+               "  model:\n"
+               "    path: /usr/share/kwsd/commands.kwsm\n"
+               "    dir: %.*s\n"
+               "(every *.kwsm there loads; or, for the new word alone, path: %s)\n",
+               slash ? (slash == out ? 1 : (int)(slash - out)) : 1, slash ? out : ".", out);
+    }
+    printf("and run `systemctl reload kwsd`\n");
 }
 
 int main(int argc, char **argv) {

@@ -252,6 +252,11 @@ void snn_model_free(struct snn_model *m) {
     memset(m, 0, sizeof *m);
 }
 
+int snn_model_same(const struct snn_model *a, const struct snn_model *b) {
+    return memcmp(&a->cfg, &b->cfg, sizeof a->cfg) == 0 && a->n_params == b->n_params &&
+           memcmp(a->mem, b->mem, a->n_params * sizeof *a->mem) == 0;
+}
+
 /* C'_l: a layer's width rounded up to whole register tiles (snn_step). */
 static size_t snn__pad(size_t n) {
     return (n + SNN__TILE - 1) / SNN__TILE * SNN__TILE;

@@ -3,7 +3,7 @@
  * Bytes from a client go through a small state machine (header line, then
  * data, then payload); a complete header and data make an event, which is
  * handled at once; an audio-chunk's payload is then converted to mono float
- * as it arrives and pushed through the client's own front end and listener,
+ * as it arrives and pushed through the client's own front ends and listeners,
  * so no payload is ever held whole. Replies are JSON built with jansson and
  * written with uv_write; a client whose replies pile up unread is closed.
  *
@@ -29,6 +29,14 @@
 #define READ_AUDIO_MS 250 /* audio per read while streaming, at most */
 
 enum wy_state { WY_HEADER, WY_DATA, WY_PAYLOAD };
+
+struct wyoming_client;
+
+/* What on_client_frame needs to know: whose front end sent the frame. */
+struct wy_front {
+    struct wyoming_client *c;
+    int index; /* in the server's fe */
+};
 
 struct wyoming_client {
     uv_tcp_t tcp;
@@ -57,11 +65,12 @@ struct wyoming_client {
     size_t frag_len;
     float conv[CONV_BUF];
     size_t conv_n;
-    struct audio_pipe pipe;
-    int pipe_rate; /* rate pipe was built for; 0: not built */
-    struct kws_listener lis;
-    int lis_stale;                 /* names or model changed: rebuild at the next stream */
-    uint8_t want[SNN_MAX_CLASSES]; /* labels asked for by detect (all when none named) */
+    struct audio_pipe pipe[WYOMING_MAX_MODELS]; /* one per server front end (srv->fe) */
+    struct wy_front front[WYOMING_MAX_MODELS];
+    int pipe_rate; /* rate the pipes were built for; 0: not built */
+    struct kws_listener lis[WYOMING_MAX_MODELS]; /* one per model (srv->models) */
+    int lis_stale; /* names or models changed: rebuild at the next stream */
+    uint8_t want[WYOMING_MAX_MODELS][SNN_MAX_CLASSES]; /* labels asked for by detect (all when none named) */
     int n_names;                   /* names given by the last detect (0: every keyword) */
     int detected;                  /* a detection since audio-start */
     int64_t t0_ms;                 /* audio-start's timestamp */
@@ -131,20 +140,22 @@ out:
 }
 
 /* The info event: one wake program whose models are the labels that can
- * fire, as wyoming-openwakeword describes its own. */
+ * fire, of every loaded model, as wyoming-openwakeword describes its own. */
 static json_t *info_json(const struct wyoming_server *s) {
-    const struct snn_cfg *cfg = &s->model->cfg;
     json_t *models = json_array();
-    for (int c = 0; c < cfg->n_classes; c++) {
-        if (cfg->labels[c][0] == '_') /* silence, unknown: never fire */
-            continue;
-        char desc[256];
-        snprintf(desc, sizeof desc, "%s (%s)", cfg->labels[c], s->model_name);
-        json_array_append_new(models,
-                              json_pack("{s:s, s:s, s:s, s:{s:s, s:s}, s:b, s:[], s:n}", "name",
-                                        cfg->labels[c], "description", desc, "phrase",
-                                        cfg->labels[c], "attribution", "name", "kwsd", "url", "",
-                                        "installed", 1, "languages", "version"));
+    for (int m = 0; m < s->n_models; m++) {
+        const struct snn_cfg *cfg = &s->models[m]->cfg;
+        for (int c = 0; c < cfg->n_classes; c++) {
+            if (cfg->labels[c][0] == '_') /* silence, unknown: never fire */
+                continue;
+            char desc[256];
+            snprintf(desc, sizeof desc, "%s (%s)", cfg->labels[c], s->model_names[m]);
+            json_array_append_new(
+                models, json_pack("{s:s, s:s, s:s, s:{s:s, s:s}, s:b, s:[], s:n}", "name",
+                                  cfg->labels[c], "description", desc, "phrase", cfg->labels[c],
+                                  "attribution", "name", "kwsd", "url", "", "installed", 1,
+                                  "languages", "version"));
+        }
     }
     json_t *prog = json_pack(
         "{s:s, s:s, s:{s:s, s:s}, s:b, s:s, s:o}", "name", "kwsd", "description",
@@ -156,15 +167,17 @@ static json_t *info_json(const struct wyoming_server *s) {
 
 /* ==== Listening ==== */
 
-/* The client's listener settings: the server's, with every label the last
- * detect did not name set beyond reach (threshold 2: never fires). */
-static void client_settings(const struct wyoming_client *c, struct kws_listener_settings *ls) {
-    const struct snn_cfg *cfg = &c->srv->model->cfg;
+/* The client's listener settings for model m: the server's, with every
+ * label the last detect did not name set beyond reach (threshold 2: never
+ * fires). */
+static void client_settings(const struct wyoming_client *c, int m,
+                            struct kws_listener_settings *ls) {
+    const struct snn_cfg *cfg = &c->srv->models[m]->cfg;
     *ls = c->srv->settings;
     if (!c->n_names)
         return;
     for (int k = 0; k < cfg->n_classes; k++) {
-        if (c->want[k])
+        if (c->want[m][k])
             continue;
         int i = 0;
         while (i < ls->n_keywords && strcmp(ls->keywords[i].label, cfg->labels[k]) != 0)
@@ -179,37 +192,55 @@ static void client_settings(const struct wyoming_client *c, struct kws_listener_
     }
 }
 
+/* (Re)builds one listener per model of the server; any failure leaves the
+ * client stale (lis_stale) and returns it. */
 static int client_build_listener(struct wyoming_client *c) {
     struct kws_listener_settings ls;
-    client_settings(c, &ls);
-    kws_listener_free(&c->lis);
-    int rc = kws_listener_init(&c->lis, c->srv->model, &ls);
+    int rc = 0;
+    for (int m = 0; m < WYOMING_MAX_MODELS; m++)
+        kws_listener_free(&c->lis[m]);
+    for (int m = 0; m < c->srv->n_models && rc == 0; m++) {
+        client_settings(c, m, &ls);
+        rc = kws_listener_init(&c->lis[m], c->srv->models[m], &ls);
+    }
     c->lis_stale = rc < 0;
     return rc;
 }
 
 static void on_client_frame(void *ctx, const float *feat, const float *spikes) {
-    struct wyoming_client *c = ctx;
+    struct wy_front *fr = ctx;
+    struct wyoming_client *c = fr->c;
+    const struct wyoming_server *s = c->srv;
     struct kws_hit hit;
     (void)feat;
-    if (c->closing || !kws_listener_frame(&c->lis, spikes, c->pipe.fe.zero_run, &hit))
-        return;
-    const char *name = c->srv->model->cfg.labels[hit.label];
-    if (c->n_names && !c->want[hit.label])
-        return;
-    json_t *d =
-        json_pack("{s:s, s:I}", "name", name, "timestamp", (json_int_t)(c->t0_ms + hit.end_ms));
-    client_send(c, "detection", d);
-    json_decref(d);
-    c->detected = 1;
-    c->srv->stats.detections++;
-    LOGI("wyoming: %s: detected \"%s\" score %.3f at %.2f s of its stream", c->peer, name,
-         (double)hit.score, (double)hit.end_ms / 1000.0);
+    for (int m = 0; m < s->n_models && !c->closing; m++) {
+        if (s->model_fe[m] != fr->index ||
+            !kws_listener_frame(&c->lis[m], spikes, c->pipe[fr->index].fe.zero_run, &hit))
+            continue;
+        const char *name = s->models[m]->cfg.labels[hit.label];
+        if (c->n_names && !c->want[m][hit.label])
+            continue;
+        json_t *d = json_pack("{s:s, s:I}", "name", name, "timestamp",
+                              (json_int_t)(c->t0_ms + hit.end_ms));
+        client_send(c, "detection", d);
+        json_decref(d);
+        c->detected = 1;
+        c->srv->stats.detections++;
+        LOGI("wyoming: %s: detected \"%s\" (%s) score %.3f at %.2f s of its stream", c->peer, name,
+             s->model_names[m], (double)hit.score, (double)hit.end_ms / 1000.0);
+    }
+}
+
+/* Frees the client's front ends; the next stream builds them again. */
+static void client_free_pipes(struct wyoming_client *c) {
+    for (int f = 0; f < WYOMING_MAX_MODELS; f++)
+        audio_pipe_free(&c->pipe[f]);
+    c->pipe_rate = 0;
 }
 
 static void flush_conv(struct wyoming_client *c) {
-    if (c->conv_n && !c->closing)
-        audio_pipe_push(&c->pipe, c->conv, c->conv_n, on_client_frame, c);
+    for (int f = 0; f < c->srv->n_fe && c->conv_n && !c->closing; f++)
+        audio_pipe_push(&c->pipe[f], c->conv, c->conv_n, on_client_frame, &c->front[f]);
     c->conv_n = 0;
 }
 
@@ -289,14 +320,16 @@ static int client_format(struct wyoming_client *c) {
     c->channels = (int)channels;
     c->rate = (int)rate;
     int rc = 0;
-    if (!c->pipe_rate)
-        rc = audio_pipe_init(&c->pipe, &c->srv->model->cfg.fe, c->rate, CONV_BUF);
-    else if (c->rate != c->pipe_rate)
-        rc = audio_pipe_set_in_rate(&c->pipe, c->rate);
+    for (int f = 0; f < c->srv->n_fe && rc == 0; f++) {
+        c->front[f] = (struct wy_front){.c = c, .index = f};
+        if (!c->pipe_rate)
+            rc = audio_pipe_init(&c->pipe[f], &c->srv->fe[f], c->rate, CONV_BUF);
+        else if (c->rate != c->pipe_rate)
+            rc = audio_pipe_set_in_rate(&c->pipe[f], c->rate);
+    }
     if (rc < 0) {
         LOGW("wyoming: %s: cannot hear %d Hz: %s: closed", c->peer, c->rate, kws_strerror(rc));
-        audio_pipe_free(&c->pipe);
-        c->pipe_rate = 0;
+        client_free_pipes(c);
         return -1;
     }
     c->pipe_rate = c->rate;
@@ -312,8 +345,10 @@ static int client_start(struct wyoming_client *c) {
         LOGW("wyoming: %s: out of memory: closed", c->peer);
         return -1;
     }
-    kws_listener_reset(&c->lis);
-    audio_pipe_reset(&c->pipe);
+    for (int m = 0; m < c->srv->n_models; m++)
+        kws_listener_reset(&c->lis[m]);
+    for (int f = 0; f < c->srv->n_fe; f++)
+        audio_pipe_reset(&c->pipe[f]);
     c->frag_len = 0;
     c->t0_ms = data_int(c, "timestamp", 0, INT64_MAX / 2, &t0) == 1 ? t0 : 0;
     c->active = 1;
@@ -328,7 +363,7 @@ static int client_start(struct wyoming_client *c) {
 
 /* detect: the labels to listen for from the next stream on. */
 static void client_detect(struct wyoming_client *c) {
-    const struct snn_cfg *cfg = &c->srv->model->cfg;
+    const struct wyoming_server *s = c->srv;
     json_t *names = c->ev_data ? json_object_get(c->ev_data, "names") : NULL;
     size_t i;
     json_t *v;
@@ -337,11 +372,14 @@ static void client_detect(struct wyoming_client *c) {
     json_array_foreach(names, i, v) {
         const char *name = json_string_value(v);
         int found = 0;
-        for (int k = 0; name && k < cfg->n_classes; k++)
-            if (strcmp(cfg->labels[k], name) == 0 && cfg->labels[k][0] != '_') {
-                c->want[k] = 1;
-                found = 1;
-            }
+        for (int m = 0; m < s->n_models; m++) {
+            const struct snn_cfg *cfg = &s->models[m]->cfg;
+            for (int k = 0; name && k < cfg->n_classes; k++)
+                if (strcmp(cfg->labels[k], name) == 0 && cfg->labels[k][0] != '_') {
+                    c->want[m][k] = 1;
+                    found = 1;
+                }
+        }
         c->n_names++;
         if (!found)
             LOGD("wyoming: %s: detect names \"%s\", which no loaded model has", c->peer,
@@ -516,8 +554,9 @@ static void on_client_closed(uv_handle_t *h) {
         }
     json_decref(c->ev_data);
     free(c->data);
-    audio_pipe_free(&c->pipe);
-    kws_listener_free(&c->lis);
+    client_free_pipes(c);
+    for (int m = 0; m < WYOMING_MAX_MODELS; m++)
+        kws_listener_free(&c->lis[m]);
     free(c);
 }
 
@@ -681,12 +720,29 @@ static void on_connection(uv_stream_t *server, int status) {
 
 /* ==== Server ==== */
 
-static void copy_model(struct wyoming_server *s, const struct snn_model *m,
-                       const struct kws_listener_settings *ls, const char *name) {
-    s->model = m;
-    s->fe = m->cfg.fe;
+/* Takes the set: the borrowed models, their names, their distinct front
+ * ends and the settings. Returns whether the front ends changed. */
+static int copy_models(struct wyoming_server *s, const struct snn_model *const *models,
+                       const char *const *names, int n, const struct kws_listener_settings *ls) {
+    struct kws_frontend_cfg was[WYOMING_MAX_MODELS];
+    int n_was = s->n_fe;
+
+    memcpy(was, s->fe, sizeof was);
+    s->n_models = n;
+    s->n_fe = 0;
+    for (int m = 0; m < n; m++) {
+        s->models[m] = models[m];
+        snprintf(s->model_names[m], sizeof s->model_names[m], "%s",
+                 names && names[m] ? names[m] : "");
+        int f = 0;
+        while (f < s->n_fe && memcmp(&s->fe[f], &models[m]->cfg.fe, sizeof s->fe[f]) != 0)
+            f++;
+        if (f == s->n_fe)
+            s->fe[s->n_fe++] = models[m]->cfg.fe;
+        s->model_fe[m] = f;
+    }
     s->settings = *ls;
-    snprintf(s->model_name, sizeof s->model_name, "%s", name ? name : "");
+    return n_was != s->n_fe || memcmp(was, s->fe, (size_t)n_was * sizeof was[0]) != 0;
 }
 
 int wyoming_server_open(struct wyoming_server *s, uv_loop_t *loop, const struct wyoming_cfg *cfg,
@@ -701,7 +757,7 @@ int wyoming_server_open(struct wyoming_server *s, uv_loop_t *loop, const struct 
 
     memset(s, 0, sizeof *s);
     s->loop = loop;
-    copy_model(s, cfg->model, cfg->settings, cfg->model_name);
+    copy_models(s, &cfg->model, &cfg->model_name, 1, cfg->settings);
     snprintf(s->version, sizeof s->version, "%s", cfg->version ? cfg->version : "");
     const char *colon = strncmp(ep, "tcp://", 6) == 0 ? strrchr(ep + 6, ':') : NULL;
     if (!colon || colon == ep + 6 || (size_t)(colon - ep - 6) >= sizeof host) {
@@ -736,18 +792,44 @@ int wyoming_server_open(struct wyoming_server *s, uv_loop_t *loop, const struct 
     return 0;
 }
 
-int wyoming_server_set_model(struct wyoming_server *s, const struct snn_model *m,
-                             const struct kws_listener_settings *settings, const char *model_name) {
+/* Whether models are the running set again (equal headers and parameters,
+ * in the same order) with the same settings: a reload that changed
+ * nothing the clients hear. */
+static int same_models(const struct wyoming_server *s, const struct snn_model *const *models,
+                       int n, const struct kws_listener_settings *settings) {
+    if (n != s->n_models || memcmp(settings, &s->settings, sizeof *settings) != 0)
+        return 0;
+    for (int m = 0; m < n; m++)
+        if (!snn_model_same(s->models[m], models[m]))
+            return 0;
+    return 1;
+}
+
+int wyoming_server_set_models(struct wyoming_server *s, const struct snn_model *const *models,
+                              const char *const *names, int n,
+                              const struct kws_listener_settings *settings) {
     int bad = 0;
-    /* s->model may be freed already: compare with the copy of its front end */
-    int new_fe = memcmp(&m->cfg.fe, &s->fe, sizeof s->fe) != 0;
-    copy_model(s, m, settings, model_name);
+
+    if (n < 1 || n > WYOMING_MAX_MODELS)
+        return -EINVAL;
+    if (same_models(s, models, n, settings)) { /* copies of the running ones: re-point */
+        for (int m = 0; m < n; m++) {
+            s->models[m] = models[m];
+            snprintf(s->model_names[m], sizeof s->model_names[m], "%s",
+                     names && names[m] ? names[m] : "");
+        }
+        for (struct wyoming_client *c = s->clients; c; c = c->next)
+            for (int m = 0; m < n; m++)
+                if (c->lis[m].model)
+                    c->lis[m].model = models[m];
+        return 0;
+    }
+    int new_fe = copy_models(s, models, names, n, settings);
     for (struct wyoming_client *c = s->clients; c; c = c->next) {
         if (c->closing)
             continue;
-        if (new_fe) { /* the front end belongs to the model: rebuilt at the next stream */
-            audio_pipe_free(&c->pipe);
-            c->pipe_rate = 0;
+        if (new_fe) { /* the front ends belong to the models: rebuilt at the next stream */
+            client_free_pipes(c);
             c->active = 0;
         }
         if (client_build_listener(c) < 0) {
@@ -756,6 +838,11 @@ int wyoming_server_set_model(struct wyoming_server *s, const struct snn_model *m
         }
     }
     return bad ? -ENOMEM : 0;
+}
+
+int wyoming_server_set_model(struct wyoming_server *s, const struct snn_model *m,
+                             const struct kws_listener_settings *settings, const char *model_name) {
+    return wyoming_server_set_models(s, &m, &model_name, 1, settings);
 }
 
 static void on_server_closed(uv_handle_t *h) {

@@ -40,6 +40,7 @@
 #define KWS_CONFIG_PATH_LEN 512   /* model path, NUL included */
 #define KWS_CONFIG_MAX_ENDPOINTS 8
 #define KWS_CONFIG_ENDPOINT_LEN 256 /* one ZeroMQ endpoint, NUL included */
+#define KWS_CONFIG_MAX_MODELS 8     /* models loaded at once (model.paths and model.dir) */
 #define KWS_CONFIG_MAX_KEYWORDS 32  /* per-keyword overrides (= SNN_MAX_CLASSES) */
 #define KWS_CONFIG_LABEL_LEN 32     /* keyword label, NUL included (= SNN_LABEL_LEN) */
 #define KWS_CONFIG_HOST_LEN 256     /* MQTT broker host, NUL included */
@@ -77,7 +78,10 @@ struct kws_config {
         int period_ms;                      /* ALSA period, ms [5, 200] */
     } audio;
     struct {
-        char path[KWS_CONFIG_PATH_LEN]; /* .kwsm model file */
+        char path[KWS_CONFIG_PATH_LEN]; /* .kwsm model file (when n_paths is 0) */
+        int n_paths;                    /* entries in paths: 0 = use path */
+        char paths[KWS_CONFIG_MAX_MODELS][KWS_CONFIG_PATH_LEN]; /* model.paths, instead of path */
+        char dir[KWS_CONFIG_PATH_LEN]; /* every *.kwsm in it is loaded too; "" = none */
     } model;
     struct {
         float threshold;   /* global score threshold [0, 1], or KWS_THRESHOLD_MODEL */
@@ -127,8 +131,18 @@ int config_load(struct kws_config *cfg, const char *path, struct config_diags *d
 int config_parse_string(struct kws_config *cfg, const char *name, const char *yaml,
                         struct config_diags *d);
 
-/* Checks every detection.keywords label against the model's labels (n of
- * them). Appends `source:line:col: detection.keywords.<label>: no such label in
+/* The model files cfg names, in load order: model.paths (or model.path when
+ * it has none), then every regular file ending in ".kwsm" in model.dir,
+ * sorted by name. A file named twice is loaded once. Writes up to
+ * KWS_CONFIG_MAX_MODELS paths into files and returns how many, or a
+ * negative error with a "dir: reason" line in d (model.dir unreadable, or
+ * more than KWS_CONFIG_MAX_MODELS models in all). */
+int config_model_files(const struct kws_config *cfg,
+                       char files[KWS_CONFIG_MAX_MODELS][KWS_CONFIG_PATH_LEN],
+                       struct config_diags *d);
+
+/* Checks every detection.keywords label against the labels of every loaded
+ * model (n of them in all). Appends `source:line:col: detection.keywords.<label>: no such label in
  * model` for each unknown one. Returns 0, or KWS_ECONFIG if any is unknown. */
 int config_check_labels(const struct kws_config *cfg, const char *const *labels, int n,
                         struct config_diags *d);

@@ -186,6 +186,11 @@ int snn_cfg_validate(const struct snn_cfg *cfg, char *msg, size_t msglen);
 int snn_model_init(struct snn_model *m, const struct snn_cfg *cfg);
 void snn_model_free(struct snn_model *m);
 
+/* Whether a and b are the same network: equal header fields (front end,
+ * shapes, labels, threshold) and equal parameters, as two loads of one
+ * file are. A reload uses it to keep a running network's state. */
+int snn_model_same(const struct snn_model *a, const struct snn_model *b);
+
 /* Rounds the real-valued delays to the integer taps snn_step uses (round half
  * to even, clamped to [0, d_max]; NaN becomes 0) and refreshes the transposed
  * weight copies snn_step reads. Call after changing anything in m->p (delays

@@ -9,15 +9,17 @@
  * bytes of payload (PCM audio for audio-chunk). The server answers:
  *
  *     describe                      -> info (one wake program, "kwsd", whose
- *                                      models are the loaded model's labels)
+ *                                      models are the keyword labels of every
+ *                                      loaded model)
  *     detect {names}                -> listen only for those labels (none or
  *                                      an empty list: every keyword)
  *     audio-start {rate,width,channels,timestamp}
  *                                   -> a new stream: the client's listener
  *                                      and front end start from rest
  *     audio-chunk {rate,width,channels} + PCM
- *                                   -> resampled to the model's rate by the
- *                                      front end of kws/audio_pipe.h (any
+ *                                   -> resampled to each model's rate by a
+ *                                      front end of kws/audio_pipe.h (one per
+ *                                      distinct front end of the set; any
  *                                      rate 1000..384000 Hz, width 1..4 bytes,
  *                                      1..16 channels: the first is used)
  *                                      -> detection {name, timestamp} per
@@ -28,8 +30,12 @@
  *                                      audio-start had no detection
  *     ping                          -> pong
  *
- * Each client has its own kws_listener (kws/listener.h) on the shared,
- * borrowed model, so clients and the daemon's microphone hear independently.
+ * The server serves a set of models (wyoming_server_set_models): each
+ * client has its own kws_listener (kws/listener.h) on each shared, borrowed
+ * model, and its own front end for each distinct front end among them, so
+ * clients and the daemon's microphone hear independently. Keyword labels
+ * are unique across the set (the daemon refuses a set where they are not),
+ * so a detection's name says which model fired.
  *
  * Bounds (a hostile or slow client can neither block the loop nor grow
  * memory): a header line over WYOMING_MAX_HEADER bytes, data over
@@ -51,7 +57,8 @@
  *                             .settings = &ls, .model_name = "commands.kwsm",
  *                             .version = "1.0"};
  *     if (wyoming_server_open(&wy, &loop, &c, msg, sizeof msg) < 0) ...;
- *     ...  // after a reload: wyoming_server_set_model(&wy, &m2, &ls2, "x.kwsm");
+ *     ...  // several models, or after a reload:
+ *     //   wyoming_server_set_models(&wy, models, names, n, &ls);
  *     wyoming_server_close(&wy);             // then run the loop until its
  *                                            // handles have closed
  *
@@ -75,6 +82,7 @@
 #define WYOMING_MAX_CLIENTS 8
 #define WYOMING_IDLE_EVICT_MS 10000 /* silence after which a client's slot may go to another */
 #define WYOMING_MAX_AHEAD_MS 10000  /* audio a client may send ahead of real time */
+#define WYOMING_MAX_MODELS 8        /* models served at once */
 
 struct wyoming_cfg {
     const char *endpoint;                         /* "tcp://host:port" */
@@ -100,10 +108,13 @@ struct wyoming_server {
     uv_loop_t *loop;
     uv_tcp_t tcp;                          /* the listening socket */
     int open;                              /* tcp is initialised (must be closed) */
-    const struct snn_model *model;         /* borrowed */
-    struct kws_frontend_cfg fe;            /* a copy of model's front end settings */
-    struct kws_listener_settings settings; /* every client's, before its detect names */
-    char model_name[128];
+    int n_models;
+    const struct snn_model *models[WYOMING_MAX_MODELS]; /* borrowed */
+    char model_names[WYOMING_MAX_MODELS][128];
+    int n_fe;                                       /* distinct front ends among the models */
+    struct kws_frontend_cfg fe[WYOMING_MAX_MODELS]; /* copies of their settings */
+    int model_fe[WYOMING_MAX_MODELS];               /* each model's, in fe */
+    struct kws_listener_settings settings;          /* every client's, before its detect names */
     char version[32];
     char bound[300];                /* "host:port" it listens on */
     struct wyoming_client *clients; /* connected clients, a list */
@@ -116,12 +127,20 @@ struct wyoming_server {
 int wyoming_server_open(struct wyoming_server *s, uv_loop_t *loop, const struct wyoming_cfg *cfg,
                         char *msg, size_t msglen);
 
-/* Switches to another model or settings (a reload; the old model may be
- * freed already): every client's listener is rebuilt for m and settings
- * and its stream starts from rest; when the front end differs, a client
- * mid-stream must start a new one. Call it after any change, since a new
- * model may sit at the old one's address. Returns 0, or -ENOMEM after
- * closing the clients it could not rebuild. */
+/* Switches to another set of n models (1..WYOMING_MAX_MODELS; names[i] is
+ * models[i]'s name for info) or settings (a reload). The running models
+ * must still be alive during the call (free them after it). When the new
+ * ones are copies of them (equal headers and parameters, same order) with
+ * the same settings, the clients' listeners are only pointed at the new
+ * copies and their streams go on; otherwise every client's listeners are
+ * rebuilt and its stream starts from rest, and when the front ends differ
+ * a client mid-stream must start a new one. Returns 0, -EINVAL (n out of
+ * range) or -ENOMEM after closing the clients it could not rebuild. */
+int wyoming_server_set_models(struct wyoming_server *s, const struct snn_model *const *models,
+                              const char *const *names, int n,
+                              const struct kws_listener_settings *settings);
+
+/* wyoming_server_set_models with the one model m. */
 int wyoming_server_set_model(struct wyoming_server *s, const struct snn_model *m,
                              const struct kws_listener_settings *settings, const char *model_name);
 
