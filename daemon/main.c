@@ -51,177 +51,312 @@ static void log_setup(enum kws_log_level level) {
 #define LOGI(...) KWS_LOG(KWS_LOG_INFO, __VA_ARGS__)
 #define LOGD(...) KWS_LOG(KWS_LOG_DEBUG, __VA_ARGS__)
 
-/* ==== Model, detector and network state ==== */
-
-/* The parts built from a model and the detection settings, kept together so
- * a reload can build a new set and swap it in whole. */
-struct kwsd_net {
-    struct snn_model model;
-    struct snn_state state;
-    struct kws_detector det;
-    float *v_out;
-};
-
-static void net_free(struct kwsd_net *n) {
-    kws_detector_free(&n->det);
-    snn_state_free(&n->state);
-    snn_model_free(&n->model);
-    free(n->v_out);
-    memset(n, 0, sizeof *n);
-}
-
-/* Loads the model of cfg and builds state and detector for it. Errors go to
- * d as "path: message" lines. */
-static int net_build(struct kwsd_net *n, const struct kws_config *cfg, struct config_diags *d) {
-    const char *labels[SNN_MAX_CLASSES];
-    struct kws_detector_cfg dc;
-    char msg[256];
-    int rc;
-
-    memset(n, 0, sizeof *n);
-    rc = snn_model_load(&n->model, cfg->model.path, msg, sizeof msg);
-    if (rc < 0) {
-        size_t pl = strlen(cfg->model.path); /* file system errors name the path already */
-        if (strncmp(msg, cfg->model.path, pl) == 0 && msg[pl] == ':')
-            config_diags_add(d, "%s", msg);
-        else
-            config_diags_add(d, "%s: %s", cfg->model.path, msg);
-        return rc;
-    }
-    for (int c = 0; c < n->model.cfg.n_classes; c++)
-        labels[c] = n->model.cfg.labels[c];
-    rc = config_check_labels(cfg, labels, n->model.cfg.n_classes, d);
-    if (rc < 0)
-        goto fail;
-    kws_detector_cfg_default(&dc, &n->model.cfg, cfg->detection.threshold,
-                             cfg->detection.smoothing_ms, cfg->detection.refractory_ms,
-                             1000 * n->model.cfg.fe.hop / n->model.cfg.fe.sample_rate);
-    for (int c = 0; c < n->model.cfg.n_classes; c++)
-        dc.threshold[c] = config_threshold_for(cfg, labels[c], n->model.cfg.threshold);
-    if (cfg->detection.threshold == KWS_THRESHOLD_MODEL)
-        LOGI("detection threshold %.2f (%s)",
-             (double)config_threshold_for(cfg, "", n->model.cfg.threshold),
-             n->model.cfg.threshold > 0.0f ? "calibrated into the model"
-                                           : "the model has no calibrated threshold");
-    rc = kws_detector_init(&n->det, &dc);
-    if (rc < 0) {
-        config_diags_add(d, "%s: detector: %s", cfg->model.path, kws_strerror(rc));
-        goto fail;
-    }
-    rc = snn_state_init(&n->state, &n->model);
-    n->v_out = calloc((size_t)n->model.cfg.n_classes, sizeof(float));
-    if (rc < 0 || !n->v_out) {
-        rc = rc < 0 ? rc : -ENOMEM;
-        config_diags_add(d, "%s: %s", cfg->model.path, kws_strerror(rc));
-        goto fail;
-    }
-    return 0;
-fail:
-    net_free(n);
-    return rc < 0 ? rc : KWS_ECONFIG;
-}
-
-static void net_install(struct kwsd *k, struct kwsd_net *n) {
-    k->model = n->model;
-    k->state = n->state;
-    k->det = n->det;
-    k->v_out = n->v_out;
-}
-
-static void net_take(struct kwsd *k, struct kwsd_net *n) {
-    n->model = k->model;
-    n->state = k->state;
-    n->det = k->det;
-    n->v_out = k->v_out;
-}
-
-/* Whether two loaded models are the same network: the same header fields
- * and the same parameters, as two loads of one file are. */
-static int net_same_model(const struct snn_model *a, const struct snn_model *b) {
-    return memcmp(&a->cfg, &b->cfg, sizeof a->cfg) == 0 && a->n_params == b->n_params &&
-           memcmp(a->mem, b->mem, a->n_params * sizeof *a->mem) == 0;
-}
-
-/* Swaps a reload's new set n in for the running one and frees what is not
- * kept. The event time base always continues, so end_ms never goes back:
- * - same model (net_same_model): the running network state is kept; so is
- *   the detector, with the new thresholds, when smoothing and refractory
- *   are unchanged;
- * - otherwise the new network starts from rest and the new detector's
- *   frame 0 is now on the stream clock (k->time_base_ms), with what was
- *   left of the refractory period carried over.
- * Returns what happened, for the log line. */
-static const char *net_swap(struct kwsd *k, struct kwsd_net *n) {
-    struct kwsd_net old;
-    const char *what;
-
-    if (net_same_model(&n->model, &k->model)) {
-        if (n->det.cfg.smoothing_frames == k->det.cfg.smoothing_frames &&
-            n->det.cfg.refractory_frames == k->det.cfg.refractory_frames) {
-            memcpy(k->det.cfg.threshold, n->det.cfg.threshold, sizeof k->det.cfg.threshold);
-            net_free(n);
-            return "same model: network state and detector kept";
-        }
-        snn_state_free(&n->state);
-        snn_model_free(&n->model);
-        n->model = k->model;
-        n->state = k->state;
-        memset(&k->model, 0, sizeof k->model);
-        memset(&k->state, 0, sizeof k->state);
-        what = "same model: network state kept, new smoothing or refractory period";
-    } else {
-        what = "new model: the network starts from rest";
-    }
-    int64_t old_ms = k->det.cfg.frame_ms, new_ms = n->det.cfg.frame_ms;
-    int64_t quiet_ms = (k->det.quiet_until - k->det.frame) * old_ms;
-    k->time_base_ms += k->det.frame * old_ms;
-    if (quiet_ms > 0)
-        n->det.quiet_until = (quiet_ms + new_ms - 1) / new_ms;
-    net_take(k, &old);
-    net_install(k, n);
-    net_free(&old);
-    return what;
-}
+/* ==== Models, detectors and network states ==== */
 
 static const char *base_name(const char *path) {
     const char *s = strrchr(path, '/');
     return s ? s + 1 : path;
 }
 
+static void set_free(struct kwsd_set *set) {
+    if (!set)
+        return;
+    for (int i = 0; i < set->n; i++) {
+        kws_listener_free(&set->m[i].lis);
+        snn_model_free(&set->m[i].model);
+    }
+    for (int f = 0; f < set->n_fronts; f++)
+        audio_pipe_free(&set->fronts[f].pipe);
+    free(set);
+}
+
+/* Loads one model file into m, errors to d as "path: message". */
+static int model_load(struct kwsd_model *m, const char *path, struct config_diags *d) {
+    char msg[256];
+
+    size_t len = strnlen(path, sizeof m->path);
+    if (len == sizeof m->path) {
+        config_diags_add(d, "%.64s...: path too long", path);
+        return -ENAMETOOLONG;
+    }
+    memcpy(m->path, path, len + 1);
+    m->name = base_name(m->path);
+    int rc = snn_model_load(&m->model, path, msg, sizeof msg);
+    if (rc < 0) {
+        size_t pl = strlen(path); /* file system errors name the path already */
+        if (strncmp(msg, path, pl) == 0 && msg[pl] == ':')
+            config_diags_add(d, "%s", msg);
+        else
+            config_diags_add(d, "%s: %s", path, msg);
+    }
+    return rc;
+}
+
+/* The label rule of a set: a keyword label (one that fires: not "_...")
+ * comes from one model only, so detection.keywords.<label> and the topic
+ * kws.detection.<label> each name one keyword of one model. */
+static int set_check_labels(const struct kwsd_set *set, struct config_diags *d) {
+    int bad = 0;
+
+    for (int i = 1; i < set->n; i++) {
+        const struct snn_cfg *ci = &set->m[i].model.cfg;
+        for (int c = 0; c < ci->n_classes; c++) {
+            if (ci->labels[c][0] == '_')
+                continue;
+            for (int j = 0; j < i; j++) {
+                const struct snn_cfg *cj = &set->m[j].model.cfg;
+                for (int e = 0; e < cj->n_classes; e++)
+                    if (strcmp(cj->labels[e], ci->labels[c]) == 0) {
+                        config_diags_add(d,
+                                         "%s: keyword \"%s\" is also in %s: a keyword may come "
+                                         "from one loaded model only",
+                                         set->m[i].path, ci->labels[c], set->m[j].path);
+                        bad++;
+                    }
+            }
+        }
+    }
+    return bad ? KWS_ECONFIG : 0;
+}
+
+/* Loads every model file of cfg (config_model_files) and builds a listener
+ * for each with cfg's detection settings, and the list of front ends they
+ * need (pipes not built yet), into a new *out. Any failure fails the whole
+ * set; errors go to d. */
+static int set_build(struct kwsd_set **out, const struct kws_config *cfg, struct config_diags *d) {
+    char files[KWS_CONFIG_MAX_MODELS][KWS_CONFIG_PATH_LEN];
+    const char *labels[KWS_CONFIG_MAX_MODELS * SNN_MAX_CLASSES];
+    struct kws_listener_settings ls;
+    int n_labels = 0, rc;
+
+    struct kwsd_set *set = *out = calloc(1, sizeof *set);
+    if (!set) {
+        config_diags_add(d, "models: %s", kws_strerror(-ENOMEM));
+        return -ENOMEM;
+    }
+    int n = rc = config_model_files(cfg, files, d); /* >= 1: model.path or model.paths */
+    if (rc < 0)
+        goto fail;
+    for (int i = 0; i < n; i++, set->n++) /* set->n counts what set_free must free */
+        if ((rc = model_load(&set->m[i], files[i], d)) < 0)
+            goto fail;
+    if ((rc = set_check_labels(set, d)) < 0)
+        goto fail;
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < set->m[i].model.cfg.n_classes; c++)
+            labels[n_labels++] = set->m[i].model.cfg.labels[c];
+    if ((rc = config_check_labels(cfg, labels, n_labels, d)) < 0)
+        goto fail;
+    config_listener_settings(cfg, &ls);
+    for (int i = 0; i < n; i++) {
+        struct kwsd_model *m = &set->m[i];
+        if (cfg->detection.threshold == KWS_THRESHOLD_MODEL)
+            LOGI("%s: detection threshold %.2f (%s)", m->name,
+                 (double)kws_listener_threshold(&ls, NULL, m->model.cfg.threshold),
+                 m->model.cfg.threshold > 0.0f ? "calibrated into the model"
+                                               : "the model has no calibrated threshold");
+        rc = kws_listener_init(&m->lis, &m->model, &ls);
+        if (rc < 0) {
+            config_diags_add(d, "%s: listener: %s", m->path, kws_strerror(rc));
+            goto fail;
+        }
+        int f = 0;
+        while (f < set->n_fronts &&
+               memcmp(&set->fronts[f].fe, &m->model.cfg.fe, sizeof m->model.cfg.fe) != 0)
+            f++;
+        if (f == set->n_fronts) {
+            set->fronts[f].fe = m->model.cfg.fe;
+            set->fronts[f].set = set;
+            set->fronts[f].index = f;
+            set->n_fronts++;
+        }
+        m->front = f;
+        size_t used = strlen(set->names);
+        snprintf(set->names + used, sizeof set->names - used, "%s%s", i ? "," : "", m->name);
+    }
+    return 0;
+fail:
+    set_free(set);
+    *out = NULL;
+    return rc < 0 ? rc : KWS_ECONFIG;
+}
+
+/* The front end of set equal to fe, or NULL. */
+static struct kwsd_front *front_find(struct kwsd_set *set, const struct kws_frontend_cfg *fe) {
+    for (int f = 0; set && f < set->n_fronts; f++)
+        if (memcmp(&set->fronts[f].fe, fe, sizeof *fe) == 0)
+            return &set->fronts[f];
+    return NULL;
+}
+
+/* Builds the pipes of set's front ends for input at rate Hz, except those
+ * the running set has already (set_swap moves them over). rate 0: none
+ * yet, the first block builds them. Errors go to d. */
+static int set_build_pipes(struct kwsd_set *set, struct kwsd *k, int rate,
+                           struct config_diags *d) {
+    for (int f = 0; f < set->n_fronts; f++) {
+        struct kwsd_front *fr = &set->fronts[f];
+        fr->k = k;
+        if (!rate || fr->built || front_find(k->set, &fr->fe))
+            continue;
+        int rc = audio_pipe_init(&fr->pipe, &fr->fe, rate, FILE_BLOCK);
+        if (rc < 0) {
+            audio_pipe_free(&fr->pipe);
+            config_diags_add(d, "front end of %d Hz from %d Hz: %s", fr->fe.sample_rate, rate,
+                             kws_strerror(rc));
+            return rc;
+        }
+        fr->built = 1;
+    }
+    return 0;
+}
+
+/* Carries what a reload keeps from the running model o into its successor
+ * n (the new set's model of the same file or the same network). The event
+ * time base always continues, so end_ms never goes back:
+ * - same model (snn_model_same): the running network state is kept; so is
+ *   the detector, with the new thresholds, when smoothing and refractory
+ *   are unchanged;
+ * - otherwise the new network starts from rest and the new detector's
+ *   frame 0 is now on the stream clock, with what was left of the
+ *   refractory period carried over.
+ * Returns what happened, for the log line. */
+static const char *model_carry(struct kwsd_model *n, struct kwsd_model *o) {
+    struct kws_listener *ol = &o->lis, *nl = &n->lis;
+    const char *what;
+
+    if (snn_model_same(&n->model, &o->model)) {
+        if (nl->det.cfg.smoothing_frames == ol->det.cfg.smoothing_frames &&
+            nl->det.cfg.refractory_frames == ol->det.cfg.refractory_frames) {
+            struct kws_listener built = *nl; /* the running listener moves over */
+            *nl = *ol;
+            *ol = built;
+            memcpy(nl->det.cfg.threshold, ol->det.cfg.threshold, sizeof nl->det.cfg.threshold);
+            nl->settings = ol->settings;
+            nl->model = &n->model; /* equal models: the state fits either */
+            ol->model = &o->model;
+            n->time_base_ms = o->time_base_ms;
+            return "same model: network state and detector kept";
+        }
+        struct snn_state st = nl->state;
+        nl->state = ol->state;
+        ol->state = st;
+        what = "same model: network state kept, new smoothing or refractory period";
+    } else {
+        what = "new model: the network starts from rest";
+    }
+    nl->held = ol->held;
+    int64_t old_ms = ol->det.cfg.frame_ms, new_ms = nl->det.cfg.frame_ms;
+    int64_t quiet_ms = (ol->det.quiet_until - ol->det.frame) * old_ms;
+    n->time_base_ms = o->time_base_ms + ol->det.frame * old_ms;
+    if (quiet_ms > 0)
+        nl->det.quiet_until = (quiet_ms + new_ms - 1) / new_ms;
+    return what;
+}
+
+/* Stream time now, ms: where the running set's first model is. */
+static int64_t set_clock_ms(const struct kwsd_set *set) {
+    const struct kwsd_model *m = &set->m[0];
+    return m->time_base_ms + m->lis.det.frame * m->lis.det.cfg.frame_ms;
+}
+
+/* Swaps a reload's new set n in for the running one and returns the old
+ * one, for the caller to free once nothing points into it.
+ * Each new model takes over from a running one through model_carry: the
+ * one of the same path, else of the same network, else any left over (a
+ * file replaced by another); one with none left starts from rest on the
+ * stream clock. Front ends equal to a running one keep running (their
+ * pipe moves over); set_build_pipes has built the others. */
+static struct kwsd_set *set_swap(struct kwsd *k, struct kwsd_set *n) {
+    struct kwsd_set *o = k->set;
+    int used[KWS_CONFIG_MAX_MODELS] = {0}, pred[KWS_CONFIG_MAX_MODELS];
+    int64_t now_ms = set_clock_ms(o);
+
+    for (int i = 0; i < n->n; i++)
+        pred[i] = -1;
+
+    for (int f = 0; f < n->n_fronts; f++) {
+        struct kwsd_front *of = front_find(o, &n->fronts[f].fe);
+        if (!of)
+            continue;
+        audio_pipe_free(&n->fronts[f].pipe);
+        n->fronts[f].pipe = of->pipe;
+        n->fronts[f].built = of->built;
+        memset(&of->pipe, 0, sizeof of->pipe);
+        of->built = 0;
+    }
+    /* successors: the same path first, then the same network, then any
+     * model left (a file replaced by another: new network, same clock) */
+    for (int pass = 0; pass < 3; pass++)
+        for (int i = 0; i < n->n; i++) {
+            if (pred[i] >= 0)
+                continue;
+            for (int j = 0; j < o->n && pred[i] < 0; j++)
+                if (!used[j] && (pass == 2 || (pass == 0 ? strcmp(o->m[j].path, n->m[i].path) == 0
+                                                         : snn_model_same(&o->m[j].model,
+                                                                          &n->m[i].model)))) {
+                    pred[i] = j;
+                    used[j] = 1;
+                }
+        }
+    for (int i = 0; i < n->n; i++) {
+        struct kwsd_model *nm = &n->m[i];
+        if (pred[i] >= 0) {
+            LOGN("reload: model %s, %d classes; %s", nm->path, nm->model.cfg.n_classes,
+                 model_carry(nm, &o->m[pred[i]]));
+        } else {
+            nm->time_base_ms = now_ms;
+            LOGN("reload: model %s, %d classes; added: the network starts from rest", nm->path,
+                 nm->model.cfg.n_classes);
+        }
+    }
+    for (int j = 0; j < o->n; j++)
+        if (!used[j])
+            LOGN("reload: model %s no longer loaded", o->m[j].path);
+    k->set = n;
+    return o;
+}
+
 /* ==== Audio path: samples -> frames -> network -> detector -> events ==== */
 
 static void on_frame(void *ctx, const float *feat, const float *spikes) {
-    struct kwsd *k = ctx;
+    struct kwsd_front *fr = ctx;
+    struct kwsd *k = fr->k;
+    struct kwsd_set *set = fr->set;
     struct kws_hit hit;
 
     (void)feat;
-    k->frames++;
-    uint64_t was_held = k->held;
-    int fired = kws_detect_frame(&k->model, &k->state, &k->det, k->pipe.fe.zero_run, &k->held,
-                                 spikes, k->v_out, &hit, NULL);
-    /* a muted input rests the network (KWS_HOLD_MS) */
-    if (k->held && !was_held)
-        LOGI("input is digital silence: the network rests until sound returns");
-    else if (was_held && !k->held)
-        LOGI("sound is back after %.1f s of digital silence",
-             (double)(KWS_HOLD_MS + (double)was_held * k->det.cfg.frame_ms) / 1000.0);
-    if (!fired)
-        return;
-    k->detections++;
-    struct kws_detection ev = {
-        .keyword = k->model.cfg.labels[hit.label],
-        .score = hit.score,
-        .threshold = hit.threshold,
-        .start_ms = k->time_base_ms + hit.start_ms,
-        .end_ms = k->time_base_ms + hit.end_ms,
-        .seq = k->detections,
-        .model = k->model_name,
-    };
-    LOGI("detected \"%s\" score %.3f at %.2f s", ev.keyword, (double)ev.score,
-         (double)ev.end_ms / 1000.0);
-    if (transport_pub_detection(&k->pub, &ev) < 0)
-        LOGD("detection %llu dropped: no room in a subscriber's queue",
-             (unsigned long long)ev.seq);
+    if (fr->index == 0)
+        k->frames++;
+    for (int i = 0; i < set->n; i++) {
+        struct kwsd_model *m = &set->m[i];
+        if (m->front != fr->index)
+            continue;
+        struct kws_listener *l = &m->lis;
+        uint64_t was_held = l->held;
+        int fired = kws_listener_frame(l, spikes, fr->pipe.fe.zero_run, &hit);
+        /* a muted input rests the networks (KWS_HOLD_MS): said once, for the first */
+        if (i == 0 && l->held && !was_held)
+            LOGI("input is digital silence: the network rests until sound returns");
+        else if (i == 0 && was_held && !l->held)
+            LOGI("sound is back after %.1f s of digital silence",
+                 (double)(KWS_HOLD_MS + (double)was_held * l->frame_ms) / 1000.0);
+        if (!fired)
+            continue;
+        k->detections++;
+        struct kws_detection ev = {
+            .keyword = m->model.cfg.labels[hit.label],
+            .score = hit.score,
+            .threshold = hit.threshold,
+            .start_ms = m->time_base_ms + hit.start_ms,
+            .end_ms = m->time_base_ms + hit.end_ms,
+            .seq = k->detections,
+            .model = m->name,
+        };
+        LOGI("detected \"%s\" score %.3f at %.2f s (%s)", ev.keyword, (double)ev.score,
+             (double)ev.end_ms / 1000.0, m->name);
+        kwsd_publish(k, &ev);
+    }
 }
 
 /* Counts input samples the source replaced by 0 (audio_sanitize) and says
@@ -256,19 +391,24 @@ static void on_audio(void *ctx, const float *mono, size_t n, int rate) {
         }
     }
     if (rate != k->pipe_rate) {
-        rc = k->pipe_rate ? audio_pipe_set_in_rate(&k->pipe, rate)
-                          : audio_pipe_init(&k->pipe, &k->model.cfg.fe, rate, FILE_BLOCK);
-        if (rc < 0) {
-            LOGE("cannot resample %d Hz to %d Hz: %s", rate, k->model.cfg.fe.sample_rate,
-                 kws_strerror(rc));
-            kwsd_stop(k, 1);
-            return;
+        for (int f = 0; f < k->set->n_fronts; f++) {
+            struct kwsd_front *fr = &k->set->fronts[f];
+            rc = fr->built ? audio_pipe_set_in_rate(&fr->pipe, rate)
+                           : audio_pipe_init(&fr->pipe, &fr->fe, rate, FILE_BLOCK);
+            if (rc < 0) {
+                LOGE("cannot resample %d Hz to %d Hz: %s", rate, fr->fe.sample_rate,
+                     kws_strerror(rc));
+                kwsd_stop(k, 1);
+                return;
+            }
+            fr->built = 1;
         }
         if (k->pipe_rate)
             LOGN("capture rate is now %d Hz", rate);
         k->pipe_rate = rate;
     }
-    audio_pipe_push(&k->pipe, mono, n, on_frame, k);
+    for (int f = 0; f < k->set->n_fronts; f++)
+        audio_pipe_push(&k->set->fronts[f].pipe, mono, n, on_frame, &k->set->fronts[f]);
     k->busy_ns += uv_hrtime() - t0;
     k->audio_ns += (uint64_t)n * 1000000000ull / (uint64_t)rate;
 }
@@ -344,9 +484,10 @@ static void on_heartbeat(uv_timer_t *h) {
         .rtf = k->audio_ns ? (double)k->busy_ns / (double)k->audio_ns : 0.0,
         .device = k->input_file ? k->input_file : k->cfg.audio.device,
         .rate = k->input_file ? k->file_rate : cs.rate,
-        .model = k->model_name,
+        .model = k->set->names,
         .detections = k->detections,
     };
+    kwsd_events_status(k, &st);
     transport_pub_status(&k->pub, &st);
     /* What peers of the endpoint made libzmq allocate (connections,
      * subscriptions) is freed when they leave, but glibc keeps the pages;
@@ -369,43 +510,54 @@ static void on_watchdog(uv_timer_t *h) {
     k->frames_at_watchdog = k->frames;
 }
 
-/* What a reload builds before it swaps anything: the new configuration,
- * network and (for another front end) audio pipe, or the reasons not. */
+/* Points the Wyoming server at the running set. */
+static int wyoming_set(struct kwsd *k) {
+    const struct snn_model *models[KWS_CONFIG_MAX_MODELS];
+    const char *names[KWS_CONFIG_MAX_MODELS];
+
+    for (int i = 0; i < k->set->n; i++) {
+        models[i] = &k->set->m[i].model;
+        names[i] = k->set->m[i].name;
+    }
+    return wyoming_server_set_models(&k->wy, models, names, k->set->n,
+                                     &k->set->m[0].lis.settings);
+}
+
+/* The configuration after the command line's --device and --model. */
+static void apply_overrides(const struct kwsd *k, struct kws_config *cfg) {
+    if (k->device_override)
+        snprintf(cfg->audio.device, sizeof cfg->audio.device, "%s", k->device_override);
+    if (k->model_override) {
+        snprintf(cfg->model.path, sizeof cfg->model.path, "%s", k->model_override);
+        cfg->model.n_paths = 0;
+    }
+}
+
+/* What a reload builds before it swaps anything: the new configuration and
+ * model set (with the audio pipes of its new front ends), or the reasons
+ * not. */
 struct reload_job {
     struct kwsd *k;
     struct kws_config next;
     struct config_diags d;
-    struct kwsd_net net;
-    struct audio_pipe pipe;
-    int new_fe;
+    struct kwsd_set *set;
     int rc;
 };
 
-/* Reads the configuration and the model and builds everything from them;
- * touches nothing that runs. */
+/* Reads the configuration and every model file and builds the new set from
+ * them; touches nothing that runs (set_build_pipes only reads the running
+ * set, to leave out the front ends it has already). */
 static void reload_build(struct reload_job *j) {
     struct kwsd *k = j->k;
     int rc = config_load(&j->next, k->config_path, &j->d);
-    struct kws_config *next = &j->next;
-    struct config_diags *d = &j->d;
 
     if (rc == 0) {
-        if (k->device_override)
-            snprintf(next->audio.device, sizeof next->audio.device, "%s", k->device_override);
-        if (k->model_override)
-            snprintf(next->model.path, sizeof next->model.path, "%s", k->model_override);
-        rc = net_build(&j->net, next, d);
+        apply_overrides(k, &j->next);
+        rc = set_build(&j->set, &j->next, &j->d);
     }
-    if (rc == 0) {
-        j->new_fe = memcmp(&j->net.model.cfg.fe, &k->model.cfg.fe, sizeof k->model.cfg.fe) != 0;
-        /* Before the first block there is no pipe yet: the first block builds it. */
-        if (j->new_fe && k->pipe_rate &&
-            (rc = audio_pipe_init(&j->pipe, &j->net.model.cfg.fe, k->pipe_rate, FILE_BLOCK)) < 0) {
-            config_diags_add(d, "%s: front end from %d Hz: %s", next->model.path, k->pipe_rate,
-                             kws_strerror(rc));
-            audio_pipe_free(&j->pipe);
-            net_free(&j->net);
-        }
+    if (rc == 0 && (rc = set_build_pipes(j->set, k, k->pipe_rate, &j->d)) < 0) {
+        set_free(j->set);
+        j->set = NULL;
     }
     j->rc = rc;
 }
@@ -414,7 +566,7 @@ static void reload_build(struct reload_job *j) {
  * descriptor table (close_range CLOSE_RANGE_UNSHARE; stdin, stdout and
  * stderr stay). Peers of the event endpoint can hold every descriptor the
  * process may have (LimitNOFILE=): libzmq accepts connections until
- * EMFILE, and then a reload could not open its two files ("Too many open
+ * EMFILE, and then a reload could not open its files ("Too many open
  * files"). The copy always has room; closing it closes nothing of the
  * daemon's. Signals are blocked on the thread, so libuv's handler never
  * runs where its pipe is closed. */
@@ -426,12 +578,12 @@ static void *reload_thread(void *arg) {
     return NULL;
 }
 
-/* SIGHUP: builds everything the new configuration needs (model, state,
- * detector and, for a model with another front end, the audio pipe at the
- * running input rate) and swaps it in only once all of it is built; any
- * failure keeps the running set and logs why. The building runs on
- * reload_thread, which the loop waits for, as it waited for the files
- * before. */
+/* SIGHUP: builds everything the new configuration needs (every model, its
+ * state and detector, and, for a front end the running set has not, its
+ * audio pipe at the running input rate) and swaps it in only once all of
+ * it is built; any failure (one bad model file is enough) keeps the
+ * running set and logs why. The building runs on reload_thread, which the
+ * loop waits for, as it waited for the files before. */
 static void reload(struct kwsd *k) {
     static struct reload_job job; /* one reload at a time; several kB, kept off the stack */
     struct reload_job *j = &job;
@@ -457,36 +609,33 @@ static void reload(struct kwsd *k) {
     rc = j->rc;
     struct kws_config next = j->next;
     const struct config_diags *d = &j->d;
-    struct kwsd_net net = j->net;
-    struct audio_pipe pipe = j->pipe;
-    int new_fe = j->new_fe;
+    struct kwsd_set *set = j->set;
     if (rc < 0) {
-        LOGE("reload of %s failed; the running configuration stays:", k->config_path);
+        LOGE("reload of %s failed; the running configuration and models stay:", k->config_path);
         for (int i = 0; i < d->n; i++)
             LOGE("%s", d->msg[i]);
         kwsd_notify("READY=1");
         return;
     }
-    if (new_fe && k->pipe_rate) {
-        audio_pipe_free(&k->pipe);
-        k->pipe = pipe;
-    }
-    const char *kept = net_swap(k, &net);
+    struct kwsd_set *was = set_swap(k, set);
     if (strcmp(next.audio.device, k->cfg.audio.device) || next.audio.rate != k->cfg.audio.rate ||
         next.audio.period_ms != k->cfg.audio.period_ms)
         LOGW("audio settings changed in %s: they take effect at the next restart",
              k->config_path);
-    if (memcmp(&next.transport, &k->cfg.transport, sizeof next.transport))
+    if (memcmp(&next.transport, &k->cfg.transport, sizeof next.transport) ||
+        memcmp(&next.mqtt, &k->cfg.mqtt, sizeof next.mqtt))
         LOGW("transport settings changed in %s: they take effect at the next restart",
              k->config_path);
     next.audio = k->cfg.audio;
     next.transport = k->cfg.transport;
+    next.mqtt = k->cfg.mqtt;
     if (!k->log_override)
         log_setup(next.logging.level);
     k->cfg = next;
-    k->model_name = base_name(k->cfg.model.path); /* points into k->cfg, not the local copy */
-    LOGN("reloaded %s (model %s, %d classes; %s)", k->config_path, k->cfg.model.path,
-         k->model.cfg.n_classes, kept);
+    if (k->wy.open && wyoming_set(k) < 0) /* before was is freed: it compares with it */
+        LOGW("reload: out of memory for some Wyoming clients: they were closed");
+    set_free(was);
+    LOGN("reloaded %s (%d model(s): %s)", k->config_path, k->set->n, k->set->names);
     kwsd_notify("READY=1");
 }
 
@@ -531,6 +680,8 @@ static void kwsd_stop(struct kwsd *k, int code) {
     close_handle(k, (uv_handle_t *)&k->watchdog);
     close_handle(k, (uv_handle_t *)&k->file_feed);
     close_handle(k, (uv_handle_t *)&k->file_delay);
+    kwsd_events_close(k);
+    wyoming_server_close(&k->wy);
     if (k->cap_open) {
         audio_capture_close(&k->cap, on_capture_closed);
         k->cap_open = 0;
@@ -563,9 +714,9 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: kwsd [options]\n"
             "  -c, --config PATH     configuration file (default " KWSD_DEFAULT_CONFIG ")\n"
-            "      --check-config    validate the configuration and the model, then exit\n"
+            "      --check-config    validate the configuration and every model, then exit\n"
             "  -d, --device NAME     ALSA capture device (overrides audio.device)\n"
-            "  -m, --model PATH      model file (overrides model.path)\n"
+            "  -m, --model PATH      model file (overrides model.path and model.paths)\n"
             "  -i, --input FILE      process an audio file instead of a device, then exit\n"
             "      --input-delay MS  with --input: wait MS ms after start-up before reading\n"
             "                        (lets subscribers connect; the file runs faster than real time)\n"
@@ -646,7 +797,7 @@ int main(int argc, char **argv) {
     static struct kwsd kd; /* large: keep it off the stack */
     struct kwsd *k = &kd;
     struct config_diags diags = {0};
-    struct kwsd_net net;
+    struct kwsd_set *set = NULL;
     int check_only = 0, opt, rc;
     const char *config_path = KWSD_DEFAULT_CONFIG;
     int config_given = 0;
@@ -660,6 +811,8 @@ int main(int argc, char **argv) {
      * action until step 5: a stop asked for during start-up stops. */
     sigemptyset(&hup);
     sigaddset(&hup, SIGHUP);
+    sigaddset(&hup, SIGUSR1); /* pause and resume (events.c): their default ends a process */
+    sigaddset(&hup, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &hup, NULL);
 
     k->log_level = KWS_LOG_INFO;
@@ -730,34 +883,40 @@ int main(int argc, char **argv) {
             fprintf(stderr, "kwsd: %s: %s\n", config_path, kws_strerror(rc));
         return 1;
     }
-    if (k->device_override)
-        snprintf(k->cfg.audio.device, sizeof k->cfg.audio.device, "%s", k->device_override);
-    if (k->model_override)
-        snprintf(k->cfg.model.path, sizeof k->cfg.model.path, "%s", k->model_override);
+    apply_overrides(k, &k->cfg);
     if (!k->log_override)
         k->log_level = k->cfg.logging.level;
     log_setup(k->log_level);
 
-    /* 2. Model, detector and network state. */
-    if (net_build(&net, &k->cfg, &diags) < 0) {
+    /* 2. Models, detectors and network states. */
+    if (set_build(&set, &k->cfg, &diags) < 0) {
         config_diags_print(&diags, stderr);
         return 1;
     }
-    net_install(k, &net);
-    k->model_name = base_name(k->cfg.model.path);
+    k->set = set;
     if (check_only) {
-        printf("%s: ok (model %s: %d classes, %d inputs, %d hidden layers)\n",
-               k->config_path[0] ? k->config_path : "built-in defaults", k->cfg.model.path,
-               k->model.cfg.n_classes, k->model.cfg.n_in, k->model.cfg.n_layers);
-        net_take(k, &net);
-        net_free(&net);
+        printf("%s: ok (%d model(s))\n", k->config_path[0] ? k->config_path : "built-in defaults",
+               k->set->n);
+        for (int i = 0; i < k->set->n; i++) {
+            const struct snn_cfg *mc = &k->set->m[i].model.cfg;
+            printf("  %s: %d classes, %d inputs, %d hidden layers, front end %d Hz / %d mels to "
+                   "%.0f Hz (front end %d of %d)\n",
+                   k->set->m[i].path, mc->n_classes, mc->n_in, mc->n_layers, mc->fe.sample_rate,
+                   mc->fe.n_mels, (double)mc->fe.fmax, k->set->m[i].front + 1, k->set->n_fronts);
+        }
+        set_free(k->set);
         return 0;
     }
     LOGN("kwsd %s starting (config %s)", KWSD_VERSION,
          k->config_path[0] ? k->config_path : "built-in defaults");
-    LOGI("model %s: %d inputs, %d hidden layers, %d classes, front end %d Hz / %d mels",
-         k->cfg.model.path, k->model.cfg.n_in, k->model.cfg.n_layers, k->model.cfg.n_classes,
-         k->model.cfg.fe.sample_rate, k->model.cfg.fe.n_mels);
+    for (int i = 0; i < k->set->n; i++) {
+        const struct snn_cfg *mc = &k->set->m[i].model.cfg;
+        LOGI("model %s: %d inputs, %d hidden layers, %d classes, front end %d Hz / %d mels to "
+             "%.0f Hz (front end %d of %d)",
+             k->set->m[i].path, mc->n_in, mc->n_layers, mc->n_classes, mc->fe.sample_rate,
+             mc->fe.n_mels, (double)mc->fe.fmax, k->set->m[i].front + 1, k->set->n_fronts);
+    }
+    set_build_pipes(k->set, k, 0, NULL); /* no rate yet: only ties the front ends to k */
 
     rc = uv_loop_init(&k->loop);
     if (rc < 0) {
@@ -787,6 +946,24 @@ int main(int argc, char **argv) {
         }
         for (int i = 0; i < k->pub.n_bound; i++)
             LOGI("publishing on %s", k->pub.bound[i]);
+        if (k->cfg.transport.wyoming[0]) {
+            struct wyoming_cfg wc = {.endpoint = k->cfg.transport.wyoming,
+                                     .model = &k->set->m[0].model,
+                                     .settings = &k->set->m[0].lis.settings,
+                                     .model_name = k->set->m[0].name,
+                                     .version = KWSD_VERSION};
+            if (wyoming_server_open(&k->wy, &k->loop, &wc, msg, sizeof msg) < 0 ||
+                wyoming_set(k) < 0) {
+                LOGE("%s", msg);
+                kwsd_stop(k, 1);
+                goto out;
+            }
+            LOGI("Wyoming wake-word server on %s", k->wy.bound);
+        }
+        if (kwsd_events_open(k) < 0) {
+            kwsd_stop(k, 1);
+            goto out;
+        }
     }
 
     /* 5. Signals and timers, then tell systemd we are ready. */
@@ -817,12 +994,10 @@ out:
     rc = uv_loop_close(&k->loop);
     if (rc < 0)
         LOGE("event loop did not close cleanly: %s", uv_strerror(rc));
-    audio_pipe_free(&k->pipe);
     if (k->file)
         sf_close(k->file);
     free(k->file_buf);
-    net_take(k, &net);
-    net_free(&net);
+    set_free(k->set);
     LOGI("stopped: %llu frames, %llu detections, %llu input samples replaced by 0, peak RSS %ld "
          "KiB",
          (unsigned long long)k->frames, (unsigned long long)k->detections,

@@ -14,3 +14,5 @@ if(TARGET kwsd-bench)
   add_test(NAME kwsd_bench_quick COMMAND kwsd-bench --quick --json)
   set_tests_properties(kwsd_bench_quick PROPERTIES TIMEOUT 120)
 endif()
+# The listening path: threshold rule, network + detector per frame, the hold.
+kws_test(test_core_listener LIBS kws_core)

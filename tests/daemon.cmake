@@ -18,3 +18,18 @@ if(TARGET kwsd)
   kws_test(test_daemon_peers TIMEOUT 120)
   add_dependencies(test_daemon_peers kwsd)
 endif()
+# kwsd's MQTT (Hermes) events and pause/resume, against a real mosquitto broker.
+if(TARGET kwsd AND TARGET kwsd-eval)
+  kws_test(test_daemon_mqtt LIBS PkgConfig::MOSQUITTO PkgConfig::ZMQ PkgConfig::JANSSON
+           Threads::Threads m TIMEOUT 300)
+  add_dependencies(test_daemon_mqtt kwsd kwsd-eval)
+endif()
+# kwsd with several models at once (model.paths, model.dir), an enrolled word
+# next to the shipped model.
+if(TARGET kwsd AND TARGET kwsd-eval)
+  kws_test(test_daemon_models LIBS kws_core kws_audio PkgConfig::ZMQ PkgConfig::JANSSON TIMEOUT 600)
+  add_dependencies(test_daemon_models kwsd kwsd-eval)
+  if(TARGET kwsd-enroll)
+    add_dependencies(test_daemon_models kwsd-enroll)
+  endif()
+endif()

@@ -63,6 +63,10 @@ ParameterizedTestParameters(config_errors, one_error) {
          "t.yaml:2:16: transport.heartbeat_s: 0.1 out of range [0.5, 3600]"},
         {"transport:\n  queue: 0\n", "t.yaml:2:10: transport.queue: 0 out of range [1, 1000000]"},
         {"audio:\n  device: \"\"\n", "t.yaml:2:11: audio.device: must not be empty"},
+        {"mqtt:\n  port: 0\n", "t.yaml:2:9: mqtt.port: 0 out of range [1, 65535]"},
+        {"mqtt:\n  site_id: \"\"\n", "t.yaml:2:12: mqtt.site_id: must not be empty"},
+        {"mqtt:\n  host:\n", "t.yaml:2:8: mqtt.host: expected a string, got nothing"},
+        {"mqtt:\n  hots: x\n", "t.yaml:2:3: mqtt.hots: unknown key"},
         {"model:\n  path: \"a\\tb\"\n",
          "t.yaml:2:9: model.path: \"a?b\": control character 0x09 not allowed"},
         /* bad enum */
@@ -90,6 +94,18 @@ ParameterizedTestParameters(config_errors, one_error) {
         {"transport:\n  endpoints: [inproc://a, inproc://a]\n",
          "t.yaml:2:27: transport.endpoints[1]: duplicate endpoint \"inproc://a\" (also "
          "transport.endpoints[0])"},
+        /* several models */
+        {"model:\n  paths: /a.kwsm\n",
+         "t.yaml:2:10: model.paths: expected a sequence of model files, got \"/a.kwsm\""},
+        {"model:\n  paths: [a, b, c, d, e, f, g, h, i]\n",
+         "t.yaml:2:10: model.paths: 9 model files, expected 0 to 8"},
+        {"model:\n  paths: [\"\"]\n", "t.yaml:2:11: model.paths[0]: must not be empty"},
+        {"model:\n  paths: [a.kwsm, a.kwsm]\n",
+         "t.yaml:2:19: model.paths[1]: duplicate model file \"a.kwsm\" (also model.paths[0])"},
+        {"model:\n  path: a.kwsm\n  paths: [b.kwsm]\n",
+         "t.yaml:2:9: model.path: give model.path (one model) or model.paths (several), not "
+         "both"},
+        {"model:\n  dir: [a]\n", "t.yaml:2:8: model.dir: expected a string, got a sequence"},
         /* keyword overrides */
         {"detection:\n  keywords:\n    stop: 2\n",
          "t.yaml:3:11: detection.keywords.stop: 2 out of range [0, 1]"},

@@ -51,6 +51,14 @@ static int same_values(const struct kws_config *a, const struct kws_config *b) {
     return memcmp(&x, &y, sizeof x) == 0;
 }
 
+/* A label's threshold through the config's listener settings: the one
+ * threshold rule (kws_listener_threshold). */
+static float thr_for(const struct kws_config *c, const char *label, float model_thr) {
+    struct kws_listener_settings s;
+    config_listener_settings(c, &s);
+    return kws_listener_threshold(&s, label, model_thr);
+}
+
 Test(config_load, defaults) {
     struct kws_config c;
 
@@ -63,8 +71,8 @@ Test(config_load, defaults) {
     cr_expect(eq(str, c.model.path, "/usr/share/kwsd/commands.kwsm"));
     cr_expect(eq(flt, c.detection.threshold, KWS_THRESHOLD_MODEL));
     /* threshold: model takes the model's calibration, or the fallback without one */
-    cr_expect(eq(flt, config_threshold_for(&c, "stop", 0.55f), 0.55f));
-    cr_expect(eq(flt, config_threshold_for(&c, "stop", 0.0f), KWS_THRESHOLD_FALLBACK));
+    cr_expect(eq(flt, thr_for(&c, "stop", 0.55f), 0.55f));
+    cr_expect(eq(flt, thr_for(&c, "stop", 0.0f), KWS_THRESHOLD_FALLBACK));
     cr_expect(eq(int, c.detection.smoothing_ms, 300));
     cr_expect(eq(int, c.detection.refractory_ms, 1000));
     cr_expect(eq(int, c.detection.n_keywords, 0));
@@ -73,6 +81,9 @@ Test(config_load, defaults) {
     cr_expect(eq(dbl, c.transport.heartbeat_s, 5.0));
     cr_expect(eq(int, c.transport.queue, 1000));
     cr_expect(eq(int, (int)c.logging.level, (int)KWS_LOG_INFO));
+    cr_expect(eq(str, c.mqtt.host, ""), "no MQTT by default");
+    cr_expect(eq(int, c.mqtt.port, 1883));
+    cr_expect(eq(str, c.mqtt.site_id, "default"));
 
     /* Every byte is defined: two default configs compare equal with memcmp. */
     struct kws_config c2;
@@ -121,7 +132,14 @@ Test(config_load, full_file) {
                                "  heartbeat_s: 0.5\n"
                                "  queue: 1000000\n"
                                "logging:\n"
-                               "  level: debug\n";
+                               "  level: debug\n"
+                               "mqtt:\n"
+                               "  host: broker.lan\n"
+                               "  port: 8883\n"
+                               "  tls: /etc/ssl/certs/lan-ca.pem\n"
+                               "  username: kwsd\n"
+                               "  password_file: /etc/kwsd/mqtt-password\n"
+                               "  site_id: kitchen\n";
     struct kws_config c;
     struct config_diags d;
 
@@ -156,10 +174,16 @@ Test(config_load, full_file) {
     cr_expect(eq(dbl, c.transport.heartbeat_s, 0.5));
     cr_expect(eq(int, c.transport.queue, 1000000));
     cr_expect(eq(int, (int)c.logging.level, (int)KWS_LOG_DEBUG));
+    cr_expect(eq(str, c.mqtt.host, "broker.lan"));
+    cr_expect(eq(int, c.mqtt.port, 8883));
+    cr_expect(eq(str, c.mqtt.tls, "/etc/ssl/certs/lan-ca.pem"));
+    cr_expect(eq(str, c.mqtt.username, "kwsd"));
+    cr_expect(eq(str, c.mqtt.password_file, "/etc/kwsd/mqtt-password"));
+    cr_expect(eq(str, c.mqtt.site_id, "kitchen"));
 
-    cr_expect(eq(flt, config_threshold_for(&c, "stop", 0.3f), 0.7f));
-    cr_expect(eq(flt, config_threshold_for(&c, "go", 0.3f), 0.0f));
-    cr_expect(eq(flt, config_threshold_for(&c, "yes", 0.3f), 0.65f), "a number beats the model's");
+    cr_expect(eq(flt, thr_for(&c, "stop", 0.3f), 0.7f));
+    cr_expect(eq(flt, thr_for(&c, "go", 0.3f), 0.0f));
+    cr_expect(eq(flt, thr_for(&c, "yes", 0.3f), 0.65f), "a number beats the model's");
 }
 
 /* Keys left out keep their defaults; flow style works like block style. */
@@ -296,10 +320,12 @@ Test(config_load, labels_checked_against_model) {
 
 Test(config_load, dump_reads_back_the_same) {
     static const char yaml[] = "audio: {device: \"we\\\"ird \\\\ name\", rate: 22050}\n"
+                               "model: {paths: [a.kwsm, \"b c.kwsm\"], dir: /var/lib/m}\n"
                                "detection: {threshold: 0.123456789, keywords: {\"a b\": 0.3}}\n"
                                "transport:\n  endpoints: [ipc:///tmp/x, tcp://127.0.0.1:7]\n"
                                "  heartbeat_s: 2.7182818284590451\n"
-                               "logging: {level: warning}\n";
+                               "logging: {level: warning}\n"
+                               "mqtt: {host: \"h\", port: 1884, site_id: \"a \\\"b\\\"\"}\n";
     struct kws_config a, b;
     struct config_diags d;
     char *out = NULL;
@@ -327,6 +353,54 @@ Test(config_load, dump_reads_back_the_same) {
 }
 
 /* docs/CONFIG.md carries the key table exactly as the code prints it. */
+/* The model set: model.path alone, or model.paths instead of it, then
+ * model.dir's *.kwsm files in name order; a file named twice loads once;
+ * other files, directories and hidden files are left out; more than
+ * KWS_CONFIG_MAX_MODELS or a missing directory is an error naming it. */
+Test(config_load, model_files, .init = tmp_setup, .fini = tmp_teardown) {
+    char files[KWS_CONFIG_MAX_MODELS][KWS_CONFIG_PATH_LEN], yaml[1024], p[256];
+    struct kws_config c;
+    struct config_diags d;
+
+    config_defaults(&c);
+    cr_assert(eq(int, config_model_files(&c, files, &d), 1));
+    cr_expect(eq(str, files[0], "/usr/share/kwsd/commands.kwsm"));
+
+    snprintf(p, sizeof p, "%s/models", tmpdir);
+    cr_assert(eq(int, mkdir(p, 0700), 0));
+    static const char *const names[] = {"b.kwsm", "a.kwsm", "notes.txt", ".hidden.kwsm"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/models/%s", tmpdir, names[i]);
+        write_text(p, "x");
+    }
+    snprintf(p, sizeof p, "%s/models/dir.kwsm", tmpdir);
+    cr_assert(eq(int, mkdir(p, 0700), 0));
+    snprintf(yaml, sizeof yaml, "model:\n  paths: [/x.kwsm, %s/models/b.kwsm]\n  dir: %s/models\n",
+             tmpdir, tmpdir);
+    cr_assert(eq(int, config_parse_string(&c, "t.yaml", yaml, &d), 0), "%s", d.msg[0]);
+    cr_assert(eq(int, config_model_files(&c, files, &d), 3));
+    cr_expect(eq(str, files[0], "/x.kwsm"));
+    snprintf(p, sizeof p, "%s/models/b.kwsm", tmpdir);
+    cr_expect(eq(str, files[1], p));
+    snprintf(p, sizeof p, "%s/models/a.kwsm", tmpdir);
+    cr_expect(eq(str, files[2], p), "b.kwsm is listed already: only a.kwsm is added");
+
+    for (int i = 0; i < KWS_CONFIG_MAX_MODELS; i++) {
+        snprintf(p, sizeof p, "%s/models/m%d.kwsm", tmpdir, i);
+        write_text(p, "x");
+    }
+    memset(&d, 0, sizeof d);
+    cr_expect(eq(int, config_model_files(&c, files, &d), KWS_ECONFIG));
+    cr_expect(not(eq(ptr, strstr(d.msg[0], "model.dir: more than 8 models in all"), NULL)), "%s",
+              d.msg[0]);
+
+    snprintf(yaml, sizeof yaml, "model:\n  dir: %s/none\n", tmpdir);
+    cr_assert(eq(int, config_parse_string(&c, "t.yaml", yaml, &d), 0));
+    cr_expect(eq(int, config_model_files(&c, files, &d), -ENOENT));
+    snprintf(p, sizeof p, "%s/none: model.dir: ", tmpdir);
+    cr_expect(not(eq(ptr, strstr(d.msg[0], p), NULL)), "%s", d.msg[0]);
+}
+
 Test(config_load, docs_table_matches_code) {
     char *want = NULL, *doc = NULL;
     size_t wantlen = 0, doclen = 0;

@@ -33,6 +33,7 @@
 
 #include "kws/snn.h"
 #include "kws/frontend.h"
+#include "kwsd_test.h"
 #include "model_file_internal.h"
 
 #define KWSD KWSD_BINARY_DIR "/daemon/kwsd"
@@ -45,35 +46,7 @@ static char endpoint[300];
 /* ==== Helpers ==== */
 
 static const char *dat_path(const char *name) {
-    static char buf[4][400];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", dir, name);
-    return buf[i];
-}
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    cr_assert(not(eq(ptr, f, NULL)), "cannot write %s", path);
-    fputs(text, f);
-    fclose(f);
-}
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    cr_assert(eq(int, rc, 0), "command failed: %s", cmd);
+    return kt_path(dir, name);
 }
 
 /* Writes dir/audio.raw (16 kHz S16_LE mono): 4 s of quiet, each word
@@ -83,21 +56,21 @@ static double make_speech(const char *const *words, int n, double gap) {
     char list[2048] = "";
     size_t used = 0;
 
-    sh("sox -n -r 16000 -c 1 -b 16 %s/gap.wav trim 0 %.2f", dir, gap);
+    kt_sh("sox -n -r 16000 -c 1 -b 16 %s/gap.wav trim 0 %.2f", dir, gap);
     /* ALSA's file plugin over a null slave runs several times faster than
      * real time, so 4 s of lead-in gives the subscriber time to connect. */
-    sh("sox -n -r 16000 -c 1 -b 16 %s/lead.wav trim 0 4.0", dir);
-    sh("sox -n -r 16000 -c 1 -b 16 %s/tail.wav trim 0 3.0", dir);
+    kt_sh("sox -n -r 16000 -c 1 -b 16 %s/lead.wav trim 0 4.0", dir);
+    kt_sh("sox -n -r 16000 -c 1 -b 16 %s/tail.wav trim 0 3.0", dir);
     used += (size_t)snprintf(list + used, sizeof list - used, "%s/lead.wav ", dir);
     for (int i = 0; i < n; i++) {
-        sh("espeak-ng -v en-us -s 150 -w %s/w%d.22k.wav '%s'", dir, i, words[i]);
-        sh("sox %s/w%d.22k.wav -r 16000 -c 1 -b 16 %s/w%d.wav norm -3", dir, i, dir, i);
+        kt_sh("espeak-ng -v en-us -s 150 -w %s/w%d.22k.wav '%s'", dir, i, words[i]);
+        kt_sh("sox %s/w%d.22k.wav -r 16000 -c 1 -b 16 %s/w%d.wav norm -3", dir, i, dir, i);
         used += (size_t)snprintf(list + used, sizeof list - used, "%s/w%d.wav %s/gap.wav ", dir, i,
                                  dir);
     }
     used += (size_t)snprintf(list + used, sizeof list - used, "%s/tail.wav", dir);
-    sh("sox %s %s/speech.wav", list, dir);
-    sh("sox %s/speech.wav -t raw -e signed -b 16 -r 16000 -c 1 %s/audio.raw", dir, dir);
+    kt_sh("sox %s %s/speech.wav", list, dir);
+    kt_sh("sox %s/speech.wav -t raw -e signed -b 16 -r 16000 -c 1 %s/audio.raw", dir, dir);
     struct stat st;
     cr_assert(eq(int, stat(dat_path("audio.raw"), &st), 0));
     return (double)st.st_size / 32000.0;
@@ -105,9 +78,9 @@ static double make_speech(const char *const *words, int n, double gap) {
 
 /* Quiet with a little noise, for tests that need audio but no speech. */
 static double make_noise(double secs) {
-    sh("sox -n -r 16000 -c 1 -b 16 -e signed %s/audio.wav synth %.2f whitenoise vol 0.01", dir,
+    kt_sh("sox -n -r 16000 -c 1 -b 16 -e signed %s/audio.wav synth %.2f whitenoise vol 0.01", dir,
        secs);
-    sh("sox %s/audio.wav -t raw -e signed -b 16 -r 16000 -c 1 %s/audio.raw", dir, dir);
+    kt_sh("sox %s/audio.wav -t raw -e signed -b 16 -r 16000 -c 1 %s/audio.raw", dir, dir);
     return secs;
 }
 
@@ -118,7 +91,7 @@ static void write_alsa_conf(void) {
              " infile \"%s/audio.raw\"\n format raw\n}\n",
              dir);
     snprintf(path, sizeof path, "%s/asound.conf", dir);
-    write_file(path, text);
+    kt_write_file(path, text);
 }
 
 /* The config every test starts from: device, model, the test's endpoint
@@ -134,7 +107,7 @@ static void write_config_full(const char *model, const char *device, const char 
              "logging:\n  level: info\n%s",
              device, model, endpoint, transport_extra ? transport_extra : "", extra ? extra : "");
     snprintf(path, sizeof path, "%s/kwsd.yaml", dir);
-    write_file(path, text);
+    kt_write_file(path, text);
 }
 
 static void write_config(const char *model, const char *extra) {
@@ -264,19 +237,7 @@ static void write_hostile_models(void) {
 /* Starts kwsd with the test's ALSA config and config file, plus up to two
  * more arguments (NULL for none); stdout and stderr go to dir/kwsd.log. */
 static pid_t start_kwsd2(const char *arg1, const char *arg2) {
-    pid_t pid = fork();
-    cr_assert(ge(int, pid, 0));
-    if (pid == 0) {
-        char alsa[400];
-        snprintf(alsa, sizeof alsa, "/usr/share/alsa/alsa.conf:%s", dat_path("asound.conf"));
-        setenv("ALSA_CONFIG_PATH", alsa, 1);
-        int fd = open(dat_path("kwsd.log"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 2);
-        dup2(fd, 1);
-        execl(KWSD, KWSD, "--config", dat_path("kwsd.yaml"), arg1, arg2, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    return kt_spawn_kwsd(dir, arg1, arg2);
 }
 
 static pid_t start_kwsd(const char *extra_arg) {
@@ -285,9 +246,9 @@ static pid_t start_kwsd(const char *extra_arg) {
 
 /* Waits up to ms for pid; returns its exit status, or -1 on timeout. */
 static int wait_exit(pid_t pid, int ms) {
-    int64_t end = now_ms() + ms;
+    int64_t end = kt_now_ms() + ms;
     int status;
-    while (now_ms() < end) {
+    while (kt_now_ms() < end) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid)
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -299,15 +260,7 @@ static int wait_exit(pid_t pid, int ms) {
 }
 
 static char *read_log(void) {
-    static char buf[65536];
-    FILE *f = fopen(dat_path("kwsd.log"), "r");
-    size_t n = 0;
-    if (f) {
-        n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-    }
-    buf[n] = '\0';
-    return buf;
+    return kt_read_text(dat_path("kwsd.log"));
 }
 
 struct sub {
@@ -388,7 +341,7 @@ TestSuite(kwsd, .init = setup, .fini = teardown, .timeout = 120);
  * in ms, in order, at most max); the evaluator runs the same front end,
  * network and detector as the daemon. Returns their number. */
 static int eval_events(char kw[][SNN_LABEL_LEN], int64_t *end_ms, int max) {
-    sh("%s --model %s --wav %s/speech.wav > %s/eval.txt 2>&1", EVAL, MODEL, dir, dir);
+    kt_sh("%s --model %s --wav %s/speech.wav > %s/eval.txt 2>&1", EVAL, MODEL, dir, dir);
     FILE *f = fopen(dat_path("eval.txt"), "r");
     cr_assert(not(eq(ptr, f, NULL)));
     char line[512];
@@ -433,9 +386,9 @@ Test(kwsd, spoken_keywords_reach_a_subscriber) {
     pid_t pid = start_kwsd(NULL);
 
     /* Read until kwsd reports it has processed the whole file. */
-    int64_t end = now_ms() + 60000;
+    int64_t end = kt_now_ms() + 60000;
     double frames = 0;
-    while (now_ms() < end && frames < secs * 100.0) {
+    while (kt_now_ms() < end && frames < secs * 100.0) {
         json_t *j = sub_recv(&s, topic, sizeof topic, 500);
         if (!j)
             continue;
@@ -480,7 +433,7 @@ Test(kwsd, spoken_keywords_reach_a_subscriber) {
     cr_assert(ge(int, heartbeats, 1), "heartbeats arrive");
     for (int i = 0; i < n_got; i++)
         cr_log_info("kwsd: %s at %lld ms", got_kw[i], (long long)got_ms[i]);
-    sh("cat %s/eval.txt >&2", dir);
+    kt_sh("cat %s/eval.txt >&2", dir);
     cr_expect(ge(int, n_want, 1), "the shipped model hears at least one spoken keyword");
     cr_expect(eq(int, n_got, n_want), "kwsd and kwsd-eval find as many events");
     for (int i = 0; i < n_got && i < n_want; i++) {
@@ -524,8 +477,8 @@ Test(kwsd, a_subscriber_that_never_reads_does_not_stall_it) {
     sub_open(&live, "kws.status", 0);
     double first = -1, last = -1;
     int n = 0;
-    int64_t end = now_ms() + 8000;
-    while (now_ms() < end && n < 6) {
+    int64_t end = kt_now_ms() + 8000;
+    while (kt_now_ms() < end && n < 6) {
         json_t *j = sub_recv(&live, topic, sizeof topic, 1000);
         if (!j)
             continue;
@@ -557,7 +510,7 @@ Test(kwsd, reload_with_a_broken_file_keeps_the_running_config) {
     cr_assert(not(eq(ptr, j, NULL)), "first heartbeat");
     json_decref(j);
 
-    write_file(dat_path("kwsd.yaml"), "detection:\n  threshold: 7\n  smoothing: 3\n");
+    kt_write_file(dat_path("kwsd.yaml"), "detection:\n  threshold: 7\n  smoothing: 3\n");
     kill(pid, SIGHUP);
     usleep(500000);
     cr_assert(eq(int, kill(pid, 0), 0), "still running after a bad reload");
@@ -566,13 +519,13 @@ Test(kwsd, reload_with_a_broken_file_keeps_the_running_config) {
     cr_assert(not(eq(ptr, j, NULL)), "heartbeats continue after the failed reload");
     json_decref(j);
 
-    sh("cp %s %s", dat_path("small.kwsm"), dat_path("other.kwsm"));
+    kt_sh("cp %s %s", dat_path("small.kwsm"), dat_path("other.kwsm"));
     write_config(dat_path("other.kwsm"), "detection:\n  threshold: 0.9\n");
     kill(pid, SIGHUP);
     /* Heartbeats now name the reloaded model. */
     int named = 0;
-    int64_t until = now_ms() + 5000;
-    while (!named && now_ms() < until) {
+    int64_t until = kt_now_ms() + 5000;
+    while (!named && kt_now_ms() < until) {
         j = sub_recv(&s, topic, sizeof topic, 1000);
         if (!j)
             continue;
@@ -599,10 +552,10 @@ Test(kwsd, reload_with_a_broken_file_keeps_the_running_config) {
 static int collect_end_ms(pid_t pid, struct sub *s, int64_t *t, int n, int max, const char *until,
                           int more) {
     char topic[128];
-    int64_t end = now_ms() + 20000;
+    int64_t end = kt_now_ms() + 20000;
     int seen = 0, after = 0;
 
-    while (now_ms() < end && n < max && (!seen || after < more)) {
+    while (kt_now_ms() < end && n < max && (!seen || after < more)) {
         json_t *j = sub_recv(s, topic, sizeof topic, 500);
         if (!j)
             continue;
@@ -643,7 +596,7 @@ Test(kwsd, reload_keeps_the_event_clock) {
     n = collect_end_ms(pid, &s, t, n, 400, NULL, 4);
     kill(pid, SIGHUP); /* the same file */
     n = collect_end_ms(pid, &s, t, n, 400, "same model: network state and detector kept", 4);
-    sh("cp %s %s", dat_path("a.kwsm"), dat_path("a2.kwsm")); /* the same contents, another path */
+    kt_sh("cp %s %s", dat_path("a.kwsm"), dat_path("a2.kwsm")); /* the same contents, another path */
     write_config(dat_path("a2.kwsm"), det);
     kill(pid, SIGHUP);
     n = collect_end_ms(pid, &s, t, n, 400, "a2.kwsm, 3 classes; same model: network state and", 4);
@@ -733,8 +686,8 @@ Test(kwsd, reload_to_a_hostile_model_keeps_the_old_one) {
     kill(pid, SIGHUP);
     int named = 0;
     double f0 = -1, f1 = -1;
-    int64_t until = now_ms() + 6000;
-    while (named < 2 && now_ms() < until) {
+    int64_t until = kt_now_ms() + 6000;
+    while (named < 2 && kt_now_ms() < until) {
         j = sub_recv(&s, topic, sizeof topic, 1000);
         if (!j)
             continue;
@@ -791,7 +744,7 @@ Test(kwsd, a_device_missing_at_start_is_waited_for) {
     make_noise(3.0);
     write_small_model(dat_path("small.kwsm"));
     write_config(dat_path("small.kwsm"), NULL);
-    write_file(dat_path("asound.conf"), "# testmic is not here yet\n");
+    kt_write_file(dat_path("asound.conf"), "# testmic is not here yet\n");
     snprintf(sock_path, sizeof sock_path, "%s/notify", dir);
     memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
     int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
@@ -807,8 +760,8 @@ Test(kwsd, a_device_missing_at_start_is_waited_for) {
      * backoff timer (not just the first open) has failed. */
     int beats = 0;
     double open_errors = 0; /* the heartbeat's count of failed opens, never falling */
-    int64_t end = now_ms() + 10000;
-    while (now_ms() < end && (beats < 2 || !strstr(read_log(), "(attempt 3,"))) {
+    int64_t end = kt_now_ms() + 10000;
+    while (kt_now_ms() < end && (beats < 2 || !strstr(read_log(), "(attempt 3,"))) {
         json_t *j = sub_recv(&s, topic, sizeof topic, 500);
         if (!j)
             continue;
@@ -827,10 +780,10 @@ Test(kwsd, a_device_missing_at_start_is_waited_for) {
     char tmp[400];
     snprintf(tmp, sizeof tmp, "%s", dat_path("asound.conf"));
     write_alsa_conf();
-    sh("mv %s %s.new && mv %s.new %s", tmp, tmp, tmp, tmp);
+    kt_sh("mv %s %s.new && mv %s.new %s", tmp, tmp, tmp, tmp);
     double frames = 0;
-    end = now_ms() + 15000;
-    while (now_ms() < end && frames <= 0) {
+    end = kt_now_ms() + 15000;
+    while (kt_now_ms() < end && frames <= 0) {
         json_t *j = sub_recv(&s, topic, sizeof topic, 500);
         if (!j)
             continue;
@@ -869,7 +822,7 @@ Test(kwsd, a_device_missing_at_start_is_waited_for) {
 
 Test(kwsd, check_config_reports_every_error_and_a_corrupt_model) {
     write_small_model(dat_path("small.kwsm"));
-    write_file(dat_path("kwsd.yaml"),
+    kt_write_file(dat_path("kwsd.yaml"),
                "audio:\n  rate: 441000\n  devcie: x\nmodel:\n  path: /nonexistent.kwsm\n");
     pid_t pid = start_kwsd("--check-config");
     int rc = wait_exit(pid, 10000);
@@ -879,7 +832,7 @@ Test(kwsd, check_config_reports_every_error_and_a_corrupt_model) {
     cr_assert(not(eq(ptr, strstr(log, "kwsd.yaml:3:3: audio.devcie"), NULL)), "log:\n%s", log);
 
     /* A valid config whose model is corrupt. */
-    sh("head -c 100 %s > %s", dat_path("small.kwsm"), dat_path("bad.kwsm"));
+    kt_sh("head -c 100 %s > %s", dat_path("small.kwsm"), dat_path("bad.kwsm"));
     write_config(dat_path("bad.kwsm"), NULL);
     pid = start_kwsd("--check-config");
     rc = wait_exit(pid, 10000);
@@ -895,7 +848,7 @@ Test(kwsd, check_config_reports_every_error_and_a_corrupt_model) {
 
 Test(kwsd, input_file_runs_to_its_end_and_exits) {
     make_noise(4.0);
-    sh("sox -r 16000 -c 1 -b 16 -e signed %s/audio.wav -r 48000 -c 2 %s/stereo48k.wav", dir, dir);
+    kt_sh("sox -r 16000 -c 1 -b 16 -e signed %s/audio.wav -r 48000 -c 2 %s/stereo48k.wav", dir, dir);
     write_small_model(dat_path("small.kwsm"));
     write_config(dat_path("small.kwsm"), NULL);
     pid_t pid = start_kwsd2("--input", dat_path("stereo48k.wav"));
@@ -907,9 +860,9 @@ Test(kwsd, input_file_runs_to_its_end_and_exits) {
 
     /* A file that breaks off is a decode error, not its end: a FLAC file
      * cut short, and one with 16 bytes overwritten in its middle. */
-    sh("sox %s/audio.wav %s/whole.flac", dir, dir);
-    sh("head -c 30000 %s/whole.flac > %s/cut.flac", dir, dir);
-    sh("cp %s/whole.flac %s/corrupt.flac && printf '\\377\\377\\377\\377\\377\\377\\377\\377"
+    kt_sh("sox %s/audio.wav %s/whole.flac", dir, dir);
+    kt_sh("head -c 30000 %s/whole.flac > %s/cut.flac", dir, dir);
+    kt_sh("cp %s/whole.flac %s/corrupt.flac && printf '\\377\\377\\377\\377\\377\\377\\377\\377"
        "\\377\\377\\377\\377\\377\\377\\377\\377' | dd of=%s/corrupt.flac bs=1 seek=20000 "
        "conv=notrunc 2>/dev/null",
        dir, dir, dir);
@@ -928,7 +881,7 @@ Test(kwsd, input_file_runs_to_its_end_and_exits) {
     cr_assert(eq(int, rc, 0), "the whole FLAC file; log:\n%s", read_log());
 
     /* A file that is not audio is a clear error naming it. */
-    write_file(dat_path("notaudio.wav"), "hello");
+    kt_write_file(dat_path("notaudio.wav"), "hello");
     pid = start_kwsd2("--input", dat_path("notaudio.wav"));
     rc = wait_exit(pid, 10000);
     log = read_log();
@@ -971,7 +924,7 @@ Test(kwsd, one_nan_sample_changes_no_detection_after_it) {
     if (stat(MODEL, &st) != 0)
         cr_skip_test("no trained model at %s yet", MODEL);
     make_speech(words, 3, 1.2);
-    sh("sox %s/speech.wav -e floating-point -b 32 %s/clean.wav", dir, dir);
+    kt_sh("sox %s/speech.wav -e floating-point -b 32 %s/clean.wav", dir, dir);
     write_config(MODEL, NULL);
     pid_t pid = start_kwsd2("--input", dat_path("clean.wav"));
     cr_assert(eq(int, wait_exit(pid, 60000), 0), "log:\n%s", read_log());
@@ -983,7 +936,7 @@ Test(kwsd, one_nan_sample_changes_no_detection_after_it) {
     const char *names[2] = {"zero.wav", "nan.wav"};
     const uint8_t *vals[2] = {zero_le, nan_le};
     for (int k = 0; k < 2; k++) {
-        sh("cp %s/clean.wav %s/%s", dir, dir, names[k]);
+        kt_sh("cp %s/clean.wav %s/%s", dir, dir, names[k]);
         FILE *f = fopen(dat_path(names[k]), "r+b");
         cr_assert(not(eq(ptr, f, NULL)));
         uint8_t head[4096];
@@ -1012,9 +965,9 @@ Test(kwsd, one_nan_sample_changes_no_detection_after_it) {
 }
 
 Test(kwsd, a_muted_input_rests_the_network_until_sound_returns) {
-    sh("sox -n -r 16000 -c 1 -b 16 -e signed %s/n1.wav synth 1.0 whitenoise vol 0.01", dir);
-    sh("sox -D -n -r 16000 -c 1 -b 16 -e signed %s/z.wav trim 0 2.5", dir); /* -D: no dither */
-    sh("sox -D %s/n1.wav %s/z.wav %s/n1.wav -r 48000 -c 2 %s/muted.wav", dir, dir, dir, dir);
+    kt_sh("sox -n -r 16000 -c 1 -b 16 -e signed %s/n1.wav synth 1.0 whitenoise vol 0.01", dir);
+    kt_sh("sox -D -n -r 16000 -c 1 -b 16 -e signed %s/z.wav trim 0 2.5", dir); /* -D: no dither */
+    kt_sh("sox -D %s/n1.wav %s/z.wav %s/n1.wav -r 48000 -c 2 %s/muted.wav", dir, dir, dir, dir);
     write_small_model(dat_path("small.kwsm"));
     write_config(dat_path("small.kwsm"), NULL);
     pid_t pid = start_kwsd2("--input", dat_path("muted.wav"));
@@ -1051,7 +1004,7 @@ Test(kwsd, sighup_during_start_up_is_a_reload) {
         cr_assert(eq(int, poll(&p, 1, 10000), 1), "run %d: kwsd opens its configuration", run);
         int sent = 0, status = 0;
         pid_t gone = 0;
-        for (int64_t end = now_ms() + 60; now_ms() < end && !gone; sent++) {
+        for (int64_t end = kt_now_ms() + 60; kt_now_ms() < end && !gone; sent++) {
             kill(pid, SIGHUP);
             usleep(2000);
             gone = waitpid(pid, &status, WNOHANG);
@@ -1059,8 +1012,8 @@ Test(kwsd, sighup_during_start_up_is_a_reload) {
         close(in);
         cr_assert(eq(int, gone, 0), "run %d: kwsd ended (status %#x) after %d SIGHUPs; log:\n%s",
                   run, status, sent, read_log());
-        int64_t end = now_ms() + 10000;
-        while (now_ms() < end && !strstr(read_log(), "reloaded"))
+        int64_t end = kt_now_ms() + 10000;
+        while (kt_now_ms() < end && !strstr(read_log(), "reloaded"))
             usleep(10000);
         kill(pid, SIGTERM);
         int rc = wait_exit(pid, 10000);
@@ -1094,9 +1047,9 @@ Test(kwsd, tells_systemd_ready_watchdog_and_stopping) {
     unsetenv("NOTIFY_SOCKET");
     unsetenv("WATCHDOG_USEC");
 
-    int64_t end = now_ms() + 10000;
+    int64_t end = kt_now_ms() + 10000;
     int sent_term = 0;
-    while (now_ms() < end && !stopping) {
+    while (kt_now_ms() < end && !stopping) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, 200) > 0) {
             ssize_t n = recv(fd, buf, sizeof buf - 1, 0);

@@ -17,20 +17,12 @@
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
 #include <dirent.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
-#define KWSD KWSD_BINARY_DIR "/daemon/kwsd"
+#include "kwsd_test.h"
+
 #define MODEL KWSD_SOURCE_DIR "/models/commands.kwsm"
 #define NOFILE 64
 #define PEERS 200
@@ -38,30 +30,11 @@
 static char dir[256];
 
 static const char *dat_path(const char *name) {
-    static char buf[4][400];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", dir, name);
-    return buf[i];
-}
-
-static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    cr_assert(not(eq(ptr, f, NULL)), "cannot write %s", path);
-    fputs(text, f);
-    fclose(f);
+    return kt_path(dir, name);
 }
 
 static const char *read_log(void) {
-    static char buf[65536];
-    FILE *f = fopen(dat_path("kwsd.log"), "r");
-    size_t n = 0;
-    if (f) {
-        n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-    }
-    buf[n] = '\0';
-    return buf;
+    return kt_read_text(dat_path("kwsd.log"));
 }
 
 static int count_fds(pid_t pid) {
@@ -97,34 +70,22 @@ Test(kwsd_peers, reload_works_when_peers_hold_every_descriptor, .init = setup, .
     struct rlimit rl = {1024, 1024};
 
     setrlimit(RLIMIT_NOFILE, &rl); /* the test's own sockets */
-    /* A free port: bound to 0 by the kernel, then released for kwsd. */
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof sa;
-    int probe = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert(eq(int, bind(probe, (struct sockaddr *)&sa, sizeof sa), 0));
-    cr_assert(eq(int, getsockname(probe, (struct sockaddr *)&sa, &sl), 0));
-    close(probe);
+    int port = kt_free_port();
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     /* No capture device: kwsd waits for it and runs on (heartbeats, reloads). */
-    write_file(dat_path("asound.conf"), "# no device\n");
+    kt_write_file(dat_path("asound.conf"), "# no device\n");
     snprintf(text, sizeof text,
              "audio:\n  device: testmic\nmodel:\n  path: %s\n"
              "transport:\n  endpoints: [ \"tcp://127.0.0.1:%d\" ]\n  heartbeat_s: 0.5\n",
-             MODEL, ntohs(sa.sin_port));
-    write_file(dat_path("kwsd.yaml"), text);
-    pid_t pid = fork();
-    cr_assert(ge(int, pid, 0));
-    if (pid == 0) {
-        char alsa[400];
-        snprintf(alsa, sizeof alsa, "/usr/share/alsa/alsa.conf:%s", dat_path("asound.conf"));
-        setenv("ALSA_CONFIG_PATH", alsa, 1);
-        struct rlimit lim = {NOFILE, NOFILE};
-        setrlimit(RLIMIT_NOFILE, &lim);
-        int fd = open(dat_path("kwsd.log"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl(KWSD, KWSD, "--config", dat_path("kwsd.yaml"), (char *)NULL);
-        _exit(127);
-    }
+             MODEL, port);
+    kt_write_file(dat_path("kwsd.yaml"), text);
+    /* kwsd inherits a limit of NOFILE descriptors; the test keeps its own. */
+    struct rlimit lim = {NOFILE, rl.rlim_max};
+    setrlimit(RLIMIT_NOFILE, &lim);
+    pid_t pid = kt_spawn_kwsd(dir, NULL, NULL);
+    setrlimit(RLIMIT_NOFILE, &rl);
     for (int i = 0; i < 100 && !strstr(read_log(), "publishing on"); i++)
         usleep(50000);
 

@@ -18,15 +18,15 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
+
+#include "kwsd_test.h"
 
 #define KWSD KWSD_BINARY_DIR "/daemon/kwsd"
 #define MODEL KWSD_SOURCE_DIR "/models/commands.kwsm"
@@ -36,35 +36,7 @@ static char dir[256];
 static char endpoint[300];
 
 static const char *dat_path(const char *name) {
-    static char buf[4][400];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", dir, name);
-    return buf[i];
-}
-
-static int64_t now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    cr_assert(eq(int, rc, 0), "command failed: %s", cmd);
-}
-
-static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    cr_assert(not(eq(ptr, f, NULL)), "cannot write %s", path);
-    fputs(text, f);
-    fclose(f);
+    return kt_path(dir, name);
 }
 
 static void setup(void) {
@@ -95,19 +67,19 @@ static int64_t make_recording(int rate, int digital_silence) {
     size_t used = 0;
 
     for (int i = 0; i < 3; i++)
-        sh("sox -R -n -r %d -c 1 -b 16 %s/%s.wav %s %.1f %s", rate, dir, names[i],
-           digital_silence ? "trim 0" : "synth", secs[i],
-           digital_silence ? "" : "whitenoise vol 0.003");
+        kt_sh("sox -R -n -r %d -c 1 -b 16 %s/%s.wav %s %.1f %s", rate, dir, names[i],
+              digital_silence ? "trim 0" : "synth", secs[i],
+              digital_silence ? "" : "whitenoise vol 0.003");
     used += (size_t)snprintf(list + used, sizeof list - used, "%s/lead.wav ", dir);
     for (int i = 0; i < 6; i++) {
-        sh("espeak-ng -v en-us -s 150 -w %s/w%d.22k.wav '%s'", dir, i, words[i]);
-        sh("sox -R %s/w%d.22k.wav -r %d -c 1 -b 16 %s/w%d.wav norm -3", dir, i, rate, dir, i);
+        kt_sh("espeak-ng -v en-us -s 150 -w %s/w%d.22k.wav '%s'", dir, i, words[i]);
+        kt_sh("sox -R %s/w%d.22k.wav -r %d -c 1 -b 16 %s/w%d.wav norm -3", dir, i, rate, dir, i);
         used += (size_t)snprintf(list + used, sizeof list - used, "%s/w%d.wav %s/gap.wav ", dir, i,
                                  dir);
     }
     snprintf(list + used, sizeof list - used, "%s/tail.wav", dir);
-    sh("sox -R %s %s/speech.wav", list, dir);
-    sh("sox -R %s/speech.wav -t raw -e signed -b 16 -c 1 %s/audio.raw", dir, dir);
+    kt_sh("sox -R %s %s/speech.wav", list, dir);
+    kt_sh("sox -R %s/speech.wav -t raw -e signed -b 16 -c 1 %s/audio.raw", dir, dir);
     struct stat st;
     cr_assert(eq(int, stat(dat_path("audio.raw"), &st), 0));
     return (int64_t)st.st_size * 1000 / (2 * rate);
@@ -125,12 +97,12 @@ static void write_configs(int rate, int period_ms, const char *threshold) {
              "transport:\n  endpoints: [ \"%s\" ]\n  heartbeat_s: 0.5\n"
              "logging:\n  level: info\n",
              rate, period_ms, MODEL, threshold, endpoint);
-    write_file(dat_path("kwsd.yaml"), text);
+    kt_write_file(dat_path("kwsd.yaml"), text);
     snprintf(text, sizeof text,
              "pcm.testmic {\n type file\n slave.pcm null\n file /dev/null\n"
              " infile \"%s/audio.raw\"\n format raw\n}\n",
              dir);
-    write_file(dat_path("asound.conf"), text);
+    kt_write_file(dat_path("asound.conf"), text);
 }
 
 static pid_t start_kwsd(const char *arg1, const char *arg2, const char *arg3, const char *arg4) {
@@ -150,9 +122,9 @@ static pid_t start_kwsd(const char *arg1, const char *arg2, const char *arg3, co
 }
 
 static int wait_exit(pid_t pid, int ms) {
-    int64_t end = now_ms() + ms;
+    int64_t end = kt_now_ms() + ms;
     int status;
-    while (now_ms() < end) {
+    while (kt_now_ms() < end) {
         if (waitpid(pid, &status, WNOHANG) == pid)
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         usleep(20000);
@@ -163,15 +135,7 @@ static int wait_exit(pid_t pid, int ms) {
 }
 
 static const char *read_log(void) {
-    static char buf[65536];
-    FILE *f = fopen(dat_path("kwsd.log"), "r");
-    size_t n = 0;
-    if (f) {
-        n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-    }
-    buf[n] = '\0';
-    return buf;
+    return kt_read_text(dat_path("kwsd.log"));
 }
 
 /* One run's events, each as "keyword score start_ms end_ms". */
@@ -185,11 +149,11 @@ struct events {
  * pid exits. Events that end after the recording (end_ms > len_ms) are not
  * part of it and are left out. */
 static void collect(void *sock, pid_t pid, int64_t len_ms, struct events *ev, int *exited) {
-    int64_t end = now_ms() + 90000;
+    int64_t end = kt_now_ms() + 90000;
     double frames = 0;
     *exited = 0;
     ev->n = 0;
-    while (now_ms() < end && frames * 10.0 < (double)len_ms + 500.0) {
+    while (kt_now_ms() < end && frames * 10.0 < (double)len_ms + 500.0) {
         zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
         if (zmq_poll(&it, 1, 200) <= 0) {
             int status;

@@ -1,14 +1,16 @@
-/* test_tools_options.c: kwsd-train's and kwsd-eval's option tables, through the programs.
+/* test_tools_options.c: kwsd-train's, kwsd-eval's and kwsd-enroll's option tables, through
+ * the programs.
  *
  * Each test runs the built program with its stdout and stderr in files. Bad
  * values (an unknown enum word, a number out of range or not a number, a
  * missing value, an unknown option, a list of the wrong length) must end it
  * with status 2 and one line on stderr that names the option and the values
  * it accepts. --print-defaults must give the defaults of the library
- * (train_hparams_default, dataset_aug_default, dataset_window_default,
- * stream_eval_opts_default, audio_fe_cfg_default, config_defaults) wherever
- * the library has one, and the tools' own values elsewhere; the documented
- * option values must pass the tables.
+ * (train_recipe_default, and below it train_hparams_default,
+ * dataset_aug_default, dataset_window_default, stream_eval_opts_default,
+ * audio_fe_cfg_default; config_defaults for kwsd-eval) wherever the library
+ * has one, and the tools' own values elsewhere; the documented option
+ * values must pass the tables.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -23,14 +25,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kws/clip_eval.h"
 #include "kws/config.h"
 #include "kws/dataset.h"
 #include "kws/frontend.h"
+#include "kws/recipe.h"
 #include "kws/stream_eval.h"
 #include "kws/train.h"
 
 #define TRAIN_BIN KWSD_BINARY_DIR "/tools/kwsd-train"
 #define EVAL_BIN KWSD_BINARY_DIR "/tools/kwsd-eval"
+#define ENROLL_BIN KWSD_BINARY_DIR "/tools/kwsd-enroll"
 #define MAX_ARGS 64
 
 extern char **environ;
@@ -100,13 +105,20 @@ static const char *const train_base[] = {"--data", "/nonexistent/kwsd-data", "--
                                          "--out",  "/nonexistent/kwsd.kwsm", NULL};
 static const char *const eval_base[] = {"--model", "/nonexistent/kwsd.kwsm", "--data",
                                         "/nonexistent/kwsd-data", NULL};
+static const char *const enroll_base[] = {
+    "--word", "hey", "--takes", "/nonexistent/takes", "--out", "/nonexistent/hey.kwsm", NULL};
+
+/* The programs under test, by the number a case names them with. */
+enum tool { TRAIN, EVAL, ENROLL };
+static const char *const tool_bin[] = {TRAIN_BIN, EVAL_BIN, ENROLL_BIN};
+static const char *const *const tool_base[] = {train_base, eval_base, enroll_base};
 
 /* ==== Bad values ==== */
 
 /* Arrays rather than pointers: Criterion hands each case to a new process,
  * where a pointer into this one's data need not hold. */
 struct bad_case {
-    int eval;         /* 0: kwsd-train, 1: kwsd-eval */
+    int tool;         /* enum tool */
     char args[6][32]; /* after the base arguments */
     char want[4][96]; /* each must be on stderr */
 };
@@ -157,6 +169,23 @@ static const struct bad_case bad_cases[] = {
     {0, {"--rec", "none"}, {"kwsd-train: --rec needs one entry per --hidden layer"}},
     {1, {"--negatives-only"}, {"kwsd-eval: --negatives-only: needs --negatives DIR"}},
     {1, {"--snr", "5,15"}, {"kwsd-eval: --snr: needs --noise DIR"}},
+    /* kwsd-enroll: each kind of value its table holds */
+    {2, {"--select", "foo"}, {"kwsd-enroll: --select: 'foo'", "clip, stream"}},
+    {2, {"--epochs", "0"}, {"kwsd-enroll: --epochs: 0 out of range [1, 1000]"}},
+    {2, {"--val-takes", "51"}, {"kwsd-enroll: --val-takes: 51 out of range [1, 50]"}},
+    {2, {"--min-takes", "1"}, {"kwsd-enroll: --min-takes: 1 out of range [2, "}},
+    {2, {"--calib-hours", "0"}, {"kwsd-enroll: --calib-hours: 0 out of range [0.001, 10]"}},
+    {2, {"--calib-fa", "2000"}, {"kwsd-enroll: --calib-fa: 2000 out of range [0, 1000]"}},
+    {2, {"--seed", "-1"}, {"kwsd-enroll: --seed: -1 out of range [0, 2147483647]"}},
+    {2, {"--windows", "0"}, {"kwsd-enroll: --windows: 0 out of range [1, 1000000]"}},
+    {2, {"--lr", "fast"}, {"kwsd-enroll: --lr: 'fast' is not a number in [0, 10]"}},
+    {2, {"--epochs"}, {"kwsd-enroll: --epochs: needs a value", "an integer in [1, 1000]"}},
+    {2, {"--select"}, {"kwsd-enroll: --select: needs a value", "one of clip, stream"}},
+    {2, {"--takes"}, {"kwsd-enroll: --takes: needs a value", "a file or folder name"}},
+    {2, {"--word", "a,b"}, {"kwsd-enroll: --word: 'a,b'", "one item", "1 to 31 bytes"}},
+    {2, {"--record=yes"}, {"kwsd-enroll: --record: takes no value"}},
+    {2, {"--bogus"}, {"kwsd-enroll: unknown option '--bogus'"}},
+    {2, {"--words-from", "/nonexistent", "--record"}, {"kwsd-enroll: --record takes one --word"}},
 };
 
 ParameterizedTestParameters(options, bad_value) {
@@ -169,7 +198,7 @@ ParameterizedTest(const struct bad_case *c, options, bad_value, .init = tmp_setu
     const char *args[7] = {NULL};
     for (int i = 0; i < 6 && c->args[i][0]; i++)
         args[i] = c->args[i];
-    run_tool(&r, c->eval ? EVAL_BIN : TRAIN_BIN, c->eval ? eval_base : train_base, args);
+    run_tool(&r, tool_bin[c->tool], tool_base[c->tool], args);
     cr_expect(eq(int, r.status, 2), "%s: exit %d, stderr: %s", c->args[0], r.status, r.err);
     cr_expect(eq(int, r.err_lines, 1), "%s: want one line, got: %s", c->args[0], r.err);
     cr_expect(eq(str, r.out, ""), "%s: stdout: %s", c->args[0], r.out);
@@ -384,6 +413,8 @@ Test(options, train_defaults, .init = tmp_setup, .fini = tmp_teardown, .timeout 
     expect_pair(o, "delay-init", hp.delay_init_lo, hp.delay_init_hi);
     cr_expect(eq(flt, float_of(o, "sigma-init"), hp.sigma));
     cr_expect(eq(flt, float_of(o, "bg-weight"), hp.bg_weight));
+    cr_expect(eq(flt, float_of(o, "fg-weight"), hp.fg_weight));
+    cr_expect(eq(flt, float_of(o, "kd-weight"), hp.kd_weight));
     cr_expect(eq(flt, float_of(o, "win-weight"), hp.win_weight));
     cr_expect(eq(flt, float_of(o, "ema"), hp.ema_decay));
     cr_expect(eq(flt, float_of(o, "kd-temp"), hp.kd_temp));
@@ -397,7 +428,9 @@ Test(options, train_defaults, .init = tmp_setup, .fini = tmp_teardown, .timeout 
     expect_pair(o, "speed", aug.speed_lo, aug.speed_hi);
     cr_expect(eq(flt, float_of(o, "context-ms"), 0.0f));
     cr_expect(eq(int, aug.ctx_frames, 0));
+    cr_expect(eq(flt, float_of(o, "p-context"), aug.p_ctx_word));
     cr_expect(eq(flt, float_of(o, "p-cold"), aug.p_ctx_cold));
+    expect_pair(o, "floor-db", aug.floor_db_lo, aug.floor_db_hi);
     cr_expect(eq(flt, float_of(o, "tilt"), aug.tilt));
     cr_expect(eq(flt, float_of(o, "floor"), aug.floor_p));
     cr_expect(eq(flt, float_of(o, "trim-ms"), aug.trim_ms));
@@ -421,11 +454,13 @@ Test(options, train_defaults, .init = tmp_setup, .fini = tmp_teardown, .timeout 
     cr_expect(eq(flt, float_of(o, "fmax"), 0.0f));      /* 0: the front end's own */
     cr_expect(eq(str, (char *)value_of(o, "enc"), "")); /* none: the front end's own */
 
-    /* The trainer's own choices, which no library default holds (or where
-     * the tool's differs from the library's: --fg-weight 1 against 0,
-     * --kd-weight 1 against 0, which counts only with --teacher, --p-context
-     * 0.7 against 0, which counts only with --context-ms, --floor-db against
-     * 0,0, which counts only with --floor). */
+    /* The recipe's own choices, which no lower default holds: the table has
+     * no defaults, so these are train_recipe_default's values; the values
+     * every documented command used (fg-weight 1, kd-weight 1, p-context
+     * 0.7 and floor-db -100,-50 were the tool's alone until they moved into
+     * train_hparams_default and dataset_aug_default). */
+    struct train_recipe rd;
+    train_recipe_default(&rd);
     static const struct {
         const char *name, *value;
     } own[] = {{"hidden", "256,256"},
@@ -448,6 +483,8 @@ Test(options, train_defaults, .init = tmp_setup, .fini = tmp_teardown, .timeout 
                {"resume", "0"},
                {"fg-weight", "1"},
                {"kd-weight", "1"},
+               {"p-context", "0.699999988"},
+               {"floor-db", "-100,-50"},
                {"out-gain", "1"},
                {"in-delay", "0"},
                {"data", ""},
@@ -455,15 +492,25 @@ Test(options, train_defaults, .init = tmp_setup, .fini = tmp_teardown, .timeout 
     for (size_t i = 0; i < sizeof own / sizeof *own; i++)
         cr_expect(eq(str, (char *)value_of(o, own[i].name), (char *)own[i].value), "--%s",
                   own[i].name);
-    static const struct {
+    const struct {
         const char *name;
-        float value;
-    } own_f[] = {{"lr", 5e-3f},       {"lr-delay", 5e-2f},    {"sigma-decay", 0.95f},
-                 {"beta", 0.047619f}, {"beta-rec", 0.38583f}, {"out-beta", 0.047619f},
-                 {"p-context", 0.7f}, {"calib-fa", 10.0f}};
-    for (size_t i = 0; i < sizeof own_f / sizeof *own_f; i++)
+        float value, lib;
+    } own_f[] = {{"lr", 5e-3f, rd.lr},
+                 {"lr-delay", 5e-2f, rd.lr_delay},
+                 {"sigma-decay", 0.95f, rd.sigma_decay},
+                 {"beta", 0.047619f, rd.beta0},
+                 {"beta-rec", 0.38583f, rd.beta_rec},
+                 {"out-beta", 0.047619f, rd.out_beta},
+                 {"calib-fa", 10.0f, rd.calib_fa}};
+    for (size_t i = 0; i < sizeof own_f / sizeof *own_f; i++) {
         cr_expect(eq(flt, float_of(o, own_f[i].name), own_f[i].value), "--%s", own_f[i].name);
-    expect_pair(o, "floor-db", -100.0f, -50.0f);
+        cr_expect(eq(flt, own_f[i].lib, own_f[i].value), "train_recipe_default: %s",
+                  own_f[i].name);
+    }
+    cr_expect(eq(int, rd.epochs, 40));
+    cr_expect(eq(int, rd.batch, 64));
+    cr_expect(eq(int, rd.n_hidden, 2));
+    cr_expect(eq(int, rd.rec[1], SNN_REC_CONV));
 
     expect_help_lists(TRAIN_BIN, o);
 }
@@ -486,6 +533,11 @@ Test(options, eval_defaults, .init = tmp_setup, .fini = tmp_teardown, .timeout =
     config_defaults(&cfg);
     cr_expect(eq(int, atoi(value_of(o, "smoothing-ms")), cfg.detection.smoothing_ms));
     cr_expect(eq(int, atoi(value_of(o, "refractory-ms")), cfg.detection.refractory_ms));
+
+    /* clip scoring's own defaults */
+    struct clip_eval_opts co = clip_eval_opts_default();
+    cr_expect(eq(int, atoi(value_of(o, "frames")), co.T));
+    cr_expect(eq(int, atoi(value_of(o, "smoothing-ms")), co.smooth_ms));
 
     /* clips are rendered as the trainer renders its validation clips */
     char frames[64];

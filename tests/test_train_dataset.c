@@ -23,39 +23,19 @@
 #include "kws/frontend.h"
 #include "kws/stream_eval.h"
 #include "kws/train.h"
+#include "train_test.h"
 
 static char root[] = "/tmp/kws-ds-XXXXXX";
 
-/* 1 s at 16 kHz: a 400 ms tone burst starting at start_ms over faint noise. */
+/* root/rel, 1 s at 16 kHz: a 400 ms tone burst starting at start_ms over
+ * faint noise, or (noise_only) louder noise alone. */
 static void write_clip(const char *rel, float freq, int start_ms, int noise_only) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", root, rel);
-    SF_INFO info = {.samplerate = 16000, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
-    SNDFILE *f = sf_open(path, SFM_WRITE, &info);
-    cr_assert(not(eq(ptr, f, NULL)), "%s", sf_strerror(NULL));
-    float x[16000];
-    uint32_t s = (uint32_t)(freq * 10) + 1;
-    for (int i = 0; i < 16000; i++) {
-        s = s * 1664525u + 1013904223u;
-        float n = ((float)(s >> 8) / 16777216.0f - 0.5f) * (noise_only ? 0.2f : 0.002f);
-        int a = start_ms * 16, b = a + 400 * 16;
-        float tone = (!noise_only && i >= a && i < b)
-                         ? 0.5f * sinf(2.0f * 3.14159265f * freq * i / 16000.0f)
-                         : 0.0f;
-        x[i] = n + tone;
-    }
-    sf_writef_float(f, x, 16000);
-    sf_close(f);
+    tt_write_word(kt_path(root, rel), (uint32_t)(freq * 10) + 1, freq, start_ms, noise_only);
 }
 
 static void setup(void) {
     cr_assert(not(eq(ptr, mkdtemp(root), NULL)));
-    const char *dirs[] = {"yes", "no", "_silence_"};
-    for (int i = 0; i < 3; i++) {
-        char p[512];
-        snprintf(p, sizeof p, "%s/%s", root, dirs[i]);
-        mkdir(p, 0755);
-    }
+    kt_sh("cd '%s' && mkdir yes no _silence_", root);
     char rel[64];
     for (int i = 0; i < 4; i++) {
         snprintf(rel, sizeof rel, "yes/a%d.wav", i);
@@ -65,21 +45,12 @@ static void setup(void) {
         snprintf(rel, sizeof rel, "_silence_/n%d.wav", i);
         write_clip(rel, 0.0f + i, 0, 1);
     }
-    char p[512];
-    snprintf(p, sizeof p, "%s/validation_list.txt", root);
-    FILE *f = fopen(p, "w");
-    fprintf(f, "yes/a1.wav\nno/b1.wav\n");
-    fclose(f);
-    snprintf(p, sizeof p, "%s/testing_list.txt", root);
-    f = fopen(p, "w");
-    fprintf(f, "yes/a2.wav\n_silence_/n2.wav\n");
-    fclose(f);
+    kt_write_file(kt_path(root, "validation_list.txt"), "yes/a1.wav\nno/b1.wav\n");
+    kt_write_file(kt_path(root, "testing_list.txt"), "yes/a2.wav\n_silence_/n2.wav\n");
 }
 
 static void teardown(void) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    cr_expect(eq(int, system(cmd), 0));
+    tt_rmtree(root);
 }
 
 TestSuite(train_dataset, .init = setup, .fini = teardown, .timeout = 60);
@@ -487,23 +458,16 @@ static const char *const labels4[] = {"yes", "no", "_silence_", "_unknown_"};
 
 /* root/neg: two negative "words" of two clips each, w2 named a validation word. */
 static void write_negatives(void) {
-    char p[512];
     const char *words[] = {"w1", "w2"};
-    snprintf(p, sizeof p, "%s/neg", root);
-    mkdir(p, 0755);
+    kt_sh("mkdir -p '%s/neg/w1' '%s/neg/w2'", root, root);
     for (int w = 0; w < 2; w++) {
-        snprintf(p, sizeof p, "%s/neg/%s", root, words[w]);
-        mkdir(p, 0755);
         for (int i = 0; i < 2; i++) {
             char rel[64];
             snprintf(rel, sizeof rel, "neg/%s/c%d.wav", words[w], i);
             write_clip(rel, 900.0f + 100.0f * w + 10.0f * i, 100, 0);
         }
     }
-    snprintf(p, sizeof p, "%s/neg/validation_list.txt", root);
-    FILE *f = fopen(p, "w");
-    fprintf(f, "w2/c0.wav\nw2/c1.wav\n");
-    fclose(f);
+    kt_write_file(kt_path(root, "neg/validation_list.txt"), "w2/c0.wav\nw2/c1.wav\n");
 }
 
 Test(train_dataset, negatives_by_word) {

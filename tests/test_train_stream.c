@@ -23,54 +23,22 @@
 #include "kws/err.h"
 #include "kws/frontend.h"
 #include "kws/stream_eval.h"
+#include "train_test.h"
 
 static char root[] = "/tmp/kws-stream-XXXXXX";
 
 #define RATE 16000
 #define TWO_PI 6.28318530718f
 
-/* Writes n samples of x to root/rel as 16-bit WAV. */
-static void write_wav(const char *rel, const float *x, int n) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", root, rel);
-    SF_INFO info = {.samplerate = RATE, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
-    SNDFILE *f = sf_open(path, SFM_WRITE, &info);
-    cr_assert(not(eq(ptr, f, NULL)), "%s: %s", path, sf_strerror(NULL));
-    sf_writef_float(f, x, n);
-    sf_close(f);
-}
-
-/* n samples of faint noise (amplitude amp) with tone bursts of freq Hz at
- * amplitude 0.5: n_burst bursts of 400 ms, the first at 200 ms, 600 ms apart. */
+/* root/rel as 16-bit WAV: n samples of faint noise (amplitude amp) with tone
+ * bursts of freq Hz at amplitude 0.5: n_burst bursts of 400 ms, the first at
+ * 200 ms, 1 s apart. */
 static void write_clip(const char *rel, int n, float freq, int n_burst, float amp, uint32_t s) {
     float *x = malloc((size_t)n * sizeof *x);
     cr_assert(not(eq(ptr, x, NULL)));
-    for (int i = 0; i < n; i++) {
-        s = s * 1664525u + 1013904223u;
-        x[i] = ((float)(s >> 8) / 16777216.0f - 0.5f) * amp;
-        for (int b = 0; b < n_burst; b++) {
-            int a = (200 + 1000 * b) * RATE / 1000;
-            if (i >= a && i < a + 400 * RATE / 1000)
-                x[i] += 0.5f * sinf(TWO_PI * freq * (float)i / RATE);
-        }
-    }
-    write_wav(rel, x, n);
+    tt_clip(x, n, RATE, s, amp, freq, 200, n_burst);
+    tt_write_wav(kt_path(root, rel), x, (size_t)n, RATE, TT_WAV16);
     free(x);
-}
-
-static void make_dir(const char *rel) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", root, rel);
-    cr_assert(eq(int, mkdir(p, 0755), 0), "%s", p);
-}
-
-static void write_text(const char *rel, const char *text) {
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", root, rel);
-    FILE *f = fopen(p, "w");
-    cr_assert(not(eq(ptr, f, NULL)));
-    fputs(text, f);
-    fclose(f);
 }
 
 /* root/set: yes, no (3 clips each), _unknown_ (1), _silence_ (3), all of it
@@ -78,10 +46,8 @@ static void write_text(const char *rel, const char *text) {
  * beta (1 clip of 3 s: validation). */
 static void setup(void) {
     cr_assert(not(eq(ptr, mkdtemp(root), NULL)));
-    const char *dirs[] = {"set",           "set/yes", "set/no",    "set/_unknown_",
-                          "set/_silence_", "neg",     "neg/alpha", "neg/beta"};
-    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++)
-        make_dir(dirs[i]);
+    kt_sh("cd '%s' && mkdir -p set/yes set/no set/_unknown_ set/_silence_ neg/alpha neg/beta",
+          root);
     char rel[64];
     for (int i = 0; i < 3; i++) {
         snprintf(rel, sizeof rel, "set/yes/a%d.wav", i);
@@ -95,14 +61,12 @@ static void setup(void) {
     write_clip("neg/alpha/p0.wav", 2 * RATE, 700.0f, 2, 0.002f, 51u);
     write_clip("neg/alpha/p1.wav", 2 * RATE, 900.0f, 2, 0.002f, 52u);
     write_clip("neg/beta/q0.wav", 3 * RATE, 1100.0f, 2, 0.002f, 53u);
-    write_text("neg/testing_list.txt", "alpha/p0.wav\nalpha/p1.wav\n");
-    write_text("neg/validation_list.txt", "beta/q0.wav\n");
+    kt_write_file(kt_path(root, "neg/testing_list.txt"), "alpha/p0.wav\nalpha/p1.wav\n");
+    kt_write_file(kt_path(root, "neg/validation_list.txt"), "beta/q0.wav\n");
 }
 
 static void teardown(void) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    cr_expect(eq(int, system(cmd), 0));
+    tt_rmtree(root);
 }
 
 TestSuite(train_stream, .init = setup, .fini = teardown, .timeout = 60);

@@ -222,7 +222,11 @@ Test(transport, status_over_tcp_has_every_field) {
                             .rate = 44100,
                             .model = "commands.kwsm",
                             .detections = 3,
-                            .wall_ms = 86400000LL + 1};
+                            .wall_ms = 86400000LL + 1,
+                            .paused = 1,
+                            .suppressed = 4,
+                            .mqtt = "connected",
+                            .mqtt_dropped = 5};
     cr_assert(eq(int, transport_pub_status(&p, &st), 0));
     json_t *j = NULL;
     while (!j && recv_msg(s, topic, sizeof topic, body, sizeof body, 2000)) {
@@ -235,7 +239,7 @@ Test(transport, status_over_tcp_has_every_field) {
             json_decref(x); /* a sync heartbeat still in flight */
     }
     cr_assert(not(eq(ptr, j, NULL)), "status not received");
-    cr_expect(eq(sz, json_object_size(j), 12));
+    cr_expect(eq(sz, json_object_size(j), 16));
     cr_expect(epsilon_eq(dbl, jnum(j, "uptime_s"), 12.5, 1e-9));
     cr_expect(eq(i64, jint(j, "xruns"), 2));
     cr_expect(eq(i64, jint(j, "capture_open_errors"), 4));
@@ -247,6 +251,10 @@ Test(transport, status_over_tcp_has_every_field) {
     cr_expect(eq(i64, jint(j, "rate"), 44100));
     cr_expect(eq(str, (char *)jstr(j, "model"), "commands.kwsm"));
     cr_expect(eq(i64, jint(j, "detections"), 3));
+    cr_expect(eq(int, json_is_true(json_object_get(j, "paused")) ? 1 : 0, 1));
+    cr_expect(eq(i64, jint(j, "suppressed"), 4));
+    cr_expect(eq(str, (char *)jstr(j, "mqtt"), "connected"));
+    cr_expect(eq(i64, jint(j, "mqtt_dropped"), 5));
     json_decref(j);
 
     zmq_close(s);

@@ -1,9 +1,11 @@
 /* kwsd-eval: accuracy, confusion matrix and streaming metrics of a model.
  *
- * Clip mode (always): every clip of the chosen split is rendered exactly as
- * the trainer renders validation clips (word centred in T frames, no
- * augmentation, 30 warm-up frames), run through the exported network with
- * snn_forward, and classified by argmax over classes of sum_t softmax(v[t]).
+ * Clip mode (always; clip_eval_run, kws/clip_eval.h): every clip of the
+ * chosen split is rendered exactly as the trainer renders validation clips
+ * (word centred in T frames, no augmentation, 30 warm-up frames), run
+ * through the exported network with snn_forward, classified by argmax over
+ * classes of sum_t softmax(v[t]), and stepped through the daemon's detector
+ * for its true class's peak smoothed score.
  *
  * Streaming mode (--stream): the split's word clips (keywords and _unknown_
  * words) are joined into one long recording, each preceded by 0.5-2 s of the
@@ -28,16 +30,16 @@
  *     kwsd-eval --model models/commands.kwsm --data /data/speech_commands \
  *               [--split test] [--stream] [--threshold 0.4] [--json]
  *
- * Every option, its range, default and help live in one table (eval_opts,
- * parsed by tools/opt.h).
+ * Every option, its range and help live in one table (eval_opts, parsed by
+ * tools/opt.h); the defaults are clip_eval_opts_default's and
+ * stream_eval_opts_default's (eval_defaults), the table's only where no
+ * library holds one.
  *
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
-#include <math.h>
-#include <omp.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,78 +47,63 @@
 #include <sys/stat.h>
 
 #include "kws/audio_file.h"
+#include "kws/clip_eval.h"
 #include "kws/dataset.h"
 #include "kws/detector.h"
 #include "kws/err.h"
 #include "kws/frontend.h"
+#include "kws/listener.h"
 #include "kws/snn.h"
 #include "kws/stream_eval.h"
-#include "kws/train.h"
 #include "opt.h"
 
-static int cmp_f(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* The upper median of v[0..n) (sorts v in place); 0 if n is 0. */
-static float median_sort(float *v, size_t n) {
-    if (!n)
-        return 0.0f;
-    qsort(v, n, sizeof *v, cmp_f);
-    return v[n / 2];
-}
-
-/* --wav: one recording through the front end, snn_step and the detector, as
- * the daemon runs them. */
+/* --wav: one recording through the front end and a listener, as the daemon
+ * runs them. */
 struct wav_run {
-    const struct snn_model *m;
-    struct snn_state st;
-    struct kws_detector det;
-    float *v, *scores;
+    struct kws_listener lis;
     float best[SNN_MAX_CLASSES]; /* highest smoothed score of each class */
     int64_t best_ms[SNN_MAX_CLASSES];
     int64_t frame;
-    int frame_ms, events;
+    int events;
     const struct audio_fe *fe; /* the front end, for its zero_run */
-    uint64_t held;             /* frames of the current digital-silence hold */
     FILE *trace;               /* --trace: every frame's smoothed scores as CSV, or NULL */
 };
 
 static void wav_frame(void *ctx, const float *feat, const float *spikes) {
     struct wav_run *r = ctx;
+    const struct snn_cfg *cfg = &r->lis.model->cfg;
+    const float *scores = r->lis.scores;
     struct kws_hit hit;
     (void)feat;
-    int fired = kws_detect_frame(r->m, &r->st, &r->det, r->fe->zero_run, &r->held, spikes, r->v,
-                                 &hit, r->scores);
-    for (int k = 0; k < r->m->cfg.n_classes; k++)
-        if (r->scores[k] > r->best[k]) {
-            r->best[k] = r->scores[k];
-            r->best_ms[k] = (r->frame + 1) * r->frame_ms;
+    int fired = kws_listener_frame(&r->lis, spikes, r->fe->zero_run, &hit);
+    for (int k = 0; k < cfg->n_classes; k++)
+        if (scores[k] > r->best[k]) {
+            r->best[k] = scores[k];
+            r->best_ms[k] = (r->frame + 1) * r->lis.frame_ms;
         }
     if (r->trace) {
-        fprintf(r->trace, "%.2f", (double)(r->frame + 1) * r->frame_ms / 1000.0);
-        for (int k = 0; k < r->m->cfg.n_classes; k++)
-            fprintf(r->trace, ",%.4f", (double)r->scores[k]);
+        fprintf(r->trace, "%.2f", (double)(r->frame + 1) * r->lis.frame_ms / 1000.0);
+        for (int k = 0; k < cfg->n_classes; k++)
+            fprintf(r->trace, ",%.4f", (double)scores[k]);
         fputc('\n', r->trace);
     }
     r->frame++;
     if (fired) {
         printf("%8.2f s: %s (score %.3f, threshold %.2f, rose at %.2f s)\n",
-               (double)hit.end_ms / 1000.0, r->m->cfg.labels[hit.label], (double)hit.score,
+               (double)hit.end_ms / 1000.0, cfg->labels[hit.label], (double)hit.score,
                (double)hit.threshold, (double)hit.start_ms / 1000.0);
         r->events++;
     }
 }
 
-/* Prints the events of the recording at path, then each keyword's highest
- * smoothed score and when it came. Returns the exit status. */
-static int run_wav(const struct snn_model *m, const char *path, float threshold, int smooth_ms,
-                   int refr_ms, const char *trace_path) {
+/* Prints the events of the recording at path heard with settings ls, then
+ * each keyword's highest smoothed score and when it came. Returns the exit
+ * status. */
+static int run_wav(const struct snn_model *m, const char *path,
+                   const struct kws_listener_settings *ls, const char *trace_path) {
     const struct snn_cfg *cfg = &m->cfg;
     struct audio_fe fe = {0};
-    struct wav_run r = {.m = m, .fe = &fe};
-    struct kws_detector_cfg dc;
+    struct wav_run r = {.fe = &fe};
     char msg[512];
     float *x = NULL;
     size_t n = 0;
@@ -127,12 +114,7 @@ static int run_wav(const struct snn_model *m, const char *path, float threshold,
         fprintf(stderr, "kwsd-eval: %s\n", msg);
         return 1;
     }
-    r.frame_ms = 1000 * cfg->fe.hop / cfg->fe.sample_rate;
-    kws_detector_cfg_default(&dc, cfg, threshold, smooth_ms, refr_ms, r.frame_ms);
-    r.v = malloc((size_t)cfg->n_classes * sizeof *r.v);
-    r.scores = malloc((size_t)cfg->n_classes * sizeof *r.scores);
-    if (!r.v || !r.scores || audio_fe_init(&fe, &cfg->fe) < 0 || snn_state_init(&r.st, m) < 0 ||
-        kws_detector_init(&r.det, &dc) < 0) {
+    if (audio_fe_init(&fe, &cfg->fe) < 0 || kws_listener_init(&r.lis, m, ls) < 0) {
         fprintf(stderr, "kwsd-eval: out of memory\n");
         goto out;
     }
@@ -148,11 +130,13 @@ static int run_wav(const struct snn_model *m, const char *path, float threshold,
         fputc('\n', r.trace);
     }
     printf("%s: %.2f s at %d Hz; threshold %.2f, smoothing %d ms, refractory %d ms\n", path,
-           (double)n / cfg->fe.sample_rate, native, (double)threshold, smooth_ms, refr_ms);
+           (double)n / cfg->fe.sample_rate, native,
+           (double)kws_listener_threshold(ls, NULL, cfg->threshold), ls->smoothing_ms,
+           ls->refractory_ms);
     audio_fe_push(&fe, x, n, wav_frame, &r);
     printf("%d events; each keyword's highest smoothed score:\n", r.events);
     for (int k = 0; k < cfg->n_classes; k++)
-        if (dc.fires[k])
+        if (r.lis.det.cfg.fires[k])
             printf("  %-12s %.3f at %.2f s\n", cfg->labels[k], (double)r.best[k],
                    (double)r.best_ms[k] / 1000.0);
     status = 0;
@@ -162,11 +146,8 @@ out:
         status = 1;
     }
     free(x);
-    free(r.v);
-    free(r.scores);
     audio_fe_free(&fe);
-    snn_state_free(&r.st);
-    kws_detector_free(&r.det);
+    kws_listener_free(&r.lis);
     return status;
 }
 
@@ -246,7 +227,7 @@ static int fa_in_noise(const struct stream_result *r) {
  * negatives alone where no keyword is said. */
 static void keyword_mask(const struct snn_cfg *cfg, uint8_t *kw) {
     struct kws_detector_cfg dc;
-    kws_detector_cfg_default(&dc, cfg, 0.5f, 300, 1000, 10);
+    kws_detector_cfg_default(&dc, cfg, 0.5f, 300, 1000, kws_frame_ms(&cfg->fe));
     memcpy(kw, dc.fires, sizeof dc.fires);
 }
 
@@ -424,17 +405,18 @@ static const int split_ids[] = {DS_TEST, DS_VAL, DS_TRAIN, -1};
 #define SET(f) OPT_SET(struct opts, f)
 
 /* The options, in --help's order. --smoothing-ms and --refractory-ms take
- * the ranges of kwsd.yaml's detection keys; --snr those of kws/stream_eval.h. */
+ * the ranges of kwsd.yaml's detection keys; --snr those of kws/stream_eval.h.
+ * Options with a library default have no .def: eval_defaults fills them. */
 static const struct opt eval_opts[] = {
     {"model", OPT_PATH, O(model), .required = 1, .meta = "FILE.kwsm", .help = "the model file"},
     {"data", OPT_PATH, O(data), .meta = "DIR", .help = "the data set (needed unless --wav)"},
     {"split", OPT_ENUM, O(split), .names = split_names, .def = "test", .help = "clips to score"},
-    {"frames", OPT_INT, O(T), .min = 1, .max = 10000, .def = "100", .help = "frames per clip"},
+    {"frames", OPT_INT, O(T), .min = 1, .max = 10000, .help = "frames per clip"},
     {"stream", OPT_FLAG, O(stream), .help = "streaming metrics on a long recording"},
     {"threshold", OPT_FLOAT, O(threshold), .min = 0, .max = 1, .set = SET(thr_set), .meta = "T",
      .help = "detector threshold (default T: the model's calibrated\n"
              "threshold, else 0.4)"},
-    {"smoothing-ms", OPT_INT, O(smooth_ms), .min = 10, .max = 3000, .def = "300",
+    {"smoothing-ms", OPT_INT, O(smooth_ms), .min = 10, .max = 3000,
      .help = "posterior smoothing window"},
     {"refractory-ms", OPT_INT, O(refr_ms), .min = 0, .max = 60000, .def = "1000",
      .help = "quiet time after a detection"},
@@ -442,12 +424,11 @@ static const struct opt eval_opts[] = {
      .help = "streaming metrics for thresholds 0.20, 0.25, ..., 0.995"},
     {"calibrate", OPT_FLOAT, O(calib_fa), .min = 0, .max = 100000, .set = SET(calib_set),
      .meta = "F", .help = "threshold for at most F false alarms per hour (stream)"},
-    {"seed", OPT_INT, O(seed), .min = 0, .max = INT_MAX, .def = "1",
+    {"seed", OPT_INT, O(seed), .min = 0, .max = INT_MAX,
      .help = "gap lengths of the recording"},
-    {"passes", OPT_INT, O(passes), .min = 1, .max = STREAM_EVAL_MAX_PASSES, .def = "1",
+    {"passes", OPT_INT, O(passes), .min = 1, .max = STREAM_EVAL_MAX_PASSES,
      .help = "the clips said this many times (later passes shuffled)"},
-    {"noise-gain", OPT_FLOAT, O(noise_gain), .min = 0, .max = 1000, .set = SET(noise_gain_set),
-     .def = "1", .help = "scale the noise between the words (0.1: 20 dB quieter)"},
+    {"noise-gain", OPT_FLOAT, O(noise_gain), .min = 0, .max = 1000, .set = SET(noise_gain_set), .help = "scale the noise between the words (0.1: 20 dB quieter)"},
     {"negatives", OPT_PATH, O(neg_dir), .meta = "DIR",
      .help = "negative phrases (a folder per phrase) between the\n"
              "words, the split's phrases by DIR's list files"},
@@ -455,7 +436,7 @@ static const struct opt eval_opts[] = {
      .help = "a recording of the negative phrases alone (at least 1 h)"},
     {"noise", OPT_PATH, O(noise_dir), .meta = "DIR",
      .help = "background recordings mixed under the whole stream"},
-    {"snr", OPT_PAIR, O(snr), .min = -20, .max = 60, .set = SET(snr_set), .def = "10,20",
+    {"snr", OPT_PAIR, O(snr), .min = -20, .max = 60, .set = SET(snr_set),
      .help = "their level below each word, dB"},
     {"json", OPT_FLAG, O(json), .help = "one JSON object on stdout"},
     {"gain-scale", OPT_FLOAT, O(gain_scale), .min = 0, .max = 1000, .open = OPT_OPEN_MIN,
@@ -476,8 +457,135 @@ static const struct opt_tool eval_tool = {
     "       kwsd-eval --model FILE.kwsm --wav FILE [--threshold T ...]\n",
     eval_opts};
 
+/* ==== Clip scores ==== */
+
+/* The clips of the chosen split (with the negative phrases moved out to
+ * their own list) and the noise recordings of --noise. */
+struct eval_data {
+    struct dataset ds, noise_ds;
+    size_t *idx, n, *neg, n_neg;
+};
+
+static void eval_data_free(struct eval_data *d) {
+    free(d->idx);
+    free(d->neg);
+    dataset_free(&d->ds);
+    dataset_free(&d->noise_ds);
+}
+
+/* Loads the data set of --data with m's labels, the phrases of --negatives
+ * and the recordings of --noise (into sa's options), and lists the split's
+ * clips. Returns 0, or -1 after saying what is wrong. */
+static int load_data(struct eval_data *d, const struct snn_cfg *cfg, const struct opts *o,
+                     int split, struct stream_args *sa) {
+    const char *labels[SNN_MAX_CLASSES];
+    char msg[512];
+    for (int i = 0; i < cfg->n_classes; i++)
+        labels[i] = cfg->labels[i];
+    dataset_init(&d->ds, labels, cfg->n_classes, cfg->fe.sample_rate);
+    if (dataset_load(&d->ds, o->data, -1, msg, sizeof msg) < 0) {
+        fprintf(stderr, "kwsd-eval: %s\n", msg);
+        return -1;
+    }
+    if (o->neg_dir && load_negatives(&d->ds, o->neg_dir, split) < 0)
+        return -1;
+    d->n = dataset_split(&d->ds, split, -1, NULL);
+    d->idx = malloc((d->n + 1) * sizeof *d->idx);
+    d->neg = malloc((d->n + 1) * sizeof *d->neg);
+    if (!d->idx || !d->neg) {
+        fprintf(stderr, "kwsd-eval: out of memory\n");
+        return -1;
+    }
+    dataset_split(&d->ds, split, -1, d->idx);
+    d->n_neg = take_negatives(&d->ds, d->idx, &d->n, d->neg);
+    if (o->neg_dir && !d->n_neg) {
+        fprintf(stderr, "kwsd-eval: --negatives: %s has no phrase in the %s split\n", o->neg_dir,
+                split_names[o->split]);
+        return -1;
+    }
+    sa->o.neg = d->neg;
+    sa->o.n_neg = d->n_neg;
+    if (o->noise_dir && load_noise(&d->noise_ds, cfg, o->noise_dir, &sa->o) < 0)
+        return -1;
+    return 0;
+}
+
+/* The --json report: the clip scores, and the stream's when sr is not NULL. */
+static void print_json(const struct opts *o, const struct snn_cfg *cfg,
+                       const struct clip_eval_result *ce, const struct stream_result *sr,
+                       const struct stream_args *sa) {
+    int K = cfg->n_classes;
+    json_t *jo = json_object();
+    json_object_set_new(jo, "model", json_string(o->model));
+    json_object_set_new(jo, "data", json_string(o->data));
+    json_object_set_new(jo, "split", json_string(split_names[o->split]));
+    json_object_set_new(jo, "clips", json_integer((json_int_t)ce->n));
+    json_object_set_new(jo, "accuracy", json_real(ce->accuracy));
+    json_object_set_new(jo, "clip_peak_score_p50", json_real(ce->keyword_peak));
+    json_t *lab = json_array(), *cm = json_array(), *cp = json_array();
+    for (int i = 0; i < K; i++) {
+        json_array_append_new(lab, json_string(cfg->labels[i]));
+        json_t *row = json_array();
+        for (int j = 0; j < K; j++)
+            json_array_append_new(row, json_integer(ce->confusion[i][j]));
+        json_array_append_new(cm, row);
+        json_array_append_new(cp, json_real(ce->class_peak[i]));
+    }
+    json_object_set_new(jo, "labels", lab);
+    json_object_set_new(jo, "clip_peak_score_p50_per_label", cp);
+    json_object_set_new(jo, "confusion", cm);
+    if (sr)
+        json_object_set_new(jo, "stream", stream_json(sr, cfg, sa));
+    char *txt = json_dumps(jo, JSON_COMPACT);
+    puts(txt);
+    free(txt);
+    json_decref(jo);
+}
+
+/* The text report: accuracy, the confusion matrix with each row's median
+ * peak, and the stream's lines when sr is not NULL. */
+static void print_text(const struct opts *o, const struct snn_cfg *cfg,
+                       const struct clip_eval_result *ce, const struct stream_result *sr,
+                       const struct stream_args *sa) {
+    int K = cfg->n_classes;
+    printf("%s on %s (%s split): %zu clips, accuracy %.2f %%; median peak %d ms score of "
+           "the true keyword %.2f\n",
+           o->model, o->data, split_names[o->split], ce->n, 100.0 * ce->accuracy, o->smooth_ms,
+           ce->keyword_peak);
+    printf("confusion (rows: true, columns: predicted; peak: the row's median peak score)\n"
+           "%10s",
+           "");
+    for (int j = 0; j < K; j++)
+        printf(" %5.5s", cfg->labels[j]);
+    printf("   peak\n");
+    for (int i = 0; i < K; i++) {
+        printf("%10.10s", cfg->labels[i]);
+        for (int j = 0; j < K; j++)
+            printf(" %5d", ce->confusion[i][j]);
+        printf("   %.2f\n", (double)ce->class_peak[i]);
+    }
+    if (sr)
+        print_stream(sr, cfg, sa);
+}
+
+/* The defaults the libraries hold: clip scoring's (clip_eval_opts_default)
+ * and the stream's (stream_eval_opts_default). */
+static void eval_defaults(struct opts *o) {
+    struct clip_eval_opts co = clip_eval_opts_default();
+    struct stream_eval_opts so = stream_eval_opts_default();
+    memset(o, 0, sizeof *o);
+    o->T = co.T;
+    o->smooth_ms = co.smooth_ms;
+    o->seed = (int)so.seed;
+    o->passes = so.passes;
+    o->noise_gain = so.noise_gain;
+    o->snr[0] = so.snr_lo;
+    o->snr[1] = so.snr_hi;
+}
+
 int main(int argc, char **argv) {
-    struct opts o = {0};
+    struct opts o;
+    eval_defaults(&o);
     int rc = opt_parse(&eval_tool, &o, argc, argv);
     if (rc != OPT_OK)
         return rc == OPT_EXIT ? 0 : 2;
@@ -494,8 +602,6 @@ int main(int argc, char **argv) {
                                          : "--snr: needs --noise DIR");
         return 2;
     }
-    const char *split_s = split_names[o.split];
-    int split = split_ids[o.split], T = o.T; /* T: frames per clip */
     char msg[512];
     struct snn_model m = {0};
     rc = snn_model_load(&m, o.model, msg, sizeof msg);
@@ -509,206 +615,51 @@ int main(int argc, char **argv) {
         m.cfg.out_gain *= o.gain_scale;
         snn_model_prepare(&m);
     }
-    if (!o.thr_set)
-        o.threshold = m.cfg.threshold > 0.0f ? m.cfg.threshold : 0.4f;
+    struct kws_listener_settings ls;
+    kws_listener_settings_default(&ls);
+    ls.threshold = o.thr_set ? o.threshold : KWS_THRESHOLD_MODEL;
+    ls.smoothing_ms = o.smooth_ms;
+    ls.refractory_ms = o.refr_ms;
+    o.threshold = kws_listener_threshold(&ls, NULL, m.cfg.threshold);
     if (o.wav) {
-        rc = run_wav(&m, o.wav, o.threshold, o.smooth_ms, o.refr_ms, o.trace);
+        rc = run_wav(&m, o.wav, &ls, o.trace);
         snn_model_free(&m);
         return rc;
     }
-    const struct snn_cfg *cfg = &m.cfg;
-    int K = cfg->n_classes;
-    const char *labels[SNN_MAX_CLASSES];
-    for (int i = 0; i < K; i++)
-        labels[i] = cfg->labels[i];
-    struct dataset ds;
-    dataset_init(&ds, labels, K, cfg->fe.sample_rate);
-    rc = dataset_load(&ds, o.data, -1, msg, sizeof msg);
-    if (rc < 0) {
-        fprintf(stderr, "kwsd-eval: %s\n", msg);
-        return 1;
-    }
-    if (o.neg_dir && load_negatives(&ds, o.neg_dir, split) < 0)
-        return 1;
-    size_t n = dataset_split(&ds, split, -1, NULL);
-    size_t *idx = malloc((n + 1) * sizeof *idx), *neg = malloc((n + 1) * sizeof *neg);
-    if (!idx || !neg) {
-        fprintf(stderr, "kwsd-eval: out of memory\n");
-        return 1;
-    }
-    dataset_split(&ds, split, -1, idx);
-    size_t n_neg = take_negatives(&ds, idx, &n, neg);
-    if (o.neg_dir && !n_neg) {
-        fprintf(stderr, "kwsd-eval: --negatives: %s has no phrase in the %s split\n", o.neg_dir,
-                split_s);
-        return 1;
-    }
-    struct dataset noise_ds = {0};
     struct stream_args sa = {.o = stream_eval_opts_default(),
                              .sweep = o.sweep,
                              .smooth_ms = o.smooth_ms,
                              .refr_ms = o.refr_ms,
                              .calib_fa = o.calib_set ? o.calib_fa : -1.0f,
                              .threshold = o.threshold,
-                             .split_s = split_s};
+                             .split_s = split_names[o.split]};
     sa.o.seed = (uint64_t)o.seed;
     sa.o.noise_gain = o.noise_gain;
     sa.o.passes = o.passes;
-    sa.o.neg = neg;
-    sa.o.n_neg = n_neg;
     sa.o.neg_only = o.neg_only;
     sa.o.snr_lo = o.snr[0];
     sa.o.snr_hi = o.snr[1];
-    if (o.noise_dir && load_noise(&noise_ds, cfg, o.noise_dir, &sa.o) < 0)
+    struct eval_data d = {0};
+    if (load_data(&d, &m.cfg, &o, split_ids[o.split], &sa) < 0)
         return 1;
-    int nt = omp_get_max_threads();
-    int *pred = malloc((n + 1) * sizeof *pred);
-    float *peak = malloc((n + 1) * sizeof *peak),
-          *post = malloc((n + 1) * (size_t)T * sizeof *post);
-    if (!pred || !peak || !post) {
-        fprintf(stderr, "kwsd-eval: out of memory\n");
+    struct clip_eval_opts co = {.T = o.T, .smooth_ms = o.smooth_ms};
+    struct clip_eval_result ce;
+    if ((rc = clip_eval_run(&m, &d.ds, d.idx, d.n, &co, &ce)) < 0) {
+        fprintf(stderr, "kwsd-eval: clip scores: %s\n", kws_strerror(rc));
         return 1;
-    }
-    int err = 0;
-    struct ds_aug none;
-    dataset_aug_none(&none);
-#pragma omp parallel reduction(| : err)
-    {
-        struct audio_fe fe = {0};
-        struct snn_state st = {0};
-        float *sp = malloc((size_t)T * (size_t)audio_fe_n_out(&cfg->fe) * sizeof *sp);
-        float *vo = malloc((size_t)T * K * sizeof *vo);
-        if (!sp || !vo || audio_fe_init(&fe, &cfg->fe) < 0 || snn_state_init(&st, &m) < 0)
-            err = 1;
-#pragma omp for schedule(dynamic, 8)
-        for (size_t i = 0; i < n; i++) {
-            if (err || dataset_render(&ds, idx[i], &none, 0x5eed, &fe, T, sp, NULL) < 0) {
-                err = 1;
-                continue;
-            }
-            snn_forward(&m, &st, sp, T, vo);
-            pred[i] = train_clip_predict(vo, T, K, NULL);
-            /* peak over t of the true class's posterior averaged over smoothing_ms */
-            int y = ds.clips[idx[i]].label,
-                W = o.smooth_ms * cfg->fe.sample_rate / 1000 / cfg->fe.hop;
-            W = W < 1 ? 1 : W;
-            float acc = 0.0f, best = 0.0f;
-            for (int t = 0; t < T; t++) {
-                float e[SNN_MAX_CLASSES], z = 0.0f, mx = vo[(size_t)t * K];
-                for (int k = 1; k < K; k++)
-                    mx = vo[(size_t)t * K + k] > mx ? vo[(size_t)t * K + k] : mx;
-                for (int k = 0; k < K; k++)
-                    z += e[k] = expf(vo[(size_t)t * K + k] - mx);
-                post[(size_t)i * T + t] = e[y] / z;
-                acc += post[(size_t)i * T + t];
-                if (t >= W)
-                    acc -= post[(size_t)i * T + t - W];
-                best = acc / (float)W > best ? acc / (float)W : best;
-            }
-            peak[i] = best;
-        }
-        free(sp);
-        free(vo);
-        audio_fe_free(&fe);
-        snn_state_free(&st);
-    }
-    (void)nt;
-    if (err) {
-        fprintf(stderr, "kwsd-eval: out of memory\n");
-        return 1;
-    }
-    int conf[SNN_MAX_CLASSES][SNN_MAX_CLASSES] = {{0}};
-    size_t correct = 0;
-    for (size_t i = 0; i < n; i++) {
-        int y = ds.clips[idx[i]].label;
-        conf[y][pred[i]]++;
-        correct += pred[i] == y;
-    }
-    double acc = n ? (double)correct / (double)n : 0.0;
-    /* median clip peak of each class, and over all keyword clips */
-    float cls_peak[SNN_MAX_CLASSES] = {0};
-    double clip_peak = 0.0;
-    {
-        float *tmp = malloc((n + 1) * sizeof *tmp);
-        if (!tmp) {
-            fprintf(stderr, "kwsd-eval: out of memory\n");
-            return 1;
-        }
-        for (int k = 0; k < K; k++) {
-            size_t nk = 0;
-            for (size_t i = 0; i < n; i++)
-                if (ds.clips[idx[i]].label == k)
-                    tmp[nk++] = peak[i];
-            cls_peak[k] = median_sort(tmp, nk);
-        }
-        size_t nk = 0;
-        for (size_t i = 0; i < n; i++)
-            if (cfg->labels[ds.clips[idx[i]].label][0] != '_')
-                tmp[nk++] = peak[i];
-        clip_peak = median_sort(tmp, nk);
-        free(tmp);
     }
     struct stream_result sr;
-    if (o.stream && run_stream(&m, &ds, idx, n, &sa, &sr) != 0)
+    if (o.stream && run_stream(&m, &d.ds, d.idx, d.n, &sa, &sr) != 0)
         return 1;
     if (o.save && (rc = snn_model_save(&m, o.save)) < 0) {
         fprintf(stderr, "kwsd-eval: %s: %s\n", o.save, kws_strerror(rc));
         return 1;
     }
-    if (o.json) {
-        json_t *jo = json_object();
-        json_object_set_new(jo, "model", json_string(o.model));
-        json_object_set_new(jo, "data", json_string(o.data));
-        json_object_set_new(jo, "split", json_string(split_s));
-        json_object_set_new(jo, "clips", json_integer((json_int_t)n));
-        json_object_set_new(jo, "accuracy", json_real(acc));
-        json_object_set_new(jo, "clip_peak_score_p50", json_real(clip_peak));
-        json_t *lab = json_array(), *cm = json_array();
-        for (int i = 0; i < K; i++) {
-            json_array_append_new(lab, json_string(cfg->labels[i]));
-            json_t *row = json_array();
-            for (int j = 0; j < K; j++)
-                json_array_append_new(row, json_integer(conf[i][j]));
-            json_array_append_new(cm, row);
-        }
-        json_object_set_new(jo, "labels", lab);
-        json_t *cp = json_array();
-        for (int i = 0; i < K; i++)
-            json_array_append_new(cp, json_real(cls_peak[i]));
-        json_object_set_new(jo, "clip_peak_score_p50_per_label", cp);
-        json_object_set_new(jo, "confusion", cm);
-        if (o.stream)
-            json_object_set_new(jo, "stream", stream_json(&sr, cfg, &sa));
-        char *txt = json_dumps(jo, JSON_COMPACT);
-        puts(txt);
-        free(txt);
-        json_decref(jo);
-    } else {
-        printf("%s on %s (%s split): %zu clips, accuracy %.2f %%; median peak %d ms score of "
-               "the true keyword %.2f\n",
-               o.model, o.data, split_s, n, 100.0 * acc, o.smooth_ms, clip_peak);
-        printf("confusion (rows: true, columns: predicted; peak: the row's median peak score)\n"
-               "%10s",
-               "");
-        for (int j = 0; j < K; j++)
-            printf(" %5.5s", cfg->labels[j]);
-        printf("   peak\n");
-        for (int i = 0; i < K; i++) {
-            printf("%10.10s", cfg->labels[i]);
-            for (int j = 0; j < K; j++)
-                printf(" %5d", conf[i][j]);
-            printf("   %.2f\n", (double)cls_peak[i]);
-        }
-        if (o.stream)
-            print_stream(&sr, cfg, &sa);
-    }
-    free(pred);
-    free(peak);
-    free(post);
-    free(idx);
-    free(neg);
-    dataset_free(&ds);
-    dataset_free(&noise_ds);
+    if (o.json)
+        print_json(&o, &m.cfg, &ce, o.stream ? &sr : NULL, &sa);
+    else
+        print_text(&o, &m.cfg, &ce, o.stream ? &sr : NULL, &sa);
+    eval_data_free(&d);
     snn_model_free(&m);
     return 0;
 }

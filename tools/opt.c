@@ -107,8 +107,11 @@ static void item_accepts(const struct opt *o, char *buf, size_t len) {
 static void accepts(const struct opt *o, char *buf, size_t len) {
     char item[600];
     item_accepts(o, item, sizeof item);
-    if (o->kind == OPT_INTS || o->kind == OPT_FLOATS || o->kind == OPT_ENUMS ||
-        o->kind == OPT_NAMES)
+    int list = o->kind == OPT_INTS || o->kind == OPT_FLOATS || o->kind == OPT_ENUMS ||
+               o->kind == OPT_NAMES;
+    if (list && o->min_n == 1 && o->max_n == 1)
+        snprintf(buf, len, "one item, %s", item);
+    else if (list)
         snprintf(buf, len, "%d to %d comma-separated items, each %s", o->min_n, o->max_n, item);
     else
         snprintf(buf, len, "%s", item);
@@ -371,26 +374,30 @@ static void print_values(const struct opt_tool *t, const void *dst, FILE *f) {
     }
 }
 
-/* The value shown beside o's name in --help: its words, its default or the
- * form of its value. */
-static void help_value(const struct opt *o, char *buf, size_t len) {
-    static const char *const meta[] = {
-        [OPT_INT] = "N",        [OPT_FLOAT] = "X",        [OPT_PATH] = "PATH",
-        [OPT_PAIR] = "LO,HI",   [OPT_INT_PAIR] = "A,B",   [OPT_INTS] = "N,N,...",
-        [OPT_FLOATS] = "X,...", [OPT_ENUMS] = "WORD,...", [OPT_NAMES] = "a,b,..."};
+/* The value shown beside o's name in --help: its words, the form of its
+ * value (meta), or its default: the value dst holds before the command line
+ * (a library's *_default() or the table's def), numbers to 6 digits. */
+static void help_value(const struct opt *o, const void *dst, char *buf, size_t len) {
     if (o->kind == OPT_FLAG)
         buf[0] = '\0';
     else if (o->kind == OPT_ENUM)
         names_text(buf, len, o->names, "|");
+    else if (o->meta)
+        snprintf(buf, len, "%s", o->meta);
+    else if (o->kind == OPT_FLOAT)
+        snprintf(buf, len, "%g", (double)*(const float *)((const char *)dst + o->off));
+    else if (o->kind == OPT_PAIR)
+        snprintf(buf, len, "%g,%g", (double)((const float *)((const char *)dst + o->off))[0],
+                 (double)((const float *)((const char *)dst + o->off))[1]);
     else
-        snprintf(buf, len, "%s", o->def ? o->def : o->meta ? o->meta : meta[o->kind]);
+        value_text(o, dst, buf, len);
 }
 
-void opt_usage(const struct opt_tool *t, FILE *f) {
+void opt_usage(const struct opt_tool *t, const void *dst, FILE *f) {
     char v[256], left[320];
     fputs(t->usage, f);
     for (const struct opt *o = t->opts; o->name; o++) {
-        help_value(o, v, sizeof v);
+        help_value(o, dst, v, sizeof v);
         int n = snprintf(left, sizeof left, "  --%s%s%s", o->name,
                          !v[0]         ? ""
                          : v[0] == '-' ? "="
@@ -407,13 +414,14 @@ void opt_usage(const struct opt_tool *t, FILE *f) {
             if (*h == '\n')
                 fprintf(f, "%*s", OPT_HELP_COL, "");
         }
-        if (o->kind == OPT_ENUM && o->def) {
+        if (o->kind == OPT_ENUM) {
             /* the words stand where the default would: say it after the text */
+            const char *def = o->names[*(const int *)((const char *)dst + o->off)];
             const char *last = strrchr(o->help, '\n');
-            size_t w = strlen(last ? last + 1 : o->help) + strlen(o->def) + 11;
+            size_t w = strlen(last ? last + 1 : o->help) + strlen(def) + 11;
             if (OPT_HELP_COL + w > 96)
                 fprintf(f, "\n%*s", OPT_HELP_COL - 1, "");
-            fprintf(f, " (default %s)", o->def);
+            fprintf(f, " (default %s)", def);
         }
         fputc('\n', f);
     }
@@ -481,7 +489,7 @@ int opt_parse(const struct opt_tool *t, void *dst, int argc, char **argv) {
     optind = 0; /* glibc: start afresh */
     while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
         if (c == 'h') {
-            opt_usage(t, stderr);
+            opt_usage(t, dst, stderr);
             return OPT_EXIT;
         }
         if (c == OPT_VAL_PRINT_DEFAULTS) {
@@ -508,7 +516,7 @@ int opt_parse(const struct opt_tool *t, void *dst, int argc, char **argv) {
     for (const struct opt *o = t->opts; o->name; o++)
         if (o->required && !given[o - t->opts]) {
             char v[256];
-            help_value(o, v, sizeof v);
+            help_value(o, dst, v, sizeof v);
             fprintf(stderr, "%s: --%s %s is required (--help lists the options)\n", t->prog,
                     o->name, v);
             return OPT_ERROR;

@@ -1,10 +1,13 @@
 /* opt.h: the command-line option tables of kwsd's tools.
  *
  * A tool describes each option once, in a table of struct opt: its name,
- * kind, range, the place of its value in the tool's options struct, its
- * default written as on the command line, and its help text. opt_parse
- * fills the struct from the defaults (parsed and checked like any value, so
- * a default can never be out of its own range), then from argv, checking
+ * kind, range, the place of its value in the tool's options struct and its
+ * help text. The defaults come from the struct the tool hands to opt_parse:
+ * a library's *_default() fills it (kwsd-train: train_recipe_default), so
+ * the library holds each default once; a tool whose options have no library
+ * struct writes a default in the table (.def, as on the command line,
+ * parsed and checked like any value, so it can never be out of its own
+ * range). opt_parse then fills the struct from argv, checking
  * every value against its range and every enum word against its names;
  * the first bad value ends it with one line on stderr that names the option
  * and what it accepts:
@@ -14,8 +17,9 @@
  *     kwsd-train: --epochs: needs a value: an integer in [1, 100000]
  *
  * --help prints the usage lines and one entry per option from the same
- * table; a hidden --print-defaults prints every option's value after the
- * defaults (one "--name value" line each, on stdout) for tests. Checks that
+ * table, with the default the struct holds; a hidden --print-defaults prints
+ * every option's value after the defaults (one "--name value" line each, on
+ * stdout) for tests. Checks that
  * need two options together stay in the tool, after opt_parse.
  *
  *     struct my_opts { int epochs; const char *out; };
@@ -79,8 +83,8 @@ struct opt {
     size_t size;              /* OPT_NAMES: bytes of each name's buffer, NUL included */
     size_t set;               /* OPT_SET(type, field), or 0: nothing marks it given */
     int required;             /* 1: the command line must give it */
-    const char *def;          /* default, as on the command line; NULL: none (0, NULL, empty) */
-    const char *meta;         /* the value in --help when there is no default, e.g. "DIR" */
+    const char *def;          /* default, as on the command line; NULL: the one dst holds */
+    const char *meta;         /* the value in --help instead of the default, e.g. "DIR" */
     const char *help;         /* help text; '\n' starts another line */
 };
 
@@ -98,8 +102,8 @@ enum {
     OPT_ERROR = -1, /* a bad command line, said on stderr: exit 2 */
 };
 
-/* Sets every option of t with a default in dst (a zeroed options struct),
- * then parses argv[1..argc) into it: --name VALUE or --name=VALUE, any
+/* Sets every option of t with a def in dst (an options struct, zeroed or
+ * filled with a library's defaults), then parses argv[1..argc) into it: --name VALUE or --name=VALUE, any
  * unique prefix of a name, -h or --help. Values that are given twice keep
  * the last. Returns OPT_OK, OPT_EXIT after printing the help (stderr) or
  * the values (stdout), or OPT_ERROR after one line on stderr that names the
@@ -107,8 +111,9 @@ enum {
  * OPT_PATH values point into it. */
 int opt_parse(const struct opt_tool *t, void *dst, int argc, char **argv);
 
-/* Prints t's help: the usage lines, then each option with its default (or
- * the form of its value) and its help text. */
-void opt_usage(const struct opt_tool *t, FILE *f);
+/* Prints t's help: the usage lines, then each option with its default (the
+ * value in dst, the options struct after the defaults) or the form of its
+ * value (meta), and its help text. */
+void opt_usage(const struct opt_tool *t, const void *dst, FILE *f);
 
 #endif /* KWS_TOOLS_OPT_H */

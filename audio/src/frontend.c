@@ -74,11 +74,12 @@ int audio_fe_n_out(const struct kws_frontend_cfg *cfg) {
 size_t audio_sanitize(float *x, size_t n) {
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
-        /* NaN fails every comparison, so !(|x| <= limit) catches it too. */
-        if (!(fabsf(x[i]) <= AUDIO_SAMPLE_ABSURD)) {
-            x[i] = 0.0f;
-            bad++;
-        }
+        /* NaN fails every comparison, so !(|x| <= limit) catches it too.
+         * Branch-free, so that the compiler vectorises it. */
+        float v = x[i];
+        int ok = fabsf(v) <= AUDIO_SAMPLE_ABSURD;
+        x[i] = ok ? v : 0.0f;
+        bad += (size_t)!ok;
     }
     return bad;
 }
@@ -238,7 +239,8 @@ void audio_fe_free(struct audio_fe *fe) {
 void audio_enc_frame(const struct kws_frontend_cfg *cfg, const float *feat, const float *prev,
                      float *spikes) {
     int F = cfg->n_mels, L = cfg->enc_levels;
-    const float *th = cfg->enc_thresh;
+    float th[KWS_ENC_MAX_LEVELS]; /* a copy: the stores below cannot change it */
+    memcpy(th, cfg->enc_thresh, sizeof th);
 
     if (cfg->enc_kind == KWS_ENC_DELTA) {
         int half = L / 2;
@@ -252,6 +254,12 @@ void audio_enc_frame(const struct kws_frontend_cfg *cfg, const float *feat, cons
         }
         return;
     }
+    if (L == 4) { /* the usual count, unrolled so that the compiler vectorises it */
+        for (int f = 0; f < F; f++)
+            for (int k = 0; k < 4; k++)
+                spikes[(size_t)f * 4 + (size_t)k] = feat[f] >= th[k] ? 1.0f : 0.0f;
+        return;
+    }
     for (int f = 0; f < F; f++) {
         float v = feat[f];
         float *s = spikes + (size_t)f * L;
@@ -261,6 +269,68 @@ void audio_enc_frame(const struct kws_frontend_cfg *cfg, const float *feat, cons
 }
 
 /* ==== Frame computation ==== */
+
+/* The per-frame loops on their own, with restrict pointers so that the
+ * compiler vectorises them (each output element is computed exactly as in
+ * a plain loop; the mel sums keep their order). */
+static void fe_window(float *restrict out, const float *restrict x, const float *restrict w, int n) {
+    for (int i = 0; i < n; i++)
+        out[i] = x[i] * w[i];
+}
+
+/* p (nb) = |X|^2 of the interleaved re/im spectrum c (nb, 2). */
+static void fe_power(float *restrict p, const float *restrict c, int nb) {
+    for (int k = 0; k < nb; k++)
+        p[k] = c[2 * k] * c[2 * k] + c[2 * k + 1] * c[2 * k + 1];
+}
+
+/* e (F) = the sparse triangles applied to the power spectrum p. */
+static void fe_mel(float *restrict e, const float *restrict p, const float *restrict w,
+                   const int *lo, const int *len, const int *off, int F) {
+    for (int f = 0; f < F; f++) {
+        const float *wf = w + off[f], *pf = p + lo[f];
+        const int n = len[f];
+        float acc = 0.0f;
+        int i = 0;
+        /* In order, four at a time: a vectorised in-order sum would pay a
+         * shuffle per term. */
+        for (; i + 4 <= n; i += 4) {
+            acc += wf[i] * pf[i];
+            acc += wf[i + 1] * pf[i + 1];
+            acc += wf[i + 2] * pf[i + 2];
+            acc += wf[i + 3] * pf[i + 3];
+        }
+        for (; i < n; i++)
+            acc += wf[i] * pf[i];
+        e[f] = acc;
+    }
+}
+
+/* PCEN of one frame: M = (1 - k) M + k E (k = pcen_s, or pcen_release
+ * when the energy falls; M = E on a stream's first frame), then
+ * y = (E / (eps + M)^alpha + delta)^r - delta^r, standardised into feat.
+ * alpha 1 and r 1/2 (every shipped model) take 1/x and sqrtf instead of
+ * expf(-alpha logf(x)) and powf(x, r): a tenth of the instructions, and
+ * closer to the exact value (docs/BENCHMARKS.md, "Front end"). */
+static void pcen_frame(float *restrict feat, float *restrict pm, const float *restrict energy,
+                       const struct kws_frontend_cfg *c, int F, int first) {
+    const float s = c->pcen_s, sr = c->pcen_release > 0.0f ? c->pcen_release : s;
+    const float eps = c->pcen_eps, delta = c->pcen_delta, mean = c->feat_mean,
+                scale = c->feat_scale;
+    const int fast = c->pcen_alpha == 1.0f && c->pcen_r == 0.5f;
+    const float dr = fast ? sqrtf(delta) : powf(delta, c->pcen_r);
+    for (int f = 0; f < F; f++) {
+        float e = energy[f], k = e < pm[f] ? sr : s;
+        float m = first ? e : (1.0f - k) * pm[f] + k * e;
+        pm[f] = m;
+        float y;
+        if (fast)
+            y = sqrtf(e * (1.0f / (eps + m)) + delta) - dr;
+        else
+            y = powf(e * expf(-c->pcen_alpha * logf(eps + m)) + delta, c->pcen_r) - dr;
+        feat[f] = (y - mean) * scale;
+    }
+}
 
 /* Computes one frame from the full history: features into fe->feat, spikes
  * into fe->spikes (the previous features move to fe->prev first). */
@@ -273,21 +343,10 @@ static void fe_frame(struct audio_fe *fe) {
     for (int i = 0; i < c->win_len && zero; i++)
         zero = fe->hist[i] == 0.0f;
     fe->zero_run = zero ? fe->zero_run + 1 : 0;
-    for (int i = 0; i < c->win_len; i++)
-        fe->fft_in[i] = fe->hist[i] * fe->window[i];
+    fe_window(fe->fft_in, fe->hist, fe->window, c->win_len);
     fftwf_execute((fftwf_plan)fe->plan);
-    for (int k = 0; k < nb; k++) {
-        float re = fe->fft_out[2 * k], im = fe->fft_out[2 * k + 1];
-        fe->power[k] = re * re + im * im;
-    }
-    for (int f = 0; f < F; f++) {
-        const float *w = fe->mel_w + fe->mel_off[f];
-        const float *p = fe->power + fe->mel_lo[f];
-        float e = 0.0f;
-        for (int i = 0; i < fe->mel_len[f]; i++)
-            e += w[i] * p[i];
-        fe->energy[f] = e;
-    }
+    fe_power(fe->power, fe->fft_out, nb);
+    fe_mel(fe->energy, fe->power, fe->mel_w, fe->mel_lo, fe->mel_len, fe->mel_off, F);
 
     /* The features of the last frame become the delta encoder's reference. */
     tmp = fe->prev;
@@ -295,16 +354,7 @@ static void fe_frame(struct audio_fe *fe) {
     fe->feat = tmp;
 
     if (c->pcen) {
-        float s = c->pcen_s, dr = powf(c->pcen_delta, c->pcen_r);
-        float sr = c->pcen_release > 0.0f ? c->pcen_release : s;
-        for (int f = 0; f < F; f++) {
-            float e = fe->energy[f], k = e < fe->pcen_m[f] ? sr : s;
-            float m = fe->frames == 0 ? e : (1.0f - k) * fe->pcen_m[f] + k * e;
-            fe->pcen_m[f] = m;
-            float g = expf(-c->pcen_alpha * logf(c->pcen_eps + m));
-            float y = powf(e * g + c->pcen_delta, c->pcen_r) - dr;
-            fe->feat[f] = (y - c->feat_mean) * c->feat_scale;
-        }
+        pcen_frame(fe->feat, fe->pcen_m, fe->energy, c, F, fe->frames == 0);
     } else {
         for (int f = 0; f < F; f++) {
             float y = logf(fe->energy[f] + 1e-6f);

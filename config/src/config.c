@@ -14,8 +14,10 @@
  */
 #include "kws/config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,6 +42,7 @@ enum cfg_type {
     CFG_DOUBLE,    /* double at off, [min, max] */
     CFG_LOGLEVEL,  /* enum kws_log_level at off */
     CFG_ENDPOINTS, /* sequence of strings into transport.endpoints; min/max bound the count */
+    CFG_PATHS,     /* sequence of strings into model.paths; min/max bound the count */
     CFG_KEYWORDS,  /* mapping label -> number into detection.keywords; [min, max] per value */
 };
 
@@ -59,6 +62,7 @@ struct cfg_key {
 
 static int check_endpoint(const char *s, char *why, size_t whylen);
 static int check_printable(const char *s, char *why, size_t whylen);
+static int check_wyoming(const char *s, char *why, size_t whylen);
 
 #define CFG_FIELD(f) offsetof(struct kws_config, f), sizeof(((struct kws_config *)0)->f)
 
@@ -69,7 +73,16 @@ static const struct cfg_key config_keys[] = {
      "requested capture rate, Hz; the device may give another (kwsd resamples)"},
     {"audio.period_ms", CFG_INT, 5, 200, "20", CFG_FIELD(audio.period_ms), NULL, "ALSA period, ms"},
     {"model.path", CFG_STRING, 1, KWS_CONFIG_PATH_LEN - 1, "/usr/share/kwsd/commands.kwsm",
-     CFG_FIELD(model.path), check_printable, "model file (`.kwsm`)"},
+     CFG_FIELD(model.path), check_printable,
+     "model file (`.kwsm`); give it or `model.paths`, not both"},
+    {"model.paths", CFG_PATHS, 0, KWS_CONFIG_MAX_MODELS, "", CFG_FIELD(model.paths),
+     check_printable,
+     "several model files loaded at once, instead of `model.path`; no two models may share a "
+     "keyword label"},
+    {"model.dir", CFG_STRING, 0, KWS_CONFIG_PATH_LEN - 1, "", CFG_FIELD(model.dir), check_printable,
+     "directory whose `*.kwsm` files are loaded too, by name, after `model.path(s)` (e.g. "
+     "`/var/lib/kwsd/models`, where `kwsd-enroll` writes); empty: none; at most 8 models in "
+     "all"},
     {"detection.threshold", CFG_THRESHOLD, 0.0, 1.0, "model", CFG_FIELD(detection.threshold), NULL,
      "global score threshold; `model`: the threshold calibrated into the model file (0.4 if it "
      "has none)"},
@@ -79,7 +92,7 @@ static const struct cfg_key config_keys[] = {
      "quiet time after a detection, ms"},
     {"detection.keywords", CFG_KEYWORDS, 0.0, 1.0, "", CFG_FIELD(detection.keywords), NULL,
      "per-keyword threshold overrides, a mapping `label: threshold`; each label must be one of "
-     "the model's"},
+     "a loaded model's (labels are unique across models)"},
     {"transport.endpoints", CFG_ENDPOINTS, 1, KWS_CONFIG_MAX_ENDPOINTS, "tcp://127.0.0.1:5556",
      CFG_FIELD(transport.endpoints), check_endpoint,
      "ZeroMQ endpoints the publisher binds: `tcp://host:port`, `ipc:///path` (its directory "
@@ -88,8 +101,25 @@ static const struct cfg_key config_keys[] = {
      "status heartbeat period, s"},
     {"transport.queue", CFG_INT, 1, 1000000, "1000", CFG_FIELD(transport.queue), NULL,
      "per-subscriber queue, messages (ZMQ_SNDHWM); beyond it events are dropped and counted"},
+    {"transport.wyoming", CFG_STRING, 0, KWS_CONFIG_ENDPOINT_LEN - 1, "",
+     CFG_FIELD(transport.wyoming), check_wyoming,
+     "Wyoming wake-word server for Home Assistant, `tcp://host:port` (e.g. "
+     "`tcp://0.0.0.0:10400`); empty: off (docs/HOME_ASSISTANT.md)"},
     {"logging.level", CFG_LOGLEVEL, 0, 0, "info", CFG_FIELD(logging.level), NULL,
      "most verbose level logged: `error`, `warning`, `notice`, `info` or `debug`"},
+    {"mqtt.host", CFG_STRING, 0, KWS_CONFIG_HOST_LEN - 1, "", CFG_FIELD(mqtt.host), check_printable,
+     "MQTT broker to publish Hermes hotword events to; empty: no MQTT"},
+    {"mqtt.port", CFG_INT, 1, 65535, "1883", CFG_FIELD(mqtt.port), NULL, "MQTT broker port"},
+    {"mqtt.tls", CFG_STRING, 0, KWS_CONFIG_PATH_LEN - 1, "", CFG_FIELD(mqtt.tls), check_printable,
+     "CA certificate file (PEM) to verify the broker with over TLS; empty: plain TCP"},
+    {"mqtt.username", CFG_STRING, 0, KWS_CONFIG_USER_LEN - 1, "", CFG_FIELD(mqtt.username),
+     check_printable, "MQTT user name; empty: none"},
+    {"mqtt.password_file", CFG_STRING, 0, KWS_CONFIG_PATH_LEN - 1, "", CFG_FIELD(mqtt.password_file),
+     check_printable, "file whose first line is the MQTT password; empty: none"},
+    {"mqtt.site_id", CFG_STRING, 1, KWS_CONFIG_SITE_LEN - 1, "default", CFG_FIELD(mqtt.site_id),
+     check_printable,
+     "Hermes `siteId` sent with each detection; `hermes/hotword/toggleOff` and `toggleOn` for "
+     "it pause and resume detection"},
 };
 
 static const struct cfg_key *key_find(const char *name) {
@@ -109,6 +139,22 @@ static int key_is_section(const char *name) {
 }
 
 /* ==== Checks and number parsing ==== */
+
+/* transport.wyoming: empty (off) or tcp://host:port with a port 1..65535. */
+static int check_wyoming(const char *s, char *why, size_t whylen) {
+    if (!s[0])
+        return 0;
+    if (strncmp(s, "tcp://", 6) != 0) {
+        snprintf(why, whylen, "expected tcp://host:port (or empty: off)");
+        return -1;
+    }
+    const char *colon = strrchr(s, ':');
+    if (colon && strcmp(colon, ":*") == 0) {
+        snprintf(why, whylen, "needs a fixed port: Home Assistant is given host and port");
+        return -1;
+    }
+    return check_endpoint(s, why, whylen);
+}
 
 /* tcp://host:port (port 1..65535 or "*", host non-empty, "[v6]" allowed),
  * ipc://path or inproc://name, both non-empty. */
@@ -223,6 +269,7 @@ static void diags_reset(struct config_diags *d) {
 
 struct walk {
     const char *name;       /* file name for messages */
+    const yaml_node_t *model_path; /* model.path's value, if the file gives it */
     struct config_diags *d; /* may be NULL */
     yaml_document_t *doc;
     struct kws_config *cfg; /* the temporary being filled */
@@ -279,7 +326,9 @@ static int set_scalar(struct walk *w, const struct cfg_key *k, const char *at, c
     char show[64], why[160];
 
     if (v->type != YAML_SCALAR_NODE || node_is_null(v)) {
-        const char *what = k->type == CFG_STRING || k->type == CFG_ENDPOINTS ? "a string"
+        const char *what = k->type == CFG_STRING || k->type == CFG_ENDPOINTS ||
+                                   k->type == CFG_PATHS
+                               ? "a string"
                            : k->type == CFG_INT                              ? "an integer"
                            : k->type == CFG_LOGLEVEL                         ? "a level name"
                                                                              : "a number";
@@ -291,13 +340,16 @@ static int set_scalar(struct walk *w, const struct cfg_key *k, const char *at, c
 
     switch (k->type) {
     case CFG_STRING:
-    case CFG_ENDPOINTS: {
-        size_t cap = k->type == CFG_STRING ? k->size : KWS_CONFIG_ENDPOINT_LEN;
+    case CFG_ENDPOINTS:
+    case CFG_PATHS: {
+        size_t cap = k->type == CFG_STRING    ? k->size
+                     : k->type == CFG_PATHS ? KWS_CONFIG_PATH_LEN
+                                            : KWS_CONFIG_ENDPOINT_LEN;
         if (strlen(s) != slen) {
             walk_err(w, v, at, "NUL byte not allowed");
             return -1;
         }
-        if (slen == 0) {
+        if (slen == 0 && (k->min > 0 || k->type == CFG_PATHS)) {
             walk_err(w, v, at, "must not be empty");
             return -1;
         }
@@ -369,37 +421,44 @@ static int set_scalar(struct walk *w, const struct cfg_key *k, const char *at, c
     return -1;
 }
 
-/* transport.endpoints: a sequence of 1..max distinct endpoint strings. */
-static void set_endpoints(struct walk *w, const struct cfg_key *k, const yaml_node_t *v) {
+/* transport.endpoints or model.paths: a sequence of min..max distinct
+ * strings. */
+static void set_strings(struct walk *w, const struct cfg_key *k, const yaml_node_t *v) {
     char show[64], at[64];
     struct kws_config *c = w->cfg;
+    int is_paths = k->type == CFG_PATHS;
+    const char *what = is_paths ? "model files" : "endpoints";
+    int *count = is_paths ? &c->model.n_paths : &c->transport.n_endpoints;
+    char(*item)[KWS_CONFIG_PATH_LEN] = c->model.paths;
+    char(*ep)[KWS_CONFIG_ENDPOINT_LEN] = c->transport.endpoints;
 
     if (v->type != YAML_SEQUENCE_NODE) {
-        walk_err(w, v, k->name, "expected a sequence of endpoints, got %s",
+        walk_err(w, v, k->name, "expected a sequence of %s, got %s", what,
                  node_show(v, show, sizeof show));
         return;
     }
     int n = (int)(v->data.sequence.items.top - v->data.sequence.items.start);
     if (n < (int)k->min || n > (int)k->max) {
-        walk_err(w, v, k->name, "%d endpoints, expected %.0f to %.0f", n, k->min, k->max);
+        walk_err(w, v, k->name, "%d %s, expected %.0f to %.0f", n, what, k->min, k->max);
         return;
     }
-    c->transport.n_endpoints = 0;
-    memset(c->transport.endpoints, 0, sizeof c->transport.endpoints);
+    *count = 0;
+    memset((char *)c + k->off, 0, k->size);
     for (int i = 0; i < n; i++) {
         const yaml_node_t *it = yaml_document_get_node(w->doc, v->data.sequence.items.start[i]);
+        char *s = is_paths ? item[i] : ep[i];
         snprintf(at, sizeof at, "%s[%d]", k->name, i);
-        if (set_scalar(w, k, at, it, c->transport.endpoints[i]) < 0)
+        if (set_scalar(w, k, at, it, s) < 0)
             continue;
         for (int j = 0; j < i; j++) {
-            if (strcmp(c->transport.endpoints[j], c->transport.endpoints[i]) == 0) {
-                walk_err(w, it, at, "duplicate endpoint \"%s\" (also %s[%d])",
-                         c->transport.endpoints[i], k->name, j);
+            if (strcmp(is_paths ? item[j] : ep[j], s) == 0) {
+                walk_err(w, it, at, "duplicate %s \"%s\" (also %s[%d])",
+                         is_paths ? "model file" : "endpoint", s, k->name, j);
                 break;
             }
         }
     }
-    c->transport.n_endpoints = n;
+    *count = n;
 }
 
 /* ==== Duplicate keys ==== */
@@ -544,12 +603,14 @@ static void set_keywords(struct walk *w, const struct cfg_key *k, const yaml_nod
 static void walk_value(struct walk *w, const struct cfg_key *k, const yaml_node_t *v) {
     char *base = (char *)w->cfg;
 
-    if (k->type == CFG_ENDPOINTS)
-        set_endpoints(w, k, v);
+    if (k->type == CFG_ENDPOINTS || k->type == CFG_PATHS)
+        set_strings(w, k, v);
     else if (k->type == CFG_KEYWORDS)
         set_keywords(w, k, v);
     else
         set_scalar(w, k, k->name, v, base + k->off);
+    if (k->off == offsetof(struct kws_config, model.path))
+        w->model_path = v;
 }
 
 /* Walks one mapping whose keys are under prefix ("" at the top level). */
@@ -659,6 +720,9 @@ static int parse_text(struct kws_config *cfg, const char *name, const char *text
         walk_err(&w, root, "(top level)", "expected a mapping of sections, got %s",
                  node_show(root, show, sizeof show));
     }
+    if (w.model_path && tmp.model.n_paths > 0)
+        walk_err(&w, w.model_path, "model.path",
+                 "give model.path (one model) or model.paths (several), not both");
     const yaml_node_t *extra = have_next ? yaml_document_get_root_node(&next) : NULL;
     if (extra)
         walk_err(&w, extra, "(top level)", "only one YAML document is allowed");
@@ -681,8 +745,8 @@ void config_defaults(struct kws_config *cfg) {
         yaml_node_t n;
         struct walk w = {.name = "(defaults)", .cfg = cfg};
 
-        if (k->type == CFG_KEYWORDS)
-            continue; /* no overrides by default */
+        if (k->type == CFG_KEYWORDS || k->type == CFG_PATHS)
+            continue; /* no overrides, no model.paths by default */
         memset(&n, 0, sizeof n);
         n.type = YAML_SCALAR_NODE;
         n.data.scalar.value = (yaml_char_t *)k->def;
@@ -786,6 +850,102 @@ int config_load(struct kws_config *cfg, const char *path, struct config_diags *d
     return rc;
 }
 
+/* ==== The model set ==== */
+
+/* Whether path names the same file as one of files[0..n): by realpath when
+ * both exist, else by spelling. */
+static int model_listed(char files[][KWS_CONFIG_PATH_LEN], int n, const char *path) {
+    char a[PATH_MAX], b[PATH_MAX];
+    int have_a = realpath(path, a) != NULL;
+
+    for (int i = 0; i < n; i++) {
+        if (strcmp(files[i], path) == 0)
+            return 1;
+        if (have_a && realpath(files[i], b) && strcmp(a, b) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int name_cmp(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Appends dir's *.kwsm files (regular files, by name) to files[*n]. */
+static int model_dir_files(const char *dir, char files[][KWS_CONFIG_PATH_LEN], int *n,
+                           struct config_diags *d) {
+    char *names[256];
+    int n_names = 0, rc = 0;
+    struct dirent *e;
+    DIR *dp = opendir(dir);
+
+    if (!dp) {
+        rc = -errno;
+        config_diags_add(d, "%s: model.dir: %s", dir, kws_strerror(rc));
+        return rc;
+    }
+    while ((e = readdir(dp)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (e->d_name[0] == '.' || len < 6 || strcmp(e->d_name + len - 5, ".kwsm") != 0)
+            continue;
+        if (n_names == (int)KWS_ARRAY_SIZE(names)) {
+            config_diags_add(d, "%s: model.dir: more than %d model files", dir, n_names);
+            rc = KWS_ECONFIG;
+            break;
+        }
+        if (!(names[n_names] = strdup(e->d_name))) {
+            rc = -ENOMEM;
+            break;
+        }
+        n_names++;
+    }
+    closedir(dp);
+    if (rc == 0)
+        qsort(names, (size_t)n_names, sizeof names[0], name_cmp);
+    for (int i = 0; i < n_names && rc == 0; i++) {
+        char path[KWS_CONFIG_PATH_LEN];
+        struct stat st;
+        int len = snprintf(path, sizeof path, "%s%s%s", dir,
+                           dir[strlen(dir) - 1] == '/' ? "" : "/", names[i]);
+        if (len >= (int)sizeof path) {
+            config_diags_add(d, "%s: model.dir: path of %s too long", dir, names[i]);
+            rc = KWS_ECONFIG;
+        } else if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
+                   model_listed(files, *n, path)) {
+            continue; /* a dangling link, a directory or a file listed already */
+        } else if (*n == KWS_CONFIG_MAX_MODELS) {
+            config_diags_add(d, "%s: model.dir: more than %d models in all (at %s)", dir,
+                             KWS_CONFIG_MAX_MODELS, names[i]);
+            rc = KWS_ECONFIG;
+        } else {
+            snprintf(files[(*n)++], KWS_CONFIG_PATH_LEN, "%s", path);
+        }
+    }
+    for (int i = 0; i < n_names; i++)
+        free(names[i]);
+    return rc;
+}
+
+int config_model_files(const struct kws_config *cfg,
+                       char files[KWS_CONFIG_MAX_MODELS][KWS_CONFIG_PATH_LEN],
+                       struct config_diags *d) {
+    int n = 0;
+
+    if (cfg->model.n_paths == 0) {
+        snprintf(files[n++], KWS_CONFIG_PATH_LEN, "%s", cfg->model.path);
+    } else {
+        for (int i = 0; i < cfg->model.n_paths; i++)
+            if (!model_listed(files, n, cfg->model.paths[i]))
+                snprintf(files[n++], KWS_CONFIG_PATH_LEN, "%s", cfg->model.paths[i]);
+    }
+    if (cfg->model.dir[0]) {
+        int rc = model_dir_files(cfg->model.dir, files, &n, d);
+        if (rc < 0)
+            return rc;
+    }
+    return n;
+}
+
 /* ==== After the model is loaded ==== */
 
 int config_check_labels(const struct kws_config *cfg, const char *const *labels, int n,
@@ -807,13 +967,17 @@ int config_check_labels(const struct kws_config *cfg, const char *const *labels,
     return bad ? KWS_ECONFIG : 0;
 }
 
-float config_threshold_for(const struct kws_config *cfg, const char *label, float model_thr) {
-    for (int i = 0; i < cfg->detection.n_keywords; i++)
-        if (strcmp(cfg->detection.keywords[i].label, label) == 0)
-            return cfg->detection.keywords[i].threshold;
-    if (cfg->detection.threshold != KWS_THRESHOLD_MODEL)
-        return cfg->detection.threshold;
-    return model_thr > 0.0f && model_thr <= 1.0f ? model_thr : KWS_THRESHOLD_FALLBACK;
+void config_listener_settings(const struct kws_config *cfg, struct kws_listener_settings *s) {
+    kws_listener_settings_default(s);
+    s->threshold = cfg->detection.threshold;
+    s->smoothing_ms = cfg->detection.smoothing_ms;
+    s->refractory_ms = cfg->detection.refractory_ms;
+    s->n_keywords = cfg->detection.n_keywords;
+    for (int i = 0; i < cfg->detection.n_keywords; i++) {
+        snprintf(s->keywords[i].label, sizeof s->keywords[i].label, "%s",
+                 cfg->detection.keywords[i].label);
+        s->keywords[i].threshold = cfg->detection.keywords[i].threshold;
+    }
 }
 
 /* ==== Writing it out ==== */
@@ -848,8 +1012,19 @@ void config_dump(const struct kws_config *cfg, FILE *f) {
     fputs("audio:\n  device: ", f);
     put_quoted(f, cfg->audio.device);
     fprintf(f, "\n  rate: %d\n  period_ms: %d\n", cfg->audio.rate, cfg->audio.period_ms);
-    fputs("model:\n  path: ", f);
-    put_quoted(f, cfg->model.path);
+    fputs("model:\n", f);
+    if (cfg->model.n_paths == 0) {
+        fputs("  path: ", f);
+        put_quoted(f, cfg->model.path);
+    } else {
+        fputs("  paths:", f);
+        for (int i = 0; i < cfg->model.n_paths; i++) {
+            fputs("\n    - ", f);
+            put_quoted(f, cfg->model.paths[i]);
+        }
+    }
+    fputs("\n  dir: ", f);
+    put_quoted(f, cfg->model.dir);
     if (cfg->detection.threshold == KWS_THRESHOLD_MODEL)
         fputs("\ndetection:\n  threshold: model\n", f);
     else
@@ -873,7 +1048,21 @@ void config_dump(const struct kws_config *cfg, FILE *f) {
     }
     fprintf(f, "  heartbeat_s: %.17g\n  queue: %d\n", cfg->transport.heartbeat_s,
             cfg->transport.queue);
+    fputs("  wyoming: ", f);
+    put_quoted(f, cfg->transport.wyoming);
+    fputc('\n', f);
     fprintf(f, "logging:\n  level: %s\n", kws_log_level_name(cfg->logging.level));
+    fputs("mqtt:\n  host: ", f);
+    put_quoted(f, cfg->mqtt.host);
+    fprintf(f, "\n  port: %d\n  tls: ", cfg->mqtt.port);
+    put_quoted(f, cfg->mqtt.tls);
+    fputs("\n  username: ", f);
+    put_quoted(f, cfg->mqtt.username);
+    fputs("\n  password_file: ", f);
+    put_quoted(f, cfg->mqtt.password_file);
+    fputs("\n  site_id: ", f);
+    put_quoted(f, cfg->mqtt.site_id);
+    fputc('\n', f);
 }
 
 void config_keys_markdown(FILE *f) {
@@ -884,7 +1073,8 @@ void config_keys_markdown(FILE *f) {
         fprintf(f, "| `%s` | ", k->name);
         switch (k->type) {
         case CFG_STRING:
-            fprintf(f, "string | %.0f..%.0f bytes | `%s`", k->min, k->max, k->def);
+            fprintf(f, "string | %.0f..%.0f bytes | `%s`", k->min, k->max,
+                    k->def[0] ? k->def : "\"\"");
             break;
         case CFG_INT:
             fprintf(f, "integer | [%.0f, %.0f] | `%s`", k->min, k->max, k->def);
@@ -900,6 +1090,7 @@ void config_keys_markdown(FILE *f) {
             fprintf(f, "enum | error, warning, notice, info, debug | `%s`", k->def);
             break;
         case CFG_ENDPOINTS:
+        case CFG_PATHS:
             fprintf(f, "sequence of strings | %.0f..%.0f items | `[%s]`", k->min, k->max, k->def);
             break;
         case CFG_KEYWORDS:

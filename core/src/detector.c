@@ -81,17 +81,12 @@ void kws_detector_hold(struct kws_detector *d, float *scores) {
     d->frame++;
 }
 
-int kws_detect_frame(const struct snn_model *m, struct snn_state *st, struct kws_detector *d,
-                     uint64_t zero_run, uint64_t *held, const float *spikes, float *v,
-                     struct kws_hit *hit, float *scores) {
-    if (kws_hold_frame(zero_run, d->cfg.frame_ms)) {
-        if (!(*held)++)
-            snn_state_reset(st, m);
+int kws_detector_frame(struct kws_detector *d, const float *v, int held, struct kws_hit *hit,
+                       float *scores) {
+    if (held) {
         kws_detector_hold(d, scores);
         return 0;
     }
-    *held = 0;
-    snn_step(m, st, spikes, v);
     return kws_detector_step(d, v, hit, scores);
 }
 

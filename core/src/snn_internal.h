@@ -41,12 +41,15 @@ int snn__tensors(const struct snn_cfg *cfg, struct snn_params *p,
 /* Writes "layer[1].w_rec[2]" for the parameter at flat index i into buf. */
 void snn__param_name(const struct snn_cfg *cfg, size_t i, char *buf, size_t buflen);
 
-/* The two halves of a recurrent layer's step in snn_step, exposed so that
- * benchmarks can time them alone. snn__ring_read adds this step's arrival
- * slot r (C) into cur (C) and clears it. snn__scatter adds the spikes
- * idx[0..ns) of layer l at this step into ring (D, C), whose current read
- * slot is slot: a spike of j lands in slot (slot + 1 + d_j) mod D, K adds
- * for a conv-delay layer, C contiguous adds (column j of W) for a dense one. */
+/* The two halves of a recurrent layer's step in scatter form, exposed so
+ * that benchmarks can time them alone. snn__ring_read adds this step's
+ * arrival slot r (C) into cur (C) and clears it. snn__scatter adds the
+ * spikes idx[0..ns) of layer l at this step into ring (D, C'), whose
+ * current read slot is slot: a spike of j lands in slot (slot + 1 + d_j)
+ * mod D, K adds for a conv-delay layer, C contiguous adds (column j of W)
+ * for a dense one. snn_step scatters conv-delay layers this way; dense
+ * layers it gathers instead (the senders due each step, their rows summed
+ * in registers), so the dense branch serves kwsd-bench's layer timing. */
 void snn__ring_read(float *restrict cur, float *restrict r, int32_t n);
 void snn__scatter(const struct snn_model *m, int l, float *ring, int32_t slot, const int32_t *idx,
                   int32_t ns);

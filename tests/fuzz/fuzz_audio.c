@@ -10,8 +10,8 @@
  *   3: as 1.
  * The samples go the daemon's way: audio_sanitize, then the audio pipe
  * (resampler and front end) in blocks of the size in the settings' top
- * bits, then each frame through the shipped model (models/commands.kwsm)
- * and the detector. Every readout potential must stay finite.
+ * bits, then each frame through a listener (network and detector) of the
+ * shipped model (models/commands.kwsm). Every readout potential must stay finite.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -27,7 +27,7 @@
 #include "fuzz.h"
 #include "kws/audio_file.h"
 #include "kws/audio_pipe.h"
-#include "kws/detector.h"
+#include "kws/listener.h"
 #include "kws/snn.h"
 
 #ifndef KWSD_FUZZ_MODEL
@@ -38,17 +38,14 @@ static const int rates[8] = {8000, 11025, 16000, 22050, 32000, 44100, 48000, 960
 static const size_t blocks[4] = {1, 160, 441, 4096}; /* samples per push */
 
 static struct snn_model model;
-static struct snn_state state;
-static struct kws_detector det;
-static float v_out[SNN_MAX_CLASSES];
+static struct kws_listener lis;
 static struct audio_pipe pipes[8]; /* one per input rate, reset per input */
 static struct audio_pipe file_pipe;
 static struct audio_fe *cur_fe;
-static uint64_t held;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     char msg[512];
-    struct kws_detector_cfg dc;
+    struct kws_listener_settings ls;
     (void)argc;
     (void)argv;
     if (snn_model_load(&model, KWSD_FUZZ_MODEL, msg, sizeof msg) < 0) {
@@ -56,9 +53,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         abort();
     }
     const struct kws_frontend_cfg *fe = &model.cfg.fe;
-    kws_detector_cfg_default(&dc, &model.cfg, 0.5f, 300, 1000, 1000 * fe->hop / fe->sample_rate);
-    FUZZ_CHECK(kws_detector_init(&det, &dc) == 0);
-    FUZZ_CHECK(snn_state_init(&state, &model) == 0);
+    kws_listener_settings_default(&ls);
+    ls.threshold = 0.5f;
+    FUZZ_CHECK(kws_listener_init(&lis, &model, &ls) == 0);
     for (int i = 0; i < 8; i++)
         FUZZ_CHECK(audio_pipe_init(&pipes[i], fe, rates[i], 4096) == 0);
     FUZZ_CHECK(audio_pipe_init(&file_pipe, fe, fe->sample_rate, 4096) == 0);
@@ -70,9 +67,9 @@ static void on_frame(void *ctx, const float *feat, const float *spikes) {
     (void)ctx;
     for (int f = 0; f < model.cfg.fe.n_mels; f++)
         FUZZ_CHECK(isfinite(feat[f]));
-    kws_detect_frame(&model, &state, &det, cur_fe->zero_run, &held, spikes, v_out, &hit, NULL);
+    kws_listener_frame(&lis, spikes, cur_fe->zero_run, &hit);
     for (int c = 0; c < model.cfg.n_classes; c++)
-        FUZZ_CHECK(isfinite(v_out[c]));
+        FUZZ_CHECK(isfinite(lis.v[c]));
 }
 
 /* Sanitises x (n) and pushes it through p in pieces of block samples. */
@@ -112,9 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     data++;
     size--;
 
-    snn_state_reset(&state, &model);
-    kws_detector_reset(&det);
-    held = 0;
+    kws_listener_reset(&lis);
     if (mode == 2) {
         audio_pipe_reset(&file_pipe);
         feed_file(data, size, block);

@@ -3,8 +3,8 @@
  * Each input is a model file. Its last 4 bytes are overwritten with the
  * CRC-32 of the rest, so mutations get past the checksum and reach the
  * header and field checks. A model the loader accepts must then build and
- * run everything the daemon builds from it: the network state, the
- * detector (frame time from the model's hop and rate, as kwsd computes it),
+ * run everything the daemon builds from it: the listener (network state
+ * and detector, frame time from the model's hop and rate, kws_frame_ms),
  * and the audio pipe from a 48 kHz device and at the model's own rate, fed
  * one block of sound whose frames step the network.
  *
@@ -18,16 +18,13 @@
 
 #include "fuzz.h"
 #include "kws/audio_pipe.h"
-#include "kws/detector.h"
+#include "kws/listener.h"
 #include "kws/snn.h"
 #include "model_file_internal.h"
 
 struct run {
     const struct snn_model *m;
-    struct snn_state st;
-    struct kws_detector det;
-    uint64_t held;
-    float v[SNN_MAX_CLASSES];
+    struct kws_listener lis;
     struct audio_fe *fe;
 };
 
@@ -35,9 +32,9 @@ static void on_frame(void *ctx, const float *feat, const float *spikes) {
     struct run *r = ctx;
     struct kws_hit hit;
     (void)feat;
-    kws_detect_frame(r->m, &r->st, &r->det, r->fe->zero_run, &r->held, spikes, r->v, &hit, NULL);
+    kws_listener_frame(&r->lis, spikes, r->fe->zero_run, &hit);
     for (int c = 0; c < r->m->cfg.n_classes; c++)
-        FUZZ_CHECK(!isnan(r->v[c]));
+        FUZZ_CHECK(!isnan(r->lis.v[c]));
 }
 
 /* One block of a 440 Hz tone with a little noise at rate Hz through a new
@@ -76,19 +73,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
 
     struct run r = {.m = &m};
-    struct kws_detector_cfg dc;
+    struct kws_listener_settings ls;
     const struct kws_frontend_cfg *fe = &m.cfg.fe;
-    int frame_ms = (int)(1000 * (int64_t)fe->hop / fe->sample_rate);
-    FUZZ_CHECK(frame_ms > 0);
+    FUZZ_CHECK(kws_frame_ms(fe) > 0);
     FUZZ_CHECK(m.cfg.n_in == kws_frontend_n_out(fe));
-    kws_detector_cfg_default(&dc, &m.cfg, 0.5f, 300, 1000, frame_ms);
-    FUZZ_CHECK(kws_detector_init(&r.det, &dc) == 0);
-    FUZZ_CHECK(snn_state_init(&r.st, &m) == 0);
+    kws_listener_settings_default(&ls);
+    ls.threshold = 0.5f;
+    FUZZ_CHECK(kws_listener_init(&r.lis, &m, &ls) == 0);
     run_block(&r, 48000);
     if (fe->sample_rate != 48000)
         run_block(&r, fe->sample_rate);
-    kws_detector_free(&r.det);
-    snn_state_free(&r.st);
+    kws_listener_free(&r.lis);
     snn_model_free(&m);
     return 0;
 }

@@ -34,6 +34,9 @@ void dataset_aug_default(struct ds_aug *aug) {
     aug->p_noise = 0.8f;
     aug->sil_db_lo = -20.0f;
     aug->sil_db_hi = 6.0f;
+    aug->p_ctx_word = 0.7f;    /* counts only with ctx_frames > 0 */
+    aug->floor_db_lo = -100.0f; /* counts only with floor_p > 0 */
+    aug->floor_db_hi = -50.0f;
     aug->warm_frames = 30;
     aug->hold_frames = 30;
     aug->center = 1;
@@ -108,7 +111,8 @@ static void name_set_read(struct name_set *s, const char *path) {
             s->n++;
     }
     fclose(f);
-    qsort(s->v, s->n, sizeof *s->v, cmp_str);
+    if (s->n) /* an empty list file leaves s->v NULL, which qsort must not get */
+        qsort(s->v, s->n, sizeof *s->v, cmp_str);
 }
 
 /* Reads root's validation_list.txt and testing_list.txt (empty when absent). */
@@ -134,7 +138,8 @@ static void name_set_free(struct name_set *s) {
 
 static int has_audio_ext(const char *n) {
     const char *dot = strrchr(n, '.');
-    return dot && (!strcasecmp(dot, ".wav") || !strcasecmp(dot, ".flac"));
+    return dot && (!strcasecmp(dot, ".wav") || !strcasecmp(dot, ".flac") ||
+                   !strcasecmp(dot, ".ogg") || !strcasecmp(dot, ".opus"));
 }
 
 /* Whether a folder entry is one of the kind listed: an audio file (dirs 0)
@@ -183,38 +188,80 @@ static size_t list_dir(const char *dir, char ***out) {
     return list_entries(dir, 0, out);
 }
 
-/* Word boundaries from 10 ms frame energies (within 25 dB of the loudest). */
-static void find_word(const float *x, int32_t n, int rate, int32_t *on, int32_t *off) {
+size_t dataset__list_sounds(const char *dir, char ***out) {
+    return list_entries(dir, 0, out);
+}
+
+size_t dataset__list_dirs(const char *dir, char ***out) {
+    return list_entries(dir, 1, out);
+}
+
+/* Energy of 10 ms frame f of x (hop samples per frame). */
+static double frame_energy(const float *x, int f, int hop) {
+    double e = 0.0;
+    for (int k = 0; k < hop; k++)
+        e += (double)x[f * hop + k] * x[f * hop + k];
+    return e;
+}
+
+void dataset_find_word(const float *x, int32_t n, int rate, float range_db, int max_gap_ms,
+                       int32_t *on, int32_t *off) {
     int hop = rate / 100;
-    int nf = n / hop;
+    int nf = hop > 0 ? n / hop : 0;
     *on = 0;
     *off = n;
     if (nf < 1)
         return;
     double emax = 0.0;
+    int peak = 0;
     for (int f = 0; f < nf; f++) {
-        double e = 0.0;
-        for (int k = 0; k < hop; k++)
-            e += (double)x[f * hop + k] * x[f * hop + k];
-        if (e > emax)
+        double e = frame_energy(x, f, hop);
+        if (e > emax) {
             emax = e;
-    }
-    double thr = emax * pow(10.0, -2.5);
-    int first = -1, last = -1;
-    for (int f = 0; f < nf; f++) {
-        double e = 0.0;
-        for (int k = 0; k < hop; k++)
-            e += (double)x[f * hop + k] * x[f * hop + k];
-        if (e >= thr && e > 0.0) {
-            if (first < 0)
-                first = f;
-            last = f;
+            peak = f;
         }
     }
-    if (first >= 0) {
-        *on = first * hop;
-        *off = (last + 1) * hop;
+    if (emax <= 0.0)
+        return;
+    double thr = emax * pow(10.0, -(double)range_db / 10.0);
+    int first = peak, last = peak;
+    if (max_gap_ms <= 0) {
+        for (int f = 0; f < nf; f++)
+            if (frame_energy(x, f, hop) >= thr) {
+                if (f < first)
+                    first = f;
+                if (f > last)
+                    last = f;
+            }
+    } else {
+        /* runs of frames over thr, joined across at most gap quieter frames;
+         * the word is the run with the most energy (a click is loud but short) */
+        int gap = max_gap_ms / 10, a = -1, b = -1;
+        double run_e = 0.0, best_e = -1.0;
+        for (int f = 0; f <= nf; f++) {
+            double e = f < nf ? frame_energy(x, f, hop) : 0.0;
+            int over = f < nf && e >= thr;
+            if (a >= 0 && (f == nf || (!over && f - b > gap))) {
+                if (run_e > best_e) {
+                    best_e = run_e;
+                    first = a;
+                    last = b;
+                }
+                a = -1;
+            }
+            if (over) {
+                if (a < 0) {
+                    a = f;
+                    run_e = 0.0;
+                }
+                b = f;
+            }
+            if (a >= 0)
+                run_e += e;
+        }
     }
+    *on = first * hop;
+    *off = (last + 1) * hop;
 }
 
 static int add_noise_buf(struct dataset *ds, float *x, int32_t n) {
@@ -314,7 +361,7 @@ static int decode_clips(struct dataset *ds, const char *root, size_t first, char
             cl->on = 0;
             cl->off = cl->n;
         } else {
-            find_word(x, cl->n, ds->rate, &cl->on, &cl->off);
+            dataset_find_word(x, cl->n, ds->rate, DATASET_WORD_DB, 0, &cl->on, &cl->off);
         }
     }
     if (err) {

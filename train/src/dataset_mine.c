@@ -16,6 +16,7 @@
 #include "kws/detector.h"
 #include "kws/err.h"
 #include "kws/frontend.h"
+#include "kws/listener.h"
 
 /* Highest smoothed keyword score of clip cl, and whether a keyword fired. */
 static int mine_one(const struct snn_model *m, const struct ds_clip *cl, struct audio_fe *fe,
@@ -44,7 +45,7 @@ int dataset_mine(const struct snn_model *m, const struct dataset *ds, const size
     int32_t max_n = 0;
     for (size_t i = 0; i < n; i++)
         max_n = ds->clips[idx[i]].n > max_n ? ds->clips[idx[i]].n : max_n;
-    int hop = m->cfg.fe.hop, frame_ms = 1000 * hop / m->cfg.fe.sample_rate;
+    int hop = m->cfg.fe.hop, frame_ms = kws_frame_ms(&m->cfg.fe);
     size_t max_frames = (size_t)max_n / (size_t)hop + 2;
     uint8_t *hit = calloc(n ? n : 1, 1);
     int err = 0;

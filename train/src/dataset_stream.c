@@ -11,6 +11,7 @@
 #include "kws/detector.h"
 #include "kws/err.h"
 #include "kws/frontend.h"
+#include "kws/listener.h"
 #include "kws/stream_eval.h"
 
 static int cmp_float(const void *a, const void *b) {
@@ -359,14 +360,17 @@ int stream_eval_run_opts(struct stream_eval *se, const struct snn_model *m,
     se->neg = malloc(nw_all * sizeof *se->neg);
     float *x = NULL, *sp = NULL;
     struct audio_fe fe = {0};
-    struct snn_state st = {0};
+    struct kws_listener lis = {0};
+    struct kws_listener_settings ls;
+    kws_listener_settings_default(&ls);
     if (!se->on || !se->off || !se->lab || !se->neg) {
         rc = -ENOMEM;
         goto out;
     }
     size_t nf_max = pl.total / (size_t)hop + 1, pf_max = pl.max_len / (size_t)hop + 2;
     x = malloc(pl.max_len * sizeof *x);
-    if (!x || (rc = audio_fe_init(&fe, &cfg->fe)) < 0 || (rc = snn_state_init(&st, m)) < 0) {
+    if (!x || (rc = audio_fe_init(&fe, &cfg->fe)) < 0 ||
+        (rc = kws_listener_init(&lis, m, &ls)) < 0) {
         rc = rc < 0 ? rc : -ENOMEM;
         goto out;
     }
@@ -390,18 +394,15 @@ int stream_eval_run_opts(struct stream_eval *se, const struct snn_model *m,
                                 se->held + nf,
                                 nf_max - nf < pf_max ? nf_max - nf : pf_max,
                                 0,
-                                1000 * hop / rate};
+                                lis.frame_ms};
         audio_fe_push(&fe, x, pl.pass_len[p], keep_frame, &fc);
         size_t got = fc.count < fc.max ? fc.count : fc.max;
         for (size_t t = 0; t < got; t++, nf++) {
-            float *v = se->v + nf * (size_t)cfg->n_classes;
-            if (se->held[nf]) { /* digital silence: the network rests, as in kwsd */
-                if (nf == 0 || !se->held[nf - 1])
-                    snn_state_reset(&st, m);
-                memset(v, 0, (size_t)cfg->n_classes * sizeof *v);
-                continue;
-            }
-            snn_step(m, &st, sp + t * (size_t)fe.n_out, v);
+            /* the network half of kwsd's listener; the detector runs in
+             * stream_eval_score, once per threshold scored */
+            kws_listener_step_net(&lis, sp + t * (size_t)fe.n_out, se->held[nf]);
+            memcpy(se->v + nf * (size_t)cfg->n_classes, lis.v,
+                   (size_t)cfg->n_classes * sizeof *lis.v);
         }
         base += (int64_t)pl.pass_len[p];
     }
@@ -415,7 +416,7 @@ out:
     free(x);
     free(sp);
     audio_fe_free(&fe);
-    snn_state_free(&st);
+    kws_listener_free(&lis);
     if (rc < 0)
         stream_eval_free(se);
     return rc;
@@ -428,7 +429,8 @@ int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, f
     int rate = se->rate;
     struct kws_detector det = {0};
     struct kws_detector_cfg dc;
-    kws_detector_cfg_default(&dc, cfg, threshold, smooth_ms, refr_ms, 1000 * se->hop / rate);
+    const struct kws_frontend_cfg fe = {.sample_rate = rate, .hop = se->hop};
+    kws_detector_cfg_default(&dc, cfg, threshold, smooth_ms, refr_ms, kws_frame_ms(&fe));
     float *lat = malloc((n_word + 1) * sizeof *lat);
     float *peak = calloc(n_word + 1, sizeof *peak);
     char *got = calloc(n_word + 1, 1);
@@ -442,11 +444,8 @@ int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, f
     for (size_t t = 0; t < se->nf; t++) {
         struct kws_hit hit;
         float sc[SNN_MAX_CLASSES];
-        int fired = 0;
-        if (se->held && se->held[t])
-            kws_detector_hold(&det, sc);
-        else
-            fired = kws_detector_step(&det, se->v + t * (size_t)se->n_classes, &hit, sc);
+        int fired = kws_detector_frame(&det, se->v + t * (size_t)se->n_classes,
+                                       se->held && se->held[t], &hit, sc);
         int64_t sample = (int64_t)(t + 1) * se->hop;
         /* the peak score of each word's class from its start to 1 s after its end */
         while (pk < n_word && se->off[pk] + rate < sample)

@@ -97,6 +97,8 @@ void train_hparams_default(struct train_hparams *hp) {
     hp->delay_init_hi = 30.0f;
     hp->sigma = 10.0f;
     hp->bg_weight = 1.0f;
+    hp->fg_weight = 1.0f;
+    hp->kd_weight = 1.0f; /* counts only with a teacher (net->kd_p) */
     hp->kd_temp = 4.0f;
     hp->in_delay_init_hi = 20.0f;
     hp->sil_class = -1;

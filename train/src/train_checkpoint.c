@@ -254,16 +254,28 @@ int train_net_init_from_model(struct train_net *net, const char *path, char *msg
             memcpy(net->p.in_delay[l], m.p.in_delay[l], (size_t)cin * sizeof(float));
         cin = lc->n;
     }
-    int same_labels =
-        a->n_classes == b->n_classes && !memcmp(a->labels, b->labels, sizeof a->labels);
-    if (same_labels) {
-        memcpy(net->p.w_out, m.p.w_out, (size_t)b->n_classes * cin * sizeof(float));
-        memcpy(net->p.b_out, m.p.b_out, (size_t)b->n_classes * sizeof(float));
-    }
+    /* readout rows by class name: a class the model also has starts from its row */
+    int n_same = 0;
+    for (int c = 0; c < b->n_classes; c++)
+        for (int k = 0; k < a->n_classes; k++)
+            if (!strcmp(a->labels[k], b->labels[c])) {
+                memcpy(net->p.w_out + (size_t)c * cin, m.p.w_out + (size_t)k * cin,
+                       (size_t)cin * sizeof(float));
+                net->p.b_out[c] = m.p.b_out[k];
+                n_same++;
+                break;
+            }
+    int same_labels = n_same == b->n_classes && a->n_classes == b->n_classes;
     if (net->ema)
         memcpy(net->ema, net->mem, net->n_params * sizeof(float));
-    snprintf(msg, msglen, "%s: hidden layers%s from the model file", path,
-             same_labels ? " and readout" : "");
+    if (same_labels || !n_same)
+        snprintf(msg, msglen, "%s: hidden layers%s from the model file", path,
+                 same_labels ? " and readout" : "");
+    else
+        snprintf(msg, msglen,
+                 "%s: hidden layers, and the readout rows of %d of the %d classes (by name), "
+                 "from the model file",
+                 path, n_same, b->n_classes);
     snn_model_free(&m);
     return 0;
 }

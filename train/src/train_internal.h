@@ -7,9 +7,10 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#ifndef KWS_CORE_TRAIN_INTERNAL_H
-#define KWS_CORE_TRAIN_INTERNAL_H
+#ifndef KWS_TRAIN_TRAIN_INTERNAL_H
+#define KWS_TRAIN_TRAIN_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* x86-64 builds compile the trainer's hot loops twice, for the baseline and
@@ -55,4 +56,9 @@ static inline float train_rng_normal(struct train_rng *r) {
     return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
 }
 
-#endif /* KWS_CORE_TRAIN_INTERNAL_H */
+/* Sorted names of a folder's sound files (WAV, FLAC, Ogg) or sub-folders
+ * (dataset.c); *out is malloc'd: free each name and it. 0 when dir is no folder. */
+size_t dataset__list_sounds(const char *dir, char ***out);
+size_t dataset__list_dirs(const char *dir, char ***out);
+
+#endif /* KWS_TRAIN_TRAIN_INTERNAL_H */

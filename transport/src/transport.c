@@ -313,7 +313,8 @@ int transport_pub_status(struct transport_pub *p, const struct kws_status *st) {
     if (transport_time_format(st->wall_ms ? st->wall_ms : wall_now_ms(), when, sizeof when) < 0)
         return -EINVAL;
     /* clang-format off */
-    json_t *obj = json_pack("{s:f, s:I, s:I, s:I, s:f, s:I, s:I, s:s, s:s, s:i, s:s, s:I}",
+    json_t *obj = json_pack("{s:f, s:I, s:I, s:I, s:f, s:I, s:I, s:s, s:s, s:i, s:s, s:I, s:b, "
+                            "s:I, s:s, s:I}",
                             "uptime_s", round_to(st->uptime_s, 1e-3),
                             "frames", (json_int_t)st->frames,
                             "xruns", (json_int_t)st->xruns,
@@ -325,7 +326,11 @@ int transport_pub_status(struct transport_pub *p, const struct kws_status *st) {
                             "device", st->device ? st->device : "",
                             "rate", st->rate,
                             "model", st->model ? st->model : "",
-                            "detections", (json_int_t)st->detections);
+                            "detections", (json_int_t)st->detections,
+                            "paused", st->paused,
+                            "suppressed", (json_int_t)st->suppressed,
+                            "mqtt", st->mqtt ? st->mqtt : "off",
+                            "mqtt_dropped", (json_int_t)st->mqtt_dropped);
     /* clang-format on */
     return pub_send(p, TRANSPORT_TOPIC_STATUS, obj);
 }

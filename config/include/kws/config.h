@@ -32,6 +32,7 @@
 
 #include <stdio.h>
 
+#include "kws/listener.h"
 #include "kws/log.h"
 
 #define KWS_CONFIG_NAME_LEN 256   /* file name kept for diagnostics */
@@ -39,8 +40,12 @@
 #define KWS_CONFIG_PATH_LEN 512   /* model path, NUL included */
 #define KWS_CONFIG_MAX_ENDPOINTS 8
 #define KWS_CONFIG_ENDPOINT_LEN 256 /* one ZeroMQ endpoint, NUL included */
+#define KWS_CONFIG_MAX_MODELS 8     /* models loaded at once (model.paths and model.dir) */
 #define KWS_CONFIG_MAX_KEYWORDS 32  /* per-keyword overrides (= SNN_MAX_CLASSES) */
 #define KWS_CONFIG_LABEL_LEN 32     /* keyword label, NUL included (= SNN_LABEL_LEN) */
+#define KWS_CONFIG_HOST_LEN 256     /* MQTT broker host, NUL included */
+#define KWS_CONFIG_USER_LEN 128     /* MQTT user name, NUL included */
+#define KWS_CONFIG_SITE_LEN 64      /* Hermes siteId, NUL included */
 
 #define KWS_CONFIG_DIAG_MAX 32
 #define KWS_CONFIG_DIAG_LEN 256
@@ -73,7 +78,10 @@ struct kws_config {
         int period_ms;                      /* ALSA period, ms [5, 200] */
     } audio;
     struct {
-        char path[KWS_CONFIG_PATH_LEN]; /* .kwsm model file */
+        char path[KWS_CONFIG_PATH_LEN]; /* .kwsm model file (when n_paths is 0) */
+        int n_paths;                    /* entries in paths: 0 = use path */
+        char paths[KWS_CONFIG_MAX_MODELS][KWS_CONFIG_PATH_LEN]; /* model.paths, instead of path */
+        char dir[KWS_CONFIG_PATH_LEN]; /* every *.kwsm in it is loaded too; "" = none */
     } model;
     struct {
         float threshold;   /* global score threshold [0, 1], or KWS_THRESHOLD_MODEL */
@@ -87,10 +95,19 @@ struct kws_config {
         char endpoints[KWS_CONFIG_MAX_ENDPOINTS][KWS_CONFIG_ENDPOINT_LEN];
         double heartbeat_s; /* status heartbeat period, s [0.5, 3600] */
         int queue;          /* per-subscriber queue, messages (ZMQ_SNDHWM) [1, 1000000] */
+        char wyoming[KWS_CONFIG_ENDPOINT_LEN]; /* Wyoming server "tcp://host:port"; "" = off */
     } transport;
     struct {
         enum kws_log_level level; /* most verbose level logged */
     } logging;
+    struct {                                      /* MQTT (Hermes) publisher; off while host is "" */
+        char host[KWS_CONFIG_HOST_LEN];           /* broker host name or address */
+        int port;                                 /* broker TCP port [1, 65535] */
+        char tls[KWS_CONFIG_PATH_LEN];            /* CA file: "" = plain TCP, else TLS */
+        char username[KWS_CONFIG_USER_LEN];       /* "" = none */
+        char password_file[KWS_CONFIG_PATH_LEN];  /* first line is the password; "" = none */
+        char site_id[KWS_CONFIG_SITE_LEN];        /* Hermes siteId ("default") */
+    } mqtt;
 };
 
 /* Fills *cfg with the built-in defaults (every key's default from the table;
@@ -114,21 +131,30 @@ int config_load(struct kws_config *cfg, const char *path, struct config_diags *d
 int config_parse_string(struct kws_config *cfg, const char *name, const char *yaml,
                         struct config_diags *d);
 
-/* Checks every detection.keywords label against the model's labels (n of
- * them). Appends `source:line:col: detection.keywords.<label>: no such label in
+/* The model files cfg names, in load order: model.paths (or model.path when
+ * it has none), then every regular file ending in ".kwsm" in model.dir,
+ * sorted by name. A file named twice is loaded once. Writes up to
+ * KWS_CONFIG_MAX_MODELS paths into files and returns how many, or a
+ * negative error with a "dir: reason" line in d (model.dir unreadable, or
+ * more than KWS_CONFIG_MAX_MODELS models in all). */
+int config_model_files(const struct kws_config *cfg,
+                       char files[KWS_CONFIG_MAX_MODELS][KWS_CONFIG_PATH_LEN],
+                       struct config_diags *d);
+
+/* Checks every detection.keywords label against the labels of every loaded
+ * model (n of them in all). Appends `source:line:col: detection.keywords.<label>: no such label in
  * model` for each unknown one. Returns 0, or KWS_ECONFIG if any is unknown. */
 int config_check_labels(const struct kws_config *cfg, const char *const *labels, int n,
                         struct config_diags *d);
 
-/* detection.threshold: model means the threshold calibrated into the model
- * file, or KWS_THRESHOLD_FALLBACK when the model has none. */
-#define KWS_THRESHOLD_MODEL (-1.0f)
-#define KWS_THRESHOLD_FALLBACK 0.4f
+/* detection.threshold: model is KWS_THRESHOLD_MODEL (kws/listener.h): the
+ * threshold calibrated into the model file, or KWS_THRESHOLD_FALLBACK when
+ * the model has none. */
 
-/* The threshold for a label: its detection.keywords override if there is one,
- * else detection.threshold, else (threshold: model) model_thr if it is in
- * (0, 1], else KWS_THRESHOLD_FALLBACK. */
-float config_threshold_for(const struct kws_config *cfg, const char *label, float model_thr);
+/* The detection section as a listener's settings (kws/listener.h), whose
+ * kws_listener_threshold is the one threshold rule: a label's
+ * detection.keywords override, else detection.threshold, else the model's. */
+void config_listener_settings(const struct kws_config *cfg, struct kws_listener_settings *s);
 
 /* Appends one printf-formatted line to d (d may be NULL). */
 void config_diags_add(struct config_diags *d, const char *fmt, ...)

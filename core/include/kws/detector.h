@@ -88,13 +88,11 @@ static inline int kws_hold_frame(uint64_t zero_run, int frame_ms) {
  * to scores if not NULL) and nothing fires; frame times keep counting. */
 void kws_detector_hold(struct kws_detector *d, float *scores);
 
-/* One frame through the network and the detector, as kwsd and kwsd-eval
- * --wav run it: a held frame (kws_hold_frame of zero_run) resets st on the
- * first frame of a hold and steps nothing; any other frame is snn_step into
- * v (C) then kws_detector_step. *held counts the frames of the current hold
- * (0: not holding). Returns 1 and fills *hit when a keyword fires. */
-int kws_detect_frame(const struct snn_model *m, struct snn_state *st, struct kws_detector *d,
-                     uint64_t zero_run, uint64_t *held, const float *spikes, float *v,
-                     struct kws_hit *hit, float *scores);
+/* One frame of potentials v (C) through the detector, held or not: a held
+ * frame (kws_hold_frame) goes to kws_detector_hold, any other to
+ * kws_detector_step. Returns 1 and fills *hit when a keyword fires.
+ * kws/listener.h adds the network and the hold counter around it. */
+int kws_detector_frame(struct kws_detector *d, const float *v, int held, struct kws_hit *hit,
+                       float *scores);
 
 #endif /* KWS_CORE_DETECTOR_H */

@@ -11,10 +11,12 @@
  *     i = g*P + p) and the kernel is (G, G, K): a spike of (g', p') adds
  *     w[g][g'][m] to (g, p' + (K-1)/2 - m) for every g; or
  *   - dense (DelRec): an N x N matrix W[i][j] plus one delay per sender j.
- * Arrivals are kept in a ring buffer of D = d_max + 2 slots per neuron. A
+ * Delayed spikes wait in a ring of D = d_max + 2 steps (conv-delay: the
+ * summed arrivals per neuron; dense: the list of senders due each step). A
  * layer after the first may also delay its inputs (in_d_max > 0): one
  * integer delay e_j per input channel, so a spike of input j at step t
- * reaches the layer's Linear at step t + e_j (a ring of in_d_max + 1 slots).
+ * reaches the layer's Linear at step t + e_j (a ring of in_d_max + 1 steps
+ * listing the inputs due).
  *
  * Dimension letters, used in every shape comment of kwsd:
  *   B batch, T steps (frames), F mel bins, C channels (neurons of a layer),
@@ -22,9 +24,9 @@
  *   D ring length (max delay + 2), L layers.
  *
  * Per step, for layer l with input x (spike counts or the previous layer's
- * spikes):  I = W_in x + b_in + ring[head];  H = beta*V + gain*I;
- * S = (H >= thresh);  V = H*(1-S) (hard reset) or H - thresh*S (soft);
- * then each spike is scattered into the ring. Readout:
+ * spikes):  I = W_in x + b_in + (delayed recurrent arrivals);
+ * H = beta*V + gain*I;  S = (H >= thresh);  V = H*(1-S) (hard reset) or
+ * H - thresh*S (soft); then each spike is sent on into the ring. Readout:
  * v_out = out_beta*v_out + out_gain*(W_out s_L + b_out).
  *
  *     struct snn_model m = {0};
@@ -120,19 +122,23 @@ struct snn_model {
     int32_t *idelay_mem;                   /* backing block of delay_int and in_delay_int */
     /* Derived by snn_model_prepare for the event-driven step: transposed
      * copies, so that an input or a spike of channel j adds one contiguous
-     * row. Never written to files. */
-    float *w_in_t[SNN_MAX_LAYERS];  /* (C_{l-1}, C_l) w_in transposed */
-    float *w_rec_t[SNN_MAX_LAYERS]; /* dense: (C_l, C_l) as W^T[j][i], pre j, post i; else NULL */
-    float *w_out_t;                 /* (C_{L-1}, n_classes) w_out transposed */
+     * row, each row zero-padded to whole register tiles (C_l rounded up to
+     * a multiple of the tile, 32 with SSE or NEON and 8 without, written
+     * C'_l; n_classes to a multiple of the vector width, 4 or 1, K').
+     * Never written to files. */
+    float *w_in_t[SNN_MAX_LAYERS];  /* (C_{l-1}, C'_l) w_in transposed */
+    float *w_rec_t[SNN_MAX_LAYERS]; /* dense: (C_l, C'_l) as W^T[j][i], pre j, post i; else NULL */
+    float *w_out_t;                 /* (C_{L-1}, K') w_out transposed */
     float *t_mem;                   /* backing block of the transposed copies */
 };
 
 /* Per-stream running state: membranes, rings and a scratch vector. */
 struct snn_state {
     float *v[SNN_MAX_LAYERS];        /* (C_l) membrane potentials */
-    float *ring[SNN_MAX_LAYERS];     /* (D_l, C_l) arrival ring, slot-major */
-    float *in_ring[SNN_MAX_LAYERS];  /* (in_d_max + 1, max(C_l, C_{l-1})) delayed-input ring */
-    int32_t in_slot[SNN_MAX_LAYERS]; /* in_ring slot layer l reads at the next step */
+    float *ring[SNN_MAX_LAYERS];     /* (D_l, C'_l) conv: arrival ring, slot-major; dense:
+                                        the reference step's spike history */
+    float *in_ring[SNN_MAX_LAYERS];  /* (in_d_max + 1, C_{l-1}) the reference step's input history */
+    int32_t in_slot[SNN_MAX_LAYERS]; /* in_due (in_ring) slot of layer l's next step */
     float *spk[SNN_MAX_LAYERS];      /* (C_l) last spikes, 0/1 */
     float *v_out;                    /* (n_classes) readout potentials */
     float *cur;                      /* scratch: (max C) input currents */
@@ -144,6 +150,15 @@ struct snn_state {
     int32_t *idx[SNN_MAX_LAYERS];  /* (C_l) indices of the neurons that spiked at the last step */
     int32_t n_idx[SNN_MAX_LAYERS]; /* how many of idx[l] are valid */
     int32_t *in_idx;               /* scratch: (n_in) indices of non-zero inputs */
+    /* Delayed arrivals as lists of channels: slot u of a list ring holds
+     * the channels whose spikes arrive u - slot steps from now (mod its
+     * length), appended as they were sent, so in the order the sums need.
+     * Input delays: in_due (in_d_max + 1, C_{l-1}), slot in_slot[l] read
+     * this step; dense recurrence: rec_due (D_l, C_l), slot slot[l]. */
+    int32_t *in_due[SNN_MAX_LAYERS];
+    int32_t *in_due_n[SNN_MAX_LAYERS]; /* (in_d_max + 1) channels listed per slot */
+    int32_t *rec_due[SNN_MAX_LAYERS];
+    int32_t *rec_due_n[SNN_MAX_LAYERS]; /* (D_l) */
 };
 
 /* Conv channels G of a layer: ch, or 1 when ch is 0. */
@@ -170,6 +185,11 @@ int snn_cfg_validate(const struct snn_cfg *cfg, char *msg, size_t msglen);
 /* Allocates the parameter block for cfg (zeroed) and points p at it. */
 int snn_model_init(struct snn_model *m, const struct snn_cfg *cfg);
 void snn_model_free(struct snn_model *m);
+
+/* Whether a and b are the same network: equal header fields (front end,
+ * shapes, labels, threshold) and equal parameters, as two loads of one
+ * file are. A reload uses it to keep a running network's state. */
+int snn_model_same(const struct snn_model *a, const struct snn_model *b);
 
 /* Rounds the real-valued delays to the integer taps snn_step uses (round half
  * to even, clamped to [0, d_max]; NaN becomes 0) and refreshes the transposed

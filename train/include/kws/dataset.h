@@ -188,6 +188,21 @@ int dataset_render_window(const struct dataset *ds, const struct ds_window *w,
 int dataset_mine(const struct snn_model *m, const struct dataset *ds, const size_t *idx, size_t n,
                  float thr, int smooth_ms, size_t *hard, size_t *n_hard, float *peak);
 
+/* How far below a clip's loudest 10 ms frame dataset_load still counts a
+ * frame as part of its word, dB. */
+#define DATASET_WORD_DB 25.0f
+
+/* The spoken part of x (n samples at rate Hz), from 10 ms frame energies:
+ * the frames within range_db of the loudest. max_gap_ms > 0: such frames
+ * form runs, joined across quieter stretches of at most max_gap_ms, and the
+ * word is the run with the most energy, so a click or a cough apart from it
+ * is left out (even when louder); max_gap_ms <= 0: from the
+ * first such frame to the last (dataset_load's rule, with DATASET_WORD_DB).
+ * Writes the word's start and end in samples (the whole of x when it is
+ * silent or shorter than a frame). */
+void dataset_find_word(const float *x, int32_t n, int rate, float range_db, int max_gap_ms,
+                       int32_t *on, int32_t *off);
+
 /* Renders arbitrary audio x (n samples) through fe into at most T frames
  * (zero-padded); returns the frames produced. */
 int dataset_features(struct audio_fe *fe, const float *x, size_t n, int T, float *spikes);

@@ -7,7 +7,8 @@
  *                             "time","seq","model"}
  *     kws.status             {"uptime_s","frames","xruns","capture_open_errors","rtf","events_sent",
  *                             "events_dropped","time","device","rate","model",
- *                             "detections"}
+ *                             "detections","paused","suppressed","mqtt",
+ *                             "mqtt_dropped"}
  *
  * "time" is the UTC wall clock in RFC 3339 with milliseconds
  * ("2026-05-01T12:00:00.123Z"). A subscriber to the prefix "kws.detection."
@@ -99,6 +100,10 @@ struct kws_status {
     const char *model;   /* model name or path; NULL gives "" */
     uint64_t detections; /* detections made (sent or not) */
     int64_t wall_ms;     /* wall clock, ms since the epoch; 0 = now */
+    int paused;          /* 1 while detection is paused (nothing is published) */
+    uint64_t suppressed; /* detections not published because detection was paused */
+    const char *mqtt;    /* MQTT connection state (kws/mqtt.h); NULL gives "off" */
+    uint64_t mqtt_dropped; /* MQTT messages dropped from a full queue */
 };
 
 /* Creates the context and PUB socket (ZMQ_SNDHWM = queue, ZMQ_LINGER 0,

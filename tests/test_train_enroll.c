@@ -1,0 +1,370 @@
+/* test_train_enroll.c: enrolment of a new word (kws/enroll.h, kws/enroll_record.h).
+ *
+ * Checking takes: a word with 2 s of room on each side is cut to the word
+ * and its padding; a clipped, a silent and a too quiet take are rejected
+ * with their reason; a folder of takes at 44.1 kHz is read at 16 kHz with
+ * the rejected ones named. Enrolment: a word from six espeak-ng takes
+ * against a small pack made at test time (espeak-ng phrases, white noise,
+ * and a pack folder named like the word, which must be left out), with a
+ * tiny recipe (seconds), from the shipped models/commands.kwsm: the model
+ * file loads, has the new label, _silence_ and _unknown_, and the threshold
+ * enroll_run reports; kwsd itself accepts it (--check-config). Recording:
+ * enroll_record takes three words from ALSA's file plugin (DESIGN.md) and
+ * saves them as take-NNN.wav files that enroll_takes_load accepts.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <criterion/criterion.h>
+#include <criterion/new/assert.h>
+#include <math.h>
+#include <sndfile.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kws/enroll.h"
+#include "kws/enroll_record.h"
+#include "kws/err.h"
+#include "kws/snn.h"
+#include "train_test.h"
+
+#define MODEL KWSD_SOURCE_DIR "/models/commands.kwsm"
+#define KWSD KWSD_BINARY_DIR "/daemon/kwsd"
+
+static char root[] = "/tmp/kws-enroll-XXXXXX";
+
+static void setup(void) {
+    cr_assert(not(eq(ptr, mkdtemp(root), NULL)));
+}
+
+static void teardown(void) {
+    tt_rmtree(root);
+}
+
+/* n samples: room noise at -70 dBFS, a "word" (a 220 Hz buzz with
+ * harmonics, amplitude amp, faded in and out over 20 ms) from a to b. */
+static float *take(size_t n, size_t a, size_t b, float amp) {
+    float *x = malloc(n * sizeof *x);
+    uint32_t s = 12345;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        x[i] = ((float)(s >> 8) / 16777216.0f - 0.5f) * 0.0011f;
+        if (i >= a && i < b) {
+            float t = (float)i / 16000.0f, fade = 1.0f;
+            size_t r = 320;
+            if (i - a < r)
+                fade = (float)(i - a) / r;
+            if (b - i < r)
+                fade = (float)(b - i) / r;
+            float v = 0.0f;
+            for (int h = 1; h <= 5; h++)
+                v += sinf(2.0f * 3.14159265f * 220.0f * h * t) / h;
+            v *= amp * fade;
+            x[i] += v > 1.0f ? 1.0f : v < -1.0f ? -1.0f : v;
+        }
+    }
+    return x;
+}
+
+/* ==== Checking takes ==== */
+
+Test(enroll_take, word_with_two_seconds_of_room_around_it) {
+    struct enroll_take_rules t;
+    enroll_take_rules_default(&t);
+    size_t n = 16000 * 9 / 2, on, off; /* 2 s room, 0.5 s word, 2 s room */
+    float *x = take(n, 32000, 40000, 0.3f);
+    char why[256] = "";
+    cr_assert(eq(int, enroll_take_check(x, n, 16000, &t, &on, &off, why, sizeof why), 0), "%s",
+              why);
+    /* the word and 100 ms on each side, to within a 10 ms frame and the fades */
+    cr_expect(on >= 32000 - 1600 - 480 && on <= 32000 - 1600 + 480, "on %zu", on);
+    cr_expect(off >= 40000 + 1600 - 480 && off <= 40000 + 1600 + 480, "off %zu", off);
+    free(x);
+}
+
+Test(enroll_take, a_click_far_from_the_word_is_left_out_even_when_louder) {
+    struct enroll_take_rules t;
+    enroll_take_rules_default(&t);
+    size_t n = 16000 * 4, on, off;
+    float *x = take(n, 24000, 32000, 0.3f);
+    for (size_t i = 2000; i < 2160; i++) /* a 10 ms click 1.4 s before the word, louder */
+        x[i] += 0.9f * ((i & 1) ? 1.0f : -1.0f);
+    for (size_t i = 56000; i < 56160; i++) /* and a quieter one 1.5 s after it */
+        x[i] += 0.2f * ((i & 1) ? 1.0f : -1.0f);
+    char why[256] = "";
+    cr_assert(eq(int, enroll_take_check(x, n, 16000, &t, &on, &off, why, sizeof why), 0), "%s",
+              why);
+    cr_expect(on > 24000 - 1600 - 480, "on %zu: the first click was taken for the word", on);
+    cr_expect(off < 32000 + 1600 + 480, "off %zu: the second click was taken for the word", off);
+    free(x);
+}
+
+Test(enroll_take, clipped_silent_and_quiet_takes_are_rejected) {
+    struct enroll_take_rules t;
+    enroll_take_rules_default(&t);
+    size_t n = 32000, on, off;
+    char why[256];
+    float *x = take(n, 8000, 16000, 3.0f); /* driven far past full scale */
+    cr_expect(
+        eq(int, enroll_take_check(x, n, 16000, &t, &on, &off, why, sizeof why), KWS_EDATASET));
+    cr_expect(not(eq(ptr, strstr(why, "clipped"), NULL)), "%s", why);
+    free(x);
+    x = calloc(n, sizeof *x); /* digital silence */
+    cr_expect(
+        eq(int, enroll_take_check(x, n, 16000, &t, &on, &off, why, sizeof why), KWS_EDATASET));
+    cr_expect(not(eq(ptr, strstr(why, "silent"), NULL)), "%s", why);
+    free(x);
+    x = take(n, 8000, 16000, 0.002f); /* the word at about -60 dBFS */
+    cr_expect(
+        eq(int, enroll_take_check(x, n, 16000, &t, &on, &off, why, sizeof why), KWS_EDATASET));
+    cr_expect(not(eq(ptr, strstr(why, "too quiet"), NULL)), "%s", why);
+    free(x);
+}
+
+/* A note collector for the progress callbacks. */
+struct notes {
+    char text[16384];
+};
+
+static void add_note(void *data, const char *line) {
+    struct notes *n = data;
+    strncat(n->text, line, sizeof n->text - strlen(n->text) - 2);
+    strcat(n->text, "\n");
+}
+
+Test(enroll_take, a_folder_at_44k_is_read_at_16k_and_rejects_are_named, .init = setup,
+     .fini = teardown) {
+    char path[512];
+    size_t n = 44100 * 2;
+    float *good = malloc(n * sizeof *good), *bad = calloc(n, sizeof *bad);
+    float *src = take(32000, 8000, 16000, 0.3f);
+    for (size_t i = 0; i < n; i++) /* the 16 kHz take played at 44.1 kHz (held samples) */
+        good[i] = src[(size_t)((double)i * 16000.0 / 44100.0) % 32000];
+    snprintf(path, sizeof path, "%s/a.flac", root);
+    tt_write_wav(path, good, n, 44100, SF_FORMAT_FLAC | SF_FORMAT_PCM_16);
+    snprintf(path, sizeof path, "%s/b.wav", root);
+    tt_write_wav(path, bad, n, 44100, SF_FORMAT_WAV | SF_FORMAT_PCM_16);
+    struct enroll_take_rules t;
+    enroll_take_rules_default(&t);
+    struct enroll_takes ts;
+    struct notes nt = {""};
+    const struct enroll_progress p = {&nt, add_note, NULL};
+    char msg[256];
+    cr_assert(eq(int, enroll_takes_load(&ts, root, 16000, &t, &p, msg, sizeof msg), 0), "%s", msg);
+    cr_expect(eq(sz, ts.n, 1));
+    cr_expect(eq(sz, ts.n_rejected, 1));
+    cr_expect(eq(str, ts.t[0].file, "a.flac"));
+    cr_expect(ts.t[0].n > 16000 * 6 / 10 && ts.t[0].n < 16000 * 8 / 10, "%zu samples", ts.t[0].n);
+    cr_expect(not(eq(ptr, strstr(nt.text, "b.wav: rejected: silent"), NULL)), "%s", nt.text);
+    enroll_takes_free(&ts);
+    free(good);
+    free(bad);
+    free(src);
+}
+
+/* ==== Enrolment ==== */
+
+/* Six espeak-ng takes of "lights" (with room noise around them), and a pack:
+ * words/{other,lights}/ phrases, noise/ white noise. */
+static void make_takes_and_pack(void) {
+    static const char *const voices[] = {"en-us",    "en-gb", "en-us+f3",
+                                         "en-gb+m3", "en+f4", "en-us+m7"};
+    kt_sh("mkdir -p %s/takes %s/pack/words/other %s/pack/words/lights %s/pack/noise", root, root,
+          root, root);
+    for (int i = 0; i < 6; i++)
+        kt_sh(
+            "espeak-ng -v %s -s %d -w %s/t.wav lights && sox -q %s/t.wav -r 22050 %s/takes/%d.wav "
+            "pad 1 1",
+            voices[i], 140 + 10 * i, root, root, root, i);
+    static const char *const phrases[] = {"turn it up",     "what time is it", "good morning",
+                                          "play something", "open the door",   "the weather"};
+    for (int i = 0; i < 6; i++)
+        kt_sh("espeak-ng -v %s -w %s/pack/words/other/%d.wav '%s'", voices[i], root, i, phrases[i]);
+    kt_sh("espeak-ng -w %s/pack/words/lights/0.wav 'lights'", root);
+    kt_sh("sox -q -n -r 16000 -b 16 -c 1 %s/pack/noise/white.wav synth 4 whitenoise vol 0.05",
+          root);
+}
+
+Test(enroll, a_word_from_six_synthetic_takes, .init = setup, .fini = teardown, .timeout = 240) {
+    make_takes_and_pack();
+    char takes[512], pack[512], out[512], msg[1024] = "";
+    snprintf(takes, sizeof takes, "%s/takes", root);
+    snprintf(pack, sizeof pack, "%s/pack", root);
+    snprintf(out, sizeof out, "%s/lights.kwsm", root);
+    struct enroll_recipe r;
+    enroll_recipe_default(&r);
+    r.n_words = 1;
+    snprintf(r.words[0], SNN_LABEL_LEN, "lights");
+    r.takes[0] = takes;
+    r.pack = pack;
+    r.init = MODEL;
+    r.out = out;
+    r.epochs = 1;
+    r.windows = 8;
+    r.batch = 4;
+    r.mine_every = 0;
+    r.n_val = 2;
+    r.min_takes = 4;
+    r.calib_hours = 0.01f;
+    r.threads = 1;
+    struct notes nt = {""};
+    const struct enroll_progress p = {&nt, add_note, NULL};
+    struct enroll_result res;
+    cr_assert(eq(int, enroll_run(&r, &p, &res, msg, sizeof msg), 0), "%s\n%s", msg, nt.text);
+    cr_expect(eq(int, res.n_takes[0], 6), "%s", nt.text);
+    cr_expect(not(eq(ptr, strstr(nt.text, "pack: lights left out"), NULL)), "%s", nt.text);
+    cr_expect(res.cal_hours > 0.0);
+    cr_expect(eq(int, res.n_held, 2 * 4), "two held-out takes, four passes");
+
+    struct snn_model m = {0};
+    cr_assert(eq(int, snn_model_load(&m, out, msg, sizeof msg), 0), "%s", msg);
+    cr_expect(eq(int, m.cfg.n_classes, 3));
+    cr_expect(eq(str, m.cfg.labels[0], "lights"));
+    cr_expect(eq(str, m.cfg.labels[1], "_silence_"));
+    cr_expect(eq(str, m.cfg.labels[2], "_unknown_"));
+    cr_expect(m.cfg.threshold > 0.0f && m.cfg.threshold <= 1.0f, "%f", (double)m.cfg.threshold);
+    cr_expect(eq(flt, m.cfg.threshold, res.threshold));
+    snn_model_free(&m);
+
+    /* kwsd loads it as its model */
+    if (access(KWSD, X_OK) == 0) {
+        char yaml[600];
+        snprintf(yaml, sizeof yaml, "%s/kwsd.yaml", root);
+        FILE *f = fopen(yaml, "w");
+        cr_assert(not(eq(ptr, f, NULL)));
+        fprintf(f, "model:\n  path: %s\n", out);
+        fclose(f);
+        kt_sh("%s --config %s --check-config >/dev/null 2>&1", KWSD, yaml);
+    }
+}
+
+Test(enroll, a_word_of_the_starting_model_is_refused, .init = setup, .fini = teardown) {
+    struct enroll_recipe r;
+    enroll_recipe_default(&r);
+    r.n_words = 1;
+    snprintf(r.words[0], SNN_LABEL_LEN, "yes");
+    r.takes[0] = root;
+    r.pack = root;
+    r.init = MODEL;
+    r.out = "/nonexistent/x.kwsm";
+    struct enroll_result res;
+    char msg[512] = "";
+    cr_expect(eq(int, enroll_run(&r, NULL, &res, msg, sizeof msg), KWS_ECONFIG));
+    cr_expect(not(eq(ptr, strstr(msg, "'yes' is already a label"), NULL)), "%s", msg);
+}
+
+/* ==== Recording ==== */
+
+Test(enroll_record, three_takes_through_alsa_file_plugin, .init = setup, .fini = teardown,
+     .timeout = 120) {
+    /* three words, 1.5 s apart, then 4 s of quiet: 16 kHz s16 raw */
+    kt_sh("cd %s && espeak-ng -v en-us -w a.wav lights && espeak-ng -v en-gb -w b.wav lights && "
+          "espeak-ng -v en-us+f3 -w c.wav lights && "
+          "sox -q -n -r 22050 -c 1 -b 16 s.wav trim 0 1.5 && sox -q -n -r 22050 -c 1 -b 16 e.wav "
+          "trim 0 4 && sox -q s.wav a.wav s.wav b.wav s.wav c.wav e.wav -r 16000 -t raw "
+          "-e signed -b 16 audio.raw",
+          root);
+    char conf[600], path[700];
+    snprintf(conf, sizeof conf, "%s/asound.conf", root);
+    FILE *f = fopen(conf, "w");
+    cr_assert(not(eq(ptr, f, NULL)));
+    fprintf(f,
+            "pcm.testmic {\n type file\n slave.pcm null\n file /dev/null\n"
+            " infile \"%s/audio.raw\"\n format raw\n}\n",
+            root);
+    fclose(f);
+    snprintf(path, sizeof path, "/usr/share/alsa/alsa.conf:%s", conf);
+    setenv("ALSA_CONFIG_PATH", path, 1);
+
+    char dir[600], msg[512] = "";
+    snprintf(dir, sizeof dir, "%s/takes/lights", root);
+    struct enroll_take_rules t;
+    enroll_take_rules_default(&t);
+    struct notes nt = {""};
+    const struct enroll_progress p = {&nt, add_note, NULL};
+    const struct enroll_record_opts o = {"testmic", "lights", dir, 3};
+    cr_assert(eq(int, enroll_record(&o, &t, &p, msg, sizeof msg), 0), "%s\n%s", msg, nt.text);
+    cr_expect(not(eq(ptr, strstr(nt.text, "say lights now (3/3)"), NULL)), "%s", nt.text);
+    for (int i = 1; i <= 3; i++) {
+        snprintf(path, sizeof path, "%s/take-%03d.wav", dir, i);
+        cr_expect(eq(int, access(path, R_OK), 0), "%s missing\n%s", path, nt.text);
+    }
+    struct enroll_takes ts;
+    cr_assert(eq(int, enroll_takes_load(&ts, dir, 16000, &t, &p, msg, sizeof msg), 0), "%s", msg);
+    cr_expect(eq(sz, ts.n, 3), "%s", nt.text);
+    for (size_t i = 0; i < ts.n; i++) /* each take holds one word, not two */
+        cr_expect(ts.t[i].n < 16000 * 3 / 2, "take %zu: %zu samples", i, ts.t[i].n);
+    enroll_takes_free(&ts);
+}
+
+/* ==== The program ==== */
+
+#define ENROLL_BIN KWSD_BINARY_DIR "/tools/kwsd-enroll"
+
+/* Runs cmd, returns its exit status and its stdout+stderr in out. */
+static int run(char *out, size_t n, const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    FILE *p = popen(cmd, "r");
+    cr_assert(not(eq(ptr, p, NULL)));
+    size_t k = fread(out, 1, n - 1, p);
+    out[k] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(enroll_tool, defaults_come_from_the_library) {
+    static char out[8192];
+    cr_assert(eq(int, run(out, sizeof out, "%s --print-defaults", ENROLL_BIN), 0), "%s", out);
+    struct enroll_recipe r;
+    enroll_recipe_default(&r);
+    char line[64];
+    snprintf(line, sizeof line, "--epochs %d\n", r.epochs);
+    cr_expect(not(eq(ptr, strstr(out, line), NULL)), "%s", out);
+    snprintf(line, sizeof line, "--windows %d\n", r.windows);
+    cr_expect(not(eq(ptr, strstr(out, line), NULL)), "%s", out);
+    snprintf(line, sizeof line, "--val-takes %d\n", r.n_val);
+    cr_expect(not(eq(ptr, strstr(out, line), NULL)), "%s", out);
+    cr_expect(eq(int, run(out, sizeof out, "%s --takes /tmp", ENROLL_BIN), 2));
+    cr_expect(not(eq(ptr, strstr(out, "--word NAME (or --words-from DIR) is needed"), NULL)), "%s",
+              out);
+    cr_expect(eq(int, run(out, sizeof out, "%s --word x --record --takes 1000", ENROLL_BIN), 2));
+    cr_expect(
+        not(eq(ptr, strstr(out, "--takes: with --record, a number of takes in [3, 100]"), NULL)),
+        "%s", out);
+}
+
+Test(enroll_tool, two_words_from_a_folder, .init = setup, .fini = teardown, .timeout = 240) {
+    make_takes_and_pack();
+    static const char *const voices[] = {"en-us",    "en-gb", "en-us+f3",
+                                         "en-gb+m3", "en+f4", "en-us+m7"};
+    kt_sh("mkdir -p %s/words/music && mv %s/takes %s/words/lights", root, root, root);
+    for (int i = 0; i < 6; i++)
+        kt_sh("espeak-ng -v %s -s %d -w %s/words/music/%d.wav music", voices[i], 140 + 10 * i, root,
+              i);
+    static char out[32768];
+    int st = run(out, sizeof out,
+                 "%s --words-from %s/words --pack %s/pack --init %s --out %s/two.kwsm --epochs 1 "
+                 "--windows 8 --batch 4 --mine-every 0 --val-takes 2 --min-takes 4 "
+                 "--calib-hours 0.01 --threads 1",
+                 ENROLL_BIN, root, root, MODEL, root);
+    cr_assert(eq(int, st, 0), "%s", out);
+    cr_expect(not(eq(ptr, strstr(out, "    path: "), NULL)), "%s", out);
+    cr_expect(not(eq(ptr, strstr(out, "held-out takes"), NULL)), "%s", out);
+    char path[600], msg[256];
+    snprintf(path, sizeof path, "%s/two.kwsm", root);
+    struct snn_model m = {0};
+    cr_assert(eq(int, snn_model_load(&m, path, msg, sizeof msg), 0), "%s", msg);
+    cr_expect(eq(int, m.cfg.n_classes, 4));
+    cr_expect(eq(str, m.cfg.labels[0], "lights"));
+    cr_expect(eq(str, m.cfg.labels[1], "music"));
+    snn_model_free(&m);
+}

@@ -1,0 +1,167 @@
+/* kws/enroll.h: teaching a model a new word from a few takes (the recipe behind kwsd-enroll).
+ *
+ * A take is one recording of the word, in any format libsndfile reads, at any
+ * rate and of any length. enroll_take_check finds the word in it (10 ms
+ * frame energies within range_db of the loudest, short pauses bridged:
+ * dataset_find_word, the data sets' own rule) and rejects a take that is
+ * clipped (many samples at full scale), silent or too quiet, or has no word
+ * of a plausible length, with a reason. enroll_takes_load does that for every
+ * sound file of a folder, keeping the accepted takes cut to the word with
+ * pad_ms of their own audio on each side, at the model's rate.
+ *
+ * enroll_run then does the whole enrolment:
+ *
+ *   - lays out a data set in a temporary folder (Speech Commands layout):
+ *     the takes as the new words' classes (n_val of each word held out for
+ *     validation), 1 s cuts of the negative pack's noise as _silence_, and
+ *     the pack's phrases, less any word that is being enrolled, as negatives
+ *     (an eighth of each word's clips held out);
+ *   - trains through train_run (kws/recipe.h) from the shipped model
+ *     (init): its hidden layers, front end and encoder are taken as they
+ *     are, and the readout rows of every class it shares with the new model
+ *     (_silence_, _unknown_, and with keep_keywords its keywords) start from
+ *     the model's; the rest is the enrol recipe below (stream windows,
+ *     negatives, hard-negative mining, speed/gain/noise augmentation);
+ *   - calibrates: a stream of the pack's negatives alone, at least
+ *     calib_hours long (the pack said again and again, each pass in a new
+ *     order, with the pack's noise under it at 5-25 dB), gives the lowest
+ *     threshold with at most calib_fa false alarms per hour; a stream of the
+ *     held-out takes between pack negatives, over the same noise, gives the
+ *     hit rate expected at that threshold;
+ *   - stores the threshold in the model and writes it to out (atomically).
+ *
+ * The shipped keywords (keep_keywords) have no clips on a board: their rows
+ * start from the model's and are trained on the new data only, where they
+ * are never the target, so they keep what the model knew only as far as a
+ * short fine-tuning leaves it (measure them with kwsd-eval before relying on
+ * them).
+ *
+ *     struct enroll_recipe r;
+ *     enroll_recipe_default(&r);
+ *     r.n_words = 1; snprintf(r.words[0], SNN_LABEL_LEN, "lights");
+ *     r.takes[0] = "/home/me/.local/share/kwsd/takes/lights";
+ *     r.pack = "/usr/share/kwsd/negpack"; r.out = "/var/lib/kwsd/models/lights.kwsm";
+ *     struct enroll_result res;
+ *     if (enroll_run(&r, &progress, &res, msg, sizeof msg) < 0) say(msg);
+ *
+ * Thread-safety: enroll_run calls train_run (OpenMP, its thread count set
+ * from threads): one at a time per process. enroll_take_check is reentrant.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef KWS_TRAIN_ENROLL_H
+#define KWS_TRAIN_ENROLL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kws/snn.h"
+
+/* Most words one enrolment teaches. */
+#define ENROLL_MAX_WORDS 8
+/* Most takes of one word that are read. */
+#define ENROLL_MAX_TAKES 1000
+
+/* What makes a take usable, and how it is cut. */
+struct enroll_take_rules {
+    float range_db;    /* a frame within this many dB of the loudest is word (30) */
+    int max_gap_ms;    /* quieter runs inside the word bridged up to this long (250) */
+    int pad_ms;        /* audio kept on each side of the word (100) */
+    int clip_samples;  /* rejected at this many samples at full scale, |x| >= 0.999 (20) */
+    float min_dbfs;    /* rejected when the word's RMS is below this, dBFS (-50) */
+    float silent_dbfs; /* said to be silent (not just quiet) below this peak frame RMS (-70) */
+    int min_word_ms;   /* rejected when the word is shorter (150) */
+    int max_word_ms;   /* or longer (2500: more than one word, or a noise) */
+};
+
+void enroll_take_rules_default(struct enroll_take_rules *t);
+
+/* Checks a take x (n samples at rate Hz) against t. Returns 0 and the word
+ * with its padding in [*on, *off) (samples), or KWS_EDATASET with the reason
+ * in why ("clipped: 153 samples at full scale", "silent", "too quiet: the
+ * word is at -58 dBFS, at least -50 wanted", ...). */
+int enroll_take_check(const float *x, size_t n, int rate, const struct enroll_take_rules *t,
+                      size_t *on, size_t *off, char *why, size_t whylen);
+
+/* One accepted take, cut to the word with its padding, at the model's rate. */
+struct enroll_take {
+    float *x;
+    size_t n;
+    char file[256]; /* its file name in the folder */
+};
+
+struct enroll_takes {
+    struct enroll_take *t;
+    size_t n;
+    size_t n_rejected;
+};
+
+/* Where enroll_takes_load and enroll_run report. Any callback may be NULL. */
+struct enroll_progress {
+    void *data;
+    void (*note)(void *data, const char *line); /* a line of text, no '\n' */
+    /* a stage's progress: stage is "training" or "calibration", done of total */
+    void (*bar)(void *data, const char *stage, double done, double total);
+};
+
+/* Reads every sound file of dir (sorted by name) at rate Hz and keeps the
+ * takes t accepts; each rejected one is a note "FILE: rejected: WHY".
+ * Returns 0, -ENOENT (no such folder), KWS_EDATASET (no sound file in it),
+ * or -ENOMEM; msg says what. Zero accepted takes is no error here. */
+int enroll_takes_load(struct enroll_takes *ts, const char *dir, int rate,
+                      const struct enroll_take_rules *t, const struct enroll_progress *p, char *msg,
+                      size_t msglen);
+void enroll_takes_free(struct enroll_takes *ts);
+
+/* Everything an enrolment is given. enroll_recipe_default sets the
+ * training values every documented command starts from; the network and
+ * the front end always come from init. */
+struct enroll_recipe {
+    /* ---- what to learn, from where, to where ---- */
+    char words[ENROLL_MAX_WORDS][SNN_LABEL_LEN]; /* the new labels */
+    const char *takes[ENROLL_MAX_WORDS];         /* a folder of takes per word */
+    int n_words;
+    const char *pack;  /* the negative pack: words/<word>/..., noise/... */
+    const char *init;  /* the model to start from (the shipped commands.kwsm) */
+    const char *out;   /* the model file to write */
+    int keep_keywords; /* 1: the new model also has init's keywords */
+    struct enroll_take_rules rules;
+    int min_takes; /* fewer accepted takes of a word is an error (5) */
+    int n_val;     /* takes of each word held out for validation and the hit rate (3) */
+    int threads;   /* OpenMP threads (0: all cores) */
+    int seed;
+
+    /* ---- training (kws/recipe.h fields of the same names) ---- */
+    int windows, epochs, batch, mine_every, select;
+    float window_ms, p_keyword;
+    float lr, lr_delay, sigma_init, win_weight, ema;
+    float speed[2], snr[2];
+
+    /* ---- calibration ---- */
+    float calib_fa;    /* false alarms per hour the stored threshold allows */
+    float calib_hours; /* length of the negatives-only calibration stream */
+    float snr_cal[2];  /* noise under the calibration streams, dB */
+};
+
+void enroll_recipe_default(struct enroll_recipe *r);
+
+/* What an enrolment found. */
+struct enroll_result {
+    int n_takes[ENROLL_MAX_WORDS];    /* accepted takes per word */
+    int n_rejected[ENROLL_MAX_WORDS]; /* rejected ones */
+    float threshold;                  /* stored in the model */
+    double cal_hours;                 /* the negatives-only stream's length */
+    int cal_fa;                       /* its false alarms at the threshold */
+    int n_held, hits;                 /* held-out takes said, and caught */
+    double hit_fa_h;                  /* false alarms per hour of that stream */
+    double train_s, cal_s, total_s;   /* seconds */
+};
+
+/* Runs the enrolment r describes (see the top of this file). Returns 0 when
+ * out is written; KWS_ECONFIG for a recipe that cannot work (no word, a
+ * word that is a label of init, too few takes: msg says which); another
+ * negative code when a file or the memory fails. */
+int enroll_run(const struct enroll_recipe *r, const struct enroll_progress *p,
+               struct enroll_result *res, char *msg, size_t msglen);
+
+#endif /* KWS_TRAIN_ENROLL_H */

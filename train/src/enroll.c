@@ -1,0 +1,705 @@
+/* enroll.c: a new word from a few takes (kws/enroll.h): checking, laying out, training,
+ * calibrating.
+ *
+ * enroll_run goes in order: read and check the takes (enroll_takes_load),
+ * lay out the data set in a temporary folder (layout_*), train through
+ * train_run with the enrol recipe (train_enroll), calibrate on the negative
+ * pack (calibrate) and write the model. The temporary folder is removed at
+ * the end, whatever happened.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "kws/enroll.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <math.h>
+#include <sndfile.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kws/audio_file.h"
+#include "kws/dataset.h"
+#include "kws/err.h"
+#include "kws/listener.h"
+#include "kws/recipe.h"
+#include "kws/stream_eval.h"
+#include "say_internal.h"
+#include "train_internal.h"
+
+/* ==== Defaults ==== */
+
+void enroll_take_rules_default(struct enroll_take_rules *t) {
+    t->range_db = 30.0f;
+    t->max_gap_ms = 250;
+    t->pad_ms = 100;
+    t->clip_samples = 20;
+    t->min_dbfs = -50.0f;
+    t->silent_dbfs = -70.0f;
+    t->min_word_ms = 150;
+    t->max_word_ms = 2500;
+}
+
+void enroll_recipe_default(struct enroll_recipe *r) {
+    memset(r, 0, sizeof *r);
+    enroll_take_rules_default(&r->rules);
+    r->min_takes = 5;
+    r->n_val = 3;
+    r->seed = 1;
+    r->windows = 1024;
+    r->epochs = 10;
+    r->batch = 64;
+    r->mine_every = 2;
+    r->select = TRAIN_SELECT_STREAM;
+    r->window_ms = 3000.0f;
+    r->p_keyword = 0.5f;
+    r->lr = 3e-3f;
+    r->lr_delay = 1e-2f;
+    r->sigma_init = 1.0f;
+    r->win_weight = 2.0f;
+    r->ema = 0.999f;
+    r->speed[0] = 0.9f;
+    r->speed[1] = 1.1f;
+    r->snr[0] = 5.0f;
+    r->snr[1] = 25.0f;
+    r->calib_fa = 1.0f;
+    r->calib_hours = 1.0;
+    r->snr_cal[0] = 5.0f;
+    r->snr_cal[1] = 25.0f;
+}
+
+/* ==== Checking takes ==== */
+
+static double db(double power) {
+    return power > 0.0 ? 10.0 * log10(power) : -200.0;
+}
+
+int enroll_take_check(const float *x, size_t n, int rate, const struct enroll_take_rules *t,
+                      size_t *on, size_t *off, char *why, size_t whylen) {
+    int hop = rate / 100;
+    if (n > INT32_MAX || hop < 1 || n < (size_t)hop) {
+        snprintf(why, whylen, "too short (%zu samples)", n);
+        return KWS_EDATASET;
+    }
+    int full = 0;
+    double pk = 0.0;
+    for (size_t i = 0; i < n; i++)
+        full += fabsf(x[i]) >= 0.999f;
+    for (size_t f = 0; f + (size_t)hop <= n; f += (size_t)hop) {
+        double e = 0.0;
+        for (int k = 0; k < hop; k++)
+            e += (double)x[f + k] * x[f + k];
+        if (e / hop > pk)
+            pk = e / hop;
+    }
+    if (full >= t->clip_samples) {
+        snprintf(why, whylen, "clipped: %d samples at full scale (record it quieter)", full);
+        return KWS_EDATASET;
+    }
+    if (db(pk) < t->silent_dbfs) {
+        snprintf(why, whylen, "silent (loudest 10 ms at %.0f dBFS)", db(pk));
+        return KWS_EDATASET;
+    }
+    int32_t a, b;
+    dataset_find_word(x, (int32_t)n, rate, t->range_db, t->max_gap_ms, &a, &b);
+    double e = 0.0;
+    for (int32_t i = a; i < b; i++)
+        e += (double)x[i] * x[i];
+    double rms_db = db(b > a ? e / (double)(b - a) : 0.0);
+    if (rms_db < t->min_dbfs) {
+        snprintf(why, whylen, "too quiet: the word is at %.0f dBFS, at least %.0f wanted", rms_db,
+                 (double)t->min_dbfs);
+        return KWS_EDATASET;
+    }
+    int ms = (int)((int64_t)(b - a) * 1000 / rate);
+    if (ms < t->min_word_ms || ms > t->max_word_ms) {
+        snprintf(why, whylen, "the sound found lasts %d ms, not %d-%d ms: %s", ms, t->min_word_ms,
+                 t->max_word_ms, ms < t->min_word_ms ? "a click, no word" : "more than one word?");
+        return KWS_EDATASET;
+    }
+    size_t pad = (size_t)t->pad_ms * (size_t)rate / 1000;
+    *on = (size_t)a > pad ? (size_t)a - pad : 0;
+    *off = (size_t)b + pad < n ? (size_t)b + pad : n;
+    return 0;
+}
+
+/* ==== Loading takes ==== */
+
+static void say(const struct enroll_progress *p, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    train__vnote(p ? p->note : NULL, p ? p->data : NULL, fmt, ap);
+    va_end(ap);
+}
+
+void enroll_takes_free(struct enroll_takes *ts) {
+    for (size_t i = 0; i < ts->n; i++)
+        free(ts->t[i].x);
+    free(ts->t);
+    memset(ts, 0, sizeof *ts);
+}
+
+int enroll_takes_load(struct enroll_takes *ts, const char *dir, int rate,
+                      const struct enroll_take_rules *t, const struct enroll_progress *p, char *msg,
+                      size_t msglen) {
+    struct stat st;
+    memset(ts, 0, sizeof *ts);
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(msg, msglen, "%s: no such folder", dir);
+        return -ENOENT;
+    }
+    char **names;
+    size_t n = dataset__list_sounds(dir, &names);
+    if (n == 0) {
+        snprintf(msg, msglen, "%s: no sound files (WAV, FLAC, Ogg)", dir);
+        return KWS_EDATASET;
+    }
+    if (n > ENROLL_MAX_TAKES)
+        n = ENROLL_MAX_TAKES;
+    int rc = 0;
+    if (!(ts->t = calloc(n, sizeof *ts->t)))
+        rc = -ENOMEM;
+    for (size_t i = 0; i < n && !rc; i++) {
+        char path[4096], why[256];
+        float *x = NULL;
+        size_t nx = 0, on, off;
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (audio_file_read(path, rate, &x, &nx, NULL, why, sizeof why) < 0) {
+            say(p, "%s: rejected: cannot read it (%s)", path, why);
+            ts->n_rejected++;
+            continue;
+        }
+        if (enroll_take_check(x, nx, rate, t, &on, &off, why, sizeof why) < 0) {
+            say(p, "%s: rejected: %s", path, why);
+            ts->n_rejected++;
+            free(x);
+            continue;
+        }
+        struct enroll_take *tk = &ts->t[ts->n];
+        tk->n = off - on;
+        if (!(tk->x = malloc(tk->n * sizeof *tk->x))) {
+            free(x);
+            rc = -ENOMEM;
+            break;
+        }
+        memcpy(tk->x, x + on, tk->n * sizeof *tk->x);
+        snprintf(tk->file, sizeof tk->file, "%s", names[i]);
+        ts->n++;
+        free(x);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    if (rc)
+        snprintf(msg, msglen, "%s: out of memory", dir);
+    return rc;
+}
+
+/* ==== The temporary data set ==== */
+
+static int write_wav(const char *path, const float *x, size_t n, int rate) {
+    SF_INFO info = {.samplerate = rate, .channels = 1, .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
+    SNDFILE *f = sf_open(path, SFM_WRITE, &info);
+    if (!f)
+        return -EIO;
+    sf_count_t w = sf_writef_float(f, x, (sf_count_t)n);
+    int rc = sf_close(f);
+    return w == (sf_count_t)n && rc == 0 ? 0 : -EIO;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* The state of one enrolment. */
+struct enr {
+    const struct enroll_recipe *r;
+    const struct enroll_progress *p;
+    char *msg;
+    size_t msglen;
+    char tmp[PATH_MAX - 64]; /* the temporary folder */
+    char data[PATH_MAX];     /* its data set */
+    char neg[PATH_MAX];      /* its negatives (links to the pack's word folders) */
+    char noise[PATH_MAX];
+    char model[PATH_MAX]; /* the trained model before calibration */
+    struct snn_cfg init;  /* the starting model's configuration */
+    int rate;
+    struct enroll_takes takes[ENROLL_MAX_WORDS];
+    struct enroll_result *res;
+    double cal_passes; /* passes the calibration stream will take (the bar's total) */
+};
+
+static int efail(struct enr *E, int rc, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(E->msg, E->msglen, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Whether name is one of the words being enrolled. */
+static int is_new_word(const struct enroll_recipe *r, const char *name) {
+    for (int w = 0; w < r->n_words; w++)
+        if (!strcmp(r->words[w], name))
+            return 1;
+    return 0;
+}
+
+/* data/<word>/NNN.wav for each take, the last n_val of each word listed for
+ * validation; data/_silence_/ 1 s cuts of the pack's noise (one in five for
+ * validation). */
+static int layout_data(struct enr *E) {
+    const struct enroll_recipe *r = E->r;
+    char path[PATH_MAX + 64], list[PATH_MAX + 32];
+    snprintf(list, sizeof list, "%s/validation_list.txt", E->data);
+    if (mkdir(E->data, 0700) < 0)
+        return efail(E, -errno, "%s: %s", E->data, strerror(errno));
+    FILE *vl = fopen(list, "w");
+    if (!vl)
+        return efail(E, -errno, "%s: %s", list, strerror(errno));
+    int rc = 0;
+    for (int w = 0; w < r->n_words && !rc; w++) {
+        const struct enroll_takes *ts = &E->takes[w];
+        snprintf(path, sizeof path, "%s/%s", E->data, r->words[w]);
+        if (mkdir(path, 0700) < 0)
+            rc = -errno;
+        for (size_t i = 0; i < ts->n && !rc; i++) {
+            snprintf(path, sizeof path, "%s/%s/%03zu.wav", E->data, r->words[w], i);
+            rc = write_wav(path, ts->t[i].x, ts->t[i].n, E->rate);
+            if (i >= ts->n - (size_t)r->n_val)
+                fprintf(vl, "%s/%03zu.wav\n", r->words[w], i);
+        }
+    }
+    /* _silence_: 1 s pieces of each noise recording, spread over it */
+    char **names = NULL;
+    size_t n_noise = rc ? 0 : dataset__list_sounds(E->noise, &names), k = 0;
+    snprintf(path, sizeof path, "%s/_silence_", E->data);
+    if (!rc && mkdir(path, 0700) < 0)
+        rc = -errno;
+    for (size_t i = 0; i < n_noise; i++) {
+        float *x = NULL;
+        size_t n = 0;
+        char src[PATH_MAX + 256];
+        snprintf(src, sizeof src, "%s/%s", E->noise, names[i]);
+        if (!rc && audio_file_read(src, E->rate, &x, &n, NULL, NULL, 0) == 0) {
+            size_t len = (size_t)E->rate, pieces = n / len;
+            if (pieces > 20) /* at most 20 per recording, spread over all of it */
+                pieces = 20;
+            for (size_t c = 0; c < pieces && !rc; c++, k++) {
+                snprintf(path, sizeof path, "%s/_silence_/%03zu.wav", E->data, k);
+                rc = write_wav(path, x + c * (n / pieces), len, E->rate);
+                if (k % 5 == 4)
+                    fprintf(vl, "_silence_/%03zu.wav\n", k);
+            }
+        }
+        free(x);
+        free(names[i]);
+    }
+    free(names);
+    if (fclose(vl) != 0 && !rc)
+        rc = -EIO;
+    if (rc)
+        return efail(E, rc, "%s: cannot write the data set (%s)", E->data, kws_strerror(rc));
+    if (k == 0)
+        return efail(E, KWS_EDATASET, "%s: no noise recording of at least 1 s", E->noise);
+    return 0;
+}
+
+/* neg/<word> -> the pack's word folders, less the words being enrolled;
+ * every eighth clip of each listed for validation. */
+static int layout_negatives(struct enr *E) {
+    char words[PATH_MAX + 16], list[PATH_MAX + 32];
+    snprintf(words, sizeof words, "%s/words", E->r->pack);
+    snprintf(list, sizeof list, "%s/validation_list.txt", E->neg);
+    if (mkdir(E->neg, 0700) < 0)
+        return efail(E, -errno, "%s: %s", E->neg, strerror(errno));
+    char **subs;
+    size_t n_sub = dataset__list_dirs(words, &subs), used = 0;
+    FILE *vl = fopen(list, "w");
+    int rc = vl ? 0 : -errno;
+    for (size_t s = 0; s < n_sub; s++) {
+        char src[PATH_MAX * 2], dst[PATH_MAX * 2], real[PATH_MAX];
+        snprintf(src, sizeof src, "%s/%s", words, subs[s]);
+        if (!rc && is_new_word(E->r, subs[s]))
+            say(E->p, "pack: %s left out of the negatives (it is a word being enrolled)", subs[s]);
+        else if (!rc && realpath(src, real)) {
+            snprintf(dst, sizeof dst, "%s/%s", E->neg, subs[s]);
+            if (symlink(real, dst) < 0) {
+                rc = -errno;
+            } else {
+                char **files;
+                size_t nf = dataset__list_sounds(real, &files);
+                for (size_t i = 0; i < nf; i++) {
+                    if (i % 8 == 7)
+                        fprintf(vl, "%s/%s\n", subs[s], files[i]);
+                    free(files[i]);
+                }
+                free(files);
+                used++;
+            }
+        }
+        free(subs[s]);
+    }
+    free(subs);
+    if (vl && fclose(vl) != 0 && !rc)
+        rc = -EIO;
+    if (rc)
+        return efail(E, rc, "%s: %s", E->neg, kws_strerror(rc));
+    if (!used)
+        return efail(E, KWS_EDATASET, "%s: no word folders of negatives (--pack)", words);
+    return 0;
+}
+
+/* ==== Training ==== */
+
+static void on_train_note(void *data, const char *line) {
+    struct enr *E = data;
+    say(E->p, "%s", line);
+}
+
+static void on_train_epoch(void *data, const struct train_epoch_report *e) {
+    struct enr *E = data;
+    say(E->p,
+        "epoch %d/%d: loss %.4f, validation stream %.0f %% at %.1f false alarms/h "
+        "(threshold %.3f)%s",
+        e->epoch, e->epochs, e->loss, 100.0 * e->stream_hit, e->stream_fa_h, (double)e->stream_thr,
+        e->best ? ", kept" : "");
+    if (E->p && E->p->bar)
+        E->p->bar(E->p->data, "training", e->epoch, e->epochs);
+}
+
+/* The training recipe: the network and front end of the starting model, the
+ * labels (with keep_keywords the model's keywords first), the enrol values. */
+static void train_recipe_from(const struct enr *E, struct train_recipe *t) {
+    const struct enroll_recipe *r = E->r;
+    const struct snn_cfg *c = &E->init;
+    train_recipe_default(t);
+    t->data = E->data;
+    t->out = E->model;
+    t->negatives = E->neg;
+    t->noise = E->noise;
+    t->init = r->init;
+    t->threads = r->threads;
+    t->seed = r->seed;
+    int n = 0;
+    if (r->keep_keywords)
+        for (int i = 0; i < c->n_classes; i++)
+            if (c->labels[i][0] != '_')
+                snprintf(t->labels[n++], SNN_LABEL_LEN, "%s", c->labels[i]);
+    for (int w = 0; w < r->n_words; w++)
+        snprintf(t->labels[n++], SNN_LABEL_LEN, "%s", r->words[w]);
+    snprintf(t->labels[n++], SNN_LABEL_LEN, "_silence_");
+    snprintf(t->labels[n++], SNN_LABEL_LEN, "_unknown_");
+    t->n_labels = n;
+    t->n_hidden = t->n_rec = c->n_layers;
+    for (int l = 0; l < c->n_layers; l++) {
+        const struct snn_layer_cfg *lc = &c->layer[l];
+        t->hidden[l] = lc->n;
+        t->rec[l] = lc->rec;
+        if (lc->rec == SNN_REC_CONV) {
+            t->k = lc->k;
+            t->conv_ch = lc->ch;
+        }
+        if (lc->rec != SNN_REC_NONE) {
+            t->d_max = lc->d_max;
+            t->beta_rec = lc->beta;
+        } else {
+            t->beta0 = lc->beta;
+        }
+        if (l > 0)
+            t->in_delay = lc->in_d_max;
+    }
+    t->out_beta = c->out_beta;
+    t->out_gain = c->out_gain;
+    t->fmax = c->fe.fmax;
+    t->pcen_release = c->fe.pcen_release;
+    t->n_enc = c->fe.enc_levels;
+    for (int i = 0; i < c->fe.enc_levels; i++)
+        t->enc[i] = c->fe.enc_thresh[i];
+    t->no_bn = 1; /* a model file has its BatchNorm folded in */
+    t->windows = r->windows;
+    t->epochs = r->epochs;
+    t->batch = r->batch;
+    t->mine_every = r->mine_every;
+    t->select = r->select;
+    t->stream_val = 1;
+    t->window_ms = r->window_ms;
+    t->p_keyword = r->p_keyword;
+    t->lr = r->lr;
+    t->lr_delay = r->lr_delay;
+    t->sigma_init = r->sigma_init;
+    t->win_weight = r->win_weight;
+    t->ema = r->ema;
+    t->speed[0] = r->speed[0];
+    t->speed[1] = r->speed[1];
+    t->snr[0] = r->snr[0];
+    t->snr[1] = r->snr[1];
+    t->calib_fa = r->calib_fa;
+}
+
+static int train_enroll(struct enr *E) {
+    struct train_recipe t;
+    train_recipe_from(E, &t);
+    const struct train_progress tp = {E, on_train_note, on_train_epoch};
+    char m[1024];
+    int rc = train_run(&t, &tp, m, sizeof m);
+    if (rc < 0)
+        return efail(E, rc, "training: %s", m);
+    return 0;
+}
+
+/* ==== Calibration ==== */
+
+static void on_cal_audio(void *ctx, int pass, const float *x, size_t n) {
+    struct enr *E = ctx;
+    (void)x;
+    (void)n;
+    if (E->p && E->p->bar)
+        E->p->bar(E->p->data, "calibration", pass + 1, E->cal_passes);
+}
+
+/* The threshold from a stream of the pack's negatives alone (>= calib_hours),
+ * then the hit rate of the held-out takes between negatives at it. */
+static int calibrate(struct enr *E, struct snn_model *m) {
+    const struct enroll_recipe *r = E->r;
+    struct dataset ds = {0};
+    const char *labels[SNN_MAX_CLASSES];
+    char msg[512];
+    for (int c = 0; c < m->cfg.n_classes; c++)
+        labels[c] = m->cfg.labels[c];
+    int rc = dataset_init(&ds, labels, m->cfg.n_classes, E->rate);
+    if (!rc)
+        rc = dataset_load(&ds, E->data, -1, msg, sizeof msg);
+    if (!rc)
+        rc = dataset_load_negatives(&ds, E->neg, DS_TEST, msg, sizeof msg);
+    size_t noise0 = ds.n_noise; /* the pack's recordings follow the _silence_ clips */
+    if (!rc)
+        rc = dataset_add_noise(&ds, E->noise, msg, sizeof msg);
+    if (rc) {
+        dataset_free(&ds);
+        return efail(E, rc, "calibration: %s", msg);
+    }
+    size_t n = ds.n_clips, *sil = malloc((n + 1) * sizeof *sil),
+           *neg = malloc((n + 1) * sizeof *neg);
+    size_t *held = malloc((n + 1) * sizeof *held), n_sil = 0, n_neg = 0, n_held = 0;
+    if (!sil || !neg || !held)
+        rc = -ENOMEM;
+    for (size_t i = 0; i < n && !rc; i++) {
+        const struct ds_clip *c = &ds.clips[i];
+        if (c->label == ds.sil_class)
+            sil[n_sil++] = held[n_held++] = i;
+        else if (c->negative)
+            neg[n_neg++] = i;
+        else if (c->split == DS_VAL)
+            held[n_held++] = i;
+    }
+    struct stream_eval_opts o = stream_eval_opts_default();
+    o.seed = (uint64_t)r->seed + 17;
+    o.neg = neg;
+    o.n_neg = n_neg;
+    o.neg_only = 1;
+    o.min_hours = r->calib_hours;
+    o.noise = (const float *const *)ds.noise + noise0;
+    o.noise_n = ds.noise_n + noise0;
+    o.n_noise = ds.n_noise - noise0;
+    o.snr_lo = r->snr_cal[0];
+    o.snr_hi = r->snr_cal[1];
+    o.on_audio = on_cal_audio;
+    o.ctx = E;
+    struct stream_eval se = {0};
+    struct stream_result sr;
+    struct kws_listener_settings ls; /* kwsd's smoothing and refractory period */
+    kws_listener_settings_default(&ls);
+    if (!rc) {
+        /* the bar's total: the passes the stream will need, as stream_eval counts them */
+        double secs = 0.0;
+        for (size_t i = 0; i < n_neg; i++)
+            secs += (double)ds.clips[neg[i]].n / E->rate + 1.25;
+        double passes = secs > 0 ? ceil(r->calib_hours * 3600.0 / secs) : 1;
+        E->cal_passes = passes < 1                            ? 1
+                        : passes > STREAM_EVAL_MAX_NEG_PASSES ? STREAM_EVAL_MAX_NEG_PASSES
+                                                              : passes;
+        rc = stream_eval_run_opts(&se, m, &ds, sil, n_sil, &o);
+    }
+    float thr = 0.0f;
+    if (!rc) {
+        thr = stream_eval_calibrate(&se, &m->cfg, ls.smoothing_ms, ls.refractory_ms, r->calib_fa,
+                                    &sr);
+        rc = thr < 0.0f ? -ENOMEM : 0;
+        E->res->cal_hours = sr.hours;
+        E->res->cal_fa = sr.false_alarms;
+        E->res->threshold = thr;
+    }
+    stream_eval_free(&se);
+    if (!rc && n_held > n_sil) {
+        /* the held-out takes, 4 passes, between a few of the pack's negatives */
+        struct stream_eval_opts h = o;
+        h.neg_only = 0;
+        h.passes = 4;
+        h.on_audio = NULL;
+        /* three negatives per take, spread over the pack's words */
+        size_t want = 3 * (n_held - n_sil), k = 0;
+        for (size_t i = 0; i < n_neg && k<want; i += n_neg / want> 1 ? n_neg / want : 1)
+            neg[k++] = neg[i];
+        h.n_neg = k;
+        rc = stream_eval_run_opts(&se, m, &ds, held, n_held, &h);
+        if (!rc)
+            rc = stream_eval_score(&se, &m->cfg, thr, ls.smoothing_ms, ls.refractory_ms, &sr);
+        if (!rc) {
+            E->res->n_held = sr.n_kw;
+            E->res->hits = sr.hits;
+            E->res->hit_fa_h = sr.hours > 0 ? sr.false_alarms / sr.hours : 0.0;
+        }
+        stream_eval_free(&se);
+    }
+    free(sil);
+    free(neg);
+    free(held);
+    dataset_free(&ds);
+    if (rc)
+        return efail(E, rc, "calibration: %s", kws_strerror(rc));
+    return 0;
+}
+
+/* ==== The run ==== */
+
+/* Checks the recipe against the starting model before any work. */
+static int check_recipe(struct enr *E) {
+    const struct enroll_recipe *r = E->r;
+    if (r->n_words < 1 || r->n_words > ENROLL_MAX_WORDS)
+        return efail(E, KWS_ECONFIG, "no word to enrol (--word)");
+    if (!r->init || !r->pack || !r->out)
+        return efail(E, KWS_ECONFIG,
+                     "the starting model, the negative pack and the output "
+                     "file are all needed");
+    struct snn_model m = {0};
+    char msg[512];
+    int rc = snn_model_load(&m, r->init, msg, sizeof msg);
+    if (rc < 0)
+        return efail(E, rc, "%s", msg);
+    E->init = m.cfg;
+    E->rate = m.cfg.fe.sample_rate;
+    snn_model_free(&m);
+    int n_kw = 0;
+    for (int i = 0; i < E->init.n_classes; i++)
+        n_kw += E->init.labels[i][0] != '_';
+    if ((r->keep_keywords ? n_kw : 0) + r->n_words + 2 > SNN_MAX_CLASSES)
+        return efail(E, KWS_ECONFIG, "too many classes (at most %d)", SNN_MAX_CLASSES);
+    for (int w = 0; w < r->n_words; w++) {
+        const char *s = r->words[w];
+        if (!s[0] || s[0] == '_' || strchr(s, '/') || !strcmp(s, "."))
+            return efail(E, KWS_ECONFIG,
+                         "'%s': a word is a name without '/' that does not "
+                         "start with '_'",
+                         s);
+        for (int i = 0; i < E->init.n_classes; i++)
+            if (!strcmp(E->init.labels[i], s))
+                return efail(E, KWS_ECONFIG, "'%s' is already a label of %s", s, r->init);
+        for (int v = 0; v < w; v++)
+            if (!strcmp(r->words[v], s))
+                return efail(E, KWS_ECONFIG, "'%s' given twice", s);
+        if (!r->takes[w])
+            return efail(E, KWS_ECONFIG, "'%s': no folder of takes", s);
+    }
+    snprintf(E->noise, sizeof E->noise, "%s/noise", r->pack);
+    struct stat st;
+    if (stat(E->noise, &st) != 0 || !S_ISDIR(st.st_mode))
+        return efail(E, -ENOENT, "%s: no such folder (is --pack a negative pack?)", E->noise);
+    return 0;
+}
+
+static int load_takes(struct enr *E) {
+    const struct enroll_recipe *r = E->r;
+    char msg[512];
+    for (int w = 0; w < r->n_words; w++) {
+        int rc =
+            enroll_takes_load(&E->takes[w], r->takes[w], E->rate, &r->rules, E->p, msg, sizeof msg);
+        if (rc < 0)
+            return efail(E, rc, "%s", msg);
+        E->res->n_takes[w] = (int)E->takes[w].n;
+        E->res->n_rejected[w] = (int)E->takes[w].n_rejected;
+        say(E->p, "%s: %zu takes accepted, %zu rejected (%s)", r->words[w], E->takes[w].n,
+            E->takes[w].n_rejected, r->takes[w]);
+        int need = r->min_takes > r->n_val + 1 ? r->min_takes : r->n_val + 1;
+        if ((int)E->takes[w].n < need)
+            return efail(E, KWS_ECONFIG, "%s: %zu usable takes of '%s', at least %d needed",
+                         r->takes[w], E->takes[w].n, r->words[w], need);
+    }
+    return 0;
+}
+
+/* Stores the threshold in the trained model and writes it to out. */
+static int write_model(struct enr *E) {
+    struct snn_model m = {0};
+    char msg[512];
+    int rc = snn_model_load(&m, E->model, msg, sizeof msg);
+    if (rc < 0)
+        return efail(E, rc, "%s", msg);
+    double t0 = train__now_s();
+    rc = calibrate(E, &m);
+    E->res->cal_s = train__now_s() - t0;
+    if (rc == 0) {
+        m.cfg.threshold = E->res->threshold;
+        if ((rc = snn_model_save(&m, E->r->out)) < 0)
+            efail(E, rc, "cannot write %s: %s", E->r->out, kws_strerror(rc));
+    }
+    snn_model_free(&m);
+    return rc;
+}
+
+int enroll_run(const struct enroll_recipe *r, const struct enroll_progress *p,
+               struct enroll_result *res, char *msg, size_t msglen) {
+    struct enr *E = calloc(1, sizeof *E);
+    if (!E) {
+        snprintf(msg, msglen, "out of memory");
+        return -ENOMEM;
+    }
+    double t0 = train__now_s();
+    memset(res, 0, sizeof *res);
+    E->r = r;
+    E->p = p;
+    E->msg = msg;
+    E->msglen = msglen;
+    E->res = res;
+    int rc = check_recipe(E);
+    if (!rc)
+        rc = load_takes(E);
+    if (!rc) {
+        const char *td = getenv("TMPDIR");
+        snprintf(E->tmp, sizeof E->tmp, "%s/kwsd-enroll-XXXXXX", td && *td ? td : "/tmp");
+        if (!mkdtemp(E->tmp)) {
+            rc = efail(E, -errno, "%s: %s", E->tmp, strerror(errno));
+            E->tmp[0] = 0;
+        }
+    }
+    if (!rc) {
+        snprintf(E->data, sizeof E->data, "%s/data", E->tmp);
+        snprintf(E->neg, sizeof E->neg, "%s/negatives", E->tmp);
+        snprintf(E->model, sizeof E->model, "%s/model.kwsm", E->tmp);
+        rc = layout_data(E);
+    }
+    if (!rc)
+        rc = layout_negatives(E);
+    double t1 = train__now_s();
+    if (!rc)
+        rc = train_enroll(E);
+    res->train_s = train__now_s() - t1;
+    if (!rc)
+        rc = write_model(E);
+    if (E->tmp[0])
+        nftw(E->tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    for (int w = 0; w < ENROLL_MAX_WORDS; w++)
+        enroll_takes_free(&E->takes[w]);
+    res->total_s = train__now_s() - t0;
+    free(E);
+    return rc;
+}
