@@ -13,3 +13,4 @@ set_target_properties(asound_module_pcm_kwstest PROPERTIES PREFIX "lib")
 target_compile_definitions(test_audio_capture PRIVATE
   KWS_ALSA_TEST_PLUGIN="$<TARGET_FILE:asound_module_pcm_kwstest>")
 add_dependencies(test_audio_capture asound_module_pcm_kwstest)
+kws_test(test_audio_file_hostile LIBS kws_audio PkgConfig::SNDFILE m TIMEOUT 60)

@@ -8,6 +8,16 @@ if(TARGET kwsd)
     add_dependencies(test_daemon_kwsd kwsd-eval)
   endif()
 endif()
+# The same recording through a file and through ALSA at five period sizes.
+if(TARGET kwsd)
+  kws_test(test_daemon_same_audio LIBS PkgConfig::ZMQ PkgConfig::JANSSON TIMEOUT 600)
+  add_dependencies(test_daemon_same_audio kwsd)
+endif()
+# A reload while peers of the event endpoint hold every descriptor.
+if(TARGET kwsd)
+  kws_test(test_daemon_peers TIMEOUT 120)
+  add_dependencies(test_daemon_peers kwsd)
+endif()
 # kwsd's MQTT (Hermes) events and pause/resume, against a real mosquitto broker.
 if(TARGET kwsd AND TARGET kwsd-eval)
   kws_test(test_daemon_mqtt LIBS PkgConfig::MOSQUITTO PkgConfig::ZMQ PkgConfig::JANSSON

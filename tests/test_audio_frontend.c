@@ -74,7 +74,7 @@ ParameterizedTestParameters(audio_frontend, rejects_bad_settings) {
         {B_MELS, 0, "n_mels:"},         {B_FMAX, 9000, "fmin/fmax:"},
         {B_PCEN_S, 0, "pcen_s:"},       {B_KIND, 7, "enc_kind:"},
         {B_LEVELS, 9, "enc_levels:"},   {B_DELTA_ODD, 3, "enc_levels:"},
-        {B_SCALE, 0, "feat_scale:"},
+        {B_SCALE, 0, "feat_scale:"},    {B_HOP, 170, "hop:"},
     };
     return cr_make_param_array(struct bad_cfg, cases, sizeof cases / sizeof cases[0]);
 }

@@ -199,6 +199,9 @@ static const struct fe_case fe_cases[] = {
     {OFF_FE + 4 * 1, 1000, "fe.win_len: 1000 out of range [2, n_fft=512]"},
     {OFF_FE + 4 * 2, 0, "fe.hop: 0 out of range [1, win_len=400]"},
     {OFF_FE + 4 * 2, 401, "fe.hop: 401 out of range [1, win_len=400]"},
+    /* Frames of 0.3125 ms (counted as 0 ms) and 10.0625 ms (counted as 10). */
+    {OFF_FE + 4 * 2, 5, "fe.hop: 5 samples at 16000 Hz is not a whole number of milliseconds"},
+    {OFF_FE + 4 * 2, 161, "fe.hop: 161 samples at 16000 Hz is not a whole number of milliseconds"},
     {OFF_FE + 4 * 13, 2, "fe.enc_kind: 2 is neither level (0) nor delta (1)"},
     {OFF_FE + 4 * 14, 0, "fe.enc_levels: 0 out of range [1, 8]"},
 };

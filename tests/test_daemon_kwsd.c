@@ -759,12 +759,16 @@ Test(kwsd, a_device_missing_at_start_is_waited_for) {
     /* Without the device: heartbeats with no audio, until a retry from the
      * backoff timer (not just the first open) has failed. */
     int beats = 0;
+    double open_errors = 0; /* the heartbeat's count of failed opens, never falling */
     int64_t end = kt_now_ms() + 10000;
     while (kt_now_ms() < end && (beats < 2 || !strstr(read_log(), "(attempt 3,"))) {
         json_t *j = sub_recv(&s, topic, sizeof topic, 500);
         if (!j)
             continue;
         beats++;
+        double oe = json_number_value(json_object_get(j, "capture_open_errors"));
+        cr_assert(ge(dbl, oe, open_errors));
+        open_errors = oe;
         cr_assert(eq(dbl, json_number_value(json_object_get(j, "frames")), 0.0));
         cr_assert(eq(dbl, json_number_value(json_object_get(j, "rate")), 0.0));
         json_decref(j);
@@ -784,8 +788,12 @@ Test(kwsd, a_device_missing_at_start_is_waited_for) {
         if (!j)
             continue;
         frames = json_number_value(json_object_get(j, "frames"));
+        double oe = json_number_value(json_object_get(j, "capture_open_errors"));
+        cr_assert(ge(dbl, oe, open_errors));
+        open_errors = oe;
         json_decref(j);
     }
+    cr_assert(ge(dbl, open_errors, 2.0), "the heartbeat counts the failed opens");
     kill(pid, SIGTERM);
     int rc = wait_exit(pid, 10000);
     sub_close(&s);

@@ -216,6 +216,7 @@ Test(transport, status_over_tcp_has_every_field) {
     struct kws_status st = {.uptime_s = 12.5,
                             .frames = 12345,
                             .xruns = 2,
+                            .open_errors = 4,
                             .rtf = 0.031,
                             .device = "testmic",
                             .rate = 44100,
@@ -238,9 +239,10 @@ Test(transport, status_over_tcp_has_every_field) {
             json_decref(x); /* a sync heartbeat still in flight */
     }
     cr_assert(not(eq(ptr, j, NULL)), "status not received");
-    cr_expect(eq(sz, json_object_size(j), 15));
+    cr_expect(eq(sz, json_object_size(j), 16));
     cr_expect(epsilon_eq(dbl, jnum(j, "uptime_s"), 12.5, 1e-9));
     cr_expect(eq(i64, jint(j, "xruns"), 2));
+    cr_expect(eq(i64, jint(j, "capture_open_errors"), 4));
     cr_expect(epsilon_eq(dbl, jnum(j, "rtf"), 0.031, 1e-9));
     cr_expect(eq(i64, jint(j, "events_sent"), (json_int_t)sent_before));
     cr_expect(eq(i64, jint(j, "events_dropped"), 0));

@@ -20,6 +20,7 @@
 #include "kws/resample.h"
 
 #define READ_BLOCK 4096 /* frames per sf_readf_float call */
+#define FIRST_ALLOC ((size_t)1 << 20) /* samples first allocated (4 MiB: 65 s at 16 kHz) */
 
 static int file_fail(int rc, char *msg, size_t msglen, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -101,7 +102,11 @@ int audio_file_read(const char *path, int rate, float **out, size_t *n, int *nat
                        (long long)info.frames);
         goto done;
     }
-    x = malloc((size_t)info.frames * sizeof(float));
+    /* The header's frame count is a claim, not a size: a 50-byte FLAC file
+     * may announce 754 M frames. The buffer grows with the samples that
+     * actually arrive (doubling, up to the announced count). */
+    size_t cap = (size_t)info.frames < FIRST_ALLOC ? (size_t)info.frames : FIRST_ALLOC;
+    x = malloc(cap * sizeof(float));
     block = malloc((size_t)READ_BLOCK * (size_t)info.channels * sizeof(float));
     if (!x || !block) {
         rc = file_fail(-ENOMEM, msg, msglen, path, "out of memory");
@@ -114,6 +119,16 @@ int audio_file_read(const char *path, int rate, float **out, size_t *n, int *nat
         sf_count_t got = sf_readf_float(sf, block, want);
         if (got <= 0)
             break;
+        if (total + (size_t)got > cap) {
+            size_t grown = cap * 2 < (size_t)info.frames ? cap * 2 : (size_t)info.frames;
+            float *nx = realloc(x, grown * sizeof(float));
+            if (!nx) {
+                rc = file_fail(-ENOMEM, msg, msglen, path, "out of memory");
+                goto done;
+            }
+            x = nx;
+            cap = grown;
+        }
         for (sf_count_t i = 0; i < got; i++)
             x[total + (size_t)i] = block[(size_t)i * (size_t)info.channels];
         total += (size_t)got;

@@ -986,11 +986,23 @@ void config_listener_settings(const struct kws_config *cfg, struct kws_listener_
 static void put_quoted(FILE *f, const char *s) {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        /* libyaml hands over valid UTF-8; decode a sequence's code point */
+        int len = *p >= 0xf0 ? 4 : *p >= 0xe0 ? 3 : *p >= 0xc0 ? 2 : 1, got = 1;
+        unsigned cp = len == 1 ? *p : *p & (0x3fu >> (len - 1));
+        for (; got < len && (p[got] & 0xc0) == 0x80; got++)
+            cp = cp << 6 | (p[got] & 0x3fu);
         if (*p == '"' || *p == '\\')
             fprintf(f, "\\%c", *p);
         else if (*p < 0x20 || *p == 0x7f)
             fprintf(f, "\\x%02x", *p);
-        else
+        else if (len > 1 && got == len &&
+                 ((cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 || cp == 0xfffe ||
+                  cp == 0xffff)) {
+            /* C1 controls, NEL and the line and paragraph separators would
+             * be read back as line breaks or refused: escape them too */
+            fprintf(f, "\\u%04x", cp);
+            p += len - 1;
+        } else
             fputc(*p, f);
     }
     fputc('"', f);

@@ -313,11 +313,12 @@ int transport_pub_status(struct transport_pub *p, const struct kws_status *st) {
     if (transport_time_format(st->wall_ms ? st->wall_ms : wall_now_ms(), when, sizeof when) < 0)
         return -EINVAL;
     /* clang-format off */
-    json_t *obj = json_pack("{s:f, s:I, s:I, s:f, s:I, s:I, s:s, s:s, s:i, s:s, s:I, s:b, s:I, "
-                            "s:s, s:I}",
+    json_t *obj = json_pack("{s:f, s:I, s:I, s:I, s:f, s:I, s:I, s:s, s:s, s:i, s:s, s:I, s:b, "
+                            "s:I, s:s, s:I}",
                             "uptime_s", round_to(st->uptime_s, 1e-3),
                             "frames", (json_int_t)st->frames,
                             "xruns", (json_int_t)st->xruns,
+                            "capture_open_errors", (json_int_t)st->open_errors,
                             "rtf", round_to(st->rtf, 1e-6),
                             "events_sent", (json_int_t)p->sent,
                             "events_dropped", (json_int_t)p->dropped,

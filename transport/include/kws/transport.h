@@ -5,7 +5,7 @@
  *
  *     kws.detection.<label>  {"keyword","score","threshold","start_ms","end_ms",
  *                             "time","seq","model"}
- *     kws.status             {"uptime_s","frames","xruns","rtf","events_sent",
+ *     kws.status             {"uptime_s","frames","xruns","capture_open_errors","rtf","events_sent",
  *                             "events_dropped","time","device","rate","model",
  *                             "detections","paused","suppressed","mqtt",
  *                             "mqtt_dropped"}
@@ -93,6 +93,7 @@ struct kws_status {
     double uptime_s;     /* seconds since the daemon started */
     uint64_t frames;     /* audio frames (10 ms hops) processed */
     uint32_t xruns;      /* ALSA overruns recovered */
+    uint32_t open_errors; /* failed opens of the capture device (missing at start, lost) */
     double rtf;          /* real-time factor: processing time / audio time */
     const char *device;  /* capture device name; NULL gives "" */
     int rate;            /* capture rate the device gave, Hz */
