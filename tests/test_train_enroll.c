@@ -169,12 +169,17 @@ Test(enroll_take, a_folder_at_44k_is_read_at_16k_and_rejects_are_named, .init = 
 /* ==== Enrolment ==== */
 
 /* Six espeak-ng takes of "lights" (with room noise around them), and a pack:
- * words/{other,lights}/ phrases, noise/ white noise. */
+ * words/{other,lights}/ phrases, unknown/{door,lights}/ single words,
+ * noise/ white noise. */
 static void make_takes_and_pack(void) {
     static const char *const voices[] = {"en-us",    "en-gb", "en-us+f3",
                                          "en-gb+m3", "en+f4", "en-us+m7"};
-    kt_sh("mkdir -p %s/takes %s/pack/words/other %s/pack/words/lights %s/pack/noise", root, root,
-          root, root);
+    kt_sh("mkdir -p %s/takes %s/pack/words/other %s/pack/words/lights %s/pack/noise "
+          "%s/pack/unknown/door %s/pack/unknown/lights",
+          root, root, root, root, root, root);
+    for (int i = 0; i < 2; i++)
+        kt_sh("espeak-ng -v %s -w %s/pack/unknown/door/%d.wav door", voices[i], root, i);
+    kt_sh("espeak-ng -w %s/pack/unknown/lights/0.wav lights", root);
     for (int i = 0; i < 6; i++)
         kt_sh(
             "espeak-ng -v %s -s %d -w %s/t.wav lights && sox -q %s/t.wav -r 22050 %s/takes/%d.wav "
@@ -208,6 +213,7 @@ Test(enroll, a_word_from_six_synthetic_takes, .init = setup, .fini = teardown, .
     r.batch = 4;
     r.mine_every = 0;
     r.n_val = 2;
+    r.val_passes = 1;
     r.min_takes = 4;
     r.calib_hours = 0.01f;
     r.threads = 1;
@@ -216,7 +222,11 @@ Test(enroll, a_word_from_six_synthetic_takes, .init = setup, .fini = teardown, .
     struct enroll_result res;
     cr_assert(eq(int, enroll_run(&r, &p, &res, msg, sizeof msg), 0), "%s\n%s", msg, nt.text);
     cr_expect(eq(int, res.n_takes[0], 6), "%s", nt.text);
-    cr_expect(not(eq(ptr, strstr(nt.text, "pack: lights left out"), NULL)), "%s", nt.text);
+    cr_expect(not(eq(ptr, strstr(nt.text, "pack: lights left out of the negatives"), NULL)), "%s",
+              nt.text);
+    cr_expect(not(eq(ptr, strstr(nt.text, "pack: lights left out of the unknown words"), NULL)),
+              "%s", nt.text);
+    cr_expect(not(eq(ptr, strstr(nt.text, "pack: 2 unknown words"), NULL)), "%s", nt.text);
     cr_expect(res.cal_hours > 0.0);
     cr_expect(eq(int, res.n_held, 2 * 4), "two held-out takes, four passes");
 
@@ -353,7 +363,7 @@ Test(enroll_tool, two_words_from_a_folder, .init = setup, .fini = teardown, .tim
     static char out[32768];
     int st = run(out, sizeof out,
                  "%s --words-from %s/words --pack %s/pack --init %s --out %s/two.kwsm --epochs 1 "
-                 "--windows 8 --batch 4 --mine-every 0 --val-takes 2 --min-takes 4 "
+                 "--windows 8 --batch 4 --mine-every 0 --val-takes 2 --val-passes 1 --min-takes 4 "
                  "--calib-hours 0.01 --threads 1",
                  ENROLL_BIN, root, root, MODEL, root);
     cr_assert(eq(int, st, 0), "%s", out);

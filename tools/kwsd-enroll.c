@@ -76,7 +76,8 @@ static const struct opt enroll_opts_table[] = {
     {"out", OPT_PATH, O(r.out), .meta = "FILE.kwsm",
      .help = "model to write (default " KWSD_MODELDIR "/WORD.kwsm)"},
     {"pack", OPT_PATH, O(r.pack), .def = KWSD_DATADIR "/negpack",
-     .help = "the negative pack (words/<word>/..., noise/...)"},
+     .help = "the negative pack (words/<word>/..., unknown/<word>/...,\n"
+             "noise/...)"},
     {"init", OPT_PATH, O(r.init), .def = KWSD_DATADIR "/commands.kwsm",
      .help = "the model to start from: its hidden layers, front end and\n"
              "encoder are kept"},
@@ -85,6 +86,9 @@ static const struct opt enroll_opts_table[] = {
              "rows start from --init's; no clip of them trains)"},
     {"val-takes", OPT_INT, O(r.n_val), .min = 1, .max = 50,
      .help = "takes held out to choose the epoch and measure the hit rate"},
+    {"val-passes", OPT_INT, O(r.val_passes), .min = 1, .max = 100,
+     .help = "passes of the held-out stream each epoch (the takes said\n"
+             "again, in new orders)"},
     {"min-takes", OPT_INT, O(r.min_takes), .min = 2, .max = ENROLL_MAX_TAKES,
      .help = "fewer usable takes is an error"},
     {"epochs", OPT_INT, O(r.epochs), .min = 1, .max = 1000, .help = "epochs"},

@@ -50,15 +50,16 @@ void enroll_recipe_default(struct enroll_recipe *r) {
     memset(r, 0, sizeof *r);
     enroll_take_rules_default(&r->rules);
     r->min_takes = 5;
-    r->n_val = 3;
+    r->n_val = 4;
     r->seed = 1;
     r->windows = 1024;
-    r->epochs = 10;
+    r->epochs = 30;
+    r->val_passes = 4;
     r->batch = 64;
     r->mine_every = 2;
     r->select = TRAIN_SELECT_STREAM;
     r->window_ms = 3000.0f;
-    r->p_keyword = 0.5f;
+    r->p_keyword = 0.3f;
     r->lr = 3e-3f;
     r->lr_delay = 1e-2f;
     r->sigma_init = 1.0f;
@@ -254,9 +255,52 @@ static int is_new_word(const struct enroll_recipe *r, const char *name) {
     return 0;
 }
 
+/* data/_unknown_/<word>_<clip> -> the pack's single words
+ * (unknown/<word>/<clip>), less the words being enrolled; every eighth of
+ * each word listed in vl for validation. A pack without unknown/ gives an
+ * empty class. Returns 0 or a negative errno. */
+static int layout_unknown(struct enr *E, FILE *vl) {
+    char root[PATH_MAX + 16], path[PATH_MAX * 2];
+    snprintf(root, sizeof root, "%s/unknown", E->r->pack);
+    snprintf(path, sizeof path, "%s/_unknown_", E->data);
+    if (mkdir(path, 0700) < 0)
+        return -errno;
+    char **subs;
+    size_t n_sub = dataset__list_dirs(root, &subs), n = 0;
+    int rc = 0;
+    for (size_t s = 0; s < n_sub; s++) {
+        char dir[PATH_MAX * 2], real[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s/%s", root, subs[s]);
+        if (!rc && is_new_word(E->r, subs[s])) {
+            say(E->p, "pack: %s left out of the unknown words (it is a word being enrolled)",
+                subs[s]);
+        } else if (!rc && realpath(dir, real)) {
+            char **files;
+            size_t nf = dataset__list_sounds(real, &files);
+            for (size_t i = 0; i < nf; i++) {
+                char src[PATH_MAX * 2];
+                snprintf(src, sizeof src, "%s/%s", real, files[i]);
+                snprintf(path, sizeof path, "%s/_unknown_/%s_%s", E->data, subs[s], files[i]);
+                if (!rc && symlink(src, path) < 0)
+                    rc = -errno;
+                if (!rc && i % 8 == 7)
+                    fprintf(vl, "_unknown_/%s_%s\n", subs[s], files[i]);
+                n += !rc;
+                free(files[i]);
+            }
+            free(files);
+        }
+        free(subs[s]);
+    }
+    free(subs);
+    if (!rc)
+        say(E->p, "pack: %zu unknown words", n);
+    return rc;
+}
+
 /* data/<word>/NNN.wav for each take, the last n_val of each word listed for
  * validation; data/_silence_/ 1 s cuts of the pack's noise (one in five for
- * validation). */
+ * validation); data/_unknown_/ the pack's single words (layout_unknown). */
 static int layout_data(struct enr *E) {
     const struct enroll_recipe *r = E->r;
     char path[PATH_MAX + 64], list[PATH_MAX + 32];
@@ -305,6 +349,8 @@ static int layout_data(struct enr *E) {
         free(names[i]);
     }
     free(names);
+    if (!rc)
+        rc = layout_unknown(E, vl);
     if (fclose(vl) != 0 && !rc)
         rc = -EIO;
     if (rc)
@@ -444,6 +490,7 @@ static void train_recipe_from(const struct enr *E, struct train_recipe *t) {
     t->snr[0] = r->snr[0];
     t->snr[1] = r->snr[1];
     t->calib_fa = r->calib_fa;
+    t->calib_passes = r->val_passes;
 }
 
 static int train_enroll(struct enr *E) {
@@ -467,8 +514,9 @@ static void on_cal_audio(void *ctx, int pass, const float *x, size_t n) {
         E->p->bar(E->p->data, "calibration", pass + 1, E->cal_passes);
 }
 
-/* The threshold from a stream of the pack's negatives alone (>= calib_hours),
- * then the hit rate of the held-out takes between negatives at it. */
+/* The threshold from a stream of the pack's negatives alone (>= calib_hours;
+ * its phrases and its single words), then the hit rate of the held-out takes
+ * between negatives at it. */
 static int calibrate(struct enr *E, struct snn_model *m) {
     const struct enroll_recipe *r = E->r;
     struct dataset ds = {0};
@@ -497,7 +545,7 @@ static int calibrate(struct enr *E, struct snn_model *m) {
         const struct ds_clip *c = &ds.clips[i];
         if (c->label == ds.sil_class)
             sil[n_sil++] = held[n_held++] = i;
-        else if (c->negative)
+        else if (c->negative || c->label == ds.unk_class) /* phrases and single words */
             neg[n_neg++] = i;
         else if (c->split == DS_VAL)
             held[n_held++] = i;

@@ -13,18 +13,20 @@
  *
  *   - lays out a data set in a temporary folder (Speech Commands layout):
  *     the takes as the new words' classes (n_val of each word held out for
- *     validation), 1 s cuts of the negative pack's noise as _silence_, and
- *     the pack's phrases, less any word that is being enrolled, as negatives
- *     (an eighth of each word's clips held out);
+ *     validation), 1 s cuts of the negative pack's noise as _silence_, the
+ *     pack's single words (unknown/) as _unknown_ and its phrases (words/)
+ *     as negatives, both less any word that is being enrolled (an eighth of
+ *     each word's clips held out); the training windows draw their other
+ *     words half from each;
  *   - trains through train_run (kws/recipe.h) from the shipped model
  *     (init): its hidden layers, front end and encoder are taken as they
  *     are, and the readout rows of every class it shares with the new model
  *     (_silence_, _unknown_, and with keep_keywords its keywords) start from
  *     the model's; the rest is the enrol recipe below (stream windows,
  *     negatives, hard-negative mining, speed/gain/noise augmentation);
- *   - calibrates: a stream of the pack's negatives alone, at least
- *     calib_hours long (the pack said again and again, each pass in a new
- *     order, with the pack's noise under it at 5-25 dB), gives the lowest
+ *   - calibrates: a stream of the pack's phrases and single words alone, at
+ *     least calib_hours long (the pack said again and again, each pass in a
+ *     new order, with the pack's noise under it at 5-25 dB), gives the lowest
  *     threshold with at most calib_fa false alarms per hour; a stream of the
  *     held-out takes between pack negatives, over the same noise, gives the
  *     hit rate expected at that threshold;
@@ -127,12 +129,13 @@ struct enroll_recipe {
     int keep_keywords; /* 1: the new model also has init's keywords */
     struct enroll_take_rules rules;
     int min_takes; /* fewer accepted takes of a word is an error (5) */
-    int n_val;     /* takes of each word held out for validation and the hit rate (3) */
+    int n_val;     /* takes of each word held out for validation and the hit rate (4) */
     int threads;   /* OpenMP threads (0: all cores) */
     int seed;
 
     /* ---- training (kws/recipe.h fields of the same names) ---- */
     int windows, epochs, batch, mine_every, select;
+    int val_passes; /* passes of the validation stream each epoch (calib_passes) */
     float window_ms, p_keyword;
     float lr, lr_delay, sigma_init, win_weight, ema;
     float speed[2], snr[2];
