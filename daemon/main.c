@@ -809,6 +809,12 @@ int main(int argc, char **argv) {
      * then a reload. Threads started in between (libzmq's) inherit the
      * mask, so it reaches this thread. SIGINT and SIGTERM keep their default
      * action until step 5: a stop asked for during start-up stops. */
+    /* One malloc arena for every thread. kwsd's threads (libzmq's, the
+     * thread pool, a reload) allocate little, and glibc shrinks a thread's
+     * own arena only after reading /proc/sys/vm/overcommit_memory, which the
+     * unit's ProcSubset=pid refuses; the main arena is trimmed with brk and
+     * malloc_trim gives all of it back. */
+    mallopt(M_ARENA_MAX, 1);
     sigemptyset(&hup);
     sigaddset(&hup, SIGHUP);
     sigaddset(&hup, SIGUSR1); /* pause and resume (events.c): their default ends a process */
