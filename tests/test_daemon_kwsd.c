@@ -33,6 +33,7 @@
 
 #include "kws/snn.h"
 #include "kws/frontend.h"
+#include "kt_model.h"
 #include "kwsd_test.h"
 #include "model_file_internal.h"
 
@@ -644,23 +645,10 @@ Test(kwsd, reload_to_a_hostile_model_keeps_the_old_one) {
 
     /* A valid model with 20 bands x 4 levels (80 inputs): its front end is
      * built at the running rate before the swap. */
-    struct snn_cfg cfg;
-    struct snn_model m = {0};
-    memset(&cfg, 0, sizeof cfg);
-    audio_fe_cfg_default(&cfg.fe);
-    cfg.fe.n_mels = 20;
-    cfg.n_in = audio_fe_n_out(&cfg.fe);
-    cfg.n_layers = 1;
-    cfg.layer[0] = (struct snn_layer_cfg){.n = 8, .beta = 0.5f, .gain = 1.0f, .thresh = 1.0f};
-    cfg.n_classes = 2;
-    cfg.out_beta = 0.9f;
-    cfg.out_gain = 1.0f;
-    strcpy(cfg.labels[0], "_silence_");
-    strcpy(cfg.labels[1], "yes");
-    cr_assert(eq(int, snn_model_init(&m, &cfg), 0));
-    m.p.b_out[0] = 5.0f;
-    cr_assert(eq(int, snn_model_save(&m, dat_path("narrow.kwsm")), 0));
-    snn_model_free(&m);
+    struct kws_frontend_cfg fe;
+    audio_fe_cfg_default(&fe);
+    fe.n_mels = 20;
+    kt_save_tiny_model(dat_path("narrow.kwsm"), &fe, "yes", 0);
     write_config(dat_path("narrow.kwsm"), NULL);
     kill(pid, SIGHUP);
     int named = 0;

@@ -31,6 +31,7 @@
 
 #include "kws/frontend.h"
 #include "kws/snn.h"
+#include "kt_model.h"
 #include "kwsd_test.h"
 
 #define COMMANDS KWSD_SOURCE_DIR "/models/commands.kwsm"
@@ -94,6 +95,19 @@ static int log_count(const char *a, const char *b) {
     if (f)
         fclose(f);
     return n;
+}
+
+/* Starts kwsd on dir/speech.wav, its input 6 s after start-up, and waits
+ * up to 5 s for its "ready". */
+static pid_t start_delayed(void) {
+    char input[400];
+    snprintf(input, sizeof input, "--input=%s", at("speech.wav"));
+    pid_t pid = kt_spawn_kwsd(dir, input, "--input-delay=6000");
+    int64_t end = kt_now_ms() + 5000;
+    while (kt_now_ms() < end && !log_count("notice: ready", NULL))
+        usleep(20000);
+    cr_assert(eq(int, log_count("notice: ready", NULL), 1), "%s", kt_read_text(at("kwsd.log")));
+    return pid;
 }
 
 static void setup(void) {
@@ -235,28 +249,15 @@ Test(models, two_models_publish_their_own_labels_through_alsa) {
  * (a large readout bias): it detects nothing, but its events prove its
  * front end runs. */
 static void write_8k_model(const char *path) {
-    struct snn_cfg cfg;
-    struct snn_model m = {0};
-    memset(&cfg, 0, sizeof cfg);
-    audio_fe_cfg_default(&cfg.fe);
-    cfg.fe.sample_rate = 8000;
-    cfg.fe.win_len = 200;
-    cfg.fe.hop = 80;
-    cfg.fe.n_fft = 256;
-    cfg.fe.fmax = 4000.0f;
-    cfg.fe.n_mels = 20;
-    cfg.n_in = audio_fe_n_out(&cfg.fe);
-    cfg.n_layers = 1;
-    cfg.layer[0] = (struct snn_layer_cfg){.n = 8, .beta = 0.5f, .gain = 1.0f, .thresh = 1.0f};
-    cfg.n_classes = 2;
-    cfg.out_beta = 0.9f;
-    cfg.out_gain = 1.0f;
-    strcpy(cfg.labels[0], "_silence_");
-    strcpy(cfg.labels[1], "beep");
-    cr_assert(eq(int, snn_model_init(&m, &cfg), 0));
-    m.p.b_out[1] = 5.0f;
-    cr_assert(eq(int, snn_model_save(&m, path), 0));
-    snn_model_free(&m);
+    struct kws_frontend_cfg fe;
+    audio_fe_cfg_default(&fe);
+    fe.sample_rate = 8000;
+    fe.win_len = 200;
+    fe.hop = 80;
+    fe.n_fft = 256;
+    fe.fmax = 4000.0f;
+    fe.n_mels = 20;
+    kt_save_tiny_model(path, &fe, "beep", 1);
 }
 
 /* commands.kwsm (16 kHz) and an 8 kHz model on one 16 kHz input: two
@@ -305,13 +306,7 @@ Test(models, a_reload_with_a_corrupt_second_model_keeps_the_running_set) {
     kt_sh("mkdir -p %s/models && cp %s %s/models/digits.kwsm", dir, DIGITS, dir);
     snprintf(lines, sizeof lines, "  path: %s\n  dir: %s/models\n", COMMANDS, dir);
     write_config(lines);
-    char input[400];
-    snprintf(input, sizeof input, "--input=%s", at("speech.wav"));
-    pid_t pid = kt_spawn_kwsd(dir, input, "--input-delay=6000");
-    int64_t end = kt_now_ms() + 5000;
-    while (kt_now_ms() < end && !log_count("notice: ready", NULL))
-        usleep(20000);
-    cr_assert(eq(int, log_count("notice: ready", NULL), 1), "%s", kt_read_text(at("kwsd.log")));
+    pid_t pid = start_delayed();
     kt_sh("truncate -s 100 %s/models/digits.kwsm", dir);
     kill(pid, SIGHUP);
     int rc = kt_wait_exit(pid, 60000);
@@ -330,18 +325,13 @@ Test(models, a_reload_with_a_corrupt_second_model_keeps_the_running_set) {
  * that follows (--input starting 6 s after start-up, the reload before). */
 Test(models, a_reload_adds_a_model_next_to_the_running_one) {
     static const char *const words[] = {"yes", "three", "go", "seven"};
-    char lines[2048], input[400];
+    char lines[2048];
 
     need_models();
     make_speech(words, 4);
     snprintf(lines, sizeof lines, "  path: %s\n", COMMANDS);
     write_config(lines);
-    snprintf(input, sizeof input, "--input=%s", at("speech.wav"));
-    pid_t pid = kt_spawn_kwsd(dir, input, "--input-delay=6000");
-    int64_t end = kt_now_ms() + 5000;
-    while (kt_now_ms() < end && !log_count("notice: ready", NULL))
-        usleep(20000);
-    cr_assert(eq(int, log_count("notice: ready", NULL), 1), "%s", kt_read_text(at("kwsd.log")));
+    pid_t pid = start_delayed();
     snprintf(lines, sizeof lines, "  paths: [ %s, %s ]\n", COMMANDS, DIGITS);
     write_config(lines);
     kill(pid, SIGHUP);
