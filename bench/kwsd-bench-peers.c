@@ -22,7 +22,6 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -41,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
+
+#include "../tests/kt_proc.h"
 
 #ifndef KWSD_PATH
 #define KWSD_PATH "kwsd"
@@ -122,20 +123,6 @@ static double proc_cpu_s(void) {
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-static int proc_fds(void) {
-    char path[64];
-    int n = 0;
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)kwsd_pid);
-    DIR *d = opendir(path);
-    if (!d)
-        return -1;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
 /* Count of lines in kwsd's log that contain s. */
 static int log_count(const char *s) {
     FILE *f = fopen(path_in("kwsd.log"), "r");
@@ -155,7 +142,7 @@ static void pump(struct phase *ph, double secs) {
     while (now_s() < end) {
         zmq_pollitem_t it = {.socket = mon, .events = ZMQ_POLLIN};
         long rss = proc_kb("VmRSS:");
-        int fds = proc_fds();
+        int fds = kt_proc_fds(kwsd_pid);
         if (ph && rss > ph->rss_peak)
             ph->rss_peak = rss;
         if (ph && fds > ph->fds_peak)
@@ -358,7 +345,7 @@ int main(int argc, char **argv) {
     kwsd_pid = start_kwsd(o.nofile);
     pump(NULL, 3.0);
     printf("kwsd %d, LimitNOFILE %d, endpoint %s, %d open descriptors, RSS %.1f MiB\n",
-           (int)kwsd_pid, o.nofile, endpoint, proc_fds(), proc_kb("VmRSS:") / 1024.0);
+           (int)kwsd_pid, o.nofile, endpoint, kt_proc_fds(kwsd_pid), proc_kb("VmRSS:") / 1024.0);
 
     struct phase ph[3];
     char name[3][64];

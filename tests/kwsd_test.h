@@ -1,7 +1,7 @@
 /* kwsd_test.h: helpers shared by the tests that run kwsd as a process.
  *
  * Files in a test's temporary folder, shell commands that must succeed,
- * the monotonic clock, and free TCP ports of 127.0.0.1. Each helper fails
+ * the monotonic clock, child processes, and free TCP ports of 127.0.0.1. Each helper fails
  * the calling Criterion test (cr_assert) when something it needs does not
  * work. Include after <criterion/criterion.h> and <criterion/new/assert.h>.
  *
@@ -16,6 +16,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +51,17 @@ static inline void kt_write_file(const char *path, const char *text) {
     fclose(f);
 }
 
+/* dir/asound.conf defining the ALSA device "testmic": the file plugin
+ * reading dir/raw as raw samples, over a null slave. */
+static inline void kt_write_testmic(const char *dir, const char *raw) {
+    char text[1024];
+    snprintf(text, sizeof text,
+             "pcm.testmic {\n type file\n slave.pcm null\n file /dev/null\n"
+             " infile \"%s/%s\"\n format raw\n}\n",
+             dir, raw);
+    kt_write_file(kt_path(dir, "asound.conf"), text);
+}
+
 /* Runs a shell command, which must exit 0. */
 static inline void kt_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static inline void kt_sh(const char *fmt, ...) {
@@ -59,6 +72,41 @@ static inline void kt_sh(const char *fmt, ...) {
     va_end(ap);
     int rc = system(cmd);
     cr_assert(eq(int, rc, 0), "command failed: %s", cmd);
+}
+
+/* Runs a shell command with its stderr joined to its stdout, which it puts
+ * (the first n - 1 bytes) in out. Returns its exit status, -1 if it did not
+ * exit. */
+static inline int kt_run(char *out, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline int kt_run(char *out, size_t n, const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    FILE *p = popen(cmd, "r");
+    cr_assert(not(eq(ptr, p, NULL)), "cannot run %s", cmd);
+    size_t got = fread(out, 1, n - 1, p);
+    out[got] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Waits up to ms for pid; returns its exit status (128 + the signal if a
+ * signal ended it), or -1 on timeout, after killing it. */
+static inline int kt_wait_exit(pid_t pid, int ms) {
+    int64_t end = kt_now_ms() + ms;
+    int status;
+    while (kt_now_ms() < end) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        usleep(20000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
 }
 
 /* The first 64 KiB of a text file ("" if it cannot be read), in a static

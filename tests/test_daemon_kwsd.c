@@ -33,6 +33,7 @@
 
 #include "kws/snn.h"
 #include "kws/frontend.h"
+#include "kt_model.h"
 #include "kwsd_test.h"
 #include "model_file_internal.h"
 
@@ -85,13 +86,7 @@ static double make_noise(double secs) {
 }
 
 static void write_alsa_conf(void) {
-    char text[1024], path[300];
-    snprintf(text, sizeof text,
-             "pcm.testmic {\n type file\n slave.pcm null\n file /dev/null\n"
-             " infile \"%s/audio.raw\"\n format raw\n}\n",
-             dir);
-    snprintf(path, sizeof path, "%s/asound.conf", dir);
-    kt_write_file(path, text);
+    kt_write_testmic(dir, "audio.raw");
 }
 
 /* The config every test starts from: device, model, the test's endpoint
@@ -242,21 +237,6 @@ static pid_t start_kwsd2(const char *arg1, const char *arg2) {
 
 static pid_t start_kwsd(const char *extra_arg) {
     return start_kwsd2(extra_arg, NULL);
-}
-
-/* Waits up to ms for pid; returns its exit status, or -1 on timeout. */
-static int wait_exit(pid_t pid, int ms) {
-    int64_t end = kt_now_ms() + ms;
-    int status;
-    while (kt_now_ms() < end) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        usleep(20000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    return -1;
 }
 
 static char *read_log(void) {
@@ -427,7 +407,7 @@ Test(kwsd, spoken_keywords_reach_a_subscriber) {
         json_decref(j);
     }
     kill(pid, SIGTERM);
-    int rc = wait_exit(pid, 10000);
+    int rc = kt_wait_exit(pid, 10000);
     sub_close(&s);
     cr_log_info("kwsd log:\n%s", read_log());
     cr_assert(ge(int, heartbeats, 1), "heartbeats arrive");
@@ -459,7 +439,7 @@ Test(kwsd, runs_without_subscribers_and_stops_on_sigterm) {
     usleep(1500000);
     cr_assert(eq(int, kill(pid, 0), 0), "still running with nobody listening");
     kill(pid, SIGTERM);
-    int rc = wait_exit(pid, 10000);
+    int rc = kt_wait_exit(pid, 10000);
     char *log = read_log();
     cr_assert(eq(int, rc, 0), "exit status; log:\n%s", log);
     cr_assert(not(eq(ptr, strstr(log, "ready"), NULL)), "log:\n%s", log);
@@ -490,7 +470,7 @@ Test(kwsd, a_subscriber_that_never_reads_does_not_stall_it) {
         json_decref(j);
     }
     kill(pid, SIGTERM);
-    int rc = wait_exit(pid, 10000);
+    int rc = kt_wait_exit(pid, 10000);
     sub_close(&live);
     sub_close(&stuck);
     cr_assert(ge(int, n, 4), "heartbeats keep coming (%d); log:\n%s", n, read_log());
@@ -535,7 +515,7 @@ Test(kwsd, reload_with_a_broken_file_keeps_the_running_config) {
     }
     cr_expect(named, "a heartbeat names other.kwsm after the reload");
     kill(pid, SIGTERM);
-    int rc = wait_exit(pid, 10000);
+    int rc = kt_wait_exit(pid, 10000);
     sub_close(&s);
     char *log = read_log();
     cr_assert(eq(int, rc, 0), "log:\n%s", log);
@@ -608,7 +588,7 @@ Test(kwsd, reload_keeps_the_event_clock) {
     kill(pid, SIGHUP);
     n = collect_end_ms(pid, &s, t, n, 400, "same model: network state kept, new smoothing", 4);
     kill(pid, SIGTERM);
-    int rc = wait_exit(pid, 10000);
+    int rc = kt_wait_exit(pid, 10000);
     sub_close(&s);
     cr_assert(eq(int, rc, 0), "log:\n%s", read_log());
 
@@ -665,23 +645,10 @@ Test(kwsd, reload_to_a_hostile_model_keeps_the_old_one) {
 
     /* A valid model with 20 bands x 4 levels (80 inputs): its front end is
      * built at the running rate before the swap. */
-    struct snn_cfg cfg;
-    struct snn_model m = {0};
-    memset(&cfg, 0, sizeof cfg);
-    audio_fe_cfg_default(&cfg.fe);
-    cfg.fe.n_mels = 20;
-    cfg.n_in = audio_fe_n_out(&cfg.fe);
-    cfg.n_layers = 1;
-    cfg.layer[0] = (struct snn_layer_cfg){.n = 8, .beta = 0.5f, .gain = 1.0f, .thresh = 1.0f};
-    cfg.n_classes = 2;
-    cfg.out_beta = 0.9f;
-    cfg.out_gain = 1.0f;
-    strcpy(cfg.labels[0], "_silence_");
-    strcpy(cfg.labels[1], "yes");
-    cr_assert(eq(int, snn_model_init(&m, &cfg), 0));
-    m.p.b_out[0] = 5.0f;
-    cr_assert(eq(int, snn_model_save(&m, dat_path("narrow.kwsm")), 0));
-    snn_model_free(&m);
+    struct kws_frontend_cfg fe;
+    audio_fe_cfg_default(&fe);
+    fe.n_mels = 20;
+    kt_save_tiny_model(dat_path("narrow.kwsm"), &fe, "yes", 0);
     write_config(dat_path("narrow.kwsm"), NULL);
     kill(pid, SIGHUP);
     int named = 0;
@@ -700,7 +667,7 @@ Test(kwsd, reload_to_a_hostile_model_keeps_the_old_one) {
         json_decref(j);
     }
     kill(pid, SIGTERM);
-    int rc = wait_exit(pid, 10000);
+    int rc = kt_wait_exit(pid, 10000);
     sub_close(&s);
     char *log = read_log();
     cr_assert(eq(int, named, 2), "heartbeats name narrow.kwsm; log:\n%s", log);
@@ -720,7 +687,7 @@ Test(kwsd, check_config_refuses_hostile_models) {
     for (size_t i = 0; i < sizeof hostile_models / sizeof hostile_models[0]; i++) {
         snprintf(arg, sizeof arg, "--model=%s", dat_path(hostile_models[i].name));
         pid_t pid = start_kwsd2("--check-config", arg);
-        int rc = wait_exit(pid, 5000);
+        int rc = kt_wait_exit(pid, 5000);
         char *log = read_log();
         cr_assert(eq(int, rc, 1), "%s: exit status; log:\n%s", hostile_models[i].name, log);
         cr_assert(not(eq(ptr, strstr(log, hostile_models[i].want), NULL)),
@@ -728,7 +695,7 @@ Test(kwsd, check_config_refuses_hostile_models) {
                   hostile_models[i].want, log);
     }
     pid_t pid = start_kwsd("--check-config");
-    cr_assert(eq(int, wait_exit(pid, 5000), 0), "the small model passes; log:\n%s", read_log());
+    cr_assert(eq(int, kt_wait_exit(pid, 5000), 0), "the small model passes; log:\n%s", read_log());
 }
 
 /* A capture device that is not there at start (a USB microphone that comes
@@ -795,7 +762,7 @@ Test(kwsd, a_device_missing_at_start_is_waited_for) {
     }
     cr_assert(ge(dbl, open_errors, 2.0), "the heartbeat counts the failed opens");
     kill(pid, SIGTERM);
-    int rc = wait_exit(pid, 10000);
+    int rc = kt_wait_exit(pid, 10000);
     sub_close(&s);
     struct pollfd p = {.fd = fd, .events = POLLIN};
     while (poll(&p, 1, 0) > 0) {
@@ -825,7 +792,7 @@ Test(kwsd, check_config_reports_every_error_and_a_corrupt_model) {
     kt_write_file(dat_path("kwsd.yaml"),
                "audio:\n  rate: 441000\n  devcie: x\nmodel:\n  path: /nonexistent.kwsm\n");
     pid_t pid = start_kwsd("--check-config");
-    int rc = wait_exit(pid, 10000);
+    int rc = kt_wait_exit(pid, 10000);
     char *log = read_log();
     cr_assert(eq(int, rc, 1), "log:\n%s", log);
     cr_assert(not(eq(ptr, strstr(log, "kwsd.yaml:2:9: audio.rate"), NULL)), "log:\n%s", log);
@@ -835,14 +802,14 @@ Test(kwsd, check_config_reports_every_error_and_a_corrupt_model) {
     kt_sh("head -c 100 %s > %s", dat_path("small.kwsm"), dat_path("bad.kwsm"));
     write_config(dat_path("bad.kwsm"), NULL);
     pid = start_kwsd("--check-config");
-    rc = wait_exit(pid, 10000);
+    rc = kt_wait_exit(pid, 10000);
     log = read_log();
     cr_assert(eq(int, rc, 1), "log:\n%s", log);
     cr_assert(not(eq(ptr, strstr(log, "bad.kwsm"), NULL)), "the error names the model:\n%s", log);
 
     write_config(dat_path("small.kwsm"), NULL);
     pid = start_kwsd("--check-config");
-    rc = wait_exit(pid, 10000);
+    rc = kt_wait_exit(pid, 10000);
     cr_assert(eq(int, rc, 0), "log:\n%s", read_log());
 }
 
@@ -852,7 +819,7 @@ Test(kwsd, input_file_runs_to_its_end_and_exits) {
     write_small_model(dat_path("small.kwsm"));
     write_config(dat_path("small.kwsm"), NULL);
     pid_t pid = start_kwsd2("--input", dat_path("stereo48k.wav"));
-    int rc = wait_exit(pid, 30000);
+    int rc = kt_wait_exit(pid, 30000);
     char *log = read_log();
     cr_assert(eq(int, rc, 0), "log:\n%s", log);
     cr_assert(not(eq(ptr, strstr(log, "end of"), NULL)), "log:\n%s", log);
@@ -869,7 +836,7 @@ Test(kwsd, input_file_runs_to_its_end_and_exits) {
     static const char *const broken[] = {"cut.flac", "corrupt.flac"};
     for (int i = 0; i < 2; i++) {
         pid = start_kwsd2("--input", dat_path(broken[i]));
-        rc = wait_exit(pid, 30000);
+        rc = kt_wait_exit(pid, 30000);
         log = read_log();
         cr_assert(eq(int, rc, 1), "%s: exit status; log:\n%s", broken[i], log);
         cr_assert(not(eq(ptr, strstr(log, "decode error after"), NULL)), "%s: log:\n%s", broken[i],
@@ -877,13 +844,13 @@ Test(kwsd, input_file_runs_to_its_end_and_exits) {
         cr_assert(eq(ptr, strstr(log, "end of"), NULL), "%s: not an end; log:\n%s", broken[i], log);
     }
     pid = start_kwsd2("--input", dat_path("whole.flac"));
-    rc = wait_exit(pid, 30000);
+    rc = kt_wait_exit(pid, 30000);
     cr_assert(eq(int, rc, 0), "the whole FLAC file; log:\n%s", read_log());
 
     /* A file that is not audio is a clear error naming it. */
     kt_write_file(dat_path("notaudio.wav"), "hello");
     pid = start_kwsd2("--input", dat_path("notaudio.wav"));
-    rc = wait_exit(pid, 10000);
+    rc = kt_wait_exit(pid, 10000);
     log = read_log();
     cr_assert(eq(int, rc, 1), "log:\n%s", log);
     cr_assert(not(eq(ptr, strstr(log, "notaudio.wav"), NULL)), "log:\n%s", log);
@@ -927,7 +894,7 @@ Test(kwsd, one_nan_sample_changes_no_detection_after_it) {
     kt_sh("sox %s/speech.wav -e floating-point -b 32 %s/clean.wav", dir, dir);
     write_config(MODEL, NULL);
     pid_t pid = start_kwsd2("--input", dat_path("clean.wav"));
-    cr_assert(eq(int, wait_exit(pid, 60000), 0), "log:\n%s", read_log());
+    cr_assert(eq(int, kt_wait_exit(pid, 60000), 0), "log:\n%s", read_log());
     detections_in_log(clean, sizeof clean);
     cr_assert(not(eq(str, clean, "")), "the clean file has detections; log:\n%s", read_log());
 
@@ -951,10 +918,10 @@ Test(kwsd, one_nan_sample_changes_no_detection_after_it) {
         fclose(f);
     }
     pid = start_kwsd2("--input", dat_path("zero.wav"));
-    cr_assert(eq(int, wait_exit(pid, 60000), 0), "log:\n%s", read_log());
+    cr_assert(eq(int, kt_wait_exit(pid, 60000), 0), "log:\n%s", read_log());
     detections_in_log(clean, sizeof clean);
     pid = start_kwsd2("--input", dat_path("nan.wav"));
-    cr_assert(eq(int, wait_exit(pid, 60000), 0), "log:\n%s", read_log());
+    cr_assert(eq(int, kt_wait_exit(pid, 60000), 0), "log:\n%s", read_log());
     detections_in_log(dirty, sizeof dirty);
     char *log = read_log();
     cr_assert(eq(str, dirty, clean), "log:\n%s", log);
@@ -971,7 +938,7 @@ Test(kwsd, a_muted_input_rests_the_network_until_sound_returns) {
     write_small_model(dat_path("small.kwsm"));
     write_config(dat_path("small.kwsm"), NULL);
     pid_t pid = start_kwsd2("--input", dat_path("muted.wav"));
-    int rc = wait_exit(pid, 30000);
+    int rc = kt_wait_exit(pid, 30000);
     char *log = read_log();
     cr_assert(eq(int, rc, 0), "log:\n%s", log);
     const char *rest = strstr(log, "input is digital silence");
@@ -1016,7 +983,7 @@ Test(kwsd, sighup_during_start_up_is_a_reload) {
         while (kt_now_ms() < end && !strstr(read_log(), "reloaded"))
             usleep(10000);
         kill(pid, SIGTERM);
-        int rc = wait_exit(pid, 10000);
+        int rc = kt_wait_exit(pid, 10000);
         char *log = read_log();
         cr_assert(eq(int, rc, 0), "run %d: log:\n%s", run, log);
         cr_assert(not(eq(ptr, strstr(log, "ready"), NULL)), "run %d: started; log:\n%s", run, log);
@@ -1065,7 +1032,7 @@ Test(kwsd, tells_systemd_ready_watchdog_and_stopping) {
             sent_term = 1;
         }
     }
-    int rc = wait_exit(pid, 10000);
+    int rc = kt_wait_exit(pid, 10000);
     close(fd);
     cr_assert(eq(int, ready, 1), "READY=1 once; log:\n%s", read_log());
     cr_assert(ge(int, watchdog, 3), "WATCHDOG=1 while audio flows");

@@ -31,6 +31,7 @@
 
 #include "kws/frontend.h"
 #include "kws/snn.h"
+#include "kt_model.h"
 #include "kwsd_test.h"
 
 #define COMMANDS KWSD_SOURCE_DIR "/models/commands.kwsm"
@@ -84,36 +85,6 @@ static void write_config(const char *model_lines) {
     kt_write_file(at("kwsd.yaml"), text);
 }
 
-/* Waits up to ms for pid; returns its exit status, or -1 on timeout. */
-static int wait_exit(pid_t pid, int ms) {
-    int64_t end = kt_now_ms() + ms;
-    int status;
-    while (kt_now_ms() < end) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        usleep(20000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    return -1;
-}
-
-/* Runs cmd; its exit status, with stdout and stderr in out. */
-static int run(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int run(char *out, size_t n, const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    FILE *p = popen(cmd, "r");
-    cr_assert(not(eq(ptr, p, NULL)));
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* How many lines of the log hold both a and b. */
 static int log_count(const char *a, const char *b) {
     char line[4096];
@@ -126,16 +97,24 @@ static int log_count(const char *a, const char *b) {
     return n;
 }
 
+/* Starts kwsd on dir/speech.wav, its input 6 s after start-up, and waits
+ * up to 5 s for its "ready". */
+static pid_t start_delayed(void) {
+    char input[400];
+    snprintf(input, sizeof input, "--input=%s", at("speech.wav"));
+    pid_t pid = kt_spawn_kwsd(dir, input, "--input-delay=6000");
+    int64_t end = kt_now_ms() + 5000;
+    while (kt_now_ms() < end && !log_count("notice: ready", NULL))
+        usleep(20000);
+    cr_assert(eq(int, log_count("notice: ready", NULL), 1), "%s", kt_read_text(at("kwsd.log")));
+    return pid;
+}
+
 static void setup(void) {
     snprintf(dir, sizeof dir, "/tmp/kwsd-models-XXXXXX");
     cr_assert(not(eq(ptr, mkdtemp(dir), NULL)));
     snprintf(endpoint, sizeof endpoint, "ipc://%s/events", dir);
-    char text[1024];
-    snprintf(text, sizeof text,
-             "pcm.testmic {\n type file\n slave.pcm null\n file /dev/null\n"
-             " infile \"%s/audio.raw\"\n format raw\n}\n",
-             dir);
-    kt_write_file(at("asound.conf"), text);
+    kt_write_testmic(dir, "audio.raw");
 }
 
 static void teardown(void) {
@@ -253,7 +232,7 @@ Test(models, two_models_publish_their_own_labels_through_alsa) {
         json_decref(j);
     }
     kill(pid, SIGTERM);
-    int rc = wait_exit(pid, 10000);
+    int rc = kt_wait_exit(pid, 10000);
     zmq_close(sock);
     zmq_ctx_term(ctx);
     cr_log_info("kwsd log:\n%s", kt_read_text(at("kwsd.log")));
@@ -270,28 +249,15 @@ Test(models, two_models_publish_their_own_labels_through_alsa) {
  * (a large readout bias): it detects nothing, but its events prove its
  * front end runs. */
 static void write_8k_model(const char *path) {
-    struct snn_cfg cfg;
-    struct snn_model m = {0};
-    memset(&cfg, 0, sizeof cfg);
-    audio_fe_cfg_default(&cfg.fe);
-    cfg.fe.sample_rate = 8000;
-    cfg.fe.win_len = 200;
-    cfg.fe.hop = 80;
-    cfg.fe.n_fft = 256;
-    cfg.fe.fmax = 4000.0f;
-    cfg.fe.n_mels = 20;
-    cfg.n_in = audio_fe_n_out(&cfg.fe);
-    cfg.n_layers = 1;
-    cfg.layer[0] = (struct snn_layer_cfg){.n = 8, .beta = 0.5f, .gain = 1.0f, .thresh = 1.0f};
-    cfg.n_classes = 2;
-    cfg.out_beta = 0.9f;
-    cfg.out_gain = 1.0f;
-    strcpy(cfg.labels[0], "_silence_");
-    strcpy(cfg.labels[1], "beep");
-    cr_assert(eq(int, snn_model_init(&m, &cfg), 0));
-    m.p.b_out[1] = 5.0f;
-    cr_assert(eq(int, snn_model_save(&m, path), 0));
-    snn_model_free(&m);
+    struct kws_frontend_cfg fe;
+    audio_fe_cfg_default(&fe);
+    fe.sample_rate = 8000;
+    fe.win_len = 200;
+    fe.hop = 80;
+    fe.n_fft = 256;
+    fe.fmax = 4000.0f;
+    fe.n_mels = 20;
+    kt_save_tiny_model(path, &fe, "beep", 1);
 }
 
 /* commands.kwsm (16 kHz) and an 8 kHz model on one 16 kHz input: two
@@ -313,7 +279,7 @@ Test(models, a_model_at_8_khz_next_to_one_at_16_khz) {
     write_config(lines);
     snprintf(input, sizeof input, "--input=%s", at("speech.wav"));
     pid_t pid = kt_spawn_kwsd(dir, input, NULL);
-    int rc = wait_exit(pid, 60000);
+    int rc = kt_wait_exit(pid, 60000);
     cr_log_info("kwsd log:\n%s", kt_read_text(at("kwsd.log")));
     cr_assert(eq(int, rc, 0));
     cr_expect(eq(int, log_count("beep8k.kwsm: ", "front end 8000 Hz / 20 mels to 4000 Hz (front "
@@ -340,16 +306,10 @@ Test(models, a_reload_with_a_corrupt_second_model_keeps_the_running_set) {
     kt_sh("mkdir -p %s/models && cp %s %s/models/digits.kwsm", dir, DIGITS, dir);
     snprintf(lines, sizeof lines, "  path: %s\n  dir: %s/models\n", COMMANDS, dir);
     write_config(lines);
-    char input[400];
-    snprintf(input, sizeof input, "--input=%s", at("speech.wav"));
-    pid_t pid = kt_spawn_kwsd(dir, input, "--input-delay=6000");
-    int64_t end = kt_now_ms() + 5000;
-    while (kt_now_ms() < end && !log_count("notice: ready", NULL))
-        usleep(20000);
-    cr_assert(eq(int, log_count("notice: ready", NULL), 1), "%s", kt_read_text(at("kwsd.log")));
+    pid_t pid = start_delayed();
     kt_sh("truncate -s 100 %s/models/digits.kwsm", dir);
     kill(pid, SIGHUP);
-    int rc = wait_exit(pid, 60000);
+    int rc = kt_wait_exit(pid, 60000);
     cr_log_info("kwsd log:\n%s", kt_read_text(at("kwsd.log")));
     cr_assert(eq(int, rc, 0), "kwsd runs the file to its end");
     cr_expect(
@@ -365,22 +325,17 @@ Test(models, a_reload_with_a_corrupt_second_model_keeps_the_running_set) {
  * that follows (--input starting 6 s after start-up, the reload before). */
 Test(models, a_reload_adds_a_model_next_to_the_running_one) {
     static const char *const words[] = {"yes", "three", "go", "seven"};
-    char lines[2048], input[400];
+    char lines[2048];
 
     need_models();
     make_speech(words, 4);
     snprintf(lines, sizeof lines, "  path: %s\n", COMMANDS);
     write_config(lines);
-    snprintf(input, sizeof input, "--input=%s", at("speech.wav"));
-    pid_t pid = kt_spawn_kwsd(dir, input, "--input-delay=6000");
-    int64_t end = kt_now_ms() + 5000;
-    while (kt_now_ms() < end && !log_count("notice: ready", NULL))
-        usleep(20000);
-    cr_assert(eq(int, log_count("notice: ready", NULL), 1), "%s", kt_read_text(at("kwsd.log")));
+    pid_t pid = start_delayed();
     snprintf(lines, sizeof lines, "  paths: [ %s, %s ]\n", COMMANDS, DIGITS);
     write_config(lines);
     kill(pid, SIGHUP);
-    int rc = wait_exit(pid, 60000);
+    int rc = kt_wait_exit(pid, 60000);
     cr_log_info("kwsd log:\n%s", kt_read_text(at("kwsd.log")));
     cr_assert(eq(int, rc, 0), "kwsd runs the file to its end");
     cr_expect(eq(int, log_count("commands.kwsm, 12 classes; same model: network state and "
@@ -401,14 +356,14 @@ Test(models, check_config_names_a_bad_file_a_shared_label_and_path_with_paths) {
           DIGITS, dir, DIGITS, dir);
     snprintf(lines, sizeof lines, "  path: %s\n  dir: %s/models\n", COMMANDS, dir);
     write_config(lines);
-    int st = run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config 2>&1", KWSD_BINARY_DIR,
+    int st = kt_run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config", KWSD_BINARY_DIR,
                  at("kwsd.yaml"));
     cr_expect(eq(int, st, 1), "%s", out);
     cr_expect(not(eq(ptr, strstr(out, at("models/b.kwsm")), NULL)), "names the bad file: %s", out);
 
     /* the good ones alone: both listed */
     kt_sh("rm %s/models/b.kwsm", dir);
-    st = run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config 2>&1", KWSD_BINARY_DIR,
+    st = kt_run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config", KWSD_BINARY_DIR,
              at("kwsd.yaml"));
     cr_expect(eq(int, st, 0), "%s", out);
     cr_expect(not(eq(ptr, strstr(out, "ok (2 model(s))"), NULL)), "%s", out);
@@ -416,7 +371,7 @@ Test(models, check_config_names_a_bad_file_a_shared_label_and_path_with_paths) {
 
     /* a keyword in two models */
     kt_sh("cp %s %s/models/c.kwsm", COMMANDS, dir);
-    st = run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config 2>&1", KWSD_BINARY_DIR,
+    st = kt_run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config", KWSD_BINARY_DIR,
              at("kwsd.yaml"));
     cr_expect(eq(int, st, 1), "%s", out);
     cr_expect(not(eq(ptr, strstr(out, "keyword \"yes\" is also in " COMMANDS), NULL)), "%s", out);
@@ -424,7 +379,7 @@ Test(models, check_config_names_a_bad_file_a_shared_label_and_path_with_paths) {
     /* model.path and model.paths together */
     snprintf(lines, sizeof lines, "  path: %s\n  paths: [ %s ]\n", COMMANDS, DIGITS);
     write_config(lines);
-    st = run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config 2>&1", KWSD_BINARY_DIR,
+    st = kt_run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config", KWSD_BINARY_DIR,
              at("kwsd.yaml"));
     cr_expect(eq(int, st, 1), "%s", out);
     cr_expect(
@@ -434,7 +389,7 @@ Test(models, check_config_names_a_bad_file_a_shared_label_and_path_with_paths) {
     /* a models directory that is not there */
     snprintf(lines, sizeof lines, "  dir: %s/nowhere\n", dir);
     write_config(lines);
-    st = run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config 2>&1", KWSD_BINARY_DIR,
+    st = kt_run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config", KWSD_BINARY_DIR,
              at("kwsd.yaml"));
     cr_expect(eq(int, st, 1), "%s", out);
     cr_expect(not(eq(ptr, strstr(out, "nowhere: model.dir: "), NULL)), "%s", out);
@@ -466,10 +421,10 @@ Test(models, an_enrolled_word_loads_next_to_the_shipped_model, .timeout = 300) {
         kt_sh("espeak-ng -v %s -w %s/pack/words/other/%d.wav '%s'", voices[i], dir, i, phrases[i]);
     }
     kt_sh("sox -q -n -r 16000 -b 16 -c 1 %s/pack/noise/white.wav synth 4 whitenoise vol 0.05", dir);
-    int rc = run(out, sizeof out,
+    int rc = kt_run(out, sizeof out,
                  "%s --word lights --takes %s/takes --pack %s/pack --init %s --out "
                  "%s/models/lights.kwsm --epochs 1 --windows 8 --batch 4 --mine-every 0 "
-                 "--val-takes 2 --min-takes 4 --calib-hours 0.01 --threads 1 2>&1",
+                 "--val-takes 2 --min-takes 4 --calib-hours 0.01 --threads 1",
                  ENROLL, dir, dir, COMMANDS, dir);
     cr_assert(eq(int, rc, 0), "%s", out);
 
@@ -484,7 +439,7 @@ Test(models, an_enrolled_word_loads_next_to_the_shipped_model, .timeout = 300) {
     /* the shipped model and the models directory, as docs/ENROLL.md says */
     snprintf(lines, sizeof lines, "  path: %s\n  dir: %s/models\n", COMMANDS, dir);
     write_config(lines);
-    rc = run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config 2>&1", KWSD_BINARY_DIR,
+    rc = kt_run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config", KWSD_BINARY_DIR,
              at("kwsd.yaml"));
     cr_expect(eq(int, rc, 0), "%s", out);
     cr_expect(not(eq(ptr, strstr(out, "ok (2 model(s))"), NULL)), "%s", out);
@@ -496,7 +451,7 @@ Test(models, an_enrolled_word_loads_next_to_the_shipped_model, .timeout = 300) {
     char input[400];
     snprintf(input, sizeof input, "--input=%s", at("speech.wav"));
     pid_t pid = kt_spawn_kwsd(dir, input, NULL);
-    rc = wait_exit(pid, 60000);
+    rc = kt_wait_exit(pid, 60000);
     cr_log_info("kwsd log:\n%s", kt_read_text(at("kwsd.log")));
     cr_expect(eq(int, rc, 0));
     cr_expect(eq(int, log_count("model ", "lights.kwsm: "), 1), "kwsd loads lights.kwsm");

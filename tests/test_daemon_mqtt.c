@@ -207,6 +207,16 @@ static struct {
     char mqtt[32];
 } zq;
 
+/* zq's socket: a SUB to every kws. topic of the test's endpoint. */
+static void zq_open(void) {
+    zq.ctx = zmq_ctx_new();
+    zq.sock = zmq_socket(zq.ctx, ZMQ_SUB);
+    int linger = 0;
+    zmq_setsockopt(zq.sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(zq.sock, ZMQ_SUBSCRIBE, "kws.", 4);
+    cr_assert(eq(int, zmq_connect(zq.sock, endpoint), 0));
+}
+
 /* Reads every message that arrives within ms, updating zq. */
 static void zq_pump(int ms) {
     int64_t end = kt_now_ms() + ms;
@@ -293,12 +303,7 @@ static void make_recording(int n) {
     kt_sh("sox -n -r 16000 -c 1 -b 16 %s/lead.wav trim 0 2", dir);
     kt_sh("sox %s/lead.wav %s/slots.wav %s/speech.wav", dir, dir, dir);
     kt_sh("sox %s/speech.wav -t raw -e signed -b 16 -r 16000 -c 1 %s/audio.raw", dir, dir);
-    char text[512];
-    snprintf(text, sizeof text,
-             "pcm.testmic {\n type file\n slave.pcm null\n file /dev/null\n"
-             " infile \"%s/audio.raw\"\n format raw\n}\n",
-             dir);
-    kt_write_file(path_of("asound.conf"), text);
+    kt_write_testmic(dir, "audio.raw");
 }
 
 /* The end times (ms) of the events kwsd-eval finds in dir/speech.wav. */
@@ -356,12 +361,7 @@ Test(mqtt, hermes_events_toggles_and_a_broker_that_dies) {
 
     broker_start();
     mq_open();
-    zq.ctx = zmq_ctx_new();
-    zq.sock = zmq_socket(zq.ctx, ZMQ_SUB);
-    int linger = 0;
-    zmq_setsockopt(zq.sock, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(zq.sock, ZMQ_SUBSCRIBE, "kws.", 4);
-    cr_assert(eq(int, zmq_connect(zq.sock, endpoint), 0));
+    zq_open();
     start_kwsd();
 
     /* 1. Detections arrive on MQTT with the Hermes fields. */
@@ -489,19 +489,10 @@ Test(mqtt, two_models_each_detection_names_its_model) {
     kt_sh("sox %s/lead.wav %s/w0.wav %s/w1.wav %s/w2.wav %s/w3.wav %s/lead.wav -t raw -e signed "
           "-b 16 %s/audio.raw",
           dir, dir, dir, dir, dir, dir, dir);
-    snprintf(text, sizeof text,
-             "pcm.testmic {\n type file\n slave.pcm null\n file /dev/null\n"
-             " infile \"%s/audio.raw\"\n format raw\n}\n",
-             dir);
-    kt_write_file(path_of("asound.conf"), text);
+    kt_write_testmic(dir, "audio.raw");
     broker_start();
     mq_open();
-    zq.ctx = zmq_ctx_new();
-    zq.sock = zmq_socket(zq.ctx, ZMQ_SUB);
-    int linger = 0;
-    zmq_setsockopt(zq.sock, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(zq.sock, ZMQ_SUBSCRIBE, "kws.", 4);
-    cr_assert(eq(int, zmq_connect(zq.sock, endpoint), 0));
+    zq_open();
     snprintf(text, sizeof text,
              "audio:\n  device: testmic\n  rate: 16000\n"
              "model:\n  paths: [ %s, %s ]\n"

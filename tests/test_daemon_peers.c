@@ -16,11 +16,11 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
-#include <dirent.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
+#include "kt_proc.h"
 #include "kwsd_test.h"
 
 #define MODEL KWSD_SOURCE_DIR "/models/commands.kwsm"
@@ -35,20 +35,6 @@ static const char *dat_path(const char *name) {
 
 static const char *read_log(void) {
     return kt_read_text(dat_path("kwsd.log"));
-}
-
-static int count_fds(pid_t pid) {
-    char path[64];
-    int n = 0;
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    if (!d)
-        return -1;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
 }
 
 static void setup(void) {
@@ -98,7 +84,7 @@ Test(kwsd_peers, reload_works_when_peers_hold_every_descriptor, .init = setup, .
     int fds = 0;
     for (int i = 0; i < 40 && fds < NOFILE; i++) {
         usleep(50000);
-        fds = count_fds(pid);
+        fds = kt_proc_fds(pid);
     }
     cr_log_info("%d peers connected; kwsd holds %d of its %d descriptors", opened, fds, NOFILE);
     cr_assert(eq(int, fds, NOFILE), "the peers hold every descriptor; log:\n%s", read_log());

@@ -98,11 +98,7 @@ static void write_configs(int rate, int period_ms, const char *threshold) {
              "logging:\n  level: info\n",
              rate, period_ms, MODEL, threshold, endpoint);
     kt_write_file(dat_path("kwsd.yaml"), text);
-    snprintf(text, sizeof text,
-             "pcm.testmic {\n type file\n slave.pcm null\n file /dev/null\n"
-             " infile \"%s/audio.raw\"\n format raw\n}\n",
-             dir);
-    kt_write_file(dat_path("asound.conf"), text);
+    kt_write_testmic(dir, "audio.raw");
 }
 
 static pid_t start_kwsd(const char *arg1, const char *arg2, const char *arg3, const char *arg4) {
@@ -119,19 +115,6 @@ static pid_t start_kwsd(const char *arg1, const char *arg2, const char *arg3, co
         _exit(127);
     }
     return pid;
-}
-
-static int wait_exit(pid_t pid, int ms) {
-    int64_t end = kt_now_ms() + ms;
-    int status;
-    while (kt_now_ms() < end) {
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        usleep(20000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    return -1;
 }
 
 static const char *read_log(void) {
@@ -219,7 +202,7 @@ static void same_events(int rate, int digital_silence, const char *threshold) {
     pid_t pid = start_kwsd("--input", dat_path("speech.wav"), "--input-delay", "1000");
     collect(sock, pid, len_ms, &want, &exited);
     zmq_close(sock);
-    int rc = exited ? 0 : wait_exit(pid, 30000);
+    int rc = exited ? 0 : kt_wait_exit(pid, 30000);
     cr_assert(eq(int, rc, 0), "kwsd --input; log:\n%s", read_log());
     log_events("kwsd --input", &want);
     cr_assert(ge(int, want.n, 2), "the recording has events to compare; log:\n%s", read_log());
@@ -233,7 +216,7 @@ static void same_events(int rate, int digital_silence, const char *threshold) {
         zmq_close(sock);
         cr_assert(not(exited), "kwsd runs; log:\n%s", read_log());
         kill(pid, SIGTERM);
-        cr_assert(eq(int, wait_exit(pid, 10000), 0), "log:\n%s", read_log());
+        cr_assert(eq(int, kt_wait_exit(pid, 10000), 0), "log:\n%s", read_log());
         char what[64];
         snprintf(what, sizeof what, "ALSA run %d, period %d ms", run + 1, period);
         log_events(what, &got);

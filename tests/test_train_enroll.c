@@ -280,13 +280,7 @@ Test(enroll_record, three_takes_through_alsa_file_plugin, .init = setup, .fini =
           root);
     char conf[600], path[700];
     snprintf(conf, sizeof conf, "%s/asound.conf", root);
-    FILE *f = fopen(conf, "w");
-    cr_assert(not(eq(ptr, f, NULL)));
-    fprintf(f,
-            "pcm.testmic {\n type file\n slave.pcm null\n file /dev/null\n"
-            " infile \"%s/audio.raw\"\n format raw\n}\n",
-            root);
-    fclose(f);
+    kt_write_testmic(root, "audio.raw");
     snprintf(path, sizeof path, "/usr/share/alsa/alsa.conf:%s", conf);
     setenv("ALSA_CONFIG_PATH", path, 1);
 
@@ -315,25 +309,9 @@ Test(enroll_record, three_takes_through_alsa_file_plugin, .init = setup, .fini =
 
 #define ENROLL_BIN KWSD_BINARY_DIR "/tools/kwsd-enroll"
 
-/* Runs cmd, returns its exit status and its stdout+stderr in out. */
-static int run(char *out, size_t n, const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    cr_assert(not(eq(ptr, p, NULL)));
-    size_t k = fread(out, 1, n - 1, p);
-    out[k] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 Test(enroll_tool, defaults_come_from_the_library) {
     static char out[8192];
-    cr_assert(eq(int, run(out, sizeof out, "%s --print-defaults", ENROLL_BIN), 0), "%s", out);
+    cr_assert(eq(int, kt_run(out, sizeof out, "%s --print-defaults", ENROLL_BIN), 0), "%s", out);
     struct enroll_recipe r;
     enroll_recipe_default(&r);
     char line[64];
@@ -343,10 +321,10 @@ Test(enroll_tool, defaults_come_from_the_library) {
     cr_expect(not(eq(ptr, strstr(out, line), NULL)), "%s", out);
     snprintf(line, sizeof line, "--val-takes %d\n", r.n_val);
     cr_expect(not(eq(ptr, strstr(out, line), NULL)), "%s", out);
-    cr_expect(eq(int, run(out, sizeof out, "%s --takes /tmp", ENROLL_BIN), 2));
+    cr_expect(eq(int, kt_run(out, sizeof out, "%s --takes /tmp", ENROLL_BIN), 2));
     cr_expect(not(eq(ptr, strstr(out, "--word NAME (or --words-from DIR) is needed"), NULL)), "%s",
               out);
-    cr_expect(eq(int, run(out, sizeof out, "%s --word x --record --takes 1000", ENROLL_BIN), 2));
+    cr_expect(eq(int, kt_run(out, sizeof out, "%s --word x --record --takes 1000", ENROLL_BIN), 2));
     cr_expect(
         not(eq(ptr, strstr(out, "--takes: with --record, a number of takes in [3, 100]"), NULL)),
         "%s", out);
@@ -361,11 +339,12 @@ Test(enroll_tool, two_words_from_a_folder, .init = setup, .fini = teardown, .tim
         kt_sh("espeak-ng -v %s -s %d -w %s/words/music/%d.wav music", voices[i], 140 + 10 * i, root,
               i);
     static char out[32768];
-    int st = run(out, sizeof out,
-                 "%s --words-from %s/words --pack %s/pack --init %s --out %s/two.kwsm --epochs 1 "
-                 "--windows 8 --batch 4 --mine-every 0 --val-takes 2 --val-passes 1 --min-takes 4 "
-                 "--calib-hours 0.01 --threads 1",
-                 ENROLL_BIN, root, root, MODEL, root);
+    int st =
+        kt_run(out, sizeof out,
+               "%s --words-from %s/words --pack %s/pack --init %s --out %s/two.kwsm --epochs 1 "
+               "--windows 8 --batch 4 --mine-every 0 --val-takes 2 --val-passes 1 --min-takes 4 "
+               "--calib-hours 0.01 --threads 1",
+               ENROLL_BIN, root, root, MODEL, root);
     cr_assert(eq(int, st, 0), "%s", out);
     cr_expect(not(eq(ptr, strstr(out, "    path: "), NULL)), "%s", out);
     cr_expect(not(eq(ptr, strstr(out, "held-out takes"), NULL)), "%s", out);

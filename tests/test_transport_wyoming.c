@@ -91,11 +91,7 @@ static int two_models; /* start_kwsd loads MODEL and DIGITS, "three" at 0.45 */
 
 static void start_kwsd(void) {
     char text[2048], models[1024];
-    snprintf(text, sizeof text,
-             "pcm.testmic {\n type file\n slave.pcm null\n file /dev/null\n"
-             " infile \"%s/mic.raw\"\n format raw\n}\n",
-             dir);
-    kt_write_file(dat_path("asound.conf"), text);
+    kt_write_testmic(dir, "mic.raw");
     port = kt_free_port();
     if (two_models)
         snprintf(models, sizeof models, "  paths: [ %s, %s ]\n", MODEL, DIGITS);
@@ -123,6 +119,15 @@ static void start_kwsd(void) {
 
 static int kwsd_alive(void) {
     return waitpid(kwsd_pid, NULL, WNOHANG) == 0;
+}
+
+/* SIGHUP to kwsd, then up to 10 s for its log to say "reloaded". */
+static void reload_kwsd(void) {
+    kill(kwsd_pid, SIGHUP);
+    int64_t end = kt_now_ms() + 10000;
+    while (kt_now_ms() < end && !log_has("reloaded"))
+        usleep(50000);
+    cr_assert(IS(log_has("reloaded")), "kwsd reloads:\n%s", read_log());
 }
 
 static void setup(void) {
@@ -325,6 +330,13 @@ static void send_start(struct wyc *c, const struct rec *r, const char *name) {
     json_object_set_new(d, "timestamp", json_integer(0));
     cr_assert(eq(int, wyc_send(c, "audio-start", d, NULL, 0), 0));
     json_decref(d);
+}
+
+/* Sends r from chunk i (of 2048 bytes) to its end, then audio-stop. */
+static void send_rest(struct wyc *c, const struct rec *r, size_t i) {
+    while (send_chunk(c, r, i, 2048))
+        i++;
+    cr_assert(eq(int, wyc_send(c, "audio-stop", NULL, NULL, 0), 0));
 }
 
 /* Collects the events that follow audio-stop: detections (names into
@@ -673,9 +685,7 @@ Test(wyoming, same_events_as_kwsd_eval) {
     struct wyc c;
     wyc_open(&c);
     send_start(&c, &r, NULL);
-    for (size_t i = 0; send_chunk(&c, &r, i, 2048); i++)
-        ;
-    cr_assert(eq(int, wyc_send(&c, "audio-stop", NULL, NULL, 0), 0));
+    send_rest(&c, &r, 0);
     collect(&c, got, sizeof got, ts, 8);
     cr_expect(ge(int, n_want, 1), "kwsd-eval hears a keyword");
     cr_expect(eq(str, got, want), "kwsd-eval: %s", want);
@@ -711,21 +721,13 @@ Test(wyoming, reload_mid_stream) {
     memmove(at + strlen(line), at, strlen(at) + 1);
     memcpy(at, line, strlen(line));
     kt_write_file(dat_path("kwsd.yaml"), text);
-    kill(kwsd_pid, SIGHUP);
-    int64_t end = kt_now_ms() + 10000;
-    while (kt_now_ms() < end && !log_has("reloaded"))
-        usleep(50000);
-    cr_assert(IS(log_has("reloaded")), "kwsd reloads:\n%s", read_log());
-    for (; send_chunk(&c, &r, i, 2048); i++)
-        ;
-    cr_assert(eq(int, wyc_send(&c, "audio-stop", NULL, NULL, 0), 0));
+    reload_kwsd();
+    send_rest(&c, &r, i);
     collect(&c, got, sizeof got, ts, 8);
     cr_log_info("events of the stream cut by the reload: %s", got);
     cr_assert(IS(kwsd_alive()), "kwsd survives the reload");
     send_start(&c, &r, NULL);
-    for (i = 0; send_chunk(&c, &r, i, 2048); i++)
-        ;
-    cr_assert(eq(int, wyc_send(&c, "audio-stop", NULL, NULL, 0), 0));
+    send_rest(&c, &r, 0);
     int nd = collect(&c, got, sizeof got, ts, 8);
     cr_expect(eq(str, got, "yes,go"), "the next stream: %s", got);
     cr_expect(eq(int, nd, 0));
@@ -746,14 +748,8 @@ Test(wyoming, reload_with_nothing_changed_keeps_the_stream) {
     size_t i = 0;
     for (; i < 27 && send_chunk(&c, &r, i, 2048); i++) /* about 1.25 s: within "yes" */
         ;
-    kill(kwsd_pid, SIGHUP);
-    int64_t end = kt_now_ms() + 10000;
-    while (kt_now_ms() < end && !log_has("reloaded"))
-        usleep(50000);
-    cr_assert(IS(log_has("reloaded")), "kwsd reloads:\n%s", read_log());
-    for (; send_chunk(&c, &r, i, 2048); i++)
-        ;
-    cr_assert(eq(int, wyc_send(&c, "audio-stop", NULL, NULL, 0), 0));
+    reload_kwsd();
+    send_rest(&c, &r, i);
     int nd = collect(&c, got, sizeof got, ts, 8);
     cr_expect(eq(str, got, "yes,go"), "the stream across the reload: %s", got);
     cr_expect(eq(int, nd, 0));
