@@ -785,7 +785,22 @@ static int start_audio(struct kwsd *k) {
     return 0;
 }
 
-int main(int argc, char **argv) {
+/* "PATH: C classes, ... (front end F of N)": one model of the set, for
+ * --check-config and the start-up log. */
+static const char *describe_model(const struct kwsd_set *set, int i, char *buf, size_t len) {
+    const struct snn_cfg *mc = &set->m[i].model.cfg;
+    snprintf(buf, len,
+             "%s: %d classes, %d inputs, %d hidden layers, front end %d Hz / %d mels to %.0f Hz "
+             "(front end %d of %d)",
+             set->m[i].path, mc->n_classes, mc->n_in, mc->n_layers, mc->fe.sample_rate,
+             mc->fe.n_mels, (double)mc->fe.fmax, set->m[i].front + 1, set->n_fronts);
+    return buf;
+}
+
+/* The command line into k and the three locals of main. Returns -1 to go
+ * on, else the exit code (0 after --version or --help, 2 on a bad line). */
+static int parse_args(struct kwsd *k, int argc, char **argv, const char **config_path,
+                      int *config_given, int *check_only) {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},  {"check-config", no_argument, NULL, 'C'},
         {"device", required_argument, NULL, 'd'},  {"model", required_argument, NULL, 'm'},
@@ -794,42 +809,16 @@ int main(int argc, char **argv) {
         {"version", no_argument, NULL, 'V'},       {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    static struct kwsd kd; /* large: keep it off the stack */
-    struct kwsd *k = &kd;
-    struct config_diags diags = {0};
-    struct kwsd_set *set = NULL;
-    int check_only = 0, opt, rc;
-    const char *config_path = KWSD_DEFAULT_CONFIG;
-    int config_given = 0;
-    sigset_t hup;
-
-    /* 0. SIGHUP's default action ends a process, and a reload may be asked
-     * for as soon as kwsd exists: keep it blocked until its uv_signal
-     * handler is installed (step 5). One that comes meanwhile waits and is
-     * then a reload. Threads started in between (libzmq's) inherit the
-     * mask, so it reaches this thread. SIGINT and SIGTERM keep their default
-     * action until step 5: a stop asked for during start-up stops. */
-    /* One malloc arena for every thread. kwsd's threads (libzmq's, the
-     * thread pool, a reload) allocate little, and glibc shrinks a thread's
-     * own arena only after reading /proc/sys/vm/overcommit_memory, which the
-     * unit's ProcSubset=pid refuses; the main arena is trimmed with brk and
-     * malloc_trim gives all of it back. */
-    mallopt(M_ARENA_MAX, 1);
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    sigaddset(&hup, SIGUSR1); /* pause and resume (events.c): their default ends a process */
-    sigaddset(&hup, SIGUSR2);
-    pthread_sigmask(SIG_BLOCK, &hup, NULL);
-
     k->log_level = KWS_LOG_INFO;
+    int opt;
     while ((opt = getopt_long(argc, argv, "c:d:m:i:l:Vh", opts, NULL)) != -1) {
         switch (opt) {
         case 'c':
-            config_path = optarg;
-            config_given = 1;
+            *config_path = optarg;
+            *config_given = 1;
             break;
         case 'C':
-            check_only = 1;
+            *check_only = 1;
             break;
         case 'd':
             k->device_override = optarg;
@@ -842,7 +831,8 @@ int main(int argc, char **argv) {
             errno = 0;
             long v = strtol(optarg, &end, 10);
             if (errno || end == optarg || *end || v < 0 || v > 600000) {
-                fprintf(stderr, "kwsd: --input-delay: \"%s\" is not a number of ms in [0, 600000]\n",
+                fprintf(stderr,
+                        "kwsd: --input-delay: \"%s\" is not a number of ms in [0, 600000]\n",
                         optarg);
                 return 2;
             }
@@ -875,6 +865,93 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    return -1;
+}
+
+/* Step 4 of main: the event sockets, the Wyoming server when configured and
+ * the MQTT publisher. Logs what failed; -1 then. */
+static int open_outputs(struct kwsd *k) {
+    const char *eps[KWS_CONFIG_MAX_ENDPOINTS];
+    char msg[512];
+    for (int i = 0; i < k->cfg.transport.n_endpoints; i++)
+        eps[i] = k->cfg.transport.endpoints[i];
+    if (transport_pub_open(&k->pub, eps, k->cfg.transport.n_endpoints, k->cfg.transport.queue, msg,
+                           sizeof msg) < 0) {
+        LOGE("%s", msg);
+        return -1;
+    }
+    for (int i = 0; i < k->pub.n_bound; i++)
+        LOGI("publishing on %s", k->pub.bound[i]);
+    if (k->cfg.transport.wyoming[0]) {
+        struct wyoming_cfg wc = {.endpoint = k->cfg.transport.wyoming,
+                                 .model = &k->set->m[0].model,
+                                 .settings = &k->set->m[0].lis.settings,
+                                 .model_name = k->set->m[0].name,
+                                 .version = KWSD_VERSION};
+        if (wyoming_server_open(&k->wy, &k->loop, &wc, msg, sizeof msg) < 0 || wyoming_set(k) < 0) {
+            LOGE("%s", msg);
+            return -1;
+        }
+        LOGI("Wyoming wake-word server on %s", k->wy.bound);
+    }
+    return kwsd_events_open(k) < 0 ? -1 : 0;
+}
+
+/* Step 5 of main: the signal handlers (then the signals held since step 0
+ * may come), the heartbeat and, under systemd's watchdog, its timer. */
+static void start_signals_and_timers(struct kwsd *k, const sigset_t *held) {
+    uv_signal_init(&k->loop, &k->sig_int);
+    uv_signal_init(&k->loop, &k->sig_term);
+    uv_signal_init(&k->loop, &k->sig_hup);
+    k->sig_int.data = k->sig_term.data = k->sig_hup.data = k;
+    uv_signal_start(&k->sig_int, on_signal, SIGINT);
+    uv_signal_start(&k->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&k->sig_hup, on_signal, SIGHUP);
+    pthread_sigmask(SIG_UNBLOCK, held, NULL);
+    uv_timer_init(&k->loop, &k->heartbeat);
+    k->heartbeat.data = k;
+    uint64_t hb_ms = (uint64_t)(k->cfg.transport.heartbeat_s * 1000.0);
+    uv_timer_start(&k->heartbeat, on_heartbeat, hb_ms, hb_ms);
+    uv_timer_init(&k->loop, &k->watchdog);
+    k->watchdog.data = k;
+    uint64_t wd_ms = kwsd_watchdog_ms();
+    if (wd_ms)
+        uv_timer_start(&k->watchdog, on_watchdog, wd_ms / 2, wd_ms / 2);
+}
+
+int main(int argc, char **argv) {
+    static struct kwsd kd; /* large: keep it off the stack */
+    struct kwsd *k = &kd;
+    struct config_diags diags = {0};
+    struct kwsd_set *set = NULL;
+    int check_only = 0, rc;
+    const char *config_path = KWSD_DEFAULT_CONFIG;
+    int config_given = 0;
+    sigset_t hup;
+    char line[512];
+
+    /* One malloc arena for every thread. kwsd's threads (libzmq's, the
+     * thread pool, a reload) allocate little, and glibc shrinks a thread's
+     * own arena only after reading /proc/sys/vm/overcommit_memory, which the
+     * unit's ProcSubset=pid refuses; the main arena is trimmed with brk and
+     * malloc_trim gives all of it back. */
+    mallopt(M_ARENA_MAX, 1);
+
+    /* 0. SIGHUP's default action ends a process, and a reload may be asked
+     * for as soon as kwsd exists: keep it blocked until its uv_signal
+     * handler is installed (step 5). One that comes meanwhile waits and is
+     * then a reload. Threads started in between (libzmq's) inherit the
+     * mask, so it reaches this thread. SIGINT and SIGTERM keep their default
+     * action until step 5: a stop asked for during start-up stops. */
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    sigaddset(&hup, SIGUSR1); /* pause and resume (events.c): their default ends a process */
+    sigaddset(&hup, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &hup, NULL);
+
+    rc = parse_args(k, argc, argv, &config_path, &config_given, &check_only);
+    if (rc >= 0)
+        return rc;
 
     /* 1. Configuration. A missing default file means built-in defaults; a
      * file named on the command line must exist. */
@@ -903,25 +980,15 @@ int main(int argc, char **argv) {
     if (check_only) {
         printf("%s: ok (%d model(s))\n", k->config_path[0] ? k->config_path : "built-in defaults",
                k->set->n);
-        for (int i = 0; i < k->set->n; i++) {
-            const struct snn_cfg *mc = &k->set->m[i].model.cfg;
-            printf("  %s: %d classes, %d inputs, %d hidden layers, front end %d Hz / %d mels to "
-                   "%.0f Hz (front end %d of %d)\n",
-                   k->set->m[i].path, mc->n_classes, mc->n_in, mc->n_layers, mc->fe.sample_rate,
-                   mc->fe.n_mels, (double)mc->fe.fmax, k->set->m[i].front + 1, k->set->n_fronts);
-        }
+        for (int i = 0; i < k->set->n; i++)
+            printf("  %s\n", describe_model(k->set, i, line, sizeof line));
         set_free(k->set);
         return 0;
     }
     LOGN("kwsd %s starting (config %s)", KWSD_VERSION,
          k->config_path[0] ? k->config_path : "built-in defaults");
-    for (int i = 0; i < k->set->n; i++) {
-        const struct snn_cfg *mc = &k->set->m[i].model.cfg;
-        LOGI("model %s: %d inputs, %d hidden layers, %d classes, front end %d Hz / %d mels to "
-             "%.0f Hz (front end %d of %d)",
-             k->set->m[i].path, mc->n_in, mc->n_layers, mc->n_classes, mc->fe.sample_rate,
-             mc->fe.n_mels, (double)mc->fe.fmax, k->set->m[i].front + 1, k->set->n_fronts);
-    }
+    for (int i = 0; i < k->set->n; i++)
+        LOGI("model %s", describe_model(k->set, i, line, sizeof line));
     set_build_pipes(k->set, k, 0, NULL); /* no rate yet: only ties the front ends to k */
 
     rc = uv_loop_init(&k->loop);
@@ -938,58 +1005,13 @@ int main(int argc, char **argv) {
     }
 
     /* 4. Sockets. */
-    {
-        const char *eps[KWS_CONFIG_MAX_ENDPOINTS];
-        char msg[512];
-        for (int i = 0; i < k->cfg.transport.n_endpoints; i++)
-            eps[i] = k->cfg.transport.endpoints[i];
-        rc = transport_pub_open(&k->pub, eps, k->cfg.transport.n_endpoints,
-                                k->cfg.transport.queue, msg, sizeof msg);
-        if (rc < 0) {
-            LOGE("%s", msg);
-            kwsd_stop(k, 1);
-            goto out;
-        }
-        for (int i = 0; i < k->pub.n_bound; i++)
-            LOGI("publishing on %s", k->pub.bound[i]);
-        if (k->cfg.transport.wyoming[0]) {
-            struct wyoming_cfg wc = {.endpoint = k->cfg.transport.wyoming,
-                                     .model = &k->set->m[0].model,
-                                     .settings = &k->set->m[0].lis.settings,
-                                     .model_name = k->set->m[0].name,
-                                     .version = KWSD_VERSION};
-            if (wyoming_server_open(&k->wy, &k->loop, &wc, msg, sizeof msg) < 0 ||
-                wyoming_set(k) < 0) {
-                LOGE("%s", msg);
-                kwsd_stop(k, 1);
-                goto out;
-            }
-            LOGI("Wyoming wake-word server on %s", k->wy.bound);
-        }
-        if (kwsd_events_open(k) < 0) {
-            kwsd_stop(k, 1);
-            goto out;
-        }
+    if (open_outputs(k) < 0) {
+        kwsd_stop(k, 1);
+        goto out;
     }
 
     /* 5. Signals and timers, then tell systemd we are ready. */
-    uv_signal_init(&k->loop, &k->sig_int);
-    uv_signal_init(&k->loop, &k->sig_term);
-    uv_signal_init(&k->loop, &k->sig_hup);
-    k->sig_int.data = k->sig_term.data = k->sig_hup.data = k;
-    uv_signal_start(&k->sig_int, on_signal, SIGINT);
-    uv_signal_start(&k->sig_term, on_signal, SIGTERM);
-    uv_signal_start(&k->sig_hup, on_signal, SIGHUP);
-    pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
-    uv_timer_init(&k->loop, &k->heartbeat);
-    k->heartbeat.data = k;
-    uint64_t hb_ms = (uint64_t)(k->cfg.transport.heartbeat_s * 1000.0);
-    uv_timer_start(&k->heartbeat, on_heartbeat, hb_ms, hb_ms);
-    uv_timer_init(&k->loop, &k->watchdog);
-    k->watchdog.data = k;
-    uint64_t wd_ms = kwsd_watchdog_ms();
-    if (wd_ms)
-        uv_timer_start(&k->watchdog, on_watchdog, wd_ms / 2, wd_ms / 2);
+    start_signals_and_timers(k, &hup);
     kwsd_notify("READY=1");
     kwsd_notify_status(k);
     LOGN("ready%s", k->cap_waiting ? " (waiting for the capture device)" : "");
