@@ -186,6 +186,9 @@ static const struct bad_case bad_cases[] = {
     {2, {"--record=yes"}, {"kwsd-enroll: --record: takes no value"}},
     {2, {"--bogus"}, {"kwsd-enroll: unknown option '--bogus'"}},
     {2, {"--words-from", "/nonexistent", "--record"}, {"kwsd-enroll: --record takes one --word"}},
+    {2, {"--words-from", "/nonexistent", "--say"}, {"kwsd-enroll: --say takes one --word"}},
+    {2, {"--record", "--say"}, {"kwsd-enroll: --record or --say, not both"}},
+    {2, {"--say"}, {"kwsd-enroll: --takes: with --say, a number of takes in [3, 100]"}},
 };
 
 ParameterizedTestParameters(options, bad_value) {
@@ -504,8 +507,7 @@ Test(options, train_defaults, .init = tmp_setup, .fini = tmp_teardown, .timeout 
                  {"calib-fa", 10.0f, rd.calib_fa}};
     for (size_t i = 0; i < sizeof own_f / sizeof *own_f; i++) {
         cr_expect(eq(flt, float_of(o, own_f[i].name), own_f[i].value), "--%s", own_f[i].name);
-        cr_expect(eq(flt, own_f[i].lib, own_f[i].value), "train_recipe_default: %s",
-                  own_f[i].name);
+        cr_expect(eq(flt, own_f[i].lib, own_f[i].value), "train_recipe_default: %s", own_f[i].name);
     }
     cr_expect(eq(int, rd.epochs, 40));
     cr_expect(eq(int, rd.batch, 64));

@@ -166,6 +166,44 @@ Test(enroll_take, a_folder_at_44k_is_read_at_16k_and_rejects_are_named, .init = 
     free(src);
 }
 
+/* ==== Takes said by speech synthesis ==== */
+
+/* enroll_say's takes pass the take checks, each voice named in its file,
+ * and its text reaches the synthesiser as text, never through a shell. */
+Test(enroll_say, takes_that_pass_the_checks_and_text_that_stays_text, .init = setup,
+     .fini = teardown, .timeout = 60) {
+    char dir[512], msg[256] = "", mark[512];
+    snprintf(dir, sizeof dir, "%s/say", root);
+    struct enroll_say_opts o = {"view_glass", dir, 5};
+    struct notes nt = {""};
+    const struct enroll_progress p = {&nt, add_note, NULL};
+    cr_assert(eq(int, enroll_say(&o, &p, msg, sizeof msg), 0), "%s", msg);
+    cr_expect(not(eq(ptr, strstr(nt.text, "5 takes of \"view glass\""), NULL)), "%s", nt.text);
+    struct enroll_take_rules t;
+    enroll_take_rules_default(&t);
+    struct enroll_takes ts;
+    cr_assert(eq(int, enroll_takes_load(&ts, dir, 16000, &t, NULL, msg, sizeof msg), 0), "%s", msg);
+    cr_expect(eq(sz, ts.n, 5), "%zu takes accepted", ts.n);
+    cr_expect(eq(str, ts.t[0].file, "say-000-espeak-en-us.wav"));
+    enroll_takes_free(&ts);
+
+    /* the same names again: saying twice replaces the takes, adds none */
+    cr_assert(eq(int, enroll_say(&o, NULL, msg, sizeof msg), 0), "%s", msg);
+    kt_sh("test $(ls %s | wc -l) -eq 5", dir);
+
+    /* through a shell, this text would make root/x */
+    cr_assert(eq(int, chdir(root), 0));
+    snprintf(mark, sizeof mark, "%s/x", root);
+    snprintf(dir, sizeof dir, "%s/say2", root);
+    struct enroll_say_opts bad = {"a';touch x;'$(touch x)", dir, 1};
+    cr_expect(eq(int, enroll_say(&bad, NULL, msg, sizeof msg), 0), "%s", msg);
+    cr_expect(not(eq(int, access(mark, F_OK), 0)), "the text ran as a command");
+
+    struct enroll_say_opts none = {"", dir, 1};
+    cr_expect(eq(int, enroll_say(&none, NULL, msg, sizeof msg), KWS_ECONFIG));
+    cr_expect(not(eq(ptr, strstr(msg, "empty"), NULL)), "%s", msg);
+}
+
 /* ==== Enrolment ==== */
 
 /* Six espeak-ng takes of "lights" (with room noise around them), and a pack:

@@ -1,15 +1,17 @@
 /* kwsd-enroll: teaches kwsd a new word from 10-20 takes, on the board.
  *
- * Records the takes from the capture device (--record) or reads them from
- * a folder (--takes DIR), then enroll_run (kws/enroll.h) checks and trims
- * them, fine-tunes the shipped model on them against the installed negative
- * pack, calibrates the threshold on an hour of the pack's negatives and
- * writes the model where the service reads models; this program prints the
- * notes, a progress bar and how to enable the model. Every option lives in
- * one table (enroll_opts, parsed by tools/opt.h); the training values'
+ * Records the takes from the capture device (--record), has speech
+ * synthesis say them (--say) or reads them from a folder (--takes DIR),
+ * then enroll_run (kws/enroll.h) checks and trims them, fine-tunes the
+ * shipped model on them against the installed negative pack, calibrates
+ * the threshold on an hour of the pack's negatives and writes the model
+ * where the service reads models; this program prints the notes, a
+ * progress bar and how to enable the model. Every option lives in one
+ * table (enroll_opts, parsed by tools/opt.h); the training values'
  * defaults come from enroll_recipe_default.
  *
  *     kwsd-enroll --word lights --record [--takes 15]
+ *     kwsd-enroll --word lights --say [--takes 20]
  *     kwsd-enroll --word lights --takes ~/takes/lights [--out lights.kwsm]
  *
  * SPDX-License-Identifier: MIT
@@ -45,6 +47,7 @@ struct enroll_opts {
     const char *takes;     /* DIR of takes; with --record, how many to record */
     const char *takes_dir; /* where --record keeps them */
     int record;
+    int say;                /* --say: the takes made by speech synthesis */
     const char *device;     /* capture device (default: the configuration's) */
     const char *config;     /* kwsd.yaml to read the device from */
     const char *words_from; /* a folder of takes folders, one per word */
@@ -66,8 +69,11 @@ static const struct opt enroll_opts_table[] = {
     {"record", OPT_FLAG, O(record),
      .help = "record the takes from the capture device first, into\n"
              "--takes-dir (added to what is there)"},
+    {"say", OPT_FLAG, O(say),
+     .help = "no recordings: espeak-ng and flite say the word --takes N\n"
+             "times (default 20) into --takes-dir first"},
     {"takes-dir", OPT_PATH, O(takes_dir), .meta = "DIR",
-     .help = "where --record keeps the takes (default\n"
+     .help = "where --record and --say keep the takes (default\n"
              "$XDG_DATA_HOME/kwsd/takes/WORD, ~/.local/share/... without it)"},
     {"device", OPT_PATH, O(device), .meta = "PCM",
      .help = "ALSA capture device (default: audio.device of --config)"},
@@ -115,6 +121,7 @@ static const struct opt_tool enroll_tool = {
     "kwsd-enroll",
     "usage: kwsd-enroll --word NAME --takes DIR [options]\n"
     "       kwsd-enroll --word NAME --record [--takes N] [options]\n"
+    "       kwsd-enroll --word NAME --say [--takes N] [options]\n"
     "       kwsd-enroll --words-from DIR [--word NAME --takes DIR] [options]\n",
     enroll_opts_table};
 
@@ -179,10 +186,11 @@ static const char *capture_device(const struct enroll_opts *o, struct kws_config
     return "default";
 }
 
-/* --takes N with --record: how many takes (3..100), or -1. */
-static int takes_count(const char *s) {
+/* --takes N with --record or --say: how many takes (3..100; def when not
+ * given), or -1. */
+static int takes_count(const char *s, int def) {
     if (!s)
-        return 15;
+        return def;
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -247,33 +255,45 @@ static int check_options(const struct enroll_opts *o) {
         fprintf(stderr, "kwsd-enroll: --word NAME (or --words-from DIR) is needed\n");
         return 2;
     }
-    if (o->words_from && o->record) {
-        fprintf(stderr, "kwsd-enroll: --record takes one --word, not --words-from\n");
+    if (o->words_from && (o->record || o->say)) {
+        fprintf(stderr, "kwsd-enroll: --%s takes one --word, not --words-from\n",
+                o->record ? "record" : "say");
+        return 2;
+    }
+    if (o->record && o->say) {
+        fprintf(stderr, "kwsd-enroll: --record or --say, not both\n");
         return 2;
     }
     return 0;
 }
 
-/* --record: records --takes N takes of the word into --takes-dir (default:
- * default_takes_dir) and makes that folder the word's takes. Returns 0, or
- * an exit status after a message. */
-static int record_takes(struct enroll_opts *o, const struct enroll_progress *prog) {
+/* --record or --say: records, or has the synthesisers say, --takes N takes
+ * of the word into --takes-dir (default: default_takes_dir) and makes that
+ * folder the word's takes. Returns 0, or an exit status after a message. */
+static int make_takes(struct enroll_opts *o, const struct enroll_progress *prog) {
     static char takes_dir[PATH_MAX];
     const char *word = o->r.words[0];
     struct kws_config cfg;
     char msg[1024] = "";
-    int n = takes_count(o->takes);
+    int n = takes_count(o->takes, o->say ? 20 : 15), rc;
     if (n < 0) {
-        fprintf(stderr, "kwsd-enroll: --takes: with --record, a number of takes in [3, 100]\n");
+        fprintf(stderr, "kwsd-enroll: --takes: with --%s, a number of takes in [3, 100]\n",
+                o->say ? "say" : "record");
         return 2;
     }
     if (o->takes_dir)
         snprintf(takes_dir, sizeof takes_dir, "%s", o->takes_dir);
     else
         default_takes_dir(takes_dir, sizeof takes_dir, word);
-    config_defaults(&cfg);
-    struct enroll_record_opts ro = {capture_device(o, &cfg), word, takes_dir, n};
-    if (enroll_record(&ro, &o->r.rules, prog, msg, sizeof msg) < 0) {
+    if (o->say) {
+        struct enroll_say_opts so = {word, takes_dir, n};
+        rc = enroll_say(&so, prog, msg, sizeof msg);
+    } else {
+        config_defaults(&cfg);
+        struct enroll_record_opts ro = {capture_device(o, &cfg), word, takes_dir, n};
+        rc = enroll_record(&ro, &o->r.rules, prog, msg, sizeof msg);
+    }
+    if (rc < 0) {
         fprintf(stderr, "kwsd-enroll: %s\n", msg);
         return 1;
     }
@@ -285,10 +305,10 @@ static int record_takes(struct enroll_opts *o, const struct enroll_progress *pro
  * folders of --words-from. Returns 0, or an exit status after a message. */
 static int find_takes(struct enroll_opts *o, const struct enroll_progress *prog) {
     int rc = 0;
-    if (o->record)
-        rc = record_takes(o, prog);
+    if (o->record || o->say)
+        rc = make_takes(o, prog);
     else if (o->r.n_words && !o->takes) {
-        fprintf(stderr, "kwsd-enroll: --takes DIR or --record is needed\n");
+        fprintf(stderr, "kwsd-enroll: --takes DIR, --record or --say is needed\n");
         rc = 2;
     } else if (o->r.n_words)
         o->r.takes[0] = o->takes;

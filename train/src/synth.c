@@ -6,15 +6,23 @@
  * voices, speeds and pitches. The voices, words and seeds are fixed, so a
  * folder made twice holds the same clips.
  *
+ * enroll_say (kws/enroll.h, kwsd-enroll --say) makes the takes of a new word
+ * with the same training voices. Its text comes from the user, so it runs
+ * the synthesisers with fork and exec, never through a shell, and writes
+ * their own WAV files (the takes loader reads any rate).
+ *
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "kws/enroll.h"
 #include "kws/err.h"
 #include "recipe_internal.h"
 
@@ -230,3 +238,124 @@ int train__flite_generate(const char *dir, char **labels, int n_labels, int rate
     return nclips;
 }
 
+/* ==== Takes of a new word (kwsd-enroll --say) ==== */
+
+/* Runs argv[0] (found on PATH) with argv, its output and errors to
+ * /dev/null. Returns 0 when it exits 0, -ENOENT when it cannot be run,
+ * -EIO when it fails. */
+static int run_quiet(char *const argv[]) {
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        int fd = open("/dev/null", O_RDWR);
+        if (fd >= 0) {
+            dup2(fd, 0);
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -errno;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 127)
+        return -ENOENT;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
+}
+
+/* A file that exists and holds more than a WAV header. */
+static int has_audio(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && st.st_size > 1000;
+}
+
+/* Take number take of the word said by espeak-ng in its i-th training
+ * voice (accent first), speed and pitch from a fixed sequence. */
+static int say_espeak(const char *dir, const char *text, int take, int i, unsigned *seed,
+                      char *path, size_t pathlen) {
+    static const int speeds[] = {120, 145, 170, 200}, pitches[] = {25, 40, 55, 70, 85};
+    int nb = (int)KWS_ARRAY_SIZE(synth_bases), nv = (int)KWS_ARRAY_SIZE(synth_train_var);
+    char voice[64], sp[16], pi[16];
+    snprintf(voice, sizeof voice, "%s%s", synth_bases[i % nb], synth_train_var[(i / nb) % nv]);
+    *seed = *seed * 1103515245u + 12345u;
+    snprintf(sp, sizeof sp, "%d", speeds[(*seed >> 8) % 4]);
+    snprintf(pi, sizeof pi, "%d", pitches[(*seed >> 16) % 5]);
+    snprintf(path, pathlen, "%s/say-%03d-espeak-%s.wav", dir, take, voice);
+    for (char *c = strrchr(path, '/'); *c; c++)
+        if (*c == '+')
+            *c = '_';
+    char *argv[] = {"espeak-ng", "-v", voice, "-s", sp,           "-p",
+                    pi,          "-w", path,  "--", (char *)text, NULL};
+    return run_quiet(argv);
+}
+
+/* Take number take said by flite, its i-th: four voices, three speeds, five
+ * pitches. */
+static int say_flite(const char *dir, const char *text, int take, int i, char *path,
+                     size_t pathlen) {
+    static const int male[] = {80, 95, 110, 125, 140}, female[] = {150, 175, 200, 225, 250};
+    const char *voice = flite_voices[i % KWS_ARRAY_SIZE(flite_voices)];
+    const int *ps = strcmp(voice, "slt") ? male : female;
+    char stretch[64], pitch[64];
+    snprintf(stretch, sizeof stretch, "duration_stretch=%s", flite_stretch[(i / 4) % 3]);
+    snprintf(pitch, sizeof pitch, "int_f0_target_mean=%d", ps[(i / 12 + i) % 5]);
+    snprintf(path, pathlen, "%s/say-%03d-flite-%s.wav", dir, take, voice);
+    char *argv[] = {"flite", "-voice", (char *)voice, "-t",     (char *)text, "-o",
+                    path,    "--setf", stretch,       "--setf", pitch,        NULL};
+    return run_quiet(argv);
+}
+
+int enroll_say(const struct enroll_say_opts *o, const struct enroll_progress *p, char *msg,
+               size_t msglen) {
+    char text[SNN_LABEL_LEN + 1], path[4096];
+    size_t len = strlen(o->text);
+    if (len == 0 || len >= sizeof text)
+        return kws_errmsg(KWS_ECONFIG, msg, msglen, "the word to say is empty or longer than %d",
+                          SNN_LABEL_LEN - 1);
+    for (size_t k = 0; k <= len; k++) /* a label's '_' is a space when said */
+        text[k] = o->text[k] == '_' ? ' ' : o->text[k];
+    if (o->n_takes < 1 || o->n_takes > ENROLL_MAX_TAKES)
+        return kws_errmsg(KWS_ECONFIG, msg, msglen, "takes to say: %d, not in [1, %d]", o->n_takes,
+                          ENROLL_MAX_TAKES);
+    if (mkdir(o->dir, 0755) < 0 && errno != EEXIST) {
+        int e = errno;
+        return kws_errmsg(-e, msg, msglen, "%s: %s", o->dir, strerror(e));
+    }
+
+    unsigned seed = 7;
+    int made = 0, flite = 1, n_espeak = 0, n_flite = 0;
+    for (int i = 0; i < o->n_takes; i++) {
+        int rc = -ENOENT;
+        if (flite && i % 4 == 3) { /* one take in four from flite, while it runs */
+            rc = say_flite(o->dir, text, i, n_flite++, path, sizeof path);
+            if (rc == -ENOENT) {
+                flite = 0;
+                if (p && p->note)
+                    p->note(p->data, "flite is not installed: espeak-ng says every take");
+            }
+        }
+        if (rc != 0) {
+            rc = say_espeak(o->dir, text, i, n_espeak++, &seed, path, sizeof path);
+            if (rc == -ENOENT)
+                return kws_errmsg(-ENOENT, msg, msglen,
+                                  "espeak-ng is not installed (apt install espeak-ng; flite "
+                                  "adds voices)");
+        }
+        if (rc == 0 && has_audio(path))
+            made++;
+        if (p && p->bar)
+            p->bar(p->data, "saying", i + 1, o->n_takes);
+    }
+    if (!made)
+        return kws_errmsg(KWS_EDATASET, msg, msglen, "no synthesiser made a take of \"%s\"", text);
+    if (p && p->note) {
+        char line[256];
+        snprintf(line, sizeof line, "%d takes of \"%s\" said by speech synthesis into %s", made,
+                 text, o->dir);
+        p->note(p->data, line);
+    }
+    return 0;
+}

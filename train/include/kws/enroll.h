@@ -115,6 +115,26 @@ int enroll_takes_load(struct enroll_takes *ts, const char *dir, int rate,
                       size_t msglen);
 void enroll_takes_free(struct enroll_takes *ts);
 
+/* Takes made by speech synthesis, for a user with no recordings
+ * (kwsd-enroll --say). */
+struct enroll_say_opts {
+    const char *text; /* what is said: the word, a label's '_' read as a space */
+    const char *dir;  /* where the takes go (made if missing) */
+    int n_takes;
+};
+
+/* Says o->text n_takes times into o->dir as WAV files named
+ * say-NNN-VOICE.wav (the same names and voices every time, so saying
+ * again replaces them): espeak-ng's training voices of --synth (six
+ * accents, eight variants, four speeds, five pitches), and every fourth
+ * take one of flite's four voices when flite is installed. The
+ * synthesisers run without a shell. Returns 0; -ENOENT when espeak-ng is
+ * not installed, KWS_ECONFIG for an empty or too long text or a count out
+ * of [1, ENROLL_MAX_TAKES], KWS_EDATASET when no take was made; msg says
+ * which. */
+int enroll_say(const struct enroll_say_opts *o, const struct enroll_progress *p, char *msg,
+               size_t msglen);
+
 /* Everything an enrolment is given. enroll_recipe_default sets the
  * training values every documented command starts from; the network and
  * the front end always come from init. */
