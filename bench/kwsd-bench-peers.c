@@ -222,13 +222,15 @@ static void phase_end(struct phase *ph, void **socks, int n) {
  * 2^30 bytes, followed by zeros for up to secs seconds. Returns the bytes
  * kwsd took before it closed the connection (or the time ran out). */
 static long long send_huge_frame(int port, struct phase *ph, double secs) {
-    static const uint8_t ready[] = {0x04, 25, 5, 'R', 'E', 'A', 'D', 'Y', 11, 'S', 'o', 'c', 'k',
-                                    'e', 't', '-', 'T', 'y', 'p', 'e', 0, 0, 0, 3, 'S', 'U', 'B'};
+    static const uint8_t ready[] = {0x04, 25,  5,   'R', 'E', 'A', 'D', 'Y', 11,
+                                    'S',  'o', 'c', 'k', 'e', 't', '-', 'T', 'y',
+                                    'p',  'e', 0,   0,   0,   3,   'S', 'U', 'B'};
     uint8_t greet[64] = {0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 0, 'N', 'U', 'L', 'L'};
     uint8_t head[9] = {0x02, 0, 0, 0, 0x40, 0, 0, 0, 0}; /* long frame, 2^30 bytes */
     static uint8_t zeros[65536];
     long long sent = 0;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
@@ -275,8 +277,9 @@ static void usage(void) {
     exit(2);
 }
 
-int main(int argc, char **argv) {
-    struct opts o = {2000, 200000, 5, 256, 24, KWSD_SOURCE_DIR "/models/commands.kwsm"};
+/* The command line into o; a bad one prints the usage and exits with 2.
+ * Returns nothing. */
+static void parse_opts(int argc, char **argv, struct opts *o) {
     static const struct option lo[] = {
         {"conns", 1, 0, 'c'}, {"subs", 1, 0, 's'},      {"hold", 1, 0, 'h'}, {"nofile", 1, 0, 'n'},
         {"model", 1, 0, 'm'}, {"topic-len", 1, 0, 't'}, {0, 0, 0, 0}};
@@ -284,37 +287,42 @@ int main(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
         case 'c':
-            o.conns = parse_count(optarg);
+            o->conns = parse_count(optarg);
             break;
         case 's':
-            o.subs = parse_count(optarg);
+            o->subs = parse_count(optarg);
             break;
         case 'h':
-            o.hold_s = parse_count(optarg);
+            o->hold_s = parse_count(optarg);
             break;
         case 'n':
-            o.nofile = parse_count(optarg);
+            o->nofile = parse_count(optarg);
             break;
         case 'm':
-            o.model = optarg;
+            o->model = optarg;
             break;
         case 't':
-            o.topic_len = parse_count(optarg);
+            o->topic_len = parse_count(optarg);
             break;
         default:
             usage();
         }
     }
-    if (o.conns < 0 || o.subs < 0 || o.hold_s < 1 || o.nofile < 32 || o.topic_len < 24 ||
-        o.topic_len > 500)
+    if (o->conns < 0 || o->subs < 0 || o->hold_s < 1 || o->nofile < 32 || o->topic_len < 24 ||
+        o->topic_len > 500)
         usage();
+}
 
-    /* The bench itself holds o.conns sockets, each a connection and a mailbox. */
-    struct rlimit rl = {(rlim_t)o.conns * 3 + 1024, (rlim_t)o.conns * 3 + 1024};
+/* Raises the bench's own descriptor limit, makes the scratch directory with
+ * the noise, the ALSA configuration and kwsd.yaml, and picks the endpoint.
+ * Returns the endpoint's port, or -1 if the directory or noise failed. */
+static int set_up(const struct opts *o) {
+    /* The bench itself holds o->conns sockets, each a connection and a mailbox. */
+    struct rlimit rl = {(rlim_t)o->conns * 3 + 1024, (rlim_t)o->conns * 3 + 1024};
     setrlimit(RLIMIT_NOFILE, &rl);
     snprintf(dir, sizeof dir, "/tmp/kwsd-bench-peers-XXXXXX");
     if (!mkdtemp(dir))
-        return 1;
+        return -1;
     int port = 20000 + (int)(getpid() % 20000);
     snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
     char text[2048], cmd[600];
@@ -323,7 +331,7 @@ int main(int argc, char **argv) {
              "vol 0.01",
              dir);
     if (system(cmd) != 0)
-        return 1;
+        return -1;
     snprintf(text, sizeof text,
              "pcm.testmic {\n type file\n slave.pcm null\n file /dev/null\n"
              " infile \"%s/noise.raw\"\n format raw\n}\n",
@@ -332,29 +340,36 @@ int main(int argc, char **argv) {
     snprintf(text, sizeof text,
              "audio:\n  device: testmic\n  rate: 16000\nmodel:\n  path: %s\n"
              "transport:\n  endpoints: [ \"%s\" ]\n  heartbeat_s: 1\nlogging:\n  level: info\n",
-             o.model, endpoint);
+             o->model, endpoint);
     write_text(path_in("kwsd.yaml"), text);
+    return port;
+}
 
+/* Connects the heartbeat subscriber, starts kwsd, lets it settle for 3 s
+ * and prints its starting state. Returns the ZeroMQ context of the peers. */
+static void *start_watching(const struct opts *o) {
     void *ctx = zmq_ctx_new();
-    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, o.conns + 64);
+    zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, o->conns + 64);
     mon = zmq_socket(ctx, ZMQ_SUB);
     int zero = 0;
     zmq_setsockopt(mon, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(mon, ZMQ_SUBSCRIBE, "kws.status", 10);
     zmq_connect(mon, endpoint);
-    kwsd_pid = start_kwsd(o.nofile);
+    kwsd_pid = start_kwsd(o->nofile);
     pump(NULL, 3.0);
     printf("kwsd %d, LimitNOFILE %d, endpoint %s, %d open descriptors, RSS %.1f MiB\n",
-           (int)kwsd_pid, o.nofile, endpoint, kt_proc_fds(kwsd_pid), proc_kb("VmRSS:") / 1024.0);
+           (int)kwsd_pid, o->nofile, endpoint, kt_proc_fds(kwsd_pid), proc_kb("VmRSS:") / 1024.0);
+    return ctx;
+}
 
-    struct phase ph[3];
-    char name[3][64];
-    void **socks = calloc((size_t)(o.conns ? o.conns : 1), sizeof *socks);
-
-    snprintf(name[0], sizeof name[0], "%d connections", o.conns);
-    phase_begin(&ph[0], name[0]);
+/* The conns phase: o->conns SUB peers, one subscription each, held, then a
+ * reload, then closed. Returns nothing; the measures go to ph. */
+static void phase_conns(struct phase *ph, const char *name, void *ctx, void **socks,
+                        const struct opts *o) {
+    int zero = 0;
+    phase_begin(ph, name);
     int opened = 0;
-    for (int i = 0; i < o.conns; i++) {
+    for (int i = 0; i < o->conns; i++) {
         char topic[64];
         socks[i] = zmq_socket(ctx, ZMQ_SUB);
         if (!socks[i])
@@ -365,57 +380,101 @@ int main(int argc, char **argv) {
         zmq_connect(socks[i], endpoint);
         opened++;
         if (i % 100 == 99)
-            pump(&ph[0], 0.05);
+            pump(ph, 0.05);
     }
-    pump(&ph[0], (double)o.hold_s);
-    ph[0].reload_ok = reload_check(&ph[0]);
-    phase_end(&ph[0], socks, opened);
+    pump(ph, (double)o->hold_s);
+    ph->reload_ok = reload_check(ph);
+    phase_end(ph, socks, opened);
+}
 
-    snprintf(name[1], sizeof name[1], "%d subscriptions, one peer", o.subs);
-    phase_begin(&ph[1], name[1]);
+/* The subs phase: one SUB peer sends o->subs distinct subscriptions of
+ * o->topic_len bytes, held, then a reload, then closed. Returns nothing;
+ * the measures go to ph. */
+static void phase_subs(struct phase *ph, const char *name, void *ctx, void **socks,
+                       const struct opts *o) {
+    int zero = 0;
+    phase_begin(ph, name);
     socks[0] = zmq_socket(ctx, ZMQ_SUB);
     zmq_setsockopt(socks[0], ZMQ_LINGER, &zero, sizeof zero);
     /* no send high-water mark: libzmq would drop subscriptions past it */
     zmq_setsockopt(socks[0], ZMQ_SNDHWM, &zero, sizeof zero);
     zmq_connect(socks[0], endpoint);
-    pump(&ph[1], 0.5);
-    for (int i = 0; i < o.subs; i++) {
+    pump(ph, 0.5);
+    for (int i = 0; i < o->subs; i++) {
         char topic[512];
         /* distinct from the first bytes on, padded to topic_len */
         int n = snprintf(topic, sizeof topic, "kws.detection.t%08d", i);
-        memset(topic + n, 'x', (size_t)(o.topic_len - n));
-        zmq_setsockopt(socks[0], ZMQ_SUBSCRIBE, topic, (size_t)o.topic_len);
+        memset(topic + n, 'x', (size_t)(o->topic_len - n));
+        zmq_setsockopt(socks[0], ZMQ_SUBSCRIBE, topic, (size_t)o->topic_len);
         if (i % 10000 == 9999)
-            pump(&ph[1], 0.05);
+            pump(ph, 0.05);
     }
-    pump(&ph[1], (double)o.hold_s);
-    ph[1].reload_ok = reload_check(&ph[1]);
-    phase_end(&ph[1], socks, 1);
+    pump(ph, (double)o->hold_s);
+    ph->reload_ok = reload_check(ph);
+    phase_end(ph, socks, 1);
+}
 
-    snprintf(name[2], sizeof name[2], "a 1 GiB frame announced");
-    phase_begin(&ph[2], name[2]);
-    long long took = send_huge_frame(port, &ph[2], (double)o.hold_s);
-    ph[2].reload_ok = reload_check(&ph[2]);
-    phase_end(&ph[2], socks, 0);
+/* The frame phase: the hand-made peer announces a 1 GiB frame for
+ * o->hold_s seconds, then a reload; prints how much kwsd took. Returns
+ * nothing; the measures go to ph. */
+static void phase_frame(struct phase *ph, const char *name, int port, void **socks,
+                        const struct opts *o) {
+    phase_begin(ph, name);
+    long long took = send_huge_frame(port, ph, (double)o->hold_s);
+    ph->reload_ok = reload_check(ph);
+    phase_end(ph, socks, 0);
     printf("1 GiB frame: kwsd took %lld bytes of it before closing the connection%s\n", took,
            took < 0 ? " (could not connect)" : "");
+}
 
+/* Prints the phases' table and the count of descriptor shortages in kwsd's
+ * log. Returns nothing. */
+static void print_report(const struct phase *ph, int n) {
     printf("\n| phase | RSS before MiB | RSS peak MiB | RSS after MiB | VmHWM MiB | fds peak | "
            "CPU s in wall s | heartbeats | longest gap s | reload |\n"
            "|---|---|---|---|---|---|---|---|---|---|\n");
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < n; i++)
         print_phase(&ph[i]);
     printf("\n(heartbeat every 1 s; kwsd log lines with \"Too many open files\": %d)\n",
            log_count("Too many open files"));
+}
 
+/* Stops kwsd with SIGTERM, closes the subscriber and the context and
+ * removes the scratch directory. Returns the exit code: 0 if kwsd exited
+ * with 0, else 1. */
+static int stop_and_clean(void *ctx) {
+    char cmd[600];
     kill(kwsd_pid, SIGTERM);
     int status = 0;
     waitpid(kwsd_pid, &status, 0);
     zmq_close(mon);
     zmq_ctx_term(ctx);
-    free(socks);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot remove %s\n", dir);
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+    struct opts o = {2000, 200000, 5, 256, 24, KWSD_SOURCE_DIR "/models/commands.kwsm"};
+    parse_opts(argc, argv, &o);
+    int port = set_up(&o);
+    if (port < 0)
+        return 1;
+    void *ctx = start_watching(&o);
+
+    struct phase ph[3];
+    char name[3][64];
+    void **socks = calloc((size_t)(o.conns ? o.conns : 1), sizeof *socks);
+    snprintf(name[0], sizeof name[0], "%d connections", o.conns);
+    phase_conns(&ph[0], name[0], ctx, socks, &o);
+    snprintf(name[1], sizeof name[1], "%d subscriptions, one peer", o.subs);
+    phase_subs(&ph[1], name[1], ctx, socks, &o);
+    snprintf(name[2], sizeof name[2], "a 1 GiB frame announced");
+    phase_frame(&ph[2], name[2], port, socks, &o);
+
+    print_report(ph, 3);
+    int rc = stop_and_clean(ctx);
+    free(socks);
+    return rc;
 }

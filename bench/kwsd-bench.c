@@ -492,151 +492,180 @@ static int parse_args(int argc, char **argv, struct opts *o) {
     return 0;
 }
 
-int main(int argc, char **argv) {
-    struct opts o;
-    if (parse_args(argc, argv, &o) < 0)
-        return 2;
-    struct bench *b = xcalloc(1, sizeof *b);
+/* What the report prints: the inputs' measured rates, the forms' agreement,
+ * the parameter counts and the medians and ratios of the timed runs. */
+struct results {
+    double in_density;                 /* fraction of non-zero input counts */
+    double rate0;                      /* layer 0 firing rate (same in every variant) */
+    double rate1[N_VARIANTS];          /* layer 1 firing rate */
+    double dev[N_VARIANTS];            /* largest difference between the forms (verify) */
+    size_t rec_p[N_VARIANTS];          /* recurrent parameters */
+    size_t all_p[N_VARIANTS];          /* all parameters */
+    double med[N_KINDS][N_VARIANTS];   /* median ns per step */
+    double ratio[N_KINDS][N_VARIANTS]; /* median of dense / this variant */
+    double rq1[N_KINDS][N_VARIANTS];   /* its first quartile */
+    double rq3[N_KINDS][N_VARIANTS];   /* its third quartile */
+};
 
-    /* Input frames: each channel non-zero with probability in_rate, count 1..3. */
-    rng_s = o.seed * 7919 + 17;
+/* Fills b->frames: each channel non-zero with probability in_rate, count
+ * 1..3. Returns the fraction of non-zero counts. */
+static double make_frames(struct bench *b, const struct opts *o) {
+    rng_s = o->seed * 7919 + 17;
     b->frames = xcalloc((size_t)N_FRAMES * N_IN, sizeof(float));
     long nz = 0;
     for (int i = 0; i < N_FRAMES * N_IN; i++)
-        if (rng_unit() < o.in_rate) {
+        if (rng_unit() < o->in_rate) {
             b->frames[i] = (float)(1 + rng_u32() % 3);
             nz++;
         }
+    return (double)nz / ((double)N_FRAMES * N_IN);
+}
 
-    double rate0 = 0.0, rate1[N_VARIANTS], dev[N_VARIANTS];
+/* Builds each variant's model, calibrates its biases to the hidden rate and
+ * sets up the states of every form; the rates reached go to r. Returns 0,
+ * or -1 after printing why a model could not be made. */
+static int build_models(struct bench *b, const struct opts *o, struct results *r) {
     for (int v = 0; v < N_VARIANTS; v++) {
         struct snn_cfg cfg = make_cfg(v);
         int rc = snn_model_init(&b->m[v], &cfg);
         if (rc < 0) {
             fprintf(stderr, "kwsd-bench: model: %s\n", kws_strerror(rc));
-            return 1;
+            return -1;
         }
-        fill_model(&b->m[v], o.seed);
+        fill_model(&b->m[v], o->seed);
         snn_state_init(&b->s[v], &b->m[v]);
         /* The first layer is identical in every variant: calibrate it once. */
         if (v == 0)
-            rate0 = calibrate(&b->m[v], &b->s[v], b->frames, 0, o.hidden_rate);
+            r->rate0 = calibrate(&b->m[v], &b->s[v], b->frames, 0, o->hidden_rate);
         else
             memcpy(b->m[v].p.b_in[0], b->m[0].p.b_in[0], N_HID * sizeof(float));
-        rate1[v] = calibrate(&b->m[v], &b->s[v], b->frames, 1, o.hidden_rate);
+        r->rate1[v] = calibrate(&b->m[v], &b->s[v], b->frames, 1, o->hidden_rate);
         snn_state_reset(&b->s[v], &b->m[v]);
         snn_state_init(&b->sn[v], &b->m[v]);
         snn_state_init(&b->sl[v], &b->m[v]);
         torch_net_init(&b->tn[v], &b->m[v]);
         torch_rec_init(&b->tr[v], &b->m[v], 1);
+        r->rec_p[v] = snn_rec_param_count(&b->m[v].cfg.layer[1]);
+        r->all_p[v] = b->m[v].n_params;
     }
+    return 0;
+}
 
-    /* The layer-alone raster: Bernoulli(hidden_rate) spikes, the same for all. */
+/* Fills the layer-alone raster: Bernoulli(hidden_rate) spikes, the same for
+ * every variant. Returns nothing. */
+static void make_raster(struct bench *b, const struct opts *o) {
     b->raster = xcalloc((size_t)N_FRAMES * N_HID, sizeof(float));
     b->ridx = xcalloc((size_t)N_FRAMES * N_HID, sizeof(int32_t));
     b->rn = xcalloc(N_FRAMES, sizeof(int32_t));
     for (int f = 0; f < N_FRAMES; f++)
         for (int j = 0; j < N_HID; j++)
-            if (rng_unit() < o.hidden_rate) {
+            if (rng_unit() < o->hidden_rate) {
                 b->raster[f * N_HID + j] = 1.0f;
                 b->ridx[f * N_HID + b->rn[f]++] = j;
             }
-    for (int v = 0; v < N_VARIANTS; v++)
-        dev[v] = verify(b, v);
+}
 
-    /* Steps per timed run: about o.ms milliseconds each. */
+/* Sets b->steps so that each timed run lasts about o->ms milliseconds.
+ * Returns nothing. */
+static void size_runs(struct bench *b, const struct opts *o) {
     for (int k = 0; k < N_KINDS; k++)
         for (int v = 0; v < N_VARIANTS; v++) {
             double ns = run(b, k, v, 20);
-            int steps = (int)(o.ms * 1e6 / (ns > 1.0 ? ns : 1.0));
+            int steps = (int)(o->ms * 1e6 / (ns > 1.0 ? ns : 1.0));
             b->steps[k][v] = steps < 20 ? 20 : steps > 200000 ? 200000 : steps;
         }
+}
 
-    /* Interleaved repetitions: every kind and variant once per repetition, in
-     * an order rotated each time; ratios are taken within a repetition. */
+/* The interleaved repetitions: every kind and variant once per repetition,
+ * in an order rotated each time. Returns the ns per step of each run,
+ * (N_KINDS * N_VARIANTS, reps), to be freed by the caller. */
+static double *time_runs(struct bench *b, const struct opts *o) {
     const int nk = N_KINDS * N_VARIANTS;
-    double *ns = xcalloc((size_t)nk * (size_t)o.reps, sizeof(double));
-    for (int r = 0; r < o.reps; r++)
+    double *ns = xcalloc((size_t)nk * (size_t)o->reps, sizeof(double));
+    for (int r = 0; r < o->reps; r++)
         for (int q = 0; q < nk; q++) {
             int id = (q + r * 7) % nk, k = id / N_VARIANTS, v = id % N_VARIANTS;
-            ns[(size_t)id * (size_t)o.reps + (size_t)r] = run(b, k, v, b->steps[k][v]);
+            ns[(size_t)id * (size_t)o->reps + (size_t)r] = run(b, k, v, b->steps[k][v]);
         }
-    double med[N_KINDS][N_VARIANTS], ratio[N_KINDS][N_VARIANTS], rq1[N_KINDS][N_VARIANTS],
-        rq3[N_KINDS][N_VARIANTS];
-    double *tmp = xcalloc((size_t)o.reps, sizeof(double));
+    return ns;
+}
+
+/* Medians of the timed runs and dense / variant ratios, taken within a
+ * repetition, with their quartiles, into r. Returns nothing. */
+static void summarize(const double *ns, int reps, struct results *r) {
+    double *tmp = xcalloc((size_t)reps, sizeof(double));
     for (int k = 0; k < N_KINDS; k++)
         for (int v = 0; v < N_VARIANTS; v++) {
-            const double *x = ns + (size_t)(k * N_VARIANTS + v) * (size_t)o.reps;
-            const double *dn = ns + (size_t)(k * N_VARIANTS + V_DENSE) * (size_t)o.reps;
-            med[k][v] = median(x, o.reps);
-            for (int r = 0; r < o.reps; r++)
-                tmp[r] = dn[r] / x[r];
-            ratio[k][v] = median(tmp, o.reps); /* dense / this variant */
-            rq1[k][v] = quantile(tmp, o.reps, 0.25);
-            rq3[k][v] = quantile(tmp, o.reps, 0.75);
+            const double *x = ns + (size_t)(k * N_VARIANTS + v) * (size_t)reps;
+            const double *dn = ns + (size_t)(k * N_VARIANTS + V_DENSE) * (size_t)reps;
+            r->med[k][v] = median(x, reps);
+            for (int q = 0; q < reps; q++)
+                tmp[q] = dn[q] / x[q];
+            r->ratio[k][v] = median(tmp, reps); /* dense / this variant */
+            r->rq1[k][v] = quantile(tmp, reps, 0.25);
+            r->rq3[k][v] = quantile(tmp, reps, 0.75);
         }
+    free(tmp);
+}
 
-    size_t rec_p[N_VARIANTS], all_p[N_VARIANTS];
+/* Prints the results as one JSON object (--json). Returns nothing. */
+static void print_json(const struct results *r, int reps) {
+    printf("{\n  \"topology\": {\"n_in\": %d, \"hidden\": [%d, %d], \"classes\": %d, "
+           "\"delays\": [0, %d], \"d_max\": %d, \"ring\": %d},\n",
+           N_IN, N_HID, N_HID, N_CLASSES, DELAY_HI, D_MAX, D_MAX + 2);
+    printf("  \"input_density\": %.4f,\n  \"layer0_rate\": %.4f,\n", r->in_density, r->rate0);
+    printf("  \"reps\": %d,\n  \"variants\": {\n", reps);
     for (int v = 0; v < N_VARIANTS; v++) {
-        rec_p[v] = snn_rec_param_count(&b->m[v].cfg.layer[1]);
-        all_p[v] = b->m[v].n_params;
+        printf("    \"%s\": {\"rec_params\": %zu, \"params\": %zu, \"layer1_rate\": %.4f, "
+               "\"max_abs_diff_between_forms\": %.3g,\n      \"ns_per_step\": {",
+               variant_name[v], r->rec_p[v], r->all_p[v], r->rate1[v], r->dev[v]);
+        for (int k = 0; k < N_KINDS; k++)
+            printf("\"%s\": %.1f%s", kind_name[k], r->med[k][v], k + 1 < N_KINDS ? ", " : "");
+        printf("},\n      \"dense_over_this\": {");
+        for (int k = 0; k < N_KINDS; k++)
+            printf("\"%s\": %.2f%s", kind_name[k], r->ratio[k][v], k + 1 < N_KINDS ? ", " : "");
+        printf("},\n      \"dense_over_this_iqr\": {");
+        for (int k = 0; k < N_KINDS; k++)
+            printf("\"%s\": [%.2f, %.2f]%s", kind_name[k], r->rq1[k][v], r->rq3[k][v],
+                   k + 1 < N_KINDS ? ", " : "");
+        printf("}}%s\n", v + 1 < N_VARIANTS ? "," : "");
     }
-    double in_density = (double)nz / ((double)N_FRAMES * N_IN);
+    printf("  },\n  \"rec_param_reduction_conv3\": %.4f,\n"
+           "  \"rec_param_reduction_conv5\": %.4f\n}\n",
+           1.0 - (double)r->rec_p[V_CONV3] / r->rec_p[V_DENSE],
+           1.0 - (double)r->rec_p[V_CONV5] / r->rec_p[V_DENSE]);
+}
 
-    if (o.json) {
-        printf("{\n  \"topology\": {\"n_in\": %d, \"hidden\": [%d, %d], \"classes\": %d, "
-               "\"delays\": [0, %d], \"d_max\": %d, \"ring\": %d},\n",
-               N_IN, N_HID, N_HID, N_CLASSES, DELAY_HI, D_MAX, D_MAX + 2);
-        printf("  \"input_density\": %.4f,\n  \"layer0_rate\": %.4f,\n", in_density, rate0);
-        printf("  \"reps\": %d,\n  \"variants\": {\n", o.reps);
-        for (int v = 0; v < N_VARIANTS; v++) {
-            printf("    \"%s\": {\"rec_params\": %zu, \"params\": %zu, \"layer1_rate\": %.4f, "
-                   "\"max_abs_diff_between_forms\": %.3g,\n      \"ns_per_step\": {",
-                   variant_name[v], rec_p[v], all_p[v], rate1[v], dev[v]);
-            for (int k = 0; k < N_KINDS; k++)
-                printf("\"%s\": %.1f%s", kind_name[k], med[k][v], k + 1 < N_KINDS ? ", " : "");
-            printf("},\n      \"dense_over_this\": {");
-            for (int k = 0; k < N_KINDS; k++)
-                printf("\"%s\": %.2f%s", kind_name[k], ratio[k][v], k + 1 < N_KINDS ? ", " : "");
-            printf("},\n      \"dense_over_this_iqr\": {");
-            for (int k = 0; k < N_KINDS; k++)
-                printf("\"%s\": [%.2f, %.2f]%s", kind_name[k], rq1[k][v], rq3[k][v],
-                       k + 1 < N_KINDS ? ", " : "");
-            printf("}}%s\n", v + 1 < N_VARIANTS ? "," : "");
-        }
-        printf("  },\n  \"rec_param_reduction_conv3\": %.4f,\n"
-               "  \"rec_param_reduction_conv5\": %.4f\n}\n",
-               1.0 - (double)rec_p[V_CONV3] / rec_p[V_DENSE],
-               1.0 - (double)rec_p[V_CONV5] / rec_p[V_DENSE]);
-    } else {
-        printf("kwsd-bench: %d -> LIF %d -> recurrent LIF %d (delays 0..%d, D = %d) -> %d "
-               "classes\n",
-               N_IN, N_HID, N_HID, DELAY_HI, D_MAX + 2, N_CLASSES);
-        printf("input density %.3f, layer 0 rate %.3f; medians of %d interleaved "
-               "repetitions\n\n",
-               in_density, rate0, o.reps);
-        printf("%-8s %10s %10s %8s %9s\n", "variant", "rec par", "params", "L1 rate", "form diff");
-        for (int v = 0; v < N_VARIANTS; v++)
-            printf("%-8s %10zu %10zu %8.3f %9.2g\n", variant_name[v], rec_p[v], all_p[v], rate1[v],
-                   dev[v]);
-        printf("recurrent parameters: conv3 %.2f %% fewer, conv5 %.2f %% fewer than dense\n\n",
-               100.0 * (1.0 - (double)rec_p[V_CONV3] / rec_p[V_DENSE]),
-               100.0 * (1.0 - (double)rec_p[V_CONV5] / rec_p[V_DENSE]));
-        printf("%-12s %10s %10s %10s  %-21s %-21s\n", "ns/step", "conv3", "conv5", "dense",
-               "dense/conv3 (IQR)", "dense/conv5 (IQR)");
-        for (int k = 0; k < N_KINDS; k++) {
-            char r3[32], r5[32];
-            snprintf(r3, sizeof r3, "%.2fx (%.2f-%.2f)", ratio[k][V_CONV3], rq1[k][V_CONV3],
-                     rq3[k][V_CONV3]);
-            snprintf(r5, sizeof r5, "%.2fx (%.2f-%.2f)", ratio[k][V_CONV5], rq1[k][V_CONV5],
-                     rq3[k][V_CONV5]);
-            printf("%-12s %10.1f %10.1f %10.1f  %-21s %-21s\n", kind_name[k], med[k][V_CONV3],
-                   med[k][V_CONV5], med[k][V_DENSE], r3, r5);
-        }
+/* Prints the results as tables for a reader. Returns nothing. */
+static void print_text(const struct results *r, int reps) {
+    printf("kwsd-bench: %d -> LIF %d -> recurrent LIF %d (delays 0..%d, D = %d) -> %d "
+           "classes\n",
+           N_IN, N_HID, N_HID, DELAY_HI, D_MAX + 2, N_CLASSES);
+    printf("input density %.3f, layer 0 rate %.3f; medians of %d interleaved "
+           "repetitions\n\n",
+           r->in_density, r->rate0, reps);
+    printf("%-8s %10s %10s %8s %9s\n", "variant", "rec par", "params", "L1 rate", "form diff");
+    for (int v = 0; v < N_VARIANTS; v++)
+        printf("%-8s %10zu %10zu %8.3f %9.2g\n", variant_name[v], r->rec_p[v], r->all_p[v],
+               r->rate1[v], r->dev[v]);
+    printf("recurrent parameters: conv3 %.2f %% fewer, conv5 %.2f %% fewer than dense\n\n",
+           100.0 * (1.0 - (double)r->rec_p[V_CONV3] / r->rec_p[V_DENSE]),
+           100.0 * (1.0 - (double)r->rec_p[V_CONV5] / r->rec_p[V_DENSE]));
+    printf("%-12s %10s %10s %10s  %-21s %-21s\n", "ns/step", "conv3", "conv5", "dense",
+           "dense/conv3 (IQR)", "dense/conv5 (IQR)");
+    for (int k = 0; k < N_KINDS; k++) {
+        char r3[32], r5[32];
+        snprintf(r3, sizeof r3, "%.2fx (%.2f-%.2f)", r->ratio[k][V_CONV3], r->rq1[k][V_CONV3],
+                 r->rq3[k][V_CONV3]);
+        snprintf(r5, sizeof r5, "%.2fx (%.2f-%.2f)", r->ratio[k][V_CONV5], r->rq1[k][V_CONV5],
+                 r->rq3[k][V_CONV5]);
+        printf("%-12s %10.1f %10.1f %10.1f  %-21s %-21s\n", kind_name[k], r->med[k][V_CONV3],
+               r->med[k][V_CONV5], r->med[k][V_DENSE], r3, r5);
     }
-    if (b->sink == 12345.678f)
-        fputc('\n', stderr);
+}
 
+/* Frees every model, state and buffer of b, and b. Returns nothing. */
+static void bench_free(struct bench *b) {
     for (int v = 0; v < N_VARIANTS; v++) {
         snn_state_free(&b->s[v]);
         snn_state_free(&b->sn[v]);
@@ -645,12 +674,41 @@ int main(int argc, char **argv) {
         torch_rec_free(&b->tr[v]);
         snn_model_free(&b->m[v]);
     }
-    free(ns);
-    free(tmp);
     free(b->frames);
     free(b->raster);
     free(b->ridx);
     free(b->rn);
     free(b);
+}
+
+int main(int argc, char **argv) {
+    struct opts o;
+    struct results r = {0};
+    if (parse_args(argc, argv, &o) < 0)
+        return 2;
+    struct bench *b = xcalloc(1, sizeof *b);
+
+    /* The inputs, the models calibrated on them, then the layer-alone raster
+     * (drawn from the generator where the last fill_model left it). */
+    r.in_density = make_frames(b, &o);
+    if (build_models(b, &o, &r) < 0)
+        return 1;
+    make_raster(b, &o);
+    for (int v = 0; v < N_VARIANTS; v++)
+        r.dev[v] = verify(b, v);
+
+    /* Timing: size each run, then interleave the repetitions. */
+    size_runs(b, &o);
+    double *ns = time_runs(b, &o);
+    summarize(ns, o.reps, &r);
+    free(ns);
+
+    if (o.json)
+        print_json(&r, o.reps);
+    else
+        print_text(&r, o.reps);
+    if (b->sink == 12345.678f)
+        fputc('\n', stderr);
+    bench_free(b);
     return 0;
 }
