@@ -10,7 +10,7 @@ if(KWSD_O3)
   target_compile_options(kwsd-bench PRIVATE $<$<NOT:$<CONFIG:Debug>>:-O3>)
 endif()
 # Debian 12's aarch64 GCC 12.2 stops with an internal compiler error in the
-# loop vectoriser on this file's main(); the engine it times is in kws_core
+# loop vectoriser on this file; the engine it times is in kws_core
 # and keeps its vectorisation.
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64")
   target_compile_options(kwsd-bench PRIVATE -fno-tree-vectorize)

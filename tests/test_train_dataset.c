@@ -594,7 +594,7 @@ Test(train_dataset, mine_hard_negatives) {
     cr_expect(eq(sz, n_hard, 4));
     for (size_t i = 0; i < n_hard; i++)
         cr_expect(eq(sz, hard[i], i), "in the order given");
-    cr_assert(eq(int, dataset_mine(&m, &ds, idx, 4, 1.01f, 300, hard, &n_hard, pk1), 0));
+    cr_assert(eq(int, dataset_mine(&m, &ds, idx, 4, 1.0f, 300, hard, &n_hard, pk1), 0));
     cr_expect(eq(sz, n_hard, 0));
     for (int i = 0; i < 4; i++) {
         cr_expect(eq(flt, pk0[i], pk1[i]));

@@ -181,7 +181,8 @@ int dataset_render_window(const struct dataset *ds, const struct ds_window *w,
                           struct audio_fe *fe, float *spikes, int16_t *ftgt);
 
 /* Hard negatives: runs model m over each clip idx[0..n) on its own (front
- * end, network and detector from rest, threshold thr, smoothing smooth_ms)
+ * end and a kws_listener from rest: network, detector and digital-silence
+ * hold as kwsd hears a stream; threshold thr, smoothing smooth_ms)
  * and writes the clips on which a keyword fired to hard (room for n), their
  * count to *n_hard, and each clip's highest smoothed keyword score to peak
  * (n; may be NULL). Runs the clips on OpenMP threads. Returns 0 or -ENOMEM. */
