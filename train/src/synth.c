@@ -64,6 +64,8 @@ static const char *const synth_bases[] = {"en-us",  "en-gb",      "en-gb-scotlan
 static const char *const synth_train_var[] = {"",    "+m1", "+m3",    "+f1",
                                               "+f2", "+f4", "+klatt", "+m2"};
 static const char *const synth_test_var[] = {"+m5", "+f3", "+f5", "+m7"};
+/* espeak-ng's speeds (words per minute) and pitches (0-99) */
+static const int synth_speeds[] = {120, 145, 170, 200}, synth_pitches[] = {25, 40, 55, 70, 85};
 
 static int synth_one(const char *dir, const char *label, const char *word, const char *voice,
                      int speed, int pitch, int rate, char *rel, size_t rellen) {
@@ -105,7 +107,6 @@ int train__synth_generate(const char *dir, char **labels, int n_labels, int per_
             unk = c;
     unsigned seed = 7, seed_more = 11;
     int nclips = 0;
-    const int speeds[] = {120, 145, 170, 200}, pitches[] = {25, 40, 55, 70, 85};
     for (int test = 0; test < 2; test++) {
         int nb = (int)KWS_ARRAY_SIZE(synth_bases);
         int nv = test ? (int)KWS_ARRAY_SIZE(synth_test_var) : (int)KWS_ARRAY_SIZE(synth_train_var);
@@ -121,7 +122,8 @@ int train__synth_generate(const char *dir, char **labels, int n_labels, int per_
                         continue;
                     for (int r = 0; r < per_voice; r++) {
                         seed = seed * 1103515245u + 12345u;
-                        int sp = speeds[(seed >> 8) % 4], pi = pitches[(seed >> 16) % 5];
+                        int sp = synth_speeds[(seed >> 8) % 4],
+                            pi = synth_pitches[(seed >> 16) % 5];
                         char rel[512];
                         if (synth_one(dir, labels[c], labels[c], voice, sp, pi, rate, rel,
                                       sizeof rel))
@@ -144,7 +146,7 @@ int train__synth_generate(const char *dir, char **labels, int n_labels, int per_
                                                         KWS_ARRAY_SIZE(synth_unknown_words)]
                                   : synth_unknown_more[(*sq >> 8) %
                                                        KWS_ARRAY_SIZE(synth_unknown_more)];
-                        int sp = speeds[(*sq >> 4) % 4], pi = pitches[(*sq >> 12) % 5];
+                        int sp = synth_speeds[(*sq >> 4) % 4], pi = synth_pitches[(*sq >> 12) % 5];
                         char rel[512];
                         if (synth_one(dir, labels[unk], w, voice, sp, pi, rate, rel, sizeof rel))
                             continue;
@@ -169,6 +171,8 @@ int train__synth_generate(const char *dir, char **labels, int n_labels, int per_
  * (awb, rms, slt) synthesis, unlike espeak-ng's formant voices. */
 static const char *const flite_voices[] = {"kal16", "awb", "rms", "slt"};
 static const char *const flite_stretch[] = {"0.85", "1.0", "1.2"};
+/* int_f0_target_mean (Hz) of the male voices and of slt */
+static const int flite_male[] = {80, 95, 110, 125, 140}, flite_female[] = {150, 175, 200, 225, 250};
 
 static int flite_one(const char *dir, const char *label, const char *word, const char *voice,
                      int pitch, const char *stretch, const char *name, int rate) {
@@ -192,7 +196,6 @@ int train__flite_generate(const char *dir, char **labels, int n_labels, int rate
     if (access(path, F_OK) == 0)
         return 0;
     mkdir(dir, 0755);
-    static const int male[] = {80, 95, 110, 125, 140}, female[] = {150, 175, 200, 225, 250};
     int nclips = 0, unk = -1;
     char name[512];
     for (int c = 0; c < n_labels; c++) {
@@ -205,7 +208,7 @@ int train__flite_generate(const char *dir, char **labels, int n_labels, int rate
         if (c == unk)
             continue;
         for (size_t v = 0; v < KWS_ARRAY_SIZE(flite_voices); v++) {
-            const int *ps = strcmp(flite_voices[v], "slt") ? male : female;
+            const int *ps = strcmp(flite_voices[v], "slt") ? flite_male : flite_female;
             for (int p = 0; p < 5; p++)
                 for (int k = 0; k < 3; k++) {
                     snprintf(name, sizeof name, "flite_%s_%s_p%d_s%s.wav", flite_voices[v],
@@ -276,13 +279,12 @@ static int has_audio(const char *path) {
  * voice (accent first), speed and pitch from a fixed sequence. */
 static int say_espeak(const char *dir, const char *text, int take, int i, unsigned *seed,
                       char *path, size_t pathlen) {
-    static const int speeds[] = {120, 145, 170, 200}, pitches[] = {25, 40, 55, 70, 85};
     int nb = (int)KWS_ARRAY_SIZE(synth_bases), nv = (int)KWS_ARRAY_SIZE(synth_train_var);
     char voice[64], sp[16], pi[16];
     snprintf(voice, sizeof voice, "%s%s", synth_bases[i % nb], synth_train_var[(i / nb) % nv]);
     *seed = *seed * 1103515245u + 12345u;
-    snprintf(sp, sizeof sp, "%d", speeds[(*seed >> 8) % 4]);
-    snprintf(pi, sizeof pi, "%d", pitches[(*seed >> 16) % 5]);
+    snprintf(sp, sizeof sp, "%d", synth_speeds[(*seed >> 8) % 4]);
+    snprintf(pi, sizeof pi, "%d", synth_pitches[(*seed >> 16) % 5]);
     snprintf(path, pathlen, "%s/say-%03d-espeak-%s.wav", dir, take, voice);
     for (char *c = strrchr(path, '/'); *c; c++)
         if (*c == '+')
@@ -296,9 +298,8 @@ static int say_espeak(const char *dir, const char *text, int take, int i, unsign
  * pitches. */
 static int say_flite(const char *dir, const char *text, int take, int i, char *path,
                      size_t pathlen) {
-    static const int male[] = {80, 95, 110, 125, 140}, female[] = {150, 175, 200, 225, 250};
     const char *voice = flite_voices[i % KWS_ARRAY_SIZE(flite_voices)];
-    const int *ps = strcmp(voice, "slt") ? male : female;
+    const int *ps = strcmp(voice, "slt") ? flite_male : flite_female;
     char stretch[64], pitch[64];
     snprintf(stretch, sizeof stretch, "duration_stretch=%s", flite_stretch[(i / 4) % 3]);
     snprintf(pitch, sizeof pitch, "int_f0_target_mean=%d", ps[(i / 12 + i) % 5]);
