@@ -71,7 +71,7 @@ static const struct opt enroll_opts_table[] = {
              "--takes-dir (added to what is there)"},
     {"say", OPT_FLAG, O(say),
      .help = "no recordings: espeak-ng and flite say the word --takes N\n"
-             "times (default 20) into --takes-dir first"},
+             "times (default 60) into --takes-dir first"},
     {"takes-dir", OPT_PATH, O(takes_dir), .meta = "DIR",
      .help = "where --record and --say keep the takes (default\n"
              "$XDG_DATA_HOME/kwsd/takes/WORD, ~/.local/share/... without it)"},
@@ -275,7 +275,7 @@ static int make_takes(struct enroll_opts *o, const struct enroll_progress *prog)
     const char *word = o->r.words[0];
     struct kws_config cfg;
     char msg[1024] = "";
-    int n = takes_count(o->takes, o->say ? 20 : 15), rc;
+    int n = takes_count(o->takes, o->say ? 60 : 15), rc;
     if (n < 0) {
         fprintf(stderr, "kwsd-enroll: --takes: with --%s, a number of takes in [3, 100]\n",
                 o->say ? "say" : "record");
