@@ -387,3 +387,79 @@ Test(train_model, init_from_model_file) {
     snn_model_free(&mb);
     train_net_free(&a);
 }
+
+/* Runs models a and b over the same 60 frames of random input spikes and
+ * returns the largest difference of their readout potentials. */
+static float readout_gap(const struct snn_model *a, const struct snn_model *b) {
+    struct snn_state sa = {0}, sb = {0};
+    cr_assert(eq(int, snn_state_init(&sa, a), 0));
+    cr_assert(eq(int, snn_state_init(&sb, b), 0));
+    float x[NIN], va[SNN_MAX_CLASSES], vb[SNN_MAX_CLASSES], gap = 0.0f;
+    uint64_t r = 99;
+    for (int t = 0; t < 60; t++) {
+        for (int i = 0; i < NIN; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            x[i] = (r >> 60) < 6 ? 1.0f : 0.0f;
+        }
+        snn_step(a, &sa, x, va);
+        snn_step(b, &sb, x, vb);
+        for (int c = 0; c < a->cfg.n_classes; c++)
+            gap = fmaxf(gap, fabsf(va[c] - vb[c]));
+    }
+    snn_state_free(&sa);
+    snn_state_free(&sb);
+    return gap;
+}
+
+/* Widening: a model's units become the first units of a wider network's
+ * layers, whose new units feed nothing yet (their outgoing weights start at
+ * 0), so with a dense recurrence the widened model hears exactly as the
+ * model did; a conv recurrence keeps its kernel. A narrower layer is
+ * refused. */
+Test(train_model, init_from_model_file_widens) {
+    const int recs[2] = {SNN_REC_DENSE, SNN_REC_CONV};
+    for (int ri = 0; ri < 2; ri++) {
+        struct train_net a, b;
+        init_net(&a, recs[ri], 5);
+        train_steps(&a, 3, NULL, NULL);
+        struct snn_model ma = {0}, mb = {0};
+        cr_assert(eq(int, train_net_export(&a, &ma), 0));
+        char path[] = "/tmp/kws-train-model-XXXXXX", msg[512];
+        int fd = mkstemp(path);
+        cr_assert(ge(int, fd, 0));
+        close(fd);
+        cr_assert(eq(int, snn_model_save(&ma, path), 0));
+
+        struct snn_cfg cfg;
+        small_cfg(&cfg, recs[ri]);
+        cfg.layer[0].n = 24;
+        cfg.layer[1].n = 30;
+        struct train_hparams hp;
+        train_hparams_default(&hp);
+        hp.sigma = 0.0f;
+        hp.seed = 8;
+        hp.use_bn = 0;
+        cr_assert(eq(int, train_net_init(&b, &cfg, &hp), 0));
+        cr_assert(eq(int, train_net_init_from_model(&b, path, msg, sizeof msg), 0), "%s", msg);
+        cr_expect(not(eq(ptr, strstr(msg, "widened from 16,20 to 24,30"), NULL)), "%s", msg);
+        cr_assert(eq(int, train_net_export(&b, &mb), 0));
+        for (int c = 0; c < 4; c++) /* the readout's columns of new units are 0 */
+            for (int j = 20; j < 30; j++)
+                cr_expect(eq(flt, mb.p.w_out[c * 30 + j], 0.0f));
+        for (int j = 0; j < 16; j++) /* an old unit's first-layer weights are the model's */
+            cr_expect(eq(flt, mb.p.w_in[0][3 * NIN + j % NIN], ma.p.w_in[0][3 * NIN + j % NIN]));
+        if (recs[ri] == SNN_REC_DENSE)
+            cr_expect(le(flt, readout_gap(&ma, &mb), 1e-6f));
+        train_net_free(&b);
+
+        cfg.layer[1].n = 10; /* narrower: refused */
+        cr_assert(eq(int, train_net_init(&b, &cfg, &hp), 0));
+        cr_expect(eq(int, train_net_init_from_model(&b, path, msg, sizeof msg), KWS_EBADFIELD));
+        cr_expect(not(eq(ptr, strstr(msg, "hidden layers"), NULL)), "%s", msg);
+        train_net_free(&b);
+        unlink(path);
+        snn_model_free(&ma);
+        snn_model_free(&mb);
+        train_net_free(&a);
+    }
+}

@@ -203,7 +203,9 @@ static const struct opt train_opts[] = {
              "its hidden layers, and its readout if the labels match;\n"
              "the layers and front end options must be the same; or\n"
              "from a model file (M.kwsm, e.g. a shipped model), which\n"
-             "needs --no-bn (its BatchNorm is folded into its weights)"},
+             "needs --no-bn (its BatchNorm is folded into its weights)\n"
+             "and may be widened: --hidden as wide or wider, the new\n"
+             "units starting with no outgoing weights"},
     {NULL}};
 
 static const struct opt_tool train_tool = {

@@ -227,6 +227,41 @@ int train_net_init_from(struct train_net *net, const char *path, char *msg, size
     return 0;
 }
 
+/* Whether b's hidden layers are a's, each as wide or wider, and nothing
+ * else differs (a model can be widened, see train_net_init_from_model). */
+static int widens(const struct snn_cfg *a, const struct snn_cfg *b) {
+    if (a->n_in != b->n_in || a->n_layers != b->n_layers || memcmp(&a->fe, &b->fe, sizeof a->fe))
+        return 0;
+    for (int l = 0; l < a->n_layers; l++) {
+        struct snn_layer_cfg la = a->layer[l], lb = b->layer[l];
+        /* conv channels group the units by index: more units regroup them */
+        if (lb.n < la.n || (la.rec == SNN_REC_CONV && snn_layer_ch(&la) > 1 && lb.n != la.n))
+            return 0;
+        la.n = lb.n;
+        if (memcmp(&la, &lb, sizeof la))
+            return 0;
+    }
+    return 1;
+}
+
+/* Copies an (rows_a x cols_a) row-major block into the top left of an
+ * (.. x cols_b) one and zeroes the rest of those rows: the columns of new
+ * units, which so feed nothing at the start. */
+static void copy_block(float *dst, size_t cols_b, const float *src, size_t rows_a, size_t cols_a) {
+    for (size_t i = 0; i < rows_a; i++) {
+        memcpy(dst + i * cols_b, src + i * cols_a, cols_a * sizeof(float));
+        memset(dst + i * cols_b + cols_a, 0, (cols_b - cols_a) * sizeof(float));
+    }
+}
+
+/* The layer sizes of cfg as "256,256". */
+static void sizes(const struct snn_cfg *cfg, char *buf, size_t len) {
+    size_t k = 0;
+    buf[0] = 0;
+    for (int l = 0; l < cfg->n_layers && k < len; l++)
+        k += (size_t)snprintf(buf + k, len - k, "%s%d", l ? "," : "", cfg->layer[l].n);
+}
+
 int train_net_init_from_model(struct train_net *net, const char *path, char *msg, size_t msglen) {
     struct snn_model m = {0};
     int rc = snn_model_load(&m, path, msg, msglen);
@@ -234,6 +269,9 @@ int train_net_init_from_model(struct train_net *net, const char *path, char *msg
         return rc;
     const struct snn_cfg *a = &m.cfg, *b = &net->cfg;
     const char *what = hidden_mismatch(a, b);
+    int wider = what && widens(a, b);
+    if (wider)
+        what = NULL;
     if (!what && net->hp.use_bn)
         what = "BatchNorm (a model file has it folded into its weights: train with --no-bn)";
     if (what) {
@@ -241,26 +279,33 @@ int train_net_init_from_model(struct train_net *net, const char *path, char *msg
         snn_model_free(&m);
         return KWS_EBADFIELD;
     }
-    int cin = b->n_in;
+    /* Each layer's first units are the model's; a wider layer's other units
+     * keep their random start, and their outgoing weights (the next
+     * layer's inputs, the dense recurrence, the readout) start at 0. */
+    size_t cin_a = (size_t)a->n_in, cin_b = (size_t)b->n_in;
     for (int l = 0; l < b->n_layers; l++) {
-        const struct snn_layer_cfg *lc = &b->layer[l];
-        memcpy(net->p.w_in[l], m.p.w_in[l], (size_t)lc->n * cin * sizeof(float));
-        memcpy(net->p.b_in[l], m.p.b_in[l], (size_t)lc->n * sizeof(float));
-        if (lc->rec != SNN_REC_NONE) {
-            memcpy(net->p.w_rec[l], m.p.w_rec[l], snn_rec_weight_count(lc) * sizeof(float));
-            memcpy(net->p.delay[l], m.p.delay[l], (size_t)lc->n * sizeof(float));
-        }
-        if (lc->in_d_max > 0)
-            memcpy(net->p.in_delay[l], m.p.in_delay[l], (size_t)cin * sizeof(float));
-        cin = lc->n;
+        const struct snn_layer_cfg *la = &a->layer[l], *lb = &b->layer[l];
+        size_t na = (size_t)la->n, nb = (size_t)lb->n;
+        copy_block(net->p.w_in[l], cin_b, m.p.w_in[l], na, cin_a);
+        memcpy(net->p.b_in[l], m.p.b_in[l], na * sizeof(float));
+        if (lb->rec == SNN_REC_DENSE)
+            copy_block(net->p.w_rec[l], nb, m.p.w_rec[l], na, na);
+        else if (lb->rec != SNN_REC_NONE)
+            memcpy(net->p.w_rec[l], m.p.w_rec[l], snn_rec_weight_count(lb) * sizeof(float));
+        if (lb->rec != SNN_REC_NONE)
+            memcpy(net->p.delay[l], m.p.delay[l], na * sizeof(float));
+        if (lb->in_d_max > 0)
+            memcpy(net->p.in_delay[l], m.p.in_delay[l], cin_a * sizeof(float));
+        cin_a = na;
+        cin_b = nb;
     }
     /* readout rows by class name: a class the model also has starts from its row */
     int n_same = 0;
     for (int c = 0; c < b->n_classes; c++)
         for (int k = 0; k < a->n_classes; k++)
             if (!strcmp(a->labels[k], b->labels[c])) {
-                memcpy(net->p.w_out + (size_t)c * cin, m.p.w_out + (size_t)k * cin,
-                       (size_t)cin * sizeof(float));
+                copy_block(net->p.w_out + (size_t)c * cin_b, cin_b, m.p.w_out + (size_t)k * cin_a,
+                           1, cin_a);
                 net->p.b_out[c] = m.p.b_out[k];
                 n_same++;
                 break;
@@ -268,14 +313,22 @@ int train_net_init_from_model(struct train_net *net, const char *path, char *msg
     int same_labels = n_same == b->n_classes && a->n_classes == b->n_classes;
     if (net->ema)
         memcpy(net->ema, net->mem, net->n_params * sizeof(float));
+    char widened[128] = "";
+    if (wider) {
+        char sa[48], sb[48];
+        sizes(a, sa, sizeof sa);
+        sizes(b, sb, sizeof sb);
+        snprintf(widened, sizeof widened, " (widened from %s to %s: new units feed nothing yet)",
+                 sa, sb);
+    }
     if (same_labels || !n_same)
-        snprintf(msg, msglen, "%s: hidden layers%s from the model file", path,
-                 same_labels ? " and readout" : "");
+        snprintf(msg, msglen, "%s: hidden layers%s from the model file%s", path,
+                 same_labels ? " and readout" : "", widened);
     else
         snprintf(msg, msglen,
                  "%s: hidden layers, and the readout rows of %d of the %d classes (by name), "
-                 "from the model file",
-                 path, n_same, b->n_classes);
+                 "from the model file%s",
+                 path, n_same, b->n_classes, widened);
     snn_model_free(&m);
     return 0;
 }

@@ -268,7 +268,13 @@ int train_net_init_from(struct train_net *net, const char *path, char *msg, size
 /* train_net_init_from with a model file (.kwsm) instead of a checkpoint:
  * its hidden layers (integer delays), and its readout when the labels are
  * the same. A model file has BatchNorm folded into its Linear weights, so
- * the network must be made without it (hp.use_bn = 0). Returns 0,
+ * the network must be made without it (hp.use_bn = 0). The network may be
+ * wider (each hidden layer at least the model's, all else the same; conv
+ * channels of one group only): the model's units are then each layer's
+ * first, and the new units keep their random input weights while every
+ * weight leaving them (the next layer's, a dense recurrence's, the
+ * readout's) starts at 0, so they change nothing until they learn (with a
+ * conv recurrence, only through the kernel at the boundary). Returns 0,
  * snn_model_load's error, or KWS_EBADFIELD with msg naming what differs. */
 int train_net_init_from_model(struct train_net *net, const char *path, char *msg, size_t msglen);
 
