@@ -11,8 +11,9 @@
  *   - the frame length, from the model's front end (kws_frame_ms);
  *   - the digital-silence hold (KWS_HOLD_MS in kws/detector.h): the network
  *     rests, reset once, while the input is exactly 0.
- * The daemon's microphone, each Wyoming client, kwsd-eval --wav and the
- * stream evaluation all listen through it, so they hear alike
+ * The daemon's microphone, each Wyoming client, kwsd-eval --wav, the
+ * stream evaluation and the trainer's hard-negative mining all listen
+ * through it, so they hear alike
  * (tests/test_train_same_events.c runs one recording through the daemon,
  * kwsd-eval --wav and the stream metric and compares their events).
  *
