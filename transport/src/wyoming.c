@@ -74,7 +74,7 @@ struct wyoming_client {
     int n_names;                   /* names given by the last detect (0: every keyword) */
     int detected;                  /* a detection since audio-start */
     int64_t t0_ms;                 /* audio-start's timestamp */
-    uint64_t start_ms;             /* loop time of audio-start */
+    uint64_t start_ms;             /* clock_ms() at audio-start */
     uint64_t bytes;                /* audio payload bytes since audio-start */
     int paced;                     /* reading is stopped until pace fires */
     uint64_t last_ms;              /* loop time of the last bytes received (or of accept) */
@@ -88,6 +88,14 @@ struct wyoming_client {
 #define LOGD(...) KWS_LOG(KWS_LOG_DEBUG, __VA_ARGS__)
 
 static void client_close(struct wyoming_client *c);
+
+/* The monotonic clock in ms. The pacing of a client's audio against real
+ * time reads it rather than uv_now: the loop's cached time is that of the
+ * iteration's start, and one long iteration (a busy or emulated machine)
+ * would count its own length as time the client's audio has had. */
+static uint64_t clock_ms(void) {
+    return uv_hrtime() / 1000000u;
+}
 
 /* ==== Replies ==== */
 
@@ -352,7 +360,7 @@ static int client_start(struct wyoming_client *c) {
     c->frag_len = 0;
     c->t0_ms = data_int(c, "timestamp", 0, INT64_MAX / 2, &t0) == 1 ? t0 : 0;
     c->active = 1;
-    c->start_ms = uv_now(c->srv->loop);
+    c->start_ms = clock_ms();
     c->bytes = 0;
     c->detected = 0;
     c->srv->stats.streams++;
@@ -602,7 +610,7 @@ static void client_pace(struct wyoming_client *c) {
         return;
     uint64_t per_s = (uint64_t)c->rate * (uint64_t)c->width * (uint64_t)c->channels;
     uint64_t audio_ms = c->bytes * 1000 / per_s;
-    uint64_t wall_ms = uv_now(c->srv->loop) - c->start_ms;
+    uint64_t wall_ms = clock_ms() - c->start_ms;
     if (audio_ms <= wall_ms + WYOMING_MAX_AHEAD_MS)
         return;
     uint64_t wait = audio_ms - wall_ms - WYOMING_MAX_AHEAD_MS / 2;
