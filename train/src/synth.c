@@ -67,13 +67,18 @@ static const char *const synth_test_var[] = {"+m5", "+f3", "+f5", "+m7"};
 /* espeak-ng's speeds (words per minute) and pitches (0-99) */
 static const int synth_speeds[] = {120, 145, 170, 200}, synth_pitches[] = {25, 40, 55, 70, 85};
 
+/* voice ("en-us+m1") as it stands in a file name ("en-us_m1"). */
+static void voice_file_name(char *dst, size_t n, const char *voice) {
+    snprintf(dst, n, "%s", voice);
+    for (char *p = dst; *p; p++)
+        if (*p == '+')
+            *p = '_';
+}
+
 static int synth_one(const char *dir, const char *label, const char *word, const char *voice,
                      int speed, int pitch, int rate, char *rel, size_t rellen) {
     char vname[64];
-    snprintf(vname, sizeof vname, "%s", voice);
-    for (char *p = vname; *p; p++)
-        if (*p == '+')
-            *p = '_';
+    voice_file_name(vname, sizeof vname, voice);
     snprintf(rel, rellen, "%s/%s_%s_s%d_p%d.wav", label, vname, word, speed, pitch);
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
@@ -280,15 +285,13 @@ static int has_audio(const char *path) {
 static int say_espeak(const char *dir, const char *text, int take, int i, unsigned *seed,
                       char *path, size_t pathlen) {
     int nb = (int)KWS_ARRAY_SIZE(synth_bases), nv = (int)KWS_ARRAY_SIZE(synth_train_var);
-    char voice[64], sp[16], pi[16];
+    char voice[64], vname[64], sp[16], pi[16];
     snprintf(voice, sizeof voice, "%s%s", synth_bases[i % nb], synth_train_var[(i / nb) % nv]);
+    voice_file_name(vname, sizeof vname, voice);
     *seed = *seed * 1103515245u + 12345u;
     snprintf(sp, sizeof sp, "%d", synth_speeds[(*seed >> 8) % 4]);
     snprintf(pi, sizeof pi, "%d", synth_pitches[(*seed >> 16) % 5]);
-    snprintf(path, pathlen, "%s/say-%03d-espeak-%s.wav", dir, take, voice);
-    for (char *c = strrchr(path, '/'); *c; c++)
-        if (*c == '+')
-            *c = '_';
+    snprintf(path, pathlen, "%s/say-%03d-espeak-%s.wav", dir, take, vname);
     char *argv[] = {"espeak-ng", "-v", voice, "-s", sp,           "-p",
                     pi,          "-w", path,  "--", (char *)text, NULL};
     return run_quiet(argv);
