@@ -77,6 +77,7 @@ struct wyoming_client {
     uint64_t start_ms;             /* clock_ms() at audio-start */
     uint64_t bytes;                /* audio payload bytes since audio-start */
     int paced;                     /* reading is stopped until pace fires */
+    size_t held;                   /* received bytes not yet fed, at the start of rbuf */
     uint64_t last_ms;              /* loop time of the last bytes received (or of accept) */
 
     char rbuf[READ_BUF];
@@ -490,8 +491,20 @@ static int client_ready(struct wyoming_client *c) {
     return 0;
 }
 
-/* Runs n received bytes through the state machine. Returns -1 to close. */
-static int client_feed(struct wyoming_client *c, const char *p, size_t n) {
+/* Audio bytes one turn of a client may feed: READ_AUDIO_MS of its stream. */
+static size_t turn_audio_bytes(const struct wyoming_client *c) {
+    size_t per_s = (size_t)c->rate * (size_t)c->width * (size_t)c->channels;
+    size_t cap = per_s * READ_AUDIO_MS / 1000;
+    return cap < 256 ? 256 : cap;
+}
+
+/* Runs received bytes through the state machine, one turn: it stops once
+ * the turn has fed READ_AUDIO_MS of audio, so that pacing is checked
+ * between turns however much one read brought (a flood sent before its
+ * audio-start was read arrives in one read of READ_BUF bytes). Returns the
+ * bytes used, or -1 to close. */
+static long client_feed(struct wyoming_client *c, const char *p, size_t n) {
+    size_t n0 = n, fed = 0;
     while (n && !c->closing) {
         if (c->st == WY_HEADER) {
             const char *nl = memchr(p, '\n', n);
@@ -534,8 +547,13 @@ static int client_feed(struct wyoming_client *c, const char *p, size_t n) {
         } else {
             size_t take = c->payload_need < n ? c->payload_need : n;
             if (c->payload_audio) {
+                size_t cap = turn_audio_bytes(c);
+                if (fed >= cap)
+                    break;
+                take = take < cap - fed ? take : cap - fed;
                 client_audio(c, (const uint8_t *)p, take);
                 c->bytes += take;
+                fed += take;
             }
             c->payload_need -= take;
             p += take;
@@ -544,7 +562,7 @@ static int client_feed(struct wyoming_client *c, const char *p, size_t n) {
                 c->st = WY_HEADER;
         }
     }
-    return 0;
+    return (long)(n0 - n);
 }
 
 /* ==== Connections ==== */
@@ -577,49 +595,75 @@ static void client_close(struct wyoming_client *c) {
     uv_close((uv_handle_t *)&c->tcp, on_client_closed);
 }
 
-/* While a stream runs, one read holds at most READ_AUDIO_MS of its audio,
- * so one client's read is a bounded amount of work whatever its format
- * (16 KiB of 8-bit audio at 1 kHz would be 16 s). */
+/* While a stream runs, one read holds at most READ_AUDIO_MS of its audio
+ * (16 KiB of 8-bit audio at 1 kHz would be 16 s); client_feed bounds a turn
+ * the same way when a read brought more before the stream began. */
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     struct wyoming_client *c = h->data;
     size_t n = sizeof c->rbuf;
     (void)hint;
-    if (c->active) {
-        size_t per_s = (size_t)c->rate * (size_t)c->width * (size_t)c->channels;
-        size_t cap = per_s * READ_AUDIO_MS / 1000;
-        n = cap < 256 ? 256 : cap < n ? cap : n;
-    }
+    if (c->active && turn_audio_bytes(c) < n)
+        n = turn_audio_bytes(c);
     *buf = uv_buf_init(c->rbuf, (unsigned)n);
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+static void client_turn(struct wyoming_client *c, const char *p, size_t n);
 
+/* Reading stopped for a pause or for bytes held from the last turn: feed
+ * those, then read again unless that turn stopped it once more. */
 static void on_pace(uv_timer_t *t) {
     struct wyoming_client *c = t->data;
     c->paced = 0;
-    if (!c->closing)
+    if (c->held)
+        client_turn(c, c->rbuf, c->held);
+    if (!c->closing && !c->paced)
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* Stops reading the client for wait_ms; on_pace resumes it. */
+static void client_hold(struct wyoming_client *c, uint64_t wait_ms) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->paced = 1;
+    uv_timer_start(&c->pace, on_pace, wait_ms, 0);
 }
 
 /* A client may send audio faster than real time (a recording), but not
  * more than WYOMING_MAX_AHEAD_MS ahead of the clock since its audio-start:
  * beyond that, reading stops until the clock catches up to half of it. So
- * a flood of audio costs at most real time plus a bounded burst. */
-static void client_pace(struct wyoming_client *c) {
+ * a flood of audio costs at most real time plus a bounded burst. Returns 1
+ * when the client is paused. */
+static int client_pace(struct wyoming_client *c) {
     if (!c->active || c->closing)
-        return;
+        return 0;
     uint64_t per_s = (uint64_t)c->rate * (uint64_t)c->width * (uint64_t)c->channels;
     uint64_t audio_ms = c->bytes * 1000 / per_s;
     uint64_t wall_ms = clock_ms() - c->start_ms;
     if (audio_ms <= wall_ms + WYOMING_MAX_AHEAD_MS)
-        return;
+        return 0;
     uint64_t wait = audio_ms - wall_ms - WYOMING_MAX_AHEAD_MS / 2;
     LOGD("wyoming: %s is %.1f s ahead of real time: paused for %.1f s", c->peer,
          (double)(audio_ms - wall_ms) / 1000.0, (double)wait / 1000.0);
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    c->paced = 1;
     c->srv->stats.paused++;
-    uv_timer_start(&c->pace, on_pace, wait, 0);
+    client_hold(c, wait);
+    return 1;
+}
+
+/* One turn: feeds n bytes (at most READ_AUDIO_MS of audio, see
+ * client_feed), keeps what the turn left at the start of rbuf and, unless
+ * the client is paused, comes back for it on the loop's next turn. */
+static void client_turn(struct wyoming_client *c, const char *p, size_t n) {
+    long used = client_feed(c, p, n);
+    if (used < 0) {
+        c->srv->stats.bad++;
+        client_close(c);
+        return;
+    }
+    c->held = n - (size_t)used;
+    if (c->held)
+        memmove(c->rbuf, p + used, c->held);
+    if (!client_pace(c) && c->held && !c->closing)
+        client_hold(c, 0);
 }
 
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
@@ -633,12 +677,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     }
     if (n > 0)
         c->last_ms = uv_now(c->srv->loop);
-    if (n > 0 && client_feed(c, buf->base, (size_t)n) < 0) {
-        c->srv->stats.bad++;
-        client_close(c);
-        return;
-    }
-    client_pace(c);
+    client_turn(c, buf->base, (size_t)n);
 }
 
 static void peer_name(struct wyoming_client *c) {
