@@ -419,6 +419,7 @@ Test(options, train_defaults, .init = tmp_setup, .fini = tmp_teardown, .timeout 
     cr_expect(eq(flt, float_of(o, "fg-weight"), hp.fg_weight));
     cr_expect(eq(flt, float_of(o, "kd-weight"), hp.kd_weight));
     cr_expect(eq(flt, float_of(o, "win-weight"), hp.win_weight));
+    cr_expect(eq(flt, float_of(o, "fa-weight"), hp.fa_weight));
     cr_expect(eq(flt, float_of(o, "ema"), hp.ema_decay));
     cr_expect(eq(flt, float_of(o, "kd-temp"), hp.kd_temp));
     cr_expect(eq(u64, (uint64_t)atoi(value_of(o, "seed")), hp.seed));

@@ -134,6 +134,7 @@ static void run_check_ctx(int rec, int n_layers, int use_bn, float drop, int det
     hp.bg_weight = 0.7f;
     hp.fg_weight = 0.4f;
     hp.win_weight = 0.6f;
+    hp.fa_weight = stream_tgt ? 0.5f : 0.0f;
     hp.delay_init_lo = 0.0f;
     hp.delay_init_hi = 4.0f;
     hp.seed = 3;
@@ -324,6 +325,45 @@ Test(train_grad, stream_loss_value) {
     cr_expect(epsilon_eq(dbl, net.loss, -log(best) / B_, 1e-5));
     cr_expect(eq(int, net.n_regions, 1));
     cr_expect(eq(int, net.n_correct, best >= 0.5));
+    train_net_free(&net);
+}
+
+/* The false-alarm term's value: for each keyword, -log(1 - its highest
+ * smoothed posterior over the frames whose smoothing window lies wholly on
+ * frames that forbid it (here: window 0's filler frames 4-11 and, for "b",
+ * its frames 2-11 inside keyword "a"; the lead and "a"'s own frames never). */
+Test(train_grad, stream_false_alarm_value) {
+    enum { N = TRAIN_FT_NONE, F = TRAIN_FT_FILL };
+    int16_t tgt[B_ * T_];
+    for (int i = 0; i < B_ * T_; i++)
+        tgt[i] = i < T_ ? (i < 2 ? N : i < 4 ? 1 : F) : N;
+    struct snn_cfg cfg;
+    tiny_cfg(&cfg, SNN_REC_CONV, 2);
+    snprintf(cfg.labels[0], SNN_LABEL_LEN, "_silence_");
+    snprintf(cfg.labels[1], SNN_LABEL_LEN, "a");
+    snprintf(cfg.labels[2], SNN_LABEL_LEN, "b");
+    struct train_hparams hp;
+    train_hparams_default(&hp);
+    hp.drop_ff = hp.drop_rec = 0.0f;
+    hp.bg_weight = hp.win_weight = 0.0f; /* the false-alarm term alone */
+    hp.fa_weight = 1.0f;
+    struct train_net net;
+    cr_assert(eq(int, train_net_init(&net, &cfg, &hp), 0));
+    net.ftgt = tgt;
+    net.peak_w = 2;
+    struct fixture f;
+    make_batch(&f);
+    cr_assert(eq(int, train_net_forward(&net, f.x, NULL, NULL, B_, T_, 1), 0));
+    double want = 0.0;
+    for (int c = 1; c < 3; c++) {
+        double m = 0.0;
+        for (int t = c == 1 ? 5 : 3; t < T_; t++) { /* "a" is allowed up to frame 3 */
+            double sm = 0.5 * (net.po[(size_t)t * 3 + c] + net.po[(size_t)(t - 1) * 3 + c]);
+            m = sm > m ? sm : m;
+        }
+        want += -log(1.0 - m);
+    }
+    cr_expect(epsilon_eq(dbl, net.loss, want / B_, 1e-5), "%g against %g", net.loss, want / B_);
     train_net_free(&net);
 }
 

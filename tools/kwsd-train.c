@@ -108,6 +108,9 @@ static const struct opt train_opts[] = {
      .help = "streaming loss weight (label on the frames after the word)"},
     {"win-weight", OPT_FLOAT, O(win_weight), .min = 0, .max = 1000,
      .help = "streaming loss weight (mean label posterior over those frames)"},
+    {"fa-weight", OPT_FLOAT, O(fa_weight), .min = 0, .max = 1000,
+     .help = "--windows: weight of the false-alarm term (each keyword's\n"
+             "highest smoothed posterior where it must not fire)"},
     {"snr", OPT_PAIR, O(snr), .min = -20, .max = 60,
      .help = "augmentation: signal-to-noise ratio of the mixed-in noise, dB"},
     {"shift-ms", OPT_FLOAT, O(shift_ms), .min = 0, .max = 1000,

@@ -1076,6 +1076,47 @@ static float smoothed(const float *po, int K, int t, int c, int w) {
     return s / (float)(t - u0 + 1);
 }
 
+/* The false-alarm term of the stream loss for window b (see TRAIN_FT_*),
+ * with its gradient w.r.t. the readout potentials added to d (scaled by
+ * 1/B) when d != NULL. */
+static double false_alarm_term(const struct train_net *net, int b, float *d, uint32_t fill, int W) {
+    int T = net->T, K = net->cfg.n_classes;
+    const int16_t *ft = net->ftgt + (size_t)b * T;
+    const float *po = net->po + (size_t)b * T * K;
+    float B = (float)net->B, wt = net->hp.fa_weight;
+    double loss = 0.0;
+    for (int c = 0; c < K; c++) {
+        if (fill >> c & 1u)
+            continue;
+        int last_ok = -1, best = -1; /* the last frame that allows c or has no target */
+        float m = -1.0f;
+        for (int t = 0; t < T; t++) {
+            if (ft[t] == TRAIN_FT_NONE || frame_allowed(ft[t], fill) >> c & 1u)
+                last_ok = t;
+            else if (t - last_ok >= W) {
+                float sm = smoothed(po, K, t, c, W);
+                if (sm > m) {
+                    m = sm;
+                    best = t;
+                }
+            }
+        }
+        if (best < 0)
+            continue;
+        m = m < 1.0f - 1e-6f ? m : 1.0f - 1e-6f;
+        loss += wt * -log(1.0 - (double)m);
+        if (d) {
+            float g = wt / ((1.0f - m) * (float)W * B); /* dL/dp_c(u) */
+            for (int u = best - W + 1; u <= best; u++) {
+                const float *p = po + (size_t)u * K;
+                for (int k = 0; k < K; k++)
+                    d[(size_t)u * K + k] += g * p[c] * ((k == c ? 1.0f : 0.0f) - p[k]);
+            }
+        }
+    }
+    return loss;
+}
+
 /* Loss of window b under net->ftgt; with d != NULL also adds its gradient
  * w.r.t. the readout potentials (T,K) scaled by 1/B. Counts hit regions. */
 static double stream_loss(const struct train_net *net, int b, float *d, int *n_reg, int *n_hit) {
@@ -1099,6 +1140,8 @@ static double stream_loss(const struct train_net *net, int b, float *d, int *n_r
             for (int c = 0; c < K; c++)
                 d[(size_t)t * K + c] += wf / B * (p[c] - (a >> c & 1u ? p[c] / S : 0.0f));
     }
+    if (net->hp.fa_weight > 0.0f)
+        loss += false_alarm_term(net, b, d, fill, W);
     for (int t = 0; t < T;) {
         if (ft[t] < 0 || !(ft[t] & TRAIN_FT_PEAK)) {
             t++;

@@ -97,7 +97,7 @@ struct train_recipe {
     float sg_alpha;
     int no_detach, no_bn;
     float delay_init[2]; /* initial delays, steps */
-    float bg_weight, fg_weight, win_weight, ema;
+    float bg_weight, fg_weight, win_weight, fa_weight, ema;
     float kd_weight, kd_temp; /* distillation (with teacher) */
 
     /* ---- augmentation (kws/dataset.h struct ds_aug) ---- */

@@ -75,6 +75,7 @@ struct train_hparams {
     float fg_weight;        /* weight of the per-frame label term (frames with bg < 0) */
     float win_weight;       /* weight of the window term: -log of the mean label posterior over the
                              * frames with bg < 0, the window the daemon's detector averages */
+    float fa_weight;        /* weight of the stream loss's false-alarm term (TRAIN_FT_*); 0: none */
     float ema_decay;        /* > 0: keep an exponential moving average of the parameters and BN
                              * running statistics, a <- d a + (1 - d) p after every step with
                              * d = min(ema_decay, (1 + step) / (10 + step)); 0: none */
@@ -183,7 +184,15 @@ struct train_net {
  * the region of the smoothed posterior of c), smoothed as the detector does:
  * the mean of the last peak_w frames. Max-pooling lets the network choose
  * where in the region it fires, and nothing rewards it for firing anywhere
- * else. n_correct counts regions whose peak reaches 0.5. */
+ * else. With fa_weight > 0 a false-alarm term adds, per window and keyword
+ * c, fa_weight * -log(1 - the highest smoothed posterior of c over the
+ * frames whose whole smoothing window forbids c): the detector's worst
+ * false alarm of c there (during another keyword, an unknown word, a
+ * negative or noise), max-pooled as the peak is, where the filler term
+ * gives one such moment only 1/T of its weight. Frames that allow c or
+ * have no target (the lead, a cut word) never count, nor do the frames
+ * whose smoothing window reaches back into them. n_correct counts regions
+ * whose peak reaches 0.5. */
 #define TRAIN_FT_NONE (-2)
 #define TRAIN_FT_FILL (-1)
 #define TRAIN_FT_PEAK 0x100
