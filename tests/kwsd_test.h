@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,6 +73,39 @@ static inline void kt_sh(const char *fmt, ...) {
     va_end(ap);
     int rc = system(cmd);
     cr_assert(eq(int, rc, 0), "command failed: %s", cmd);
+}
+
+/* Writes dir/speech.wav and dir/audio.raw (the same S16_LE mono samples
+ * at rate Hz): 4 s of quiet (ALSA's file plugin over a null slave runs
+ * faster than real time, so this gives a subscriber time to join), each of
+ * the n words said by espeak-ng's en-us voice at -3 dBFS and followed by
+ * gap_s of quiet, then 3 s of quiet (past the file's end the plugin
+ * repeats its last period). Quiet is digital silence, or with noise a sox
+ * synth effect (e.g. "whitenoise vol 0.003"). sox runs with a fixed seed
+ * (-R), so every run hears the same recording. Returns its length in ms. */
+static inline int64_t kt_make_speech(const char *dir, const char *const *words, int n, int rate,
+                                     double gap_s, const char *noise) {
+    static const char *const names[] = {"lead", "gap", "tail"};
+    const double secs[] = {4.0, gap_s, 3.0};
+    char list[2048] = "";
+    size_t used = 0;
+
+    for (int i = 0; i < 3; i++)
+        kt_sh("sox -R -n -r %d -c 1 -b 16 %s/%s.wav %s %.2f %s", rate, dir, names[i],
+              noise ? "synth" : "trim 0", secs[i], noise ? noise : "");
+    used += (size_t)snprintf(list + used, sizeof list - used, "%s/lead.wav ", dir);
+    for (int i = 0; i < n; i++) {
+        kt_sh("espeak-ng -v en-us -s 150 -w %s/w%d.22k.wav '%s'", dir, i, words[i]);
+        kt_sh("sox -R %s/w%d.22k.wav -r %d -c 1 -b 16 %s/w%d.wav norm -3", dir, i, rate, dir, i);
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s/w%d.wav %s/gap.wav ", dir, i,
+                                 dir);
+    }
+    snprintf(list + used, sizeof list - used, "%s/tail.wav", dir);
+    kt_sh("sox -R %s %s/speech.wav", list, dir);
+    kt_sh("sox -R %s/speech.wav -t raw -e signed -b 16 -c 1 %s/audio.raw", dir, dir);
+    struct stat st;
+    cr_assert(eq(int, stat(kt_path(dir, "audio.raw"), &st), 0));
+    return (int64_t)st.st_size * 1000 / (2 * rate);
 }
 
 /* Runs a shell command with its stderr joined to its stdout, which it puts

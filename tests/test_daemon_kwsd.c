@@ -50,31 +50,10 @@ static const char *dat_path(const char *name) {
     return kt_path(dir, name);
 }
 
-/* Writes dir/audio.raw (16 kHz S16_LE mono): 4 s of quiet, each word
- * spoken by espeak-ng followed by `gap` seconds of quiet, then 3 s of quiet
- * (the file plugin repeats its last period forever). Returns seconds. */
+/* dir/audio.raw (16 kHz): the words between stretches of digital silence
+ * (kt_make_speech). Returns seconds. */
 static double make_speech(const char *const *words, int n, double gap) {
-    char list[2048] = "";
-    size_t used = 0;
-
-    kt_sh("sox -n -r 16000 -c 1 -b 16 %s/gap.wav trim 0 %.2f", dir, gap);
-    /* ALSA's file plugin over a null slave runs several times faster than
-     * real time, so 4 s of lead-in gives the subscriber time to connect. */
-    kt_sh("sox -n -r 16000 -c 1 -b 16 %s/lead.wav trim 0 4.0", dir);
-    kt_sh("sox -n -r 16000 -c 1 -b 16 %s/tail.wav trim 0 3.0", dir);
-    used += (size_t)snprintf(list + used, sizeof list - used, "%s/lead.wav ", dir);
-    for (int i = 0; i < n; i++) {
-        kt_sh("espeak-ng -v en-us -s 150 -w %s/w%d.22k.wav '%s'", dir, i, words[i]);
-        kt_sh("sox %s/w%d.22k.wav -r 16000 -c 1 -b 16 %s/w%d.wav norm -3", dir, i, dir, i);
-        used += (size_t)snprintf(list + used, sizeof list - used, "%s/w%d.wav %s/gap.wav ", dir, i,
-                                 dir);
-    }
-    used += (size_t)snprintf(list + used, sizeof list - used, "%s/tail.wav", dir);
-    kt_sh("sox %s %s/speech.wav", list, dir);
-    kt_sh("sox %s/speech.wav -t raw -e signed -b 16 -r 16000 -c 1 %s/audio.raw", dir, dir);
-    struct stat st;
-    cr_assert(eq(int, stat(dat_path("audio.raw"), &st), 0));
-    return (double)st.st_size / 32000.0;
+    return (double)kt_make_speech(dir, words, n, 16000, gap, NULL) / 1000.0;
 }
 
 /* Quiet with a little noise, for tests that need audio but no speech. */

@@ -48,28 +48,10 @@ static const char *at(const char *name) {
     return kt_path(dir, name);
 }
 
-/* dir/speech.wav and dir/audio.raw (16 kHz S16_LE mono): 4 s of quiet, the
- * words each followed by 1.2 s of quiet, 3 s of quiet. Returns seconds. */
+/* dir/audio.raw (16 kHz): the words, 1.2 s apart, between stretches of
+ * digital silence (kt_make_speech). Returns seconds. */
 static double make_speech(const char *const *words, int n) {
-    char list[2048] = "";
-    size_t used = 0;
-
-    kt_sh("sox -n -r 16000 -c 1 -b 16 %s/gap.wav trim 0 1.2", dir);
-    kt_sh("sox -n -r 16000 -c 1 -b 16 %s/lead.wav trim 0 4.0", dir);
-    kt_sh("sox -n -r 16000 -c 1 -b 16 %s/tail.wav trim 0 3.0", dir);
-    used += (size_t)snprintf(list + used, sizeof list - used, "%s/lead.wav ", dir);
-    for (int i = 0; i < n; i++) {
-        kt_sh("espeak-ng -v en-us -s 150 -w %s/w%d.22k.wav '%s'", dir, i, words[i]);
-        kt_sh("sox %s/w%d.22k.wav -r 16000 -c 1 -b 16 %s/w%d.wav norm -3", dir, i, dir, i);
-        used += (size_t)snprintf(list + used, sizeof list - used, "%s/w%d.wav %s/gap.wav ", dir, i,
-                                 dir);
-    }
-    snprintf(list + used, sizeof list - used, "%s/tail.wav", dir);
-    kt_sh("sox %s %s/speech.wav", list, dir);
-    kt_sh("sox %s/speech.wav -t raw -e signed -b 16 -r 16000 -c 1 %s/audio.raw", dir, dir);
-    struct stat st;
-    cr_assert(eq(int, stat(at("audio.raw"), &st), 0));
-    return (double)st.st_size / 32000.0;
+    return (double)kt_make_speech(dir, words, n, 16000, 1.2, NULL) / 1000.0;
 }
 
 /* dir/kwsd.yaml: the test's device and endpoint, the model lines given

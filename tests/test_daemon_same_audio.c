@@ -52,37 +52,13 @@ static void teardown(void) {
         fprintf(stderr, "cannot remove %s\n", dir);
 }
 
-/* dir/speech.wav and dir/audio.raw (the same S16_LE mono samples at rate
- * Hz): 4 s of quiet (time for the subscriber to join), the words each
- * followed by 1 s of it, 3 s at the end (past the file's end the plugin
- * repeats its last period). Quiet is low noise, or with digital_silence
+/* dir/speech.wav and dir/audio.raw at rate Hz (kt_make_speech): six words
+ * 1 s apart between stretches of low noise, or with digital_silence of
  * exact zeros, as scripts/run's demo makes it (the network then rests,
- * KWS_HOLD_MS). sox runs with a fixed seed, so every run of the test hears
- * the same recording. Returns its length in ms. */
+ * KWS_HOLD_MS). Returns its length in ms. */
 static int64_t make_recording(int rate, int digital_silence) {
     static const char *const words[] = {"yes", "stop", "go", "left", "no", "up"};
-    static const char *const names[] = {"lead", "gap", "tail"};
-    static const double secs[] = {4.0, 1.0, 3.0};
-    char list[2048] = "";
-    size_t used = 0;
-
-    for (int i = 0; i < 3; i++)
-        kt_sh("sox -R -n -r %d -c 1 -b 16 %s/%s.wav %s %.1f %s", rate, dir, names[i],
-              digital_silence ? "trim 0" : "synth", secs[i],
-              digital_silence ? "" : "whitenoise vol 0.003");
-    used += (size_t)snprintf(list + used, sizeof list - used, "%s/lead.wav ", dir);
-    for (int i = 0; i < 6; i++) {
-        kt_sh("espeak-ng -v en-us -s 150 -w %s/w%d.22k.wav '%s'", dir, i, words[i]);
-        kt_sh("sox -R %s/w%d.22k.wav -r %d -c 1 -b 16 %s/w%d.wav norm -3", dir, i, rate, dir, i);
-        used += (size_t)snprintf(list + used, sizeof list - used, "%s/w%d.wav %s/gap.wav ", dir, i,
-                                 dir);
-    }
-    snprintf(list + used, sizeof list - used, "%s/tail.wav", dir);
-    kt_sh("sox -R %s %s/speech.wav", list, dir);
-    kt_sh("sox -R %s/speech.wav -t raw -e signed -b 16 -c 1 %s/audio.raw", dir, dir);
-    struct stat st;
-    cr_assert(eq(int, stat(dat_path("audio.raw"), &st), 0));
-    return (int64_t)st.st_size * 1000 / (2 * rate);
+    return kt_make_speech(dir, words, 6, rate, 1.0, digital_silence ? NULL : "whitenoise vol 0.003");
 }
 
 /* kwsd.yaml for ALSA's file plugin (device testmic) at rate Hz with a

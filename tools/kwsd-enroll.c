@@ -104,6 +104,8 @@ static const struct opt enroll_opts_table[] = {
     {"lr", OPT_FLOAT, O(r.lr), .min = 0, .max = 10, .help = "learning rate"},
     {"lr-delay", OPT_FLOAT, O(r.lr_delay), .min = 0, .max = 100,
      .help = "learning rate of the delays"},
+    {"fa-weight", OPT_FLOAT, O(r.fa_weight), .min = 0, .max = 1000,
+     .help = "weight of the false-alarm term of the stream loss (0: none)"},
     {"mine-every", OPT_INT, O(r.mine_every), .min = 0, .max = 1000,
      .help = "mine hard negatives every this many epochs (0: never)"},
     {"select", OPT_ENUM, O(r.select), .names = select_names,

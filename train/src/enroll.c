@@ -484,6 +484,7 @@ static void train_recipe_from(const struct enr *E, struct train_recipe *t) {
     t->lr_delay = r->lr_delay;
     t->sigma_init = r->sigma_init;
     t->win_weight = r->win_weight;
+    t->fa_weight = r->fa_weight;
     t->ema = r->ema;
     t->speed[0] = r->speed[0];
     t->speed[1] = r->speed[1];

@@ -157,7 +157,7 @@ struct enroll_recipe {
     int windows, epochs, batch, mine_every, select;
     int val_passes; /* passes of the validation stream each epoch (calib_passes) */
     float window_ms, p_keyword;
-    float lr, lr_delay, sigma_init, win_weight, ema;
+    float lr, lr_delay, sigma_init, win_weight, fa_weight, ema;
     float speed[2], snr[2];
 
     /* ---- calibration ---- */
