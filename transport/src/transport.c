@@ -21,6 +21,16 @@
  * on the number of subscriptions a peer sends; the service unit bounds those
  * (LimitNOFILE=, MemoryMax=; docs/SERVICE.md).
  *
+ * CURVE (optional, transport_pub_open_curve): the socket gets
+ * ZMQ_CURVE_SERVER and the server's secret key before it binds, and every
+ * client's key goes to a ZAP handler (RFC 27), a REP socket on
+ * inproc://zeromq.zap.01 in the same context that answers 200 for the
+ * allowed keys and 400 for the rest. libzmq 4.3 lets every CURVE client in
+ * when no handler is bound, so the handler is bound before the endpoints
+ * and closed after the publisher. Its ZMQ_FD (not the publisher's) is
+ * polled by the owner's loop; a handshake waits for the answer in libzmq's
+ * I/O thread.
+ *
  * JSON is built with Jansson into a stack buffer; the only allocations per
  * message are Jansson's object nodes (events are rare: a few per minute, and
  * one heartbeat every few seconds).
