@@ -184,3 +184,33 @@ Test(config_curve, clients_errors, .init = setup, .fini = teardown) {
                  "transport.curve.secret_key_file (the server's key): without it CURVE is off "
                  "and anyone may subscribe");
 }
+
+/* Another key's error does not hide a key file's; a refused curve key's
+ * files are not read (its value is not known). */
+Test(config_curve, key_file_errors_beside_other_errors, .init = setup, .fini = teardown) {
+    static struct kws_config c;
+    static struct config_diags d;
+    char yaml[512], want[512];
+
+    write_good_keys();
+    snprintf(yaml, sizeof yaml,
+             "audio:\n  rate: 5\ntransport:\n  curve:\n    secret_key_file: %s\n"
+             "    clients_dir: %s\n",
+             at("none"), at("clients"));
+    cr_assert(eq(int, config_parse_string(&c, "t.yaml", yaml, &d), KWS_ECONFIG));
+    cr_assert(eq(int, d.n, 2), "%s", d.msg[0]);
+    cr_expect(eq(str, d.msg[0], "t.yaml:2:9: audio.rate: 5 out of range [8000, 192000]"));
+    snprintf(want, sizeof want,
+             "t.yaml:5:22: transport.curve.secret_key_file: %s: No such file or directory",
+             at("none"));
+    cr_expect(eq(str, d.msg[1], want));
+
+    snprintf(yaml, sizeof yaml,
+             "transport:\n  curve:\n    secret_key_file: [a]\n    clients_dir: %s\n",
+             at("clients"));
+    cr_assert(eq(int, config_parse_string(&c, "t.yaml", yaml, &d), KWS_ECONFIG));
+    cr_expect(eq(int, d.n, 1), "%s\n%s", d.msg[0], d.msg[1]);
+    cr_expect(
+        eq(str, d.msg[0],
+           "t.yaml:3:22: transport.curve.secret_key_file: expected a string, got a sequence"));
+}

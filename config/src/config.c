@@ -282,7 +282,8 @@ struct walk {
     const char *name;                                /* file name for messages */
     const yaml_node_t *model_path;                   /* model.path's value, if the file gives it */
     const yaml_node_t *curve_secret, *curve_clients; /* transport.curve's values, if given */
-    struct config_diags *d;                          /* may be NULL */
+    int curve_bad;          /* one of them was refused already: its files are not read */
+    struct config_diags *d; /* may be NULL */
     yaml_document_t *doc;
     struct kws_config *cfg; /* the temporary being filled */
     int errors;
@@ -618,8 +619,9 @@ static void walk_value(struct walk *w, const struct cfg_key *k, const yaml_node_
         set_strings(w, k, v);
     else if (k->type == CFG_KEYWORDS)
         set_keywords(w, k, v);
-    else
-        set_scalar(w, k, k->name, v, base + k->off);
+    else if (set_scalar(w, k, k->name, v, base + k->off) < 0 &&
+             strncmp(k->name, "transport.curve.", 16) == 0)
+        w->curve_bad = 1;
     if (k->off == offsetof(struct kws_config, model.path))
         w->model_path = v;
     if (k->off == offsetof(struct kws_config, transport.curve.secret_key_file))
@@ -900,7 +902,7 @@ static int parse_text(struct kws_config *cfg, const char *name, const char *text
         walk_err(&w, root, "(top level)", "expected a mapping of sections, got %s",
                  node_show(root, show, sizeof show));
     }
-    if (w.errors == 0)
+    if (!w.curve_bad) /* other keys' errors do not hide the key files' */
         curve_load(&w);
     if (w.model_path && tmp.model.n_paths > 0)
         walk_err(&w, w.model_path, "model.path",
