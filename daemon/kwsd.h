@@ -34,18 +34,18 @@ struct kwsd_front {
     int built;              /* pipe is built (at k->pipe_rate) */
     struct kwsd *k;         /* for on_frame */
     struct kwsd_set *set;
-    int index;              /* in set->fronts */
+    int index; /* in set->fronts */
 };
 
 /* One loaded model and the microphone's listener on it. The listener
  * borrows model, so a set lives on the heap and never moves. */
 struct kwsd_model {
     struct snn_model model;
-    struct kws_listener lis;         /* network state, detector and hold */
-    char path[KWS_CONFIG_PATH_LEN];  /* the file it came from */
-    const char *name;                /* base name of path: MQTT's modelId, Wyoming's info */
-    int front;                       /* its front end, in set->fronts */
-    int64_t time_base_ms;            /* stream time of the listener's frame 0: reloads keep the clock */
+    struct kws_listener lis;        /* network state, detector and hold */
+    char path[KWS_CONFIG_PATH_LEN]; /* the file it came from */
+    const char *name;               /* base name of path: MQTT's modelId, Wyoming's info */
+    int front;                      /* its front end, in set->fronts */
+    int64_t time_base_ms; /* stream time of the listener's frame 0: reloads keep the clock */
 };
 
 /* What the model files and the detection settings build, kept together so
@@ -61,7 +61,7 @@ struct kwsd_set {
 
 struct kwsd {
     uv_loop_t loop;
-    struct kws_config cfg;       /* the running configuration */
+    struct kws_config cfg; /* the running configuration */
     char config_path[KWS_CONFIG_PATH_LEN];
     const char *input_file;      /* --input: run on a file instead of a device */
     const char *device_override; /* --device */
@@ -69,16 +69,17 @@ struct kwsd {
     int log_override;            /* --log-level given */
     enum kws_log_level log_level;
 
-    struct kwsd_set *set;        /* the models, their listeners and front ends */
-    int pipe_rate;               /* input rate the front ends were built for; 0 = not built */
+    struct kwsd_set *set; /* the models, their listeners and front ends */
+    int pipe_rate;        /* input rate the front ends were built for; 0 = not built */
 
     struct transport_pub pub;
+    uv_poll_t zap_poll;         /* transport.curve: the publisher's ZAP handler (pub.zap) */
     struct transport_mqtt mqtt; /* mqtt.host set: Hermes events (events.c) */
     int mqtt_open;
-    int paused;                 /* detection paused: nothing is published (events.c) */
-    uint64_t suppressed;        /* detections not published while paused */
+    int paused;                        /* detection paused: nothing is published (events.c) */
+    uint64_t suppressed;               /* detections not published while paused */
     uv_signal_t sig_pause, sig_resume; /* SIGUSR1, SIGUSR2 */
-    struct wyoming_server wy;   /* transport.wyoming: Home Assistant's wake-word clients */
+    struct wyoming_server wy;          /* transport.wyoming: Home Assistant's wake-word clients */
     struct audio_capture cap;
     int cap_open;    /* audio_capture_open succeeded: cap must be closed */
     int cap_waiting; /* the device has not opened yet since start */
@@ -86,8 +87,8 @@ struct kwsd {
     uv_signal_t sig_int, sig_term, sig_hup;
     uv_timer_t heartbeat;
     uv_timer_t watchdog;
-    uv_idle_t file_feed;         /* --input: pushes the file in blocks */
-    uv_timer_t file_delay;       /* --input-delay: starts file_feed */
+    uv_idle_t file_feed;   /* --input: pushes the file in blocks */
+    uv_timer_t file_delay; /* --input-delay: starts file_feed */
     uint64_t input_delay_ms;
 
     struct sf_private_tag *file; /* --input: the open file (libsndfile SNDFILE) */
@@ -100,9 +101,9 @@ struct kwsd {
     uint64_t frames;             /* 10 ms frames processed */
     uint64_t frames_at_watchdog; /* frames at the last watchdog tick */
     uint64_t detections;
-    uint64_t bad_samples;        /* input samples replaced by 0 (NaN, infinite, absurd) */
-    uint64_t busy_ns;            /* time spent processing audio */
-    uint64_t audio_ns;           /* audio time processed */
+    uint64_t bad_samples; /* input samples replaced by 0 (NaN, infinite, absurd) */
+    uint64_t busy_ns;     /* time spent processing audio */
+    uint64_t audio_ns;    /* audio time processed */
     int stopping;
     int exit_code;
 };

@@ -192,8 +192,7 @@ static struct kwsd_front *front_find(struct kwsd_set *set, const struct kws_fron
 /* Builds the pipes of set's front ends for input at rate Hz, except those
  * the running set has already (set_swap moves them over). rate 0: none
  * yet, the first block builds them. Errors go to d. */
-static int set_build_pipes(struct kwsd_set *set, struct kwsd *k, int rate,
-                           struct config_diags *d) {
+static int set_build_pipes(struct kwsd_set *set, struct kwsd *k, int rate, struct config_diags *d) {
     for (int f = 0; f < set->n_fronts; f++) {
         struct kwsd_front *fr = &set->fronts[f];
         fr->k = k;
@@ -292,9 +291,9 @@ static struct kwsd_set *set_swap(struct kwsd *k, struct kwsd_set *n) {
             if (pred[i] >= 0)
                 continue;
             for (int j = 0; j < o->n && pred[i] < 0; j++)
-                if (!used[j] && (pass == 2 || (pass == 0 ? strcmp(o->m[j].path, n->m[i].path) == 0
-                                                         : snn_model_same(&o->m[j].model,
-                                                                          &n->m[i].model)))) {
+                if (!used[j] &&
+                    (pass == 2 || (pass == 0 ? strcmp(o->m[j].path, n->m[i].path) == 0
+                                             : snn_model_same(&o->m[j].model, &n->m[i].model)))) {
                     pred[i] = j;
                     used[j] = 1;
                 }
@@ -519,8 +518,7 @@ static int wyoming_set(struct kwsd *k) {
         models[i] = &k->set->m[i].model;
         names[i] = k->set->m[i].name;
     }
-    return wyoming_server_set_models(&k->wy, models, names, k->set->n,
-                                     &k->set->m[0].lis.settings);
+    return wyoming_server_set_models(&k->wy, models, names, k->set->n, &k->set->m[0].lis.settings);
 }
 
 /* The configuration after the command line's --device and --model. */
@@ -620,10 +618,15 @@ static void reload(struct kwsd *k) {
     struct kwsd_set *was = set_swap(k, set);
     if (strcmp(next.audio.device, k->cfg.audio.device) || next.audio.rate != k->cfg.audio.rate ||
         next.audio.period_ms != k->cfg.audio.period_ms)
-        LOGW("audio settings changed in %s: they take effect at the next restart",
+        LOGW("audio settings changed in %s: they take effect at the next restart", k->config_path);
+    /* transport.curve holds the keys read from its files too, so a changed
+     * key file counts as a change, like an edited key. */
+    if (memcmp(&next.transport.curve, &k->cfg.transport.curve, sizeof next.transport.curve))
+        LOGW("transport.curve or its key files changed since %s was loaded: the running CURVE "
+             "keys stay until the next restart",
              k->config_path);
-    if (memcmp(&next.transport, &k->cfg.transport, sizeof next.transport) ||
-        memcmp(&next.mqtt, &k->cfg.mqtt, sizeof next.mqtt))
+    else if (memcmp(&next.transport, &k->cfg.transport, sizeof next.transport) ||
+             memcmp(&next.mqtt, &k->cfg.mqtt, sizeof next.mqtt))
         LOGW("transport settings changed in %s: they take effect at the next restart",
              k->config_path);
     next.audio = k->cfg.audio;
@@ -680,6 +683,7 @@ static void kwsd_stop(struct kwsd *k, int code) {
     close_handle(k, (uv_handle_t *)&k->watchdog);
     close_handle(k, (uv_handle_t *)&k->file_feed);
     close_handle(k, (uv_handle_t *)&k->file_delay);
+    close_handle(k, (uv_handle_t *)&k->zap_poll); /* before pub closes its descriptor */
     kwsd_events_close(k);
     wyoming_server_close(&k->wy);
     if (k->cap_open) {
@@ -711,18 +715,24 @@ static long peak_rss_kib(void) {
 /* ==== Start ==== */
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: kwsd [options]\n"
-            "  -c, --config PATH     configuration file (default " KWSD_DEFAULT_CONFIG ")\n"
-            "      --check-config    validate the configuration and every model, then exit\n"
-            "  -d, --device NAME     ALSA capture device (overrides audio.device)\n"
-            "  -m, --model PATH      model file (overrides model.path and model.paths)\n"
-            "  -i, --input FILE      process an audio file instead of a device, then exit\n"
-            "      --input-delay MS  with --input: wait MS ms after start-up before reading\n"
-            "                        (lets subscribers connect; the file runs faster than real time)\n"
-            "  -l, --log-level L     error|warning|notice|info|debug\n"
-            "  -V, --version         print the version\n"
-            "  -h, --help            this text\n");
+    fprintf(
+        f,
+        "usage: kwsd [options]\n"
+        "  -c, --config PATH     configuration file (default " KWSD_DEFAULT_CONFIG ")\n"
+        "      --check-config    validate the configuration and every model, then exit\n"
+        "  -d, --device NAME     ALSA capture device (overrides audio.device)\n"
+        "  -m, --model PATH      model file (overrides model.path and model.paths)\n"
+        "  -i, --input FILE      process an audio file instead of a device, then exit\n"
+        "      --input-delay MS  with --input: wait MS ms after start-up before reading\n"
+        "                        (lets subscribers connect; the file runs faster than real time)\n"
+        "  -l, --log-level L     error|warning|notice|info|debug\n"
+        "      --curve-keygen DIR  write a CURVE key pair for transport.curve into DIR\n"
+        "                        (server.key_secret, server.key), print the kwsd.yaml lines\n"
+        "                        and exit; never overwrites a file\n"
+        "      --client NAME     with --curve-keygen: a client's pair instead\n"
+        "                        (DIR/clients/NAME.key, DIR/NAME.key_secret)\n"
+        "  -V, --version         print the version\n"
+        "  -h, --help            this text\n");
 }
 
 static int start_audio(struct kwsd *k) {
@@ -752,8 +762,8 @@ static int start_audio(struct kwsd *k) {
         uv_timer_init(&k->loop, &k->file_delay);
         k->file_delay.data = k;
         uv_timer_start(&k->file_delay, on_file_delay, k->input_delay_ms, 0);
-        LOGI("input %s: %lld frames at %d Hz, %d channel(s)", k->input_file,
-             (long long)info.frames, k->file_rate, k->file_channels);
+        LOGI("input %s: %lld frames at %d Hz, %d channel(s)", k->input_file, (long long)info.frames,
+             k->file_rate, k->file_channels);
         return 0;
     }
     /* A device that is not there yet (a USB microphone that comes up after
@@ -797,18 +807,56 @@ static const char *describe_model(const struct kwsd_set *set, int i, char *buf, 
     return buf;
 }
 
+/* --curve-keygen DIR [--client NAME]: writes a key pair (never over a file)
+ * and says what to do with it. Returns the exit code. */
+static int curve_keygen(const char *dir, const char *client) {
+    char pub[TRANSPORT_Z85_KEY_LEN], msg[700];
+
+    if (transport_curve_keygen(dir, client, pub, msg, sizeof msg) < 0) {
+        fprintf(stderr, "kwsd: --curve-keygen: %s\n", msg);
+        return 1;
+    }
+    if (client) {
+        printf("wrote %s/clients/%s.key (public: kwsd lets this client in) and\n"
+               "      %s/%s.key_secret (secret, mode 0600: give it to the client only)\n"
+               "client public key: %s\n"
+               "the client also needs the server's public key (%s/server.key);\n"
+               "restart kwsd to let it in (systemctl restart kwsd)\n",
+               dir, client, dir, client, pub, dir);
+        return 0;
+    }
+    printf("wrote %s/server.key_secret (secret, mode 0600: readable by the kwsd user only) and\n"
+           "      %s/server.key (public: give it to every client)\n"
+           "server public key: %s\n"
+           "in kwsd.yaml:\n"
+           "transport:\n"
+           "  curve:\n"
+           "    secret_key_file: %s/server.key_secret\n"
+           "    clients_dir: %s/clients\n"
+           "then a key pair for each client: kwsd --curve-keygen %s --client NAME\n",
+           dir, dir, pub, dir, dir, dir);
+    return 0;
+}
+
 /* The command line into k and the three locals of main. Returns -1 to go
  * on, else the exit code (0 after --version or --help, 2 on a bad line). */
 static int parse_args(struct kwsd *k, int argc, char **argv, const char **config_path,
                       int *config_given, int *check_only) {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},  {"check-config", no_argument, NULL, 'C'},
-        {"device", required_argument, NULL, 'd'},  {"model", required_argument, NULL, 'm'},
-        {"input", required_argument, NULL, 'i'},   {"log-level", required_argument, NULL, 'l'},
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", no_argument, NULL, 'C'},
+        {"device", required_argument, NULL, 'd'},
+        {"model", required_argument, NULL, 'm'},
+        {"input", required_argument, NULL, 'i'},
+        {"log-level", required_argument, NULL, 'l'},
         {"input-delay", required_argument, NULL, 'D'},
-        {"version", no_argument, NULL, 'V'},       {"help", no_argument, NULL, 'h'},
+        {"curve-keygen", required_argument, NULL, 'K'},
+        {"client", required_argument, NULL, 'N'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    const char *keygen_dir = NULL, *client = NULL;
     k->log_level = KWS_LOG_INFO;
     int opt;
     while ((opt = getopt_long(argc, argv, "c:d:m:i:l:Vh", opts, NULL)) != -1) {
@@ -842,6 +890,12 @@ static int parse_args(struct kwsd *k, int argc, char **argv, const char **config
         case 'i':
             k->input_file = optarg;
             break;
+        case 'K':
+            keygen_dir = optarg;
+            break;
+        case 'N':
+            client = optarg;
+            break;
         case 'l':
             if (kws_log_level_parse(optarg, &k->log_level) < 0) {
                 fprintf(stderr, "kwsd: --log-level: unknown level \"%s\"\n", optarg);
@@ -865,23 +919,73 @@ static int parse_args(struct kwsd *k, int argc, char **argv, const char **config
         usage(stderr);
         return 2;
     }
-    return -1;
+    if (client && !keygen_dir) {
+        fprintf(stderr, "kwsd: --client goes with --curve-keygen DIR\n");
+        return 2;
+    }
+    return keygen_dir ? curve_keygen(keygen_dir, client) : -1;
 }
 
-/* Step 4 of main: the event sockets, the Wyoming server when configured and
- * the MQTT publisher. Logs what failed; -1 then. */
-static int open_outputs(struct kwsd *k) {
-    const char *eps[KWS_CONFIG_MAX_ENDPOINTS];
+/* transport.curve: the ZAP handler's descriptor became readable (ZMQ_FD,
+ * edge-triggered): answer every client waiting. */
+static void on_zap(uv_poll_t *h, int status, int events) {
+    struct kwsd *k = h->data;
+    (void)status;
+    (void)events;
+    int rc = transport_pub_zap_process(&k->pub);
+    if (rc < 0)
+        LOGE("curve: ZAP handler: %s", kws_strerror(rc));
+}
+
+/* Opens the publisher, with CURVE when transport.curve is set, and serves
+ * its ZAP handler from the loop. Logs what failed; -1 then. */
+static int open_pub(struct kwsd *k) {
+    const struct kws_config *c = &k->cfg;
+    const char *eps[KWS_CONFIG_MAX_ENDPOINTS], *keys[KWS_CONFIG_MAX_CLIENTS],
+        *names[KWS_CONFIG_MAX_CLIENTS];
+    struct transport_curve cv = {.secret_key = c->transport.curve.secret_key,
+                                 .n_clients = c->transport.curve.n_clients,
+                                 .client_keys = keys,
+                                 .client_names = names};
     char msg[512];
-    for (int i = 0; i < k->cfg.transport.n_endpoints; i++)
-        eps[i] = k->cfg.transport.endpoints[i];
-    if (transport_pub_open(&k->pub, eps, k->cfg.transport.n_endpoints, k->cfg.transport.queue, msg,
-                           sizeof msg) < 0) {
+
+    for (int i = 0; i < c->transport.n_endpoints; i++)
+        eps[i] = c->transport.endpoints[i];
+    for (int i = 0; i < cv.n_clients; i++) {
+        keys[i] = c->transport.curve.clients[i].key;
+        names[i] = c->transport.curve.clients[i].name;
+    }
+    if (transport_pub_open_curve(&k->pub, eps, c->transport.n_endpoints, c->transport.queue,
+                                 c->transport.curve.secret_key[0] ? &cv : NULL, msg,
+                                 sizeof msg) < 0) {
         LOGE("%s", msg);
         return -1;
     }
     for (int i = 0; i < k->pub.n_bound; i++)
         LOGI("publishing on %s", k->pub.bound[i]);
+    if (!k->pub.zap)
+        return 0;
+    int fd = transport_pub_zap_fd(&k->pub), rc = fd < 0 ? -EIO : 0;
+    if (rc == 0 && (rc = uv_poll_init(&k->loop, &k->zap_poll, fd)) == 0) {
+        k->zap_poll.data = k;
+        rc = uv_poll_start(&k->zap_poll, UV_READABLE, on_zap);
+    }
+    if (rc < 0) {
+        LOGE("curve: cannot watch the ZAP handler: %s", fd < 0 ? "no descriptor" : uv_strerror(rc));
+        return -1;
+    }
+    on_zap(&k->zap_poll, 0, 0); /* anything that came before the poll started */
+    LOGN("curve: on for every endpoint; server public key %s; %d client key(s) allowed from %s",
+         k->pub.public_key, cv.n_clients, c->transport.curve.clients_dir);
+    return 0;
+}
+
+/* Step 4 of main: the event sockets, the Wyoming server when configured and
+ * the MQTT publisher. Logs what failed; -1 then. */
+static int open_outputs(struct kwsd *k) {
+    char msg[512];
+    if (open_pub(k) < 0)
+        return -1;
     if (k->cfg.transport.wyoming[0]) {
         struct wyoming_cfg wc = {.endpoint = k->cfg.transport.wyoming,
                                  .model = &k->set->m[0].model,

@@ -33,3 +33,8 @@ if(TARGET kwsd AND TARGET kwsd-eval)
     add_dependencies(test_daemon_models kwsd-enroll)
   endif()
 endif()
+# kwsd's event endpoint with CURVE (transport.curve): allowed, unknown and plain subscribers.
+if(TARGET kwsd)
+  kws_test(test_daemon_curve LIBS kws_core kws_audio PkgConfig::ZMQ TIMEOUT 300)
+  add_dependencies(test_daemon_curve kwsd)
+endif()

@@ -12,3 +12,5 @@ if(TARGET kwsd)
     add_dependencies(test_transport_wyoming kwsd-eval)
   endif()
 endif()
+# The publisher with CURVE and its ZAP handler; the key generator.
+kws_test(test_transport_curve LIBS kws_transport PkgConfig::ZMQ TIMEOUT 60)

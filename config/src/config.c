@@ -21,6 +21,8 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -105,6 +107,14 @@ static const struct cfg_key config_keys[] = {
      CFG_FIELD(transport.wyoming), check_wyoming,
      "Wyoming wake-word server for Home Assistant, `tcp://host:port` (e.g. "
      "`tcp://0.0.0.0:10400`); empty: off (docs/HOME_ASSISTANT.md)"},
+    {"transport.curve.secret_key_file", CFG_STRING, 0, KWS_CONFIG_PATH_LEN - 1, "",
+     CFG_FIELD(transport.curve.secret_key_file), check_printable,
+     "file whose first line is the server's CURVE secret key (Z85, 40 characters; not readable "
+     "by others), e.g. from `kwsd --curve-keygen`; empty: CURVE off (docs/SECURITY.md)"},
+    {"transport.curve.clients_dir", CFG_STRING, 0, KWS_CONFIG_PATH_LEN - 1, "",
+     CFG_FIELD(transport.curve.clients_dir), check_printable,
+     "folder of the client public keys allowed to subscribe, one `*.key` file each (first line: "
+     "the Z85 key); required with `secret_key_file`"},
     {"logging.level", CFG_LOGLEVEL, 0, 0, "info", CFG_FIELD(logging.level), NULL,
      "most verbose level logged: `error`, `warning`, `notice`, `info` or `debug`"},
     {"mqtt.host", CFG_STRING, 0, KWS_CONFIG_HOST_LEN - 1, "", CFG_FIELD(mqtt.host), check_printable,
@@ -114,8 +124,9 @@ static const struct cfg_key config_keys[] = {
      "CA certificate file (PEM) to verify the broker with over TLS; empty: plain TCP"},
     {"mqtt.username", CFG_STRING, 0, KWS_CONFIG_USER_LEN - 1, "", CFG_FIELD(mqtt.username),
      check_printable, "MQTT user name; empty: none"},
-    {"mqtt.password_file", CFG_STRING, 0, KWS_CONFIG_PATH_LEN - 1, "", CFG_FIELD(mqtt.password_file),
-     check_printable, "file whose first line is the MQTT password; empty: none"},
+    {"mqtt.password_file", CFG_STRING, 0, KWS_CONFIG_PATH_LEN - 1, "",
+     CFG_FIELD(mqtt.password_file), check_printable,
+     "file whose first line is the MQTT password; empty: none"},
     {"mqtt.site_id", CFG_STRING, 1, KWS_CONFIG_SITE_LEN - 1, "default", CFG_FIELD(mqtt.site_id),
      check_printable,
      "Hermes `siteId` sent with each detection; `hermes/hotword/toggleOff` and `toggleOn` for "
@@ -268,8 +279,10 @@ static void diags_reset(struct config_diags *d) {
 /* ==== Walking the document ==== */
 
 struct walk {
-    const char *name;       /* file name for messages */
-    const yaml_node_t *model_path; /* model.path's value, if the file gives it */
+    const char *name;                                /* file name for messages */
+    const yaml_node_t *model_path;                   /* model.path's value, if the file gives it */
+    const yaml_node_t *curve_secret, *curve_clients; /* transport.curve's values, if given */
+    int curve_bad;          /* one of them was refused already: its files are not read */
     struct config_diags *d; /* may be NULL */
     yaml_document_t *doc;
     struct kws_config *cfg; /* the temporary being filled */
@@ -326,12 +339,11 @@ static int set_scalar(struct walk *w, const struct cfg_key *k, const char *at, c
     char show[64], why[160];
 
     if (v->type != YAML_SCALAR_NODE || node_is_null(v)) {
-        const char *what = k->type == CFG_STRING || k->type == CFG_ENDPOINTS ||
-                                   k->type == CFG_PATHS
+        const char *what = k->type == CFG_STRING || k->type == CFG_ENDPOINTS || k->type == CFG_PATHS
                                ? "a string"
-                           : k->type == CFG_INT                              ? "an integer"
-                           : k->type == CFG_LOGLEVEL                         ? "a level name"
-                                                                             : "a number";
+                           : k->type == CFG_INT      ? "an integer"
+                           : k->type == CFG_LOGLEVEL ? "a level name"
+                                                     : "a number";
         walk_err(w, v, at, "expected %s, got %s", what, node_show(v, show, sizeof show));
         return -1;
     }
@@ -342,7 +354,7 @@ static int set_scalar(struct walk *w, const struct cfg_key *k, const char *at, c
     case CFG_STRING:
     case CFG_ENDPOINTS:
     case CFG_PATHS: {
-        size_t cap = k->type == CFG_STRING    ? k->size
+        size_t cap = k->type == CFG_STRING  ? k->size
                      : k->type == CFG_PATHS ? KWS_CONFIG_PATH_LEN
                                             : KWS_CONFIG_ENDPOINT_LEN;
         if (strlen(s) != slen) {
@@ -607,10 +619,15 @@ static void walk_value(struct walk *w, const struct cfg_key *k, const yaml_node_
         set_strings(w, k, v);
     else if (k->type == CFG_KEYWORDS)
         set_keywords(w, k, v);
-    else
-        set_scalar(w, k, k->name, v, base + k->off);
+    else if (set_scalar(w, k, k->name, v, base + k->off) < 0 &&
+             strncmp(k->name, "transport.curve.", 16) == 0)
+        w->curve_bad = 1;
     if (k->off == offsetof(struct kws_config, model.path))
         w->model_path = v;
+    if (k->off == offsetof(struct kws_config, transport.curve.secret_key_file))
+        w->curve_secret = v;
+    if (k->off == offsetof(struct kws_config, transport.curve.clients_dir))
+        w->curve_clients = v;
 }
 
 /* Walks one mapping whose keys are under prefix ("" at the top level). */
@@ -638,6 +655,171 @@ static void walk_mapping(struct walk *w, const yaml_node_t *map, const char *pre
         }
     }
     free(dups);
+}
+
+/* ==== CURVE keys ==== */
+
+/* Z85's alphabet (ZeroMQ RFC 32), in digit order. */
+static const char z85_chars[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                ".-:+=^!/*?&<>()[]{}@%$#";
+
+/* Whether s (40 characters) is a Z85-encoded 32-byte key: every character
+ * from the alphabet and every group of five worth less than 2^32. Writes
+ * why not into why. */
+static int z85_key_ok(const char *s, char *why, size_t whylen) {
+    for (int g = 0; g < 8; g++) {
+        uint64_t v = 0;
+        for (int i = 0; i < 5; i++) {
+            unsigned char c = (unsigned char)s[g * 5 + i];
+            const char *at = c ? strchr(z85_chars, c) : NULL;
+            if (!at) {
+                if (c < 0x20 || c >= 0x7f)
+                    snprintf(why, whylen, "not a Z85 key: character %d is byte 0x%02x",
+                             g * 5 + i + 1, c);
+                else
+                    snprintf(why, whylen, "not a Z85 key: character %d is '%c'", g * 5 + i + 1, c);
+                return -1;
+            }
+            v = v * 85 + (uint64_t)(at - z85_chars);
+        }
+        if (v > 0xffffffffu) {
+            snprintf(why, whylen, "not a Z85 key: characters %d-%d are out of range", g * 5 + 1,
+                     g * 5 + 5);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Reads the key on the first line of the regular file path into key (41
+ * bytes). A secret key file must not be open to others (mode & 007).
+ * Returns 0, or -1 with the reason, naming path, in why. */
+static int key_file_read(const char *path, int secret, char *key, char *why, size_t whylen) {
+    char buf[256];
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+    if (fd < 0) {
+        snprintf(why, whylen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(why, whylen, "%s: %s, not a regular file", path, kws_file_kind(st.st_mode));
+        close(fd);
+        return -1;
+    }
+    if (secret && (st.st_mode & 007)) {
+        snprintf(why, whylen, "%s: others may read or write it (mode %04o): chmod o-rwx %s", path,
+                 (unsigned)(st.st_mode & 07777), path);
+        close(fd);
+        return -1;
+    }
+    ssize_t n;
+    do
+        n = read(fd, buf, sizeof buf - 1);
+    while (n < 0 && errno == EINTR);
+    int e = errno;
+    close(fd);
+    if (n < 0) {
+        snprintf(why, whylen, "%s: %s", path, strerror(e));
+        return -1;
+    }
+    buf[n] = '\0';
+    size_t len = strcspn(buf, "\r\n");
+    while (len > 0 && (buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+        len--;
+    buf[len] = '\0';
+    if (len != KWS_CONFIG_Z85_LEN - 1) {
+        snprintf(why, whylen, "%s: first line is %zu characters, expected a %d-character Z85 key",
+                 path, len, KWS_CONFIG_Z85_LEN - 1);
+        return -1;
+    }
+    char zwhy[96];
+    if (z85_key_ok(buf, zwhy, sizeof zwhy) < 0) {
+        snprintf(why, whylen, "%s: %s", path, zwhy);
+        return -1;
+    }
+    memcpy(key, buf, KWS_CONFIG_Z85_LEN);
+    return 0;
+}
+
+static int client_cmp(const void *a, const void *b) {
+    return strcmp(((const struct config_curve_client *)a)->name,
+                  ((const struct config_curve_client *)b)->name);
+}
+
+/* Reads every "*.key" regular file of clients_dir into the config's
+ * clients, sorted by name; reports each bad one at v. */
+static void curve_clients_load(struct walk *w, const yaml_node_t *v) {
+    const char *key = "transport.curve.clients_dir", *dir = w->cfg->transport.curve.clients_dir;
+    struct config_curve_client *cl = w->cfg->transport.curve.clients;
+    char path[KWS_CONFIG_PATH_LEN + 256], why[KWS_CONFIG_DIAG_LEN];
+    struct dirent *e;
+    int n = 0, errors = w->errors;
+    DIR *dp = opendir(dir);
+
+    if (!dp) {
+        walk_err(w, v, key, "%s: %s", dir, strerror(errno));
+        return;
+    }
+    while ((e = readdir(dp)) != NULL) {
+        size_t len = strlen(e->d_name);
+        struct stat st;
+        if (e->d_name[0] == '.' || len < 5 || strcmp(e->d_name + len - 4, ".key") != 0)
+            continue;
+        snprintf(path, sizeof path, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/",
+                 e->d_name);
+        if (stat(path, &st) < 0 || S_ISDIR(st.st_mode))
+            continue; /* a dangling link or a folder */
+        if (len - 4 >= KWS_CONFIG_CLIENT_LEN) {
+            walk_err(w, v, key, "%s: name longer than %d bytes", path, KWS_CONFIG_CLIENT_LEN - 1);
+            continue;
+        }
+        if (n == KWS_CONFIG_MAX_CLIENTS) {
+            walk_err(w, v, key, "%s: more than %d client keys", dir, KWS_CONFIG_MAX_CLIENTS);
+            break;
+        }
+        if (key_file_read(path, 0, cl[n].key, why, sizeof why) < 0) {
+            walk_err(w, v, key, "%s", why);
+            continue;
+        }
+        memcpy(cl[n].name, e->d_name, len - 4);
+        n++;
+    }
+    closedir(dp);
+    if (n == 0 && w->errors == errors)
+        walk_err(w, v, key, "%s: no client keys (*.key files) in it", dir);
+    qsort(cl, (size_t)n, sizeof *cl, client_cmp);
+    w->cfg->transport.curve.n_clients = n;
+}
+
+/* transport.curve: both keys or neither; reads the secret key and the
+ * allowed client keys. An open CURVE server (no client list) would let in
+ * anyone who has its public key, which is no secret, so it is refused. */
+static void curve_load(struct walk *w) {
+    struct kws_config *c = w->cfg;
+    char why[KWS_CONFIG_DIAG_LEN];
+    const char *secret = c->transport.curve.secret_key_file;
+    const char *clients = c->transport.curve.clients_dir;
+
+    if (!secret[0] && !clients[0])
+        return;
+    if (!secret[0]) {
+        walk_err(w, w->curve_clients, "transport.curve.clients_dir",
+                 "needs transport.curve.secret_key_file (the server's key): without it CURVE is "
+                 "off and anyone may subscribe");
+        return;
+    }
+    if (!clients[0]) {
+        walk_err(w, w->curve_clients ? w->curve_clients : w->curve_secret,
+                 "transport.curve.clients_dir",
+                 "empty: with a secret key, give the folder of allowed client keys (CURVE "
+                 "without it would let anyone with the server's public key subscribe)");
+        return;
+    }
+    if (key_file_read(secret, 1, c->transport.curve.secret_key, why, sizeof why) < 0)
+        walk_err(w, w->curve_secret, "transport.curve.secret_key_file", "%s", why);
+    curve_clients_load(w, w->curve_clients);
 }
 
 /* ==== Loading ==== */
@@ -720,6 +902,8 @@ static int parse_text(struct kws_config *cfg, const char *name, const char *text
         walk_err(&w, root, "(top level)", "expected a mapping of sections, got %s",
                  node_show(root, show, sizeof show));
     }
+    if (!w.curve_bad) /* other keys' errors do not hide the key files' */
+        curve_load(&w);
     if (w.model_path && tmp.model.n_paths > 0)
         walk_err(&w, w.model_path, "model.path",
                  "give model.path (one model) or model.paths (several), not both");
@@ -905,13 +1089,12 @@ static int model_dir_files(const char *dir, char files[][KWS_CONFIG_PATH_LEN], i
     for (int i = 0; i < n_names && rc == 0; i++) {
         char path[KWS_CONFIG_PATH_LEN];
         struct stat st;
-        int len = snprintf(path, sizeof path, "%s%s%s", dir,
-                           dir[strlen(dir) - 1] == '/' ? "" : "/", names[i]);
+        int len = snprintf(path, sizeof path, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/",
+                           names[i]);
         if (len >= (int)sizeof path) {
             config_diags_add(d, "%s: model.dir: path of %s too long", dir, names[i]);
             rc = KWS_ECONFIG;
-        } else if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
-                   model_listed(files, *n, path)) {
+        } else if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || model_listed(files, *n, path)) {
             continue; /* a dangling link, a directory or a file listed already */
         } else if (*n == KWS_CONFIG_MAX_MODELS) {
             config_diags_add(d, "%s: model.dir: more than %d models in all (at %s)", dir,
@@ -1050,6 +1233,10 @@ void config_dump(const struct kws_config *cfg, FILE *f) {
             cfg->transport.queue);
     fputs("  wyoming: ", f);
     put_quoted(f, cfg->transport.wyoming);
+    fputs("\n  curve:\n    secret_key_file: ", f);
+    put_quoted(f, cfg->transport.curve.secret_key_file);
+    fputs("\n    clients_dir: ", f);
+    put_quoted(f, cfg->transport.curve.clients_dir);
     fputc('\n', f);
     fprintf(f, "logging:\n  level: %s\n", kws_log_level_name(cfg->logging.level));
     fputs("mqtt:\n  host: ", f);

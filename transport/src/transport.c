@@ -21,6 +21,16 @@
  * on the number of subscriptions a peer sends; the service unit bounds those
  * (LimitNOFILE=, MemoryMax=; docs/SERVICE.md).
  *
+ * CURVE (optional, transport_pub_open_curve): the socket gets
+ * ZMQ_CURVE_SERVER and the server's secret key before it binds, and every
+ * client's key goes to a ZAP handler (RFC 27), a REP socket on
+ * inproc://zeromq.zap.01 in the same context that answers 200 for the
+ * allowed keys and 400 for the rest. libzmq 4.3 lets every CURVE client in
+ * when no handler is bound, so the handler is bound before the endpoints
+ * and closed after the publisher. Its ZMQ_FD (not the publisher's) is
+ * polled by the owner's loop; a handshake waits for the answer in libzmq's
+ * I/O thread.
+ *
  * JSON is built with Jansson into a stack buffer; the only allocations per
  * message are Jansson's object nodes (events are rare: a few per minute, and
  * one heartbeat every few seconds).
@@ -30,16 +40,20 @@
 #include "kws/transport.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "kws/err.h"
+#include "kws/log.h"
 
 #define TOPIC_MAX 128
 #define JSON_MAX 2048
@@ -110,10 +124,246 @@ static int check_ipc_dir(const char *ep, char *msg, size_t msglen) {
     return 0;
 }
 
+/* ==== CURVE and its ZAP handler ==== */
+
+#define ZAP_ENDPOINT "inproc://zeromq.zap.01"
+
+/* Decodes the allowed client keys, binds the ZAP handler and turns CURVE on
+ * for the endpoints bound after it. */
+static int curve_setup(struct transport_pub *p, const struct transport_curve *cv, char *msg,
+                       size_t msglen) {
+    static const int one = 1, zero = 0;
+    uint8_t secret[32];
+
+    if (!zmq_has("curve"))
+        return kws_errmsg(
+            -ENOTSUP, msg, msglen,
+            "transport.curve: this libzmq was built without CURVE (zmq_has(\"curve\") "
+            "is false); install one with libsodium or turn CURVE off");
+    if (!cv->secret_key || strlen(cv->secret_key) != 40 || !zmq_z85_decode(secret, cv->secret_key))
+        return kws_errmsg(-EINVAL, msg, msglen, "transport.curve: bad secret key");
+    if (zmq_curve_public(p->public_key, cv->secret_key) < 0)
+        return kws_errmsg(zmq_err(errno), msg, msglen, "zmq_curve_public: %s", zmq_strerror(errno));
+    if (cv->n_clients < 1 || !cv->client_keys)
+        return kws_errmsg(-EINVAL, msg, msglen, "transport.curve: no client keys");
+    p->client_keys = calloc((size_t)cv->n_clients, sizeof *p->client_keys);
+    p->client_names = calloc((size_t)cv->n_clients, sizeof *p->client_names);
+    if (!p->client_keys || !p->client_names)
+        return kws_errmsg(-ENOMEM, msg, msglen, "transport.curve: %s", strerror(ENOMEM));
+    for (int i = 0; i < cv->n_clients; i++) {
+        const char *k = cv->client_keys[i];
+        if (!k || strlen(k) != 40 || !zmq_z85_decode(p->client_keys[i], k))
+            return kws_errmsg(-EINVAL, msg, msglen, "transport.curve: client key %d is not Z85", i);
+        snprintf(p->client_names[i], sizeof p->client_names[i], "%s",
+                 cv->client_names && cv->client_names[i] ? cv->client_names[i] : "");
+        p->n_clients = i + 1;
+    }
+    p->zap = zmq_socket(p->zctx, ZMQ_REP);
+    if (!p->zap || zmq_setsockopt(p->zap, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
+        zmq_bind(p->zap, ZAP_ENDPOINT) < 0)
+        return kws_errmsg(zmq_err(errno), msg, msglen, "ZAP handler %s: %s", ZAP_ENDPOINT,
+                          zmq_strerror(errno));
+    if (zmq_setsockopt(p->sock, ZMQ_CURVE_SERVER, &one, sizeof one) < 0 ||
+        zmq_setsockopt(p->sock, ZMQ_CURVE_SECRETKEY, secret, sizeof secret) < 0)
+        return kws_errmsg(zmq_err(errno), msg, msglen, "zmq_setsockopt(CURVE): %s",
+                          zmq_strerror(errno));
+    return 0;
+}
+
+int transport_pub_zap_fd(const struct transport_pub *p) {
+    int fd = -1;
+    size_t len = sizeof fd;
+    if (!p->zap || zmq_getsockopt(p->zap, ZMQ_FD, &fd, &len) < 0)
+        return -1;
+    return fd;
+}
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One log line per refused key, at most TRANSPORT_ZAP_LOG_PER_MIN a minute;
+ * the first line after a quiet spell says how many went unlogged. */
+static void zap_log_refusal(struct transport_pub *p, const char *key, const char *addr) {
+    int64_t now = mono_ms();
+
+    if (now - p->zap_log_since_ms >= 60000) {
+        p->zap_log_since_ms = now;
+        p->zap_log_lines = 0;
+    }
+    if (p->zap_log_lines >= TRANSPORT_ZAP_LOG_PER_MIN) {
+        p->zap_log_skipped++;
+        return;
+    }
+    p->zap_log_lines++;
+    if (p->zap_log_skipped)
+        KWS_LOG(KWS_LOG_WARNING,
+                "curve: %llu more refused client key(s) were not logged (at most %d a minute)",
+                (unsigned long long)p->zap_log_skipped, TRANSPORT_ZAP_LOG_PER_MIN);
+    p->zap_log_skipped = 0;
+    KWS_LOG(KWS_LOG_WARNING,
+            "curve: refused client key %s from %s: not in transport.curve.clients_dir", key,
+            addr[0] ? addr : "?");
+}
+
+/* The index of the allowed client with this binary key, or -1. */
+static int zap_find(const struct transport_pub *p, const uint8_t *key) {
+    for (int i = 0; i < p->n_clients; i++)
+        if (memcmp(p->client_keys[i], key, 32) == 0)
+            return i;
+    return -1;
+}
+
+/* Sends the six frames of a ZAP reply (RFC 27). */
+static int zap_reply(void *s, const zmq_msg_t *request_id, const char *status, const char *text,
+                     const char *user) {
+    const char *rid = zmq_msg_data((zmq_msg_t *)request_id);
+    size_t rid_len = zmq_msg_size((zmq_msg_t *)request_id);
+    if (zmq_send(s, "1.0", 3, ZMQ_DONTWAIT | ZMQ_SNDMORE) < 0 ||
+        zmq_send(s, rid, rid_len, ZMQ_DONTWAIT | ZMQ_SNDMORE) < 0 ||
+        zmq_send(s, status, 3, ZMQ_DONTWAIT | ZMQ_SNDMORE) < 0 ||
+        zmq_send(s, text, strlen(text), ZMQ_DONTWAIT | ZMQ_SNDMORE) < 0 ||
+        zmq_send(s, user, strlen(user), ZMQ_DONTWAIT | ZMQ_SNDMORE) < 0 ||
+        zmq_send(s, "", 0, ZMQ_DONTWAIT) < 0)
+        return zmq_err(errno);
+    return 0;
+}
+
+#define ZAP_FRAMES 8 /* version, request id, domain, address, identity, mechanism, credentials */
+
+/* Reads one request (every frame of it) and answers it. Returns 1 if one
+ * was answered, 0 if none was waiting, or a negative errno. */
+static int zap_answer_one(struct transport_pub *p) {
+    zmq_msg_t f[ZAP_FRAMES];
+    int n = 0, more = 1, rc;
+
+    for (int i = 0; i < ZAP_FRAMES; i++)
+        zmq_msg_init(&f[i]);
+    while (more) {
+        zmq_msg_t *m = &f[n < ZAP_FRAMES - 1 ? n : ZAP_FRAMES - 1]; /* extra frames: overwrite */
+        if (zmq_msg_recv(m, p->zap, ZMQ_DONTWAIT) < 0) {
+            rc = errno == EAGAIN && n == 0 ? 0 : zmq_err(errno);
+            goto out;
+        }
+        more = zmq_msg_more(m);
+        n++;
+    }
+    size_t cred_len = n >= 7 ? zmq_msg_size(&f[6]) : 0;
+    char addr[64] = "", key[TRANSPORT_Z85_KEY_LEN] = "";
+    if (n < 7 || zmq_msg_size(&f[0]) != 3 || memcmp(zmq_msg_data(&f[0]), "1.0", 3) != 0 ||
+        zmq_msg_size(&f[5]) != 5 || memcmp(zmq_msg_data(&f[5]), "CURVE", 5) != 0 ||
+        cred_len != 32) {
+        rc = zap_reply(p->zap, &f[n > 1 ? 1 : 0], "500", "bad ZAP request", "");
+        goto out;
+    }
+    snprintf(addr, sizeof addr, "%.*s", (int)zmq_msg_size(&f[3]), (char *)zmq_msg_data(&f[3]));
+    const uint8_t *cred = zmq_msg_data(&f[6]);
+    int who = zap_find(p, cred);
+    if (who >= 0) {
+        p->zap_allowed++;
+        KWS_LOG(KWS_LOG_DEBUG, "curve: client %s from %s allowed", p->client_names[who], addr);
+        rc = zap_reply(p->zap, &f[1], "200", "OK", p->client_names[who]);
+    } else {
+        p->zap_refused++;
+        zmq_z85_encode(key, cred, 32);
+        zap_log_refusal(p, key, addr);
+        rc = zap_reply(p->zap, &f[1], "400", "unknown client key", "");
+    }
+out:
+    for (int i = 0; i < ZAP_FRAMES; i++)
+        zmq_msg_close(&f[i]);
+    return rc < 0 ? rc : (n > 0 ? 1 : 0);
+}
+
+int transport_pub_zap_process(struct transport_pub *p) {
+    int answered = 0;
+
+    if (!p->zap)
+        return 0;
+    /* ZMQ_FD is edge-triggered: drain while ZMQ_EVENTS says a request waits. */
+    for (;;) {
+        int ev = 0;
+        size_t len = sizeof ev;
+        if (zmq_getsockopt(p->zap, ZMQ_EVENTS, &ev, &len) < 0)
+            return zmq_err(errno);
+        if (!(ev & ZMQ_POLLIN))
+            return answered;
+        int rc = zap_answer_one(p);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            return answered;
+        answered++;
+    }
+}
+
+/* Writes one line, key, into a new file path (never over an old one). */
+static int key_write(const char *path, const char *key, mode_t mode, char *msg, size_t msglen) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+    if (fd < 0)
+        return kws_errmsg(-errno, msg, msglen, "%s: %s", path, strerror(errno));
+    char line[TRANSPORT_Z85_KEY_LEN + 1];
+    int len = snprintf(line, sizeof line, "%s\n", key);
+    ssize_t w = write(fd, line, (size_t)len);
+    int e = w == len ? 0 : (w < 0 ? errno : EIO);
+    if (e == 0 && fsync(fd) < 0)
+        e = errno;
+    if (close(fd) < 0 && e == 0)
+        e = errno;
+    if (e) {
+        unlink(path);
+        return kws_errmsg(-e, msg, msglen, "%s: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+int transport_curve_keygen(const char *dir, const char *client, char *pub, char *msg,
+                           size_t msglen) {
+    char sec[TRANSPORT_Z85_KEY_LEN], pub_path[600], sec_path[600];
+    struct stat st;
+
+    if (client && (!client[0] || strchr(client, '/') || client[0] == '.' ||
+                   strlen(client) >= TRANSPORT_CLIENT_NAME_LEN))
+        return kws_errmsg(-EINVAL, msg, msglen,
+                          "client name \"%s\": 1 to %d bytes, no '/', not starting with '.'",
+                          client, TRANSPORT_CLIENT_NAME_LEN - 1);
+    if (!zmq_has("curve"))
+        return kws_errmsg(-ENOTSUP, msg, msglen, "this libzmq was built without CURVE");
+    if (client) {
+        snprintf(pub_path, sizeof pub_path, "%s/clients", dir);
+        if (mkdir(pub_path, 0755) < 0 && errno != EEXIST)
+            return kws_errmsg(-errno, msg, msglen, "%s: %s", pub_path, strerror(errno));
+        snprintf(pub_path, sizeof pub_path, "%s/clients/%s.key", dir, client);
+        snprintf(sec_path, sizeof sec_path, "%s/%s.key_secret", dir, client);
+    } else {
+        snprintf(pub_path, sizeof pub_path, "%s/server.key", dir);
+        snprintf(sec_path, sizeof sec_path, "%s/server.key_secret", dir);
+    }
+    if (lstat(pub_path, &st) == 0 || lstat(sec_path, &st) == 0)
+        return kws_errmsg(-EEXIST, msg, msglen, "%s exists: not overwritten",
+                          lstat(sec_path, &st) == 0 ? sec_path : pub_path);
+    if (zmq_curve_keypair(pub, sec) < 0)
+        return kws_errmsg(zmq_err(errno), msg, msglen, "zmq_curve_keypair: %s",
+                          zmq_strerror(errno));
+    int rc = key_write(sec_path, sec, 0600, msg, msglen);
+    if (rc == 0 && (rc = key_write(pub_path, pub, 0644, msg, msglen)) < 0)
+        unlink(sec_path);
+    memset(sec, 0, sizeof sec);
+    return rc;
+}
+
 /* ==== Open and close ==== */
 
 int transport_pub_open(struct transport_pub *p, const char *const *endpoints, int n, int queue,
                        char *msg, size_t msglen) {
+    return transport_pub_open_curve(p, endpoints, n, queue, NULL, msg, msglen);
+}
+
+int transport_pub_open_curve(struct transport_pub *p, const char *const *endpoints, int n,
+                             int queue, const struct transport_curve *curve, char *msg,
+                             size_t msglen) {
     int rc, one = 1, zero = 0;
 
     memset(p, 0, sizeof *p);
@@ -162,6 +412,8 @@ int transport_pub_open(struct transport_pub *p, const char *const *endpoints, in
         kws_errmsg(0, msg, msglen, "zmq_setsockopt: %s", zmq_strerror(errno));
         goto fail;
     }
+    if (curve && (rc = curve_setup(p, curve, msg, msglen)) < 0)
+        goto fail;
     for (int i = 0; i < n; i++) {
         if (strncmp(endpoints[i], "tcp://[", 7) == 0 &&
             zmq_setsockopt(p->sock, ZMQ_IPV6, &one, sizeof one) < 0) {
@@ -206,6 +458,17 @@ void transport_pub_close(struct transport_pub *p) {
         zmq_close(p->sock);
         p->sock = NULL;
     }
+    /* After the publisher: while it is bound, a handshake must find the
+     * ZAP handler (without one, libzmq lets every CURVE client in). */
+    if (p->zap) {
+        zmq_close(p->zap);
+        p->zap = NULL;
+    }
+    free(p->client_keys);
+    free(p->client_names);
+    p->client_keys = NULL;
+    p->client_names = NULL;
+    p->n_clients = 0;
     if (p->zctx) {
         /* Linger is 0, so this does not wait for subscribers. */
         while (zmq_ctx_term(p->zctx) < 0 && errno == EINTR)

@@ -46,6 +46,9 @@
 #define KWS_CONFIG_HOST_LEN 256     /* MQTT broker host, NUL included */
 #define KWS_CONFIG_USER_LEN 128     /* MQTT user name, NUL included */
 #define KWS_CONFIG_SITE_LEN 64      /* Hermes siteId, NUL included */
+#define KWS_CONFIG_Z85_LEN 41       /* a CURVE key in Z85 (40 characters), NUL included */
+#define KWS_CONFIG_MAX_CLIENTS 64   /* allowed CURVE client keys (transport.curve.clients_dir) */
+#define KWS_CONFIG_CLIENT_LEN 64    /* a client's name: its key file's name without ".key" */
 
 #define KWS_CONFIG_DIAG_MAX 32
 #define KWS_CONFIG_DIAG_LEN 256
@@ -96,17 +99,28 @@ struct kws_config {
         double heartbeat_s; /* status heartbeat period, s [0.5, 3600] */
         int queue;          /* per-subscriber queue, messages (ZMQ_SNDHWM) [1, 1000000] */
         char wyoming[KWS_CONFIG_ENDPOINT_LEN]; /* Wyoming server "tcp://host:port"; "" = off */
+        struct { /* CURVE on the publisher; off while secret_key_file is "" */
+            char secret_key_file[KWS_CONFIG_PATH_LEN]; /* first line: the server's Z85 secret key */
+            char clients_dir[KWS_CONFIG_PATH_LEN];     /* *.key files: allowed client public keys */
+            /* Read from those files by config_load, so a reload sees a changed key: */
+            char secret_key[KWS_CONFIG_Z85_LEN]; /* the server's secret key, Z85 */
+            int n_clients;                       /* entries in clients, by name */
+            struct config_curve_client {
+                char name[KWS_CONFIG_CLIENT_LEN]; /* file name without ".key" */
+                char key[KWS_CONFIG_Z85_LEN];     /* public key, Z85 */
+            } clients[KWS_CONFIG_MAX_CLIENTS];
+        } curve;
     } transport;
     struct {
         enum kws_log_level level; /* most verbose level logged */
     } logging;
-    struct {                                      /* MQTT (Hermes) publisher; off while host is "" */
-        char host[KWS_CONFIG_HOST_LEN];           /* broker host name or address */
-        int port;                                 /* broker TCP port [1, 65535] */
-        char tls[KWS_CONFIG_PATH_LEN];            /* CA file: "" = plain TCP, else TLS */
-        char username[KWS_CONFIG_USER_LEN];       /* "" = none */
-        char password_file[KWS_CONFIG_PATH_LEN];  /* first line is the password; "" = none */
-        char site_id[KWS_CONFIG_SITE_LEN];        /* Hermes siteId ("default") */
+    struct {                                     /* MQTT (Hermes) publisher; off while host is "" */
+        char host[KWS_CONFIG_HOST_LEN];          /* broker host name or address */
+        int port;                                /* broker TCP port [1, 65535] */
+        char tls[KWS_CONFIG_PATH_LEN];           /* CA file: "" = plain TCP, else TLS */
+        char username[KWS_CONFIG_USER_LEN];      /* "" = none */
+        char password_file[KWS_CONFIG_PATH_LEN]; /* first line is the password; "" = none */
+        char site_id[KWS_CONFIG_SITE_LEN];       /* Hermes siteId ("default") */
     } mqtt;
 };
 
@@ -123,7 +137,13 @@ void config_defaults(struct kws_config *cfg);
  * Returns 0 and fills *cfg on success. On failure *cfg is left untouched and
  * the return is KWS_ECONFIG (the file is invalid; negative, like every kwsd
  * error code), or -errno when the file cannot be read (-ENOENT, -EACCES,
- * -EISDIR, -EFBIG over 1 MiB; d then holds "path: <reason>"). */
+ * -EISDIR, -EFBIG over 1 MiB; d then holds "path: <reason>").
+ *
+ * transport.curve's files are read here too (the secret key file and every
+ * `*.key` in clients_dir): a file that cannot be read, a key that is not 40
+ * Z85 characters, a secret key file that others may read or write, a folder
+ * with no key, or one of the two keys given without the other is an error at
+ * the key's position, so `kwsd --check-config` reports it. */
 int config_load(struct kws_config *cfg, const char *path, struct config_diags *d);
 
 /* Same as config_load, for YAML text already in memory. name is what
