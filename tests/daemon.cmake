@@ -33,8 +33,12 @@ if(TARGET kwsd AND TARGET kwsd-eval)
     add_dependencies(test_daemon_models kwsd-enroll)
   endif()
 endif()
-# kwsd's event endpoint with CURVE (transport.curve): allowed, unknown and plain subscribers.
+# kwsd's event endpoint with CURVE (transport.curve): allowed, unknown and plain
+# subscribers, and kwsd-listen with the allowed and an unknown client key.
 if(TARGET kwsd)
   kws_test(test_daemon_curve LIBS kws_core kws_audio PkgConfig::ZMQ TIMEOUT 300)
   add_dependencies(test_daemon_curve kwsd)
+  if(TARGET kwsd-listen)
+    add_dependencies(test_daemon_curve kwsd-listen)
+  endif()
 endif()

@@ -8,7 +8,9 @@
  * detections; one with another key, and one without CURVE, receive nothing
  * while the allowed one receives several heartbeats, and the refused key is
  * logged. A reload that adds a client key keeps the running keys and says
- * so; --check-config reports a bad key file.
+ * so; --check-config reports a bad key file. kwsd-listen with the allowed
+ * client's secret key and the server's public key prints the events; with
+ * an unknown key it prints nothing and exits 1 at --timeout.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -43,7 +45,7 @@ static void write_key(const char *path, const char *key, mode_t mode) {
 }
 
 /* dir: the testmic over 3 s of quiet noise, the tiny model, the server's
- * key pair, clients/ok.key, and kwsd.yaml with CURVE on. */
+ * key pair, clients/ok.key and ok.key_secret, and kwsd.yaml with CURVE on. */
 static void setup(void) {
     snprintf(dir, sizeof dir, "/tmp/kwsd-curve-XXXXXX");
     cr_assert(not(eq(ptr, mkdtemp(dir), NULL)));
@@ -58,6 +60,8 @@ static void setup(void) {
     cr_assert(eq(int, zmq_curve_keypair(server_pub, server_sec), 0));
     cr_assert(eq(int, zmq_curve_keypair(ok_pub, ok_sec), 0));
     write_key(p("server.key_secret"), server_sec, 0600);
+    write_key(p("server.key"), server_pub, 0644);
+    write_key(p("ok.key_secret"), ok_sec, 0600);
     cr_assert(eq(int, mkdir(p("clients"), 0755), 0));
     write_key(p("clients/ok.key"), ok_pub, 0644);
 
@@ -217,4 +221,42 @@ Test(kwsd_curve, check_config_reports_a_bad_key) {
              "expected a 40-character Z85 key",
              p("kwsd.yaml"), p("clients/short.key"));
     cr_expect(not(eq(ptr, strstr(out, want), NULL)), "%s", out);
+}
+
+/* Runs kwsd-listen with the server's public key, the secret key file
+ * secret and args; its stdout goes to out, its stderr to dir/listen.err.
+ * Returns its exit status. */
+static int run_listen(char *out, size_t n, const char *secret, const char *args) {
+    return kt_run(out, n,
+                  "(" KWSD_BINARY_DIR "/tools/kwsd-listen --endpoint %s --curve-server-key %s "
+                  "--curve-secret-key %s %s 2>%s)",
+                  endpoint, p("server.key"), secret, args, p("listen.err"));
+}
+
+Test(kwsd_curve, kwsd_listen_with_the_client_key_prints_events) {
+    char out[8192];
+    pid_t pid = start_kwsd();
+    int rc = run_listen(out, sizeof out, p("ok.key_secret"), "--status --count 1 --timeout 20");
+    cr_expect(eq(int, rc, 0), "stdout: %s\nstderr: %s", out, kt_read_text(p("listen.err")));
+    cr_expect(
+        not(eq(ptr, strstr(out, "{\"topic\":\"kws.detection.yes\",\"keyword\":\"yes\""), NULL)),
+        "%s", out);
+    stop_kwsd(pid);
+}
+
+Test(kwsd_curve, kwsd_listen_with_an_unknown_key_gets_nothing_and_exits_1) {
+    char bad_pub[41], bad_sec[41], out[8192];
+    cr_assert(eq(int, zmq_curve_keypair(bad_pub, bad_sec), 0));
+    write_key(p("bad.key_secret"), bad_sec, 0600);
+    pid_t pid = start_kwsd();
+    /* 2 s: four heartbeats, and a detection, for an allowed client. */
+    int rc = run_listen(out, sizeof out, p("bad.key_secret"), "--status --count 1 --timeout 2");
+    cr_expect(eq(int, rc, 1), "stdout: %s\nstderr: %s", out, kt_read_text(p("listen.err")));
+    cr_expect(eq(str, out, ""));
+    cr_expect(kt_file_has(p("listen.err"), "kwsd-listen: timeout: 0 of 1 events in 2 s"), "%s",
+              kt_read_text(p("listen.err")));
+    char want[128];
+    snprintf(want, sizeof want, "curve: refused client key %s from 127.0.0.1", bad_pub);
+    cr_expect(kt_file_has(p("kwsd.log"), want), "%s", kt_read_text(p("kwsd.log")));
+    stop_kwsd(pid);
 }

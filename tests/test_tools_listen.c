@@ -4,7 +4,9 @@
  * publishes with kws_transport on tcp://127.0.0.1 (a port the kernel picks).
  * Slow joiner: kwsd-listen runs with --status, the test sends heartbeats
  * until the first line appears (heartbeats do not count towards --count),
- * and only then publishes the detections the test is about.
+ * and only then publishes the detections the test is about. The CURVE
+ * options' usage errors are checked here; kwsd-listen against a kwsd with
+ * CURVE on is in test_daemon_curve.c.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -18,6 +20,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -257,4 +260,92 @@ Test(listen, help_version_and_usage_errors) {
         cr_expect(gt(sz, c.elen, 0), "no message for %s", bad[i][0]);
         cr_expect(eq(sz, c.olen, 0));
     }
+}
+
+/* Writes text to dir/name with mode; returns the path (static, one of 4). */
+static const char *key_file(const char *dir, const char *name, const char *text, mode_t mode) {
+    static char paths[4][300];
+    static int next;
+    char *path = paths[next++ % 4];
+    snprintf(path, sizeof paths[0], "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert(not(eq(ptr, f, NULL)), "%s: %s", path, strerror(errno));
+    fputs(text, f);
+    fclose(f);
+    cr_assert(eq(int, chmod(path, mode), 0));
+    return path;
+}
+
+/* The CURVE options: both or neither, and every key file error names the
+ * option and the file; each is a usage error (exit 2) with no output. */
+Test(listen, curve_key_errors) {
+    char dir[] = "/tmp/kwsd-listen-curve-XXXXXX", want[512];
+    struct child c;
+    cr_assert(not(eq(ptr, mkdtemp(dir), NULL)));
+    const char *z85 = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7\n"; /* a valid key */
+    const char *server = key_file(dir, "server.key", z85, 0644);
+    const char *secret = key_file(dir, "me.key_secret", z85, 0600);
+    const char *open_secret = key_file(dir, "open.key_secret", z85, 0644);
+    const char *bad = key_file(dir, "bad.key", "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf~\n", 0644);
+    char missing[300];
+    snprintf(missing, sizeof missing, "%s/missing.key", dir);
+
+    struct {
+        const char *args[6];
+        const char *file; /* the message is "kwsd-listen: <option>: <file>: <what>" */
+        const char *what; /* or, with no file, "kwsd-listen: <what>" */
+    } cases[] = {
+        {{"--curve-server-key", server, NULL},
+         NULL,
+         "--curve-server-key needs --curve-secret-key too"},
+        {{"--curve-secret-key", secret, NULL},
+         NULL,
+         "--curve-secret-key needs --curve-server-key too"},
+        {{"--curve-server-key", missing, "--curve-secret-key", secret, NULL},
+         missing,
+         "No such file or directory"},
+        {{"--curve-server-key", bad, "--curve-secret-key", secret, NULL},
+         bad,
+         "not a Z85 key: character 40 is '~'"},
+        {{"--curve-server-key", server, "--curve-secret-key", open_secret, NULL},
+         open_secret,
+         "others may read or write it (mode 0644)"},
+        {{"--curve-server-key", server, "--curve-secret-key", dir, NULL},
+         dir,
+         "a directory, not a regular file"},
+    };
+    for (size_t i = 0; i < KWS_ARRAY_SIZE(cases); i++) {
+        child_spawn(&c, cases[i].args);
+        cr_expect(eq(int, child_wait(&c), 2), "case %zu: %s", i, c.ebuf);
+        if (cases[i].file)
+            snprintf(want, sizeof want, "kwsd-listen: %s: %s: %s",
+                     cases[i].file == missing || cases[i].file == bad ? "--curve-server-key"
+                                                                      : "--curve-secret-key",
+                     cases[i].file, cases[i].what);
+        else
+            snprintf(want, sizeof want, "kwsd-listen: %s", cases[i].what);
+        cr_expect(not(eq(ptr, strstr(c.ebuf, want), NULL)), "case %zu: want %s\ngot %s", i, want,
+                  c.ebuf);
+        cr_expect(eq(sz, c.olen, 0));
+    }
+
+    /* Good keys: it connects (to nothing here) and times out as usual. */
+    const char *good[] = {"-e",
+                          "tcp://127.0.0.1:1",
+                          "--curve-server-key",
+                          server,
+                          "--curve-secret-key",
+                          secret,
+                          "-n",
+                          "1",
+                          "-t",
+                          "0.2",
+                          NULL};
+    child_spawn(&c, good);
+    cr_expect(eq(int, child_wait(&c), 1), "stderr: %s", c.ebuf);
+    cr_expect(not(eq(ptr, strstr(c.ebuf, "timeout"), NULL)), "stderr: %s", c.ebuf);
+
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_expect(eq(int, system(cmd), 0));
 }

@@ -154,6 +154,40 @@ Test(transport_curve, bad_keys_are_refused) {
     cr_expect(eq(int, transport_pub_zap_fd(&p), -1));
 }
 
+/* transport_curve_client_set: given only the client's secret key, a SUB
+ * socket gets in (its public key is derived), and bad keys are refused
+ * before anything is set. */
+Test(transport_curve, client_set_from_the_secret_key_alone) {
+    char spub[41], ssec[41], apub[41], asec[41], msg[256];
+    cr_assert(eq(int, zmq_curve_keypair(spub, ssec), 0));
+    cr_assert(eq(int, zmq_curve_keypair(apub, asec), 0));
+    const char *keys[] = {apub}, *names[] = {"allowed"};
+    struct transport_curve cv = {
+        .secret_key = ssec, .n_clients = 1, .client_keys = keys, .client_names = names};
+    const char *eps[] = {"tcp://127.0.0.1:*"};
+    struct transport_pub p;
+    cr_assert(eq(int, transport_pub_open_curve(&p, eps, 1, 100, &cv, msg, sizeof msg), 0), "%s",
+              msg);
+
+    int zero = 0;
+    void *s = zmq_socket(ctx, ZMQ_SUB);
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    cr_expect(eq(int, transport_curve_client_set(s, "short", asec, msg, sizeof msg), -EINVAL));
+    cr_expect(eq(str, msg, "the server's public key is not a Z85 key"));
+    cr_expect(eq(int, transport_curve_client_set(s, spub, "short", msg, sizeof msg), -EINVAL));
+    cr_expect(eq(str, msg, "the client's secret key is not a Z85 key"));
+    cr_assert(eq(int, transport_curve_client_set(s, spub, asec, msg, sizeof msg), 0), "%s", msg);
+    zmq_setsockopt(s, ZMQ_SUBSCRIBE, "kws.status", 10);
+    cr_assert(eq(int, zmq_connect(s, p.bound[0]), 0));
+    int got = 0;
+    run_for(&p, &s, 1, &got, 1000);
+    cr_expect(gt(int, got, 0), "the client received nothing");
+    cr_expect(eq(u64, p.zap_allowed, 1));
+    cr_expect(eq(u64, p.zap_refused, 0));
+    zmq_close(s);
+    transport_pub_close(&p);
+}
+
 static void expect_key_file(const char *path, mode_t mode, const char *key) {
     struct stat st;
     char line[128] = "";

@@ -11,6 +11,11 @@
  * a label "yesterday"); kwsd-listen compares the whole topic, so --keyword
  * yes prints yes only.
  *
+ * With --curve-server-key and --curve-secret-key it is a CURVE client
+ * (docs/SECURITY.md) of a kwsd whose transport.curve is on: the key files are
+ * read by config_key_file_read, the same reader kwsd uses for its own, and
+ * the socket is set up by transport_curve_client_set.
+ *
  * Exit status: 0 when --count events arrived (or --timeout ran out with no
  * --count, or on SIGINT/SIGTERM), 1 when --count was not reached within
  * --timeout, 2 on a usage or socket error.
@@ -29,7 +34,9 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "kws/config.h"
 #include "kws/err.h"
+#include "kws/transport.h"
 
 #ifndef KWSD_VERSION
 #define KWSD_VERSION "unknown"
@@ -51,6 +58,12 @@ static const char usage[] =
     "  -n, --count N      exit 0 after N detections\n"
     "  -t, --timeout S    with --count: exit 1 if N detections did not come within S\n"
     "                     seconds; without: listen for S seconds, then exit 0\n"
+    "      --curve-server-key FILE\n"
+    "                     CURVE: the server's public key (kwsd's server.key)\n"
+    "      --curve-secret-key FILE\n"
+    "                     CURVE: this client's secret key (NAME.key_secret, mode 0600);\n"
+    "                     kwsd's transport.curve.clients_dir must hold its public key.\n"
+    "                     Give both or neither\n"
     "  -h, --help         show this help and exit\n"
     "  -V, --version      show the version and exit\n"
     "\n"
@@ -63,10 +76,16 @@ struct listen_opts {
     int n_endpoints;
     const char *keywords[LISTEN_MAX_KEYWORDS];
     int n_keywords;
-    int status;       /* print heartbeats */
-    long count;       /* 0: no limit */
-    double timeout_s; /* < 0: none */
+    int status;                            /* print heartbeats */
+    long count;                            /* 0: no limit */
+    double timeout_s;                      /* < 0: none */
+    const char *curve_server_file;         /* --curve-server-key; NULL: CURVE off */
+    const char *curve_secret_file;         /* --curve-secret-key */
+    char curve_server[KWS_CONFIG_Z85_LEN]; /* the server's public key, Z85 */
+    char curve_secret[KWS_CONFIG_Z85_LEN]; /* this client's secret key, Z85 */
 };
+
+enum { OPT_CURVE_SERVER = 256, OPT_CURVE_SECRET };
 
 static volatile sig_atomic_t stop_requested;
 
@@ -101,13 +120,43 @@ static int parse_seconds(const char *s, double *out) {
     return 0;
 }
 
+/* Reads the CURVE key files the options name, both or neither. Returns 0,
+ * or 2 after an error naming the option and the file ("file: what"). */
+static int curve_keys_load(struct listen_opts *o) {
+    char why[KWS_CONFIG_DIAG_LEN];
+
+    if (!o->curve_server_file != !o->curve_secret_file) {
+        fprintf(stderr, "kwsd-listen: %s needs %s too (CURVE takes both keys, or neither)\n",
+                o->curve_server_file ? "--curve-server-key" : "--curve-secret-key",
+                o->curve_server_file ? "--curve-secret-key" : "--curve-server-key");
+        return 2;
+    }
+    if (!o->curve_server_file)
+        return 0;
+    if (config_key_file_read(o->curve_server_file, 0, o->curve_server, why, sizeof why) < 0) {
+        fprintf(stderr, "kwsd-listen: --curve-server-key: %s\n", why);
+        return 2;
+    }
+    if (config_key_file_read(o->curve_secret_file, 1, o->curve_secret, why, sizeof why) < 0) {
+        fprintf(stderr, "kwsd-listen: --curve-secret-key: %s\n", why);
+        return 2;
+    }
+    return 0;
+}
+
 /* Parses argv. Returns -1 to exit 0 (help, version), 0 to run, 2 on error. */
 static int parse_args(int argc, char **argv, struct listen_opts *o) {
     static const struct option longopts[] = {
-        {"endpoint", required_argument, NULL, 'e'}, {"keyword", required_argument, NULL, 'k'},
-        {"status", no_argument, NULL, 's'},         {"count", required_argument, NULL, 'n'},
-        {"timeout", required_argument, NULL, 't'},  {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0},
+        {"endpoint", required_argument, NULL, 'e'},
+        {"keyword", required_argument, NULL, 'k'},
+        {"status", no_argument, NULL, 's'},
+        {"count", required_argument, NULL, 'n'},
+        {"timeout", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"curve-server-key", required_argument, NULL, OPT_CURVE_SERVER},
+        {"curve-secret-key", required_argument, NULL, OPT_CURVE_SECRET},
+        {NULL, 0, NULL, 0},
     };
     int c;
 
@@ -150,6 +199,12 @@ static int parse_args(int argc, char **argv, struct listen_opts *o) {
                 return 2;
             }
             break;
+        case OPT_CURVE_SERVER:
+            o->curve_server_file = optarg;
+            break;
+        case OPT_CURVE_SECRET:
+            o->curve_secret_file = optarg;
+            break;
         case 'h':
             fputs(usage, stdout);
             return -1;
@@ -168,7 +223,7 @@ static int parse_args(int argc, char **argv, struct listen_opts *o) {
     }
     if (o->n_endpoints == 0)
         o->endpoints[o->n_endpoints++] = "tcp://127.0.0.1:5556";
-    return 0;
+    return curve_keys_load(o);
 }
 
 /* True if topic is one the options ask for (exact match, not prefix). */
@@ -253,10 +308,105 @@ static int subscribe(void *sock, const char *topic) {
     return 0;
 }
 
+/* Opens the SUB socket: CURVE if the options have keys, the subscriptions,
+ * then a connection to each endpoint. Returns 0, or 2 after a message
+ * (*ctx and *sock, possibly NULL, are for listen_close either way). */
+static int listen_open(const struct listen_opts *o, void **ctx, void **sock) {
+    char sub[LISTEN_TOPIC_MAX], msg[256];
+    int zero = 0;
+
+    *ctx = zmq_ctx_new();
+    *sock = *ctx ? zmq_socket(*ctx, ZMQ_SUB) : NULL;
+    if (!*sock) {
+        fprintf(stderr, "kwsd-listen: cannot create a ZeroMQ socket: %s\n", zmq_strerror(errno));
+        return 2;
+    }
+    zmq_setsockopt(*sock, ZMQ_LINGER, &zero, sizeof zero);
+    if (o->curve_server_file &&
+        transport_curve_client_set(*sock, o->curve_server, o->curve_secret, msg, sizeof msg) < 0) {
+        fprintf(stderr, "kwsd-listen: curve: %s\n", msg);
+        return 2;
+    }
+    if (o->n_keywords == 0 && subscribe(*sock, "kws.detection.") < 0)
+        return 2;
+    for (int i = 0; i < o->n_keywords; i++) {
+        snprintf(sub, sizeof sub, "kws.detection.%s", o->keywords[i]);
+        if (subscribe(*sock, sub) < 0)
+            return 2;
+    }
+    if (o->status && subscribe(*sock, "kws.status") < 0)
+        return 2;
+    for (int i = 0; i < o->n_endpoints; i++) {
+        if (zmq_connect(*sock, o->endpoints[i]) < 0) {
+            fprintf(stderr, "kwsd-listen: connect %s: %s\n", o->endpoints[i],
+                    errno == EPROTONOSUPPORT || errno == ENOCOMPATPROTO
+                        ? "unsupported transport (use tcp://, ipc:// or inproc://)"
+                        : zmq_strerror(errno));
+            return 2;
+        }
+    }
+    return 0;
+}
+
+/* Prints the wanted events until --count, --timeout or a signal. Returns
+ * the exit status: 0 done, 1 --count not reached in time, 2 on an error. */
+static int listen_run(const struct listen_opts *o, void *sock) {
+    char topic[LISTEN_TOPIC_MAX];
+    static char body[LISTEN_BODY_MAX];
+    long got = 0;
+    double deadline = o->timeout_s >= 0 ? now_s() + o->timeout_s : 0;
+
+    for (;;) {
+        long wait_ms = -1;
+        if (o->timeout_s >= 0) {
+            double left = deadline - now_s();
+            if (left <= 0) {
+                if (o->count == 0)
+                    return 0;
+                fprintf(stderr, "kwsd-listen: timeout: %ld of %ld events in %g s\n", got, o->count,
+                        o->timeout_s);
+                return 1;
+            }
+            wait_ms = (long)ceil(left * 1000.0);
+        }
+        if (stop_requested)
+            return 0;
+        zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
+        int n = zmq_poll(&it, 1, wait_ms);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            fprintf(stderr, "kwsd-listen: poll: %s\n", zmq_strerror(errno));
+            return 2;
+        }
+        if (n == 0)
+            continue;
+        size_t len = 0;
+        int r = recv_event(sock, topic, sizeof topic, body, sizeof body, &len);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            fprintf(stderr, "kwsd-listen: receive: %s\n", zmq_strerror(errno));
+            return 2;
+        }
+        int is_detection;
+        if (r == 0 || !wanted(o, topic, &is_detection))
+            continue;
+        if (print_event(topic, body, len) == 0 && is_detection && o->count > 0 && ++got >= o->count)
+            return 0;
+    }
+}
+
+static void listen_close(void *ctx, void *sock) {
+    if (sock)
+        zmq_close(sock);
+    if (ctx)
+        zmq_ctx_term(ctx);
+}
+
 int main(int argc, char **argv) {
     struct listen_opts o;
-    char topic[LISTEN_TOPIC_MAX], sub[LISTEN_TOPIC_MAX];
-    static char body[LISTEN_BODY_MAX];
+    void *ctx, *sock;
     int rc = parse_args(argc, argv, &o);
     if (rc)
         return rc < 0 ? 0 : rc;
@@ -268,88 +418,9 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    int ret = 2, zero = 0;
-    void *ctx = zmq_ctx_new();
-    void *sock = ctx ? zmq_socket(ctx, ZMQ_SUB) : NULL;
-    if (!sock) {
-        fprintf(stderr, "kwsd-listen: cannot create a ZeroMQ socket: %s\n", zmq_strerror(errno));
-        goto out;
-    }
-    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
-    if (o.n_keywords == 0) {
-        if (subscribe(sock, "kws.detection.") < 0)
-            goto out;
-    }
-    for (int i = 0; i < o.n_keywords; i++) {
-        snprintf(sub, sizeof sub, "kws.detection.%s", o.keywords[i]);
-        if (subscribe(sock, sub) < 0)
-            goto out;
-    }
-    if (o.status && subscribe(sock, "kws.status") < 0)
-        goto out;
-    for (int i = 0; i < o.n_endpoints; i++) {
-        if (zmq_connect(sock, o.endpoints[i]) < 0) {
-            fprintf(stderr, "kwsd-listen: connect %s: %s\n", o.endpoints[i],
-                    errno == EPROTONOSUPPORT || errno == ENOCOMPATPROTO
-                        ? "unsupported transport (use tcp://, ipc:// or inproc://)"
-                        : zmq_strerror(errno));
-            goto out;
-        }
-    }
-
-    long got = 0;
-    double deadline = o.timeout_s >= 0 ? now_s() + o.timeout_s : 0;
-    for (;;) {
-        long wait_ms = -1;
-        if (o.timeout_s >= 0) {
-            double left = deadline - now_s();
-            if (left <= 0) {
-                if (o.count > 0) {
-                    fprintf(stderr, "kwsd-listen: timeout: %ld of %ld events in %g s\n", got,
-                            o.count, o.timeout_s);
-                    ret = 1;
-                } else {
-                    ret = 0;
-                }
-                break;
-            }
-            wait_ms = (long)ceil(left * 1000.0);
-        }
-        if (stop_requested) {
-            ret = 0;
-            break;
-        }
-        zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
-        int n = zmq_poll(&it, 1, wait_ms);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            fprintf(stderr, "kwsd-listen: poll: %s\n", zmq_strerror(errno));
-            break;
-        }
-        if (n == 0)
-            continue;
-        size_t len = 0;
-        int r = recv_event(sock, topic, sizeof topic, body, sizeof body, &len);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            fprintf(stderr, "kwsd-listen: receive: %s\n", zmq_strerror(errno));
-            break;
-        }
-        int is_detection;
-        if (r == 0 || !wanted(&o, topic, &is_detection))
-            continue;
-        if (print_event(topic, body, len) == 0 && is_detection && o.count > 0 && ++got >= o.count) {
-            ret = 0;
-            break;
-        }
-    }
-
-out:
-    if (sock)
-        zmq_close(sock);
-    if (ctx)
-        zmq_ctx_term(ctx);
-    return ret;
+    rc = listen_open(&o, &ctx, &sock);
+    if (rc == 0)
+        rc = listen_run(&o, sock);
+    listen_close(ctx, sock);
+    return rc;
 }

@@ -691,28 +691,26 @@ static int z85_key_ok(const char *s, char *why, size_t whylen) {
     return 0;
 }
 
-/* Reads the key on the first line of the regular file path into key (41
- * bytes). A secret key file must not be open to others (mode & 007).
- * Returns 0, or -1 with the reason, naming path, in why. */
-static int key_file_read(const char *path, int secret, char *key, char *why, size_t whylen) {
+int config_key_file_read(const char *path, int secret, char *key, char *why, size_t whylen) {
     char buf[256];
     struct stat st;
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 
     if (fd < 0) {
-        snprintf(why, whylen, "%s: %s", path, strerror(errno));
-        return -1;
+        int e = errno;
+        snprintf(why, whylen, "%s: %s", path, strerror(e));
+        return -e;
     }
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         snprintf(why, whylen, "%s: %s, not a regular file", path, kws_file_kind(st.st_mode));
         close(fd);
-        return -1;
+        return -EINVAL;
     }
     if (secret && (st.st_mode & 007)) {
         snprintf(why, whylen, "%s: others may read or write it (mode %04o): chmod o-rwx %s", path,
                  (unsigned)(st.st_mode & 07777), path);
         close(fd);
-        return -1;
+        return -EPERM;
     }
     ssize_t n;
     do
@@ -722,7 +720,7 @@ static int key_file_read(const char *path, int secret, char *key, char *why, siz
     close(fd);
     if (n < 0) {
         snprintf(why, whylen, "%s: %s", path, strerror(e));
-        return -1;
+        return -e;
     }
     buf[n] = '\0';
     size_t len = strcspn(buf, "\r\n");
@@ -732,12 +730,12 @@ static int key_file_read(const char *path, int secret, char *key, char *why, siz
     if (len != KWS_CONFIG_Z85_LEN - 1) {
         snprintf(why, whylen, "%s: first line is %zu characters, expected a %d-character Z85 key",
                  path, len, KWS_CONFIG_Z85_LEN - 1);
-        return -1;
+        return -EINVAL;
     }
     char zwhy[96];
     if (z85_key_ok(buf, zwhy, sizeof zwhy) < 0) {
         snprintf(why, whylen, "%s: %s", path, zwhy);
-        return -1;
+        return -EINVAL;
     }
     memcpy(key, buf, KWS_CONFIG_Z85_LEN);
     return 0;
@@ -779,7 +777,7 @@ static void curve_clients_load(struct walk *w, const yaml_node_t *v) {
             walk_err(w, v, key, "%s: more than %d client keys", dir, KWS_CONFIG_MAX_CLIENTS);
             break;
         }
-        if (key_file_read(path, 0, cl[n].key, why, sizeof why) < 0) {
+        if (config_key_file_read(path, 0, cl[n].key, why, sizeof why) < 0) {
             walk_err(w, v, key, "%s", why);
             continue;
         }
@@ -817,7 +815,7 @@ static void curve_load(struct walk *w) {
                  "without it would let anyone with the server's public key subscribe)");
         return;
     }
-    if (key_file_read(secret, 1, c->transport.curve.secret_key, why, sizeof why) < 0)
+    if (config_key_file_read(secret, 1, c->transport.curve.secret_key, why, sizeof why) < 0)
         walk_err(w, w->curve_secret, "transport.curve.secret_key_file", "%s", why);
     curve_clients_load(w, w->curve_clients);
 }

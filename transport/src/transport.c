@@ -170,6 +170,29 @@ static int curve_setup(struct transport_pub *p, const struct transport_curve *cv
     return 0;
 }
 
+int transport_curve_client_set(void *sock, const char *server_key, const char *secret_key,
+                               char *msg, size_t msglen) {
+    uint8_t server[32], secret[32];
+    char pub[TRANSPORT_Z85_KEY_LEN];
+
+    if (!zmq_has("curve"))
+        return kws_errmsg(-ENOTSUP, msg, msglen,
+                          "this libzmq was built without CURVE (zmq_has(\"curve\") is false); "
+                          "install one with libsodium");
+    if (!server_key || strlen(server_key) != 40 || !zmq_z85_decode(server, server_key))
+        return kws_errmsg(-EINVAL, msg, msglen, "the server's public key is not a Z85 key");
+    if (!secret_key || strlen(secret_key) != 40 || !zmq_z85_decode(secret, secret_key))
+        return kws_errmsg(-EINVAL, msg, msglen, "the client's secret key is not a Z85 key");
+    if (zmq_curve_public(pub, secret_key) < 0)
+        return kws_errmsg(zmq_err(errno), msg, msglen, "zmq_curve_public: %s", zmq_strerror(errno));
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server, sizeof server) < 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, pub, 40) < 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, sizeof secret) < 0)
+        return kws_errmsg(zmq_err(errno), msg, msglen, "zmq_setsockopt(CURVE): %s",
+                          zmq_strerror(errno));
+    return 0;
+}
+
 int transport_pub_zap_fd(const struct transport_pub *p) {
     int fd = -1;
     size_t len = sizeof fd;

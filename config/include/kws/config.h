@@ -146,6 +146,18 @@ void config_defaults(struct kws_config *cfg);
  * the key's position, so `kwsd --check-config` reports it. */
 int config_load(struct kws_config *cfg, const char *path, struct config_diags *d);
 
+/* Reads the CURVE key on the first line of the regular file path (40 Z85
+ * characters; trailing blanks and the line end are ignored) into key
+ * (KWS_CONFIG_Z85_LEN bytes). With secret set, the file must not be open to
+ * others (no bit of mode & 007), as ssh requires of a private key. This is
+ * the one reader of key files: config_load uses it for transport.curve, and
+ * clients such as kwsd-listen for their own keys. Returns 0, or a negative
+ * error with the reason, naming path ("path: ..."), in why (whylen bytes):
+ * -errno when it cannot be opened or read, -EINVAL when it is not a regular
+ * file or its first line is not a Z85 key, -EPERM for a secret key file
+ * that others may read or write. */
+int config_key_file_read(const char *path, int secret, char *key, char *why, size_t whylen);
+
 /* Same as config_load, for YAML text already in memory. name is what
  * diagnostics print as the file name (and what cfg->source records). */
 int config_parse_string(struct kws_config *cfg, const char *name, const char *yaml,

@@ -53,6 +53,9 @@
  *     uv_poll_init(loop, &poll, transport_pub_zap_fd(&pub));   // then, when readable:
  *     transport_pub_zap_process(&pub);
  *
+ * A subscriber becomes a CURVE client with transport_curve_client_set
+ * (kwsd-listen --curve-server-key/--curve-secret-key use it).
+ *
  * Thread-safety: a transport_pub belongs to one thread (ZeroMQ sockets are
  * not thread-safe); kwsd uses it on its loop thread only.
  *
@@ -187,6 +190,18 @@ int transport_pub_zap_process(struct transport_pub *p);
  * Returns 0 or a negative errno with a message naming the file in msg. */
 int transport_curve_keygen(const char *dir, const char *client, char *pub, char *msg,
                            size_t msglen);
+
+/* Makes sock (a ZeroMQ socket, e.g. a SUB, before it connects) a CURVE
+ * client of a publisher opened with transport_pub_open_curve: server_key is
+ * the server's public key, secret_key the client's secret key (both Z85, 40
+ * characters; read them with config_key_file_read). The client's public
+ * key, the one the server's clients_dir must hold, is derived from the
+ * secret key with zmq_curve_public. Returns 0, -ENOTSUP when libzmq has no
+ * CURVE, -EINVAL for a key that is not Z85, or another -errno from libzmq,
+ * with a message in msg (may be NULL). A server that refuses the key is not
+ * an error here: the handshake fails later and the socket receives nothing. */
+int transport_curve_client_set(void *sock, const char *server_key, const char *secret_key,
+                               char *msg, size_t msglen);
 
 /* Publishes one detection on "kws.detection.<keyword>". Never blocks.
  * Returns 0 when the socket took it, KWS_EAGAIN when a queue was full (the
