@@ -701,7 +701,13 @@ int config_key_file_read(const char *path, int secret, char *key, char *why, siz
         snprintf(why, whylen, "%s: %s", path, strerror(e));
         return -e;
     }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        snprintf(why, whylen, "%s: %s", path, strerror(e));
+        close(fd);
+        return -e;
+    }
+    if (!S_ISREG(st.st_mode)) {
         snprintf(why, whylen, "%s: %s, not a regular file", path, kws_file_kind(st.st_mode));
         close(fd);
         return -EINVAL;
