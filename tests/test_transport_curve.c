@@ -97,18 +97,26 @@ static void run_for(struct transport_pub *p, void **subs, int n, int *got, int m
     }
 }
 
-Test(transport_curve, allowed_key_in_unknown_keys_out) {
-    char spub[41], ssec[41], apub[41], asec[41], msg[256];
+/* Opens p on a free 127.0.0.1 port with CURVE on: a new server key pair
+ * (its public key into spub, checked against p's) and one allowed client,
+ * "allowed", whose new pair goes into apub and asec. */
+static void open_curve_server(struct transport_pub *p, char *spub, char *apub, char *asec) {
+    char ssec[41], msg[256];
     cr_assert(eq(int, zmq_curve_keypair(spub, ssec), 0));
     cr_assert(eq(int, zmq_curve_keypair(apub, asec), 0));
     const char *keys[] = {apub}, *names[] = {"allowed"};
     struct transport_curve cv = {
         .secret_key = ssec, .n_clients = 1, .client_keys = keys, .client_names = names};
     const char *eps[] = {"tcp://127.0.0.1:*"};
-    struct transport_pub p;
-    cr_assert(eq(int, transport_pub_open_curve(&p, eps, 1, 100, &cv, msg, sizeof msg), 0), "%s",
+    cr_assert(eq(int, transport_pub_open_curve(p, eps, 1, 100, &cv, msg, sizeof msg), 0), "%s",
               msg);
-    cr_expect(eq(str, p.public_key, spub), "the public key is derived from the secret one");
+    cr_expect(eq(str, p->public_key, spub), "the public key is derived from the secret one");
+}
+
+Test(transport_curve, allowed_key_in_unknown_keys_out) {
+    char spub[41], apub[41], asec[41];
+    struct transport_pub p;
+    open_curve_server(&p, spub, apub, asec);
 
     enum { N = 1 + 2 * TRANSPORT_ZAP_LOG_PER_MIN };
     void *subs[N];
@@ -158,16 +166,9 @@ Test(transport_curve, bad_keys_are_refused) {
  * socket gets in (its public key is derived), and bad keys are refused
  * before anything is set. */
 Test(transport_curve, client_set_from_the_secret_key_alone) {
-    char spub[41], ssec[41], apub[41], asec[41], msg[256];
-    cr_assert(eq(int, zmq_curve_keypair(spub, ssec), 0));
-    cr_assert(eq(int, zmq_curve_keypair(apub, asec), 0));
-    const char *keys[] = {apub}, *names[] = {"allowed"};
-    struct transport_curve cv = {
-        .secret_key = ssec, .n_clients = 1, .client_keys = keys, .client_names = names};
-    const char *eps[] = {"tcp://127.0.0.1:*"};
+    char spub[41], apub[41], asec[41], msg[256];
     struct transport_pub p;
-    cr_assert(eq(int, transport_pub_open_curve(&p, eps, 1, 100, &cv, msg, sizeof msg), 0), "%s",
-              msg);
+    open_curve_server(&p, spub, apub, asec);
 
     int zero = 0;
     void *s = zmq_socket(ctx, ZMQ_SUB);

@@ -1076,6 +1076,17 @@ static float smoothed(const float *po, int K, int t, int c, int w) {
     return s / (float)(t - u0 + 1);
 }
 
+/* Adds g * d(smoothed posterior of c at frame t1, over frames t0..t1)/dv
+ * to d: through the softmax, g * p_c(u) * ([k == c] - p_k(u)) for each
+ * frame u of the window and class k. g is dL/dp_c(u), the same for every u. */
+static void add_smoothed_grad(float *d, const float *po, int K, int c, int t0, int t1, float g) {
+    for (int u = t0; u <= t1; u++) {
+        const float *p = po + (size_t)u * K;
+        for (int k = 0; k < K; k++)
+            d[(size_t)u * K + k] += g * p[c] * ((k == c ? 1.0f : 0.0f) - p[k]);
+    }
+}
+
 /* The false-alarm term of the stream loss for window b (see TRAIN_FT_*),
  * with its gradient w.r.t. the readout potentials added to d (scaled by
  * 1/B) when d != NULL. */
@@ -1105,14 +1116,8 @@ static double false_alarm_term(const struct train_net *net, int b, float *d, uin
             continue;
         m = m < 1.0f - 1e-6f ? m : 1.0f - 1e-6f;
         loss += wt * -log(1.0 - (double)m);
-        if (d) {
-            float g = wt / ((1.0f - m) * (float)W * B); /* dL/dp_c(u) */
-            for (int u = best - W + 1; u <= best; u++) {
-                const float *p = po + (size_t)u * K;
-                for (int k = 0; k < K; k++)
-                    d[(size_t)u * K + k] += g * p[c] * ((k == c ? 1.0f : 0.0f) - p[k]);
-            }
-        }
+        if (d) /* dL/dp_c(u) = wt / ((1 - m) W) */
+            add_smoothed_grad(d, po, K, c, best - W + 1, best, wt / ((1.0f - m) * (float)W * B));
     }
     return loss;
 }
@@ -1164,11 +1169,7 @@ static double stream_loss(const struct train_net *net, int b, float *d, int *n_r
         if (d && net->hp.win_weight > 0.0f) {
             int u0 = best - W + 1 < 0 ? 0 : best - W + 1;
             float g = -net->hp.win_weight / (m * (float)(best - u0 + 1) * B); /* dL/dp_c(u) */
-            for (int u = u0; u <= best; u++) {
-                const float *p = po + (size_t)u * K;
-                for (int k = 0; k < K; k++)
-                    d[(size_t)u * K + k] += g * p[c] * ((k == c ? 1.0f : 0.0f) - p[k]);
-            }
+            add_smoothed_grad(d, po, K, c, u0, best, g);
         }
         t = t1;
     }

@@ -128,6 +128,12 @@ static int check_ipc_dir(const char *ep, char *msg, size_t msglen) {
 
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
 
+/* Decodes k, a 40-character Z85 key, into its 32 bytes. Returns 1, or 0
+ * for NULL, another length or a character outside Z85. */
+static int z85_key(uint8_t out[32], const char *k) {
+    return k && strlen(k) == 40 && zmq_z85_decode(out, k) != NULL;
+}
+
 /* Decodes the allowed client keys, binds the ZAP handler and turns CURVE on
  * for the endpoints bound after it. */
 static int curve_setup(struct transport_pub *p, const struct transport_curve *cv, char *msg,
@@ -140,7 +146,7 @@ static int curve_setup(struct transport_pub *p, const struct transport_curve *cv
             -ENOTSUP, msg, msglen,
             "transport.curve: this libzmq was built without CURVE (zmq_has(\"curve\") "
             "is false); install one with libsodium or turn CURVE off");
-    if (!cv->secret_key || strlen(cv->secret_key) != 40 || !zmq_z85_decode(secret, cv->secret_key))
+    if (!z85_key(secret, cv->secret_key))
         return kws_errmsg(-EINVAL, msg, msglen, "transport.curve: bad secret key");
     if (zmq_curve_public(p->public_key, cv->secret_key) < 0)
         return kws_errmsg(zmq_err(errno), msg, msglen, "zmq_curve_public: %s", zmq_strerror(errno));
@@ -152,7 +158,7 @@ static int curve_setup(struct transport_pub *p, const struct transport_curve *cv
         return kws_errmsg(-ENOMEM, msg, msglen, "transport.curve: %s", strerror(ENOMEM));
     for (int i = 0; i < cv->n_clients; i++) {
         const char *k = cv->client_keys[i];
-        if (!k || strlen(k) != 40 || !zmq_z85_decode(p->client_keys[i], k))
+        if (!z85_key(p->client_keys[i], k))
             return kws_errmsg(-EINVAL, msg, msglen, "transport.curve: client key %d is not Z85", i);
         snprintf(p->client_names[i], sizeof p->client_names[i], "%s",
                  cv->client_names && cv->client_names[i] ? cv->client_names[i] : "");
@@ -179,9 +185,9 @@ int transport_curve_client_set(void *sock, const char *server_key, const char *s
         return kws_errmsg(-ENOTSUP, msg, msglen,
                           "this libzmq was built without CURVE (zmq_has(\"curve\") is false); "
                           "install one with libsodium");
-    if (!server_key || strlen(server_key) != 40 || !zmq_z85_decode(server, server_key))
+    if (!z85_key(server, server_key))
         return kws_errmsg(-EINVAL, msg, msglen, "the server's public key is not a Z85 key");
-    if (!secret_key || strlen(secret_key) != 40 || !zmq_z85_decode(secret, secret_key))
+    if (!z85_key(secret, secret_key))
         return kws_errmsg(-EINVAL, msg, msglen, "the client's secret key is not a Z85 key");
     if (zmq_curve_public(pub, secret_key) < 0)
         return kws_errmsg(zmq_err(errno), msg, msglen, "zmq_curve_public: %s", zmq_strerror(errno));

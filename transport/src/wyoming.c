@@ -491,10 +491,14 @@ static int client_ready(struct wyoming_client *c) {
     return 0;
 }
 
+/* Bytes a second of the client's stream. */
+static size_t bytes_per_s(const struct wyoming_client *c) {
+    return (size_t)c->rate * (size_t)c->width * (size_t)c->channels;
+}
+
 /* Audio bytes one turn of a client may feed: READ_AUDIO_MS of its stream. */
 static size_t turn_audio_bytes(const struct wyoming_client *c) {
-    size_t per_s = (size_t)c->rate * (size_t)c->width * (size_t)c->channels;
-    size_t cap = per_s * READ_AUDIO_MS / 1000;
+    size_t cap = bytes_per_s(c) * READ_AUDIO_MS / 1000;
     return cap < 256 ? 256 : cap;
 }
 
@@ -636,8 +640,7 @@ static void client_hold(struct wyoming_client *c, uint64_t wait_ms) {
 static int client_pace(struct wyoming_client *c) {
     if (!c->active || c->closing)
         return 0;
-    uint64_t per_s = (uint64_t)c->rate * (uint64_t)c->width * (uint64_t)c->channels;
-    uint64_t audio_ms = c->bytes * 1000 / per_s;
+    uint64_t audio_ms = c->bytes * 1000 / bytes_per_s(c);
     uint64_t wall_ms = clock_ms() - c->start_ms;
     if (audio_ms <= wall_ms + WYOMING_MAX_AHEAD_MS)
         return 0;
