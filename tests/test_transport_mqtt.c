@@ -356,6 +356,9 @@ Test(transport_mqtt, bad_settings) {
     cfg = (struct transport_mqtt_cfg){.host = "h", .port = 1883, .password_file = "/nonexistent"};
     cr_assert(eq(int, transport_mqtt_open(&m, &loop, &cfg, NULL, NULL, msg, sizeof msg), -ENOENT));
     cr_assert(eq(str, msg, "mqtt.password_file: /nonexistent: No such file or directory"));
+    cfg.password_file = "/tmp";
+    cr_assert(eq(int, transport_mqtt_open(&m, &loop, &cfg, NULL, NULL, msg, sizeof msg), -EISDIR));
+    cr_assert(eq(str, msg, "mqtt.password_file: /tmp: a directory, not a regular file"));
     cfg = (struct transport_mqtt_cfg){.host = "h", .port = 1883, .ca_file = "/nonexistent"};
     cr_assert(lt(int, transport_mqtt_open(&m, &loop, &cfg, NULL, NULL, msg, sizeof msg), 0));
     cr_assert(eq(str, msg, "mqtt.tls: /nonexistent: cannot read it"));

@@ -16,7 +16,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -693,46 +692,10 @@ static int z85_key_ok(const char *s, char *why, size_t whylen) {
 
 int config_key_file_read(const char *path, int secret, char *key, char *why, size_t whylen) {
     char buf[256];
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-
-    if (fd < 0) {
-        int e = errno;
-        snprintf(why, whylen, "%s: %s", path, strerror(e));
-        return -e;
-    }
-    if (fstat(fd, &st) < 0) {
-        int e = errno;
-        snprintf(why, whylen, "%s: %s", path, strerror(e));
-        close(fd);
-        return -e;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        snprintf(why, whylen, "%s: %s, not a regular file", path, kws_file_kind(st.st_mode));
-        close(fd);
-        return -EINVAL;
-    }
-    if (secret && (st.st_mode & 007)) {
-        snprintf(why, whylen, "%s: others may read or write it (mode %04o): chmod o-rwx %s", path,
-                 (unsigned)(st.st_mode & 07777), path);
-        close(fd);
-        return -EPERM;
-    }
-    ssize_t n;
-    do
-        n = read(fd, buf, sizeof buf - 1);
-    while (n < 0 && errno == EINTR);
-    int e = errno;
-    close(fd);
-    if (n < 0) {
-        snprintf(why, whylen, "%s: %s", path, strerror(e));
-        return -e;
-    }
-    buf[n] = '\0';
-    size_t len = strcspn(buf, "\r\n");
-    while (len > 0 && (buf[len - 1] == ' ' || buf[len - 1] == '\t'))
-        len--;
-    buf[len] = '\0';
+    int rc = kws_first_line_read(path, secret, buf, sizeof buf, why, whylen);
+    if (rc < 0)
+        return rc;
+    size_t len = (size_t)rc;
     if (len != KWS_CONFIG_Z85_LEN - 1) {
         snprintf(why, whylen, "%s: first line is %zu characters, expected a %d-character Z85 key",
                  path, len, KWS_CONFIG_Z85_LEN - 1);
@@ -956,23 +919,14 @@ int config_parse_string(struct kws_config *cfg, const char *name, const char *ya
 
 /* Reads a whole regular file into a NUL-terminated heap buffer. Anything
  * else is refused at once (-EISDIR for a directory, -EINVAL otherwise) with
- * *mode set: O_NONBLOCK keeps the open of a FIFO from waiting for a writer,
- * and the event loop with it on a reload. */
+ * *mode set to what it is (kws_open_regular). */
 static int read_file(const char *path, char **out, size_t *outlen, mode_t *mode) {
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    struct stat st = {0};
+    int fd = kws_open_regular(path, &st);
+    if (fd == -EISDIR || fd == -EINVAL)
+        *mode = st.st_mode;
     if (fd < 0)
-        return -errno;
-    if (fstat(fd, &st) < 0) {
-        int e = -errno;
-        close(fd);
-        return e;
-    }
-    *mode = st.st_mode;
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
-    }
+        return fd;
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
     if (!buf) {

@@ -9,9 +9,11 @@
 #include "kws/err.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 const char *kws_strerror(int err) {
     if (err == 0)
@@ -89,4 +91,59 @@ const char *kws_file_kind(unsigned int mode) {
            : S_ISBLK(mode)  ? "a block device"
            : S_ISSOCK(mode) ? "a socket"
                             : "not a regular file";
+}
+
+int kws_open_regular(const char *path, struct stat *st) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, st) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        close(fd);
+        return S_ISDIR(st->st_mode) ? -EISDIR : -EINVAL;
+    }
+    return fd;
+}
+
+int kws_first_line_read(const char *path, int secret, char *buf, size_t len, char *why,
+                        size_t whylen) {
+    struct stat st = {0};
+    int fd = kws_open_regular(path, &st);
+    if (fd < 0) {
+        if (fd == -EISDIR || fd == -EINVAL)
+            snprintf(why, whylen, "%s: %s, not a regular file", path, kws_file_kind(st.st_mode));
+        else
+            snprintf(why, whylen, "%s: %s", path, strerror(-fd));
+        return fd;
+    }
+    if (secret && (st.st_mode & 007)) {
+        snprintf(why, whylen, "%s: others may read or write it (mode %04o): chmod o-rwx %s", path,
+                 (unsigned)(st.st_mode & 07777), path);
+        close(fd);
+        return -EPERM;
+    }
+    ssize_t n;
+    do
+        n = read(fd, buf, len - 1);
+    while (n < 0 && errno == EINTR);
+    int e = errno;
+    close(fd);
+    if (n < 0) {
+        snprintf(why, whylen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    buf[n] = '\0';
+    size_t line = strcspn(buf, "\r\n");
+    if (line == (size_t)n && (size_t)n == len - 1) {
+        snprintf(why, whylen, "%s: first line longer than %zu bytes", path, len - 1);
+        return -EINVAL;
+    }
+    while (line > 0 && (buf[line - 1] == ' ' || buf[line - 1] == '\t'))
+        line--;
+    buf[line] = '\0';
+    return (int)line;
 }

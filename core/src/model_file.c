@@ -453,24 +453,12 @@ int snn_model_load(struct snn_model *m, const char *path, char *msg, size_t msgl
     int rc;
 
     memset(m, 0, sizeof *m);
-    /* O_NONBLOCK: opening a FIFO for reading must not wait for a writer. It
-     * changes nothing for the regular file that is all this accepts. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        return kws_errmsg(-e, msg, msglen, "%s: %s", path, strerror(e));
-    }
-    if (fstat(fd, &st) < 0) {
-        int e = errno;
-        close(fd);
-        return kws_errmsg(-e, msg, msglen, "%s: %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        int e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
-        close(fd);
-        return kws_errmsg(-e, msg, msglen, "%s: %s, not a regular file", path,
+    int fd = kws_open_regular(path, &st);
+    if (fd == -EISDIR || fd == -EINVAL)
+        return kws_errmsg(fd, msg, msglen, "%s: %s, not a regular file", path,
                           kws_file_kind(st.st_mode));
-    }
+    if (fd < 0)
+        return kws_errmsg(fd, msg, msglen, "%s: %s", path, strerror(-fd));
     if ((uint64_t)st.st_size > kwsm__max_file_size()) {
         close(fd);
         return kws_errmsg(KWS_EBADFIELD, msg, msglen,

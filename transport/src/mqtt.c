@@ -19,7 +19,6 @@
 #include "kws/mqtt.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <mosquitto.h>
@@ -70,27 +69,13 @@ static const char *mosq_reason(int rc, int err) {
     return mosquitto_strerror(rc);
 }
 
-/* Reads the first line of path (without its newline) into buf. */
+/* Reads the password on the first line of path into buf. */
 static int read_password(const char *path, char *buf, size_t len, char *msg, size_t msglen) {
-    int fd = open(path, O_RDONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-        int e = errno;
-        return kws_errmsg(-e, msg, msglen, "mqtt.password_file: %s: %s", path, strerror(e));
-    }
-    ssize_t n;
-    do
-        n = read(fd, buf, len - 1);
-    while (n < 0 && errno == EINTR);
-    int e = errno;
-    close(fd);
-    if (n < 0)
-        return kws_errmsg(-e, msg, msglen, "mqtt.password_file: %s: %s", path, strerror(e));
-    buf[n] = '\0';
-    buf[strcspn(buf, "\r\n")] = '\0';
-    if ((size_t)n == len - 1 && !memchr(buf, '\0', (size_t)n))
-        return kws_errmsg(-EINVAL, msg, msglen, "mqtt.password_file: %s: longer than %zu bytes",
-                          path, len - 2);
-    if (!buf[0])
+    char why[512];
+    int rc = kws_first_line_read(path, 0, buf, len, why, sizeof why);
+    if (rc < 0)
+        return kws_errmsg(rc, msg, msglen, "mqtt.password_file: %s", why);
+    if (!rc)
         return kws_errmsg(-EINVAL, msg, msglen, "mqtt.password_file: %s: empty first line", path);
     return 0;
 }

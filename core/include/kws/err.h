@@ -74,4 +74,26 @@ _Noreturn void kws_abort(const char *file, int line, const char *fmt, ...)
  * refuse it (the model loader and the configuration loader alike). */
 const char *kws_file_kind(unsigned int mode);
 
+struct stat;
+
+/* Opens path for reading only if it is a regular file, without waiting:
+ * O_NONBLOCK keeps the open of a FIFO from waiting for a writer (and the
+ * event loop with it, on a reload). Returns the descriptor, with *st filled,
+ * or a negative error: -errno when path cannot be opened or examined,
+ * -EISDIR for a directory and -EINVAL for any other kind of file (st->st_mode
+ * then says which, for kws_file_kind). The one way kwsd opens the files it
+ * is given by name: models, configurations, keys and passwords. */
+int kws_open_regular(const char *path, struct stat *st);
+
+/* Reads the first line of the regular file path into buf (len bytes, NUL
+ * terminated; the line end and trailing blanks dropped). With secret set, a
+ * file that others may read or write (mode & 007) is refused, as ssh refuses
+ * such a private key. The one reader of the one-line files that hold a key or
+ * a password. Returns the line's length, or a negative error with the reason,
+ * naming path ("path: ..."), in why (whylen bytes): -errno when it cannot be
+ * opened or read, -EINVAL when it is not a regular file or its first line is
+ * longer than len - 1, -EPERM for a secret file open to others. */
+int kws_first_line_read(const char *path, int secret, char *buf, size_t len, char *why,
+                        size_t whylen);
+
 #endif /* KWS_CORE_ERR_H */
