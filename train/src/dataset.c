@@ -21,6 +21,7 @@
 #include "kws/dataset.h"
 #include "kws/err.h"
 #include "kws/frontend.h"
+#include "kws/room.h"
 #include "kws/train.h"
 #include "train_internal.h"
 
@@ -37,6 +38,10 @@ void dataset_aug_default(struct ds_aug *aug) {
     aug->p_ctx_word = 0.7f;    /* counts only with ctx_frames > 0 */
     aug->floor_db_lo = -100.0f; /* counts only with floor_p > 0 */
     aug->floor_db_hi = -50.0f;
+    aug->rt60_lo = 0.2f; /* count only with p_reverb > 0 */
+    aug->rt60_hi = 0.8f;
+    aug->drr_db_lo = 0.0f;
+    aug->drr_db_hi = 12.0f;
     aug->warm_frames = 30;
     aug->hold_frames = 30;
     aug->center = 1;
@@ -560,6 +565,19 @@ static void mask_spikes(float *spikes, int T, int F, int L, const struct ds_aug 
     }
 }
 
+/* With probability aug->p_reverb, puts buf (ns samples at rate, speech
+ * before its noise) in a room drawn from aug's ranges. 0 or -ENOMEM. */
+static int reverb(float *buf, size_t ns, int rate, const struct ds_aug *aug,
+                  struct train_rng *rng) {
+    if (!(aug->p_reverb > 0.0f) || train_rng_uniform(rng) >= aug->p_reverb)
+        return 0;
+    struct room rm;
+    rm.rt60 = aug->rt60_lo + (aug->rt60_hi - aug->rt60_lo) * train_rng_uniform(rng);
+    rm.drr_db = aug->drr_db_lo + (aug->drr_db_hi - aug->drr_db_lo) * train_rng_uniform(rng);
+    rm.seed = train_rng_next(rng);
+    return room_reverb(buf, ns, rate, &rm);
+}
+
 /* Applies the window-wide augmentation of aug to buf: a spectral tilt and a
  * hiss floor (see struct ds_aug). */
 static void tilt_and_floor(float *buf, size_t ns, const struct ds_aug *aug, struct train_rng *rng,
@@ -674,6 +692,11 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
         if (is_sil)
             wr = g * rms(cc->x, cc->on, cc->off);
     }
+    if (!is_sil && reverb(buf, ns, ds->rate, aug, &rng) < 0) {
+        free(buf);
+        free(sp);
+        return -ENOMEM;
+    }
     if (wr > 0.0f && ds->n_noise && train_rng_uniform(&rng) < aug->p_noise)
         mix_noise(ds, buf, ns, wr, aug, &rng);
     if (ctx && train_rng_uniform(&rng) < aug->p_ctx_cold) {
@@ -775,6 +798,11 @@ int dataset_render_window(const struct dataset *ds, const struct ds_window *w,
         lvl += g * rms(cl->x, cl->on, cl->off);
         n_lvl++;
         cur = pos + w_off + (long)(gap_lo + (gap_hi - gap_lo) * train_rng_uniform(&rng));
+    }
+    if (reverb(buf, ns, ds->rate, aug, &rng) < 0) {
+        free(buf);
+        free(sp);
+        return -ENOMEM;
     }
     int cold = w->p_cold > 0.0f && train_rng_uniform(&rng) < w->p_cold;
     if (ds->n_noise && !cold) /* under the whole window, against the items' mean level */

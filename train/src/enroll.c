@@ -490,6 +490,7 @@ static void train_recipe_from(const struct enr *E, struct train_recipe *t) {
     t->speed[1] = r->speed[1];
     t->snr[0] = r->snr[0];
     t->snr[1] = r->snr[1];
+    t->reverb = r->reverb;
     t->calib_fa = r->calib_fa;
     t->calib_passes = r->val_passes;
 }

@@ -100,6 +100,9 @@ void train_recipe_default(struct train_recipe *r) {
     r->floor_p = aug.floor_p;
     r->floor_db[0] = aug.floor_db_lo;
     r->floor_db[1] = aug.floor_db_hi;
+    r->reverb = aug.p_reverb;
+    r->rt60[0] = aug.rt60_lo;
+    r->rt60[1] = aug.rt60_hi;
     r->fmask[0] = aug.fmask_n;
     r->fmask[1] = aug.fmask_w;
     r->tmask[0] = aug.tmask_n;
@@ -690,6 +693,9 @@ static void run_aug(const struct run *R, struct ds_aug *aug) {
     aug->floor_p = r->floor_p;
     aug->floor_db_lo = r->floor_db[0];
     aug->floor_db_hi = r->floor_db[1];
+    aug->p_reverb = r->reverb;
+    aug->rt60_lo = r->rt60[0];
+    aug->rt60_hi = r->rt60[1];
     aug->trim_ms = r->trim_ms;
     aug->fmask_n = r->fmask[0];
     aug->fmask_w = r->fmask[1];

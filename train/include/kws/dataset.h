@@ -93,6 +93,10 @@ struct ds_aug {
                     * preamp's hiss or a converter's dither: PCEN lifts any steady noise to the
                     * same level, so the network must learn that hiss alone is silence */
     float floor_db_lo, floor_db_hi;
+    float p_reverb; /* > 0: with this probability the speech of an example (before its noise)
+                     * is put in a synthetic room (kws/room.h) with a tail of rt60 seconds and
+                     * a direct-to-reverberant ratio of drr_db, each drawn from its range */
+    float rt60_lo, rt60_hi, drr_db_lo, drr_db_hi;
     int fmask_n, fmask_w; /* SpecAugment on the spikes: fmask_n times, U{0..fmask_w} adjacent
                            * mel bands (all their levels) are silenced for the whole window */
     int tmask_n, tmask_w; /* tmask_n times, U{0..tmask_w} adjacent frames carry no spikes */

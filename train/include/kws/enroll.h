@@ -159,6 +159,7 @@ struct enroll_recipe {
     float window_ms, p_keyword;
     float lr, lr_delay, sigma_init, win_weight, fa_weight, ema;
     float speed[2], snr[2];
+    float reverb; /* share of windows put in a synthetic room (kws/room.h) */
 
     /* ---- calibration ---- */
     float calib_fa;    /* false alarms per hour the stored threshold allows */

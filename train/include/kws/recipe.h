@@ -103,6 +103,7 @@ struct train_recipe {
     /* ---- augmentation (kws/dataset.h struct ds_aug) ---- */
     float snr[2], shift_ms, speed[2], context_ms, p_context, p_cold, tilt, trim_ms;
     float floor_p, floor_db[2];
+    float reverb, rt60[2]; /* share of examples put in a synthetic room; its tail, s */
     int fmask[2], tmask[2]; /* N masks of up to W bands / frames */
 
     /* ---- stream windows (kws/dataset.h struct ds_window) ---- */
