@@ -18,7 +18,7 @@
  * background recordings under the whole recording at --snr LO,HI dB from
  * each word's level, and --negatives-only makes a recording of the
  * negatives alone: false alarms per hour with nothing to find.
- * --sweep prints hit rate and false alarms for thresholds 0.20..0.995;
+ * --sweep prints hit rate and false alarms for thresholds 0.20..0.999;
  * --calibrate F picks the lowest of those thresholds with at most F false
  * alarms per hour, and --save-model stores it in the model file, where the
  * daemon takes it as its default threshold.
@@ -421,7 +421,7 @@ static const struct opt eval_opts[] = {
     {"refractory-ms", OPT_INT, O(refr_ms), .min = 0, .max = 60000, .def = "1000",
      .help = "quiet time after a detection"},
     {"sweep", OPT_FLAG, O(sweep),
-     .help = "streaming metrics for thresholds 0.20, 0.25, ..., 0.995"},
+     .help = "streaming metrics for thresholds 0.20, 0.25, ..., 0.999"},
     {"calibrate", OPT_FLOAT, O(calib_fa), .min = 0, .max = 100000, .set = SET(calib_set),
      .meta = "F", .help = "threshold for at most F false alarms per hour (stream)"},
     {"seed", OPT_INT, O(seed), .min = 0, .max = INT_MAX,

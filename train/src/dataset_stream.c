@@ -517,8 +517,9 @@ out:
 }
 
 float stream_eval_grid(int i) {
-    static const float top[] = {0.97f, 0.98f, 0.99f, 0.995f};
-    return i < 16 ? 0.20f + 0.05f * (float)i : top[i - 16 < 4 ? i - 16 : 3];
+    static const float top[] = {0.97f, 0.98f, 0.99f, 0.995f, 0.998f, 0.999f};
+    enum { N_TOP = sizeof top / sizeof top[0] };
+    return i < 16 ? 0.20f + 0.05f * (float)i : top[i - 16 < N_TOP ? i - 16 : N_TOP - 1];
 }
 
 float stream_eval_calibrate(const struct stream_eval *se, const struct snn_cfg *cfg, int smooth_ms,

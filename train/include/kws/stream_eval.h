@@ -152,9 +152,10 @@ int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, f
                       int smooth_ms, int refr_ms, struct stream_result *res);
 
 /* The thresholds that calibration and sweeps try: 0.20, 0.25, ..., 0.95,
- * then 0.97, 0.98, 0.99 and 0.995 for a network trained for the stream,
- * whose keyword posteriors saturate. */
-#define STREAM_EVAL_GRID_N 20
+ * then 0.97, 0.98, 0.99, 0.995, 0.998 and 0.999 for a network trained for
+ * the stream, whose keyword posteriors saturate (an enrolled word's most of
+ * all). */
+#define STREAM_EVAL_GRID_N 22
 float stream_eval_grid(int i);
 
 /* The lowest threshold on the grid (stream_eval_grid) whose false alarms
