@@ -106,6 +106,9 @@ static const struct opt enroll_opts_table[] = {
      .help = "learning rate of the delays"},
     {"fa-weight", OPT_FLOAT, O(r.fa_weight), .min = 0, .max = 1000,
      .help = "weight of the false-alarm term of the stream loss (0: none)"},
+    {"freeze", OPT_INT, O(r.freeze), .min = 0, .max = SNN_MAX_LAYERS,
+     .help = "hidden layers of --init kept as they are (0: all fine-tuned;\n"
+             "2, with the shipped model: only the readout learns)"},
     {"reverb", OPT_FLOAT, O(r.reverb), .min = 0, .max = 1,
      .help = "share of training windows put in a synthetic room (0: none)"},
     {"mine-every", OPT_INT, O(r.mine_every), .min = 0, .max = 1000,

@@ -111,6 +111,9 @@ static const struct opt train_opts[] = {
     {"fa-weight", OPT_FLOAT, O(fa_weight), .min = 0, .max = 1000,
      .help = "--windows: weight of the false-alarm term (each keyword's\n"
              "highest smoothed posterior where it must not fire)"},
+    {"freeze", OPT_INT, O(freeze), .min = 0, .max = SNN_MAX_LAYERS,
+     .help = "the first N hidden layers are not trained (with --init: kept\n"
+             "as loaded; the number of hidden layers: only the readout learns)"},
     {"snr", OPT_PAIR, O(snr), .min = -20, .max = 60,
      .help = "augmentation: signal-to-noise ratio of the mixed-in noise, dB"},
     {"shift-ms", OPT_FLOAT, O(shift_ms), .min = 0, .max = 1000,

@@ -491,6 +491,7 @@ static void train_recipe_from(const struct enr *E, struct train_recipe *t) {
     t->snr[0] = r->snr[0];
     t->snr[1] = r->snr[1];
     t->reverb = r->reverb;
+    t->freeze = r->freeze;
     t->calib_fa = r->calib_fa;
     t->calib_passes = r->val_passes;
 }

@@ -83,6 +83,7 @@ void train_recipe_default(struct train_recipe *r) {
     r->fg_weight = hp.fg_weight;
     r->win_weight = hp.win_weight;
     r->fa_weight = hp.fa_weight;
+    r->freeze = hp.freeze;
     r->ema = hp.ema_decay;
     r->kd_weight = hp.kd_weight;
     r->kd_temp = hp.kd_temp;
@@ -630,6 +631,7 @@ static void run_hparams(const struct run *R, struct train_hparams *hp) {
     hp->fg_weight = r->fg_weight;
     hp->win_weight = r->win_weight;
     hp->fa_weight = r->fa_weight;
+    hp->freeze = r->freeze;
     hp->ema_decay = r->ema;
     hp->kd_weight = r->teacher ? r->kd_weight : 0.0f;
     hp->kd_temp = r->kd_temp;

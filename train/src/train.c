@@ -1536,6 +1536,10 @@ TRAIN_HOT void train_net_adamw(struct train_net *net, float lr, float lr_delay) 
     for (int i = 0; i < nt; i++) {
         int l = i / TPL, kind = i % TPL;
         int is_out = i >= TPL * cfg->n_layers;
+        if (!is_out && l < hp->freeze) {
+            off += sizes[i];
+            continue;
+        }
         int decay = is_out ? (i == TPL * cfg->n_layers) : (kind == 0 || kind == 4);
         int is_delay = !is_out && (kind == 5 || kind == 6);
         float a = is_delay ? lr_delay : lr, wd = decay ? hp->wd : 0.0f;

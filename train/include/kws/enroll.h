@@ -160,6 +160,7 @@ struct enroll_recipe {
     float lr, lr_delay, sigma_init, win_weight, fa_weight, ema;
     float speed[2], snr[2];
     float reverb; /* share of windows put in a synthetic room (kws/room.h) */
+    int freeze;   /* hidden layers of init kept as they are (0: all fine-tuned) */
 
     /* ---- calibration ---- */
     float calib_fa;    /* false alarms per hour the stored threshold allows */

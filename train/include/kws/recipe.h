@@ -98,6 +98,7 @@ struct train_recipe {
     int no_detach, no_bn;
     float delay_init[2]; /* initial delays, steps */
     float bg_weight, fg_weight, win_weight, fa_weight, ema;
+    int freeze; /* the first freeze hidden layers are not trained (with init: kept as loaded) */
     float kd_weight, kd_temp; /* distillation (with teacher) */
 
     /* ---- augmentation (kws/dataset.h struct ds_aug) ---- */

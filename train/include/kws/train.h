@@ -84,6 +84,9 @@ struct train_hparams {
     float kd_temp;          /* its temperature (> 0) */
     float in_delay_init_hi; /* input delays start uniform in [0, this] steps */
     int32_t sil_class;      /* class index the background frames target (-1: none) */
+    int32_t freeze;         /* the first freeze hidden layers keep their parameters (their
+                             * gradients are computed, never applied); n_layers: only the
+                             * readout learns */
     uint64_t seed;
 };
 
