@@ -347,6 +347,30 @@ Test(train_model, deterministic_and_learns) {
     train_net_free(&b);
 }
 
+/* hp.freeze (kwsd-train --freeze): the frozen hidden layers keep every
+ * parameter while the layers after them and the readout learn. */
+Test(train_model, frozen_layers_keep_their_parameters) {
+    for (int f = 1; f <= 2; f++) {
+        struct train_net a, ref;
+        init_net(&a, SNN_REC_CONV, 21);
+        init_net(&ref, SNN_REC_CONV, 21);
+        a.hp.freeze = f;
+        train_steps(&a, 5, NULL, NULL);
+        /* one flat block: layer 0's tensors, layer 1's, then the readout's */
+        size_t frozen = (size_t)((f == 1 ? a.p.w_in[1] : a.p.w_out) - a.p.w_in[0]);
+        size_t rest = a.n_params - frozen;
+        cr_expect(eq(int, memcmp(a.p.w_in[0], ref.p.w_in[0], frozen * sizeof(float)), 0),
+                  "freeze %d: the frozen layers did not move", f);
+        const float *pa = a.p.w_in[0] + frozen, *pr = ref.p.w_in[0] + frozen;
+        size_t moved = 0;
+        for (size_t i = 0; i < rest; i++)
+            moved += pa[i] != pr[i];
+        cr_expect(gt(sz, moved, rest / 2), "freeze %d: %zu of %zu others moved", f, moved, rest);
+        train_net_free(&a);
+        train_net_free(&ref);
+    }
+}
+
 /* Fine-tuning from a model file: a network without BatchNorm started from
  * an exported model exports the same parameters; with BatchNorm it is
  * refused, saying why. */
