@@ -84,7 +84,7 @@ static const struct opt enroll_opts_table[] = {
     {"pack", OPT_PATH, O(r.pack), .def = KWSD_DATADIR "/negpack",
      .help = "the negative pack (words/<word>/..., unknown/<word>/...,\n"
              "noise/...)"},
-    {"init", OPT_PATH, O(r.init), .def = KWSD_DATADIR "/commands.kwsm",
+    {"init", OPT_PATH, O(r.init), .def = KWSD_DATADIR "/commands-clip.kwsm",
      .help = "the model to start from: its hidden layers, front end and\n"
              "encoder are kept"},
     {"keep-keywords", OPT_FLAG, O(r.keep_keywords),

@@ -144,7 +144,7 @@ struct enroll_recipe {
     const char *takes[ENROLL_MAX_WORDS];         /* a folder of takes per word */
     int n_words;
     const char *pack;  /* the negative pack: words/<word>/..., noise/... */
-    const char *init;  /* the model to start from (the shipped commands.kwsm) */
+    const char *init;  /* the model to start from (the shipped commands-clip.kwsm) */
     const char *out;   /* the model file to write */
     int keep_keywords; /* 1: the new model also has init's keywords */
     struct enroll_take_rules rules;
