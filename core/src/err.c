@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -111,6 +112,7 @@ int kws_open_regular(const char *path, struct stat *st) {
 
 int kws_first_line_read(const char *path, int secret, char *buf, size_t len, char *why,
                         size_t whylen) {
+    KWS_ASSERT(len >= 2 && len <= INT_MAX);
     struct stat st = {0};
     int fd = kws_open_regular(path, &st);
     if (fd < 0) {
