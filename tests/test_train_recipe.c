@@ -184,6 +184,41 @@ Test(train_recipe, resume_gives_the_uninterrupted_bytes) {
     cr_expect(files_equal(c1, c2), "the last checkpoints differ");
 }
 
+/* --select last: every epoch replaces the model before it. */
+struct kept {
+    int n, best[EPOCHS], last_note;
+};
+
+static void on_epoch_kept(void *data, const struct train_epoch_report *e) {
+    struct kept *k = data;
+    if (e->epoch >= 1 && e->epoch <= EPOCHS)
+        k->best[e->epoch - 1] = e->best;
+    k->n++;
+}
+
+static void on_note_kept(void *data, const char *line) {
+    struct kept *k = data;
+    k->last_note |= !strncmp(line, "done: the last epoch kept", 25);
+}
+
+Test(train_recipe, select_last_keeps_every_epoch_in_turn) {
+    struct train_recipe r;
+    char out[512], msg[512] = "";
+    tiny_recipe(&r, "last", out, sizeof out);
+    r.select = TRAIN_SELECT_LAST;
+    struct kept k = {0};
+    struct train_progress p = {&k, on_note_kept, on_epoch_kept};
+    int rc = train_run(&r, &p, msg, sizeof msg);
+    cr_assert(eq(int, rc, 0), "%s", msg);
+    cr_assert(eq(int, k.n, EPOCHS));
+    for (int i = 0; i < EPOCHS; i++)
+        cr_expect(k.best[i], "epoch %d kept", i + 1);
+    cr_expect(k.last_note, "the done note names the last epoch");
+    struct snn_model m = {0};
+    cr_assert(eq(int, snn_model_load(&m, out, msg, sizeof msg), 0), "%s", msg);
+    snn_model_free(&m);
+}
+
 Test(train_recipe, a_recipe_without_a_network_is_a_config_error) {
     struct train_recipe r;
     char out[512], msg[512] = "";

@@ -53,7 +53,7 @@ struct enroll_opts {
     const char *words_from; /* a folder of takes folders, one per word */
 };
 
-static const char *const select_names[] = {"clip", "stream", NULL};
+static const char *const select_names[] = {"clip", "stream", "last", NULL};
 
 #define O(f) offsetof(struct enroll_opts, f)
 
@@ -91,7 +91,8 @@ static const struct opt enroll_opts_table[] = {
      .help = "the new model keeps --init's keywords too (their readout\n"
              "rows start from --init's; no clip of them trains)"},
     {"val-takes", OPT_INT, O(r.n_val), .min = 1, .max = 50,
-     .help = "takes held out to choose the epoch and measure the hit rate"},
+     .help = "takes held out to measure the hit rate (and, with --select\n"
+             "stream, to choose the epoch)"},
     {"val-passes", OPT_INT, O(r.val_passes), .min = 1, .max = 100,
      .help = "passes of the held-out stream each epoch (the takes said\n"
              "again, in new orders)"},
@@ -114,7 +115,8 @@ static const struct opt enroll_opts_table[] = {
     {"mine-every", OPT_INT, O(r.mine_every), .min = 0, .max = 1000,
      .help = "mine hard negatives every this many epochs (0: never)"},
     {"select", OPT_ENUM, O(r.select), .names = select_names,
-     .help = "which epoch is kept: best held-out stream or clip accuracy"},
+     .help = "which epoch is kept: the last, or the best held-out stream\n"
+             "or clip accuracy"},
     {"calib-fa", OPT_FLOAT, O(r.calib_fa), .min = 0, .max = 1000,
      .help = "false alarms per hour the stored threshold allows on the\n"
              "pack's negatives"},

@@ -30,10 +30,11 @@
 /* The words of the enum options, in the order of the values they stand for. */
 static const char *const rec_names[] = {"none", "conv", "dense", NULL};
 static const char *const surrogate_names[] = {"atan", "triangle", NULL};
-static const char *const select_names[] = {"clip", "stream", NULL};
+static const char *const select_names[] = {"clip", "stream", "last", NULL};
 _Static_assert(SNN_REC_NONE == 0 && SNN_REC_CONV == 1 && SNN_REC_DENSE == 2, "rec_names");
 _Static_assert(TRAIN_SG_ATAN == 0 && TRAIN_SG_TRIANGLE == 1, "surrogate_names");
-_Static_assert(TRAIN_SELECT_CLIP == 0 && TRAIN_SELECT_STREAM == 1, "select_names");
+_Static_assert(TRAIN_SELECT_CLIP == 0 && TRAIN_SELECT_STREAM == 1 && TRAIN_SELECT_LAST == 2,
+               "select_names");
 
 #define O(f) offsetof(struct train_recipe, f)
 #define LIST(f) O(f), .count = O(n_##f)
@@ -147,7 +148,8 @@ static const struct opt train_opts[] = {
              "within --calib-fa false alarms per hour)"},
     {"select", OPT_ENUM, O(select), .names = select_names,
      .help = "clip: keep the epoch with the best clip accuracy;\n"
-             "stream: the best stream hit rate, and --stream-val"},
+             "stream: the best stream hit rate, and --stream-val;\n"
+             "last: the last epoch"},
     {"freq-mask", OPT_INT_PAIR, O(fmask), .min = 0, .max = 8, .min2 = 0, .max2 = 100, .meta = "N,W",
      .help = "SpecAugment: N masks of up to W mel bands (all levels) with\n"
              "no spikes, per example (default 0,0: none)"},

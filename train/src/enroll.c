@@ -57,7 +57,7 @@ void enroll_recipe_default(struct enroll_recipe *r) {
     r->val_passes = 4;
     r->batch = 64;
     r->mine_every = 2;
-    r->select = TRAIN_SELECT_STREAM;
+    r->select = TRAIN_SELECT_LAST; /* the weight average at the end (docs/ENROLL.md) */
     r->window_ms = 3000.0f;
     r->p_keyword = 0.3f;
     r->lr = 3e-3f;

@@ -878,6 +878,8 @@ static int run_epoch(struct run *R, int ep) {
     float score = va_acc;
     if (R->stream_val && (rc = run_stream_val(R, &m, va_acc, &e, &score)) < 0)
         goto out;
+    if (r->select == TRAIN_SELECT_LAST) /* each epoch replaces the one before */
+        score = (float)(ep + 1);
     e.best = score > R->best;
     if (e.best) {
         R->best = score;
@@ -995,10 +997,14 @@ int train_run(const struct train_recipe *r, const struct train_progress *p, char
     for (int ep = R->epoch0; rc == 0 && ep < r->epochs; ep++)
         rc = run_epoch(R, ep);
     if (rc == 0) {
-        note(R, "done: best %s %.2f %%, training %.1f min, model %s",
-             R->stream_val && r->select == TRAIN_SELECT_STREAM ? "validation stream hit rate"
-                                                               : "val",
-             100.0 * R->best, (train__now_s() - t_train) / 60.0, r->out);
+        if (r->select == TRAIN_SELECT_LAST)
+            note(R, "done: the last epoch kept, training %.1f min, model %s",
+                 (train__now_s() - t_train) / 60.0, r->out);
+        else
+            note(R, "done: best %s %.2f %%, training %.1f min, model %s",
+                 R->stream_val && r->select == TRAIN_SELECT_STREAM ? "validation stream hit rate"
+                                                                   : "val",
+                 100.0 * R->best, (train__now_s() - t_train) / 60.0, r->out);
         rc = run_calibrate(R);
     }
     run_free(R);

@@ -149,7 +149,7 @@ struct enroll_recipe {
     int keep_keywords; /* 1: the new model also has init's keywords */
     struct enroll_take_rules rules;
     int min_takes; /* fewer accepted takes of a word is an error (5) */
-    int n_val;     /* takes of each word held out for validation and the hit rate (4) */
+    int n_val;     /* takes of each word held out for the hit rate, and the epoch with --select stream (4) */
     int threads;   /* OpenMP threads (0: all cores) */
     int seed;
 

@@ -56,6 +56,7 @@
 enum train_select {
     TRAIN_SELECT_CLIP = 0,   /* the best validation clip accuracy */
     TRAIN_SELECT_STREAM = 1, /* the most validation stream hits within calib_fa per hour */
+    TRAIN_SELECT_LAST = 2,   /* the last epoch (with ema: the weight average at the end) */
 };
 
 struct train_recipe {
