@@ -114,6 +114,9 @@ static const struct opt enroll_opts_table[] = {
      .help = "share of training windows put in a synthetic room (0: none)"},
     {"mine-every", OPT_INT, O(r.mine_every), .min = 0, .max = 1000,
      .help = "mine hard negatives every this many epochs (0: never)"},
+    {"train-unknown", OPT_INT, O(r.train_unknown), .min = 0, .max = INT_MAX,
+     .help = "the pack's single words the training hears (taken in turn\n"
+             "from each word; 0: all); the calibration hears them all"},
     {"select", OPT_ENUM, O(r.select), .names = select_names,
      .help = "which epoch is kept: the last, or the best held-out stream\n"
              "or clip accuracy"},

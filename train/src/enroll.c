@@ -57,6 +57,7 @@ void enroll_recipe_default(struct enroll_recipe *r) {
     r->val_passes = 4;
     r->batch = 64;
     r->mine_every = 2;
+    r->train_unknown = 700;        /* the first pack's size; the rest calibrates (docs/ENROLL.md) */
     r->select = TRAIN_SELECT_LAST; /* the weight average at the end (docs/ENROLL.md) */
     r->window_ms = 3000.0f;
     r->p_keyword = 0.3f;
@@ -255,61 +256,109 @@ static int is_new_word(const struct enroll_recipe *r, const char *name) {
     return 0;
 }
 
+/* How many of each word's n[w] clips the training hears when it takes them
+ * in turn from each word (the first of every word, then the second, ...) up
+ * to total (0: all of them): q[w]. */
+static void unknown_quota(const size_t *n, size_t n_words, size_t total, size_t *q) {
+    size_t left = 0;
+    for (size_t w = 0; w < n_words; w++) {
+        q[w] = total ? 0 : n[w];
+        left += n[w];
+    }
+    for (size_t turn = 0, taken = 0; total && taken < total && taken < left; turn++)
+        for (size_t w = 0; w < n_words && taken < total; w++)
+            if (turn < n[w]) {
+                q[w]++;
+                taken++;
+            }
+}
+
 /* data/_unknown_/<word>_<clip> -> the pack's single words
- * (unknown/<word>/<clip>), less the words being enrolled; every eighth of
- * each word listed in vl for validation. A pack without unknown/ gives an
+ * (unknown/<word>/<clip>), less the words being enrolled. Of each word the
+ * clips within its training quota (unknown_quota) train, every eighth of
+ * them listed in vl for validation; the rest are listed in tl (the test
+ * split: the calibration alone hears them). A pack without unknown/ gives an
  * empty class. Returns 0 or a negative errno. */
-static int layout_unknown(struct enr *E, FILE *vl) {
+static int layout_unknown(struct enr *E, FILE *vl, FILE *tl) {
     char root[PATH_MAX + 16], path[PATH_MAX * 2];
     snprintf(root, sizeof root, "%s/unknown", E->r->pack);
     snprintf(path, sizeof path, "%s/_unknown_", E->data);
     if (mkdir(path, 0700) < 0)
         return -errno;
     char **subs;
-    size_t n_sub = dataset__list_dirs(root, &subs), n = 0;
+    size_t n_sub = dataset__list_dirs(root, &subs), n = 0, n_train = 0;
+    char ***files = calloc(n_sub + 1, sizeof *files);
+    char(*real)[PATH_MAX] = calloc(n_sub + 1, sizeof *real);
+    size_t *nf = calloc(n_sub + 1, sizeof *nf), *quota = calloc(n_sub + 1, sizeof *quota);
+    if (!files || !real || !nf || !quota) {
+        for (size_t s = 0; s < n_sub; s++)
+            free(subs[s]);
+        free(subs);
+        free(files);
+        free(real);
+        free(nf);
+        free(quota);
+        return -ENOMEM;
+    }
     int rc = 0;
     for (size_t s = 0; s < n_sub; s++) {
-        char dir[PATH_MAX * 2], real[PATH_MAX];
+        char dir[PATH_MAX * 2];
         snprintf(dir, sizeof dir, "%s/%s", root, subs[s]);
-        if (!rc && is_new_word(E->r, subs[s])) {
+        if (is_new_word(E->r, subs[s]))
             say(E->p, "pack: %s left out of the unknown words (it is a word being enrolled)",
                 subs[s]);
-        } else if (!rc && realpath(dir, real)) {
-            char **files;
-            size_t nf = dataset__list_sounds(real, &files);
-            for (size_t i = 0; i < nf; i++) {
-                char src[PATH_MAX * 2];
-                snprintf(src, sizeof src, "%s/%s", real, files[i]);
-                snprintf(path, sizeof path, "%s/_unknown_/%s_%s", E->data, subs[s], files[i]);
-                if (!rc && symlink(src, path) < 0)
-                    rc = -errno;
-                if (!rc && i % 8 == 7)
-                    fprintf(vl, "_unknown_/%s_%s\n", subs[s], files[i]);
-                n += !rc;
-                free(files[i]);
-            }
-            free(files);
+        else if (realpath(dir, real[s]))
+            nf[s] = dataset__list_sounds(real[s], &files[s]);
+    }
+    unknown_quota(nf, n_sub, (size_t)E->r->train_unknown, quota);
+    for (size_t s = 0; s < n_sub; s++) {
+        for (size_t i = 0; i < nf[s]; i++) {
+            char src[PATH_MAX * 2];
+            snprintf(src, sizeof src, "%s/%s", real[s], files[s][i]);
+            snprintf(path, sizeof path, "%s/_unknown_/%s_%s", E->data, subs[s], files[s][i]);
+            if (!rc && symlink(src, path) < 0)
+                rc = -errno;
+            if (!rc && i >= quota[s])
+                fprintf(tl, "_unknown_/%s_%s\n", subs[s], files[s][i]);
+            else if (!rc && i % 8 == 7)
+                fprintf(vl, "_unknown_/%s_%s\n", subs[s], files[s][i]);
+            n += !rc;
+            n_train += !rc && i < quota[s];
+            free(files[s][i]);
         }
+        free(files[s]);
         free(subs[s]);
     }
     free(subs);
+    free(files);
+    free(real);
+    free(nf);
+    free(quota);
     if (!rc)
-        say(E->p, "pack: %zu unknown words", n);
+        say(E->p, "pack: %zu unknown words (%zu of them trained on; all calibrate)", n, n_train);
     return rc;
 }
 
 /* data/<word>/NNN.wav for each take, the last n_val of each word listed for
  * validation; data/_silence_/ 1 s cuts of the pack's noise (one in five for
- * validation); data/_unknown_/ the pack's single words (layout_unknown). */
+ * validation); data/_unknown_/ the pack's single words (layout_unknown: those
+ * beyond the training's quota in the test list). */
 static int layout_data(struct enr *E) {
     const struct enroll_recipe *r = E->r;
-    char path[PATH_MAX + 64], list[PATH_MAX + 32];
+    char path[PATH_MAX + 64], list[PATH_MAX + 32], tlist[PATH_MAX + 32];
     snprintf(list, sizeof list, "%s/validation_list.txt", E->data);
+    snprintf(tlist, sizeof tlist, "%s/testing_list.txt", E->data);
     if (mkdir(E->data, 0700) < 0)
         return efail(E, -errno, "%s: %s", E->data, strerror(errno));
-    FILE *vl = fopen(list, "w");
-    if (!vl)
-        return efail(E, -errno, "%s: %s", list, strerror(errno));
+    FILE *vl = fopen(list, "w"), *tl = fopen(tlist, "w");
+    if (!vl || !tl) {
+        int e = errno;
+        if (vl)
+            fclose(vl);
+        if (tl)
+            fclose(tl);
+        return efail(E, -e, "%s: %s", vl ? tlist : list, strerror(e));
+    }
     int rc = 0;
     for (int w = 0; w < r->n_words && !rc; w++) {
         const struct enroll_takes *ts = &E->takes[w];
@@ -350,8 +399,10 @@ static int layout_data(struct enr *E) {
     }
     free(names);
     if (!rc)
-        rc = layout_unknown(E, vl);
+        rc = layout_unknown(E, vl, tl);
     if (fclose(vl) != 0 && !rc)
+        rc = -EIO;
+    if (fclose(tl) != 0 && !rc)
         rc = -EIO;
     if (rc)
         return efail(E, rc, "%s: cannot write the data set (%s)", E->data, kws_strerror(rc));

@@ -16,15 +16,17 @@
  *     validation), 1 s cuts of the negative pack's noise as _silence_, the
  *     pack's single words (unknown/) as _unknown_ and its phrases (words/)
  *     as negatives, both less any word that is being enrolled (an eighth of
- *     each word's clips held out); the training windows draw their other
- *     words half from each;
+ *     each word's clips held out); of the single words, train_unknown
+ *     (taken in turn from each word) are trained on, the rest kept for the
+ *     calibration alone; the training windows draw their other words half
+ *     from the single words, half from the phrases;
  *   - trains through train_run (kws/recipe.h) from the shipped model
  *     (init): its hidden layers, front end and encoder are taken as they
  *     are, and the readout rows of every class it shares with the new model
  *     (_silence_, _unknown_, and with keep_keywords its keywords) start from
  *     the model's; the rest is the enrol recipe below (stream windows,
  *     negatives, hard-negative mining, speed/gain/noise augmentation);
- *   - calibrates: a stream of the pack's phrases and single words alone, at
+ *   - calibrates: a stream of the pack's phrases and all its single words alone, at
  *     least calib_hours long (the pack said again and again, each pass in a
  *     new order, with the pack's noise under it at 5-25 dB), gives the lowest
  *     threshold with at most calib_fa false alarms per hour; a stream of the
@@ -155,6 +157,8 @@ struct enroll_recipe {
 
     /* ---- training (kws/recipe.h fields of the same names) ---- */
     int windows, epochs, batch, mine_every, select;
+    int train_unknown; /* the pack's single words the training hears, taken in turn
+                        * from each word (0: all); calibration hears them all (700) */
     int val_passes; /* passes of the validation stream each epoch (calib_passes) */
     float window_ms, p_keyword;
     float lr, lr_delay, sigma_init, win_weight, fa_weight, ema;
