@@ -290,18 +290,8 @@ static int layout_unknown(struct enr *E, FILE *vl, FILE *tl) {
     char ***files = calloc(n_sub + 1, sizeof *files);
     char(*real)[PATH_MAX] = calloc(n_sub + 1, sizeof *real);
     size_t *nf = calloc(n_sub + 1, sizeof *nf), *quota = calloc(n_sub + 1, sizeof *quota);
-    if (!files || !real || !nf || !quota) {
-        for (size_t s = 0; s < n_sub; s++)
-            free(subs[s]);
-        free(subs);
-        free(files);
-        free(real);
-        free(nf);
-        free(quota);
-        return -ENOMEM;
-    }
-    int rc = 0;
-    for (size_t s = 0; s < n_sub; s++) {
+    int rc = files && real && nf && quota ? 0 : -ENOMEM;
+    for (size_t s = 0; s < n_sub && !rc; s++) {
         char dir[PATH_MAX * 2];
         snprintf(dir, sizeof dir, "%s/%s", root, subs[s]);
         if (is_new_word(E->r, subs[s]))
@@ -310,9 +300,10 @@ static int layout_unknown(struct enr *E, FILE *vl, FILE *tl) {
         else if (realpath(dir, real[s]))
             nf[s] = dataset__list_sounds(real[s], &files[s]);
     }
-    unknown_quota(nf, n_sub, (size_t)E->r->train_unknown, quota);
+    if (!rc)
+        unknown_quota(nf, n_sub, (size_t)E->r->train_unknown, quota);
     for (size_t s = 0; s < n_sub; s++) {
-        for (size_t i = 0; i < nf[s]; i++) {
+        for (size_t i = 0; !rc && i < nf[s]; i++) {
             char src[PATH_MAX * 2];
             snprintf(src, sizeof src, "%s/%s", real[s], files[s][i]);
             snprintf(path, sizeof path, "%s/_unknown_/%s_%s", E->data, subs[s], files[s][i]);
@@ -324,9 +315,11 @@ static int layout_unknown(struct enr *E, FILE *vl, FILE *tl) {
                 fprintf(vl, "_unknown_/%s_%s\n", subs[s], files[s][i]);
             n += !rc;
             n_train += !rc && i < quota[s];
-            free(files[s][i]);
         }
-        free(files[s]);
+        for (size_t i = 0; nf && i < nf[s]; i++)
+            free(files[s][i]);
+        if (files)
+            free(files[s]);
         free(subs[s]);
     }
     free(subs);
