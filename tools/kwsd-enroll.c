@@ -110,6 +110,10 @@ static const struct opt enroll_opts_table[] = {
     {"freeze", OPT_INT, O(r.freeze), .min = 0, .max = SNN_MAX_LAYERS,
      .help = "hidden layers of --init kept as they are (0: all fine-tuned;\n"
              "2, with the shipped model: only the readout learns)"},
+    {"speed", OPT_PAIR, O(r.speed), .min = 0.5, .max = 2, .meta = "LO,HI",
+     .help = "augmentation: speed range of every item of a window"},
+    {"p-keyword", OPT_FLOAT, O(r.p_keyword), .min = 0, .max = 1, .open = OPT_OPEN_MIN,
+     .help = "share of a training window's items that are takes"},
     {"reverb", OPT_FLOAT, O(r.reverb), .min = 0, .max = 1,
      .help = "share of training windows put in a synthetic room (0: none)"},
     {"mine-every", OPT_INT, O(r.mine_every), .min = 0, .max = 1000,
