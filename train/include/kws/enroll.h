@@ -157,8 +157,8 @@ struct enroll_recipe {
 
     /* ---- training (kws/recipe.h fields of the same names) ---- */
     int windows, epochs, batch, mine_every, select;
-    int train_unknown; /* the pack's single words the training hears, taken in turn
-                        * from each word (0: all); calibration hears them all (700) */
+    int train_unknown; /* the pack's single words the training hears (700), taken in
+                        * turn from each word (0: all); calibration hears them all */
     int val_passes; /* passes of the validation stream each epoch (calib_passes) */
     float window_ms, p_keyword;
     float lr, lr_delay, sigma_init, win_weight, fa_weight, ema;
