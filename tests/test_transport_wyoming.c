@@ -677,10 +677,6 @@ Test(wyoming, flood_ahead_of_real_time_is_paused) {
     wyc_close(&c);
 }
 
-/* The same listening path: the events a client gets for a recording are
- * the events kwsd-eval --wav prints for it (same labels, same times), both
- * through the model's front end, the microphone's resampler and a
- * kws_listener. */
 /* For a test that needs kwsd-eval: without it, the suite's kwsd is stopped
  * before the skip, as a skipped test's worker ends without the .fini. */
 static void need_eval(void) {
@@ -691,6 +687,10 @@ static void need_eval(void) {
     }
 }
 
+/* The same listening path: the events a client gets for a recording are
+ * the events kwsd-eval --wav prints for it (same labels, same times), both
+ * through the model's front end, the microphone's resampler and a
+ * kws_listener. */
 Test(wyoming, same_events_as_kwsd_eval, .init = need_eval) {
     kt_sh("%s --model %s --wav %s/kw.wav --threshold 0.9 > %s/eval.txt 2>&1", EVAL, MODEL, dir, dir);
     char want[256] = "", line[512], got[256];
