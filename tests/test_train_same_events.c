@@ -68,7 +68,8 @@ struct event {
     float score;
 };
 
-/* The recording's audio, from stream_eval_opts.on_audio (one pass). */
+/* The recording's audio, from stream_eval_opts.on_audio (one pass, piece
+ * by piece). */
 struct audio {
     float *x;
     size_t n;
@@ -77,10 +78,10 @@ struct audio {
 static void keep_audio(void *ctx, int pass, const float *x, size_t n) {
     struct audio *a = ctx;
     cr_assert(eq(int, pass, 0));
-    a->x = malloc(n * sizeof *x);
+    a->x = realloc(a->x, (a->n + n) * sizeof *x);
     cr_assert(not(eq(ptr, a->x, NULL)));
-    memcpy(a->x, x, n * sizeof *x);
-    a->n = n;
+    memcpy(a->x + a->n, x, n * sizeof *x);
+    a->n += n;
 }
 
 /* kwsd-eval --wav's events: "  12.34 s: yes (score 0.812, ...". */

@@ -124,17 +124,17 @@ static void open_set(struct dataset *ds, struct snn_model *m, struct split *sp) 
     snn_model_prepare(m);
 }
 
-/* Collects the audio of every pass into one buffer. */
+/* Collects the recording's audio, piece by piece, into one buffer. */
 struct audio_log {
     float *x;
     size_t n, cap;
-    int passes;
+    int passes; /* passes heard */
 };
 
 static void keep_audio(void *ctx, int pass, const float *x, size_t n) {
     struct audio_log *a = ctx;
-    cr_assert(eq(int, pass, a->passes), "passes come in order");
-    a->passes++;
+    cr_assert(pass == a->passes - 1 || pass == a->passes, "passes come in order");
+    a->passes = pass + 1;
     if (a->n + n > a->cap) {
         a->cap = (a->n + n) * 2;
         a->x = realloc(a->x, a->cap * sizeof *a->x);

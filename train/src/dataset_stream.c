@@ -68,7 +68,8 @@ struct plan {
     int32_t *gap;     /* (passes * per_pass) samples of silence before it */
     uint8_t *neg;     /* (passes * per_pass) 1: a negative phrase */
     size_t *pass_len; /* (passes) samples */
-    size_t total, max_len;
+    size_t total;
+    size_t max_item; /* samples of the longest item with its gap, or of a pass's tail */
 };
 
 static void plan_free(struct plan *pl) {
@@ -163,6 +164,7 @@ static int plan_make(struct plan *pl, const struct dataset *ds, const size_t *id
         if (pl->n_neg)
             shuffle(negs, pl->n_neg, &sn);
         size_t wi = 0, ni = 0, len = p == P - 1 ? (size_t)rate : 0; /* 1 s after the last */
+        pl->max_item = (size_t)rate > pl->max_item ? (size_t)rate : pl->max_item;
         for (size_t i = 0; i < pl->per_pass; i++) {
             size_t k = p * pl->per_pass + i, left_w = pl->n_word - wi, left_n = pl->n_neg - ni;
             int is_neg = left_n && xorshift(&sn) % (uint64_t)(left_w + left_n) < left_n;
@@ -175,11 +177,12 @@ static int plan_make(struct plan *pl, const struct dataset *ds, const size_t *id
                 wi++;
             }
             pl->neg[k] = (uint8_t)(is_neg || ds->clips[pl->clip[k]].negative);
-            len += (size_t)pl->gap[k] + (size_t)ds->clips[pl->clip[k]].n;
+            size_t item = (size_t)pl->gap[k] + (size_t)ds->clips[pl->clip[k]].n;
+            pl->max_item = item > pl->max_item ? item : pl->max_item;
+            len += item;
         }
         pl->pass_len[p] = len;
         pl->total += len;
-        pl->max_len = len > pl->max_len ? len : pl->max_len;
     }
     free(word);
     free(wgap);
@@ -297,39 +300,62 @@ int stream_eval_run_passes(struct stream_eval *se, const struct snn_model *m,
     return stream_eval_run_opts(se, m, ds, idx, n, &o);
 }
 
-/* Writes pass p's audio into x (pl->pass_len[p] samples) and its items'
- * word boundaries into se (base: the pass's first sample in the recording).
- * The gaps walk through the silence clips in order, *si and *sil_pos
- * carrying on across passes. */
-static void fill_pass(struct stream_eval *se, const struct dataset *ds, const struct plan *pl,
-                      int p, float *x, int64_t base, float noise_gain, size_t *si, size_t *sil_pos,
-                      struct noise_mix *nm) {
-    size_t pos = 0;
-    memset(x, 0, pl->pass_len[p] * sizeof *x);
-    for (size_t i = 0; i < pl->per_pass; i++) {
-        size_t k = (size_t)p * pl->per_pass + i;
-        const struct ds_clip *cl = &ds->clips[pl->clip[k]];
-        for (int32_t g = 0; g < pl->gap[k] && pl->n_sil; g++) {
-            const struct ds_clip *nc = &ds->clips[pl->sil[*si % pl->n_sil]];
-            x[pos + (size_t)g] = noise_gain * nc->x[*sil_pos];
-            if (++*sil_pos >= (size_t)nc->n) {
-                *sil_pos = 0;
-                ++*si;
-            }
+/* Writes item k's audio into x (its gap of silence, then its clip, the
+ * noise under both: gap + clip samples) and its word boundaries into se
+ * (base: the item's first sample in the recording). Returns the samples
+ * written. The gaps walk through the silence clips in order, *si and
+ * *sil_pos carrying on across items. */
+static size_t fill_item(struct stream_eval *se, const struct dataset *ds, const struct plan *pl,
+                        size_t k, float *x, int64_t base, float noise_gain, size_t *si,
+                        size_t *sil_pos, struct noise_mix *nm) {
+    const struct ds_clip *cl = &ds->clips[pl->clip[k]];
+    size_t gap = (size_t)pl->gap[k];
+    for (size_t g = 0; g < gap; g++) {
+        if (!pl->n_sil) {
+            x[g] = 0.0f;
+            continue;
         }
-        memcpy(x + pos + (size_t)pl->gap[k], cl->x, (size_t)cl->n * sizeof *x);
-        if (nm->scale)
-            noise_add_item(nm, x, pos, pl->gap[k], cl);
-        pos += (size_t)pl->gap[k];
-        se->on[k] = base + (int64_t)pos + cl->on;
-        se->off[k] = base + (int64_t)pos + cl->off;
-        se->lab[k] = cl->label;
-        se->neg[k] = pl->neg[k];
-        pos += (size_t)cl->n;
+        const struct ds_clip *nc = &ds->clips[pl->sil[*si % pl->n_sil]];
+        x[g] = noise_gain * nc->x[*sil_pos];
+        if (++*sil_pos >= (size_t)nc->n) {
+            *sil_pos = 0;
+            ++*si;
+        }
     }
-    if (nm->scale) /* the tail after the last word keeps the last gain */
-        for (; pos < pl->pass_len[p]; pos++)
-            x[pos] += nm->g_prev * noise_next(nm);
+    memcpy(x + gap, cl->x, (size_t)cl->n * sizeof *x);
+    if (nm->scale)
+        noise_add_item(nm, x, 0, pl->gap[k], cl);
+    se->on[k] = base + (int64_t)gap + cl->on;
+    se->off[k] = base + (int64_t)gap + cl->off;
+    se->lab[k] = cl->label;
+    se->neg[k] = pl->neg[k];
+    return gap + (size_t)cl->n;
+}
+
+/* Writes the n samples after a pass's last item into x: silence, or the
+ * noise at the last item's gain. */
+static void fill_tail(float *x, size_t n, struct noise_mix *nm) {
+    for (size_t i = 0; i < n; i++)
+        x[i] = nm->scale ? nm->g_prev * noise_next(nm) : 0.0f;
+}
+
+/* Runs the front end and the network over the next n samples of the
+ * recording, appending their frames to se (v, held, nf; at most nf_max in
+ * all); sp holds one piece's spikes. */
+static void run_piece(struct stream_eval *se, struct audio_fe *fe, struct kws_listener *lis,
+                      float *sp, size_t sp_max, size_t nf_max, const float *x, size_t n) {
+    size_t room = nf_max - se->nf;
+    struct frames_ctx fc = {fe, sp,           se->held + se->nf, room < sp_max ? room : sp_max,
+                            0,  lis->frame_ms};
+    audio_fe_push(fe, x, n, keep_frame, &fc);
+    size_t got = fc.count < fc.max ? fc.count : fc.max;
+    for (size_t t = 0; t < got; t++, se->nf++) {
+        /* the network half of kwsd's listener; the detector runs in
+         * stream_eval_score, once per threshold scored */
+        kws_listener_step_net(lis, sp + t * (size_t)fe->n_out, se->held[se->nf]);
+        memcpy(se->v + se->nf * (size_t)se->n_classes, lis->v,
+               (size_t)se->n_classes * sizeof *lis->v);
+    }
 }
 
 int stream_eval_run_opts(struct stream_eval *se, const struct snn_model *m,
@@ -367,8 +393,10 @@ int stream_eval_run_opts(struct stream_eval *se, const struct snn_model *m,
         rc = -ENOMEM;
         goto out;
     }
-    size_t nf_max = pl.total / (size_t)hop + 1, pf_max = pl.max_len / (size_t)hop + 2;
-    x = malloc(pl.max_len * sizeof *x);
+    /* the recording is made and heard an item at a time: only one item's
+     * audio and spikes are held */
+    size_t nf_max = pl.total / (size_t)hop + 1, pf_max = pl.max_item / (size_t)hop + 2;
+    x = malloc(pl.max_item * sizeof *x);
     if (!x || (rc = audio_fe_init(&fe, &cfg->fe)) < 0 ||
         (rc = kws_listener_init(&lis, m, &ls)) < 0) {
         rc = rc < 0 ? rc : -ENOMEM;
@@ -381,35 +409,32 @@ int stream_eval_run_opts(struct stream_eval *se, const struct snn_model *m,
         rc = -ENOMEM;
         goto out;
     }
-    /* each pass: its audio, then the front end and the network, never reset
-     * between passes */
-    size_t si = 0, sil_pos = 0, nf = 0;
+    /* the network is never reset, between items or passes */
+    size_t si = 0, sil_pos = 0;
     int64_t base = 0;
     for (int p = 0; p < pl.passes; p++) {
-        fill_pass(se, ds, &pl, p, x, base, o->noise_gain, &si, &sil_pos, &nm);
-        if (o->on_audio)
-            o->on_audio(o->ctx, p, x, pl.pass_len[p]);
-        struct frames_ctx fc = {&fe,
-                                sp,
-                                se->held + nf,
-                                nf_max - nf < pf_max ? nf_max - nf : pf_max,
-                                0,
-                                lis.frame_ms};
-        audio_fe_push(&fe, x, pl.pass_len[p], keep_frame, &fc);
-        size_t got = fc.count < fc.max ? fc.count : fc.max;
-        for (size_t t = 0; t < got; t++, nf++) {
-            /* the network half of kwsd's listener; the detector runs in
-             * stream_eval_score, once per threshold scored */
-            kws_listener_step_net(&lis, sp + t * (size_t)fe.n_out, se->held[nf]);
-            memcpy(se->v + nf * (size_t)cfg->n_classes, lis.v,
-                   (size_t)cfg->n_classes * sizeof *lis.v);
+        size_t done = 0;
+        for (size_t i = 0; i < pl.per_pass; i++) {
+            size_t k = (size_t)p * pl.per_pass + i;
+            size_t len = fill_item(se, ds, &pl, k, x, base, o->noise_gain, &si, &sil_pos, &nm);
+            if (o->on_audio)
+                o->on_audio(o->ctx, p, x, len);
+            run_piece(se, &fe, &lis, sp, pf_max, nf_max, x, len);
+            base += (int64_t)len;
+            done += len;
         }
-        base += (int64_t)pl.pass_len[p];
+        if (done < pl.pass_len[p]) {
+            size_t len = pl.pass_len[p] - done;
+            fill_tail(x, len, &nm);
+            if (o->on_audio)
+                o->on_audio(o->ctx, p, x, len);
+            run_piece(se, &fe, &lis, sp, pf_max, nf_max, x, len);
+            base += (int64_t)len;
+        }
     }
     se->n_word = nw_all;
     se->passes = pl.passes;
     se->hours = (double)pl.total / rate / 3600.0;
-    se->nf = nf;
 out:
     plan_free(&pl);
     free(nm.scale);

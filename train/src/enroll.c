@@ -230,6 +230,8 @@ struct enr {
     size_t msglen;
     char tmp[PATH_MAX - 64]; /* the temporary folder */
     char data[PATH_MAX];     /* its data set */
+    char calib[PATH_MAX];    /* the single words the calibration hears */
+    size_t n_calib;          /* how many */
     char neg[PATH_MAX];      /* its negatives (links to the pack's word folders) */
     char noise[PATH_MAX];
     char model[PATH_MAX]; /* the trained model before calibration */
@@ -237,7 +239,9 @@ struct enr {
     int rate;
     struct enroll_takes takes[ENROLL_MAX_WORDS];
     struct enroll_result *res;
-    double cal_passes; /* passes the calibration stream will take (the bar's total) */
+    double cal_min;   /* minutes of audio the calibration stream will last (the bar's total) */
+    double cal_heard; /* samples of it heard so far */
+    int cal_shown;    /* the last tenth of it shown on the bar */
 };
 
 static int efail(struct enr *E, int rc, const char *fmt, ...) {
@@ -276,14 +280,17 @@ static void unknown_quota(const size_t *n, size_t n_words, size_t total, size_t 
 /* data/_unknown_/<word>_<clip> -> the pack's single words
  * (unknown/<word>/<clip>), less the words being enrolled. Of each word the
  * clips within its training quota (unknown_quota) train, every eighth of
- * them listed in vl for validation; the rest are listed in tl (the test
- * split: the calibration alone hears them). A pack without unknown/ gives an
- * empty class. Returns 0 or a negative errno. */
-static int layout_unknown(struct enr *E, FILE *vl, FILE *tl) {
+ * them listed in vl for validation. calib/_unknown_/ links to all of them,
+ * for the calibration: the training never reads the rest. A pack without
+ * unknown/ gives empty classes. Returns 0 or a negative errno. */
+static int layout_unknown(struct enr *E, FILE *vl) {
     char root[PATH_MAX + 16], path[PATH_MAX * 2];
     snprintf(root, sizeof root, "%s/unknown", E->r->pack);
     snprintf(path, sizeof path, "%s/_unknown_", E->data);
     if (mkdir(path, 0700) < 0)
+        return -errno;
+    snprintf(path, sizeof path, "%s/_unknown_", E->calib);
+    if (mkdir(E->calib, 0700) < 0 || mkdir(path, 0700) < 0)
         return -errno;
     char **subs;
     size_t n_sub = dataset__list_dirs(root, &subs), n = 0, n_train = 0;
@@ -306,15 +313,17 @@ static int layout_unknown(struct enr *E, FILE *vl, FILE *tl) {
         for (size_t i = 0; !rc && i < nf[s]; i++) {
             char src[PATH_MAX * 2];
             snprintf(src, sizeof src, "%s/%s", real[s], files[s][i]);
-            snprintf(path, sizeof path, "%s/_unknown_/%s_%s", E->data, subs[s], files[s][i]);
+            snprintf(path, sizeof path, "%s/_unknown_/%s_%s", E->calib, subs[s], files[s][i]);
             if (!rc && symlink(src, path) < 0)
                 rc = -errno;
-            if (!rc && i >= quota[s])
-                fprintf(tl, "_unknown_/%s_%s\n", subs[s], files[s][i]);
-            else if (!rc && i % 8 == 7)
+            snprintf(path, sizeof path, "%s/_unknown_/%s_%s", E->data, subs[s], files[s][i]);
+            if (!rc && i < quota[s] && symlink(src, path) < 0)
+                rc = -errno;
+            if (!rc && i < quota[s] && i % 8 == 7)
                 fprintf(vl, "_unknown_/%s_%s\n", subs[s], files[s][i]);
             n += !rc;
             n_train += !rc && i < quota[s];
+            E->n_calib += !rc;
         }
         for (size_t i = 0; nf && i < nf[s]; i++)
             free(files[s][i]);
@@ -334,24 +343,17 @@ static int layout_unknown(struct enr *E, FILE *vl, FILE *tl) {
 
 /* data/<word>/NNN.wav for each take, the last n_val of each word listed for
  * validation; data/_silence_/ 1 s cuts of the pack's noise (one in five for
- * validation); data/_unknown_/ the pack's single words (layout_unknown: those
- * beyond the training's quota in the test list). */
+ * validation); data/_unknown_/ the pack's single words within the
+ * training's quota, calib/_unknown_/ all of them (layout_unknown). */
 static int layout_data(struct enr *E) {
     const struct enroll_recipe *r = E->r;
-    char path[PATH_MAX + 64], list[PATH_MAX + 32], tlist[PATH_MAX + 32];
+    char path[PATH_MAX + 64], list[PATH_MAX + 32];
     snprintf(list, sizeof list, "%s/validation_list.txt", E->data);
-    snprintf(tlist, sizeof tlist, "%s/testing_list.txt", E->data);
     if (mkdir(E->data, 0700) < 0)
         return efail(E, -errno, "%s: %s", E->data, strerror(errno));
-    FILE *vl = fopen(list, "w"), *tl = fopen(tlist, "w");
-    if (!vl || !tl) {
-        int e = errno;
-        if (vl)
-            fclose(vl);
-        if (tl)
-            fclose(tl);
-        return efail(E, -e, "%s: %s", vl ? tlist : list, strerror(e));
-    }
+    FILE *vl = fopen(list, "w");
+    if (!vl)
+        return efail(E, -errno, "%s: %s", list, strerror(errno));
     int rc = 0;
     for (int w = 0; w < r->n_words && !rc; w++) {
         const struct enroll_takes *ts = &E->takes[w];
@@ -392,10 +394,8 @@ static int layout_data(struct enr *E) {
     }
     free(names);
     if (!rc)
-        rc = layout_unknown(E, vl, tl);
+        rc = layout_unknown(E, vl);
     if (fclose(vl) != 0 && !rc)
-        rc = -EIO;
-    if (fclose(tl) != 0 && !rc)
         rc = -EIO;
     if (rc)
         return efail(E, rc, "%s: cannot write the data set (%s)", E->data, kws_strerror(rc));
@@ -553,12 +553,19 @@ static int train_enroll(struct enr *E) {
 
 /* ==== Calibration ==== */
 
+/* The bar counts minutes of the stream heard, shown at each tenth of it
+ * (the last when the stream ends: its length was estimated). */
 static void on_cal_audio(void *ctx, int pass, const float *x, size_t n) {
     struct enr *E = ctx;
+    (void)pass;
     (void)x;
-    (void)n;
-    if (E->p && E->p->bar)
-        E->p->bar(E->p->data, "calibration", pass + 1, E->cal_passes);
+    E->cal_heard += (double)n;
+    double min = E->cal_heard / E->rate / 60.0;
+    int tenth = E->cal_min > 0 ? (int)(10.0 * min / E->cal_min) : 10;
+    if (tenth > E->cal_shown && tenth < 10 && E->p && E->p->bar) {
+        E->cal_shown = tenth;
+        E->p->bar(E->p->data, "calibration", floor(min), ceil(E->cal_min));
+    }
 }
 
 /* The threshold from a stream of the pack's negatives alone (>= calib_hours;
@@ -574,6 +581,9 @@ static int calibrate(struct enr *E, struct snn_model *m) {
     int rc = dataset_init(&ds, labels, m->cfg.n_classes, E->rate);
     if (!rc)
         rc = dataset_load(&ds, E->data, -1, msg, sizeof msg);
+    int calib_src = ds.n_sources; /* the single words it hears: calib/'s */
+    if (!rc && E->n_calib)
+        rc = dataset_load(&ds, E->calib, DS_TEST, msg, sizeof msg);
     if (!rc)
         rc = dataset_load_negatives(&ds, E->neg, DS_TEST, msg, sizeof msg);
     size_t noise0 = ds.n_noise; /* the pack's recordings follow the _silence_ clips */
@@ -592,9 +602,9 @@ static int calibrate(struct enr *E, struct snn_model *m) {
         const struct ds_clip *c = &ds.clips[i];
         if (c->label == ds.sil_class)
             sil[n_sil++] = held[n_held++] = i;
-        else if (c->negative || c->label == ds.unk_class) /* phrases and single words */
-            neg[n_neg++] = i;
-        else if (c->split == DS_VAL)
+        else if (c->negative || (c->label == ds.unk_class && c->source == calib_src))
+            neg[n_neg++] = i;                                    /* phrases and single words */
+        else if (c->split == DS_VAL && c->label != ds.unk_class) /* calib/ has data/'s words */
             held[n_held++] = i;
     }
     struct stream_eval_opts o = stream_eval_opts_default();
@@ -615,15 +625,21 @@ static int calibrate(struct enr *E, struct snn_model *m) {
     struct kws_listener_settings ls; /* kwsd's smoothing and refractory period */
     kws_listener_settings_default(&ls);
     if (!rc) {
-        /* the bar's total: the passes the stream will need, as stream_eval counts them */
+        /* the bar's total: the passes the stream will need, as stream_eval
+         * counts them, and their minutes */
         double secs = 0.0;
         for (size_t i = 0; i < n_neg; i++)
             secs += (double)ds.clips[neg[i]].n / E->rate + 1.25;
         double passes = secs > 0 ? ceil(r->calib_hours * 3600.0 / secs) : 1;
-        E->cal_passes = passes < 1                            ? 1
-                        : passes > STREAM_EVAL_MAX_NEG_PASSES ? STREAM_EVAL_MAX_NEG_PASSES
-                                                              : passes;
+        passes = passes < 1                            ? 1
+                 : passes > STREAM_EVAL_MAX_NEG_PASSES ? STREAM_EVAL_MAX_NEG_PASSES
+                                                       : passes;
+        E->cal_min = passes * secs / 60.0;
+        E->cal_heard = 0.0;
+        E->cal_shown = 0;
         rc = stream_eval_run_opts(&se, m, &ds, sil, n_sil, &o);
+        if (!rc && E->p && E->p->bar)
+            E->p->bar(E->p->data, "calibration", ceil(E->cal_min), ceil(E->cal_min));
     }
     float thr = 0.0f;
     if (!rc) {
@@ -778,6 +794,7 @@ int enroll_run(const struct enroll_recipe *r, const struct enroll_progress *p,
     }
     if (!rc) {
         snprintf(E->data, sizeof E->data, "%s/data", E->tmp);
+        snprintf(E->calib, sizeof E->calib, "%s/calib", E->tmp);
         snprintf(E->neg, sizeof E->neg, "%s/negatives", E->tmp);
         snprintf(E->model, sizeof E->model, "%s/model.kwsm", E->tmp);
         rc = layout_data(E);

@@ -106,8 +106,10 @@ struct stream_eval_opts {
     const int32_t *noise_n;    /* (n_noise) their lengths, samples */
     size_t n_noise;
     float snr_lo, snr_hi; /* dB, snr_lo <= snr_hi */
-    /* called with each pass's audio before the front end runs over it
-     * (x: n samples, valid during the call; each pass follows the one before), or NULL */
+    /* called with the recording's audio a piece at a time, in order, before
+     * the front end runs over it (a word or negative with the gap before it,
+     * or a pass's tail; pass: the piece's pass; x: n samples, valid during
+     * the call), or NULL */
     void (*on_audio)(void *ctx, int pass, const float *x, size_t n);
     void *ctx;
 };
@@ -121,9 +123,10 @@ struct stream_eval_opts stream_eval_opts_default(void);
  * network never reset. Pass 0 says the words in idx's order, each later pass
  * in a shuffled order with gap lengths drawn on; the words' orders and gaps
  * depend on the seed alone, so negatives move the words but never reorder
- * them, and noise changes neither. Only one pass of audio and spikes is held
- * at a time; the
- * potentials of all passes are kept (n_classes floats per 10 ms frame).
+ * them, and noise changes neither. The recording is made and heard an item
+ * at a time (a word or negative with its gap): only one item's audio and
+ * spikes are held, whatever its length; the potentials of all passes are
+ * kept (n_classes floats per 10 ms frame).
  * Returns 0, -ENOMEM, KWS_EDATASET when there is no word (neg_only: no
  * negative) or no noise recording with sound, or KWS_EBADFIELD for passes
  * outside 1..STREAM_EVAL_MAX_PASSES or a bad SNR range. */
