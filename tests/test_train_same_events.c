@@ -75,9 +75,10 @@ struct audio {
     size_t n;
 };
 
-static void keep_audio(void *ctx, int pass, const float *x, size_t n) {
+static void keep_audio(void *ctx, int pass, const float *x, size_t n, size_t total) {
     struct audio *a = ctx;
     cr_assert(eq(int, pass, 0));
+    cr_assert(le(sz, a->n + n, total), "no piece beyond the recording's length");
     a->x = realloc(a->x, (a->n + n) * sizeof *x);
     cr_assert(not(eq(ptr, a->x, NULL)));
     memcpy(a->x + a->n, x, n * sizeof *x);

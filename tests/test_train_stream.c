@@ -131,9 +131,10 @@ struct audio_log {
     int passes; /* passes heard */
 };
 
-static void keep_audio(void *ctx, int pass, const float *x, size_t n) {
+static void keep_audio(void *ctx, int pass, const float *x, size_t n, size_t total) {
     struct audio_log *a = ctx;
     cr_assert(pass == a->passes - 1 || pass == a->passes, "passes come in order");
+    cr_assert(le(sz, a->n + n, total), "no piece beyond the recording's length");
     a->passes = pass + 1;
     if (a->n + n > a->cap) {
         a->cap = (a->n + n) * 2;

@@ -345,8 +345,11 @@ static void fill_tail(float *x, size_t n, struct noise_mix *nm) {
 static void run_piece(struct stream_eval *se, struct audio_fe *fe, struct kws_listener *lis,
                       float *sp, size_t sp_max, size_t nf_max, const float *x, size_t n) {
     size_t room = nf_max - se->nf;
-    struct frames_ctx fc = {fe, sp,           se->held + se->nf, room < sp_max ? room : sp_max,
-                            0,  lis->frame_ms};
+    struct frames_ctx fc = {.fe = fe,
+                            .spikes = sp,
+                            .held = se->held + se->nf,
+                            .max = room < sp_max ? room : sp_max,
+                            .frame_ms = lis->frame_ms};
     audio_fe_push(fe, x, n, keep_frame, &fc);
     size_t got = fc.count < fc.max ? fc.count : fc.max;
     for (size_t t = 0; t < got; t++, se->nf++) {
@@ -418,7 +421,7 @@ int stream_eval_run_opts(struct stream_eval *se, const struct snn_model *m,
             size_t k = (size_t)p * pl.per_pass + i;
             size_t len = fill_item(se, ds, &pl, k, x, base, o->noise_gain, &si, &sil_pos, &nm);
             if (o->on_audio)
-                o->on_audio(o->ctx, p, x, len);
+                o->on_audio(o->ctx, p, x, len, pl.total);
             run_piece(se, &fe, &lis, sp, pf_max, nf_max, x, len);
             base += (int64_t)len;
             done += len;
@@ -427,7 +430,7 @@ int stream_eval_run_opts(struct stream_eval *se, const struct snn_model *m,
             size_t len = pl.pass_len[p] - done;
             fill_tail(x, len, &nm);
             if (o->on_audio)
-                o->on_audio(o->ctx, p, x, len);
+                o->on_audio(o->ctx, p, x, len, pl.total);
             run_piece(se, &fe, &lis, sp, pf_max, nf_max, x, len);
             base += (int64_t)len;
         }

@@ -231,7 +231,7 @@ struct enr {
     char tmp[PATH_MAX - 64]; /* the temporary folder */
     char data[PATH_MAX];     /* its data set */
     char calib[PATH_MAX];    /* the single words the calibration hears */
-    size_t n_calib;          /* how many */
+    size_t n_calib;          /* how many (all the pack's, less the new words') */
     char neg[PATH_MAX];      /* its negatives (links to the pack's word folders) */
     char noise[PATH_MAX];
     char model[PATH_MAX]; /* the trained model before calibration */
@@ -239,8 +239,7 @@ struct enr {
     int rate;
     struct enroll_takes takes[ENROLL_MAX_WORDS];
     struct enroll_result *res;
-    double cal_min;   /* minutes of audio the calibration stream will last (the bar's total) */
-    double cal_heard; /* samples of it heard so far */
+    size_t cal_heard; /* samples of the calibration stream heard so far */
     int cal_shown;    /* the last tenth of it shown on the bar */
 };
 
@@ -323,7 +322,6 @@ static int layout_unknown(struct enr *E, FILE *vl) {
                 fprintf(vl, "_unknown_/%s_%s\n", subs[s], files[s][i]);
             n += !rc;
             n_train += !rc && i < quota[s];
-            E->n_calib += !rc;
         }
         for (size_t i = 0; nf && i < nf[s]; i++)
             free(files[s][i]);
@@ -336,6 +334,7 @@ static int layout_unknown(struct enr *E, FILE *vl) {
     free(real);
     free(nf);
     free(quota);
+    E->n_calib = n;
     if (!rc)
         say(E->p, "pack: %zu unknown words (%zu of them trained on; all calibrate)", n, n_train);
     return rc;
@@ -553,18 +552,18 @@ static int train_enroll(struct enr *E) {
 
 /* ==== Calibration ==== */
 
-/* The bar counts minutes of the stream heard, shown at each tenth of it
- * (the last when the stream ends: its length was estimated). */
-static void on_cal_audio(void *ctx, int pass, const float *x, size_t n) {
+/* The bar counts minutes of the stream heard, shown at each tenth of it. */
+static void on_cal_audio(void *ctx, int pass, const float *x, size_t n, size_t total) {
     struct enr *E = ctx;
     (void)pass;
     (void)x;
-    E->cal_heard += (double)n;
-    double min = E->cal_heard / E->rate / 60.0;
-    int tenth = E->cal_min > 0 ? (int)(10.0 * min / E->cal_min) : 10;
-    if (tenth > E->cal_shown && tenth < 10 && E->p && E->p->bar) {
+    E->cal_heard += n;
+    int tenth = (int)(10 * E->cal_heard / total);
+    if (tenth > E->cal_shown && E->p && E->p->bar) {
         E->cal_shown = tenth;
-        E->p->bar(E->p->data, "calibration", floor(min), ceil(E->cal_min));
+        double min = 60.0 * E->rate;
+        E->p->bar(E->p->data, "calibration", round((double)E->cal_heard / min),
+                  round((double)total / min));
     }
 }
 
@@ -625,21 +624,9 @@ static int calibrate(struct enr *E, struct snn_model *m) {
     struct kws_listener_settings ls; /* kwsd's smoothing and refractory period */
     kws_listener_settings_default(&ls);
     if (!rc) {
-        /* the bar's total: the passes the stream will need, as stream_eval
-         * counts them, and their minutes */
-        double secs = 0.0;
-        for (size_t i = 0; i < n_neg; i++)
-            secs += (double)ds.clips[neg[i]].n / E->rate + 1.25;
-        double passes = secs > 0 ? ceil(r->calib_hours * 3600.0 / secs) : 1;
-        passes = passes < 1                            ? 1
-                 : passes > STREAM_EVAL_MAX_NEG_PASSES ? STREAM_EVAL_MAX_NEG_PASSES
-                                                       : passes;
-        E->cal_min = passes * secs / 60.0;
-        E->cal_heard = 0.0;
+        E->cal_heard = 0;
         E->cal_shown = 0;
         rc = stream_eval_run_opts(&se, m, &ds, sil, n_sil, &o);
-        if (!rc && E->p && E->p->bar)
-            E->p->bar(E->p->data, "calibration", ceil(E->cal_min), ceil(E->cal_min));
     }
     float thr = 0.0f;
     if (!rc) {

@@ -109,8 +109,8 @@ struct stream_eval_opts {
     /* called with the recording's audio a piece at a time, in order, before
      * the front end runs over it (a word or negative with the gap before it,
      * or a pass's tail; pass: the piece's pass; x: n samples, valid during
-     * the call), or NULL */
-    void (*on_audio)(void *ctx, int pass, const float *x, size_t n);
+     * the call; total: samples of the whole recording, all passes), or NULL */
+    void (*on_audio)(void *ctx, int pass, const float *x, size_t n, size_t total);
     void *ctx;
 };
 
