@@ -164,7 +164,7 @@ static int plan_make(struct plan *pl, const struct dataset *ds, const size_t *id
         if (pl->n_neg)
             shuffle(negs, pl->n_neg, &sn);
         size_t wi = 0, ni = 0, len = p == P - 1 ? (size_t)rate : 0; /* 1 s after the last */
-        pl->max_item = (size_t)rate > pl->max_item ? (size_t)rate : pl->max_item;
+        pl->max_item = len > pl->max_item ? len : pl->max_item;     /* the pass's tail */
         for (size_t i = 0; i < pl->per_pass; i++) {
             size_t k = p * pl->per_pass + i, left_w = pl->n_word - wi, left_n = pl->n_neg - ni;
             int is_neg = left_n && xorshift(&sn) % (uint64_t)(left_w + left_n) < left_n;
@@ -416,23 +416,22 @@ int stream_eval_run_opts(struct stream_eval *se, const struct snn_model *m,
     size_t si = 0, sil_pos = 0;
     int64_t base = 0;
     for (int p = 0; p < pl.passes; p++) {
+        /* the pass's items, then its tail when it has one */
         size_t done = 0;
-        for (size_t i = 0; i < pl.per_pass; i++) {
-            size_t k = (size_t)p * pl.per_pass + i;
-            size_t len = fill_item(se, ds, &pl, k, x, base, o->noise_gain, &si, &sil_pos, &nm);
+        for (size_t i = 0; i <= pl.per_pass; i++) {
+            size_t len;
+            if (i < pl.per_pass)
+                len = fill_item(se, ds, &pl, (size_t)p * pl.per_pass + i, x, base, o->noise_gain,
+                                &si, &sil_pos, &nm);
+            else if ((len = pl.pass_len[p] - done) > 0)
+                fill_tail(x, len, &nm);
+            else
+                break;
             if (o->on_audio)
                 o->on_audio(o->ctx, p, x, len, pl.total);
             run_piece(se, &fe, &lis, sp, pf_max, nf_max, x, len);
             base += (int64_t)len;
             done += len;
-        }
-        if (done < pl.pass_len[p]) {
-            size_t len = pl.pass_len[p] - done;
-            fill_tail(x, len, &nm);
-            if (o->on_audio)
-                o->on_audio(o->ctx, p, x, len, pl.total);
-            run_piece(se, &fe, &lis, sp, pf_max, nf_max, x, len);
-            base += (int64_t)len;
         }
     }
     se->n_word = nw_all;
