@@ -155,6 +155,11 @@ static int set_build(struct kwsd_set **out, const struct kws_config *cfg, struct
                  (double)kws_listener_threshold(&ls, NULL, m->model.cfg.threshold),
                  m->model.cfg.threshold > 0.0f ? "calibrated into the model"
                                                : "the model has no calibrated threshold");
+        const struct kws_verifier *vf = &m->model.verify;
+        if (vf->n_takes > 0)
+            LOGI("%s: \"%s\" is checked against %d takes before it is published (%d ms later)",
+                 m->name, m->model.cfg.labels[vf->label], (int)vf->n_takes,
+                 (int)(vf->ahead * kws_frame_ms(&m->model.cfg.fe)));
         rc = kws_listener_init(&m->lis, &m->model, &ls);
         if (rc < 0) {
             config_diags_add(d, "%s: listener: %s", m->path, kws_strerror(rc));
@@ -324,7 +329,6 @@ static void on_frame(void *ctx, const float *feat, const float *spikes) {
     struct kwsd_set *set = fr->set;
     struct kws_hit hit;
 
-    (void)feat;
     if (fr->index == 0)
         k->frames++;
     for (int i = 0; i < set->n; i++) {
@@ -333,7 +337,7 @@ static void on_frame(void *ctx, const float *feat, const float *spikes) {
             continue;
         struct kws_listener *l = &m->lis;
         uint64_t was_held = l->held;
-        int fired = kws_listener_frame(l, spikes, fr->pipe.fe.zero_run, &hit);
+        int fired = kws_listener_frame(l, feat, spikes, fr->pipe.fe.zero_run, &hit);
         /* a muted input rests the networks (KWS_HOLD_MS): said once, for the first */
         if (i == 0 && l->held && !was_held)
             LOGI("input is digital silence: the network rests until sound returns");

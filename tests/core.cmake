@@ -16,3 +16,6 @@ if(TARGET kwsd-bench)
 endif()
 # The listening path: threshold rule, network + detector per frame, the hold.
 kws_test(test_core_listener LIBS kws_core)
+# The second look against an enrolled word's takes (kws/verify.h), and the
+# listener's wait for it.
+kws_test(test_core_verify LIBS kws_core)

@@ -113,7 +113,7 @@ Test(listener, frame_is_network_then_detector) {
     cr_assert(eq(int, snn_state_init(&st, &model), 0));
     for (int t = 0; t < N_FRAMES; t++) {
         struct kws_hit a, b;
-        int fa = kws_listener_frame(&l, frame(t), 0, &a);
+        int fa = kws_listener_frame(&l, NULL, frame(t), 0, &a);
         snn_step(&model, &st, frame(t), v);
         int fb = kws_detector_step(&d, v, &b, sc);
         cr_assert(eq(int, fa, fb), "frame %d", t);
@@ -146,13 +146,14 @@ Test(listener, hold_rests_the_network) {
     cr_assert(eq(int, kws_listener_init(&l, &model, &s), 0));
     cr_assert(eq(int, kws_listener_init(&fresh, &model, &s), 0));
     for (int t = 0; t < 100; t++)
-        kws_listener_frame(&l, frame(t), 0, &hit);
+        kws_listener_frame(&l, NULL, frame(t), 0, &hit);
     /* zero_run below the hold: still stepped */
-    kws_listener_frame(&l, frame(100), (uint64_t)hold_frames - 1, &hit);
+    kws_listener_frame(&l, NULL, frame(100), (uint64_t)hold_frames - 1, &hit);
     cr_expect(eq(u64, l.held, 0));
     for (int t = 0; t < 50; t++) {
         cr_assert(
-            eq(int, kws_listener_frame(&l, frame(101 + t), (uint64_t)(hold_frames + t), &hit), 0));
+            eq(int, kws_listener_frame(&l, NULL, frame(101 + t), (uint64_t)(hold_frames + t), &hit),
+               0));
         cr_assert(eq(u64, l.held, (uint64_t)t + 1));
         for (int c = 0; c < C; c++) {
             cr_assert(eq(flt, l.v[c], 0.0f));
@@ -160,8 +161,8 @@ Test(listener, hold_rests_the_network) {
         }
     }
     for (int t = 200; t < 260; t++) {
-        kws_listener_frame(&l, frame(t), 0, &hit);
-        kws_listener_frame(&fresh, frame(t), 0, &hit);
+        kws_listener_frame(&l, NULL, frame(t), 0, &hit);
+        kws_listener_frame(&fresh, NULL, frame(t), 0, &hit);
         cr_assert(eq(int, memcmp(l.v, fresh.v, (size_t)C * sizeof *l.v), 0), "frame %d", t);
     }
     cr_expect(eq(u64, l.held, 0));
@@ -185,9 +186,9 @@ Test(listener, streams_are_independent_and_reset) {
     /* a hears frames 0.., b hears them backwards, interleaved; solo hears
      * a's frames alone */
     for (int t = 0; t < N_FRAMES; t++) {
-        int fa = kws_listener_frame(&a, frame(t), 0, &hit);
-        kws_listener_frame(&b, frame(N_FRAMES - 1 - t), 0, &hit);
-        int fs = kws_listener_frame(&solo, frame(t), 0, &hit);
+        int fa = kws_listener_frame(&a, NULL, frame(t), 0, &hit);
+        kws_listener_frame(&b, NULL, frame(N_FRAMES - 1 - t), 0, &hit);
+        int fs = kws_listener_frame(&solo, NULL, frame(t), 0, &hit);
         cr_assert(eq(int, fa, fs));
         cr_assert(eq(int, memcmp(a.scores, solo.scores, bytes), 0), "frame %d", t);
     }
@@ -195,8 +196,8 @@ Test(listener, streams_are_independent_and_reset) {
     kws_listener_reset(&solo);
     for (int t = 0; t < N_FRAMES; t++) {
         struct kws_hit hb, hs;
-        int fb = kws_listener_frame(&b, frame(t), 0, &hb);
-        int fs = kws_listener_frame(&solo, frame(t), 0, &hs);
+        int fb = kws_listener_frame(&b, NULL, frame(t), 0, &hb);
+        int fs = kws_listener_frame(&solo, NULL, frame(t), 0, &hs);
         cr_assert(eq(int, fb, fs));
         cr_assert(eq(int, memcmp(b.scores, solo.scores, bytes), 0), "frame %d", t);
         if (fb)

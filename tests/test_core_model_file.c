@@ -5,13 +5,16 @@
  * right code and a message naming the field: every prefix of a valid file,
  * bad magic, version, header size, checksum, trailing bytes, absurd sizes,
  * invalid topology fields (with the checksum recomputed, so that the field
- * check itself is exercised), a NaN parameter, unterminated labels.
+ * check itself is exercised), a NaN parameter, unterminated labels. A
+ * verifier (an enrolled word's takes) survives the round trip too, and a
+ * model without one encodes exactly as before it existed.
  *
  * SPDX-License-Identifier: MIT
  */
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
 #include <criterion/parameterized.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -36,6 +39,8 @@ enum {
     OFF_LABELS = 160,
     OFF_FE = 1184,
     OFF_N_PARAMS = 1284,
+    OFF_VERIFY = 1332, /* label, n_takes, n_feat, k, back, ahead, cut, n_frames */
+    OFF_PAD = 1364,
 };
 
 static void put_u32(uint8_t *p, uint32_t v) {
@@ -90,6 +95,23 @@ static void make_model(struct snn_model *m) {
     for (int j = 0; j < 4; j++)
         m->p.delay[1][j] = (float)(j * 2) + 0.25f;
     snn_model_prepare(m);
+}
+
+/* Gives m a verifier of three takes (2, 5 and 3 frames) of the word "yes"
+ * over the front end's bands, each frame normalised as enrolment does. */
+static void add_verifier(struct snn_model *m) {
+    static const int32_t len[3] = {2, 5, 3};
+    struct kws_verifier *v = &m->verify;
+    cr_assert(eq(int, kws_verifier_alloc(v, 3, len, m->cfg.fe.n_mels), 0));
+    for (size_t i = 0; i < v->n_frames * (size_t)v->n_feat; i++)
+        v->feat[i] = cosf((float)i * 0.77f) + 0.1f * (float)(i % 5);
+    for (size_t f = 0; f < v->n_frames; f++)
+        kws_verify_norm(v->feat + f * (size_t)v->n_feat, v->n_feat);
+    v->label = 0;
+    v->k = 2;
+    v->back = 40;
+    v->ahead = 10;
+    v->cut = 0.75f;
 }
 
 /* The encoded bytes of the small model; *len receives the size. */
@@ -212,6 +234,196 @@ Test(core_model_file, conv_channels_round_trip) {
     snn_model_free(&b);
 }
 
+/* A verifier's fields live at 1332..1363 and its block after the
+ * parameters; it loads field by field and bit for bit, and re-saves to the
+ * same bytes. */
+Test(core_model_file, verifier_round_trip) {
+    struct snn_model a, b;
+    make_model(&a);
+    add_verifier(&a);
+    char path[128], path2[128], msg[256];
+    snprintf(path, sizeof path, "%s/v.kwsm", tmpdir);
+    snprintf(path2, sizeof path2, "%s/v2.kwsm", tmpdir);
+    cr_assert(eq(int, snn_model_save(&a, path), 0));
+    struct stat st;
+    cr_assert(eq(int, stat(path, &st), 0));
+    cr_assert(
+        eq(sz, (size_t)st.st_size, KWSM_HEADER_BYTES + 4 * a.n_params + 4 * 3 + 4 * 10 * 3 + 4));
+    cr_assert(eq(sz, (size_t)st.st_size, kwsm__encoded_size(&a)));
+
+    cr_assert(eq(int, snn_model_load(&b, path, msg, sizeof msg), 0), "%s", msg);
+    const struct kws_verifier *v = &b.verify;
+    cr_assert(eq(i32, v->label, 0));
+    cr_assert(eq(i32, v->n_takes, 3));
+    cr_assert(eq(i32, v->n_feat, 3));
+    cr_assert(eq(i32, v->k, 2));
+    cr_assert(eq(i32, v->back, 40));
+    cr_assert(eq(i32, v->ahead, 10));
+    cr_assert(eq(flt, v->cut, 0.75f));
+    cr_assert(eq(sz, v->n_frames, 10));
+    cr_assert(eq(int, memcmp(v->len, a.verify.len, 3 * sizeof *v->len), 0));
+    cr_assert(eq(int, memcmp(v->feat, a.verify.feat, 30 * sizeof *v->feat), 0));
+    cr_assert(eq(int, memcmp(a.mem, b.mem, a.n_params * sizeof(float)), 0));
+    cr_assert(snn_model_same(&a, &b));
+
+    /* Saved again from what was loaded: the same bytes. */
+    cr_assert(eq(int, snn_model_save(&b, path2), 0));
+    char cmd[320];
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", path, path2);
+    cr_assert(eq(int, system(cmd), 0), "re-saved file differs");
+
+    /* snn_model_same sees every part of the verifier. */
+    b.verify.feat[29] += 1e-3f;
+    cr_assert(not(snn_model_same(&a, &b)), "a feature");
+    b.verify.feat[29] = a.verify.feat[29];
+    b.verify.cut = 0.5f;
+    cr_assert(not(snn_model_same(&a, &b)), "the cut");
+    b.verify.cut = a.verify.cut;
+    b.verify.len[0] = 3;
+    b.verify.len[1] = 4;
+    cr_assert(not(snn_model_same(&a, &b)), "the lengths");
+    b.verify.len[0] = 2;
+    b.verify.len[1] = 5;
+    cr_assert(snn_model_same(&a, &b));
+    struct snn_model c;
+    make_model(&c);
+    cr_assert(not(snn_model_same(&a, &c)), "a model without a verifier");
+    snn_model_free(&c);
+    snn_model_free(&a);
+    snn_model_free(&b);
+}
+
+Test(core_model_file, verifier_fields_little_endian) {
+    struct snn_model a;
+    make_model(&a);
+    add_verifier(&a);
+    size_t len = kwsm__encoded_size(&a);
+    uint8_t *b = malloc(len);
+    cr_assert(eq(int, kwsm__encode(&a, b), 0));
+    static const uint8_t want[32] = {0,  0, 0, 0, 3,  0, 0, 0, 3, 0, 0,    0,    2,  0, 0, 0,
+                                     40, 0, 0, 0, 10, 0, 0, 0, 0, 0, 0x40, 0x3f, 10, 0, 0, 0};
+    cr_assert(eq(int, memcmp(b + OFF_VERIFY, want, sizeof want), 0), "0.75f = 0x3f400000");
+    for (size_t i = OFF_PAD; i < KWSM_HEADER_BYTES; i++)
+        cr_assert(eq(u8, b[i], 0), "padding byte %zu", i);
+    const uint8_t *vb = b + KWSM_HEADER_BYTES + 4 * a.n_params;
+    cr_assert(eq(u8, vb[0], 2));
+    cr_assert(eq(u8, vb[4], 5));
+    cr_assert(eq(u8, vb[8], 3));
+    float f;
+    memcpy(&f, vb + 12 + 4 * 7, 4);
+    cr_assert(eq(flt, f, a.verify.feat[7]), "features follow the lengths, frame after frame");
+    free(b);
+    snn_model_free(&a);
+}
+
+/* A model without a verifier encodes as before: the verifier fields are
+ * padding, zero, and no block follows the parameters. The shipped models
+ * and the golden ones load and re-encode to their own bytes. */
+Test(core_model_file, no_verifier_encodes_as_before) {
+    size_t len;
+    uint8_t *b = encoded(&len);
+    struct snn_model m;
+    make_model(&m);
+    cr_assert(eq(sz, len, KWSM_HEADER_BYTES + 4 * m.n_params + 4));
+    for (size_t i = OFF_VERIFY; i < KWSM_HEADER_BYTES; i++)
+        cr_assert(eq(u8, b[i], 0), "byte %zu", i);
+    snn_model_free(&m);
+    free(b);
+
+    static const char *const dirs[] = {KWSD_SOURCE_DIR "/models", KWSD_SOURCE_DIR "/tests/golden"};
+    int n_files = 0;
+    for (size_t d = 0; d < sizeof dirs / sizeof dirs[0]; d++) {
+        DIR *dir = opendir(dirs[d]);
+        cr_assert(ne(ptr, dir, NULL), "%s", dirs[d]);
+        struct dirent *e;
+        while ((e = readdir(dir))) {
+            size_t n = strlen(e->d_name);
+            if (n < 5 || strcmp(e->d_name + n - 5, ".kwsm") != 0)
+                continue;
+            char path[512], msg[256];
+            snprintf(path, sizeof path, "%s/%s", dirs[d], e->d_name);
+            FILE *f = fopen(path, "rb");
+            cr_assert(ne(ptr, f, NULL), "%s", path);
+            fseek(f, 0, SEEK_END);
+            size_t flen = (size_t)ftell(f);
+            rewind(f);
+            uint8_t *file = malloc(flen);
+            cr_assert(eq(sz, fread(file, 1, flen, f), flen));
+            fclose(f);
+            cr_assert(eq(int, snn_model_load(&m, path, msg, sizeof msg), 0), "%s: %s", path, msg);
+            cr_assert(eq(i32, m.verify.n_takes, 0), "%s", path);
+            cr_assert(eq(sz, kwsm__encoded_size(&m), flen), "%s", path);
+            uint8_t *again = malloc(flen);
+            cr_assert(eq(int, kwsm__encode(&m, again), 0));
+            cr_assert(eq(int, memcmp(file, again, flen), 0), "%s re-encodes to other bytes", path);
+            free(again);
+            free(file);
+            snn_model_free(&m);
+            n_files++;
+        }
+        closedir(dir);
+    }
+    cr_assert(ge(int, n_files, 5), "found %d model files", n_files);
+}
+
+/* Nor is a verifier that breaks the reader's rules ever written. */
+Test(core_model_file, bad_verifier_never_written) {
+    struct snn_model m;
+    make_model(&m);
+    add_verifier(&m);
+    size_t len = kwsm__encoded_size(&m);
+    uint8_t *b = malloc(len);
+    cr_assert(eq(int, kwsm__encode(&m, b), 0));
+    struct kws_verifier *v = &m.verify;
+    struct {
+        int32_t *field;
+        int32_t bad;
+    } ints[] = {
+        {&v->label, 2},   /* "_unknown_" never fires */
+        {&v->label, 3},   /* no such class */
+        {&v->k, 0},       /* k in 1..n_takes */
+        {&v->k, 4},       /* more than the takes */
+        {&v->n_feat, 4},  /* not fe.n_mels */
+        {&v->back, -1},   /* negative */
+        {&v->ahead, 995}, /* span 40 + 995 + 1 > 1000 */
+        {&v->len[1], 0},  /* an empty take */
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        int32_t keep = *ints[i].field;
+        *ints[i].field = ints[i].bad;
+        cr_assert(eq(int, kwsm__encode(&m, b), KWS_EBADFIELD), "case %zu", i);
+        *ints[i].field = keep;
+    }
+    v->len[1] = 6; /* the lengths no longer sum to n_frames */
+    cr_assert(eq(int, kwsm__encode(&m, b), KWS_EBADFIELD));
+    v->len[1] = 5;
+    v->cut = NAN;
+    cr_assert(eq(int, kwsm__encode(&m, b), KWS_EBADFIELD));
+    v->cut = -0.5f;
+    cr_assert(eq(int, kwsm__encode(&m, b), KWS_EBADFIELD));
+    v->cut = 0.75f;
+    v->feat[17] = INFINITY;
+    char path[128];
+    snprintf(path, sizeof path, "%s/bad-verifier.kwsm", tmpdir);
+    cr_assert(eq(int, snn_model_save(&m, path), KWS_EBADFIELD), "an inf feature");
+    cr_assert(ne(int, access(path, F_OK), 0));
+    v->feat[17] = 0.0f;
+    cr_assert(eq(int, kwsm__encode(&m, b), 0));
+    free(b);
+    snn_model_free(&m);
+
+    /* No takes, but a field left behind. */
+    make_model(&m);
+    m.verify.k = 3;
+    len = kwsm__encoded_size(&m);
+    b = malloc(len);
+    cr_assert(eq(int, kwsm__encode(&m, b), KWS_EBADFIELD));
+    m.verify.k = 0;
+    cr_assert(eq(int, kwsm__encode(&m, b), 0));
+    free(b);
+    snn_model_free(&m);
+}
+
 Test(core_model_file, header_is_little_endian_field_by_field) {
     size_t len;
     uint8_t *b = encoded(&len);
@@ -327,7 +539,14 @@ static const struct field_case field_cases[] = {
     {1328, 1, 1.5, KWS_EBADFIELD, "pcen_release: 1.5 out of range [0, 1]"},
     {1328, 1, -0.1, KWS_EBADFIELD, "pcen_release: -0.1 out of range [0, 1]"},
     {1328, 1, NAN, KWS_EBADFIELD, "pcen_release: nan out of range [0, 1]"},
-    {1400, 0, 1, KWS_EBADFIELD, "header padding: bytes 1332..1535"},
+    {1400, 0, 1, KWS_EBADFIELD, "header padding: bytes 1364..1535"},
+    /* Without a verifier (n_takes 0), every verifier field must be zero. */
+    {OFF_VERIFY, 0, 1, KWS_EBADFIELD, "verify.label: 1, but verify.n_takes is 0 (no verifier)"},
+    {OFF_VERIFY + 12, 0, 3, KWS_EBADFIELD, "verify.k: 3, but verify.n_takes is 0"},
+    {OFF_VERIFY + 24, 1, 0.5, KWS_EBADFIELD, "verify.cut: 0.5, but verify.n_takes is 0"},
+    {OFF_VERIFY + 28, 0, 10, KWS_EBADFIELD, "verify.n_frames: 10, but verify.n_takes is 0"},
+    /* One take announced, its other fields still zero. */
+    {OFF_VERIFY + 4, 0, 1, KWS_EBADFIELD, "verify.n_feat: 0, but fe.n_mels is 3"},
     /* The first parameter, layer[0].w_in[0], then one inside the conv kernel. */
     {KWSM_HEADER_BYTES, 1, NAN, KWS_EBADFIELD, "layer[0].w_in[0]: nan is not finite"},
     {KWSM_HEADER_BYTES + 4 * (30 + 5 + 20 + 4 + 1), 1, -INFINITY, KWS_EBADFIELD,

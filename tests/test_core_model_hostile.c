@@ -4,11 +4,13 @@
  * whose tensor table outgrew a fixed array (four recurrent layers with input
  * delays), a network whose input count is not what its front end makes, a
  * front end with sample rate 0 or an odd FFT size, a file far larger than
- * its header announces, a FIFO or a device given as the model path. A
- * sweep over every header word then checks the property the daemon relies
+ * its header announces, a FIFO or a device given as the model path, a
+ * verifier (an enrolled word's takes) with damaged fields or a short block.
+ * A sweep over every header word then checks the property the daemon relies
  * on: a model that loads has a front end that builds and makes exactly the
- * network's inputs. Run under ASan/UBSan, an over-read or a stack overflow
- * fails the test even where the result looks right.
+ * network's inputs; a second sweep over the verifier's words checks that a
+ * verifier that loads is whole. Run under ASan/UBSan, an over-read or a
+ * stack overflow fails the test even where the result looks right.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -18,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,12 +42,27 @@ enum {
     OFF_FE_N_FFT = OFF_FE + 4 * 3,
     OFF_FE_N_MELS = OFF_FE + 4 * 4,
     OFF_FE_SAMPLE_RATE = OFF_FE,
-    OFF_PAD = 1332, /* zero padding to the end of the header */
+    OFF_VERIFY = 1332, /* label, n_takes, n_feat, k, back, ahead, cut, n_frames */
+    OFF_VERIFY_LABEL = OFF_VERIFY,
+    OFF_VERIFY_N_TAKES = OFF_VERIFY + 4,
+    OFF_VERIFY_N_FEAT = OFF_VERIFY + 8,
+    OFF_VERIFY_K = OFF_VERIFY + 12,
+    OFF_VERIFY_BACK = OFF_VERIFY + 16,
+    OFF_VERIFY_AHEAD = OFF_VERIFY + 20,
+    OFF_VERIFY_CUT = OFF_VERIFY + 24,
+    OFF_VERIFY_N_FRAMES = OFF_VERIFY + 28,
+    OFF_PAD = 1364, /* zero padding to the end of the header */
 };
 
 static void put_u32(uint8_t *p, uint32_t v) {
     for (int i = 0; i < 4; i++)
         p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_f32(uint8_t *p, float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    put_u32(p, u);
 }
 
 static void fix_crc(uint8_t *b, size_t len) {
@@ -83,6 +101,34 @@ static void make_model(struct snn_model *m, int n_layers, int rec, int in_d_max)
         for (int j = 0; j < 8; j++)
             m->p.in_delay[l][j] = (float)(j % (in_d_max + 1));
     snn_model_prepare(m);
+}
+
+/* Gives m a verifier of "yes" (class 1): three takes of 2, 5 and 3 frames
+ * over the front end's 40 bands, k 2, the default back and ahead. */
+static void add_verifier(struct snn_model *m) {
+    static const int32_t len[3] = {2, 5, 3};
+    struct kws_verifier *v = &m->verify;
+    cr_assert(eq(int, kws_verifier_alloc(v, 3, len, m->cfg.fe.n_mels), 0));
+    for (size_t i = 0; i < v->n_frames * (size_t)v->n_feat; i++)
+        v->feat[i] = 0.2f * sinf((float)i * 0.41f);
+    v->label = 1;
+    v->k = 2;
+    v->cut = 0.6f;
+}
+
+/* The encoded bytes of a 1-layer conv-delay model with a verifier; *len
+ * gets the size, *block the offset of the verifier's block. */
+static uint8_t *encoded_verifier(size_t *len, size_t *block) {
+    struct snn_model m;
+    make_model(&m, 1, SNN_REC_CONV, 0);
+    add_verifier(&m);
+    *len = kwsm__encoded_size(&m);
+    *block = KWSM_HEADER_BYTES + 4 * m.n_params;
+    cr_assert(eq(sz, *len, *block + 4 * 3 + 4 * 10 * 40 + 4));
+    uint8_t *b = malloc(*len);
+    cr_assert(eq(int, kwsm__encode(&m, b), 0));
+    snn_model_free(&m);
+    return b;
 }
 
 /* The encoded bytes of make_model(n_layers, rec, in_d_max); *len gets the size. */
@@ -242,6 +288,181 @@ Test(core_model_hostile, never_written) {
     snn_model_free(&m);
 }
 
+/* ==== The verifier ==== */
+
+struct verify_case {
+    bool in_block;  /* off counts from the verifier's block, else from the file's start */
+    size_t off;     /* word to set */
+    bool is_float;  /* float32, else int32 */
+    double value;   /* its new value */
+    int code;       /* refused with */
+    char want[128]; /* start of the message (inline: Criterion copies the case) */
+};
+
+static const struct verify_case verify_cases[] = {
+    {false, OFF_VERIFY_N_TAKES, false, 70, KWS_EBADFIELD,
+     "verify.n_takes: 70 out of range [0, 64]"},
+    {false, OFF_VERIFY_N_TAKES, false, -1, KWS_EBADFIELD,
+     "verify.n_takes: -1 out of range [0, 64]"},
+    {false, OFF_VERIFY_N_TAKES, false, 0, KWS_EBADFIELD,
+     "verify.label: 1, but verify.n_takes is 0 (no verifier)"},
+    {false, OFF_VERIFY_LABEL, false, 0, KWS_EBADFIELD,
+     "verify.label: 0 is \"_silence_\", a class that never fires"},
+    {false, OFF_VERIFY_LABEL, false, 2, KWS_EBADFIELD,
+     "verify.label: 2 is \"_unknown_\", a class that never fires"},
+    {false, OFF_VERIFY_LABEL, false, 3, KWS_EBADFIELD,
+     "verify.label: 3 out of range [0, 2] (n_classes 3)"},
+    {false, OFF_VERIFY_LABEL, false, -1, KWS_EBADFIELD, "verify.label: -1 out of range [0, 2]"},
+    {false, OFF_VERIFY_N_FEAT, false, 20, KWS_EBADFIELD, "verify.n_feat: 20, but fe.n_mels is 40"},
+    {false, OFF_VERIFY_K, false, 0, KWS_EBADFIELD,
+     "verify.k: 0 out of range [1, 3] (n_takes 3, at most 16)"},
+    {false, OFF_VERIFY_K, false, 4, KWS_EBADFIELD, "verify.k: 4 out of range [1, 3]"},
+    {false, OFF_VERIFY_BACK, false, -1, KWS_EBADFIELD, "verify.back: -1 is negative"},
+    {false, OFF_VERIFY_AHEAD, false, -5, KWS_EBADFIELD, "verify.ahead: -5 is negative"},
+    {false, OFF_VERIFY_AHEAD, false, 900, KWS_EBADFIELD,
+     "verify.back + verify.ahead + 1: 1021 frames, at most 1000"},
+    {false, OFF_VERIFY_BACK, false, 0x7fffffff, KWS_EBADFIELD,
+     "verify.back + verify.ahead + 1: 2147483678 frames, at most 1000"},
+    {false, OFF_VERIFY_CUT, true, NAN, KWS_EBADFIELD, "verify.cut: nan must be finite and >= 0"},
+    {false, OFF_VERIFY_CUT, true, -0.25, KWS_EBADFIELD, "verify.cut: -0.25 must be finite"},
+    {false, OFF_VERIFY_CUT, true, INFINITY, KWS_EBADFIELD, "verify.cut: inf must be finite"},
+    {false, OFF_VERIFY_N_FRAMES, false, 0, KWS_EBADFIELD,
+     "verify.n_frames: 0 out of range [3, 1200] (3 takes of 1..400 frames)"},
+    {false, OFF_VERIFY_N_FRAMES, false, 1201, KWS_EBADFIELD, "verify.n_frames: 1201 out of range"},
+    {false, OFF_VERIFY_N_FRAMES, false, -1, KWS_EBADFIELD,
+     "verify.n_frames: 4294967295 out of range"},
+    /* Within range, but the block it announces is not the file's. */
+    {false, OFF_VERIFY_N_FRAMES, false, 11, KWS_ETRUNCATED,
+     "file size: 8456 bytes, the header announces 8616 (1326 parameters and a verifier of 3 takes, "
+     "11 frames)"},
+    {false, OFF_VERIFY_N_FRAMES, false, 9, KWS_EBADFIELD,
+     "file size: 8456 bytes, 160 more than the header announces"},
+    /* The block: lengths, then features. */
+    {true, 4, false, 0, KWS_EBADFIELD, "verify.len[1]: 0 out of range [1, 400]"},
+    {true, 8, false, 401, KWS_EBADFIELD, "verify.len[2]: 401 out of range [1, 400]"},
+    {true, 0, false, -2, KWS_EBADFIELD, "verify.len[0]: -2 out of range [1, 400]"},
+    {true, 0, false, 3, KWS_EBADFIELD, "verify.n_frames: 10, but the 3 takes' lengths sum to 11"},
+    {true, 12 + 4 * (2 * 40 + 7), true, NAN, KWS_EBADFIELD,
+     "verify.feat[87]: nan is not finite (take 1, frame 0, band 7)"},
+    {true, 12 + 4 * (10 * 40 - 1), true, -INFINITY, KWS_EBADFIELD,
+     "verify.feat[399]: -inf is not finite (take 2, frame 2, band 39)"},
+};
+
+ParameterizedTestParameters(core_model_hostile, verifier_refused) {
+    return cr_make_param_array(struct verify_case, verify_cases,
+                               sizeof verify_cases / sizeof verify_cases[0]);
+}
+
+/* Each damaged verifier is refused (checksum recomputed) from a buffer and
+ * from a file, and the model is left zeroed: nothing of a half-read
+ * verifier leaks (ASan). */
+ParameterizedTest(const struct verify_case *vc, core_model_hostile, verifier_refused) {
+    size_t len, block;
+    uint8_t *b = encoded_verifier(&len, &block);
+    cr_assert(eq(sz, len, 8456), "the sizes in the messages above");
+    uint8_t *p = b + (vc->in_block ? block : 0) + vc->off;
+    if (vc->is_float)
+        put_f32(p, (float)vc->value);
+    else
+        put_u32(p, (uint32_t)(int32_t)(int64_t)vc->value);
+    fix_crc(b, len);
+    expect_refused(b, len, vc->code, vc->want);
+    FILE *f = fopen(tmp_path("bad.kwsm"), "wb");
+    cr_assert(eq(sz, fwrite(b, 1, len, f), len));
+    fclose(f);
+    struct snn_model m;
+    char msg[256];
+    cr_assert(eq(int, snn_model_load(&m, tmp_path("bad.kwsm"), msg, sizeof msg), vc->code), "%s",
+              msg);
+    cr_assert(eq(int, strncmp(msg, vc->want, strlen(vc->want)), 0), "%s", msg);
+    cr_assert(eq(ptr, m.verify.len, NULL));
+    cr_assert(eq(i32, m.verify.n_takes, 0));
+    free(b);
+}
+
+/* The verifier's block is checked like the parameters: every prefix of the
+ * file is truncated, and a header that announces one frame fewer, in a file
+ * that lost those bytes, is refused for lengths that do not add up. */
+Test(core_model_hostile, verifier_block_truncated) {
+    size_t len, block;
+    uint8_t *b = encoded_verifier(&len, &block);
+    for (size_t n = block - 8; n < len; n++)
+        expect_refused(b, n, KWS_ETRUNCATED, "file size: ");
+    expect_refused(b, block + 12, KWS_ETRUNCATED,
+                   "file size: 6852 bytes, the header announces 8456 (1326 parameters and a "
+                   "verifier of 3 takes, 10 frames)");
+    /* Whole, bit for bit, from a buffer of exactly its size. */
+    uint8_t *p = malloc(len);
+    memcpy(p, b, len);
+    struct snn_model m;
+    char msg[256];
+    cr_assert(eq(int, snn_model_load_buffer(&m, p, len, msg, sizeof msg), 0), "%s", msg);
+    cr_assert(eq(sz, m.verify.n_frames, 10));
+    snn_model_free(&m);
+    free(p);
+    /* n_frames 9 with the last frame cut out of the file: the sizes agree, the lengths do not. */
+    size_t short_len = len - 4 * 40;
+    uint8_t *s = malloc(short_len);
+    memcpy(s, b, short_len - 4);
+    put_u32(s + OFF_VERIFY_N_FRAMES, 9);
+    fix_crc(s, short_len);
+    expect_refused(s, short_len, KWS_EBADFIELD,
+                   "verify.n_frames: 9, but the 3 takes' lengths sum to 10");
+    free(s);
+    free(b);
+}
+
+/* Every verifier word of a model with a verifier set to each of a few
+ * hostile values (checksum fixed): whatever loads has a whole verifier
+ * (lengths in range summing to n_frames, k within the takes, a span within
+ * the limit, n_frames x n_feat finite features, read without an over-read). */
+Test(core_model_hostile, verifier_word_sweep) {
+    static const uint32_t values[] = {
+        0,          1,          2,          3,          7,          511,        4096,
+        0x7fffffff, 0x80000000, 0xffffffff, 0x3f000000, 0x7fc00000, 0x7149f2ca,
+    };
+    size_t len, block;
+    uint8_t *base = encoded_verifier(&len, &block);
+    uint8_t *b = malloc(len);
+    int loaded = 0, refused = 0;
+    for (size_t off = OFF_VERIFY; off < OFF_PAD; off += 4) {
+        for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+            memcpy(b, base, len);
+            put_u32(b + off, values[i]);
+            fix_crc(b, len);
+            struct snn_model m;
+            char msg[256] = "";
+            if (snn_model_load_buffer(&m, b, len, msg, sizeof msg) < 0) {
+                cr_assert(ne(str, msg, ""), "offset %zu value 0x%x: refused without a message", off,
+                          (unsigned)values[i]);
+                refused++;
+                continue;
+            }
+            loaded++;
+            const struct kws_verifier *v = &m.verify;
+            cr_assert(eq(i32, v->n_takes, 3), "offset %zu value 0x%x", off, (unsigned)values[i]);
+            cr_assert(eq(i32, v->n_feat, m.cfg.fe.n_mels));
+            cr_assert(eq(i32, v->label, 1));
+            cr_assert(v->k >= 1 && v->k <= v->n_takes);
+            cr_assert(v->back >= 0 && v->ahead >= 0 &&
+                      v->back + v->ahead + 1 <= KWS_VERIFY_MAX_SPAN);
+            cr_assert(isfinite(v->cut) && v->cut >= 0.0f);
+            size_t sum = 0;
+            for (int t = 0; t < v->n_takes; t++)
+                sum += (size_t)v->len[t];
+            cr_assert(eq(sz, sum, v->n_frames));
+            for (size_t j = 0; j < v->n_frames * (size_t)v->n_feat; j++)
+                cr_assert(isfinite(v->feat[j]), "feature %zu", j);
+            snn_model_free(&m);
+        }
+    }
+    cr_log_info("verifier sweep: %d variants loaded, %d refused", loaded, refused);
+    cr_assert(gt(int, loaded, 0));
+    cr_assert(gt(int, refused, 0));
+    free(b);
+    free(base);
+}
+
 /* Every header word set to each of a few hostile values (checksum fixed):
  * whatever loads must build its front end and make exactly n_in inputs,
  * and must step; everything else is refused with a message. */
@@ -338,7 +559,7 @@ Test(core_model_hostile, fifo_and_device_refused_without_blocking, .timeout = 10
 }
 
 /* A 600 MB file was read whole (600 MB of memory) before its header was
- * looked at. Now a file larger than any header can announce (537 MB) is
+ * looked at. Now a file larger than any header can announce (564 MB) is
  * refused from its size alone; otherwise the header is read first and the
  * file's size must be the one it announces. The files are sparse: they cost no disk. */
 Test(core_model_hostile, large_files_refused_from_header_and_size) {
@@ -367,14 +588,20 @@ Test(core_model_hostile, large_files_refused_from_header_and_size) {
     close(fd);
     cr_assert(eq(int, snn_model_load(&m, tmp_path("junk.kwsm"), msg, sizeof msg), KWS_EBADMAGIC));
 
-    /* Larger than any header can announce (4 dense layers of 4096 neurons). */
+    /* Larger than any header can announce (4 dense layers of 4096 neurons,
+     * and 64 takes of 400 frames of 256 bands: the largest verifier, so long
+     * as a front end has at most 256 bands). */
+    struct kws_frontend_cfg fe;
+    audio_fe_cfg_default(&fe);
+    fe.n_mels = 257;
+    cr_assert(lt(int, kws_frontend_cfg_check(&fe, NULL, 0), 0), "n_mels bounds n_feat");
     fd = open(tmp_path("huge.kwsm"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     cr_assert(eq(long, (long)write(fd, b, len), (long)len));
     cr_assert(eq(int, ftruncate(fd, 1l << 30), 0));
     close(fd);
     cr_assert(eq(int, snn_model_load(&m, tmp_path("huge.kwsm"), msg, sizeof msg), KWS_EBADFIELD));
     cr_assert(
-        eq(str, msg, "file size: 1073741824 bytes, more than the largest model (537593476 bytes)"));
+        eq(str, msg, "file size: 1073741824 bytes, more than the largest model (563808132 bytes)"));
 
     /* A file that is shorter than its header announces, from the file system. */
     fd = open(tmp_path("short.kwsm"), O_WRONLY | O_CREAT | O_TRUNC, 0600);

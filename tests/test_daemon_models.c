@@ -12,7 +12,8 @@
  * state; --check-config names a bad file, a label two models
  * share, and model.path given with model.paths. A word enrolled by
  * kwsd-enroll (a tiny recipe: seconds) into a models directory loads next
- * to the shipped model, with the threshold calibrated into it.
+ * to the shipped model, with the threshold calibrated into it and its takes
+ * for the second look.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -264,8 +265,9 @@ Test(models, a_model_at_8_khz_next_to_one_at_16_khz) {
     int rc = kt_wait_exit(pid, 60000);
     cr_log_info("kwsd log:\n%s", kt_read_text(at("kwsd.log")));
     cr_assert(eq(int, rc, 0));
-    cr_expect(eq(int, log_count("beep8k.kwsm: ", "front end 8000 Hz / 20 mels to 4000 Hz (front "
-                                                 "end 2 of 2)"),
+    cr_expect(eq(int,
+                 log_count("beep8k.kwsm: ", "front end 8000 Hz / 20 mels to 4000 Hz (front "
+                                            "end 2 of 2)"),
                  1));
     cr_expect(ge(int, log_count("detected \"beep\"", "(beep8k.kwsm)"), 2),
               "the 8 kHz model hears its frames");
@@ -320,9 +322,10 @@ Test(models, a_reload_adds_a_model_next_to_the_running_one) {
     int rc = kt_wait_exit(pid, 60000);
     cr_log_info("kwsd log:\n%s", kt_read_text(at("kwsd.log")));
     cr_assert(eq(int, rc, 0), "kwsd runs the file to its end");
-    cr_expect(eq(int, log_count("commands.kwsm, 12 classes; same model: network state and "
-                                "detector kept",
-                                NULL),
+    cr_expect(eq(int,
+                 log_count("commands.kwsm, 12 classes; same model: network state and "
+                           "detector kept",
+                           NULL),
                  1));
     cr_expect(eq(int, log_count("digits.kwsm, 10 classes; added", NULL), 1));
     cr_expect(eq(int, log_count("reloaded", "(2 model(s): commands.kwsm,digits.kwsm)"), 1));
@@ -339,14 +342,14 @@ Test(models, check_config_names_a_bad_file_a_shared_label_and_path_with_paths) {
     snprintf(lines, sizeof lines, "  path: %s\n  dir: %s/models\n", COMMANDS, dir);
     write_config(lines);
     int st = kt_run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config", KWSD_BINARY_DIR,
-                 at("kwsd.yaml"));
+                    at("kwsd.yaml"));
     cr_expect(eq(int, st, 1), "%s", out);
     cr_expect(not(eq(ptr, strstr(out, at("models/b.kwsm")), NULL)), "names the bad file: %s", out);
 
     /* the good ones alone: both listed */
     kt_sh("rm %s/models/b.kwsm", dir);
     st = kt_run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config", KWSD_BINARY_DIR,
-             at("kwsd.yaml"));
+                at("kwsd.yaml"));
     cr_expect(eq(int, st, 0), "%s", out);
     cr_expect(not(eq(ptr, strstr(out, "ok (2 model(s))"), NULL)), "%s", out);
     cr_expect(not(eq(ptr, strstr(out, at("models/a.kwsm")), NULL)), "%s", out);
@@ -354,7 +357,7 @@ Test(models, check_config_names_a_bad_file_a_shared_label_and_path_with_paths) {
     /* a keyword in two models */
     kt_sh("cp %s %s/models/c.kwsm", COMMANDS, dir);
     st = kt_run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config", KWSD_BINARY_DIR,
-             at("kwsd.yaml"));
+                at("kwsd.yaml"));
     cr_expect(eq(int, st, 1), "%s", out);
     cr_expect(not(eq(ptr, strstr(out, "keyword \"yes\" is also in " COMMANDS), NULL)), "%s", out);
 
@@ -362,7 +365,7 @@ Test(models, check_config_names_a_bad_file_a_shared_label_and_path_with_paths) {
     snprintf(lines, sizeof lines, "  path: %s\n  paths: [ %s ]\n", COMMANDS, DIGITS);
     write_config(lines);
     st = kt_run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config", KWSD_BINARY_DIR,
-             at("kwsd.yaml"));
+                at("kwsd.yaml"));
     cr_expect(eq(int, st, 1), "%s", out);
     cr_expect(
         not(eq(ptr, strstr(out, "model.path: give model.path (one model) or model.paths"), NULL)),
@@ -372,7 +375,7 @@ Test(models, check_config_names_a_bad_file_a_shared_label_and_path_with_paths) {
     snprintf(lines, sizeof lines, "  dir: %s/nowhere\n", dir);
     write_config(lines);
     st = kt_run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config", KWSD_BINARY_DIR,
-             at("kwsd.yaml"));
+                at("kwsd.yaml"));
     cr_expect(eq(int, st, 1), "%s", out);
     cr_expect(not(eq(ptr, strstr(out, "nowhere: model.dir: "), NULL)), "%s", out);
 }
@@ -404,10 +407,10 @@ Test(models, an_enrolled_word_loads_next_to_the_shipped_model, .timeout = 300) {
     }
     kt_sh("sox -q -n -r 16000 -b 16 -c 1 %s/pack/noise/white.wav synth 4 whitenoise vol 0.05", dir);
     int rc = kt_run(out, sizeof out,
-                 "%s --word lights --takes %s/takes --pack %s/pack --init %s --out "
-                 "%s/models/lights.kwsm --epochs 1 --windows 8 --batch 4 --mine-every 0 "
-                 "--val-takes 2 --min-takes 4 --calib-hours 0.01 --threads 1",
-                 ENROLL, dir, dir, COMMANDS, dir);
+                    "%s --word lights --takes %s/takes --pack %s/pack --init %s --out "
+                    "%s/models/lights.kwsm --epochs 1 --windows 8 --batch 4 --mine-every 0 "
+                    "--val-takes 2 --min-takes 4 --calib-hours 0.01 --threads 1",
+                    ENROLL, dir, dir, COMMANDS, dir);
     cr_assert(eq(int, rc, 0), "%s", out);
 
     struct snn_model m = {0};
@@ -422,10 +425,15 @@ Test(models, an_enrolled_word_loads_next_to_the_shipped_model, .timeout = 300) {
     snprintf(lines, sizeof lines, "  path: %s\n  dir: %s/models\n", COMMANDS, dir);
     write_config(lines);
     rc = kt_run(out, sizeof out, "%s/daemon/kwsd -c %s --check-config", KWSD_BINARY_DIR,
-             at("kwsd.yaml"));
+                at("kwsd.yaml"));
     cr_expect(eq(int, rc, 0), "%s", out);
     cr_expect(not(eq(ptr, strstr(out, "ok (2 model(s))"), NULL)), "%s", out);
     cr_expect(not(eq(ptr, strstr(out, want), NULL)), "%s\nwant: %s", out, want);
+    cr_expect(not(eq(ptr,
+                     strstr(out, "lights.kwsm: \"lights\" is checked against 6 takes before it "
+                                 "is published (300 ms later)"),
+                     NULL)),
+              "%s", out);
 
     /* and runs both on a recording to its end */
     static const char *const words[] = {"yes", "lights"};

@@ -7,10 +7,10 @@
  * against a small pack made at test time (espeak-ng phrases, white noise,
  * and a pack folder named like the word, which must be left out), with a
  * tiny recipe (seconds), from the shipped models/commands.kwsm: the model
- * file loads, has the new label, _silence_ and _unknown_, and the threshold
- * enroll_run reports; kwsd itself accepts it (--check-config). Recording:
- * enroll_record takes three words from ALSA's file plugin (DESIGN.md) and
- * saves them as take-NNN.wav files that enroll_takes_load accepts.
+ * file loads, has the new label, _silence_ and _unknown_, the threshold
+ * enroll_run reports and the six takes for the second look; kwsd itself accepts it
+ * (--check-config). Recording: enroll_record takes three words from ALSA's file plugin (DESIGN.md)
+ * and saves them as take-NNN.wav files that enroll_takes_load accepts.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -278,6 +278,13 @@ Test(enroll, a_word_from_six_synthetic_takes, .init = setup, .fini = teardown, .
     cr_expect(eq(str, m.cfg.labels[2], "_unknown_"));
     cr_expect(m.cfg.threshold > 0.0f && m.cfg.threshold <= 1.0f, "%f", (double)m.cfg.threshold);
     cr_expect(eq(flt, m.cfg.threshold, res.threshold));
+    /* the second look: all six takes, the word's label, the cut printed */
+    cr_expect(eq(int, m.verify.n_takes, 6));
+    cr_expect(eq(int, res.n_verify, 6));
+    cr_expect(eq(int, m.verify.label, 0));
+    cr_expect(eq(int, m.verify.n_feat, m.cfg.fe.n_mels));
+    cr_expect(gt(flt, m.verify.cut, 0.0f));
+    cr_expect(eq(flt, m.verify.cut, res.verify_cut));
     snn_model_free(&m);
 
     /* kwsd loads it as its model */

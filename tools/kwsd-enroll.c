@@ -51,6 +51,7 @@ struct enroll_opts {
     const char *device;     /* capture device (default: the configuration's) */
     const char *config;     /* kwsd.yaml to read the device from */
     const char *words_from; /* a folder of takes folders, one per word */
+    int no_verify;          /* --no-verify: the model keeps no takes */
 };
 
 static const char *const select_names[] = {"clip", "stream", "last", NULL};
@@ -87,6 +88,9 @@ static const struct opt enroll_opts_table[] = {
     {"init", OPT_PATH, O(r.init), .def = KWSD_DATADIR "/commands-clip.kwsm",
      .help = "the model to start from: its hidden layers, front end and\n"
              "encoder are kept"},
+    {"no-verify", OPT_FLAG, O(no_verify),
+     .help = "keep no takes in the model: its events are the network's\n"
+             "alone, without the second look against the takes"},
     {"keep-keywords", OPT_FLAG, O(r.keep_keywords),
      .help = "the new model keeps --init's keywords too (their readout\n"
              "rows start from --init's; no clip of them trains)"},
@@ -368,6 +372,10 @@ static void print_result(const struct enroll_recipe *r, const struct enroll_resu
                "tried it fires %.1f times an hour on the negatives; more takes, or other "
                "recipe values, may help\n",
                (double)r->calib_fa, res->cal_fa / res->cal_hours);
+    if (res->n_verify)
+        printf("second look: %d takes kept in the model; an event is published when the "
+               "word matches them within %.3f\n",
+               res->n_verify, (double)res->verify_cut);
     printf("caught %d of %d held-out takes (%.0f %%) among negatives at that threshold\n",
            res->hits, res->n_held, res->n_held ? 100.0 * res->hits / res->n_held : 0.0);
     printf("time: %.0f s (training %.0f s, calibration %.0f s)\n", res->total_s, res->train_s,
@@ -396,6 +404,7 @@ int main(int argc, char **argv) {
     struct enroll_opts o = {0};
     enroll_recipe_default(&o.r);
     int rc = opt_parse(&enroll_tool, &o, argc, argv);
+    o.r.verify = !o.no_verify;
     if (rc != OPT_OK)
         return rc == OPT_EXIT ? 0 : 2;
     if ((rc = check_options(&o)) != 0)

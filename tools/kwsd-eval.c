@@ -74,8 +74,7 @@ static void wav_frame(void *ctx, const float *feat, const float *spikes) {
     const struct snn_cfg *cfg = &r->lis.model->cfg;
     const float *scores = r->lis.scores;
     struct kws_hit hit;
-    (void)feat;
-    int fired = kws_listener_frame(&r->lis, spikes, r->fe->zero_run, &hit);
+    int fired = kws_listener_frame(&r->lis, feat, spikes, r->fe->zero_run, &hit);
     for (int k = 0; k < cfg->n_classes; k++)
         if (scores[k] > r->best[k]) {
             r->best[k] = scores[k];

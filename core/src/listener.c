@@ -38,7 +38,20 @@ int kws_listener_init(struct kws_listener *l, const struct snn_model *m,
     l->model = m;
     l->settings = *s;
     l->frame_ms = kws_frame_ms(&cfg->fe);
-    kws_detector_cfg_default(&dc, cfg, 0.0f, s->smoothing_ms, s->refractory_ms, l->frame_ms);
+    const struct kws_verifier *vf = &m->verify;
+    int refractory_ms = s->refractory_ms;
+    if (vf->n_takes > 0) {
+        /* one event waits for its second look at a time */
+        int wait_ms = (vf->ahead + 1) * l->frame_ms;
+        if (refractory_ms < wait_ms)
+            refractory_ms = wait_ms;
+        l->vspan = vf->back + vf->ahead + 1;
+        size_t ring = (size_t)l->vspan * (size_t)vf->n_feat;
+        l->vring = calloc(ring, sizeof *l->vring);
+        l->vseq = calloc(ring, sizeof *l->vseq);
+        l->vscratch = calloc(kws_verify_scratch_floats((size_t)l->vspan), sizeof *l->vscratch);
+    }
+    kws_detector_cfg_default(&dc, cfg, 0.0f, s->smoothing_ms, refractory_ms, l->frame_ms);
     for (int c = 0; c < cfg->n_classes && c < SNN_MAX_CLASSES; c++)
         dc.threshold[c] = kws_listener_threshold(s, cfg->labels[c], cfg->threshold);
     rc = kws_detector_init(&l->det, &dc);
@@ -47,6 +60,8 @@ int kws_listener_init(struct kws_listener *l, const struct snn_model *m,
     l->v = calloc((size_t)cfg->n_classes, sizeof *l->v);
     l->scores = calloc((size_t)cfg->n_classes, sizeof *l->scores);
     if (rc == 0 && (!l->v || !l->scores))
+        rc = -ENOMEM;
+    if (rc == 0 && vf->n_takes > 0 && (!l->vring || !l->vseq || !l->vscratch))
         rc = -ENOMEM;
     if (rc < 0)
         kws_listener_free(l);
@@ -57,6 +72,7 @@ void kws_listener_reset(struct kws_listener *l) {
     snn_state_reset(&l->state, l->model);
     kws_detector_reset(&l->det);
     l->held = 0;
+    l->vfill = l->vpos = l->pending = 0;
 }
 
 void kws_listener_free(struct kws_listener *l) {
@@ -64,6 +80,9 @@ void kws_listener_free(struct kws_listener *l) {
     snn_state_free(&l->state);
     free(l->v);
     free(l->scores);
+    free(l->vring);
+    free(l->vseq);
+    free(l->vscratch);
     memset(l, 0, sizeof *l);
 }
 
@@ -78,9 +97,47 @@ void kws_listener_step_net(struct kws_listener *l, const float *spikes, int held
     snn_step(l->model, &l->state, spikes, l->v);
 }
 
-int kws_listener_frame(struct kws_listener *l, const float *spikes, uint64_t zero_run,
-                       struct kws_hit *hit) {
+/* Keeps this frame's normalised features in the ring. */
+static void verify_push(struct kws_listener *l, const float *feat) {
+    int nf = l->model->verify.n_feat;
+    kws_verify_frame(feat, nf, l->vring + (size_t)l->vpos * (size_t)nf);
+    l->vpos = (l->vpos + 1) % l->vspan;
+    if (l->vfill < l->vspan)
+        l->vfill++;
+}
+
+/* The second look at the held event: the ring's frames in time order
+ * against the takes. Returns 1 when the event is kept. */
+static int verify_held(struct kws_listener *l) {
+    const struct kws_verifier *vf = &l->model->verify;
+    size_t nf = (size_t)vf->n_feat, first = (size_t)((l->vpos - l->vfill + l->vspan) % l->vspan);
+    for (size_t i = 0; i < (size_t)l->vfill; i++)
+        memcpy(l->vseq + i * nf, l->vring + ((first + i) % (size_t)l->vspan) * nf,
+               nf * sizeof *l->vseq);
+    l->last_cost = kws_verify_cost(vf, l->vseq, (size_t)l->vfill, l->vscratch);
+    l->n_verified++;
+    if (l->last_cost <= vf->cut)
+        return 1;
+    l->n_rejected++;
+    return 0;
+}
+
+int kws_listener_frame(struct kws_listener *l, const float *feat, const float *spikes,
+                       uint64_t zero_run, struct kws_hit *hit) {
     int held = kws_hold_frame(zero_run, l->frame_ms);
     kws_listener_step_net(l, spikes, held);
-    return kws_detector_frame(&l->det, l->v, held, hit, l->scores);
+    int fired = kws_detector_frame(&l->det, l->v, held, hit, l->scores);
+    if (!l->vring || !feat)
+        return fired;
+    verify_push(l, feat);
+    if (l->pending && --l->pending == 0 && verify_held(l)) {
+        *hit = l->held_hit; /* the refractory period keeps fired 0 here */
+        return 1;
+    }
+    if (fired && hit->label == l->model->verify.label) {
+        l->held_hit = *hit;
+        l->pending = l->model->verify.ahead;
+        return l->pending ? 0 : verify_held(l); /* no wait: look now */
+    }
+    return fired;
 }

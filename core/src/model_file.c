@@ -2,9 +2,10 @@
  *
  * Layout (docs/MODEL_FORMAT.md): a fixed 1536-byte little-endian header
  * (magic "KWS1", version, header size, every struct snn_cfg field written one
- * by one, labels, front end settings, parameter count, zero padding), the
- * float32 parameters in struct snn_params order, then a CRC-32 of everything
- * before it. Fields are encoded and decoded byte by byte, never by dumping a
+ * by one, labels, front end settings, parameter count, the verifier's
+ * fields, zero padding), the float32 parameters in struct snn_params order,
+ * the optional verifier's take lengths and features, then a CRC-32 of
+ * everything before it. Fields are encoded and decoded byte by byte, never by dumping a
  * struct, so the file does not depend on the host's padding or byte order.
  * The reader checks every field and every size before it touches the payload
  * and names the offending field in its message; it never reads past the
@@ -57,11 +58,24 @@ enum {
     KWSM_OFF_CONV_CH = KWSM_OFF_THRESHOLD + 4,                /* 1296, SNN_MAX_LAYERS x int32 */
     KWSM_OFF_IN_DMAX = KWSM_OFF_CONV_CH + SNN_MAX_LAYERS * 4, /* 1312, SNN_MAX_LAYERS x int32 */
     KWSM_OFF_PCEN_RELEASE = KWSM_OFF_IN_DMAX + SNN_MAX_LAYERS * 4, /* 1328, float32 */
-    KWSM_OFF_PAD = KWSM_OFF_PCEN_RELEASE + 4,                      /* 1332 */
+    KWSM_OFF_VERIFY_LABEL = KWSM_OFF_PCEN_RELEASE + 4,             /* 1332, int32 */
+    KWSM_OFF_VERIFY_N_TAKES = KWSM_OFF_VERIFY_LABEL + 4,           /* 1336, int32 */
+    KWSM_OFF_VERIFY_N_FEAT = KWSM_OFF_VERIFY_N_TAKES + 4,          /* 1340, int32 */
+    KWSM_OFF_VERIFY_K = KWSM_OFF_VERIFY_N_FEAT + 4,                /* 1344, int32 */
+    KWSM_OFF_VERIFY_BACK = KWSM_OFF_VERIFY_K + 4,                  /* 1348, int32 */
+    KWSM_OFF_VERIFY_AHEAD = KWSM_OFF_VERIFY_BACK + 4,              /* 1352, int32 */
+    KWSM_OFF_VERIFY_CUT = KWSM_OFF_VERIFY_AHEAD + 4,               /* 1356, float32 */
+    KWSM_OFF_VERIFY_N_FRAMES = KWSM_OFF_VERIFY_CUT + 4,            /* 1360, uint32 */
+    KWSM_OFF_PAD = KWSM_OFF_VERIFY_N_FRAMES + 4,                   /* 1364 */
 };
+
+/* The most bands kws_frontend_cfg_check allows: a verifier's n_feat, which
+ * must equal fe.n_mels, is at most this (it bounds kwsm__max_file_size). */
+#define KWSM_MAX_MELS 256
 
 _Static_assert(KWSM_OFF_N_CLASSES == 148, "layer block moved");
 _Static_assert(KWSM_OFF_FE == 1184, "labels moved");
+_Static_assert(KWSM_OFF_PAD == 1364, "verifier fields moved");
 _Static_assert(KWSM_OFF_PAD <= KWSM_HEADER_BYTES, "header fields overflow the header");
 _Static_assert(KWSM_HEADER_BYTES % 64 == 0, "header keeps the payload aligned");
 _Static_assert(SNN_MAX_LAYERS == 4 && SNN_MAX_CLASSES == 32 && SNN_LABEL_LEN == 32 &&
@@ -213,6 +227,15 @@ static void kwsm__encode_header(uint8_t *h, const struct snn_model *m) {
     kwsm__put_u64(h + KWSM_OFF_N_PARAMS, (uint64_t)m->n_params);
     kwsm__put_f32(h + KWSM_OFF_THRESHOLD, c->threshold);
     kwsm__put_f32(h + KWSM_OFF_PCEN_RELEASE, c->fe.pcen_release);
+    const struct kws_verifier *v = &m->verify; /* all zero without a verifier */
+    kwsm__put_i32(h + KWSM_OFF_VERIFY_LABEL, v->label);
+    kwsm__put_i32(h + KWSM_OFF_VERIFY_N_TAKES, v->n_takes);
+    kwsm__put_i32(h + KWSM_OFF_VERIFY_N_FEAT, v->n_feat);
+    kwsm__put_i32(h + KWSM_OFF_VERIFY_K, v->k);
+    kwsm__put_i32(h + KWSM_OFF_VERIFY_BACK, v->back);
+    kwsm__put_i32(h + KWSM_OFF_VERIFY_AHEAD, v->ahead);
+    kwsm__put_f32(h + KWSM_OFF_VERIFY_CUT, v->cut);
+    kwsm__put_u32(h + KWSM_OFF_VERIFY_N_FRAMES, (uint32_t)v->n_frames);
 }
 
 static bool kwsm__all_zero(const uint8_t *p, size_t n) {
@@ -222,9 +245,181 @@ static bool kwsm__all_zero(const uint8_t *p, size_t n) {
     return true;
 }
 
-/* Decodes and checks the header fields into cfg. Needs len >= KWSM_HEADER_BYTES. */
-static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint8_t *h, char *msg,
-                               size_t msglen) {
+/* ==== The verifier ==== */
+
+/* An enrolled word's takes (kws/verify.h) are optional: their fields sit in
+ * the header at KWSM_OFF_VERIFY_*, all zero without a verifier, and their
+ * block follows the parameters: n_takes int32 lengths, then n_frames x
+ * n_feat float32 features, take after take. The rules below are the
+ * reader's and the writer's alike. */
+
+/* Bytes of v's block after the parameters: 0 without a verifier, and 0 for
+ * counts outside the limits (kwsm__check_verify refuses those), so the sum
+ * is bounded by the limits and cannot overflow. */
+static size_t kwsm__verify_bytes(const struct kws_verifier *v) {
+    if (v->n_takes < 1 || v->n_takes > KWS_VERIFY_MAX_TAKES || v->n_feat < 1 ||
+        v->n_feat > KWSM_MAX_MELS || v->n_frames > (size_t)v->n_takes * KWS_VERIFY_MAX_TAKE_FRAMES)
+        return 0;
+    return 4 * (size_t)v->n_takes + 4 * v->n_frames * (size_t)v->n_feat;
+}
+
+/* Checks v's scalar fields against the valid configuration c they belong
+ * to: n_takes 0 with every other field 0, or a verifier of a class that
+ * fires, over the front end's bands, within the limits of kws/verify.h. */
+static int kwsm__check_verify(const struct kws_verifier *v, const struct snn_cfg *c, char *msg,
+                              size_t msglen) {
+    if (v->n_takes == 0) {
+        const struct {
+            const char *name;
+            int32_t value;
+        } f[] = {{"label", v->label},
+                 {"n_feat", v->n_feat},
+                 {"k", v->k},
+                 {"back", v->back},
+                 {"ahead", v->ahead}};
+        for (size_t i = 0; i < KWS_ARRAY_SIZE(f); i++)
+            if (f[i].value)
+                return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                                  "verify.%s: %d, but verify.n_takes is 0 (no verifier)", f[i].name,
+                                  (int)f[i].value);
+        uint32_t cut_bits;
+        memcpy(&cut_bits, &v->cut, sizeof cut_bits);
+        if (cut_bits)
+            return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                              "verify.cut: %g, but verify.n_takes is 0 (no verifier)",
+                              (double)v->cut);
+        if (v->n_frames)
+            return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                              "verify.n_frames: %zu, but verify.n_takes is 0 (no verifier)",
+                              v->n_frames);
+        return 0;
+    }
+    if (v->n_takes < 0 || v->n_takes > KWS_VERIFY_MAX_TAKES)
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "verify.n_takes: %d out of range [0, %d]",
+                          (int)v->n_takes, KWS_VERIFY_MAX_TAKES);
+    if (v->label < 0 || v->label >= c->n_classes)
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                          "verify.label: %d out of range [0, %d] (n_classes %d)", (int)v->label,
+                          (int)c->n_classes - 1, (int)c->n_classes);
+    if (c->labels[v->label][0] == '_')
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                          "verify.label: %d is \"%s\", a class that never fires", (int)v->label,
+                          c->labels[v->label]);
+    if (v->n_feat != c->fe.n_mels)
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "verify.n_feat: %d, but fe.n_mels is %d",
+                          (int)v->n_feat, (int)c->fe.n_mels);
+    int k_max = v->n_takes < KWS_VERIFY_MAX_K ? v->n_takes : KWS_VERIFY_MAX_K;
+    if (v->k < 1 || v->k > k_max)
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                          "verify.k: %d out of range [1, %d] (n_takes %d, at most %d)", (int)v->k,
+                          k_max, (int)v->n_takes, KWS_VERIFY_MAX_K);
+    if (v->back < 0 || v->ahead < 0)
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "verify.%s: %d is negative",
+                          v->back < 0 ? "back" : "ahead", (int)(v->back < 0 ? v->back : v->ahead));
+    int64_t span = (int64_t)v->back + v->ahead + 1;
+    if (span > KWS_VERIFY_MAX_SPAN)
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                          "verify.back + verify.ahead + 1: %lld frames, at most %d",
+                          (long long)span, KWS_VERIFY_MAX_SPAN);
+    if (!(isfinite(v->cut) && v->cut >= 0.0f))
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "verify.cut: %g must be finite and >= 0",
+                          (double)v->cut);
+    size_t most = (size_t)v->n_takes * KWS_VERIFY_MAX_TAKE_FRAMES;
+    if (v->n_frames < (size_t)v->n_takes || v->n_frames > most)
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                          "verify.n_frames: %zu out of range [%d, %zu] (%d takes of 1..%d frames)",
+                          v->n_frames, (int)v->n_takes, most, (int)v->n_takes,
+                          KWS_VERIFY_MAX_TAKE_FRAMES);
+    return 0;
+}
+
+/* Checks the n_takes take lengths at len: each 1..KWS_VERIFY_MAX_TAKE_FRAMES,
+ * summing to n_frames. */
+static int kwsm__check_verify_len(const int32_t *len, int n_takes, size_t n_frames, char *msg,
+                                  size_t msglen) {
+    size_t sum = 0;
+    for (int t = 0; t < n_takes; t++) {
+        if (len[t] < 1 || len[t] > KWS_VERIFY_MAX_TAKE_FRAMES)
+            return kws_errmsg(KWS_EBADFIELD, msg, msglen, "verify.len[%d]: %d out of range [1, %d]",
+                              t, (int)len[t], KWS_VERIFY_MAX_TAKE_FRAMES);
+        sum += (size_t)len[t];
+    }
+    if (sum != n_frames)
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                          "verify.n_frames: %zu, but the %d takes' lengths sum to %zu", n_frames,
+                          n_takes, sum);
+    return 0;
+}
+
+/* Names feature i of v (a flat index into v->feat) by its take, frame and band. */
+static int kwsm__verify_feat_error(const struct kws_verifier *v, size_t i, float f, char *msg,
+                                   size_t msglen) {
+    size_t frame = i / (size_t)v->n_feat;
+    int t = 0;
+    while (t < v->n_takes - 1 && frame >= (size_t)v->len[t])
+        frame -= (size_t)v->len[t++];
+    return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                      "verify.feat[%zu]: %g is not finite (take %d, frame %zu, band %zu)", i,
+                      (double)f, t, frame, i % (size_t)v->n_feat);
+}
+
+/* Decodes the verifier's header fields into v (its arrays NULL) and checks
+ * them against the valid configuration c. */
+static int kwsm__decode_verify(struct kws_verifier *v, const struct snn_cfg *c, const uint8_t *h,
+                               char *msg, size_t msglen) {
+    memset(v, 0, sizeof *v);
+    v->label = kwsm__get_i32(h + KWSM_OFF_VERIFY_LABEL);
+    v->n_takes = kwsm__get_i32(h + KWSM_OFF_VERIFY_N_TAKES);
+    v->n_feat = kwsm__get_i32(h + KWSM_OFF_VERIFY_N_FEAT);
+    v->k = kwsm__get_i32(h + KWSM_OFF_VERIFY_K);
+    v->back = kwsm__get_i32(h + KWSM_OFF_VERIFY_BACK);
+    v->ahead = kwsm__get_i32(h + KWSM_OFF_VERIFY_AHEAD);
+    v->cut = kwsm__get_f32(h + KWSM_OFF_VERIFY_CUT);
+    v->n_frames = kwsm__get_u32(h + KWSM_OFF_VERIFY_N_FRAMES);
+    return kwsm__check_verify(v, c, msg, msglen);
+}
+
+/* Reads the verifier block at p into v, which must be zeroed. vh holds the
+ * header fields kwsm__decode_verify checked, and the caller has checked
+ * that the block's kwsm__verify_bytes(vh) bytes are in the buffer. On an
+ * error v may be half built: kws_verifier_free (snn_model_free) frees it. */
+static int kwsm__read_verify(struct kws_verifier *v, const struct kws_verifier *vh,
+                             const uint8_t *p, char *msg, size_t msglen) {
+    int32_t len[KWS_VERIFY_MAX_TAKES];
+
+    if (!vh->n_takes)
+        return 0;
+    for (int t = 0; t < vh->n_takes; t++)
+        len[t] = kwsm__get_i32(p + 4 * t);
+    int rc = kwsm__check_verify_len(len, vh->n_takes, vh->n_frames, msg, msglen);
+    if (rc < 0)
+        return rc;
+    rc = kws_verifier_alloc(v, vh->n_takes, len, vh->n_feat);
+    if (rc < 0)
+        return kws_errmsg(rc, msg, msglen, "verify: %s", kws_strerror(rc));
+    KWS_ASSERT(v->n_frames == vh->n_frames);
+    v->label = vh->label;
+    v->k = vh->k;
+    v->back = vh->back;
+    v->ahead = vh->ahead;
+    v->cut = vh->cut;
+    const uint8_t *fp = p + 4 * (size_t)vh->n_takes;
+    size_t n = v->n_frames * (size_t)v->n_feat;
+    for (size_t i = 0; i < n; i++) {
+        float f = kwsm__get_f32(fp + 4 * i);
+        if (!isfinite(f))
+            return kwsm__verify_feat_error(v, i, f, msg, msglen);
+        v->feat[i] = f;
+    }
+    return 0;
+}
+
+/* ==== Decoding the header ==== */
+
+/* Decodes and checks the header fields into cfg and the verifier's fields
+ * into vh (arrays NULL). Needs len >= KWSM_HEADER_BYTES. */
+static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, struct kws_verifier *vh,
+                               const uint8_t *h, char *msg, size_t msglen) {
     memset(c, 0, sizeof *c);
     c->n_in = kwsm__get_i32(h + KWSM_OFF_N_IN);
     c->n_layers = kwsm__get_i32(h + KWSM_OFF_N_LAYERS);
@@ -312,6 +507,9 @@ static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint
     if (*n_params != (uint64_t)want)
         return kws_errmsg(KWS_EBADFIELD, msg, msglen, "n_params: %llu but the topology needs %zu",
                           (unsigned long long)*n_params, want);
+    rc = kwsm__decode_verify(vh, c, h, msg, msglen);
+    if (rc < 0)
+        return rc;
     if (!kwsm__all_zero(h + KWSM_OFF_PAD, KWSM_HEADER_BYTES - KWSM_OFF_PAD))
         return kws_errmsg(KWS_EBADFIELD, msg, msglen,
                           "header padding: bytes %d..%d must be zero in version %d", KWSM_OFF_PAD,
@@ -322,13 +520,15 @@ static int kwsm__decode_header(struct snn_cfg *c, uint64_t *n_params, const uint
 /* ==== Reading ==== */
 
 /* Checks the len bytes at b as far as the header goes: magic, version,
- * header size, then every header field. On success fills cfg and the file
- * size the header announces (*want: header, parameters and checksum). Reads
+ * header size, then every header field. On success fills cfg, the
+ * verifier's header fields vh (arrays NULL) and the file size the header
+ * announces (*want: header, parameters, verifier block and checksum). Reads
  * nothing past b + len and nothing past the header. */
-static int kwsm__check_header(const uint8_t *b, size_t len, struct snn_cfg *cfg, size_t *want,
-                              char *msg, size_t msglen) {
+static int kwsm__check_header(const uint8_t *b, size_t len, struct snn_cfg *cfg,
+                              struct kws_verifier *vh, size_t *want, char *msg, size_t msglen) {
     uint64_t n_params = 0;
 
+    memset(vh, 0, sizeof *vh);
     if (len < 4)
         return kws_errmsg(KWS_ETRUNCATED, msg, msglen,
                           "file size: %zu bytes, too short for the magic", len);
@@ -354,20 +554,28 @@ static int kwsm__check_header(const uint8_t *b, size_t len, struct snn_cfg *cfg,
         return kws_errmsg(KWS_ETRUNCATED, msg, msglen,
                           "file size: %zu bytes, shorter than the %d-byte header", len,
                           KWSM_HEADER_BYTES);
-    int rc = kwsm__decode_header(cfg, &n_params, b, msg, msglen);
+    int rc = kwsm__decode_header(cfg, &n_params, vh, b, msg, msglen);
     if (rc < 0)
         return rc;
-    /* n_params is bounded by the validated topology, so this cannot overflow. */
-    *want = KWSM_HEADER_BYTES + (size_t)n_params * 4 + 4;
+    /* n_params is bounded by the validated topology and the verifier's
+     * block by its validated fields, so this cannot overflow. */
+    *want = KWSM_HEADER_BYTES + (size_t)n_params * 4 + kwsm__verify_bytes(vh) + 4;
     return 0;
 }
 
-/* Compares a file's size len with the size its header announces. */
-static int kwsm__check_size(size_t len, size_t want, char *msg, size_t msglen) {
+/* Compares a file's size len with the size want its header announces for
+ * the configuration cfg and the verifier vh. */
+static int kwsm__check_size(size_t len, size_t want, const struct snn_cfg *cfg,
+                            const struct kws_verifier *vh, char *msg, size_t msglen) {
+    if (len < want && vh->n_takes)
+        return kws_errmsg(KWS_ETRUNCATED, msg, msglen,
+                          "file size: %zu bytes, the header announces %zu (%zu parameters and a "
+                          "verifier of %d takes, %zu frames)",
+                          len, want, snn_param_count(cfg), (int)vh->n_takes, vh->n_frames);
     if (len < want)
         return kws_errmsg(KWS_ETRUNCATED, msg, msglen,
                           "file size: %zu bytes, the header announces %zu (%zu parameters)", len,
-                          want, (want - KWSM_HEADER_BYTES - 4) / 4);
+                          want, snn_param_count(cfg));
     if (len > want)
         return kws_errmsg(KWS_EBADFIELD, msg, msglen,
                           "file size: %zu bytes, %zu more than the header announces", len,
@@ -379,16 +587,17 @@ int snn_model_load_buffer(struct snn_model *m, const void *buf, size_t len, char
                           size_t msglen) {
     const uint8_t *b = buf;
     struct snn_cfg cfg;
+    struct kws_verifier vh;
     size_t want = 0;
     int rc;
 
     memset(m, 0, sizeof *m);
     if (msg && msglen)
         msg[0] = '\0';
-    rc = kwsm__check_header(b, len, &cfg, &want, msg, msglen);
+    rc = kwsm__check_header(b, len, &cfg, &vh, &want, msg, msglen);
     if (rc < 0)
         return rc;
-    rc = kwsm__check_size(len, want, msg, msglen);
+    rc = kwsm__check_size(len, want, &cfg, &vh, msg, msglen);
     if (rc < 0)
         return rc;
     uint32_t stored = kwsm__get_u32(b + want - 4);
@@ -400,7 +609,7 @@ int snn_model_load_buffer(struct snn_model *m, const void *buf, size_t len, char
     rc = snn_model_init(m, &cfg);
     if (rc < 0)
         return kws_errmsg(rc, msg, msglen, "model: %s", kws_strerror(rc));
-    KWS_ASSERT(KWSM_HEADER_BYTES + m->n_params * 4 + 4 == want);
+    KWS_ASSERT(KWSM_HEADER_BYTES + m->n_params * 4 + kwsm__verify_bytes(&vh) + 4 == want);
     const uint8_t *pp = b + KWSM_HEADER_BYTES;
     for (size_t i = 0; i < m->n_params; i++) {
         float v = kwsm__get_f32(pp + 4 * i);
@@ -412,19 +621,27 @@ int snn_model_load_buffer(struct snn_model *m, const void *buf, size_t len, char
         }
         m->mem[i] = v;
     }
+    rc = kwsm__read_verify(&m->verify, &vh, pp + 4 * m->n_params, msg, msglen);
+    if (rc < 0) {
+        snn_model_free(m);
+        return rc;
+    }
     snn_model_prepare(m);
     return 0;
 }
 
 /* The largest file any header within the format's limits can announce:
  * every layer at SNN_MAX_NEURONS neurons with the widest input, a dense
- * recurrence, its delays and input delays, then the widest readout. */
+ * recurrence, its delays and input delays, then the widest readout, and
+ * the largest verifier (every take at its longest, over the most bands). */
 static uint64_t kwsm__max_file_size(void) {
     const uint64_t n = SNN_MAX_NEURONS;
     const uint64_t in = SNN_MAX_INPUTS > SNN_MAX_NEURONS ? SNN_MAX_INPUTS : SNN_MAX_NEURONS;
     const uint64_t layer = n * in + n + n * n + n + in;
     const uint64_t floats = SNN_MAX_LAYERS * layer + SNN_MAX_CLASSES * n + SNN_MAX_CLASSES;
-    return KWSM_HEADER_BYTES + 4 * floats + 4;
+    const uint64_t takes = KWS_VERIFY_MAX_TAKES;
+    const uint64_t verify = takes + takes * KWS_VERIFY_MAX_TAKE_FRAMES * KWSM_MAX_MELS;
+    return KWSM_HEADER_BYTES + 4 * floats + 4 * verify + 4;
 }
 
 /* Reads up to n bytes from fd into buf; returns the bytes read (fewer only
@@ -448,6 +665,7 @@ int snn_model_load(struct snn_model *m, const char *path, char *msg, size_t msgl
     uint8_t head[KWSM_HEADER_BYTES];
     uint8_t *buf = NULL;
     struct snn_cfg cfg;
+    struct kws_verifier vh;
     struct stat st;
     size_t want = 0;
     int rc;
@@ -474,9 +692,9 @@ int snn_model_load(struct snn_model *m, const char *path, char *msg, size_t msgl
         close(fd);
         return snn_model_load_buffer(m, head, (size_t)got, msg, msglen);
     }
-    rc = kwsm__check_header(head, sizeof head, &cfg, &want, msg, msglen);
+    rc = kwsm__check_header(head, sizeof head, &cfg, &vh, &want, msg, msglen);
     if (rc == 0)
-        rc = kwsm__check_size((size_t)st.st_size, want, msg, msglen);
+        rc = kwsm__check_size((size_t)st.st_size, want, &cfg, &vh, msg, msglen);
     if (rc < 0) {
         close(fd);
         return rc;
@@ -504,7 +722,23 @@ read_error:
 /* ==== Writing ==== */
 
 size_t kwsm__encoded_size(const struct snn_model *m) {
-    return KWSM_HEADER_BYTES + m->n_params * 4 + 4;
+    return KWSM_HEADER_BYTES + m->n_params * 4 + kwsm__verify_bytes(&m->verify) + 4;
+}
+
+/* Whether m's verifier follows the reader's rules: its fields, its lengths
+ * and every feature finite. */
+static bool kwsm__verify_ok(const struct snn_model *m) {
+    const struct kws_verifier *v = &m->verify;
+    if (kwsm__check_verify(v, &m->cfg, NULL, 0) < 0)
+        return false;
+    if (!v->n_takes)
+        return true;
+    if (!v->len || !v->feat || kwsm__check_verify_len(v->len, v->n_takes, v->n_frames, NULL, 0) < 0)
+        return false;
+    for (size_t i = 0; i < v->n_frames * (size_t)v->n_feat; i++)
+        if (!isfinite(v->feat[i]))
+            return false;
+    return true;
 }
 
 int kwsm__encode(const struct snn_model *m, uint8_t *out) {
@@ -516,12 +750,21 @@ int kwsm__encode(const struct snn_model *m, uint8_t *out) {
     for (size_t i = 0; i < m->n_params; i++)
         if (!isfinite(m->mem[i]))
             return KWS_EBADFIELD;
+    if (!kwsm__verify_ok(m))
+        return KWS_EBADFIELD;
     memset(out, 0, KWSM_HEADER_BYTES);
     kwsm__encode_header(out, m);
     uint8_t *pp = out + KWSM_HEADER_BYTES;
     for (size_t i = 0; i < m->n_params; i++)
         kwsm__put_f32(pp + 4 * i, m->mem[i]);
-    size_t body = KWSM_HEADER_BYTES + m->n_params * 4;
+    const struct kws_verifier *v = &m->verify; /* no block when n_takes is 0 */
+    uint8_t *vp = pp + 4 * m->n_params;
+    for (int t = 0; t < v->n_takes; t++)
+        kwsm__put_i32(vp + 4 * t, v->len[t]);
+    vp += 4 * (size_t)v->n_takes;
+    for (size_t i = 0; i < v->n_frames * (size_t)v->n_feat; i++)
+        kwsm__put_f32(vp + 4 * i, v->feat[i]);
+    size_t body = KWSM_HEADER_BYTES + m->n_params * 4 + kwsm__verify_bytes(v);
     kwsm__put_u32(out + body, kwsm__crc32(out, body));
     return 0;
 }

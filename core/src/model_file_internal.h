@@ -24,7 +24,8 @@ uint32_t kwsm__crc32(const void *buf, size_t len);
 size_t kwsm__encoded_size(const struct snn_model *m);
 
 /* Encodes m into out (kwsm__encoded_size(m) bytes). Returns 0, or
- * KWS_EBADFIELD if the configuration is invalid or a parameter is not finite. */
+ * KWS_EBADFIELD if the configuration is invalid, a parameter is not finite
+ * or the verifier (m->verify) breaks the reader's rules; out is then untouched. */
 int kwsm__encode(const struct snn_model *m, uint8_t *out);
 
 #endif /* KWS_CORE_MODEL_FILE_INTERNAL_H */

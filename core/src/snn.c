@@ -249,12 +249,27 @@ void snn_model_free(struct snn_model *m) {
     free(m->mem);
     free(m->idelay_mem);
     free(m->t_mem);
+    kws_verifier_free(&m->verify);
     memset(m, 0, sizeof *m);
+}
+
+/* Whether two verifiers are the same: equal fields (the cut bit for bit),
+ * equal take lengths and features. */
+static bool snn__verifier_same(const struct kws_verifier *a, const struct kws_verifier *b) {
+    if (a->label != b->label || a->n_takes != b->n_takes || a->n_feat != b->n_feat ||
+        a->k != b->k || a->back != b->back || a->ahead != b->ahead ||
+        memcmp(&a->cut, &b->cut, sizeof a->cut) != 0 || a->n_frames != b->n_frames)
+        return false;
+    if (!a->n_takes)
+        return true;
+    return memcmp(a->len, b->len, (size_t)a->n_takes * sizeof *a->len) == 0 &&
+           memcmp(a->feat, b->feat, a->n_frames * (size_t)a->n_feat * sizeof *a->feat) == 0;
 }
 
 int snn_model_same(const struct snn_model *a, const struct snn_model *b) {
     return memcmp(&a->cfg, &b->cfg, sizeof a->cfg) == 0 && a->n_params == b->n_params &&
-           memcmp(a->mem, b->mem, a->n_params * sizeof *a->mem) == 0;
+           memcmp(a->mem, b->mem, a->n_params * sizeof *a->mem) == 0 &&
+           snn__verifier_same(&a->verify, &b->verify);
 }
 
 /* C'_l: a layer's width rounded up to whole register tiles (snn_step). */

@@ -67,7 +67,7 @@ static void on_frame(void *ctx, const float *feat, const float *spikes) {
     (void)ctx;
     for (int f = 0; f < model.cfg.fe.n_mels; f++)
         FUZZ_CHECK(isfinite(feat[f]));
-    kws_listener_frame(&lis, spikes, cur_fe->zero_run, &hit);
+    kws_listener_frame(&lis, feat, spikes, cur_fe->zero_run, &hit);
     for (int c = 0; c < model.cfg.n_classes; c++)
         FUZZ_CHECK(isfinite(lis.v[c]));
 }

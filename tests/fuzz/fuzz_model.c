@@ -31,8 +31,7 @@ struct run {
 static void on_frame(void *ctx, const float *feat, const float *spikes) {
     struct run *r = ctx;
     struct kws_hit hit;
-    (void)feat;
-    kws_listener_frame(&r->lis, spikes, r->fe->zero_run, &hit);
+    kws_listener_frame(&r->lis, feat, spikes, r->fe->zero_run, &hit);
     for (int c = 0; c < r->m->cfg.n_classes; c++)
         FUZZ_CHECK(!isnan(r->lis.v[c]));
 }

@@ -31,8 +31,7 @@ struct mine_ctx {
 static void mine_frame(void *ctx, const float *feat, const float *spikes) {
     struct mine_ctx *c = ctx;
     struct kws_hit hit;
-    (void)feat;
-    c->fired |= kws_listener_frame(c->lis, spikes, c->fe->zero_run, &hit);
+    c->fired |= kws_listener_frame(c->lis, feat, spikes, c->fe->zero_run, &hit);
     for (int k = 0; k < c->lis->model->cfg.n_classes; k++)
         if (c->lis->det.cfg.fires[k] && c->lis->scores[k] > c->peak)
             c->peak = c->lis->scores[k];

@@ -20,6 +20,9 @@ static int cmp_float(const void *a, const void *b) {
 }
 
 void stream_eval_free(struct stream_eval *se) {
+    kws_verifier_free(&se->verify);
+    free(se->vfeat);
+    free(se->vcost);
     free(se->v);
     free(se->on);
     free(se->off);
@@ -34,14 +37,17 @@ struct frames_ctx {
     const struct audio_fe *fe;
     float *spikes;
     uint8_t *held;
+    int8_t *vfeat; /* the second look's frames, or NULL */
+    int n_vfeat;
     size_t max, count;
     int frame_ms;
 };
 
 static void keep_frame(void *ctx, const float *feat, const float *spikes) {
     struct frames_ctx *c = ctx;
-    (void)feat;
     if (c->count < c->max) {
+        if (c->vfeat)
+            kws_verify_frame(feat, c->n_vfeat, c->vfeat + c->count * (size_t)c->n_vfeat);
         memcpy(c->spikes + c->count * (size_t)c->fe->n_out, spikes,
                (size_t)c->fe->n_out * sizeof *spikes);
         c->held[c->count] = (uint8_t)kws_hold_frame(c->fe->zero_run, c->frame_ms);
@@ -348,6 +354,9 @@ static void run_piece(struct stream_eval *se, struct audio_fe *fe, struct kws_li
     struct frames_ctx fc = {.fe = fe,
                             .spikes = sp,
                             .held = se->held + se->nf,
+                            .vfeat =
+                                se->vfeat ? se->vfeat + se->nf * (size_t)se->verify.n_feat : NULL,
+                            .n_vfeat = se->verify.n_feat,
                             .max = room < sp_max ? room : sp_max,
                             .frame_ms = lis->frame_ms};
     audio_fe_push(fe, x, n, keep_frame, &fc);
@@ -408,9 +417,19 @@ int stream_eval_run_opts(struct stream_eval *se, const struct snn_model *m,
     sp = malloc(pf_max * (size_t)fe.n_out * sizeof *sp);
     se->v = malloc(nf_max * (size_t)cfg->n_classes * sizeof *se->v);
     se->held = calloc(nf_max, 1);
-    if (!sp || !se->v || !se->held) {
+    if (!sp || !se->v || !se->held || kws_verifier_copy(&se->verify, &m->verify) < 0) {
         rc = -ENOMEM;
         goto out;
+    }
+    if (se->verify.n_takes > 0) {
+        se->vfeat = malloc(nf_max * (size_t)se->verify.n_feat * sizeof *se->vfeat);
+        se->vcost = malloc(nf_max * sizeof *se->vcost);
+        if (!se->vfeat || !se->vcost) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        for (size_t t = 0; t < nf_max; t++)
+            se->vcost[t] = -1.0f;
     }
     /* the network is never reset, between items or passes */
     size_t si = 0, sil_pos = 0;
@@ -449,6 +468,19 @@ out:
     return rc;
 }
 
+/* The second look's cost of an event published at frame pub: the frames
+ * kwsd's ring holds then (verify.back + verify.ahead + 1 up to pub),
+ * computed once per frame. */
+static float verify_cost_at(const struct stream_eval *se, size_t pub, float *scratch) {
+    const struct kws_verifier *vf = &se->verify;
+    if (se->vcost[pub] >= 0.0f)
+        return se->vcost[pub];
+    size_t span = (size_t)(vf->back + vf->ahead + 1), first = pub + 1 > span ? pub + 1 - span : 0;
+    se->vcost[pub] =
+        kws_verify_cost(vf, se->vfeat + first * (size_t)vf->n_feat, pub + 1 - first, scratch);
+    return se->vcost[pub];
+}
+
 int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, float threshold,
                       int smooth_ms, int refr_ms, struct stream_result *res) {
     memset(res, 0, sizeof *res);
@@ -457,12 +489,19 @@ int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, f
     struct kws_detector det = {0};
     struct kws_detector_cfg dc;
     const struct kws_frontend_cfg fe = {.sample_rate = rate, .hop = se->hop};
+    const struct kws_verifier *vf = se->vfeat ? &se->verify : NULL;
+    float *scratch = NULL;
+    if (vf && refr_ms < (vf->ahead + 1) * kws_frame_ms(&fe)) /* as kws_listener_init */
+        refr_ms = (vf->ahead + 1) * kws_frame_ms(&fe);
     kws_detector_cfg_default(&dc, cfg, threshold, smooth_ms, refr_ms, kws_frame_ms(&fe));
     float *lat = malloc((n_word + 1) * sizeof *lat);
     float *peak = calloc(n_word + 1, sizeof *peak);
     char *got = calloc(n_word + 1, 1);
     int rc = kws_detector_init(&det, &dc);
-    if (!rc && (!lat || !peak || !got))
+    if (vf)
+        scratch =
+            malloc(kws_verify_scratch_floats((size_t)(vf->back + vf->ahead + 1)) * sizeof *scratch);
+    if (!rc && (!lat || !peak || !got || (vf && !scratch)))
         rc = -ENOMEM;
     if (rc < 0)
         goto out;
@@ -482,6 +521,13 @@ int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, f
                 peak[j] = sc[se->lab[j]];
         if (!fired)
             continue;
+        if (vf && hit.label == vf->label) {
+            /* kwsd publishes it verify.ahead frames on, if the frames match */
+            size_t pub = t + (size_t)vf->ahead < se->nf ? t + (size_t)vf->ahead : se->nf - 1;
+            if (!(verify_cost_at(se, pub, scratch) <= vf->cut))
+                continue;
+            sample = (int64_t)(pub + 1) * se->hop;
+        }
         /* the occurrence whose window [on, off + 1 s] holds this frame */
         while (wi < n_word && se->off[wi] + rate < sample)
             wi++;
@@ -536,6 +582,7 @@ int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, f
         res->lat_p90_ms = lat[(n_lat * 9) / 10];
     }
 out:
+    free(scratch);
     free(lat);
     free(peak);
     free(got);

@@ -70,6 +70,7 @@ void enroll_recipe_default(struct enroll_recipe *r) {
     r->speed[1] = 1.1f;
     r->snr[0] = 5.0f;
     r->snr[1] = 25.0f;
+    r->verify = 1;
     r->calib_fa = 1.0f;
     r->calib_hours = 1.0;
     r->snr_cal[0] = 5.0f;
@@ -567,6 +568,19 @@ static void on_cal_audio(void *ctx, int pass, const float *x, size_t n, size_t t
     }
 }
 
+/* m's second look from the first n takes of the (one) enrolled word. */
+static int build_verifier(struct enr *E, struct snn_model *m, size_t n) {
+    int label = -1;
+    for (int c = 0; c < m->cfg.n_classes; c++)
+        if (!strcmp(m->cfg.labels[c], E->r->words[0]))
+            label = c;
+    if (label < 0)
+        return KWS_EDATASET;
+    kws_verifier_free(&m->verify);
+    return enroll_verifier(&m->verify, &m->cfg.fe, label, E->takes[0].t, n, &E->r->rules,
+                           (uint64_t)E->r->seed);
+}
+
 /* The threshold from a stream of the pack's negatives alone (>= calib_hours;
  * its phrases and its single words), then the hit rate of the held-out takes
  * between negatives at it. */
@@ -649,7 +663,15 @@ static int calibrate(struct enr *E, struct snn_model *m) {
         for (size_t i = 0; i < n_neg && k<want; i += n_neg / want> 1 ? n_neg / want : 1)
             neg[k++] = neg[i];
         h.n_neg = k;
-        rc = stream_eval_run_opts(&se, m, &ds, held, n_held, &h);
+        /* the held-out takes are looked at with the other takes only */
+        struct kws_verifier all = m->verify;
+        memset(&m->verify, 0, sizeof m->verify);
+        if (all.n_takes)
+            rc = build_verifier(E, m, E->takes[0].n - (size_t)r->n_val);
+        if (!rc)
+            rc = stream_eval_run_opts(&se, m, &ds, held, n_held, &h);
+        kws_verifier_free(&m->verify);
+        m->verify = all;
         if (!rc)
             rc = stream_eval_score(&se, &m->cfg, thr, ls.smoothing_ms, ls.refractory_ms, &sr);
         if (!rc) {
@@ -742,6 +764,18 @@ static int write_model(struct enr *E) {
     int rc = snn_model_load(&m, E->model, msg, sizeof msg);
     if (rc < 0)
         return efail(E, rc, "%s", msg);
+    if (E->r->verify && E->r->n_words == 1) {
+        if ((rc = build_verifier(E, &m, E->takes[0].n)) < 0) {
+            snn_model_free(&m);
+            return efail(E, rc, "the takes' second look: %s", kws_strerror(rc));
+        }
+        E->res->n_verify = m.verify.n_takes;
+        E->res->verify_cut = m.verify.cut;
+        say(E->p, "second look: %d takes kept in the model, cut %.3f", m.verify.n_takes,
+            (double)m.verify.cut);
+    } else if (E->r->verify) {
+        say(E->p, "second look: only for a model of one word; %d words have none", E->r->n_words);
+    }
     double t0 = train__now_s();
     rc = calibrate(E, &m);
     E->res->cal_s = train__now_s() - t0;

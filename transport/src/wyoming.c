@@ -221,10 +221,9 @@ static void on_client_frame(void *ctx, const float *feat, const float *spikes) {
     struct wyoming_client *c = fr->c;
     const struct wyoming_server *s = c->srv;
     struct kws_hit hit;
-    (void)feat;
     for (int m = 0; m < s->n_models && !c->closing; m++) {
         if (s->model_fe[m] != fr->index ||
-            !kws_listener_frame(&c->lis[m], spikes, c->pipe[fr->index].fe.zero_run, &hit))
+            !kws_listener_frame(&c->lis[m], feat, spikes, c->pipe[fr->index].fe.zero_run, &hit))
             continue;
         const char *name = s->models[m]->cfg.labels[hit.label];
         if (c->n_names && !c->want[m][hit.label])

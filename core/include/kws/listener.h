@@ -10,7 +10,10 @@
  *     else KWS_THRESHOLD_FALLBACK;
  *   - the frame length, from the model's front end (kws_frame_ms);
  *   - the digital-silence hold (KWS_HOLD_MS in kws/detector.h): the network
- *     rests, reset once, while the input is exactly 0.
+ *     rests, reset once, while the input is exactly 0;
+ *   - an enrolled word's second look (kws/verify.h): when the model holds
+ *     its takes, an event of that word waits verify.ahead frames and is
+ *     published only if the last frames match the takes.
  * The daemon's microphone, each Wyoming client, kwsd-eval --wav, the
  * stream evaluation and the trainer's hard-negative mining all listen
  * through it, so they hear alike
@@ -23,7 +26,7 @@
  *     if (kws_listener_init(&l, &model, &s) < 0) ...;
  *     // per frame from the front end (kws/frontend.h):
  *     struct kws_hit hit;
- *     if (kws_listener_frame(&l, spikes, fe.zero_run, &hit)) publish(hit);
+ *     if (kws_listener_frame(&l, feat, spikes, fe.zero_run, &hit)) publish(hit);
  *     kws_listener_free(&l);
  *
  * Many listeners may share one model (read only). Thread-safety: a listener
@@ -75,6 +78,16 @@ struct kws_listener {
     float *scores;                         /* (C) smoothed scores of the last frame */
     uint64_t held;                         /* frames of the current digital-silence hold */
     int frame_ms;                          /* ms per frame (kws_frame_ms of the model) */
+    /* The second look (model->verify.n_takes > 0), else all NULL and 0. */
+    int8_t *vring;                   /* (span, n_feat) the last span frames (kws_verify_frame) */
+    int8_t *vseq;                    /* (span, n_feat) the same in time order, for the match */
+    float *vscratch;                 /* kws_verify_scratch_floats(span) */
+    int vspan;                       /* verify.back + verify.ahead + 1 */
+    int vfill, vpos;                 /* frames in the ring; where the next goes */
+    int pending;                     /* frames until the held event is looked at; 0: none */
+    struct kws_hit held_hit;         /* the event waiting for its second look */
+    float last_cost;                 /* the cost of the last event looked at */
+    uint64_t n_verified, n_rejected; /* events looked at; of them dropped */
 };
 
 /* Fills s with kwsd's defaults: the model's threshold, smoothing 300 ms,
@@ -90,7 +103,9 @@ float kws_listener_threshold(const struct kws_listener_settings *s, const char *
 
 /* Builds a listener for model m with settings s: the network state at rest,
  * a detector whose thresholds come from kws_listener_threshold for each of
- * the model's labels. m is borrowed. Returns 0, -EINVAL (settings out of
+ * the model's labels, and the ring for the second look when m holds takes
+ * (its refractory period then lasts at least the look's wait, so one event
+ * waits at a time). m is borrowed. Returns 0, -EINVAL (settings out of
  * range) or -ENOMEM; on failure l is safe for kws_listener_free. */
 int kws_listener_init(struct kws_listener *l, const struct snn_model *m,
                       const struct kws_listener_settings *s);
@@ -103,15 +118,19 @@ void kws_listener_reset(struct kws_listener *l);
  * zeroed or half-built listener and twice. */
 void kws_listener_free(struct kws_listener *l);
 
-/* One frame: spikes (n_in) from the front end and the front end's zero_run
- * (frames of digital silence in a row). A held frame (kws_hold_frame) rests
- * the network (reset on the first frame of a hold, no step) and empties the
- * detector's window; any other frame steps the network into l->v and the
- * detector. l->scores gets the frame's smoothed scores. Returns 1 and fills
- * *hit when a keyword fires (hit times count frames since init or reset),
- * else 0. No allocation. */
-int kws_listener_frame(struct kws_listener *l, const float *spikes, uint64_t zero_run,
-                       struct kws_hit *hit);
+/* One frame: features (n_mels) and spikes (n_in) from the front end and the
+ * front end's zero_run (frames of digital silence in a row). A held frame
+ * (kws_hold_frame) rests the network (reset on the first frame of a hold,
+ * no step) and empties the detector's window; any other frame steps the
+ * network into l->v and the detector. l->scores gets the frame's smoothed
+ * scores. Returns 1 and fills *hit when a keyword fires (hit times count
+ * frames since init or reset), else 0. An event of the model's enrolled
+ * word (kws/verify.h) is returned verify.ahead frames after the detector
+ * fired, and only when its cost is within verify.cut (l->last_cost); feat
+ * NULL gives the listener no features, and such events are returned when
+ * the detector fires, unverified. No allocation. */
+int kws_listener_frame(struct kws_listener *l, const float *feat, const float *spikes,
+                       uint64_t zero_run, struct kws_hit *hit);
 
 /* The network half of kws_listener_frame alone, for a caller that scores the
  * potentials later under several detector settings (the stream evaluation):

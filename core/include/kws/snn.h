@@ -49,6 +49,7 @@
 #include <stdint.h>
 
 #include "kws/model.h"
+#include "kws/verify.h"
 
 #define SNN_MAX_LAYERS 4
 #define SNN_MAX_CLASSES 32
@@ -130,6 +131,9 @@ struct snn_model {
     float *w_rec_t[SNN_MAX_LAYERS]; /* dense: (C_l, C'_l) as W^T[j][i], pre j, post i; else NULL */
     float *w_out_t;                 /* (C_{L-1}, K') w_out transposed */
     float *t_mem;                   /* backing block of the transposed copies */
+    /* An enrolled word's takes (n_takes 0: none); kws/verify.h. Stored in
+     * the file after the parameters; snn_model_free frees it. */
+    struct kws_verifier verify;
 };
 
 /* Per-stream running state: membranes, rings and a scratch vector. */
@@ -187,8 +191,9 @@ int snn_model_init(struct snn_model *m, const struct snn_cfg *cfg);
 void snn_model_free(struct snn_model *m);
 
 /* Whether a and b are the same network: equal header fields (front end,
- * shapes, labels, threshold) and equal parameters, as two loads of one
- * file are. A reload uses it to keep a running network's state. */
+ * shapes, labels, threshold), equal parameters and equal takes for the
+ * second look, as two loads of one file are. A reload uses it to keep a
+ * running network's state. */
 int snn_model_same(const struct snn_model *a, const struct snn_model *b);
 
 /* Rounds the real-valued delays to the integer taps snn_step uses (round half

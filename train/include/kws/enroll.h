@@ -151,20 +151,25 @@ struct enroll_recipe {
     int keep_keywords; /* 1: the new model also has init's keywords */
     struct enroll_take_rules rules;
     int min_takes; /* fewer accepted takes of a word is an error (5) */
-    int n_val;     /* takes of each word held out for the hit rate, and the epoch with --select stream (4) */
-    int threads;   /* OpenMP threads (0: all cores) */
+    int n_val;   /* takes of each word held out for the hit rate, and the epoch with --select stream
+                    (4) */
+    int threads; /* OpenMP threads (0: all cores) */
     int seed;
 
     /* ---- training (kws/recipe.h fields of the same names) ---- */
     int windows, epochs, batch, mine_every, select;
     int train_unknown; /* the pack's single words the training hears (700), taken in
                         * turn from each word (0: all); calibration hears them all */
-    int val_passes; /* passes of the validation stream each epoch (calib_passes) */
+    int val_passes;    /* passes of the validation stream each epoch (calib_passes) */
     float window_ms, p_keyword;
     float lr, lr_delay, sigma_init, win_weight, fa_weight, ema;
     float speed[2], snr[2];
     float reverb; /* share of windows put in a synthetic room (kws/room.h) */
     int freeze;   /* hidden layers of init kept as they are (0: all fine-tuned) */
+
+    /* ---- the second look (kws/verify.h) ---- */
+    int verify; /* 1: the model keeps the takes and checks each event against
+                 * them (one word only; --no-verify: 0) */
 
     /* ---- calibration ---- */
     float calib_fa;    /* false alarms per hour the stored threshold allows */
@@ -183,8 +188,22 @@ struct enroll_result {
     int cal_fa;                       /* its false alarms at the threshold */
     int n_held, hits;                 /* held-out takes said, and caught */
     double hit_fa_h;                  /* false alarms per hour of that stream */
+    int n_verify;                     /* takes the model keeps for its second look (0: none) */
+    float verify_cut;                 /* its cut (kws_verify_cut_loo) */
     double train_s, cal_s, total_s;   /* seconds */
 };
+
+/* The second look for an enrolled word (kws/verify.h): each of the n_takes
+ * takes (enroll_takes_load's, trimmed with rules' padding) is heard after
+ * 0.5 s of pink noise 15 dB under the word, by a front end fe; the frames
+ * of the word (dataset_find_word with rules' range and gap) become its
+ * template; the cut comes from the takes alone (kws_verify_cut_loo). The
+ * noise is drawn from seed. label is the word's class. Returns 0, -EINVAL
+ * (fewer than 2 takes, or a take with no frame) or -ENOMEM; on failure v
+ * is zeroed. */
+int enroll_verifier(struct kws_verifier *v, const struct kws_frontend_cfg *fe, int label,
+                    const struct enroll_take *takes, size_t n_takes,
+                    const struct enroll_take_rules *rules, uint64_t seed);
 
 /* Runs the enrolment r describes (see the top of this file). Returns 0 when
  * out is written; KWS_ECONFIG for a recipe that cannot work (no word, a

@@ -17,7 +17,8 @@
  *     stream_eval_free(&se);
  *
  * A keyword clip counts as hit if an event of its label fires between the
- * word's start and 1 s after its end; latency is the event's frame end minus
+ * word's start and 1 s after its end (an event of a model's enrolled word
+ * fires where kwsd would publish it, after its second look); latency is the event's frame end minus
  * the word's end. Every other event is a false alarm; false alarms per hour
  * use the whole recording's duration. False alarms are also split by where
  * they fall: during an unknown word, during a negative phrase, during a
@@ -50,6 +51,13 @@ struct stream_eval {
                         * or NULL: none is */
     double hours;      /* duration of the recording */
     int passes;        /* passes said (a negatives-only recording may say more than asked) */
+    /* The model's second look (kws/verify.h), copied; n_takes 0: none. Its
+     * word's events are scored as kwsd publishes them: verify.ahead frames
+     * after the detector fires, and only when the frames match the takes. */
+    struct kws_verifier verify;
+    int8_t *vfeat; /* (nf, verify.n_feat) each frame as kws_verify_frame keeps it, or NULL */
+    float *vcost;  /* (nf) the second look's cost of an event at each frame, once
+                    * computed (a sweep meets the same frames again); < 0: not yet */
 };
 
 struct stream_result {

@@ -1,0 +1,104 @@
+/* kws/verify.h: a second look at an enrolled word's events, against its takes.
+ *
+ * A model enrolled from takes (kwsd-enroll) may carry the takes themselves:
+ * each take's front-end features over the spoken word, every frame
+ * normalised (kws_verify_norm: the bands' mean taken away, then scaled to
+ * unit length, so only the spectrum's shape counts, not the level). When the
+ * detector fires that word, the listener waits `ahead` frames, then matches
+ * every take against the last `back + ahead + 1` frames it heard:
+ * subsequence dynamic time warping, free to start and end anywhere in that
+ * stretch, each take frame matched once, the stretch's frames taken at 1/2
+ * to 2 times the take's pace. A take's cost is its summed Euclidean frame
+ * distances over its frames; the event's cost is the mean of the `k`
+ * lowest. The event is kept when that cost is at most `cut`.
+ *
+ * The network hears what it learnt from thousands of words, and fires on
+ * speech that shares the word's rhythm; the takes say how this word
+ * sounds, frame by frame. kws_verify_cut_loo sets the cut from the takes
+ * alone: each take against the others, as a spoken word would be.
+ *
+ *     struct kws_verifier *v = &model.verify;     // n_takes 0: no verifier
+ *     float cost = kws_verify_cost(v, frames, n, scratch);   // kws_verify_frame's
+ *     if (cost <= v->cut) publish(event);
+ *
+ * Thread-safety: a verifier is read-only once built; scratch belongs to the
+ * caller (kws_verify_scratch_floats floats).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef KWS_CORE_VERIFY_H
+#define KWS_CORE_VERIFY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Limits a model file may hold. */
+#define KWS_VERIFY_MAX_TAKES 64
+#define KWS_VERIFY_MAX_TAKE_FRAMES 400 /* 4 s at 10 ms */
+#define KWS_VERIFY_MAX_SPAN 1000       /* back + ahead + 1, frames */
+#define KWS_VERIFY_MAX_K 16
+
+/* The defaults kwsd-enroll writes: 1.2 s back, 300 ms ahead, mean of 3. */
+#define KWS_VERIFY_BACK 120
+#define KWS_VERIFY_AHEAD 30
+#define KWS_VERIFY_K 3
+
+struct kws_verifier {
+    int32_t label;   /* the class its takes are of */
+    int32_t n_takes; /* 0: no verifier (every other field 0) */
+    int32_t n_feat;  /* features per frame (the front end's n_mels) */
+    int32_t k;       /* costs averaged: the k lowest (1..n_takes) */
+    int32_t back;    /* frames heard before the detector's frame */
+    int32_t ahead;   /* frames waited after it */
+    float cut;       /* an event is kept when its cost <= cut */
+    int32_t *len;    /* (n_takes) frames of each take */
+    float *feat;     /* (sum of len, n_feat) normalised features, take after take */
+    size_t n_frames; /* sum of len */
+};
+
+/* Normalises one frame of n features in place: the mean taken away, then
+ * scaled to unit Euclidean length (a frame of equal features becomes 0). */
+void kws_verify_norm(float *f, int n);
+
+/* A heard frame as the second look keeps it: f normalised (into a copy)
+ * and rounded to steps of 1/KWS_VERIFY_Q in q (n values, n <= 256). The
+ * daemon's ring and the stream evaluation both keep frames this way, so
+ * they decide alike, at a quarter of the memory. */
+#define KWS_VERIFY_Q 127
+void kws_verify_frame(const float *f, int n, int8_t *q);
+
+/* Allocates v's arrays for takes of the given lengths (copied), sets n_takes,
+ * n_feat, n_frames and the defaults (k = min(KWS_VERIFY_K, n_takes), back,
+ * ahead); label and cut are the caller's. Returns 0, -EINVAL (lengths or
+ * counts outside the limits) or -ENOMEM. */
+int kws_verifier_alloc(struct kws_verifier *v, int n_takes, const int32_t *len, int n_feat);
+
+/* Frees v's arrays and zeroes it. Safe on a zeroed verifier, and twice. */
+void kws_verifier_free(struct kws_verifier *v);
+
+/* Copies src into dst (allocated anew). Returns 0 or -ENOMEM. */
+int kws_verifier_copy(struct kws_verifier *dst, const struct kws_verifier *src);
+
+/* Floats of scratch kws_verify_cost needs for a stretch of n frames. */
+size_t kws_verify_scratch_floats(size_t n);
+
+/* The cost of the stretch seq (n frames of kws_verify_frame's n_feat values):
+ * the mean of the k lowest take costs. skip >= 0 leaves that take out (a
+ * take scored against the others). Returns a large value (1e30) when no
+ * take fits in n frames. */
+float kws_verify_cost_skip(const struct kws_verifier *v, const int8_t *seq, size_t n, int skip,
+                           float *scratch);
+float kws_verify_cost(const struct kws_verifier *v, const int8_t *seq, size_t n, float *scratch);
+
+/* The cut from the takes alone: every take's cost against the others over
+ * its own frames (full[t]: take t's frames with the audio around the word,
+ * kws_verify_frame's values, full_len[t] of them), as a spoken word would
+ * be looked at; the cut keeps KWS_VERIFY_KEEP of them (rounded up: the
+ * highest of up to 19 takes, the second highest of 20 to 39), so one odd
+ * take in twenty does not open the gate to everything. Returns it, or a
+ * negative errno (-EINVAL with fewer than 2 takes). */
+#define KWS_VERIFY_KEEP 0.95
+float kws_verify_cut_loo(const struct kws_verifier *v, const int8_t *const *full,
+                         const int32_t *full_len);
+
+#endif /* KWS_CORE_VERIFY_H */
