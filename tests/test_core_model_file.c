@@ -114,6 +114,17 @@ static void add_verifier(struct snn_model *m) {
     v->cut = 0.75f;
 }
 
+/* make_model with add_verifier, encoded: the bytes (malloc'd), *len of them. */
+static uint8_t *encoded_verified(struct snn_model *m, size_t *len) {
+    make_model(m);
+    add_verifier(m);
+    *len = kwsm__encoded_size(m);
+    uint8_t *b = malloc(*len);
+    cr_assert(not(eq(ptr, b, NULL)));
+    cr_assert(eq(int, kwsm__encode(m, b), 0));
+    return b;
+}
+
 /* The encoded bytes of the small model; *len receives the size. */
 static uint8_t *encoded(size_t *len) {
     struct snn_model m;
@@ -295,11 +306,8 @@ Test(core_model_file, verifier_round_trip) {
 
 Test(core_model_file, verifier_fields_little_endian) {
     struct snn_model a;
-    make_model(&a);
-    add_verifier(&a);
-    size_t len = kwsm__encoded_size(&a);
-    uint8_t *b = malloc(len);
-    cr_assert(eq(int, kwsm__encode(&a, b), 0));
+    size_t len;
+    uint8_t *b = encoded_verified(&a, &len);
     static const uint8_t want[32] = {0,  0, 0, 0, 3,  0, 0, 0, 3, 0, 0,    0,    2,  0, 0, 0,
                                      40, 0, 0, 0, 10, 0, 0, 0, 0, 0, 0x40, 0x3f, 10, 0, 0, 0};
     cr_assert(eq(int, memcmp(b + OFF_VERIFY, want, sizeof want), 0), "0.75f = 0x3f400000");
@@ -369,11 +377,8 @@ Test(core_model_file, no_verifier_encodes_as_before) {
 /* Nor is a verifier that breaks the reader's rules ever written. */
 Test(core_model_file, bad_verifier_never_written) {
     struct snn_model m;
-    make_model(&m);
-    add_verifier(&m);
-    size_t len = kwsm__encoded_size(&m);
-    uint8_t *b = malloc(len);
-    cr_assert(eq(int, kwsm__encode(&m, b), 0));
+    size_t len;
+    uint8_t *b = encoded_verified(&m, &len);
     struct kws_verifier *v = &m.verify;
     struct {
         int32_t *field;

@@ -412,123 +412,111 @@ Test(core_model_hostile, verifier_block_truncated) {
     free(b);
 }
 
-/* Every verifier word of a model with a verifier set to each of a few
- * hostile values (checksum fixed): whatever loads has a whole verifier
- * (lengths in range summing to n_frames, k within the takes, a span within
- * the limit, n_frames x n_feat finite features, read without an over-read). */
-Test(core_model_hostile, verifier_word_sweep) {
-    static const uint32_t values[] = {
-        0,          1,          2,          3,          7,          511,        4096,
-        0x7fffffff, 0x80000000, 0xffffffff, 0x3f000000, 0x7fc00000, 0x7149f2ca,
-    };
-    size_t len, block;
-    uint8_t *base = encoded_verifier(&len, &block);
+/* A few hostile values for a header word: small counts, the largest ones,
+ * sign bits, 0.5f, NaN and 1e30f. */
+static const uint32_t sweep_values[] = {
+    0,          1,          2,          3,          7,          511,        4096,
+    0x7fffffff, 0x80000000, 0xffffffff, 0x3f000000, 0x7fc00000, 0x7149f2ca,
+};
+
+/* Sets each 4-byte word of the encoded model base (len bytes) from offset lo
+ * up to hi to each of sweep_values, checksum fixed: a variant that is
+ * refused must say why, one that loads goes to check (which frees it).
+ * Counts both. */
+static void word_sweep(const uint8_t *base, size_t len, size_t lo, size_t hi,
+                       void (*check)(struct snn_model *m, size_t off, uint32_t value), int *loaded,
+                       int *refused) {
     uint8_t *b = malloc(len);
-    int loaded = 0, refused = 0;
-    for (size_t off = OFF_VERIFY; off < OFF_PAD; off += 4) {
-        for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+    cr_assert(not(eq(ptr, b, NULL)));
+    for (size_t off = lo; off < hi; off += 4)
+        for (size_t i = 0; i < sizeof sweep_values / sizeof sweep_values[0]; i++) {
             memcpy(b, base, len);
-            put_u32(b + off, values[i]);
+            put_u32(b + off, sweep_values[i]);
             fix_crc(b, len);
             struct snn_model m;
             char msg[256] = "";
             if (snn_model_load_buffer(&m, b, len, msg, sizeof msg) < 0) {
                 cr_assert(ne(str, msg, ""), "offset %zu value 0x%x: refused without a message", off,
-                          (unsigned)values[i]);
-                refused++;
+                          (unsigned)sweep_values[i]);
+                (*refused)++;
                 continue;
             }
-            loaded++;
-            const struct kws_verifier *v = &m.verify;
-            cr_assert(eq(i32, v->n_takes, 3), "offset %zu value 0x%x", off, (unsigned)values[i]);
-            cr_assert(eq(i32, v->n_feat, m.cfg.fe.n_mels));
-            cr_assert(eq(i32, v->label, 1));
-            cr_assert(v->k >= 1 && v->k <= v->n_takes);
-            cr_assert(v->back >= 0 && v->ahead >= 0 &&
-                      v->back + v->ahead + 1 <= KWS_VERIFY_MAX_SPAN);
-            cr_assert(isfinite(v->cut) && v->cut >= 0.0f);
-            size_t sum = 0;
-            for (int t = 0; t < v->n_takes; t++)
-                sum += (size_t)v->len[t];
-            cr_assert(eq(sz, sum, v->n_frames));
-            for (size_t j = 0; j < v->n_frames * (size_t)v->n_feat; j++)
-                cr_assert(isfinite(v->feat[j]), "feature %zu", j);
-            snn_model_free(&m);
+            (*loaded)++;
+            check(&m, off, sweep_values[i]);
         }
-    }
+    free(b);
+}
+
+/* A model with a verifier that loaded has a whole verifier. */
+static void check_verifier(struct snn_model *m, size_t off, uint32_t value) {
+    const struct kws_verifier *v = &m->verify;
+    cr_assert(eq(i32, v->n_takes, 3), "offset %zu value 0x%x", off, (unsigned)value);
+    cr_assert(eq(i32, v->n_feat, m->cfg.fe.n_mels));
+    cr_assert(eq(i32, v->label, 1));
+    cr_assert(v->k >= 1 && v->k <= v->n_takes);
+    cr_assert(v->back >= 0 && v->ahead >= 0 && v->back + v->ahead + 1 <= KWS_VERIFY_MAX_SPAN);
+    cr_assert(isfinite(v->cut) && v->cut >= 0.0f);
+    size_t sum = 0;
+    for (int t = 0; t < v->n_takes; t++)
+        sum += (size_t)v->len[t];
+    cr_assert(eq(sz, sum, v->n_frames));
+    for (size_t j = 0; j < v->n_frames * (size_t)v->n_feat; j++)
+        cr_assert(isfinite(v->feat[j]), "feature %zu", j);
+    snn_model_free(m);
+}
+
+/* Every verifier word of a model with a verifier set to each of a few
+ * hostile values (checksum fixed): whatever loads has a whole verifier
+ * (lengths in range summing to n_frames, k within the takes, a span within
+ * the limit, n_frames x n_feat finite features, read without an over-read). */
+Test(core_model_hostile, verifier_word_sweep) {
+    size_t len, block;
+    uint8_t *base = encoded_verifier(&len, &block);
+    int loaded = 0, refused = 0;
+    word_sweep(base, len, OFF_VERIFY, OFF_PAD, check_verifier, &loaded, &refused);
     cr_log_info("verifier sweep: %d variants loaded, %d refused", loaded, refused);
     cr_assert(gt(int, loaded, 0));
     cr_assert(gt(int, refused, 0));
-    free(b);
     free(base);
+}
+
+/* A model that loaded builds its front end, makes exactly n_in inputs and
+ * steps. */
+static void check_steps(struct snn_model *m, size_t off, uint32_t value) {
+    struct audio_fe fe = {0};
+    int rc = audio_fe_init(&fe, &m->cfg.fe);
+    cr_assert(eq(int, rc, 0), "offset %zu value 0x%x: loads, but its front end fails: %s", off,
+              (unsigned)value, kws_strerror(rc));
+    cr_assert(eq(int, fe.n_out, m->cfg.n_in), "offset %zu value 0x%x", off, (unsigned)value);
+    /* Three frames of a tone through the front end and the network. */
+    size_t n = 3 * (size_t)m->cfg.fe.hop;
+    float *x = malloc(n * sizeof *x);
+    float *spikes = malloc(3 * (size_t)fe.n_out * sizeof *spikes);
+    float out[SNN_MAX_CLASSES];
+    for (size_t i = 0; i < n; i++)
+        x[i] = 0.5f * sinf(0.3f * (float)i);
+    cr_assert(eq(sz, audio_fe_compute(&fe, x, n, NULL, spikes, 3), 3));
+    struct snn_state s = {0};
+    cr_assert(eq(int, snn_state_init(&s, m), 0));
+    for (int t = 0; t < 3; t++)
+        snn_step(m, &s, spikes + (size_t)t * (size_t)fe.n_out, out);
+    snn_state_free(&s);
+    free(spikes);
+    free(x);
+    audio_fe_free(&fe);
+    snn_model_free(m);
 }
 
 /* Every header word set to each of a few hostile values (checksum fixed):
  * whatever loads must build its front end and make exactly n_in inputs,
  * and must step; everything else is refused with a message. */
 Test(core_model_hostile, header_word_sweep) {
-    static const uint32_t values[] = {
-        0,
-        1,
-        2,
-        3,
-        7,
-        511,
-        4096,
-        0x7fffffff,
-        0x80000000,
-        0xffffffff,
-        0x3f000000 /* 0.5f */,
-        0x7fc00000 /* NaN */,
-        0x7149f2ca /* 1e30f */,
-    };
     size_t len;
     uint8_t *base = encoded(2, SNN_REC_CONV, 0, &len);
-    uint8_t *b = malloc(len);
     int loaded = 0, refused = 0;
-    for (size_t off = OFF_N_IN; off < OFF_PAD; off += 4) {
-        for (size_t v = 0; v < sizeof values / sizeof values[0]; v++) {
-            memcpy(b, base, len);
-            put_u32(b + off, values[v]);
-            fix_crc(b, len);
-            struct snn_model m;
-            char msg[256] = "";
-            int rc = snn_model_load_buffer(&m, b, len, msg, sizeof msg);
-            if (rc < 0) {
-                cr_assert(ne(str, msg, ""), "offset %zu value 0x%x: refused without a message", off,
-                          (unsigned)values[v]);
-                refused++;
-                continue;
-            }
-            loaded++;
-            struct audio_fe fe = {0};
-            rc = audio_fe_init(&fe, &m.cfg.fe);
-            cr_assert(eq(int, rc, 0), "offset %zu value 0x%x: loads, but its front end fails: %s",
-                      off, (unsigned)values[v], kws_strerror(rc));
-            cr_assert(eq(int, fe.n_out, m.cfg.n_in), "offset %zu value 0x%x", off,
-                      (unsigned)values[v]);
-            /* Three frames of a tone through the front end and the network. */
-            size_t n = 3 * (size_t)m.cfg.fe.hop;
-            float *x = malloc(n * sizeof *x);
-            float *spikes = malloc(3 * (size_t)fe.n_out * sizeof *spikes);
-            float out[SNN_MAX_CLASSES];
-            for (size_t i = 0; i < n; i++)
-                x[i] = 0.5f * sinf(0.3f * (float)i);
-            cr_assert(eq(sz, audio_fe_compute(&fe, x, n, NULL, spikes, 3), 3));
-            struct snn_state s = {0};
-            cr_assert(eq(int, snn_state_init(&s, &m), 0));
-            for (int t = 0; t < 3; t++)
-                snn_step(&m, &s, spikes + (size_t)t * (size_t)fe.n_out, out);
-            snn_state_free(&s);
-            free(spikes);
-            free(x);
-            audio_fe_free(&fe);
-            snn_model_free(&m);
-        }
-    }
+    word_sweep(base, len, OFF_N_IN, OFF_PAD, check_steps, &loaded, &refused);
     cr_log_info("header sweep: %d variants loaded, %d refused", loaded, refused);
     cr_assert(gt(int, refused, 0));
-    free(b);
     free(base);
 }
 
