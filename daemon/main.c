@@ -336,8 +336,12 @@ static void on_frame(void *ctx, const float *feat, const float *spikes) {
         if (m->front != fr->index)
             continue;
         struct kws_listener *l = &m->lis;
-        uint64_t was_held = l->held;
+        uint64_t was_held = l->held, was_rejected = l->n_rejected;
         int fired = kws_listener_frame(l, feat, spikes, fr->pipe.fe.zero_run, &hit);
+        if (l->n_rejected > was_rejected)
+            LOGD("\"%s\" dropped: its takes cost %.3f, over the model's %.3f (%s)",
+                 m->model.cfg.labels[m->model.verify.label], (double)l->last_cost,
+                 (double)m->model.verify.cut, m->name);
         /* a muted input rests the networks (KWS_HOLD_MS): said once, for the first */
         if (i == 0 && l->held && !was_held)
             LOGI("input is digital silence: the network rests until sound returns");

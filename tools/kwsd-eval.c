@@ -67,6 +67,7 @@ struct wav_run {
     int events;
     const struct audio_fe *fe; /* the front end, for its zero_run */
     FILE *trace;               /* --trace: every frame's smoothed scores as CSV, or NULL */
+    uint64_t looked;           /* the listener's second looks printed so far */
 };
 
 static void wav_frame(void *ctx, const float *feat, const float *spikes) {
@@ -92,6 +93,15 @@ static void wav_frame(void *ctx, const float *feat, const float *spikes) {
                (double)hit.end_ms / 1000.0, cfg->labels[hit.label], (double)hit.score,
                (double)hit.threshold, (double)hit.start_ms / 1000.0);
         r->events++;
+    }
+    /* the second look at an enrolled word: said whether it kept the event or not */
+    if (r->lis.n_verified > r->looked) {
+        const struct kws_verifier *v = &r->lis.model->verify;
+        printf("%8.2f s: %s checked against %d takes: cost %.3f, cut %.3f: %s\n",
+               (double)r->frame * r->lis.frame_ms / 1000.0, cfg->labels[v->label], (int)v->n_takes,
+               (double)r->lis.last_cost, (double)v->cut,
+               r->lis.last_cost <= v->cut ? "kept" : "dropped");
+        r->looked = r->lis.n_verified;
     }
 }
 
