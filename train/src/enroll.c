@@ -568,17 +568,30 @@ static void on_cal_audio(void *ctx, int pass, const float *x, size_t n, size_t t
     }
 }
 
-/* m's second look from the first n takes of the (one) enrolled word. */
+/* m's second look from the recorded takes among the first n of the (one)
+ * enrolled word (synthetic ones, ENROLL_SAY_PREFIX, left out); none when
+ * fewer than 2 are recorded. */
 static int build_verifier(struct enr *E, struct snn_model *m, size_t n) {
-    int label = -1;
+    const size_t pre = sizeof ENROLL_SAY_PREFIX - 1;
+    struct enroll_take *rec = malloc((n + 1) * sizeof *rec);
+    size_t n_rec = 0;
+    int label = -1, rc = 0;
     for (int c = 0; c < m->cfg.n_classes; c++)
         if (!strcmp(m->cfg.labels[c], E->r->words[0]))
             label = c;
-    if (label < 0)
-        return KWS_EDATASET;
+    if (label < 0 || !rec) {
+        free(rec);
+        return label < 0 ? KWS_EDATASET : -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(E->takes[0].t[i].file, ENROLL_SAY_PREFIX, pre) != 0)
+            rec[n_rec++] = E->takes[0].t[i];
     kws_verifier_free(&m->verify);
-    return enroll_verifier(&m->verify, &m->cfg.fe, label, E->takes[0].t, n, &E->r->rules,
-                           (uint64_t)E->r->seed);
+    if (n_rec >= 2)
+        rc = enroll_verifier(&m->verify, &m->cfg.fe, label, rec, n_rec, &E->r->rules,
+                             (uint64_t)E->r->seed);
+    free(rec);
+    return rc;
 }
 
 /* The threshold from a stream of the pack's negatives alone (>= calib_hours;
@@ -771,8 +784,11 @@ static int write_model(struct enr *E) {
         }
         E->res->n_verify = m.verify.n_takes;
         E->res->verify_cut = m.verify.cut;
-        say(E->p, "second look: %d takes kept in the model, cut %.3f", m.verify.n_takes,
-            (double)m.verify.cut);
+        if (m.verify.n_takes)
+            say(E->p, "second look: %d takes kept in the model, cut %.3f", m.verify.n_takes,
+                (double)m.verify.cut);
+        else
+            say(E->p, "second look: none (it keeps recorded takes only, and fewer than 2 are)");
     } else if (E->r->verify) {
         say(E->p, "second look: only for a model of one word; %d words have none", E->r->n_words);
     }

@@ -291,7 +291,7 @@ static int say_espeak(const char *dir, const char *text, int take, int i, unsign
     *seed = *seed * 1103515245u + 12345u;
     snprintf(sp, sizeof sp, "%d", synth_speeds[(*seed >> 8) % 4]);
     snprintf(pi, sizeof pi, "%d", synth_pitches[(*seed >> 16) % 5]);
-    snprintf(path, pathlen, "%s/say-%03d-espeak-%s.wav", dir, take, vname);
+    snprintf(path, pathlen, "%s/" ENROLL_SAY_PREFIX "%03d-espeak-%s.wav", dir, take, vname);
     char *argv[] = {"espeak-ng", "-v", voice, "-s", sp,           "-p",
                     pi,          "-w", path,  "--", (char *)text, NULL};
     return run_quiet(argv);
@@ -306,7 +306,7 @@ static int say_flite(const char *dir, const char *text, int take, int i, char *p
     char stretch[64], pitch[64];
     snprintf(stretch, sizeof stretch, "duration_stretch=%s", flite_stretch[(i / 4) % 3]);
     snprintf(pitch, sizeof pitch, "int_f0_target_mean=%d", ps[(i / 12 + i) % 5]);
-    snprintf(path, pathlen, "%s/say-%03d-flite-%s.wav", dir, take, voice);
+    snprintf(path, pathlen, "%s/" ENROLL_SAY_PREFIX "%03d-flite-%s.wav", dir, take, voice);
     char *argv[] = {"flite", "-voice", (char *)voice, "-t",     (char *)text, "-o",
                     path,    "--setf", stretch,       "--setf", pitch,        NULL};
     return run_quiet(argv);

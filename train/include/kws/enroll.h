@@ -125,6 +125,11 @@ struct enroll_say_opts {
     int n_takes;
 };
 
+/* How a synthetic take's file name begins: the second look (kws/verify.h)
+ * keeps only recorded takes, since synthetic voices are alike and a real
+ * voice matches none of them well. */
+#define ENROLL_SAY_PREFIX "say-"
+
 /* Says o->text n_takes times into o->dir as WAV files named
  * say-NNN-VOICE.wav (the same names and voices every time, so saying
  * again replaces them): espeak-ng's training voices of --synth (six
