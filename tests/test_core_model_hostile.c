@@ -581,7 +581,7 @@ Test(core_model_hostile, large_files_refused_from_header_and_size) {
      * as a front end has at most 256 bands). */
     struct kws_frontend_cfg fe;
     audio_fe_cfg_default(&fe);
-    fe.n_mels = 257;
+    fe.n_mels = KWS_VERIFY_MAX_FEAT + 1;
     cr_assert(lt(int, kws_frontend_cfg_check(&fe, NULL, 0), 0), "n_mels bounds n_feat");
     fd = open(tmp_path("huge.kwsm"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     cr_assert(eq(long, (long)write(fd, b, len), (long)len));

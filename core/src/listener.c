@@ -39,13 +39,9 @@ int kws_listener_init(struct kws_listener *l, const struct snn_model *m,
     l->settings = *s;
     l->frame_ms = kws_frame_ms(&cfg->fe);
     const struct kws_verifier *vf = &m->verify;
-    int refractory_ms = s->refractory_ms;
+    int refractory_ms = kws_verify_refractory_ms(vf, l->frame_ms, s->refractory_ms);
     if (vf->n_takes > 0) {
-        /* one event waits for its second look at a time */
-        int wait_ms = (vf->ahead + 1) * l->frame_ms;
-        if (refractory_ms < wait_ms)
-            refractory_ms = wait_ms;
-        l->vspan = vf->back + vf->ahead + 1;
+        l->vspan = kws_verify_span(vf);
         size_t ring = (size_t)l->vspan * (size_t)vf->n_feat;
         l->vring = calloc(ring, sizeof *l->vring);
         l->vseq = calloc(ring, sizeof *l->vseq);

@@ -69,10 +69,6 @@ enum {
     KWSM_OFF_PAD = KWSM_OFF_VERIFY_N_FRAMES + 4,                   /* 1364 */
 };
 
-/* The most bands kws_frontend_cfg_check allows: a verifier's n_feat, which
- * must equal fe.n_mels, is at most this (it bounds kwsm__max_file_size). */
-#define KWSM_MAX_MELS 256
-
 _Static_assert(KWSM_OFF_N_CLASSES == 148, "layer block moved");
 _Static_assert(KWSM_OFF_FE == 1184, "labels moved");
 _Static_assert(KWSM_OFF_PAD == 1364, "verifier fields moved");
@@ -258,7 +254,8 @@ static bool kwsm__all_zero(const uint8_t *p, size_t n) {
  * is bounded by the limits and cannot overflow. */
 static size_t kwsm__verify_bytes(const struct kws_verifier *v) {
     if (v->n_takes < 1 || v->n_takes > KWS_VERIFY_MAX_TAKES || v->n_feat < 1 ||
-        v->n_feat > KWSM_MAX_MELS || v->n_frames > (size_t)v->n_takes * KWS_VERIFY_MAX_TAKE_FRAMES)
+        v->n_feat > KWS_VERIFY_MAX_FEAT ||
+        v->n_frames > (size_t)v->n_takes * KWS_VERIFY_MAX_TAKE_FRAMES)
         return 0;
     return 4 * (size_t)v->n_takes + 4 * v->n_frames * (size_t)v->n_feat;
 }
@@ -640,7 +637,7 @@ static uint64_t kwsm__max_file_size(void) {
     const uint64_t layer = n * in + n + n * n + n + in;
     const uint64_t floats = SNN_MAX_LAYERS * layer + SNN_MAX_CLASSES * n + SNN_MAX_CLASSES;
     const uint64_t takes = KWS_VERIFY_MAX_TAKES;
-    const uint64_t verify = takes + takes * KWS_VERIFY_MAX_TAKE_FRAMES * KWSM_MAX_MELS;
+    const uint64_t verify = takes + takes * KWS_VERIFY_MAX_TAKE_FRAMES * KWS_VERIFY_MAX_FEAT;
     return KWSM_HEADER_BYTES + 4 * floats + 4 * verify + 4;
 }
 

@@ -26,20 +26,24 @@ void kws_verify_norm(float *f, int n) {
         f[i] *= scale;
 }
 
+void kws_verify_quantize(const float *x, int n, int8_t *q) {
+    for (int i = 0; i < n; i++) /* |x| <= 1 after the norm */
+        q[i] = (int8_t)lrintf(x[i] * (float)KWS_VERIFY_Q);
+}
+
 void kws_verify_frame(const float *f, int n, int8_t *q) {
-    float x[256];
+    float x[KWS_VERIFY_MAX_FEAT];
 
     memcpy(x, f, (size_t)n * sizeof *x);
     kws_verify_norm(x, n);
-    for (int i = 0; i < n; i++) /* |x| <= 1 after the norm */
-        q[i] = (int8_t)lrintf(x[i] * (float)KWS_VERIFY_Q);
+    kws_verify_quantize(x, n, q);
 }
 
 int kws_verifier_alloc(struct kws_verifier *v, int n_takes, const int32_t *len, int n_feat) {
     size_t frames = 0;
 
     memset(v, 0, sizeof *v);
-    if (n_takes < 1 || n_takes > KWS_VERIFY_MAX_TAKES || n_feat < 1 || n_feat > 256)
+    if (n_takes < 1 || n_takes > KWS_VERIFY_MAX_TAKES || n_feat < 1 || n_feat > KWS_VERIFY_MAX_FEAT)
         return -EINVAL;
     for (int t = 0; t < n_takes; t++) {
         if (len[t] < 1 || len[t] > KWS_VERIFY_MAX_TAKE_FRAMES)
@@ -103,17 +107,21 @@ static float frame_dist(const float *a, const int8_t *b, int n) {
  * open end; steps (1,1), (1,2) and (2,1), the last paying for the take frame
  * it passes, so every take frame is counted once. Rows rotate through s:
  * distances of the previous and this take frame, costs of the two before
- * and this one. Costs only grow down the rows, so once two rows in a row
- * are all above bound (a mean cost per frame) the take cannot come under
- * it: VERIFY_BIG is returned without the rest. */
+ * and this one; low is the lowest cost of the last row. Costs only grow
+ * down the rows and no path skips two rows, so once two rows in a row are
+ * all above bound (a mean cost per frame) the take cannot come under it:
+ * VERIFY_BIG is returned without the rest. */
 static float take_cost(const float *t, int m, const int8_t *seq, size_t w, int nf, float *s,
                        float bound) {
     float limit = bound < VERIFY_BIG / (float)m ? bound * (float)m : VERIFY_BIG;
-    float low_prev = 0.0f;
+    float low = VERIFY_BIG, low_prev;
     float *d_prev = s, *d_cur = s + w, *c2 = s + 2 * w, *c1 = s + 3 * w, *c0 = s + 4 * w;
 
-    for (size_t j = 0; j < w; j++)
+    for (size_t j = 0; j < w; j++) {
         c0[j] = d_cur[j] = frame_dist(t, seq + j * (size_t)nf, nf);
+        if (c0[j] < low)
+            low = c0[j];
+    }
     for (int i = 1; i < m; i++) {
         float *tmp = c2;
         c2 = c1;
@@ -123,6 +131,8 @@ static float take_cost(const float *t, int m, const int8_t *seq, size_t w, int n
         d_prev = d_cur;
         d_cur = tmp;
         const float *ti = t + (size_t)i * (size_t)nf;
+        low_prev = low;
+        low = VERIFY_BIG;
         for (size_t j = 0; j < w; j++) {
             float d = frame_dist(ti, seq + j * (size_t)nf, nf), best = VERIFY_BIG;
             d_cur[j] = d;
@@ -133,20 +143,13 @@ static float take_cost(const float *t, int m, const int8_t *seq, size_t w, int n
             if (i >= 2 && j >= 1 && c2[j - 1] + d_prev[j] < best)
                 best = c2[j - 1] + d_prev[j];
             c0[j] = best >= VERIFY_BIG ? VERIFY_BIG : best + d;
-        }
-        float low = VERIFY_BIG;
-        for (size_t j = 0; j < w; j++)
             if (c0[j] < low)
                 low = c0[j];
-        if (low > limit && low_prev > limit) /* every path passes one of the two rows */
+        }
+        if (low > limit && low_prev > limit)
             return VERIFY_BIG;
-        low_prev = low;
     }
-    float best = VERIFY_BIG;
-    for (size_t j = 0; j < w; j++)
-        if (c0[j] < best)
-            best = c0[j];
-    return best >= VERIFY_BIG ? VERIFY_BIG : best / (float)m;
+    return low >= VERIFY_BIG ? VERIFY_BIG : low / (float)m;
 }
 
 float kws_verify_cost_skip(const struct kws_verifier *v, const int8_t *seq, size_t n, int skip,

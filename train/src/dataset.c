@@ -483,15 +483,6 @@ int dataset_features(struct audio_fe *fe, const float *x, size_t n, int T, float
     return got < (size_t)T ? (int)got : T;
 }
 
-static float rms(const float *x, int32_t a, int32_t b) {
-    double e = 0.0;
-    if (b <= a)
-        return 0.0f;
-    for (int32_t i = a; i < b; i++)
-        e += (double)x[i] * x[i];
-    return (float)sqrt(e / (double)(b - a));
-}
-
 /* Adds clip cl into buf (ns samples) at gain g and speed factor r (output
  * sample k reads input position k * r), its sample 0 landing at pos. */
 static void place_word(float *buf, long ns, const struct ds_clip *cl, long pos, float g, float r) {
@@ -516,7 +507,7 @@ static void mix_noise(const struct dataset *ds, float *buf, size_t ns, float wr,
     size_t k = (size_t)(train_rng_uniform(rng) * (float)ds->n_noise) % ds->n_noise;
     const float *nx = ds->noise[k];
     size_t nn = (size_t)ds->noise_n[k];
-    float nr = rms(nx, 0, (int32_t)nn);
+    float nr = train__rms(nx, 0, (int32_t)nn);
     float snr = aug->snr_db_lo + (aug->snr_db_hi - aug->snr_db_lo) * train_rng_uniform(rng);
     float ng = nr > 0.0f ? wr / nr * powf(10.0f, -snr / 20.0f) : 0.0f;
     size_t off = (size_t)(train_rng_uniform(rng) * (float)nn);
@@ -669,7 +660,7 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
         }
         on_f = (int)((pos + w_on) / hop) - warm;
         off_f = (int)((pos + w_off) / hop) - warm;
-        wr = g * rms(cl->x, cl->on, cl->off);
+        wr = g * train__rms(cl->x, cl->on, cl->off);
     }
     /* another word in front of the main window: the stream the network runs
      * on in the daemon is never reset between words */
@@ -690,7 +681,7 @@ int dataset_render(const struct dataset *ds, size_t i, const struct ds_aug *aug,
         con_f = (int)((pos + cc->on) / hop) - warm;
         coff_f = (int)((pos + cc->off) / hop) - warm;
         if (is_sil)
-            wr = g * rms(cc->x, cc->on, cc->off);
+            wr = g * train__rms(cc->x, cc->on, cc->off);
     }
     if (!is_sil && reverb(buf, ns, ds->rate, aug, &rng) < 0) {
         free(buf);
@@ -795,7 +786,7 @@ int dataset_render_window(const struct dataset *ds, const struct ds_window *w,
         it->label = is_kw ? cl->label : -1;
         it->on_f = (int)((pos + w_on) / hop) - warm;
         it->off_f = (int)((pos + w_off) / hop) - warm;
-        lvl += g * rms(cl->x, cl->on, cl->off);
+        lvl += g * train__rms(cl->x, cl->on, cl->off);
         n_lvl++;
         cur = pos + w_off + (long)(gap_lo + (gap_hi - gap_lo) * train_rng_uniform(&rng));
     }

@@ -13,6 +13,7 @@
 #include "kws/frontend.h"
 #include "kws/listener.h"
 #include "kws/stream_eval.h"
+#include "train_internal.h"
 
 static int cmp_float(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
@@ -55,13 +56,6 @@ static void keep_frame(void *ctx, const float *feat, const float *spikes) {
     c->count++;
 }
 
-static uint64_t xorshift(uint64_t *s) {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
 /* ==== Planning the recording ==== */
 
 /* Every item (word or negative) of every pass, in recording order. */
@@ -89,7 +83,7 @@ static void plan_free(struct plan *pl) {
 /* Shuffles o[0..n) with the generator state *s. */
 static void shuffle(size_t *o, size_t n, uint64_t *s) {
     for (size_t i = n - 1; i > 0 && n > 1; i--) {
-        size_t k = (size_t)(xorshift(s) % (uint64_t)(i + 1)), t = o[i];
+        size_t k = (size_t)(train__xorshift(s) % (uint64_t)(i + 1)), t = o[i];
         o[i] = o[k];
         o[k] = t;
     }
@@ -97,7 +91,7 @@ static void shuffle(size_t *o, size_t n, uint64_t *s) {
 
 /* A gap of 0.5-2 s. */
 static int32_t draw_gap(uint64_t *s, int rate) {
-    return rate / 2 + (int32_t)(xorshift(s) % (uint64_t)(rate * 3 / 2));
+    return rate / 2 + (int32_t)(train__xorshift(s) % (uint64_t)(rate * 3 / 2));
 }
 
 /* Passes of a negatives-only recording: o->passes, or more to last about
@@ -173,7 +167,7 @@ static int plan_make(struct plan *pl, const struct dataset *ds, const size_t *id
         pl->max_item = len > pl->max_item ? len : pl->max_item;     /* the pass's tail */
         for (size_t i = 0; i < pl->per_pass; i++) {
             size_t k = p * pl->per_pass + i, left_w = pl->n_word - wi, left_n = pl->n_neg - ni;
-            int is_neg = left_n && xorshift(&sn) % (uint64_t)(left_w + left_n) < left_n;
+            int is_neg = left_n && train__xorshift(&sn) % (uint64_t)(left_w + left_n) < left_n;
             if (is_neg) {
                 pl->clip[k] = negs[ni++];
                 pl->gap[k] = draw_gap(&sn, rate);
@@ -231,10 +225,10 @@ static int noise_init(struct noise_mix *nm, const struct stream_eval_opts *o) {
     if (!any)
         return KWS_EDATASET;
     nm->rng = o->seed * 0x94D049BB133111EBull + 13;
-    nm->r = (size_t)(xorshift(&nm->rng) % o->n_noise);
+    nm->r = (size_t)(train__xorshift(&nm->rng) % o->n_noise);
     while (nm->scale[nm->r] == 0.0)
         nm->r = (nm->r + 1) % o->n_noise;
-    nm->pos = (size_t)(xorshift(&nm->rng) % (uint64_t)o->noise_n[nm->r]);
+    nm->pos = (size_t)(train__xorshift(&nm->rng) % (uint64_t)o->noise_n[nm->r]);
     return 0;
 }
 
@@ -262,7 +256,7 @@ static float noise_gain_for(struct noise_mix *nm, const struct ds_clip *cl) {
     for (int32_t i = a; i < b; i++)
         e += (double)cl->x[i] * cl->x[i];
     double level = b > a ? sqrt(e / (b - a)) : 0.0;
-    double u = (double)(xorshift(&nm->rng) >> 11) / 9007199254740992.0;
+    double u = train__xorshift_unit(&nm->rng);
     double snr = nm->o->snr_lo + (nm->o->snr_hi - nm->o->snr_lo) * u;
     return (float)(level / pow(10.0, snr / 20.0));
 }
@@ -475,7 +469,7 @@ static float verify_cost_at(const struct stream_eval *se, size_t pub, float *scr
     const struct kws_verifier *vf = &se->verify;
     if (se->vcost[pub] >= 0.0f)
         return se->vcost[pub];
-    size_t span = (size_t)(vf->back + vf->ahead + 1), first = pub + 1 > span ? pub + 1 - span : 0;
+    size_t span = (size_t)kws_verify_span(vf), first = pub + 1 > span ? pub + 1 - span : 0;
     se->vcost[pub] =
         kws_verify_cost(vf, se->vfeat + first * (size_t)vf->n_feat, pub + 1 - first, scratch);
     return se->vcost[pub];
@@ -491,16 +485,15 @@ int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, f
     const struct kws_frontend_cfg fe = {.sample_rate = rate, .hop = se->hop};
     const struct kws_verifier *vf = se->vfeat ? &se->verify : NULL;
     float *scratch = NULL;
-    if (vf && refr_ms < (vf->ahead + 1) * kws_frame_ms(&fe)) /* as kws_listener_init */
-        refr_ms = (vf->ahead + 1) * kws_frame_ms(&fe);
+    if (vf)
+        refr_ms = kws_verify_refractory_ms(vf, kws_frame_ms(&fe), refr_ms);
     kws_detector_cfg_default(&dc, cfg, threshold, smooth_ms, refr_ms, kws_frame_ms(&fe));
     float *lat = malloc((n_word + 1) * sizeof *lat);
     float *peak = calloc(n_word + 1, sizeof *peak);
     char *got = calloc(n_word + 1, 1);
     int rc = kws_detector_init(&det, &dc);
     if (vf)
-        scratch =
-            malloc(kws_verify_scratch_floats((size_t)(vf->back + vf->ahead + 1)) * sizeof *scratch);
+        scratch = malloc(kws_verify_scratch_floats((size_t)kws_verify_span(vf)) * sizeof *scratch);
     if (!rc && (!lat || !peak || !got || (vf && !scratch)))
         rc = -ENOMEM;
     if (rc < 0)

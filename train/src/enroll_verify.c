@@ -11,6 +11,7 @@
 #include "kws/dataset.h"
 #include "kws/enroll.h"
 #include "kws/frontend.h"
+#include "train_internal.h"
 
 /* How a take is heard for its features: ENROLL_VERIFY_LEAD_S of noise
  * before it (the front end's PCEN settles on a room, not on digital
@@ -21,19 +22,12 @@
 #define ENROLL_VERIFY_TAIL_S 0.2
 #define ENROLL_VERIFY_SNR_DB 15.0
 
-static uint64_t xorshift(uint64_t *s) {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    return *s;
-}
-
 /* n samples of pink noise at unit RMS: white noise through P. Kellet's
  * economy 1/f filter (three poles), then scaled. */
 static void pink_noise(float *y, size_t n, uint64_t *seed) {
     double b0 = 0, b1 = 0, b2 = 0, ss = 0;
     for (size_t i = 0; i < n; i++) {
-        double w = (double)(xorshift(seed) >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+        double w = train__xorshift_unit(seed) * 2.0 - 1.0;
         b0 = 0.99765 * b0 + w * 0.0990460;
         b1 = 0.96300 * b1 + w * 0.2965164;
         b2 = 0.57000 * b2 + w * 1.0526913;
@@ -56,9 +50,9 @@ static void take_frame(void *ctx, const float *feat, const float *spikes) {
     (void)spikes;
     if (c->n < c->cap) {
         size_t o = (size_t)c->n * (size_t)c->n_feat;
-        kws_verify_frame(feat, c->n_feat, c->q + o);
         memcpy(c->f + o, feat, (size_t)c->n_feat * sizeof *feat);
         kws_verify_norm(c->f + o, c->n_feat);
+        kws_verify_quantize(c->f + o, c->n_feat, c->q + o);
     }
     c->n++;
 }
@@ -86,10 +80,7 @@ int enroll_verifier(struct kws_verifier *v, const struct kws_frontend_cfg *fe, i
         const struct enroll_take *tk = &takes[t];
         int32_t a, b;
         dataset_find_word(tk->x, (int32_t)tk->n, rate, rules->range_db, rules->max_gap_ms, &a, &b);
-        double e = 0.0;
-        for (int32_t i = a; i < b; i++)
-            e += (double)tk->x[i] * tk->x[i];
-        float word_rms = b > a ? (float)sqrt(e / (double)(b - a)) : 0.0f;
+        float word_rms = train__rms(tk->x, a, b);
         size_t n = lead + tk->n + tail;
         float *y = malloc(n * sizeof *y);
         tf[t].cap = (int)(n / (size_t)hop) + 2;

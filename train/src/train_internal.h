@@ -10,6 +10,7 @@
 #ifndef KWS_TRAIN_TRAIN_INTERNAL_H
 #define KWS_TRAIN_TRAIN_INTERNAL_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,31 @@ static inline float train_rng_normal(struct train_rng *r) {
     if (u1 < 1e-7f)
         u1 = 1e-7f;
     return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
+}
+
+/* A plain xorshift64 step (13, 7, 17): the generator of the recordings the
+ * stream evaluation and the takes' second look make, whose draws depend on
+ * their own seed alone. *s must not be 0. */
+static inline uint64_t train__xorshift(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* The next train__xorshift value as a double in [0, 1) (its top 53 bits). */
+static inline double train__xorshift_unit(uint64_t *s) {
+    return (double)(train__xorshift(s) >> 11) / 9007199254740992.0;
+}
+
+/* RMS of x[a, b) (0 when the span is empty), summed in double. */
+static inline float train__rms(const float *x, int32_t a, int32_t b) {
+    double e = 0.0;
+    if (b <= a)
+        return 0.0f;
+    for (int32_t i = a; i < b; i++)
+        e += (double)x[i] * x[i];
+    return (float)sqrt(e / (double)(b - a));
 }
 
 /* Sorted names of a folder's sound files (WAV, FLAC, Ogg) or sub-folders

@@ -37,6 +37,10 @@
 #define KWS_VERIFY_MAX_TAKE_FRAMES 400 /* 4 s at 10 ms */
 #define KWS_VERIFY_MAX_SPAN 1000       /* back + ahead + 1, frames */
 #define KWS_VERIFY_MAX_K 16
+/* Features per frame: a verifier's n_feat equals its front end's n_mels,
+ * which kws_frontend_cfg_check keeps at most this (so it bounds the model
+ * file's size too). */
+#define KWS_VERIFY_MAX_FEAT 256
 
 /* The defaults kwsd-enroll writes: 1.2 s back, 300 ms ahead, mean of 3. */
 #define KWS_VERIFY_BACK 120
@@ -56,16 +60,34 @@ struct kws_verifier {
     size_t n_frames; /* sum of len */
 };
 
+/* Frames the listener keeps for a look: back + ahead + 1. */
+static inline int kws_verify_span(const struct kws_verifier *v) {
+    return v->back + v->ahead + 1;
+}
+
+/* The refractory period a stream with v needs: at least the look's wait
+ * (ahead + 1 frames), so one event waits for its look at a time; the
+ * listener and the stream evaluation both apply it. v without takes leaves
+ * refractory_ms as it is. */
+static inline int kws_verify_refractory_ms(const struct kws_verifier *v, int frame_ms,
+                                           int refractory_ms) {
+    int wait_ms = (v->ahead + 1) * frame_ms;
+    return v->n_takes > 0 && refractory_ms < wait_ms ? wait_ms : refractory_ms;
+}
+
 /* Normalises one frame of n features in place: the mean taken away, then
  * scaled to unit Euclidean length (a frame of equal features becomes 0). */
 void kws_verify_norm(float *f, int n);
 
 /* A heard frame as the second look keeps it: f normalised (into a copy)
- * and rounded to steps of 1/KWS_VERIFY_Q in q (n values, n <= 256). The
- * daemon's ring and the stream evaluation both keep frames this way, so
- * they decide alike, at a quarter of the memory. */
+ * and rounded to steps of 1/KWS_VERIFY_Q in q (n values, n <=
+ * KWS_VERIFY_MAX_FEAT). The daemon's ring and the stream evaluation both
+ * keep frames this way, so they decide alike, at a quarter of the memory.
+ * kws_verify_quantize does the rounding alone, for a frame already
+ * normalised. */
 #define KWS_VERIFY_Q 127
 void kws_verify_frame(const float *f, int n, int8_t *q);
+void kws_verify_quantize(const float *x, int n, int8_t *q);
 
 /* Allocates v's arrays for takes of the given lengths (copied), sets n_takes,
  * n_feat, n_frames and the defaults (k = min(KWS_VERIFY_K, n_takes), back,
