@@ -133,6 +133,9 @@ static const struct opt enroll_opts_table[] = {
              "pack's negatives"},
     {"calib-hours", OPT_FLOAT, O(r.calib_hours), .min = 0.001, .max = 10,
      .help = "length of that stream (the pack said again and again)"},
+    {"calib-words", OPT_INT, O(r.calib_words), .min = 0, .max = 100,
+     .help = "the pack's phrase words kept out of the training for the\n"
+             "calibration (the smallest; 0: it hears the trained ones)"},
     {"threads", OPT_INT, O(r.threads), .min = 0, .max = 1024, .help = "threads (0: all cores)"},
     {"seed", OPT_INT, O(r.seed), .min = 0, .max = INT_MAX, .help = "random seed"},
     {NULL}};

@@ -403,8 +403,8 @@ struct opts {
     const char *model, *data, *save, *wav, *trace, *neg_dir, *noise_dir;
     int split; /* index in split_names */
     int T, stream, json, smooth_ms, refr_ms, sweep, seed, passes, neg_only;
-    float threshold, gain_scale, calib_fa, noise_gain, snr[2];
-    int thr_set, calib_set, noise_gain_set, snr_set; /* given on the command line */
+    float threshold, gain_scale, calib_fa, noise_gain, snr[2], cut;
+    int thr_set, calib_set, noise_gain_set, snr_set, cut_set; /* given on the command line */
 };
 
 static const char *const split_names[] = {"test", "val", "train", "all", NULL};
@@ -450,6 +450,9 @@ static const struct opt eval_opts[] = {
     {"json", OPT_FLAG, O(json), .help = "one JSON object on stdout"},
     {"gain-scale", OPT_FLOAT, O(gain_scale), .min = 0, .max = 1000, .open = OPT_OPEN_MIN,
      .def = "1", .help = "scale the readout gain by this (softmax temperature 1/it)"},
+    {"verify-cut", OPT_FLOAT, O(cut), .min = 0, .max = 1000, .set = SET(cut_set), .meta = "C",
+     .help = "the second look keeps an event whose cost is at most C\n"
+             "(instead of the model's cut; stored by --save-model)"},
     {"save-model", OPT_PATH, O(save), .meta = "FILE",
      .help = "write the model with the scaled readout gain and the\n"
              "calibrated threshold"},
@@ -459,6 +462,23 @@ static const struct opt eval_opts[] = {
     {"trace", OPT_PATH, O(trace), .meta = "FILE",
      .help = "with --wav: every frame's smoothed scores as CSV"},
     {NULL}};
+
+/* What the command line changes in the model: the readout gain, the cut. */
+static int override(struct snn_model *m, const struct opts *o) {
+    if (o->gain_scale != 1.0f) {
+        /* the readout is linear in its input: scaling out_gain scales every
+         * potential, i.e. sets the softmax temperature of the posteriors */
+        m->cfg.out_gain *= o->gain_scale;
+        snn_model_prepare(m);
+    }
+    if (o->cut_set && m->verify.n_takes == 0) {
+        fprintf(stderr, "kwsd-eval: --verify-cut: %s keeps no takes for a second look\n", o->model);
+        return -1;
+    }
+    if (o->cut_set)
+        m->verify.cut = o->cut;
+    return 0;
+}
 
 static const struct opt_tool eval_tool = {
     "kwsd-eval",
@@ -618,11 +638,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "kwsd-eval: %s (%s)\n", msg, kws_strerror(rc));
         return 1;
     }
-    if (o.gain_scale != 1.0f) {
-        /* the readout is linear in its input: scaling out_gain scales every
-         * potential, i.e. sets the softmax temperature of the posteriors */
-        m.cfg.out_gain *= o.gain_scale;
-        snn_model_prepare(&m);
+    if (override(&m, &o) < 0) {
+        snn_model_free(&m);
+        return 2;
     }
     struct kws_listener_settings ls;
     kws_listener_settings_default(&ls);

@@ -73,6 +73,7 @@ void enroll_recipe_default(struct enroll_recipe *r) {
     r->verify = 1;
     r->calib_fa = 1.0f;
     r->calib_hours = 1.0;
+    r->calib_words = 0;
     r->snr_cal[0] = 5.0f;
     r->snr_cal[1] = 25.0f;
 }
@@ -234,6 +235,8 @@ struct enr {
     char calib[PATH_MAX];    /* the single words the calibration hears */
     size_t n_calib;          /* how many (all the pack's, less the new words') */
     char neg[PATH_MAX];      /* its negatives (links to the pack's word folders) */
+    char calneg[PATH_MAX];   /* the pack's words only the calibration hears */
+    size_t n_calneg;         /* how many (none: it hears neg/'s) */
     char noise[PATH_MAX];
     char model[PATH_MAX]; /* the trained model before calibration */
     struct snn_cfg init;  /* the starting model's configuration */
@@ -404,8 +407,12 @@ static int layout_data(struct enr *E) {
     return 0;
 }
 
-/* neg/<word> -> the pack's word folders, less the words being enrolled;
- * every eighth clip of each listed for validation. */
+/* neg/<word> -> the pack's word folders, less the words being enrolled,
+ * every eighth clip of each listed for validation; calneg/<word> -> the
+ * calib_words of them with the fewest clips (names breaking ties), which the
+ * training never hears: the calibration's phrases are words the model was
+ * not taught to refuse, as a user's speech is (docs/ENROLL.md). At least one
+ * word always trains; with fewer the calibration hears the trained words. */
 static int layout_negatives(struct enr *E) {
     char words[PATH_MAX + 16], list[PATH_MAX + 32];
     snprintf(words, sizeof words, "%s/words", E->r->pack);
@@ -413,33 +420,56 @@ static int layout_negatives(struct enr *E) {
     if (mkdir(E->neg, 0700) < 0)
         return efail(E, -errno, "%s: %s", E->neg, strerror(errno));
     char **subs;
-    size_t n_sub = dataset__list_dirs(words, &subs), used = 0;
-    FILE *vl = fopen(list, "w");
-    int rc = vl ? 0 : -errno;
-    for (size_t s = 0; s < n_sub; s++) {
-        char src[PATH_MAX * 2], dst[PATH_MAX * 2], real[PATH_MAX];
+    size_t n_sub = dataset__list_dirs(words, &subs), used = 0, n_use = 0;
+    char(*real)[PATH_MAX] = calloc(n_sub + 1, sizeof *real);
+    size_t *nf = calloc(n_sub + 1, sizeof *nf);
+    char ***files = calloc(n_sub + 1, sizeof *files);
+    int *held = calloc(n_sub + 1, sizeof *held);
+    int rc = real && nf && files && held ? 0 : -ENOMEM;
+    for (size_t s = 0; s < n_sub && !rc; s++) {
+        char src[PATH_MAX * 2];
         snprintf(src, sizeof src, "%s/%s", words, subs[s]);
-        if (!rc && is_new_word(E->r, subs[s]))
+        if (is_new_word(E->r, subs[s]))
             say(E->p, "pack: %s left out of the negatives (it is a word being enrolled)", subs[s]);
-        else if (!rc && realpath(src, real)) {
-            snprintf(dst, sizeof dst, "%s/%s", E->neg, subs[s]);
-            if (symlink(real, dst) < 0) {
-                rc = -errno;
-            } else {
-                char **files;
-                size_t nf = dataset__list_sounds(real, &files);
-                for (size_t i = 0; i < nf; i++) {
-                    if (i % 8 == 7)
-                        fprintf(vl, "%s/%s\n", subs[s], files[i]);
-                    free(files[i]);
-                }
-                free(files);
-                used++;
-            }
+        else if (realpath(src, real[s]) && (nf[s] = dataset__list_sounds(real[s], &files[s])))
+            n_use++;
+    }
+    /* the calibration's words: the smallest, while one is left to train on */
+    for (int k = 0; k < E->r->calib_words && n_use > 1 && !rc; k++, n_use--) {
+        size_t best = n_sub;
+        for (size_t s = 0; s < n_sub; s++)
+            if (nf[s] && !held[s] && (best == n_sub || nf[s] < nf[best]))
+                best = s;
+        held[best] = 1;
+        E->n_calneg++;
+    }
+    if (!rc && E->n_calneg && mkdir(E->calneg, 0700) < 0)
+        rc = -errno;
+    FILE *vl = rc ? NULL : fopen(list, "w");
+    if (!rc && !vl)
+        rc = -errno;
+    for (size_t s = 0; s < n_sub; s++) {
+        char dst[PATH_MAX * 2];
+        snprintf(dst, sizeof dst, "%s/%s", held[s] ? E->calneg : E->neg, subs[s]);
+        if (!rc && nf[s] && symlink(real[s], dst) < 0)
+            rc = -errno;
+        if (!rc && nf[s] && held[s])
+            say(E->p, "pack: %s kept out of the training for the calibration", subs[s]);
+        for (size_t i = 0; i < nf[s]; i++) {
+            if (!rc && !held[s] && i % 8 == 7)
+                fprintf(vl, "%s/%s\n", subs[s], files[s][i]);
+            free(files[s][i]);
         }
+        used += !rc && nf[s] && !held[s];
+        if (files)
+            free(files[s]);
         free(subs[s]);
     }
     free(subs);
+    free(files);
+    free(real);
+    free(nf);
+    free(held);
     if (vl && fclose(vl) != 0 && !rc)
         rc = -EIO;
     if (rc)
@@ -611,7 +641,8 @@ static int calibrate(struct enr *E, struct snn_model *m) {
     if (!rc && E->n_calib)
         rc = dataset_load(&ds, E->calib, DS_TEST, msg, sizeof msg);
     if (!rc)
-        rc = dataset_load_negatives(&ds, E->neg, DS_TEST, msg, sizeof msg);
+        rc =
+            dataset_load_negatives(&ds, E->n_calneg ? E->calneg : E->neg, DS_TEST, msg, sizeof msg);
     size_t noise0 = ds.n_noise; /* the pack's recordings follow the _silence_ clips */
     if (!rc)
         rc = dataset_add_noise(&ds, E->noise, msg, sizeof msg);
@@ -833,6 +864,7 @@ int enroll_run(const struct enroll_recipe *r, const struct enroll_progress *p,
         snprintf(E->data, sizeof E->data, "%s/data", E->tmp);
         snprintf(E->calib, sizeof E->calib, "%s/calib", E->tmp);
         snprintf(E->neg, sizeof E->neg, "%s/negatives", E->tmp);
+        snprintf(E->calneg, sizeof E->calneg, "%s/calneg", E->tmp);
         snprintf(E->model, sizeof E->model, "%s/model.kwsm", E->tmp);
         rc = layout_data(E);
     }

@@ -179,6 +179,7 @@ struct enroll_recipe {
     /* ---- calibration ---- */
     float calib_fa;    /* false alarms per hour the stored threshold allows */
     float calib_hours; /* length of the negatives-only calibration stream */
+    int calib_words;   /* the pack's phrase words kept out of the training for it (0) */
     float snr_cal[2];  /* noise under the calibration streams, dB */
 };
 
