@@ -421,26 +421,29 @@ static int layout_negatives(struct enr *E) {
         return efail(E, -errno, "%s: %s", E->neg, strerror(errno));
     char **subs;
     size_t n_sub = dataset__list_dirs(words, &subs), used = 0, n_use = 0;
-    char(*real)[PATH_MAX] = calloc(n_sub + 1, sizeof *real);
-    size_t *nf = calloc(n_sub + 1, sizeof *nf);
-    char ***files = calloc(n_sub + 1, sizeof *files);
-    int *held = calloc(n_sub + 1, sizeof *held);
-    int rc = real && nf && files && held ? 0 : -ENOMEM;
+    struct {
+        char real[PATH_MAX];
+        char **files;
+        size_t n; /* its clips (0: not used) */
+        int held; /* only the calibration hears it */
+    } *w = calloc(n_sub + 1, sizeof *w);
+    int rc = w ? 0 : -ENOMEM;
     for (size_t s = 0; s < n_sub && !rc; s++) {
         char src[PATH_MAX * 2];
         snprintf(src, sizeof src, "%s/%s", words, subs[s]);
         if (is_new_word(E->r, subs[s]))
             say(E->p, "pack: %s left out of the negatives (it is a word being enrolled)", subs[s]);
-        else if (realpath(src, real[s]) && (nf[s] = dataset__list_sounds(real[s], &files[s])))
+        else if (realpath(src, w[s].real) &&
+                 (w[s].n = dataset__list_sounds(w[s].real, &w[s].files)))
             n_use++;
     }
     /* the calibration's words: the smallest, while one is left to train on */
     for (int k = 0; k < E->r->calib_words && n_use > 1 && !rc; k++, n_use--) {
         size_t best = n_sub;
         for (size_t s = 0; s < n_sub; s++)
-            if (nf[s] && !held[s] && (best == n_sub || nf[s] < nf[best]))
+            if (w[s].n && !w[s].held && (best == n_sub || w[s].n < w[best].n))
                 best = s;
-        held[best] = 1;
+        w[best].held = 1;
         E->n_calneg++;
     }
     if (!rc && E->n_calneg && mkdir(E->calneg, 0700) < 0)
@@ -450,26 +453,23 @@ static int layout_negatives(struct enr *E) {
         rc = -errno;
     for (size_t s = 0; s < n_sub; s++) {
         char dst[PATH_MAX * 2];
-        snprintf(dst, sizeof dst, "%s/%s", held[s] ? E->calneg : E->neg, subs[s]);
-        if (!rc && nf[s] && symlink(real[s], dst) < 0)
+        snprintf(dst, sizeof dst, "%s/%s", w && w[s].held ? E->calneg : E->neg, subs[s]);
+        if (!rc && w[s].n && symlink(w[s].real, dst) < 0)
             rc = -errno;
-        if (!rc && nf[s] && held[s])
+        if (!rc && w[s].n && w[s].held)
             say(E->p, "pack: %s kept out of the training for the calibration", subs[s]);
-        for (size_t i = 0; i < nf[s]; i++) {
-            if (!rc && !held[s] && i % 8 == 7)
-                fprintf(vl, "%s/%s\n", subs[s], files[s][i]);
-            free(files[s][i]);
+        for (size_t i = 0; w && i < w[s].n; i++) {
+            if (!rc && !w[s].held && i % 8 == 7)
+                fprintf(vl, "%s/%s\n", subs[s], w[s].files[i]);
+            free(w[s].files[i]);
         }
-        used += !rc && nf[s] && !held[s];
-        if (files)
-            free(files[s]);
+        used += !rc && w[s].n && !w[s].held;
+        if (w)
+            free(w[s].files);
         free(subs[s]);
     }
     free(subs);
-    free(files);
-    free(real);
-    free(nf);
-    free(held);
+    free(w);
     if (vl && fclose(vl) != 0 && !rc)
         rc = -EIO;
     if (rc)
