@@ -226,8 +226,15 @@ Test(options, required_options, .init = tmp_setup, .fini = tmp_teardown, .timeou
     cr_expect(not(eq(ptr, strstr(r.err, "--model FILE.kwsm is required"), NULL)), "%s", r.err);
     run_tool(&r, EVAL_BIN, no_data, NULL);
     cr_expect(eq(int, r.status, 2));
-    cr_expect(not(eq(ptr, strstr(r.err, "--data DIR or --wav FILE is required"), NULL)), "%s",
-              r.err);
+    cr_expect(not(eq(ptr, strstr(r.err, "--data DIR, --wav FILE or --verify-pass DIR is required"),
+                     NULL)),
+              "%s", r.err);
+    /* the second look's options need a model that keeps its takes */
+    static const char *const no_takes[] = {"--model", KWSD_SOURCE_DIR "/models/commands.kwsm",
+                                           "--verify-pass", "/tmp", NULL};
+    run_tool(&r, EVAL_BIN, no_takes, NULL);
+    cr_expect(eq(int, r.status, 2));
+    cr_expect(not(eq(ptr, strstr(r.err, "keeps no takes for a second look"), NULL)), "%s", r.err);
 }
 
 /* ==== Good values ==== */

@@ -30,7 +30,9 @@
 #include "kws/enroll.h"
 #include "kws/enroll_record.h"
 #include "kws/err.h"
+#include "kws/frontend.h"
 #include "kws/snn.h"
+#include "kws/verify.h"
 #include "train_test.h"
 
 #define MODEL KWSD_SOURCE_DIR "/models/commands.kwsm"
@@ -167,6 +169,63 @@ Test(enroll_take, a_folder_at_44k_is_read_at_16k_and_rejects_are_named, .init = 
     free(src);
 }
 
+/* ==== The second look's cut from speech that is not the word ==== */
+
+/* Five buzz takes; a folder of the same buzz (its 2 % must pass: the cut
+ * goes down, not below its floor), one of pure tones far from it (the cut
+ * goes up to its ceiling), a folder with no sound file (the takes' own
+ * cut). The noise under each file depends on the seed and the file, not
+ * on the threads. */
+Test(enroll_verify, the_cut_follows_the_speech_it_must_refuse, .init = setup, .fini = teardown) {
+    struct enroll_take tk[5];
+    for (int i = 0; i < 5; i++) {
+        tk[i].n = 24000;
+        tk[i].x = take(tk[i].n, 4000, 12000 + 800 * (size_t)i, 0.3f);
+    }
+    struct kws_frontend_cfg fe;
+    audio_fe_cfg_default(&fe);
+    struct enroll_take_rules rules;
+    enroll_take_rules_default(&rules);
+    struct kws_verifier v;
+    cr_assert(eq(int, enroll_verifier(&v, &fe, 0, tk, 5, &rules, 1), 0));
+    float own = v.cut;
+    char same[512], tone[512], none[512], path[600];
+    snprintf(same, sizeof same, "%s/same", root);
+    snprintf(tone, sizeof tone, "%s/tone", root);
+    snprintf(none, sizeof none, "%s/none", root);
+    kt_sh("mkdir -p %s %s %s", same, tone, none);
+    for (int i = 0; i < 6; i++) {
+        float *x = take(24000, 4000, 11000 + 1000 * (size_t)i, 0.25f);
+        snprintf(path, sizeof path, "%s/%d.wav", same, i);
+        tt_write_wav(path, x, 24000, 16000, TT_WAV16);
+        free(x);
+        snprintf(path, sizeof path, "%s/%d.wav", tone, i);
+        tt_write_word(path, 7u + (uint32_t)i, 1500.0f + 100.0f * (float)i, 300, 0);
+    }
+    size_t heard = 0;
+    const char *d_same[] = {same}, *d_tone[] = {tone}, *d_none[] = {none}, *d_both[] = {same, tone};
+    float c = enroll_verifier_cut_from(&v, &fe, d_same, 1, &rules, 0.02, 1, 1, &heard);
+    cr_expect(eq(sz, heard, 6));
+    cr_expect(c < own && c >= (float)ENROLL_CUT_LO * own, "%f against the takes' %f", (double)c,
+              (double)own);
+    c = enroll_verifier_cut_from(&v, &fe, d_tone, 1, &rules, 0.02, 1, 1, &heard);
+    cr_expect(eq(sz, heard, 6));
+    cr_expect(eq(flt, c, (float)(ENROLL_CUT_HI * own)), "%f against the takes' %f", (double)c,
+              (double)own);
+    c = enroll_verifier_cut_from(&v, &fe, d_none, 1, &rules, 0.02, 1, 1, &heard);
+    cr_expect(eq(sz, heard, 0));
+    cr_expect(eq(flt, c, own));
+    float one = enroll_verifier_cut_from(&v, &fe, d_both, 2, &rules, 0.4, 5, 1, &heard);
+    cr_expect(eq(sz, heard, 12));
+    float two = enroll_verifier_cut_from(&v, &fe, d_both, 2, &rules, 0.4, 5, 2, &heard);
+    cr_expect(eq(sz, heard, 12));
+    cr_expect(eq(flt, one, two), "1 thread %f, 2 threads %f (own %f)", (double)one, (double)two,
+              (double)own);
+    kws_verifier_free(&v);
+    for (int i = 0; i < 5; i++)
+        free(tk[i].x);
+}
+
 /* ==== Takes said by speech synthesis ==== */
 
 /* enroll_say's takes pass the take checks, each voice named in its file,
@@ -257,6 +316,7 @@ Test(enroll, a_word_from_six_synthetic_takes, .init = setup, .fini = teardown, .
     r.calib_hours = 0.01f;
     r.train_unknown = 1; /* one "door" trains, both calibrate */
     r.threads = 1;
+    r.cut_pass = 0.02f; /* the check's cut from the pack's phrases (not the default) */
     struct notes nt = {""};
     const struct enroll_progress p = {&nt, add_note, NULL};
     struct enroll_result res;
@@ -286,6 +346,12 @@ Test(enroll, a_word_from_six_synthetic_takes, .init = setup, .fini = teardown, .
     cr_expect(eq(int, m.verify.n_feat, m.cfg.fe.n_mels));
     cr_expect(gt(flt, m.verify.cut, 0.0f));
     cr_expect(eq(flt, m.verify.cut, res.verify_cut));
+    /* its cut from the pack's six "other" phrases ("lights" is left out) */
+    cr_expect(eq(int, res.cut_heard, 6), "%s", nt.text);
+    cr_expect(res.verify_cut >= (float)ENROLL_CUT_LO * res.verify_cut_takes * 0.999f &&
+                  res.verify_cut <= (float)ENROLL_CUT_HI * res.verify_cut_takes * 1.001f,
+              "cut %f, the takes' %f", (double)res.verify_cut, (double)res.verify_cut_takes);
+    cr_expect(not(eq(ptr, strstr(nt.text, "from 6 pack phrases"), NULL)), "%s", nt.text);
     snn_model_free(&m);
 
     /* kwsd loads it as its model */

@@ -128,6 +128,9 @@ static const struct opt enroll_opts_table[] = {
     {"select", OPT_ENUM, O(r.select), .names = select_names,
      .help = "which epoch is kept: the last, or the best held-out stream\n"
              "or clip accuracy"},
+    {"cut-pass", OPT_FLOAT, O(r.cut_pass), .min = 0, .max = 1,
+     .help = "share of the pack's phrases the second look lets through\n"
+             "(its cut; 0: the takes' own)"},
     {"calib-fa", OPT_FLOAT, O(r.calib_fa), .min = 0, .max = 1000,
      .help = "false alarms per hour the stored threshold allows on the\n"
              "pack's negatives"},
@@ -375,10 +378,15 @@ static void print_result(const struct enroll_recipe *r, const struct enroll_resu
                "tried it fires %.1f times an hour on the negatives; more takes, or other "
                "recipe values, may help\n",
                (double)r->calib_fa, res->cal_fa / res->cal_hours);
-    if (res->n_verify)
+    if (res->n_verify) {
         printf("second look: %d takes kept in the model; an event is published when the "
-               "word matches them within %.3f\n",
+               "word matches them within %.3f",
                res->n_verify, (double)res->verify_cut);
+        if (res->cut_heard) /* --cut-pass */
+            printf(" (set on %d of the pack's phrases; the takes' own %.3f)", res->cut_heard,
+                   (double)res->verify_cut_takes);
+        printf("\n");
+    }
     printf("caught %d of %d held-out takes (%.0f %%) among negatives at that threshold\n",
            res->hits, res->n_held, res->n_held ? 100.0 * res->hits / res->n_held : 0.0);
     printf("time: %.0f s (training %.0f s, calibration %.0f s)\n", res->total_s, res->train_s,

@@ -27,6 +27,12 @@
  * front end, snn_step and the detector as the daemon runs its microphone;
  * the events are printed, then each keyword's highest smoothed score.
  *
+ * Second-look mode (--verify-pass DIR, no --data): a model enrolled with
+ * its takes matches up to 100 sound files of DIR against them, each heard
+ * as the enrolment hears a take, with no network in the way
+ * (enroll_verifier_costs), and prints the share it lets through at its cut
+ * and at 0.90-1.10 of it: how close that speech comes to the word.
+ *
  *     kwsd-eval --model models/commands.kwsm --data /data/speech_commands \
  *               [--split test] [--stream] [--threshold 0.4] [--json]
  *
@@ -48,6 +54,7 @@
 
 #include "kws/audio_file.h"
 #include "kws/clip_eval.h"
+#include "kws/enroll.h"
 #include "kws/dataset.h"
 #include "kws/detector.h"
 #include "kws/err.h"
@@ -396,11 +403,46 @@ static void print_stream(const struct stream_result *sr, const struct snn_cfg *c
     printf("\n");
 }
 
+/* --verify-pass: how much of a folder of speech the model's second look
+ * lets through (enroll_verifier_costs), at its cut and around it. */
+static int run_verify_pass(const struct snn_model *m, const char *dir) {
+    const struct kws_verifier *v = &m->verify;
+    if (!v->n_takes) {
+        fprintf(stderr, "kwsd-eval: --verify-pass: the model keeps no takes for a second look\n");
+        return 2;
+    }
+    struct enroll_take_rules rules;
+    enroll_take_rules_default(&rules);
+    float *cost;
+    size_t n;
+    const char *dirs[] = {dir};
+    int rc = enroll_verifier_costs(v, &m->cfg.fe, dirs, 1, &rules, 1, 0, &cost, &n);
+    if (rc < 0) {
+        fprintf(stderr, "kwsd-eval: --verify-pass: %s: %s\n", dir, kws_strerror(rc));
+        return 1;
+    }
+    if (!n) {
+        fprintf(stderr, "kwsd-eval: --verify-pass: %s: no sound file it could hear\n", dir);
+        return 1;
+    }
+    printf("%s: %zu files, cost median %.3f; let through at these times the cut %.3f:", dir, n,
+           (double)cost[n / 2], (double)v->cut);
+    for (int i = 0; i <= 8; i++) {
+        double f = 0.90 + 0.025 * i;
+        size_t k = 0;
+        while (k < n && cost[k] <= (float)(f * v->cut))
+            k++;
+        printf(" %.3f: %.1f %%%s", f, 100.0 * (double)k / (double)n, i < 8 ? "," : "\n");
+    }
+    free(cost);
+    return 0;
+}
+
 /* ==== Options ==== */
 
 /* Everything the command line sets (the table below says what each is). */
 struct opts {
-    const char *model, *data, *save, *wav, *trace, *neg_dir, *noise_dir;
+    const char *model, *data, *save, *wav, *trace, *neg_dir, *noise_dir, *verify_dir;
     int split; /* index in split_names */
     int T, stream, json, smooth_ms, refr_ms, sweep, seed, passes, neg_only;
     float threshold, gain_scale, calib_fa, noise_gain, snr[2], cut;
@@ -433,11 +475,11 @@ static const struct opt eval_opts[] = {
      .help = "streaming metrics for thresholds 0.20, 0.25, ..., 0.999"},
     {"calibrate", OPT_FLOAT, O(calib_fa), .min = 0, .max = 100000, .set = SET(calib_set),
      .meta = "F", .help = "threshold for at most F false alarms per hour (stream)"},
-    {"seed", OPT_INT, O(seed), .min = 0, .max = INT_MAX,
-     .help = "gap lengths of the recording"},
+    {"seed", OPT_INT, O(seed), .min = 0, .max = INT_MAX, .help = "gap lengths of the recording"},
     {"passes", OPT_INT, O(passes), .min = 1, .max = STREAM_EVAL_MAX_PASSES,
      .help = "the clips said this many times (later passes shuffled)"},
-    {"noise-gain", OPT_FLOAT, O(noise_gain), .min = 0, .max = 1000, .set = SET(noise_gain_set), .help = "scale the noise between the words (0.1: 20 dB quieter)"},
+    {"noise-gain", OPT_FLOAT, O(noise_gain), .min = 0, .max = 1000, .set = SET(noise_gain_set),
+     .help = "scale the noise between the words (0.1: 20 dB quieter)"},
     {"negatives", OPT_PATH, O(neg_dir), .meta = "DIR",
      .help = "negative phrases (a folder per phrase) between the\n"
              "words, the split's phrases by DIR's list files"},
@@ -453,6 +495,10 @@ static const struct opt eval_opts[] = {
     {"verify-cut", OPT_FLOAT, O(cut), .min = 0, .max = 1000, .set = SET(cut_set), .meta = "C",
      .help = "the second look keeps an event whose cost is at most C\n"
              "(instead of the model's cut; stored by --save-model)"},
+    {"verify-pass", OPT_PATH, O(verify_dir), .meta = "DIR",
+     .help = "the share of DIR's sound files (up to 100) the second\n"
+             "look lets through, each heard as a take is, at its cut\n"
+             "and at 0.90-1.10 of it"},
     {"save-model", OPT_PATH, O(save), .meta = "FILE",
      .help = "write the model with the scaled readout gain and the\n"
              "calibrated threshold"},
@@ -483,7 +529,8 @@ static int override(struct snn_model *m, const struct opts *o) {
 static const struct opt_tool eval_tool = {
     "kwsd-eval",
     "usage: kwsd-eval --model FILE.kwsm --data DIR [options]\n"
-    "       kwsd-eval --model FILE.kwsm --wav FILE [--threshold T ...]\n",
+    "       kwsd-eval --model FILE.kwsm --wav FILE [--threshold T ...]\n"
+    "       kwsd-eval --model FILE.kwsm --verify-pass DIR\n",
     eval_opts};
 
 /* ==== Clip scores ==== */
@@ -620,9 +667,9 @@ int main(int argc, char **argv) {
         return rc == OPT_EXIT ? 0 : 2;
     o.stream |=
         o.sweep || o.calib_set || o.noise_gain_set || o.neg_dir || o.neg_only || o.noise_dir;
-    if (!o.data && !o.wav) {
-        fprintf(stderr, "kwsd-eval: --data DIR or --wav FILE is required (--help lists the "
-                        "options)\n");
+    if (!o.data && !o.wav && !o.verify_dir) {
+        fprintf(stderr, "kwsd-eval: --data DIR, --wav FILE or --verify-pass DIR is required "
+                        "(--help lists the options)\n");
         return 2;
     }
     if ((o.neg_only && !o.neg_dir) || (o.snr_set && !o.noise_dir)) {
@@ -648,8 +695,8 @@ int main(int argc, char **argv) {
     ls.smoothing_ms = o.smooth_ms;
     ls.refractory_ms = o.refr_ms;
     o.threshold = kws_listener_threshold(&ls, NULL, m.cfg.threshold);
-    if (o.wav) {
-        rc = run_wav(&m, o.wav, &ls, o.trace);
+    if (o.wav || o.verify_dir) {
+        rc = o.wav ? run_wav(&m, o.wav, &ls, o.trace) : run_verify_pass(&m, o.verify_dir);
         snn_model_free(&m);
         return rc;
     }

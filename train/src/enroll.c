@@ -71,6 +71,7 @@ void enroll_recipe_default(struct enroll_recipe *r) {
     r->snr[0] = 5.0f;
     r->snr[1] = 25.0f;
     r->verify = 1;
+    r->cut_pass = 0.0f; /* the takes' own cut (docs/ENROLL.md: 0.02 measured, not kept) */
     r->calib_fa = 1.0f;
     r->calib_hours = 1.0;
     r->calib_words = 0;
@@ -243,6 +244,7 @@ struct enr {
     int rate;
     struct enroll_takes takes[ENROLL_MAX_WORDS];
     struct enroll_result *res;
+    float cut_factor; /* the second look's cut over the takes' own (0: 1) */
     size_t cal_heard; /* samples of the calibration stream heard so far */
     int cal_shown;    /* the last tenth of it shown on the bar */
 };
@@ -600,7 +602,8 @@ static void on_cal_audio(void *ctx, int pass, const float *x, size_t n, size_t t
 
 /* m's second look from the recorded takes among the first n of the (one)
  * enrolled word (synthetic ones, ENROLL_SAY_PREFIX, left out); none when
- * fewer than 2 are recorded. */
+ * fewer than 2 are recorded. Its cut is the takes' own times cut_factor
+ * (once set_cut has set it). */
 static int build_verifier(struct enr *E, struct snn_model *m, size_t n) {
     const size_t pre = sizeof ENROLL_SAY_PREFIX - 1;
     struct enroll_take *rec = malloc((n + 1) * sizeof *rec);
@@ -620,6 +623,8 @@ static int build_verifier(struct enr *E, struct snn_model *m, size_t n) {
     if (n_rec >= 2)
         rc = enroll_verifier(&m->verify, &m->cfg.fe, label, rec, n_rec, &E->r->rules,
                              (uint64_t)E->r->seed);
+    if (!rc && E->cut_factor > 0.0f)
+        m->verify.cut *= E->cut_factor;
     free(rec);
     return rc;
 }
@@ -801,6 +806,48 @@ static int load_takes(struct enr *E) {
     return 0;
 }
 
+/* The second look's cut from the pack's phrase words (the training's and
+ * the calibration's; enroll_verifier_cut_from), and cut_factor from it. */
+static int set_cut(struct enr *E, struct snn_model *m) {
+    struct kws_verifier *v = &m->verify;
+    const char *top[2] = {E->neg, E->calneg};
+    char **names[2] = {NULL, NULL}, **dirs = NULL;
+    size_t n[2] = {0, 0}, n_dirs = 0, heard = 0;
+    int rc = 0;
+    for (int t = 0; t < (E->n_calneg ? 2 : 1); t++)
+        n[t] = dataset__list_dirs(top[t], &names[t]);
+    if (!(dirs = calloc(n[0] + n[1] + 1, sizeof *dirs)))
+        rc = -ENOMEM;
+    for (int t = 0; t < 2; t++) {
+        for (size_t i = 0; i < n[t]; i++) {
+            size_t len = strlen(top[t]) + strlen(names[t][i]) + 2;
+            if (!rc && (dirs[n_dirs] = malloc(len)))
+                snprintf(dirs[n_dirs++], len, "%s/%s", top[t], names[t][i]);
+            else
+                rc = -ENOMEM;
+            free(names[t][i]);
+        }
+        free(names[t]);
+    }
+    float takes = v->cut, cut = (float)rc;
+    if (!rc)
+        cut =
+            enroll_verifier_cut_from(v, &m->cfg.fe, (const char *const *)dirs, n_dirs, &E->r->rules,
+                                     E->r->cut_pass, (uint64_t)E->r->seed, E->r->threads, &heard);
+    for (size_t i = 0; i < n_dirs; i++)
+        free(dirs[i]);
+    free(dirs);
+    if (cut < 0.0f)
+        return efail(E, (int)cut, "the second look's cut: %s", kws_strerror((int)cut));
+    v->cut = cut;
+    E->cut_factor = takes > 0.0f ? cut / takes : 1.0f;
+    E->res->verify_cut_takes = takes;
+    E->res->cut_heard = (int)heard;
+    say(E->p, "second look: cut %.3f from %zu pack phrases (%g %% pass), the takes' own %.3f",
+        (double)cut, heard, 100.0 * E->r->cut_pass, (double)takes);
+    return 0;
+}
+
 /* Stores the threshold in the trained model and writes it to out. */
 static int write_model(struct enr *E) {
     struct snn_model m = {0};
@@ -814,6 +861,11 @@ static int write_model(struct enr *E) {
             return efail(E, rc, "the takes' second look: %s", kws_strerror(rc));
         }
         E->res->n_verify = m.verify.n_takes;
+        E->res->verify_cut_takes = m.verify.cut;
+        if (m.verify.n_takes && E->r->cut_pass > 0.0f && (rc = set_cut(E, &m)) < 0) {
+            snn_model_free(&m);
+            return rc;
+        }
         E->res->verify_cut = m.verify.cut;
         if (m.verify.n_takes)
             say(E->p, "second look: %d takes kept in the model, cut %.3f", m.verify.n_takes,

@@ -5,9 +5,12 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kws/audio_file.h"
 #include "kws/dataset.h"
 #include "kws/enroll.h"
 #include "kws/frontend.h"
@@ -57,12 +60,55 @@ static void take_frame(void *ctx, const float *feat, const float *spikes) {
     c->n++;
 }
 
+/* Hears one take (x, n samples) as enroll_verifier says: tf gets every
+ * frame (tf->cap and the arrays allocated here; tf->n of them made), *first
+ * and *len the word's frames among them. Returns 0, -EINVAL (no frame of
+ * the word) or -ENOMEM. */
+static int hear_take(struct audio_fe *afe, const struct kws_frontend_cfg *fe, const float *x,
+                     size_t n_x, const struct enroll_take_rules *rules, uint64_t *seed,
+                     struct take_frames *tf, int32_t *first, int32_t *len) {
+    int rate = fe->sample_rate, hop = fe->hop, nfe = fe->n_mels;
+    size_t lead = (size_t)(ENROLL_VERIFY_LEAD_S * rate),
+           tail = (size_t)(ENROLL_VERIFY_TAIL_S * rate);
+    int32_t a, b;
+    dataset_find_word(x, (int32_t)n_x, rate, rules->range_db, rules->max_gap_ms, &a, &b);
+    float word_rms = train__rms(x, a, b);
+    size_t n = lead + n_x + tail;
+    float *y = malloc(n * sizeof *y);
+    tf->cap = (int)(n / (size_t)hop) + 2;
+    tf->n_feat = nfe;
+    tf->n = 0;
+    tf->q = malloc((size_t)tf->cap * (size_t)nfe * sizeof *tf->q);
+    tf->f = malloc((size_t)tf->cap * (size_t)nfe * sizeof *tf->f);
+    if (!y || !tf->q || !tf->f) {
+        free(y);
+        return -ENOMEM;
+    }
+    pink_noise(y, n, seed);
+    float g = word_rms / powf(10.0f, (float)(ENROLL_VERIFY_SNR_DB / 20.0));
+    for (size_t i = 0; i < n; i++)
+        y[i] = g * y[i] + (i >= lead && i < lead + n_x ? x[i - lead] : 0.0f);
+    audio_fe_reset(afe);
+    audio_fe_push(afe, y, n, take_frame, tf);
+    free(y);
+    if (tf->n > tf->cap)
+        tf->n = tf->cap;
+    /* the word's frames: where its samples fall, within the frames made */
+    int32_t f0 = (int32_t)((lead + (size_t)a) / (size_t)hop);
+    int32_t f1 = (int32_t)((lead + (size_t)b) / (size_t)hop) + 1;
+    if (f1 > tf->n)
+        f1 = tf->n;
+    if (f1 - f0 > KWS_VERIFY_MAX_TAKE_FRAMES)
+        f1 = f0 + KWS_VERIFY_MAX_TAKE_FRAMES;
+    *first = f0;
+    *len = f1 - f0;
+    return f1 > f0 ? 0 : -EINVAL;
+}
+
 int enroll_verifier(struct kws_verifier *v, const struct kws_frontend_cfg *fe, int label,
                     const struct enroll_take *takes, size_t n_takes,
                     const struct enroll_take_rules *rules, uint64_t seed) {
-    int rate = fe->sample_rate, hop = fe->hop, nfe = fe->n_mels, rc = 0;
-    size_t lead = (size_t)(ENROLL_VERIFY_LEAD_S * rate),
-           tail = (size_t)(ENROLL_VERIFY_TAIL_S * rate);
+    int nfe = fe->n_mels, rc = 0;
     struct take_frames tf[KWS_VERIFY_MAX_TAKES];
     int32_t len[KWS_VERIFY_MAX_TAKES], first[KWS_VERIFY_MAX_TAKES];
     uint64_t s = seed * 2654435761u + 1;
@@ -76,43 +122,8 @@ int enroll_verifier(struct kws_verifier *v, const struct kws_frontend_cfg *fe, i
     struct audio_fe afe = {0};
     if ((rc = audio_fe_init(&afe, fe)) < 0)
         return rc;
-    for (size_t t = 0; t < n_takes && !rc; t++) {
-        const struct enroll_take *tk = &takes[t];
-        int32_t a, b;
-        dataset_find_word(tk->x, (int32_t)tk->n, rate, rules->range_db, rules->max_gap_ms, &a, &b);
-        float word_rms = train__rms(tk->x, a, b);
-        size_t n = lead + tk->n + tail;
-        float *y = malloc(n * sizeof *y);
-        tf[t].cap = (int)(n / (size_t)hop) + 2;
-        tf[t].n_feat = nfe;
-        tf[t].q = malloc((size_t)tf[t].cap * (size_t)nfe * sizeof *tf[t].q);
-        tf[t].f = malloc((size_t)tf[t].cap * (size_t)nfe * sizeof *tf[t].f);
-        if (!y || !tf[t].q || !tf[t].f) {
-            free(y);
-            rc = -ENOMEM;
-            break;
-        }
-        pink_noise(y, n, &s);
-        float g = word_rms / powf(10.0f, (float)(ENROLL_VERIFY_SNR_DB / 20.0));
-        for (size_t i = 0; i < n; i++)
-            y[i] = g * y[i] + (i >= lead && i < lead + tk->n ? tk->x[i - lead] : 0.0f);
-        audio_fe_reset(&afe);
-        audio_fe_push(&afe, y, n, take_frame, &tf[t]);
-        free(y);
-        if (tf[t].n > tf[t].cap)
-            tf[t].n = tf[t].cap;
-        /* the word's frames: where its samples fall, within the frames made */
-        int32_t f0 = (int32_t)((lead + (size_t)a) / (size_t)hop);
-        int32_t f1 = (int32_t)((lead + (size_t)b) / (size_t)hop) + 1;
-        if (f1 > tf[t].n)
-            f1 = tf[t].n;
-        if (f1 - f0 > KWS_VERIFY_MAX_TAKE_FRAMES)
-            f1 = f0 + KWS_VERIFY_MAX_TAKE_FRAMES;
-        if (f1 <= f0)
-            rc = -EINVAL;
-        first[t] = f0;
-        len[t] = f1 - f0;
-    }
+    for (size_t t = 0; t < n_takes && !rc; t++)
+        rc = hear_take(&afe, fe, takes[t].x, takes[t].n, rules, &s, &tf[t], &first[t], &len[t]);
     audio_fe_free(&afe);
     if (!rc)
         rc = kws_verifier_alloc(v, (int)n_takes, len, nfe);
@@ -140,4 +151,120 @@ int enroll_verifier(struct kws_verifier *v, const struct kws_frontend_cfg *fe, i
     if (rc)
         kws_verifier_free(v);
     return rc;
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+int enroll_verifier_costs(const struct kws_verifier *v, const struct kws_frontend_cfg *fe,
+                          const char *const *dirs, size_t n_dirs,
+                          const struct enroll_take_rules *rules, uint64_t seed, int threads,
+                          float **costs, size_t *n_costs) {
+    size_t n = 0, cap = n_dirs * ENROLL_CUT_PER_WORD;
+    char **path = calloc(cap + 1, sizeof *path);
+    float *cost = malloc((cap + 1) * sizeof *cost);
+    int rc = path && cost ? 0 : -ENOMEM;
+    *costs = NULL;
+    *n_costs = 0;
+    /* up to ENROLL_CUT_PER_WORD of each folder's files, spread over it */
+    for (size_t d = 0; d < n_dirs && !rc; d++) {
+        char **names;
+        size_t m = dataset__list_sounds(dirs[d], &names);
+        size_t step = m > ENROLL_CUT_PER_WORD ? m / ENROLL_CUT_PER_WORD : 1;
+        for (size_t i = 0, k = 0; i < m && k < ENROLL_CUT_PER_WORD && !rc; i += step, k++) {
+            size_t len = strlen(dirs[d]) + strlen(names[i]) + 2;
+            if (!(path[n] = malloc(len)))
+                rc = -ENOMEM;
+            else
+                snprintf(path[n++], len, "%s/%s", dirs[d], names[i]);
+        }
+        for (size_t i = 0; i < m; i++)
+            free(names[i]);
+        free(names);
+    }
+    int err = rc; /* each thread's copy starts at INT_MAX (min's identity); rc is shared */
+#pragma omp parallel num_threads(threads > 0 ? threads : omp_get_max_threads()) reduction(min : err)
+    {
+        struct audio_fe afe = {0};
+        struct take_frames tf = {0};
+        float *scratch = NULL;
+        size_t scratch_n = 0;
+        int e = rc ? rc : audio_fe_init(&afe, fe);
+#pragma omp for schedule(dynamic, 4)
+        for (size_t i = 0; i < n; i++) {
+            float *x = NULL;
+            size_t nx = 0, on, off;
+            int32_t first, len;
+            char why[256];
+            uint64_t s = seed * 2654435761u + 1 + i;
+            cost[i] = -1.0f; /* unread or rejected: left out */
+            if (e || audio_file_read(path[i], fe->sample_rate, &x, &nx, NULL, why, sizeof why) < 0)
+                continue;
+            int h = enroll_take_check(x, nx, fe->sample_rate, rules, &on, &off, why, sizeof why);
+            if (h == 0)
+                h = hear_take(&afe, fe, x + on, off - on, rules, &s, &tf, &first, &len);
+            if (h == -ENOMEM)
+                e = h;
+            if (h == 0) {
+                if ((size_t)tf.n > scratch_n) {
+                    free(scratch);
+                    scratch_n = (size_t)tf.n;
+                    scratch = malloc(kws_verify_scratch_floats(scratch_n) * sizeof *scratch);
+                }
+                if (scratch)
+                    cost[i] = kws_verify_cost(v, tf.q, (size_t)tf.n, scratch);
+                else
+                    e = -ENOMEM;
+            }
+            free(tf.q);
+            free(tf.f);
+            memset(&tf, 0, sizeof tf);
+            free(x);
+        }
+        free(scratch);
+        audio_fe_free(&afe);
+        err = e < err ? e : err;
+    }
+    rc = err;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (cost && cost[i] >= 0.0f)
+            cost[k++] = cost[i];
+        free(path[i]);
+    }
+    free(path);
+    if (rc) {
+        free(cost);
+        return rc;
+    }
+    qsort(cost, k, sizeof *cost, cmp_float);
+    *costs = cost;
+    *n_costs = k;
+    return 0;
+}
+
+float enroll_verifier_cut_from(const struct kws_verifier *v, const struct kws_frontend_cfg *fe,
+                               const char *const *dirs, size_t n_dirs,
+                               const struct enroll_take_rules *rules, double pass, uint64_t seed,
+                               int threads, size_t *n_heard) {
+    float *cost, cut = v->cut;
+    size_t k;
+    int rc = enroll_verifier_costs(v, fe, dirs, n_dirs, rules, seed, threads, &cost, &k);
+    *n_heard = k;
+    if (rc)
+        return (float)rc;
+    if (k) {
+        size_t q = (size_t)(pass * (double)k); /* the first phrase it refuses */
+        cut = cost[q < k ? q : k - 1];
+        /* just under it, so exactly the share `pass` goes through */
+        cut = q > 0 ? 0.5f * (cost[q - 1] + cut) : nextafterf(cut, 0.0f);
+        if (cut < ENROLL_CUT_LO * v->cut)
+            cut = ENROLL_CUT_LO * v->cut;
+        if (cut > ENROLL_CUT_HI * v->cut)
+            cut = ENROLL_CUT_HI * v->cut;
+    }
+    free(cost);
+    return cut;
 }

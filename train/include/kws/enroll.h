@@ -175,6 +175,8 @@ struct enroll_recipe {
     /* ---- the second look (kws/verify.h) ---- */
     int verify; /* 1: the model keeps the takes and checks each event against
                  * them (one word only; --no-verify: 0) */
+    float cut_pass; /* share of the pack's phrases the check's cut lets through
+                     * (enroll_verifier_cut_from); 0 (the default): the takes' own cut */
 
     /* ---- calibration ---- */
     float calib_fa;    /* false alarms per hour the stored threshold allows */
@@ -195,7 +197,9 @@ struct enroll_result {
     int n_held, hits;                 /* held-out takes said, and caught */
     double hit_fa_h;                  /* false alarms per hour of that stream */
     int n_verify;                     /* takes the model keeps for its second look (0: none) */
-    float verify_cut;                 /* its cut (kws_verify_cut_loo) */
+    float verify_cut;                 /* its cut */
+    float verify_cut_takes;           /* the takes' own cut (kws_verify_cut_loo) */
+    int cut_heard;                    /* pack phrases the cut was set on (0: the takes') */
     double train_s, cal_s, total_s;   /* seconds */
 };
 
@@ -210,6 +214,33 @@ struct enroll_result {
 int enroll_verifier(struct kws_verifier *v, const struct kws_frontend_cfg *fe, int label,
                     const struct enroll_take *takes, size_t n_takes,
                     const struct enroll_take_rules *rules, uint64_t seed);
+
+/* The second look's costs of speech: up to ENROLL_CUT_PER_WORD sound files
+ * of each folder of dirs (spread over it; trimmed by rules, as takes are;
+ * a file that cannot be read or is rejected is left out) are heard as
+ * enroll_verifier hears a take and matched against v's takes
+ * (kws_verify_cost over all their frames). The noise under each file is
+ * drawn from seed and the file's place, so the costs do not depend on the
+ * threads it runs on (`threads`; 0: OpenMP's default). *costs: malloc'd,
+ * sorted, *n_costs of them (NULL when none). Returns 0, -ENOMEM or the
+ * front end's error.
+ *
+ * enroll_verifier_cut_from sets a cut from them: the share `pass` of
+ * them goes through (between the pass-quantile and the next cost up),
+ * held within ENROLL_CUT_LO to ENROLL_CUT_HI times v->cut (the takes' own,
+ * kws_verify_cut_loo). *n_heard says how many files were heard (0: v->cut
+ * is returned). Returns the cut, or a negative errno. */
+#define ENROLL_CUT_PER_WORD 100
+#define ENROLL_CUT_LO 0.90
+#define ENROLL_CUT_HI 1.05
+int enroll_verifier_costs(const struct kws_verifier *v, const struct kws_frontend_cfg *fe,
+                          const char *const *dirs, size_t n_dirs,
+                          const struct enroll_take_rules *rules, uint64_t seed, int threads,
+                          float **costs, size_t *n_costs);
+float enroll_verifier_cut_from(const struct kws_verifier *v, const struct kws_frontend_cfg *fe,
+                               const char *const *dirs, size_t n_dirs,
+                               const struct enroll_take_rules *rules, double pass, uint64_t seed,
+                               int threads, size_t *n_heard);
 
 /* Runs the enrolment r describes (see the top of this file). Returns 0 when
  * out is written; KWS_ECONFIG for a recipe that cannot work (no word, a
