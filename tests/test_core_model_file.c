@@ -39,8 +39,8 @@ enum {
     OFF_LABELS = 160,
     OFF_FE = 1184,
     OFF_N_PARAMS = 1284,
-    OFF_VERIFY = 1332, /* label, n_takes, n_feat, k, back, ahead, cut, n_frames */
-    OFF_PAD = 1364,
+    OFF_VERIFY = 1332, /* label, n_takes, n_feat, k, back, ahead, cut, n_frames, kind */
+    OFF_PAD = 1368,
 };
 
 static void put_u32(uint8_t *p, uint32_t v) {
@@ -384,20 +384,27 @@ Test(core_model_file, bad_verifier_never_written) {
         int32_t *field;
         int32_t bad;
     } ints[] = {
-        {&v->label, 2},   /* "_unknown_" never fires */
-        {&v->label, 3},   /* no such class */
-        {&v->k, 0},       /* k in 1..n_takes */
-        {&v->k, 4},       /* more than the takes */
-        {&v->n_feat, 4},  /* not fe.n_mels */
-        {&v->back, -1},   /* negative */
-        {&v->ahead, 995}, /* span 40 + 995 + 1 > 1000 */
-        {&v->len[1], 0},  /* an empty take */
+        {&v->label, 2},                   /* "_unknown_" never fires */
+        {&v->label, 3},                   /* no such class */
+        {&v->k, 0},                       /* k in 1..n_takes */
+        {&v->k, 4},                       /* more than the takes */
+        {&v->n_feat, 4},                  /* not fe.n_mels */
+        {&v->kind, 2},                    /* no such kind of features */
+        {&v->kind, -1},   {&v->back, -1}, /* negative */
+        {&v->ahead, 995},                 /* span 40 + 995 + 1 > 1000 */
+        {&v->len[1], 0},                  /* an empty take */
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         int32_t keep = *ints[i].field;
         *ints[i].field = ints[i].bad;
         cr_assert(eq(int, kwsm__encode(&m, b), KWS_EBADFIELD), "case %zu", i);
         *ints[i].field = keep;
+    }
+    /* the cepstrum of fe.n_mels bands has at most n_mels - 1 coefficients after c0 */
+    {
+        v->kind = KWS_VERIFY_CEPSTRUM;
+        cr_assert(eq(int, kwsm__encode(&m, b), KWS_EBADFIELD), "cepstrum of n_mels values");
+        v->kind = KWS_VERIFY_SHAPE;
     }
     v->len[1] = 6; /* the lengths no longer sum to n_frames */
     cr_assert(eq(int, kwsm__encode(&m, b), KWS_EBADFIELD));
@@ -544,12 +551,13 @@ static const struct field_case field_cases[] = {
     {1328, 1, 1.5, KWS_EBADFIELD, "pcen_release: 1.5 out of range [0, 1]"},
     {1328, 1, -0.1, KWS_EBADFIELD, "pcen_release: -0.1 out of range [0, 1]"},
     {1328, 1, NAN, KWS_EBADFIELD, "pcen_release: nan out of range [0, 1]"},
-    {1400, 0, 1, KWS_EBADFIELD, "header padding: bytes 1364..1535"},
+    {1400, 0, 1, KWS_EBADFIELD, "header padding: bytes 1368..1535"},
     /* Without a verifier (n_takes 0), every verifier field must be zero. */
     {OFF_VERIFY, 0, 1, KWS_EBADFIELD, "verify.label: 1, but verify.n_takes is 0 (no verifier)"},
     {OFF_VERIFY + 12, 0, 3, KWS_EBADFIELD, "verify.k: 3, but verify.n_takes is 0"},
     {OFF_VERIFY + 24, 1, 0.5, KWS_EBADFIELD, "verify.cut: 0.5, but verify.n_takes is 0"},
     {OFF_VERIFY + 28, 0, 10, KWS_EBADFIELD, "verify.n_frames: 10, but verify.n_takes is 0"},
+    {OFF_VERIFY + 32, 0, 1, KWS_EBADFIELD, "verify.kind: 1, but verify.n_takes is 0"},
     /* One take announced, its other fields still zero. */
     {OFF_VERIFY + 4, 0, 1, KWS_EBADFIELD, "verify.n_feat: 0, but fe.n_mels is 3"},
     /* The first parameter, layer[0].w_in[0], then one inside the conv kernel. */

@@ -42,7 +42,7 @@ enum {
     OFF_FE_N_FFT = OFF_FE + 4 * 3,
     OFF_FE_N_MELS = OFF_FE + 4 * 4,
     OFF_FE_SAMPLE_RATE = OFF_FE,
-    OFF_VERIFY = 1332, /* label, n_takes, n_feat, k, back, ahead, cut, n_frames */
+    OFF_VERIFY = 1332, /* label, n_takes, n_feat, k, back, ahead, cut, n_frames, kind */
     OFF_VERIFY_LABEL = OFF_VERIFY,
     OFF_VERIFY_N_TAKES = OFF_VERIFY + 4,
     OFF_VERIFY_N_FEAT = OFF_VERIFY + 8,
@@ -51,7 +51,7 @@ enum {
     OFF_VERIFY_AHEAD = OFF_VERIFY + 20,
     OFF_VERIFY_CUT = OFF_VERIFY + 24,
     OFF_VERIFY_N_FRAMES = OFF_VERIFY + 28,
-    OFF_PAD = 1364, /* zero padding to the end of the header */
+    OFF_PAD = 1368, /* zero padding to the end of the header */
 };
 
 static void put_u32(uint8_t *p, uint32_t v) {

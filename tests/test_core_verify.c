@@ -32,7 +32,7 @@ static void walk(float *f, int n_frames, uint64_t seed) {
 /* n frames of f as the listener keeps them. */
 static void quantise(const float *f, int n, int8_t *q) {
     for (int t = 0; t < n; t++)
-        kws_verify_frame(f + (size_t)t * NF, NF, q + (size_t)t * NF);
+        kws_verify_frame(KWS_VERIFY_SHAPE, f + (size_t)t * NF, NF, NF, q + (size_t)t * NF);
 }
 
 /* A verifier of takes of the given lengths, each a walk of its own seed. */
@@ -63,6 +63,44 @@ Test(verify, norm_gives_zero_mean_unit_length) {
     kws_verify_norm(g, NF);
     for (int k = 0; k < NF; k++)
         cr_expect(eq(flt, g[k], 0.0f), "a flat frame has no shape");
+}
+
+/* The cepstrum: a DCT-II over the bands without c0, unit length; the same
+ * for a frame scaled or shifted (a level in the log domain), 0 for a flat
+ * one; the recurrence agrees with the cosines written out. */
+Test(verify, cepstrum_is_the_bands_dct_without_c0) {
+    enum { NC = KWS_VERIFY_CEPS };
+    float f[NF], g[NF], c[NC], d[NC], ref[NC];
+    walk(f, 1, 11);
+    kws_verify_features(KWS_VERIFY_CEPSTRUM, f, NF, NC, c);
+    double ss = 0;
+    for (int k = 1; k <= NC; k++) {
+        double a = 0;
+        for (int i = 0; i < NF; i++)
+            a += f[i] * cos(M_PI * k * (i + 0.5) / NF);
+        ref[k - 1] = (float)a;
+        ss += a * a;
+    }
+    for (int k = 0; k < NC; k++)
+        cr_expect(lt(dbl, fabs(c[k] - ref[k] / sqrt(ss)), 1e-4), "c%d: %f against %f", k + 1,
+                  (double)c[k], ref[k] / sqrt(ss));
+    for (int i = 0; i < NF; i++)
+        g[i] = 3.0f * f[i] + 5.0f;
+    kws_verify_features(KWS_VERIFY_CEPSTRUM, g, NF, NC, d);
+    for (int k = 0; k < NC; k++)
+        cr_expect(lt(dbl, fabs(c[k] - d[k]), 1e-4), "c%d moved with the level", k + 1);
+    for (int i = 0; i < NF; i++)
+        g[i] = 2.0f;
+    kws_verify_features(KWS_VERIFY_CEPSTRUM, g, NF, NC, d);
+    for (int k = 0; k < NC; k++)
+        cr_expect(lt(dbl, fabs(d[k]), 1e-6), "a flat frame has no shape");
+    /* the shape kind is the norm */
+    memcpy(g, f, sizeof g);
+    kws_verify_norm(g, NF);
+    float h[NF];
+    kws_verify_features(KWS_VERIFY_SHAPE, f, NF, NF, h);
+    for (int i = 0; i < NF; i++)
+        cr_expect(eq(flt, g[i], h[i]));
 }
 
 Test(verify, alloc_checks_the_limits) {
@@ -253,6 +291,24 @@ Test(verify, the_listener_waits_then_keeps_or_drops) {
         if (plain[t] >= 0 && plain[t] != label && t < first)
             cr_expect(eq(int, dropped[t], plain[t]), "other labels as before");
     }
+    /* a cepstrum verifier whose one take is 12 of the heard frames: the
+     * listener keeps the cepstra too, so they match all but exactly */
+    kws_verifier_free(&m.verify);
+    int32_t one = 12;
+    cr_assert(ge(int, first, 15));
+    cr_assert(eq(int, kws_verifier_alloc(&m.verify, 1, &one, KWS_VERIFY_CEPS), 0));
+    m.verify.kind = KWS_VERIFY_CEPSTRUM;
+    for (int i = 0; i < one; i++)
+        kws_verify_features(KWS_VERIFY_CEPSTRUM, feat + (size_t)(first - 15 + i) * NF, NF,
+                            KWS_VERIFY_CEPS, m.verify.feat + (size_t)i * KWS_VERIFY_CEPS);
+    m.verify.label = label;
+    m.verify.ahead = 20;
+    m.verify.cut = 0.05f;
+    listen(&m, sp, feat, kept);
+    cr_expect(eq(int, kept[first + 20], label), "the take is in the ring: kept");
+    m.verify.cut = -1.0f;
+    listen(&m, sp, feat, dropped);
+    cr_expect(not(eq(int, dropped[first + 20], label)), "none passes: dropped");
     free(sp);
     free(feat);
     snn_model_free(&m);

@@ -343,7 +343,8 @@ Test(enroll, a_word_from_six_synthetic_takes, .init = setup, .fini = teardown, .
     cr_expect(eq(int, m.verify.n_takes, 4));
     cr_expect(eq(int, res.n_verify, 4));
     cr_expect(eq(int, m.verify.label, 0));
-    cr_expect(eq(int, m.verify.n_feat, m.cfg.fe.n_mels));
+    cr_expect(eq(int, m.verify.kind, KWS_VERIFY_CEPSTRUM));
+    cr_expect(eq(int, m.verify.n_feat, KWS_VERIFY_CEPS));
     cr_expect(gt(flt, m.verify.cut, 0.0f));
     cr_expect(eq(flt, m.verify.cut, res.verify_cut));
     /* its cut from the pack's six "other" phrases ("lights" is left out) */

@@ -95,8 +95,9 @@ void kws_listener_step_net(struct kws_listener *l, const float *spikes, int held
 
 /* Keeps this frame's normalised features in the ring. */
 static void verify_push(struct kws_listener *l, const float *feat) {
-    int nf = l->model->verify.n_feat;
-    kws_verify_frame(feat, nf, l->vring + (size_t)l->vpos * (size_t)nf);
+    const struct kws_verifier *v = &l->model->verify;
+    kws_verify_frame(v->kind, feat, l->model->cfg.fe.n_mels, v->n_feat,
+                     l->vring + (size_t)l->vpos * (size_t)v->n_feat);
     l->vpos = (l->vpos + 1) % l->vspan;
     if (l->vfill < l->vspan)
         l->vfill++;

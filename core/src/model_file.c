@@ -66,12 +66,13 @@ enum {
     KWSM_OFF_VERIFY_AHEAD = KWSM_OFF_VERIFY_BACK + 4,              /* 1352, int32 */
     KWSM_OFF_VERIFY_CUT = KWSM_OFF_VERIFY_AHEAD + 4,               /* 1356, float32 */
     KWSM_OFF_VERIFY_N_FRAMES = KWSM_OFF_VERIFY_CUT + 4,            /* 1360, uint32 */
-    KWSM_OFF_PAD = KWSM_OFF_VERIFY_N_FRAMES + 4,                   /* 1364 */
+    KWSM_OFF_VERIFY_KIND = KWSM_OFF_VERIFY_N_FRAMES + 4,           /* 1364, int32 */
+    KWSM_OFF_PAD = KWSM_OFF_VERIFY_KIND + 4,                       /* 1368 */
 };
 
 _Static_assert(KWSM_OFF_N_CLASSES == 148, "layer block moved");
 _Static_assert(KWSM_OFF_FE == 1184, "labels moved");
-_Static_assert(KWSM_OFF_PAD == 1364, "verifier fields moved");
+_Static_assert(KWSM_OFF_PAD == 1368, "verifier fields moved");
 _Static_assert(KWSM_OFF_PAD <= KWSM_HEADER_BYTES, "header fields overflow the header");
 _Static_assert(KWSM_HEADER_BYTES % 64 == 0, "header keeps the payload aligned");
 _Static_assert(SNN_MAX_LAYERS == 4 && SNN_MAX_CLASSES == 32 && SNN_LABEL_LEN == 32 &&
@@ -232,6 +233,7 @@ static void kwsm__encode_header(uint8_t *h, const struct snn_model *m) {
     kwsm__put_i32(h + KWSM_OFF_VERIFY_AHEAD, v->ahead);
     kwsm__put_f32(h + KWSM_OFF_VERIFY_CUT, v->cut);
     kwsm__put_u32(h + KWSM_OFF_VERIFY_N_FRAMES, (uint32_t)v->n_frames);
+    kwsm__put_i32(h + KWSM_OFF_VERIFY_KIND, v->kind);
 }
 
 static bool kwsm__all_zero(const uint8_t *p, size_t n) {
@@ -262,18 +264,16 @@ static size_t kwsm__verify_bytes(const struct kws_verifier *v) {
 
 /* Checks v's scalar fields against the valid configuration c they belong
  * to: n_takes 0 with every other field 0, or a verifier of a class that
- * fires, over the front end's bands, within the limits of kws/verify.h. */
+ * fires, of a kind of features the front end's bands give, within the limits
+ * of kws/verify.h. */
 static int kwsm__check_verify(const struct kws_verifier *v, const struct snn_cfg *c, char *msg,
                               size_t msglen) {
     if (v->n_takes == 0) {
         const struct {
             const char *name;
             int32_t value;
-        } f[] = {{"label", v->label},
-                 {"n_feat", v->n_feat},
-                 {"k", v->k},
-                 {"back", v->back},
-                 {"ahead", v->ahead}};
+        } f[] = {{"label", v->label}, {"kind", v->kind}, {"n_feat", v->n_feat},
+                 {"k", v->k},         {"back", v->back}, {"ahead", v->ahead}};
         for (size_t i = 0; i < KWS_ARRAY_SIZE(f); i++)
             if (f[i].value)
                 return kws_errmsg(KWS_EBADFIELD, msg, msglen,
@@ -302,9 +302,20 @@ static int kwsm__check_verify(const struct kws_verifier *v, const struct snn_cfg
         return kws_errmsg(KWS_EBADFIELD, msg, msglen,
                           "verify.label: %d is \"%s\", a class that never fires", (int)v->label,
                           c->labels[v->label]);
-    if (v->n_feat != c->fe.n_mels)
-        return kws_errmsg(KWS_EBADFIELD, msg, msglen, "verify.n_feat: %d, but fe.n_mels is %d",
+    if (v->kind != KWS_VERIFY_SHAPE && v->kind != KWS_VERIFY_CEPSTRUM)
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                          "verify.kind: %d out of range [0, 1] (0 the bands' shape, 1 their "
+                          "cepstrum)",
+                          (int)v->kind);
+    if (v->kind == KWS_VERIFY_SHAPE && v->n_feat != c->fe.n_mels)
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                          "verify.n_feat: %d, but fe.n_mels is %d (verify.kind 0, the bands)",
                           (int)v->n_feat, (int)c->fe.n_mels);
+    if (v->kind == KWS_VERIFY_CEPSTRUM && (v->n_feat < 1 || v->n_feat >= c->fe.n_mels))
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                          "verify.n_feat: %d out of range [1, %d] (verify.kind 1, the cepstrum "
+                          "of fe.n_mels %d bands)",
+                          (int)v->n_feat, (int)c->fe.n_mels - 1, (int)c->fe.n_mels);
     int k_max = v->n_takes < KWS_VERIFY_MAX_K ? v->n_takes : KWS_VERIFY_MAX_K;
     if (v->k < 1 || v->k > k_max)
         return kws_errmsg(KWS_EBADFIELD, msg, msglen,
@@ -373,6 +384,7 @@ static int kwsm__decode_verify(struct kws_verifier *v, const struct snn_cfg *c, 
     v->ahead = kwsm__get_i32(h + KWSM_OFF_VERIFY_AHEAD);
     v->cut = kwsm__get_f32(h + KWSM_OFF_VERIFY_CUT);
     v->n_frames = kwsm__get_u32(h + KWSM_OFF_VERIFY_N_FRAMES);
+    v->kind = kwsm__get_i32(h + KWSM_OFF_VERIFY_KIND);
     return kwsm__check_verify(v, c, msg, msglen);
 }
 
@@ -396,6 +408,7 @@ static int kwsm__read_verify(struct kws_verifier *v, const struct kws_verifier *
         return kws_errmsg(rc, msg, msglen, "verify: %s", kws_strerror(rc));
     KWS_ASSERT(v->n_frames == vh->n_frames);
     v->label = vh->label;
+    v->kind = vh->kind;
     v->k = vh->k;
     v->back = vh->back;
     v->ahead = vh->ahead;

@@ -31,12 +31,46 @@ void kws_verify_quantize(const float *x, int n, int8_t *q) {
         q[i] = (int8_t)lrintf(x[i] * (float)KWS_VERIFY_Q);
 }
 
-void kws_verify_frame(const float *f, int n, int8_t *q) {
+void kws_verify_features(int kind, const float *f, int n_in, int n_feat, float *out) {
+    if (kind != KWS_VERIFY_CEPSTRUM) {
+        memcpy(out, f, (size_t)n_in * sizeof *out);
+        kws_verify_norm(out, n_in);
+        return;
+    }
+    /* cos(k t_i) for k = 1, 2, ... by the recurrence cos((k+1)t) =
+     * 2 cos(t) cos(kt) - cos((k-1)t): one cosine per band, not per term */
+    float ss = 0.0f, mean = 0.0f, var = 0.0f;
+    for (int k = 0; k < n_feat; k++)
+        out[k] = 0.0f;
+    for (int i = 0; i < n_in; i++)
+        mean += f[i];
+    mean /= (float)n_in;
+    for (int i = 0; i < n_in; i++)
+        var += (f[i] - mean) * (f[i] - mean);
+    if (var <= 1e-12f) /* a flat frame: no shape, only rounding in its cepstrum */
+        return;
+    for (int i = 0; i < n_in; i++) {
+        float c1 = cosf(3.14159265358979f * ((float)i + 0.5f) / (float)n_in);
+        float prev = 1.0f, cur = c1;
+        for (int k = 0; k < n_feat; k++) {
+            out[k] += f[i] * cur;
+            float next = 2.0f * c1 * cur - prev;
+            prev = cur;
+            cur = next;
+        }
+    }
+    for (int k = 0; k < n_feat; k++)
+        ss += out[k] * out[k];
+    float scale = ss > 1e-12f ? 1.0f / sqrtf(ss) : 0.0f;
+    for (int k = 0; k < n_feat; k++)
+        out[k] *= scale;
+}
+
+void kws_verify_frame(int kind, const float *f, int n_in, int n_feat, int8_t *q) {
     float x[KWS_VERIFY_MAX_FEAT];
 
-    memcpy(x, f, (size_t)n * sizeof *x);
-    kws_verify_norm(x, n);
-    kws_verify_quantize(x, n, q);
+    kws_verify_features(kind, f, n_in, n_feat, x);
+    kws_verify_quantize(x, n_feat, q);
 }
 
 int kws_verifier_alloc(struct kws_verifier *v, int n_takes, const int32_t *len, int n_feat) {
@@ -82,6 +116,7 @@ int kws_verifier_copy(struct kws_verifier *dst, const struct kws_verifier *src) 
         return rc;
     memcpy(dst->feat, src->feat, src->n_frames * (size_t)src->n_feat * sizeof *src->feat);
     dst->label = src->label;
+    dst->kind = src->kind;
     dst->k = src->k;
     dst->back = src->back;
     dst->ahead = src->ahead;

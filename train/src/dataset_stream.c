@@ -39,7 +39,7 @@ struct frames_ctx {
     float *spikes;
     uint8_t *held;
     int8_t *vfeat; /* the second look's frames, or NULL */
-    int n_vfeat;
+    const struct kws_verifier *verify;
     size_t max, count;
     int frame_ms;
 };
@@ -48,7 +48,8 @@ static void keep_frame(void *ctx, const float *feat, const float *spikes) {
     struct frames_ctx *c = ctx;
     if (c->count < c->max) {
         if (c->vfeat)
-            kws_verify_frame(feat, c->n_vfeat, c->vfeat + c->count * (size_t)c->n_vfeat);
+            kws_verify_frame(c->verify->kind, feat, c->fe->cfg.n_mels, c->verify->n_feat,
+                             c->vfeat + c->count * (size_t)c->verify->n_feat);
         memcpy(c->spikes + c->count * (size_t)c->fe->n_out, spikes,
                (size_t)c->fe->n_out * sizeof *spikes);
         c->held[c->count] = (uint8_t)kws_hold_frame(c->fe->zero_run, c->frame_ms);
@@ -350,7 +351,7 @@ static void run_piece(struct stream_eval *se, struct audio_fe *fe, struct kws_li
                             .held = se->held + se->nf,
                             .vfeat =
                                 se->vfeat ? se->vfeat + se->nf * (size_t)se->verify.n_feat : NULL,
-                            .n_vfeat = se->verify.n_feat,
+                            .verify = &se->verify,
                             .max = room < sp_max ? room : sp_max,
                             .frame_ms = lis->frame_ms};
     audio_fe_push(fe, x, n, keep_frame, &fc);

@@ -44,8 +44,8 @@ static void pink_noise(float *y, size_t n, uint64_t *seed) {
 
 struct take_frames {
     int8_t *q; /* (cap, n_feat) kws_verify_frame of every frame */
-    float *f;  /* (cap, n_feat) normalised features of every frame */
-    int n, cap, n_feat;
+    float *f;  /* (cap, n_feat) kws_verify_features of every frame */
+    int n, cap, n_in, n_feat, kind;
 };
 
 static void take_frame(void *ctx, const float *feat, const float *spikes) {
@@ -53,21 +53,20 @@ static void take_frame(void *ctx, const float *feat, const float *spikes) {
     (void)spikes;
     if (c->n < c->cap) {
         size_t o = (size_t)c->n * (size_t)c->n_feat;
-        memcpy(c->f + o, feat, (size_t)c->n_feat * sizeof *feat);
-        kws_verify_norm(c->f + o, c->n_feat);
+        kws_verify_features(c->kind, feat, c->n_in, c->n_feat, c->f + o);
         kws_verify_quantize(c->f + o, c->n_feat, c->q + o);
     }
     c->n++;
 }
 
-/* Hears one take (x, n samples) as enroll_verifier says: tf gets every
- * frame (tf->cap and the arrays allocated here; tf->n of them made), *first
- * and *len the word's frames among them. Returns 0, -EINVAL (no frame of
- * the word) or -ENOMEM. */
-static int hear_take(struct audio_fe *afe, const struct kws_frontend_cfg *fe, const float *x,
-                     size_t n_x, const struct enroll_take_rules *rules, uint64_t *seed,
-                     struct take_frames *tf, int32_t *first, int32_t *len) {
-    int rate = fe->sample_rate, hop = fe->hop, nfe = fe->n_mels;
+/* Hears one take (x, n samples) as enroll_verifier says, into features of
+ * the given kind and size: tf gets every frame (tf->cap and the arrays
+ * allocated here; tf->n of them made), *first and *len the word's frames
+ * among them. Returns 0, -EINVAL (no frame of the word) or -ENOMEM. */
+static int hear_take(struct audio_fe *afe, const struct kws_frontend_cfg *fe, int kind, int nfe,
+                     const float *x, size_t n_x, const struct enroll_take_rules *rules,
+                     uint64_t *seed, struct take_frames *tf, int32_t *first, int32_t *len) {
+    int rate = fe->sample_rate, hop = fe->hop;
     size_t lead = (size_t)(ENROLL_VERIFY_LEAD_S * rate),
            tail = (size_t)(ENROLL_VERIFY_TAIL_S * rate);
     int32_t a, b;
@@ -76,7 +75,9 @@ static int hear_take(struct audio_fe *afe, const struct kws_frontend_cfg *fe, co
     size_t n = lead + n_x + tail;
     float *y = malloc(n * sizeof *y);
     tf->cap = (int)(n / (size_t)hop) + 2;
+    tf->n_in = fe->n_mels;
     tf->n_feat = nfe;
+    tf->kind = kind;
     tf->n = 0;
     tf->q = malloc((size_t)tf->cap * (size_t)nfe * sizeof *tf->q);
     tf->f = malloc((size_t)tf->cap * (size_t)nfe * sizeof *tf->f);
@@ -108,7 +109,12 @@ static int hear_take(struct audio_fe *afe, const struct kws_frontend_cfg *fe, co
 int enroll_verifier(struct kws_verifier *v, const struct kws_frontend_cfg *fe, int label,
                     const struct enroll_take *takes, size_t n_takes,
                     const struct enroll_take_rules *rules, uint64_t seed) {
-    int nfe = fe->n_mels, rc = 0;
+    /* the cepstrum's first KWS_VERIFY_CEPS coefficients after c0 (fewer
+     * for a front end of few bands) */
+    int kind = fe->n_mels > 1 ? KWS_VERIFY_CEPSTRUM : KWS_VERIFY_SHAPE, rc = 0;
+    int nfe = kind == KWS_VERIFY_SHAPE           ? fe->n_mels
+              : fe->n_mels - 1 < KWS_VERIFY_CEPS ? fe->n_mels - 1
+                                                 : KWS_VERIFY_CEPS;
     struct take_frames tf[KWS_VERIFY_MAX_TAKES];
     int32_t len[KWS_VERIFY_MAX_TAKES], first[KWS_VERIFY_MAX_TAKES];
     uint64_t s = seed * 2654435761u + 1;
@@ -123,7 +129,8 @@ int enroll_verifier(struct kws_verifier *v, const struct kws_frontend_cfg *fe, i
     if ((rc = audio_fe_init(&afe, fe)) < 0)
         return rc;
     for (size_t t = 0; t < n_takes && !rc; t++)
-        rc = hear_take(&afe, fe, takes[t].x, takes[t].n, rules, &s, &tf[t], &first[t], &len[t]);
+        rc = hear_take(&afe, fe, kind, nfe, takes[t].x, takes[t].n, rules, &s, &tf[t], &first[t],
+                       &len[t]);
     audio_fe_free(&afe);
     if (!rc)
         rc = kws_verifier_alloc(v, (int)n_takes, len, nfe);
@@ -139,6 +146,7 @@ int enroll_verifier(struct kws_verifier *v, const struct kws_frontend_cfg *fe, i
             full_len[t] = tf[t].n;
         }
         v->label = label;
+        v->kind = kind;
         float cut = kws_verify_cut_loo(v, full, full_len);
         if (cut < 0.0f)
             rc = (int)cut;
@@ -204,7 +212,8 @@ int enroll_verifier_costs(const struct kws_verifier *v, const struct kws_fronten
                 continue;
             int h = enroll_take_check(x, nx, fe->sample_rate, rules, &on, &off, why, sizeof why);
             if (h == 0)
-                h = hear_take(&afe, fe, x + on, off - on, rules, &s, &tf, &first, &len);
+                h = hear_take(&afe, fe, v->kind, v->n_feat, x + on, off - on, rules, &s, &tf,
+                              &first, &len);
             if (h == -ENOMEM)
                 e = h;
             if (h == 0) {

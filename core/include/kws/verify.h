@@ -1,9 +1,13 @@
 /* kws/verify.h: a second look at an enrolled word's events, against its takes.
  *
  * A model enrolled from takes (kwsd-enroll) may carry the takes themselves:
- * each take's front-end features over the spoken word, every frame
- * normalised (kws_verify_norm: the bands' mean taken away, then scaled to
- * unit length, so only the spectrum's shape counts, not the level). When the
+ * each take's front-end features over the spoken word, every frame made
+ * into the verifier's kind of features (kws_verify_features), scaled to
+ * unit length so only the spectrum's shape counts, not the level: the
+ * bands with their mean taken away (KWS_VERIFY_SHAPE, the first kind), or
+ * the bands' cepstrum c1..cN (KWS_VERIFY_CEPSTRUM: a DCT-II over the bands,
+ * c0, the level, left out; the smooth envelope of the spectrum, without the
+ * fine detail of single bands that varies from voice to voice). When the
  * detector fires that word, the listener waits `ahead` frames, then matches
  * every take against the last `back + ahead + 1` frames it heard:
  * subsequence dynamic time warping, free to start and end anywhere in that
@@ -37,20 +41,27 @@
 #define KWS_VERIFY_MAX_TAKE_FRAMES 400 /* 4 s at 10 ms */
 #define KWS_VERIFY_MAX_SPAN 1000       /* back + ahead + 1, frames */
 #define KWS_VERIFY_MAX_K 16
-/* Features per frame: a verifier's n_feat equals its front end's n_mels,
- * which kws_frontend_cfg_check keeps at most this (so it bounds the model
- * file's size too). */
+/* Features per frame: a verifier's n_feat is at most its front end's
+ * n_mels, which kws_frontend_cfg_check keeps at most this (so it bounds
+ * the model file's size too). */
 #define KWS_VERIFY_MAX_FEAT 256
 
-/* The defaults kwsd-enroll writes: 1.2 s back, 300 ms ahead, mean of 3. */
+/* The defaults kwsd-enroll writes: 1.2 s back, 300 ms ahead, mean of 3,
+ * the cepstrum's first 13 coefficients after c0. */
 #define KWS_VERIFY_BACK 120
 #define KWS_VERIFY_AHEAD 30
 #define KWS_VERIFY_K 3
+#define KWS_VERIFY_CEPS 13
+
+/* The kinds of features a verifier keeps of a frame (its `kind`). */
+#define KWS_VERIFY_SHAPE 0    /* the bands, mean taken away: n_feat = n_mels */
+#define KWS_VERIFY_CEPSTRUM 1 /* cepstrum c1..c(n_feat): 1 <= n_feat < n_mels */
 
 struct kws_verifier {
     int32_t label;   /* the class its takes are of */
     int32_t n_takes; /* 0: no verifier (every other field 0) */
-    int32_t n_feat;  /* features per frame (the front end's n_mels) */
+    int32_t kind;    /* KWS_VERIFY_SHAPE or KWS_VERIFY_CEPSTRUM */
+    int32_t n_feat;  /* features per frame (n_mels for KWS_VERIFY_SHAPE) */
     int32_t k;       /* costs averaged: the k lowest (1..n_takes) */
     int32_t back;    /* frames heard before the detector's frame */
     int32_t ahead;   /* frames waited after it */
@@ -79,19 +90,26 @@ static inline int kws_verify_refractory_ms(const struct kws_verifier *v, int fra
  * scaled to unit Euclidean length (a frame of equal features becomes 0). */
 void kws_verify_norm(float *f, int n);
 
-/* A heard frame as the second look keeps it: f normalised (into a copy)
- * and rounded to steps of 1/KWS_VERIFY_Q in q (n values, n <=
+/* A frame of n_in front-end features (f) as a verifier of the given kind
+ * keeps it: n_feat values in out, unit length (all 0 for a flat frame).
+ * KWS_VERIFY_SHAPE is kws_verify_norm (n_feat = n_in); KWS_VERIFY_CEPSTRUM
+ * takes out[k - 1] = sum_i f[i] cos(pi k (i + 1/2) / n_in), k = 1..n_feat
+ * (n_feat < n_in), then scales them. */
+void kws_verify_features(int kind, const float *f, int n_in, int n_feat, float *out);
+
+/* A heard frame as the second look keeps it: kws_verify_features, rounded
+ * to steps of 1/KWS_VERIFY_Q in q (n_feat values, n_in <=
  * KWS_VERIFY_MAX_FEAT). The daemon's ring and the stream evaluation both
  * keep frames this way, so they decide alike, at a quarter of the memory.
- * kws_verify_quantize does the rounding alone, for a frame already
- * normalised. */
+ * kws_verify_quantize does the rounding alone, for a frame already made. */
 #define KWS_VERIFY_Q 127
-void kws_verify_frame(const float *f, int n, int8_t *q);
+void kws_verify_frame(int kind, const float *f, int n_in, int n_feat, int8_t *q);
 void kws_verify_quantize(const float *x, int n, int8_t *q);
 
 /* Allocates v's arrays for takes of the given lengths (copied), sets n_takes,
  * n_feat, n_frames and the defaults (k = min(KWS_VERIFY_K, n_takes), back,
- * ahead); label and cut are the caller's. Returns 0, -EINVAL (lengths or
+ * ahead, kind KWS_VERIFY_SHAPE); label, cut and another kind are the
+ * caller's. Returns 0, -EINVAL (lengths or
  * counts outside the limits) or -ENOMEM. */
 int kws_verifier_alloc(struct kws_verifier *v, int n_takes, const int32_t *len, int n_feat);
 
