@@ -99,6 +99,22 @@ Test(detector, refractory_then_fires_again) {
     cr_assert(eq(i64, end2, 600));
 }
 
+/* kws_detector_rearm ends the refractory period: "yes" held on fires at
+ * frame 8, then again `after` frames after the rearm at frame 20. */
+Test(detector, rearm_ends_the_quiet_time) {
+    float v[3];
+    struct kws_hit hit;
+    int fired[60] = {0};
+    confident(v, 1);
+    for (int t = 0; t < 60; t++) {
+        if (t == 20)
+            kws_detector_rearm(&det, 5);
+        fired[t] = kws_detector_step(&det, v, &hit, NULL);
+    }
+    for (int t = 0; t < 60; t++)
+        cr_expect(eq(int, fired[t], t == 8 || t == 25), "frame %d", t);
+}
+
 Test(detector, per_keyword_threshold) {
     float v[3] = {0.0f, 1.0f, 0.0f}; /* yes at about 0.58 */
     struct kws_hit hit;

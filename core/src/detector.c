@@ -96,6 +96,10 @@ void kws_detector_free(struct kws_detector *d) {
     memset(d, 0, sizeof *d);
 }
 
+void kws_detector_rearm(struct kws_detector *d, int after) {
+    d->quiet_until = d->frame + after;
+}
+
 int kws_detector_step(struct kws_detector *d, const float *v, struct kws_hit *hit, float *scores) {
     const int C = d->cfg.n_classes;
     const int W = d->cfg.smoothing_frames;

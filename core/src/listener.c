@@ -116,6 +116,7 @@ static int verify_held(struct kws_listener *l) {
     if (l->last_cost <= vf->cut)
         return 1;
     l->n_rejected++;
+    kws_detector_rearm(&l->det, 0); /* the word may fire again from the next frame */
     return 0;
 }
 

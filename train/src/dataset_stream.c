@@ -518,8 +518,12 @@ int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, f
         if (vf && hit.label == vf->label) {
             /* kwsd publishes it verify.ahead frames on, if the frames match */
             size_t pub = t + (size_t)vf->ahead < se->nf ? t + (size_t)vf->ahead : se->nf - 1;
-            if (!(verify_cost_at(se, pub, scratch) <= vf->cut))
+            if (!(verify_cost_at(se, pub, scratch) <= vf->cut)) {
+                /* dropped at pub: the listener lets the detector fire again
+                 * from the frame after it */
+                kws_detector_rearm(&det, (int)(pub - t));
                 continue;
+            }
             sample = (int64_t)(pub + 1) * se->hop;
         }
         /* the occurrence whose window [on, off + 1 s] holds this frame */

@@ -63,6 +63,12 @@ int kws_detector_init(struct kws_detector *d, const struct kws_detector_cfg *cfg
 void kws_detector_reset(struct kws_detector *d);
 void kws_detector_free(struct kws_detector *d);
 
+/* Lets d fire again `after` frames from now (0: from the next frame it
+ * steps), whatever is left of its refractory period. The second look
+ * (kws/verify.h) calls it when it drops an event, so a dropped event does
+ * not keep the same word from firing again once the look is over. */
+void kws_detector_rearm(struct kws_detector *d, int after);
+
 /* Feeds one frame of readout potentials v (C). Returns 1 and fills *hit when
  * a keyword fires on this frame, 0 otherwise. Optionally copies the smoothed
  * scores (C) to scores. No allocation. */
