@@ -8,6 +8,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "kws/clip_eval.h"
+#include "train_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -24,16 +25,11 @@ struct clip_eval_opts clip_eval_opts_default(void) {
     return (struct clip_eval_opts){.T = 100, .smooth_ms = ls.smoothing_ms};
 }
 
-static int cmp_f(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* The upper median of v[0..n) (sorts v in place); 0 if n is 0. */
 static float median_sort(float *v, size_t n) {
     if (!n)
         return 0.0f;
-    qsort(v, n, sizeof *v, cmp_f);
+    qsort(v, n, sizeof *v, train__cmp_float);
     return v[n / 2];
 }
 

@@ -15,11 +15,6 @@
 #include "kws/stream_eval.h"
 #include "train_internal.h"
 
-static int cmp_float(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? -1 : x > y;
-}
-
 void stream_eval_free(struct stream_eval *se) {
     kws_verifier_free(&se->verify);
     free(se->vfeat);
@@ -566,7 +561,7 @@ int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, f
         }
     }
     if (nk) {
-        qsort(peak, (size_t)nk, sizeof *peak, cmp_float);
+        qsort(peak, (size_t)nk, sizeof *peak, train__cmp_float);
         res->peak_p50 = peak[nk / 2];
     }
     res->hours = se->hours;
@@ -574,7 +569,7 @@ int stream_eval_score(const struct stream_eval *se, const struct snn_cfg *cfg, f
         double sum = 0.0;
         for (int i = 0; i < n_lat; i++)
             sum += lat[i];
-        qsort(lat, (size_t)n_lat, sizeof *lat, cmp_float);
+        qsort(lat, (size_t)n_lat, sizeof *lat, train__cmp_float);
         res->lat_mean_ms = sum / n_lat;
         res->lat_p50_ms = lat[n_lat / 2];
         res->lat_p90_ms = lat[(n_lat * 9) / 10];

@@ -161,11 +161,6 @@ int enroll_verifier(struct kws_verifier *v, const struct kws_frontend_cfg *fe, i
     return rc;
 }
 
-static int cmp_float(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? -1 : x > y;
-}
-
 int enroll_verifier_costs(const struct kws_verifier *v, const struct kws_frontend_cfg *fe,
                           const char *const *dirs, size_t n_dirs,
                           const struct enroll_take_rules *rules, uint64_t seed, int threads,
@@ -248,7 +243,7 @@ int enroll_verifier_costs(const struct kws_verifier *v, const struct kws_fronten
         free(cost);
         return rc;
     }
-    qsort(cost, k, sizeof *cost, cmp_float);
+    qsort(cost, k, sizeof *cost, train__cmp_float);
     *costs = cost;
     *n_costs = k;
     return 0;

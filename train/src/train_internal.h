@@ -82,6 +82,13 @@ static inline float train__rms(const float *x, int32_t a, int32_t b) {
     return (float)sqrt(e / (double)(b - a));
 }
 
+/* qsort's comparison of floats, ascending (the stream evaluation's
+ * latencies and peaks, clip scores' medians, the second look's costs). */
+static inline int train__cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
 /* Sorted names of a folder's sound files (WAV, FLAC, Ogg) or sub-folders
  * (dataset.c); *out is malloc'd: free each name and it. 0 when dir is no folder. */
 size_t dataset__list_sounds(const char *dir, char ***out);
