@@ -8,7 +8,6 @@
  * SPDX-License-Identifier: MIT
  */
 #include "kws/clip_eval.h"
-#include "train_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include "kws/frontend.h"
 #include "kws/listener.h"
 #include "kws/train.h"
+#include "train_internal.h"
 
 struct clip_eval_opts clip_eval_opts_default(void) {
     struct kws_listener_settings ls; /* kwsd's smoothing */
