@@ -380,6 +380,30 @@ ParameterizedTest(const struct verify_case *vc, core_model_hostile, verifier_ref
     free(b);
 }
 
+/* A cepstrum verifier's bad feature is named by its coefficient, c1 first. */
+Test(core_model_hostile, cepstrum_feature_named_by_its_coefficient) {
+    struct snn_model m;
+    make_model(&m, 1, SNN_REC_CONV, 0);
+    static const int32_t len[2] = {2, 3};
+    struct kws_verifier *v = &m.verify;
+    cr_assert(eq(int, kws_verifier_alloc(v, 2, len, KWS_VERIFY_CEPS), 0));
+    for (size_t i = 0; i < v->n_frames * (size_t)v->n_feat; i++)
+        v->feat[i] = 0.2f * sinf((float)i * 0.41f);
+    v->label = 1;
+    v->kind = KWS_VERIFY_CEPSTRUM;
+    v->cut = 0.6f;
+    size_t len_b = kwsm__encoded_size(&m), block = KWSM_HEADER_BYTES + 4 * m.n_params;
+    uint8_t *b = malloc(len_b);
+    cr_assert(eq(int, kwsm__encode(&m, b), 0));
+    snn_model_free(&m);
+    /* take 1, frame 1, its 5th value: c5 */
+    put_f32(b + block + 4 * 2 + 4 * ((2 + 1) * KWS_VERIFY_CEPS + 4), NAN);
+    fix_crc(b, len_b);
+    expect_refused(b, len_b, KWS_EBADFIELD,
+                   "verify.feat[43]: nan is not finite (take 1, frame 1, c5)");
+    free(b);
+}
+
 /* The verifier's block is checked like the parameters: every prefix of the
  * file is truncated, and a header that announces one frame fewer, in a file
  * that lost those bytes, is refused for lengths that do not add up. */

@@ -359,16 +359,21 @@ static int kwsm__check_verify_len(const int32_t *len, int n_takes, size_t n_fram
     return 0;
 }
 
-/* Names feature i of v (a flat index into v->feat) by its take, frame and band. */
+/* Names feature i of v (a flat index into v->feat) by its take, frame and
+ * feature: a band (KWS_VERIFY_SHAPE), or a cepstral coefficient c1.. */
 static int kwsm__verify_feat_error(const struct kws_verifier *v, size_t i, float f, char *msg,
                                    size_t msglen) {
-    size_t frame = i / (size_t)v->n_feat;
+    size_t frame = i / (size_t)v->n_feat, b = i % (size_t)v->n_feat;
     int t = 0;
     while (t < v->n_takes - 1 && frame >= (size_t)v->len[t])
         frame -= (size_t)v->len[t++];
+    if (v->kind == KWS_VERIFY_CEPSTRUM)
+        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                          "verify.feat[%zu]: %g is not finite (take %d, frame %zu, c%zu)", i,
+                          (double)f, t, frame, b + 1);
     return kws_errmsg(KWS_EBADFIELD, msg, msglen,
                       "verify.feat[%zu]: %g is not finite (take %d, frame %zu, band %zu)", i,
-                      (double)f, t, frame, i % (size_t)v->n_feat);
+                      (double)f, t, frame, b);
 }
 
 /* Decodes the verifier's header fields into v (its arrays NULL) and checks
