@@ -31,6 +31,7 @@
 #include "kws/enroll_record.h"
 #include "kws/err.h"
 #include "kws/recipe.h"
+#include "kws/stream_eval.h"
 #include "opt.h"
 
 #ifndef KWSD_DATADIR
@@ -387,6 +388,12 @@ static void print_result(const struct enroll_recipe *r, const struct enroll_resu
                    (double)res->verify_cut_takes);
         printf("\n");
     }
+    if (res->threshold <= stream_eval_grid(0)) /* the budget held even at the lowest */
+        printf("note: the pack's negatives stay within %g false alarms per hour even at %.3f, "
+               "the lowest threshold tried, so they did not choose it: speech unlike them may "
+               "fire the word more often; if it does, give it a higher threshold in "
+               "/etc/kwsd/kwsd.yaml (detection.keywords.%s; docs/ENROLL.md, \"Three seeds\")\n",
+               (double)r->calib_fa, (double)res->threshold, r->n_words == 1 ? r->words[0] : "WORD");
     printf("caught %d of %d held-out takes (%.0f %%) among negatives at that threshold\n",
            res->hits, res->n_held, res->n_held ? 100.0 * res->hits / res->n_held : 0.0);
     printf("time: %.0f s (training %.0f s, calibration %.0f s)\n", res->total_s, res->train_s,
