@@ -465,7 +465,7 @@ Test(enroll_tool, two_words_from_a_folder, .init = setup, .fini = teardown, .tim
     cr_expect(not(eq(ptr, strstr(out, "held-out takes"), NULL)), "%s", out);
     /* a threshold the pack did not choose (the lowest tried) says so */
     cr_expect(eq(int, !strstr(out, "threshold 0.200: "),
-                 !strstr(out, "note: the pack's negatives stay within 1 false alarms per hour "
+                 !strstr(out, "note: the pack's negatives keep within the budget (1 per hour) "
                               "even at 0.200, the lowest threshold tried")),
               "%s", out);
     char path[600], msg[256];

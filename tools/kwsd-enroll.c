@@ -389,7 +389,7 @@ static void print_result(const struct enroll_recipe *r, const struct enroll_resu
         printf("\n");
     }
     if (res->threshold <= stream_eval_grid(0)) /* the budget held even at the lowest */
-        printf("note: the pack's negatives stay within %g false alarms per hour even at %.3f, "
+        printf("note: the pack's negatives keep within the budget (%g per hour) even at %.3f, "
                "the lowest threshold tried, so they did not choose it: speech unlike them may "
                "fire the word more often; if it does, give it a higher threshold in "
                "/etc/kwsd/kwsd.yaml (detection.keywords.%s; docs/ENROLL.md, \"Three seeds\")\n",
