@@ -367,13 +367,10 @@ static int kwsm__verify_feat_error(const struct kws_verifier *v, size_t i, float
     int t = 0;
     while (t < v->n_takes - 1 && frame >= (size_t)v->len[t])
         frame -= (size_t)v->len[t++];
-    if (v->kind == KWS_VERIFY_CEPSTRUM)
-        return kws_errmsg(KWS_EBADFIELD, msg, msglen,
-                          "verify.feat[%zu]: %g is not finite (take %d, frame %zu, c%zu)", i,
-                          (double)f, t, frame, b + 1);
+    int ceps = v->kind == KWS_VERIFY_CEPSTRUM;
     return kws_errmsg(KWS_EBADFIELD, msg, msglen,
-                      "verify.feat[%zu]: %g is not finite (take %d, frame %zu, band %zu)", i,
-                      (double)f, t, frame, b);
+                      "verify.feat[%zu]: %g is not finite (take %d, frame %zu, %s%zu)", i,
+                      (double)f, t, frame, ceps ? "c" : "band ", b + (size_t)ceps);
 }
 
 /* Decodes the verifier's header fields into v (its arrays NULL) and checks
