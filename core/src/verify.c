@@ -38,7 +38,10 @@ void kws_verify_features(int kind, const float *f, int n_in, int n_feat, float *
         return;
     }
     /* cos(k t_i) for k = 1, 2, ... by the recurrence cos((k+1)t) =
-     * 2 cos(t) cos(kt) - cos((k-1)t): one cosine per band, not per term */
+     * 2 cos(t) cos(kt) - cos((k-1)t); cos(t_i) itself, t_i = (i + 1/2) d
+     * with d = pi / n_in, by turning (cos t_i, sin t_i) through d from one
+     * band to the next: four sines and cosines a frame, not one a term or
+     * a band */
     float ss = 0.0f, mean = 0.0f, var = 0.0f;
     for (int k = 0; k < n_feat; k++)
         out[k] = 0.0f;
@@ -49,15 +52,19 @@ void kws_verify_features(int kind, const float *f, int n_in, int n_feat, float *
         var += (f[i] - mean) * (f[i] - mean);
     if (var <= 1e-12f) /* a flat frame: no shape, only rounding in its cepstrum */
         return;
+    const float d = 3.14159265358979f / (float)n_in, cd = cosf(d), sd = sinf(d);
+    float ct = cosf(0.5f * d), st = sinf(0.5f * d);
     for (int i = 0; i < n_in; i++) {
-        float c1 = cosf(3.14159265358979f * ((float)i + 0.5f) / (float)n_in);
-        float prev = 1.0f, cur = c1;
+        float c1 = ct, prev = 1.0f, cur = c1;
         for (int k = 0; k < n_feat; k++) {
             out[k] += f[i] * cur;
             float next = 2.0f * c1 * cur - prev;
             prev = cur;
             cur = next;
         }
+        float c_next = ct * cd - st * sd;
+        st = st * cd + ct * sd;
+        ct = c_next;
     }
     for (int k = 0; k < n_feat; k++)
         ss += out[k] * out[k];
