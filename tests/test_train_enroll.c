@@ -5,7 +5,8 @@
  * with their reason; a folder of takes at 44.1 kHz is read at 16 kHz with
  * the rejected ones named. Enrolment: a word from six espeak-ng takes
  * against a small pack made at test time (espeak-ng phrases, white noise,
- * and a pack folder named like the word, which must be left out), with a
+ * and a pack folder named like the word, which must be left out) and two
+ * recordings of the user's own (--negatives), with a
  * tiny recipe (seconds), from the shipped models/commands.kwsm: the model
  * file loads, has the new label, _silence_ and _unknown_, the threshold
  * enroll_run reports and the four recorded takes (of six: two are named as
@@ -292,31 +293,49 @@ static void make_takes_and_pack(void) {
           root);
 }
 
-Test(enroll, a_word_from_six_synthetic_takes, .init = setup, .fini = teardown, .timeout = 240) {
+/* The paths of make_takes_and_pack's word and pack, and the model to write. */
+struct lights {
+    char takes[512], pack[512], out[512], own[512];
+};
+
+/* Makes the takes and the pack; r: the default recipe for "lights" from those takes
+ * (four or more of them, two held out), one thread. */
+static void lights_recipe(struct enroll_recipe *r, struct lights *L) {
     make_takes_and_pack();
-    char takes[512], pack[512], out[512], msg[1024] = "";
-    snprintf(takes, sizeof takes, "%s/takes", root);
-    snprintf(pack, sizeof pack, "%s/pack", root);
-    snprintf(out, sizeof out, "%s/lights.kwsm", root);
+    snprintf(L->takes, sizeof L->takes, "%s/takes", root);
+    snprintf(L->pack, sizeof L->pack, "%s/pack", root);
+    snprintf(L->out, sizeof L->out, "%s/lights.kwsm", root);
+    snprintf(L->own, sizeof L->own, "%s/own", root);
+    enroll_recipe_default(r);
+    r->n_words = 1;
+    snprintf(r->words[0], SNN_LABEL_LEN, "lights");
+    r->takes[0] = L->takes;
+    r->pack = L->pack;
+    r->init = MODEL;
+    r->out = L->out;
+    r->min_takes = 4;
+    r->n_val = 2;
+    r->threads = 1;
+}
+
+Test(enroll, a_word_from_six_synthetic_takes, .init = setup, .fini = teardown, .timeout = 240) {
+    struct lights L;
     struct enroll_recipe r;
-    enroll_recipe_default(&r);
-    r.n_words = 1;
-    snprintf(r.words[0], SNN_LABEL_LEN, "lights");
-    r.takes[0] = takes;
-    r.pack = pack;
-    r.init = MODEL;
-    r.out = out;
+    char msg[1024] = "";
+    lights_recipe(&r, &L);
     r.epochs = 1;
     r.windows = 8;
     r.batch = 4;
     r.mine_every = 0;
-    r.n_val = 2;
     r.val_passes = 1;
-    r.min_takes = 4;
     r.calib_hours = 0.01f;
     r.train_unknown = 1; /* one "door" trains, both calibrate */
-    r.threads = 1;
     r.cut_pass = 0.02f; /* the check's cut from the pack's phrases (not the default) */
+    /* two recordings of the user's own */
+    kt_sh("mkdir -p %s && espeak-ng -w %s/0.wav 'light rain' && espeak-ng -v en-gb -w %s/1.wav "
+          "'the night'",
+          L.own, L.own, L.own);
+    r.negatives = L.own;
     struct notes nt = {""};
     const struct enroll_progress p = {&nt, add_note, NULL};
     struct enroll_result res;
@@ -332,7 +351,7 @@ Test(enroll, a_word_from_six_synthetic_takes, .init = setup, .fini = teardown, .
     cr_expect(eq(int, res.n_held, 2 * 4), "two held-out takes, four passes");
 
     struct snn_model m = {0};
-    cr_assert(eq(int, snn_model_load(&m, out, msg, sizeof msg), 0), "%s", msg);
+    cr_assert(eq(int, snn_model_load(&m, L.out, msg, sizeof msg), 0), "%s", msg);
     cr_expect(eq(int, m.cfg.n_classes, 3));
     cr_expect(eq(str, m.cfg.labels[0], "lights"));
     cr_expect(eq(str, m.cfg.labels[1], "_silence_"));
@@ -347,12 +366,15 @@ Test(enroll, a_word_from_six_synthetic_takes, .init = setup, .fini = teardown, .
     cr_expect(eq(int, m.verify.n_feat, KWS_VERIFY_CEPS));
     cr_expect(gt(flt, m.verify.cut, 0.0f));
     cr_expect(eq(flt, m.verify.cut, res.verify_cut));
-    /* its cut from the pack's six "other" phrases ("lights" is left out) */
-    cr_expect(eq(int, res.cut_heard, 6), "%s", nt.text);
+    cr_expect(not(eq(ptr, strstr(nt.text, "negatives: 2 recordings of your own from"), NULL)), "%s",
+              nt.text);
+    /* its cut from the pack's six "other" phrases ("lights" is left out) and
+     * the user's two */
+    cr_expect(eq(int, res.cut_heard, 8), "%s", nt.text);
     cr_expect(res.verify_cut >= (float)ENROLL_CUT_LO * res.verify_cut_takes * 0.999f &&
                   res.verify_cut <= (float)ENROLL_CUT_HI * res.verify_cut_takes * 1.001f,
               "cut %f, the takes' %f", (double)res.verify_cut, (double)res.verify_cut_takes);
-    cr_expect(not(eq(ptr, strstr(nt.text, "from 6 pack phrases"), NULL)), "%s", nt.text);
+    cr_expect(not(eq(ptr, strstr(nt.text, "from 8 pack phrases"), NULL)), "%s", nt.text);
     snn_model_free(&m);
 
     /* kwsd loads it as its model */
@@ -361,10 +383,30 @@ Test(enroll, a_word_from_six_synthetic_takes, .init = setup, .fini = teardown, .
         snprintf(yaml, sizeof yaml, "%s/kwsd.yaml", root);
         FILE *f = fopen(yaml, "w");
         cr_assert(not(eq(ptr, f, NULL)));
-        fprintf(f, "model:\n  path: %s\n", out);
+        fprintf(f, "model:\n  path: %s\n", L.out);
         fclose(f);
         kt_sh("%s --config %s --check-config >/dev/null 2>&1", KWSD, yaml);
     }
+}
+
+/* --negatives: a folder that is not there, or holds no sound, is named
+ * before any training. */
+Test(enroll, own_negatives_missing_or_empty_are_named, .init = setup, .fini = teardown) {
+    struct lights L;
+    struct enroll_recipe r;
+    char msg[1024] = "";
+    lights_recipe(&r, &L);
+    r.negatives = L.own;
+    struct enroll_result res;
+    cr_expect(lt(int, enroll_run(&r, NULL, &res, msg, sizeof msg), 0));
+    cr_expect(not(eq(ptr, strstr(msg, "--negatives "), NULL)), "%s", msg);
+    cr_expect(not(eq(ptr, strstr(msg, "no such folder"), NULL)), "%s", msg);
+    kt_sh("mkdir -p %s && echo not a sound > %s/notes.txt", L.own, L.own);
+    cr_expect(eq(int, enroll_run(&r, NULL, &res, msg, sizeof msg), KWS_EDATASET));
+    cr_expect(not(eq(ptr, strstr(msg, "no sound files (WAV, FLAC or Ogg) in it"), NULL)), "%s",
+              msg);
+    cr_expect(not(eq(ptr, strstr(msg, L.own), NULL)), "%s", msg);
+    cr_expect(eq(int, access(L.out, F_OK), -1), "no model written");
 }
 
 Test(enroll, a_word_of_the_starting_model_is_refused, .init = setup, .fini = teardown) {

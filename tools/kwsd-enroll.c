@@ -86,6 +86,10 @@ static const struct opt enroll_opts_table[] = {
     {"pack", OPT_PATH, O(r.pack), .def = KWSD_DATADIR "/negpack",
      .help = "the negative pack (words/<word>/..., unknown/<word>/...,\n"
              "noise/...)"},
+    {"negatives", OPT_PATH, O(r.negatives), .meta = "DIR",
+     .help = "a folder of your own recordings that are not the word (speech\n"
+             "that fired it, the radio): trained and calibrated against, as\n"
+             "the pack's phrases are"},
     {"init", OPT_PATH, O(r.init), .def = KWSD_DATADIR "/commands-clip.kwsm",
      .help = "the model to start from: its hidden layers, front end and\n"
              "encoder are kept"},
@@ -391,7 +395,8 @@ static void print_result(const struct enroll_recipe *r, const struct enroll_resu
     if (res->threshold <= stream_eval_grid(0)) /* the budget held even at the lowest */
         printf("note: the pack's negatives keep within the budget (%g per hour) even at %.3f, "
                "the lowest threshold tried, so they did not choose it: speech unlike them may "
-               "fire the word more often; if it does, give it a higher threshold in "
+               "fire the word more often; if it does, record what fires it into a folder and "
+               "enrol again with --negatives FOLDER, or give it a higher threshold in "
                "/etc/kwsd/kwsd.yaml (detection.keywords.%s; docs/ENROLL.md, \"Three seeds\")\n",
                (double)r->calib_fa, (double)res->threshold, r->n_words == 1 ? r->words[0] : "WORD");
     printf("caught %d of %d held-out takes (%.0f %%) among negatives at that threshold\n",

@@ -409,6 +409,33 @@ static int layout_data(struct enr *E) {
     return 0;
 }
 
+/* neg/_own_ -> the user's own recordings that are not the word
+ * (r->negatives), every eighth listed in vl for validation, as a pack
+ * word's are: the training refuses them and the calibration hears them.
+ * Returns 0, or efail's code naming the folder. */
+#define ENROLL_OWN_NEG "_own_"
+static int own_negatives(struct enr *E, FILE *vl) {
+    char real[PATH_MAX], dst[PATH_MAX + 16], **files;
+    const char *dir = E->r->negatives;
+    if (!realpath(dir, real))
+        return efail(E, -errno, "--negatives %s: %s", dir, strerror(errno));
+    size_t n = dataset__list_sounds(real, &files);
+    for (size_t i = 0; i < n; i++) {
+        if (i % 8 == 7)
+            fprintf(vl, "%s/%s\n", ENROLL_OWN_NEG, files[i]);
+        free(files[i]);
+    }
+    free(files);
+    if (!n)
+        return efail(E, KWS_EDATASET, "--negatives %s: no sound files (WAV, FLAC or Ogg) in it",
+                     dir);
+    snprintf(dst, sizeof dst, "%s/%s", E->neg, ENROLL_OWN_NEG);
+    if (symlink(real, dst) < 0)
+        return efail(E, -errno, "%s: %s", dst, strerror(errno));
+    say(E->p, "negatives: %zu recordings of your own from %s", n, dir);
+    return 0;
+}
+
 /* neg/<word> -> the pack's word folders, less the words being enrolled,
  * every eighth clip of each listed for validation; calneg/<word> -> the
  * calib_words of them with the fewest clips (names breaking ties), which the
@@ -472,8 +499,11 @@ static int layout_negatives(struct enr *E) {
     }
     free(subs);
     free(w);
+    int own = !rc && E->r->negatives ? own_negatives(E, vl) : 0;
     if (vl && fclose(vl) != 0 && !rc)
         rc = -EIO;
+    if (own)
+        return own;
     if (rc)
         return efail(E, rc, "%s: %s", E->neg, kws_strerror(rc));
     if (!used)
@@ -783,6 +813,8 @@ static int check_recipe(struct enr *E) {
     struct stat st;
     if (stat(E->noise, &st) != 0 || !S_ISDIR(st.st_mode))
         return efail(E, -ENOENT, "%s: no such folder (is --pack a negative pack?)", E->noise);
+    if (r->negatives && (stat(r->negatives, &st) != 0 || !S_ISDIR(st.st_mode)))
+        return efail(E, -ENOENT, "--negatives %s: no such folder", r->negatives);
     return 0;
 }
 
