@@ -485,6 +485,13 @@ Test(enroll_tool, defaults_come_from_the_library) {
     cr_expect(
         not(eq(ptr, strstr(out, "--takes: with --record, a number of takes in [3, 100]"), NULL)),
         "%s", out);
+    /* a --negatives folder that is not there is named before any take is recorded */
+    cr_expect(eq(
+        int,
+        kt_run(out, sizeof out, "%s --word x --record --negatives /nonexistent/fired", ENROLL_BIN),
+        2));
+    cr_expect(not(eq(ptr, strstr(out, "--negatives /nonexistent/fired: no such folder"), NULL)),
+              "%s", out);
 }
 
 Test(enroll_tool, two_words_from_a_folder, .init = setup, .fini = teardown, .timeout = 240) {

@@ -295,6 +295,11 @@ static int check_options(const struct enroll_opts *o) {
         fprintf(stderr, "kwsd-enroll: --record or --say, not both\n");
         return 2;
     }
+    char msg[PATH_MAX + 64];
+    if (o->r.negatives && enroll_check_negatives(o->r.negatives, msg, sizeof msg) < 0) {
+        fprintf(stderr, "kwsd-enroll: %s\n", msg); /* before any take is recorded */
+        return 2;
+    }
     return 0;
 }
 

@@ -409,6 +409,14 @@ static int layout_data(struct enr *E) {
     return 0;
 }
 
+int enroll_check_negatives(const char *dir, char *msg, size_t msglen) {
+    struct stat st;
+    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+        return 0;
+    snprintf(msg, msglen, "--negatives %s: no such folder", dir);
+    return -ENOENT;
+}
+
 /* neg/_own_ -> the user's own recordings that are not the word
  * (r->negatives), every eighth listed in vl for validation, as a pack
  * word's are: the training refuses them and the calibration hears them.
@@ -813,9 +821,7 @@ static int check_recipe(struct enr *E) {
     struct stat st;
     if (stat(E->noise, &st) != 0 || !S_ISDIR(st.st_mode))
         return efail(E, -ENOENT, "%s: no such folder (is --pack a negative pack?)", E->noise);
-    if (r->negatives && (stat(r->negatives, &st) != 0 || !S_ISDIR(st.st_mode)))
-        return efail(E, -ENOENT, "--negatives %s: no such folder", r->negatives);
-    return 0;
+    return r->negatives ? enroll_check_negatives(r->negatives, E->msg, E->msglen) : 0;
 }
 
 static int load_takes(struct enr *E) {

@@ -190,6 +190,11 @@ struct enroll_recipe {
 
 void enroll_recipe_default(struct enroll_recipe *r);
 
+/* Whether dir can be a recipe's negatives: a folder. Returns 0, or -ENOENT
+ * with "--negatives DIR: no such folder" in msg. enroll_run checks it first;
+ * kwsd-enroll also before it records any take. */
+int enroll_check_negatives(const char *dir, char *msg, size_t msglen);
+
 /* What an enrolment found. */
 struct enroll_result {
     int n_takes[ENROLL_MAX_WORDS];    /* accepted takes per word */
