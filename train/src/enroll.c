@@ -238,6 +238,8 @@ struct enr {
     char neg[PATH_MAX];      /* its negatives (links to the pack's word folders) */
     char calneg[PATH_MAX];   /* the pack's words only the calibration hears */
     size_t n_calneg;         /* how many (none: it hears neg/'s) */
+    char calown[PATH_MAX];   /* the user's own negatives only the calibration hears */
+    size_t n_calown;         /* how many recordings */
     char noise[PATH_MAX];
     char model[PATH_MAX]; /* the trained model before calibration */
     struct snn_cfg init;  /* the starting model's configuration */
@@ -418,29 +420,44 @@ int enroll_check_negatives(const char *dir, char *msg, size_t msglen) {
 }
 
 /* neg/_own_ -> the user's own recordings that are not the word
- * (r->negatives), every eighth listed in vl for validation, as a pack
- * word's are: the training refuses them and the calibration hears them.
- * Returns 0, or efail's code naming the folder. */
+ * (r->negatives), less one in ENROLL_OWN_HELD: the training refuses them
+ * (every eighth listed in vl for validation, as a pack word's are);
+ * calown/_own_ -> the others, which only the calibration hears, so it
+ * hears speech of that kind the training did not refuse. Returns 0, or
+ * efail's code naming the folder. */
 #define ENROLL_OWN_NEG "_own_"
+#define ENROLL_OWN_HELD 4
 static int own_negatives(struct enr *E, FILE *vl) {
-    char real[PATH_MAX], dst[PATH_MAX + 16], **files;
-    const char *dir = E->r->negatives;
-    if (!realpath(dir, real))
-        return efail(E, -errno, "--negatives %s: %s", dir, strerror(errno));
-    size_t n = dataset__list_sounds(real, &files);
+    char real[PATH_MAX], dir[2][PATH_MAX + 16], **files;
+    const char *neg = E->r->negatives;
+    if (!realpath(neg, real))
+        return efail(E, -errno, "--negatives %s: %s", neg, strerror(errno));
+    size_t n = dataset__list_sounds(real, &files), k = 0;
+    snprintf(dir[0], sizeof dir[0], "%s/%s", E->neg, ENROLL_OWN_NEG);
+    snprintf(dir[1], sizeof dir[1], "%s/%s", E->calown, ENROLL_OWN_NEG);
+    int rc = n ? 0 : KWS_EDATASET;
+    if (!rc && (mkdir(dir[0], 0700) < 0 || mkdir(E->calown, 0700) < 0 || mkdir(dir[1], 0700) < 0))
+        rc = -errno;
     for (size_t i = 0; i < n; i++) {
-        if (i % 8 == 7)
+        int held = i % ENROLL_OWN_HELD == ENROLL_OWN_HELD - 1;
+        char src[PATH_MAX * 2], dst[PATH_MAX * 3];
+        snprintf(src, sizeof src, "%s/%s", real, files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", dir[held], files[i]);
+        if (!rc && symlink(src, dst) < 0)
+            rc = -errno;
+        if (!held && k++ % 8 == 7)
             fprintf(vl, "%s/%s\n", ENROLL_OWN_NEG, files[i]);
+        E->n_calown += !rc && held;
         free(files[i]);
     }
     free(files);
-    if (!n)
-        return efail(E, KWS_EDATASET, "--negatives %s: no sound files (WAV, FLAC or Ogg) in it",
-                     dir);
-    snprintf(dst, sizeof dst, "%s/%s", E->neg, ENROLL_OWN_NEG);
-    if (symlink(real, dst) < 0)
-        return efail(E, -errno, "%s: %s", dst, strerror(errno));
-    say(E->p, "negatives: %zu recordings of your own from %s", n, dir);
+    if (rc == KWS_EDATASET)
+        return efail(E, rc, "--negatives %s: no sound files (WAV, FLAC or Ogg) in it", neg);
+    if (rc)
+        return efail(E, rc, "%s: %s", dir[0], kws_strerror(rc));
+    say(E->p,
+        "negatives: %zu recordings of your own from %s (%zu of them for the calibration alone)", n,
+        neg, E->n_calown);
     return 0;
 }
 
@@ -686,6 +703,8 @@ static int calibrate(struct enr *E, struct snn_model *m) {
     if (!rc)
         rc =
             dataset_load_negatives(&ds, E->n_calneg ? E->calneg : E->neg, DS_TEST, msg, sizeof msg);
+    if (!rc && E->n_calown)
+        rc = dataset_load_negatives(&ds, E->calown, DS_TEST, msg, sizeof msg);
     size_t noise0 = ds.n_noise; /* the pack's recordings follow the _silence_ clips */
     if (!rc)
         rc = dataset_add_noise(&ds, E->noise, msg, sizeof msg);
@@ -955,6 +974,7 @@ int enroll_run(const struct enroll_recipe *r, const struct enroll_progress *p,
         snprintf(E->calib, sizeof E->calib, "%s/calib", E->tmp);
         snprintf(E->neg, sizeof E->neg, "%s/negatives", E->tmp);
         snprintf(E->calneg, sizeof E->calneg, "%s/calneg", E->tmp);
+        snprintf(E->calown, sizeof E->calown, "%s/calown", E->tmp);
         snprintf(E->model, sizeof E->model, "%s/model.kwsm", E->tmp);
         rc = layout_data(E);
     }
