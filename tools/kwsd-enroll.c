@@ -88,8 +88,8 @@ static const struct opt enroll_opts_table[] = {
              "noise/...)"},
     {"negatives", OPT_PATH, O(r.negatives), .meta = "DIR",
      .help = "a folder of your own recordings that are not the word (speech\n"
-             "that fired it, the radio): trained and calibrated against, as\n"
-             "the pack's phrases are"},
+             "that fired it, the radio): three in four are trained against,\n"
+             "the fourth only calibrates the threshold"},
     {"init", OPT_PATH, O(r.init), .def = KWSD_DATADIR "/commands-clip.kwsm",
      .help = "the model to start from: its hidden layers, front end and\n"
              "encoder are kept"},

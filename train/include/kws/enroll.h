@@ -152,8 +152,9 @@ struct enroll_recipe {
     int n_words;
     const char *pack;  /* the negative pack: words/<word>/..., noise/... */
     const char *negatives; /* a folder of the user's own recordings that are not the
-                            * word (speech that fired it), trained and calibrated
-                            * on as one more of the pack's phrase words; NULL: none */
+                            * word (speech that fired it): three in four train as one
+                            * more of the pack's phrase words, the fourth only
+                            * calibrates; NULL: none */
     const char *init;  /* the model to start from (the shipped commands-clip.kwsm) */
     const char *out;   /* the model file to write */
     int keep_keywords; /* 1: the new model also has init's keywords */
