@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Reference: a conventional (non-spiking) CNN on log-mel features, trained
-on the same speech_commands split kwsd-train uses, to tell whether the data
-or kwsd's network bounds clip accuracy. Diagnostic only."""
+"""Reference: logmel_cnn.py's CNN on kwsd's own front end instead of log-mel:
+MODE=spikes its 4-level spikes (4 channels x 40 bands), MODE=feat its PCEN
+features; K noisy renders of each training clip through build/frontend-dump
+(bench/reference/README.md). Diagnostic only; the data loading, augmentation
+and CNN are logmel_cnn.py's, copied."""
 import os, sys, wave, random, time
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
@@ -61,7 +63,7 @@ def frontend(clips):  # list of 20800-sample arrays -> (n, 100, 200)
 def sel(a):  # -> (n, C, H, 100)
     if MODE == 'feat':
         return torch.tensor(a[:, :, :40].transpose(0, 2, 1).copy()).unsqueeze(1)
-    sp = a[:, :, 40:].reshape(a.shape[0], 100, 40, 4)  # band-major? checked below
+    sp = a[:, :, 40:].reshape(a.shape[0], 100, 40, 4)  # band-major: spikes[band * 4 + level]
     return torch.tensor(sp.transpose(0, 3, 2, 1).copy())
 def augment(x, lead=4800):
     x = np.concatenate([np.zeros(lead, np.float32), x])
