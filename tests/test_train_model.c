@@ -12,6 +12,8 @@
  *   the readout when they match, and names what differs when the layers or
  *   the front end do.
  * - Training is deterministic for a seed: two runs give identical weights.
+ * - A band-shared first layer (hp.tie_ch) starts and stays shared while it
+ *   learns: its weights are their own tying's fixed point.
  * - A few optimizer steps on a fixed batch lower the loss.
  *
  * SPDX-License-Identifier: MIT
@@ -345,6 +347,48 @@ Test(train_model, deterministic_and_learns) {
     cr_expect(lt(dbl, last, 0.8 * first));
     train_net_free(&a);
     train_net_free(&b);
+}
+
+/* hp.tie_ch (kwsd-train --band-ch): 4 channels of 4 positions over the 3
+ * bands, a kernel of one band each side. Tying the trained weights again
+ * (each group to its first member) changes nothing, so every group is equal
+ * and the weights beyond the kernel are 0; the layer learns and the network
+ * exports as any other. */
+Test(train_model, band_shared_first_layer_stays_shared) {
+    struct snn_cfg cfg;
+    small_cfg(&cfg, SNN_REC_CONV);
+    struct train_hparams hp;
+    train_hparams_default(&hp);
+    hp.sigma = 2.0f;
+    hp.sil_class = 0;
+    hp.tie_ch = 4;
+    hp.tie_half = 1;
+    struct train_net net;
+    cr_assert(eq(int, train_net_init(&net, &cfg, &hp), 0));
+    size_t nw = (size_t)cfg.layer[0].n * NIN;
+    float w0[16 * NIN], again[16 * NIN], b[16];
+    memcpy(w0, net.p.w_in[0], sizeof w0);
+    double first = 0.0, last = 0.0;
+    train_steps(&net, 20, &first, &last);
+    memcpy(again, net.p.w_in[0], sizeof again);
+    memcpy(b, net.p.b_in[0], sizeof b);
+    train_net_tie(&net, again, b, 0);
+    cr_expect(eq(int, memcmp(again, net.p.w_in[0], sizeof again), 0), "groups stay equal");
+    cr_expect(eq(int, memcmp(b, net.p.b_in[0], sizeof b), 0), "biases stay per channel");
+    size_t zero = 0, moved = 0;
+    for (size_t i = 0; i < nw; i++) {
+        zero += net.p.w_in[0][i] == 0.0f;
+        moved += net.p.w_in[0][i] != w0[i];
+    }
+    /* position p of 4 is centred on band (2p + 1) 3 / 8: 0, 1, 1, 2; the
+     * kernel misses one band at positions 0 and 3 (4 levels each), per channel */
+    cr_expect(eq(sz, zero, 4 * 2 * 4), "weights beyond the kernel are 0");
+    cr_expect(gt(sz, moved, nw / 2), "the shared weights learn (%zu of %zu moved)", moved, nw);
+    cr_expect(lt(dbl, last, first));
+    hp.tie_ch = 5; /* no divisor of 16 neurons */
+    struct train_net bad;
+    cr_expect(eq(int, train_net_init(&bad, &cfg, &hp), KWS_EBADFIELD));
+    train_net_free(&net);
 }
 
 /* hp.freeze (kwsd-train --freeze): the frozen hidden layers keep every

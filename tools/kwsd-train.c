@@ -115,6 +115,12 @@ static const struct opt train_opts[] = {
     {"freeze", OPT_INT, O(freeze), .min = 0, .max = SNN_MAX_LAYERS,
      .help = "the first N hidden layers are not trained (with --init: kept\n"
              "as loaded; the number of hidden layers: only the readout learns)"},
+    {"band-ch", OPT_INT, O(tie_ch), .min = 0, .max = SNN_MAX_NEURONS,
+     .help = "> 0: the first layer is a convolution over the mel bands\n"
+             "with this many channels (a divisor of its neurons), written\n"
+             "into its dense weights; 0: fully connected"},
+    {"band-half", OPT_INT, O(tie_half), .min = 0, .max = TRAIN_TIE_MAX_HALF,
+     .help = "with --band-ch: its kernel reaches this many bands each side"},
     {"snr", OPT_PAIR, O(snr), .min = -20, .max = 60,
      .help = "augmentation: signal-to-noise ratio of the mixed-in noise, dB"},
     {"shift-ms", OPT_FLOAT, O(shift_ms), .min = 0, .max = 1000,

@@ -84,6 +84,8 @@ void train_recipe_default(struct train_recipe *r) {
     r->win_weight = hp.win_weight;
     r->fa_weight = hp.fa_weight;
     r->freeze = hp.freeze;
+    r->tie_ch = hp.tie_ch;
+    r->tie_half = hp.tie_half;
     r->ema = hp.ema_decay;
     r->kd_weight = hp.kd_weight;
     r->kd_temp = hp.kd_temp;
@@ -632,6 +634,8 @@ static void run_hparams(const struct run *R, struct train_hparams *hp) {
     hp->win_weight = r->win_weight;
     hp->fa_weight = r->fa_weight;
     hp->freeze = r->freeze;
+    hp->tie_ch = r->tie_ch;
+    hp->tie_half = r->tie_half;
     hp->ema_decay = r->ema;
     hp->kd_weight = r->teacher ? r->kd_weight : 0.0f;
     hp->kd_temp = r->kd_temp;

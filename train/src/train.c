@@ -188,6 +188,11 @@ int train_net_init(struct train_net *net, const struct snn_cfg *cfg,
         if (lc->in_d_max < 0 || lc->in_d_max > SNN_MAX_DELAY || (l == 0 && lc->in_d_max))
             return KWS_EBADFIELD;
     }
+    if (hp->tie_ch < 0 || hp->tie_half < 0 || hp->tie_half > TRAIN_TIE_MAX_HALF ||
+        (hp->tie_ch > 0 &&
+         (cfg->layer[0].n % hp->tie_ch || cfg->fe.enc_levels < 1 ||
+          cfg->fe.enc_levels > KWS_ENC_MAX_LEVELS || cfg->n_in % cfg->fe.enc_levels)))
+        return KWS_EBADFIELD;
     if (hp->kd_weight < 0.0f || (hp->kd_weight > 0.0f && !(hp->kd_temp > 0.0f)))
         return KWS_EBADFIELD;
     net->cfg = *cfg;
@@ -271,6 +276,15 @@ int train_net_init(struct train_net *net, const struct snn_cfg *cfg,
                        : (float)cfg->layer[l].in_d_max;
         for (int i = 0; net->p.in_delay[l] && i < ci; i++)
             net->p.in_delay[l][i] = hi * train_rng_uniform(&rng);
+    }
+    if (hp->tie_ch > 0) {
+        /* the kernel's draw, at the scale of its own fan-in */
+        train_net_tie(net, net->p.w_in[0], net->p.b_in[0], 0);
+        float up = sqrtf((float)cfg->n_in / (float)((2 * hp->tie_half + 1) * cfg->fe.enc_levels));
+        for (size_t i = 0; i < (size_t)cfg->layer[0].n * (size_t)cfg->n_in; i++)
+            net->p.w_in[0][i] *= up;
+        for (int i = 0; i < cfg->layer[0].n; i++)
+            net->p.b_in[0][i] *= up;
     }
     if (net->ema) {
         memcpy(net->ema, net->mem, net->n_params * sizeof(float));
@@ -1522,6 +1536,45 @@ TRAIN_HOT void train_net_backward(struct train_net *net) {
     }
 }
 
+/* ==== Band-shared first layer ==== */
+
+void train_net_tie(const struct train_net *net, float *w, float *b, int sum) {
+    const struct snn_cfg *cfg = &net->cfg;
+    int G = net->hp.tie_ch, R = net->hp.tie_half;
+    if (G <= 0)
+        return;
+    int C = cfg->layer[0].n, nin = cfg->n_in, L = cfg->fe.enc_levels;
+    int P = C / G, F = nin / L;
+    float k[(2 * TRAIN_TIE_MAX_HALF + 1) * KWS_ENC_MAX_LEVELS];
+    uint8_t seen[(2 * TRAIN_TIE_MAX_HALF + 1) * KWS_ENC_MAX_LEVELS];
+    for (int g = 0; g < G; g++) {
+        float bias = 0.0f;
+        memset(k, 0, sizeof k);
+        memset(seen, 0, sizeof seen);
+        for (int p = 0; p < P; p++) {
+            const float *row = w + (size_t)(g * P + p) * nin;
+            int c = (2 * p + 1) * F / (2 * P);
+            for (int o = -R; o <= R; o++)
+                for (int v = 0; c + o >= 0 && c + o < F && v < L; v++) {
+                    int q = (o + R) * L + v;
+                    float x = row[(c + o) * L + v];
+                    k[q] = sum ? k[q] + x : seen[q] ? k[q] : x;
+                    seen[q] = 1;
+                }
+            bias = sum ? bias + b[g * P + p] : p ? bias : b[g * P];
+        }
+        for (int p = 0; p < P; p++) {
+            float *row = w + (size_t)(g * P + p) * nin;
+            int c = (2 * p + 1) * F / (2 * P);
+            for (int j = 0; j < nin; j++) {
+                int o = j / L - c;
+                row[j] = o >= -R && o <= R ? k[(o + R) * L + j % L] : 0.0f;
+            }
+            b[g * P + p] = bias;
+        }
+    }
+}
+
 /* ==== Optimizer ==== */
 
 TRAIN_HOT void train_net_adamw(struct train_net *net, float lr, float lr_delay) {
@@ -1533,6 +1586,8 @@ TRAIN_HOT void train_net_adamw(struct train_net *net, float lr, float lr_delay) 
     size_t sizes[TPL * SNN_MAX_LAYERS + 2];
     int nt = param_table(cfg, hp->use_bn, sizes);
     size_t np = round_up64(net->n_params), off = 0;
+    if (hp->freeze < 1)
+        train_net_tie(net, net->g.w_in[0], net->g.b_in[0], 1);
     for (int i = 0; i < nt; i++) {
         int l = i / TPL, kind = i % TPL;
         int is_out = i >= TPL * cfg->n_layers;

@@ -100,6 +100,7 @@ struct train_recipe {
     float delay_init[2]; /* initial delays, steps */
     float bg_weight, fg_weight, win_weight, fa_weight, ema;
     int freeze; /* the first freeze hidden layers are not trained (with init: kept as loaded) */
+    int tie_ch, tie_half;     /* > 0: the first layer shared across mel bands (train_net_tie) */
     float kd_weight, kd_temp; /* distillation (with teacher) */
 
     /* ---- augmentation (kws/dataset.h struct ds_aug) ---- */

@@ -87,10 +87,17 @@ struct train_hparams {
     int32_t freeze;         /* the first freeze hidden layers keep their parameters (their
                              * gradients are computed, never applied); n_layers: only the
                              * readout learns */
+    int32_t tie_ch;         /* > 0: the first layer's weights are shared across mel bands
+                             * (train_net_tie): tie_ch channels of C_0 / tie_ch positions,
+                             * each position reading the bands within tie_half of its own */
+    int32_t tie_half;       /* 0..TRAIN_TIE_MAX_HALF bands each side */
     uint64_t seed;
 };
 
 void train_hparams_default(struct train_hparams *hp);
+
+/* The widest band-shared kernel (train_hparams.tie_half). */
+#define TRAIN_TIE_MAX_HALF 15
 
 /* Pointers into one flat block (params, grads, Adam m and v share it).
  * Order: for each layer l: w_in, b_in, bn_g, bn_b, w_rec, delay; then w_out, b_out. */
@@ -207,6 +214,21 @@ struct train_net {
  * Returns 0, -ENOMEM or KWS_EBADFIELD. */
 int train_net_init(struct train_net *net, const struct snn_cfg *cfg,
                    const struct train_hparams *hp);
+
+/* Band-shared first layer (hp.tie_ch > 0): a 1-D convolution over the mel
+ * bands, written into the dense first Linear the engine runs. Neuron i =
+ * g P + p (P = C_0 / tie_ch positions) is centred on band c_p = (2p + 1) F /
+ * (2P) of the F = n_in / enc_levels bands, and reads band c_p + o, level v
+ * (input (c_p + o) * enc_levels + v, the front end's band-major order) with
+ * weight k_g[o][v] for |o| <= tie_half, 0 beyond; its bias is channel g's.
+ * sum = 1 makes every tied group of w and b (the first layer's Linear
+ * weights and biases) hold the group's sum (a gradient, so shared
+ * parameters get the sum of their uses' gradients and AdamW keeps the
+ * group equal); sum = 0 gives each group the value of its first member
+ * (drawing the kernel at initialisation). Entries beyond the kernel become
+ * 0 either way. No-op without tie_ch. */
+void train_net_tie(const struct train_net *net, float *w, float *b, int sum);
+
 void train_net_free(struct train_net *net);
 
 /* Number of trainable floats a configuration has in training form. */
