@@ -40,6 +40,8 @@ static int conv_ch;
 static float ema_decay;
 /* in_d_max of the second layer in small_cfg (0: no input delays) */
 static int in_dmax;
+/* hp.tie_ch of init_net, with a kernel of one band each side (0: none) */
+static int tie_ch;
 
 static void small_cfg(struct snn_cfg *cfg, int rec) {
     memset(cfg, 0, sizeof *cfg);
@@ -105,6 +107,8 @@ static void init_net(struct train_net *net, int rec, uint64_t seed) {
     hp.sil_class = 0;
     hp.seed = seed;
     hp.ema_decay = ema_decay;
+    hp.tie_ch = tie_ch;
+    hp.tie_half = 1;
     cr_assert(eq(int, train_net_init(net, &cfg, &hp), 0));
 }
 
@@ -355,18 +359,12 @@ Test(train_model, deterministic_and_learns) {
  * and the weights beyond the kernel are 0; the layer learns and the network
  * exports as any other. */
 Test(train_model, band_shared_first_layer_stays_shared) {
-    struct snn_cfg cfg;
-    small_cfg(&cfg, SNN_REC_CONV);
-    struct train_hparams hp;
-    train_hparams_default(&hp);
-    hp.sigma = 2.0f;
-    hp.sil_class = 0;
-    hp.tie_ch = 4;
-    hp.tie_half = 1;
+    tie_ch = 4;
     struct train_net net;
-    cr_assert(eq(int, train_net_init(&net, &cfg, &hp), 0));
-    size_t nw = (size_t)cfg.layer[0].n * NIN;
+    init_net(&net, SNN_REC_CONV, 5);
+    size_t nw = (size_t)net.cfg.layer[0].n * NIN;
     float w0[16 * NIN], again[16 * NIN], b[16];
+    cr_assert(eq(sz, nw, 16 * NIN));
     memcpy(w0, net.p.w_in[0], sizeof w0);
     double first = 0.0, last = 0.0;
     train_steps(&net, 20, &first, &last);
@@ -385,10 +383,11 @@ Test(train_model, band_shared_first_layer_stays_shared) {
     cr_expect(eq(sz, zero, 4 * 2 * 4), "weights beyond the kernel are 0");
     cr_expect(gt(sz, moved, nw / 2), "the shared weights learn (%zu of %zu moved)", moved, nw);
     cr_expect(lt(dbl, last, first));
-    hp.tie_ch = 5; /* no divisor of 16 neurons */
     struct train_net bad;
-    cr_expect(eq(int, train_net_init(&bad, &cfg, &hp), KWS_EBADFIELD));
+    net.hp.tie_ch = 5; /* no divisor of the 16 neurons */
+    cr_expect(eq(int, train_net_init(&bad, &net.cfg, &net.hp), KWS_EBADFIELD));
     train_net_free(&net);
+    check_export(SNN_REC_CONV);
 }
 
 /* hp.freeze (kwsd-train --freeze): the frozen hidden layers keep every
