@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Reference: a conventional (non-spiking) CNN on log-mel features, trained
 on the same speech_commands split kwsd-train uses, to tell whether the data
-or kwsd's network bounds clip accuracy. Diagnostic only."""
+or kwsd's network bounds clip accuracy. Diagnostic only.
+
+NEG=1 adds the training words of ../negatives (those in neither of its list
+files) as _unknown_: a 1 s crop near each phrase's loudest part, drawn anew
+every epoch. SAVE=FILE keeps the best-validation network's weights there
+(cnn_stream.py runs it over kwsd-eval's evaluation stream)."""
 import os, sys, wave, random, time
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
@@ -47,8 +52,31 @@ noise = [read_wav(os.path.join(D, '_silence_', f)) for f in os.listdir(os.path.j
          if ('_silence_/' + f) not in val and ('_silence_/' + f) not in test]
 bg = os.path.join(os.path.dirname(D.rstrip('/')), 'background_noise')
 noise += [read_wav(os.path.join(bg, f)) for f in sorted(os.listdir(bg))]
-print({k: len(v) for k, v in split.items()}, 'noise', len(noise), flush=True)
+negs = []
+if os.environ.get('NEG') == '1':
+    import soundfile as sf
+    NEG = os.path.join(os.path.dirname(D.rstrip('/')), 'negatives')
+    held = {l.split('/')[0] for f in ('validation_list.txt', 'testing_list.txt')
+            for l in open(os.path.join(NEG, f)).read().split()}
+    for w in sorted(os.listdir(NEG)):
+        if w in held or not os.path.isdir(os.path.join(NEG, w)):
+            continue
+        for f in sorted(os.listdir(os.path.join(NEG, w))):
+            if f.endswith(('.flac', '.wav')):
+                x, r = sf.read(os.path.join(NEG, w, f), dtype='float32')
+                x = x[:, 0] if x.ndim > 1 else x
+                assert r == 16000
+                x = np.pad(x, (0, max(0, 16000 - len(x))))
+                e = np.convolve(x ** 2, np.ones(1600), 'valid')[::160]  # 100 ms energies
+                c = int(np.argmax(np.convolve(e, np.ones(10), 'valid'))) * 160
+                negs.append((x, c))
+def neg_crop(x, c):
+    o = min(max(0, c - 6400 + random.randint(-4800, 4800)), len(x) - 16000)
+    return x[o:o + 16000].copy()
+train_words = split['train']
+print({k: len(v) for k, v in split.items()}, 'noise', len(noise), 'negatives', len(negs), flush=True)
 
+# ---- front end and network (cnn_stream.py runs this part too) ----
 # log-mel front end: 25 ms Hann window, 10 ms hop, 512-point FFT, 40 bands 20-7600 Hz
 def mel(f): return 2595 * np.log10(1 + f / 700)
 def imel(m): return 700 * (10 ** (m / 2595) - 1)
@@ -108,10 +136,11 @@ class Net(nn.Module):
         x = x.mean(dim=(2, 3))
         return s.fc(s.drop(x))
 
+# ---- training ----
 net = Net()
 print('params', sum(p.numel() for p in net.parameters()), flush=True)
 opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-3)
-steps = EPOCHS * ((len(split['train']) + 63) // 64)
+steps = EPOCHS * ((len(split['train']) + len(negs) + 63) // 64)
 sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
 
 def evaluate(name):
@@ -127,6 +156,8 @@ def evaluate(name):
 best = (-1, 0, 0)
 t0 = time.time()
 for ep in range(EPOCHS):
+    if negs:
+        split['train'] = train_words + [(neg_crop(x, c), LABELS.index('_unknown_')) for x, c in negs]
     random.shuffle(split['train'])
     tot = 0; n = 0
     for i in range(0, len(split['train']), 64):
@@ -141,5 +172,7 @@ for ep in range(EPOCHS):
     if va > best[0]:
         te, pr, ys = evaluate('test')
         best = (va, te, ep)
+        if os.environ.get('SAVE'):
+            torch.save(net.state_dict(), os.environ['SAVE'])
     print(f'epoch {ep + 1} loss {tot / n:.3f} val {va:.2f} % (best val {best[0]:.2f} % test {best[1]:.2f} % at epoch {best[2] + 1}) {time.time() - t0:.0f} s', flush=True)
 print(f'chosen by validation: val {best[0]:.2f} % test {best[1]:.2f} %')
