@@ -232,6 +232,15 @@ Test(train_recipe, a_recipe_without_a_network_is_a_config_error) {
     cr_expect(lt(int, rc, 0));
     cr_expect(not(eq(int, rc, KWS_ECONFIG)));
     cr_expect(not(eq(ptr, strstr(msg, "/nonexistent/kws-recipe"), NULL)), "%s", msg);
+
+    /* a model file's rows carry their folded BatchNorm: not shared across bands */
+    tiny_recipe(&r, "bad", out, sizeof out);
+    r.tie_ch = 4;
+    r.tie_half = 1;
+    r.init = "/nonexistent/start.kwsm";
+    cr_expect(eq(int, train_run(&r, NULL, msg, sizeof msg), KWS_EBADFIELD));
+    cr_expect(not(eq(ptr, strstr(msg, "--band-ch with --init /nonexistent/start.kwsm"), NULL)),
+              "%s", msg);
 }
 
 Test(train_recipe, clip_peaks_are_the_detectors_scores) {

@@ -118,7 +118,8 @@ static const struct opt train_opts[] = {
     {"band-ch", OPT_INT, O(tie_ch), .min = 0, .max = SNN_MAX_NEURONS,
      .help = "> 0: the first layer is a convolution over the mel bands\n"
              "with this many channels (a divisor of its neurons), written\n"
-             "into its dense weights; 0: fully connected"},
+             "into its dense weights (not with --init FILE.kwsm); 0: fully\n"
+             "connected"},
     {"band-half", OPT_INT, O(tie_half), .min = 0, .max = TRAIN_TIE_MAX_HALF,
      .help = "with --band-ch: its kernel reaches this many bands each side"},
     {"snr", OPT_PAIR, O(snr), .min = -20, .max = 60,

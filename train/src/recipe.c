@@ -668,6 +668,12 @@ static int run_net(struct run *R) {
         if (r->init) {
             size_t il = strlen(r->init);
             int is_model = il > 5 && !strcmp(r->init + il - 5, ".kwsm");
+            if (is_model && r->tie_ch > 0)
+                return fail(R, KWS_EBADFIELD,
+                            "--band-ch with --init %s: a model file's first layer has its "
+                            "BatchNorm folded into each row, so it is not shared across bands "
+                            "(fine-tune it without --band-ch)",
+                            r->init);
             rc = is_model ? train_net_init_from_model(&R->net, r->init, msg, sizeof msg)
                           : train_net_init_from(&R->net, r->init, msg, sizeof msg);
             if (rc < 0)

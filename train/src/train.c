@@ -1534,9 +1534,17 @@ TRAIN_HOT void train_net_backward(struct train_net *net) {
         }
         (void)dq;
     }
+    /* a band-shared first layer: each shared weight's gradient is the sum
+     * over its uses */
+    train_net_tie(net, net->g.w_in[0], net->g.b_in[0], 1);
 }
 
 /* ==== Band-shared first layer ==== */
+
+/* The band position p of P (over F bands) is centred on. */
+static int tie_centre(int p, int P, int F) {
+    return (2 * p + 1) * F / (2 * P);
+}
 
 void train_net_tie(const struct train_net *net, float *w, float *b, int sum) {
     const struct snn_cfg *cfg = &net->cfg;
@@ -1553,7 +1561,7 @@ void train_net_tie(const struct train_net *net, float *w, float *b, int sum) {
         memset(seen, 0, sizeof seen);
         for (int p = 0; p < P; p++) {
             const float *row = w + (size_t)(g * P + p) * nin;
-            int c = (2 * p + 1) * F / (2 * P);
+            int c = tie_centre(p, P, F);
             for (int o = -R; o <= R; o++)
                 for (int v = 0; c + o >= 0 && c + o < F && v < L; v++) {
                     int q = (o + R) * L + v;
@@ -1565,7 +1573,7 @@ void train_net_tie(const struct train_net *net, float *w, float *b, int sum) {
         }
         for (int p = 0; p < P; p++) {
             float *row = w + (size_t)(g * P + p) * nin;
-            int c = (2 * p + 1) * F / (2 * P);
+            int c = tie_centre(p, P, F);
             for (int j = 0; j < nin; j++) {
                 int o = j / L - c;
                 row[j] = o >= -R && o <= R ? k[(o + R) * L + j % L] : 0.0f;
@@ -1586,8 +1594,6 @@ TRAIN_HOT void train_net_adamw(struct train_net *net, float lr, float lr_delay) 
     size_t sizes[TPL * SNN_MAX_LAYERS + 2];
     int nt = param_table(cfg, hp->use_bn, sizes);
     size_t np = round_up64(net->n_params), off = 0;
-    if (hp->freeze < 1)
-        train_net_tie(net, net->g.w_in[0], net->g.b_in[0], 1);
     for (int i = 0; i < nt; i++) {
         int l = i / TPL, kind = i % TPL;
         int is_out = i >= TPL * cfg->n_layers;

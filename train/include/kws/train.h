@@ -224,9 +224,9 @@ int train_net_init(struct train_net *net, const struct snn_cfg *cfg,
  * sum = 1 makes every tied group of w and b (the first layer's Linear
  * weights and biases) hold the group's sum (a gradient, so shared
  * parameters get the sum of their uses' gradients and AdamW keeps the
- * group equal); sum = 0 gives each group the value of its first member
- * (drawing the kernel at initialisation). Entries beyond the kernel become
- * 0 either way. No-op without tie_ch. */
+ * group equal; train_net_backward ends with it); sum = 0 gives each group
+ * the value of its first member (drawing the kernel at initialisation).
+ * Entries beyond the kernel become 0 either way. No-op without tie_ch. */
 void train_net_tie(const struct train_net *net, float *w, float *b, int sum);
 
 void train_net_free(struct train_net *net);
