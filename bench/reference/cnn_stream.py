@@ -6,16 +6,12 @@ t, computed every STRIDE frames and held in between. Writes frames x 12
 float32 for stream-dump to score with kwsd's detector and rules.
 Usage: cnn_stream.py STREAM.f32 OUT.f32 WEIGHTS.pt. Diagnostic only."""
 import os, sys, time
-import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+import numpy as np, torch, torch.nn.functional as F
+from logmel_net import logmel_net
 torch.set_num_threads(2)
 audio, out, weights = sys.argv[1:4]
 STRIDE = int(os.environ.get('STRIDE', 4))
-# logmel_cnn.py's front end and network, run from its own text
-src = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'logmel_cnn.py')).read()
-g = {'WIDTH': int(os.environ.get('WIDTH', 64)), 'LABELS': [0] * 12, 'np': np, 'torch': torch,
-     'nn': nn, 'F': F}
-exec(src[src.index('# ---- front end and network'):src.index('def augment(')], g)
-exec(src[src.index('class Net'):src.index('# ---- training')], g)
+g = logmel_net(int(os.environ.get('WIDTH', 64)), [0] * 12)
 net = g['Net']()
 net.load_state_dict(torch.load(weights))
 net.eval()

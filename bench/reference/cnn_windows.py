@@ -24,7 +24,8 @@ Writes OUT_PREFIX-eEPOCH.pt every SAVE_EVERY epochs; cnn_stream.py and
 stream-dump then score each on the validation stream, which chooses."""
 import os, sys, random, time, wave
 import numpy as np, soundfile as sf
-import torch, torch.nn as nn, torch.nn.functional as F
+import torch, torch.nn.functional as F
+from logmel_net import logmel_net
 
 D, INIT, OUT = sys.argv[1:4]
 EPOCHS = int(os.environ.get('EPOCHS', 12))
@@ -38,12 +39,7 @@ R, W = 16000, 16000
 torch.manual_seed(SEED); np.random.seed(SEED); random.seed(SEED)
 torch.set_num_threads(2)
 
-# logmel_cnn.py's front end, SpecAugment and network, run from its own text
-src = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'logmel_cnn.py')).read()
-g = {'WIDTH': int(os.environ.get('WIDTH', 64)), 'LABELS': LABELS, 'np': np, 'torch': torch,
-     'nn': nn, 'F': F, 'random': random}
-exec(src[src.index('# ---- front end and network'):src.index('def augment(')], g)
-exec(src[src.index('def specaug('):src.index('# ---- training')], g)
+g = logmel_net(int(os.environ.get('WIDTH', 64)), LABELS)
 feats, specaug = g['feats'], g['specaug']
 
 def load(p):

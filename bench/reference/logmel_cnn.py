@@ -76,7 +76,7 @@ def neg_crop(x, c):
 train_words = split['train']
 print({k: len(v) for k, v in split.items()}, 'noise', len(noise), 'negatives', len(negs), flush=True)
 
-# ---- front end and network (cnn_stream.py runs this part too) ----
+# ---- front end and network (logmel_net.py runs this part for cnn_stream.py and cnn_windows.py) ----
 # log-mel front end: 25 ms Hann window, 10 ms hop, 512-point FFT, 40 bands 20-7600 Hz
 def mel(f): return 2595 * np.log10(1 + f / 700)
 def imel(m): return 700 * (10 ** (m / 2595) - 1)
