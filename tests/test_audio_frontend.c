@@ -574,6 +574,46 @@ Test(audio_frontend, level_encoder_is_a_thermometer) {
         cr_assert(eq(flt, spk[s], 0.0f));
 }
 
+Test(audio_frontend, ramp_encoder_keeps_the_value_between_thresholds) {
+    struct kws_frontend_cfg c;
+    float feat[40], spk[160];
+    char msg[128];
+
+    audio_fe_cfg_default(&c);
+    c.enc_kind = KWS_ENC_RAMP;
+    c.enc_thresh[0] = 0.0f; /* half-widths: 0.5 (gap 1 above), 0.5, 0.5, 0.5 */
+    c.enc_thresh[1] = 1.0f;
+    c.enc_thresh[2] = 2.0f;
+    c.enc_thresh[3] = 3.0f;
+    cr_assert(eq(int, kws_frontend_cfg_check(&c, msg, sizeof msg), 0), "%s", msg);
+    for (int f = 0; f < 40; f++)
+        feat[f] = -1.0f;
+    feat[0] = -0.5f; /* at the first ramp's foot: nothing */
+    feat[1] = 0.0f;  /* at threshold 0: one half */
+    feat[2] = 1.25f; /* level 0 full, level 1 at 0.75 */
+    feat[3] = 9.0f;  /* all full */
+    audio_enc_frame(&c, feat, NULL, spk);
+    static const float want[16] = {0, 0, 0, 0, 0.5f, 0, 0, 0, 1, 0.75f, 0, 0, 1, 1, 1, 1};
+    for (int s = 0; s < 16; s++)
+        cr_assert(ieee_ulp_eq(flt, spk[s], want[s], 4), "channel %d: %g", s, (double)spk[s]);
+    for (int s = 16; s < 160; s++)
+        cr_assert(eq(flt, spk[s], 0.0f));
+
+    /* The sum of a band's channels rises with its value, and where the
+     * level encoder gives 0 or 1 away from every ramp, the ramp agrees. */
+    float prev = -1.0f;
+    for (int i = 0; i <= 90; i++) {
+        feat[0] = -1.0f + 0.05f * (float)i;
+        audio_enc_frame(&c, feat, NULL, spk);
+        float sum = spk[0] + spk[1] + spk[2] + spk[3];
+        cr_assert(ge(flt, sum, prev), "at %g", (double)feat[0]);
+        prev = sum;
+    }
+    c.enc_thresh[2] = 0.5f; /* no longer increasing */
+    cr_assert(eq(int, kws_frontend_cfg_check(&c, msg, sizeof msg), KWS_EBADFIELD));
+    cr_assert(not(eq(ptr, strstr(msg, "enc_thresh[2]"), NULL)), "%s", msg);
+}
+
 Test(audio_frontend, delta_encoder_goes_up_and_down) {
     struct kws_frontend_cfg c;
     float prev[40] = {0}, feat[40] = {0}, spk[160];

@@ -248,7 +248,7 @@ static const struct fe_case fe_cases[] = {
     /* Frames of 0.3125 ms (counted as 0 ms) and 10.0625 ms (counted as 10). */
     {OFF_FE + 4 * 2, 5, "fe.hop: 5 samples at 16000 Hz is not a whole number of milliseconds"},
     {OFF_FE + 4 * 2, 161, "fe.hop: 161 samples at 16000 Hz is not a whole number of milliseconds"},
-    {OFF_FE + 4 * 13, 2, "fe.enc_kind: 2 is neither level (0) nor delta (1)"},
+    {OFF_FE + 4 * 13, 3, "fe.enc_kind: 3 is none of level (0), delta (1), ramp (2)"},
     {OFF_FE + 4 * 14, 0, "fe.enc_levels: 0 out of range [1, 8]"},
 };
 

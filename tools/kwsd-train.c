@@ -31,10 +31,12 @@
 static const char *const rec_names[] = {"none", "conv", "dense", NULL};
 static const char *const surrogate_names[] = {"atan", "triangle", NULL};
 static const char *const select_names[] = {"clip", "stream", "last", NULL};
+static const char *const enc_kind_names[] = {"level", "delta", "ramp", NULL};
 _Static_assert(SNN_REC_NONE == 0 && SNN_REC_CONV == 1 && SNN_REC_DENSE == 2, "rec_names");
 _Static_assert(TRAIN_SG_ATAN == 0 && TRAIN_SG_TRIANGLE == 1, "surrogate_names");
 _Static_assert(TRAIN_SELECT_CLIP == 0 && TRAIN_SELECT_STREAM == 1 && TRAIN_SELECT_LAST == 2,
                "select_names");
+_Static_assert(KWS_ENC_LEVEL == 0 && KWS_ENC_DELTA == 1 && KWS_ENC_RAMP == 2, "enc_kind_names");
 
 #define O(f) offsetof(struct train_recipe, f)
 #define LIST(f) O(f), .count = O(n_##f)
@@ -180,6 +182,9 @@ static const struct opt train_opts[] = {
     {"enc", OPT_FLOATS, LIST(enc), .min = -1000, .max = 1000, .min_n = 1,
      .max_n = KWS_ENC_MAX_LEVELS, .meta = "t0,t1,...",
      .help = "level-encoder thresholds (default: the front end's)"},
+    {"enc-kind", OPT_ENUM, O(enc_kind), .names = enc_kind_names,
+     .help = "spike encoder: level (0/1 per threshold), delta (up and\n"
+             "down steps), ramp (graded 0..1 around each threshold)"},
     {"synth", OPT_PATH, O(synth), .meta = "DIR",
      .help = "espeak-ng keyword clips (generated into DIR if empty)"},
     {"synth-per-voice", OPT_INT, O(synth_n), .min = 1, .max = 100,

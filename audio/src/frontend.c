@@ -236,6 +236,12 @@ void audio_fe_free(struct audio_fe *fe) {
 
 /* ==== Spike encoders ==== */
 
+float audio_enc_ramp_half(const float *th, int L, int k) {
+    float below = k > 0 ? th[k] - th[k - 1] : th[k + 1] - th[k];
+    float above = k + 1 < L ? th[k + 1] - th[k] : th[k] - th[k - 1];
+    return 0.5f * (below < above ? below : above);
+}
+
 void audio_enc_frame(const struct kws_frontend_cfg *cfg, const float *feat, const float *prev,
                      float *spikes) {
     int F = cfg->n_mels, L = cfg->enc_levels;
@@ -251,6 +257,23 @@ void audio_enc_frame(const struct kws_frontend_cfg *cfg, const float *feat, cons
                 s[k] = d >= th[k] ? 1.0f : 0.0f;
             for (int k = half; k < L; k++)
                 s[k] = -d >= th[k] ? 1.0f : 0.0f;
+        }
+        return;
+    }
+    if (cfg->enc_kind == KWS_ENC_RAMP) {
+        float lo[KWS_ENC_MAX_LEVELS], inv[KWS_ENC_MAX_LEVELS];
+        for (int k = 0; k < L; k++) {
+            float h = audio_enc_ramp_half(th, L, k);
+            lo[k] = th[k] - h;
+            inv[k] = 0.5f / h;
+        }
+        for (int f = 0; f < F; f++) {
+            float v = feat[f];
+            float *s = spikes + (size_t)f * L;
+            for (int k = 0; k < L; k++) {
+                float r = (v - lo[k]) * inv[k];
+                s[k] = r <= 0.0f ? 0.0f : r >= 1.0f ? 1.0f : r;
+            }
         }
         return;
     }

@@ -66,9 +66,10 @@ int kws_frontend_cfg_check(const struct kws_frontend_cfg *c, char *msg, size_t m
             return kws_errmsg(KWS_EBADFIELD, msg, msglen, "pcen_eps: %g out of range (0, 1]",
                               (double)c->pcen_eps);
     }
-    if (c->enc_kind != KWS_ENC_LEVEL && c->enc_kind != KWS_ENC_DELTA)
+    if (c->enc_kind != KWS_ENC_LEVEL && c->enc_kind != KWS_ENC_DELTA && c->enc_kind != KWS_ENC_RAMP)
         return kws_errmsg(KWS_EBADFIELD, msg, msglen,
-                          "enc_kind: %d is neither level (0) nor delta (1)", (int)c->enc_kind);
+                          "enc_kind: %d is none of level (0), delta (1), ramp (2)",
+                          (int)c->enc_kind);
     if (c->enc_levels < 1 || c->enc_levels > KWS_ENC_MAX_LEVELS)
         return kws_errmsg(KWS_EBADFIELD, msg, msglen, "enc_levels: %d out of range [1, %d]",
                           (int)c->enc_levels, KWS_ENC_MAX_LEVELS);
@@ -78,6 +79,18 @@ int kws_frontend_cfg_check(const struct kws_frontend_cfg *c, char *msg, size_t m
     for (int k = 0; k < c->enc_levels; k++)
         if (!isfinite(c->enc_thresh[k]))
             return kws_errmsg(KWS_EBADFIELD, msg, msglen, "enc_thresh[%d]: not a finite number", k);
+    if (c->enc_kind == KWS_ENC_RAMP) {
+        if (c->enc_levels < 2)
+            return kws_errmsg(KWS_EBADFIELD, msg, msglen,
+                              "enc_levels: %d, the ramp encoder needs at least 2",
+                              (int)c->enc_levels);
+        for (int k = 1; k < c->enc_levels; k++)
+            if (!(c->enc_thresh[k] > c->enc_thresh[k - 1]))
+                return kws_errmsg(
+                    KWS_EBADFIELD, msg, msglen,
+                    "enc_thresh[%d]: %g, the ramp encoder needs increasing thresholds", k,
+                    (double)c->enc_thresh[k]);
+    }
     if (!isfinite(c->feat_mean))
         return kws_errmsg(KWS_EBADFIELD, msg, msglen, "feat_mean: not a finite number");
     if (!isfinite(c->feat_scale) || c->feat_scale == 0.0f)

@@ -599,6 +599,7 @@ static void train_recipe_from(const struct enr *E, struct train_recipe *t) {
     t->out_gain = c->out_gain;
     t->fmax = c->fe.fmax;
     t->pcen_release = c->fe.pcen_release;
+    t->enc_kind = c->fe.enc_kind;
     t->n_enc = c->fe.enc_levels;
     for (int i = 0; i < c->fe.enc_levels; i++)
         t->enc[i] = c->fe.enc_thresh[i];

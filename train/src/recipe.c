@@ -484,6 +484,9 @@ static int run_network_cfg(struct run *R) {
         return fail(R, KWS_ECONFIG, "--rec needs one entry per --hidden layer");
     memset(cfg, 0, sizeof *cfg);
     audio_fe_cfg_default(&cfg->fe);
+    if (r->enc_kind == KWS_ENC_DELTA)
+        audio_fe_cfg_delta(&cfg->fe);
+    cfg->fe.enc_kind = r->enc_kind;
     if (r->n_enc) {
         cfg->fe.enc_levels = r->n_enc;
         for (int i = 0; i < r->n_enc; i++)

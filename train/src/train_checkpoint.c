@@ -177,9 +177,16 @@ int train_checkpoint_load(struct train_net *net, int *epoch, const char *path, c
     return 0;
 }
 
+/* Whether an encoder of kind k reads the level thresholds as steps: the
+ * level encoder's hard ones or the ramp encoder's graded ones. */
+static int steps_kind(int32_t k) {
+    return k == KWS_ENC_LEVEL || k == KWS_ENC_RAMP;
+}
+
 /* What differs between two topologies in the parts a fine-tuning start
  * copies (input, hidden layers, front end), named by the options that set
- * them; NULL if nothing does. */
+ * them; NULL if nothing does. The encoder may go from hard steps to graded
+ * ones or back (--enc-kind): its channels mean the same (band, level). */
 static const char *hidden_mismatch(const struct snn_cfg *a, const struct snn_cfg *b) {
     if (a->n_in != b->n_in)
         return "input channels";
@@ -187,8 +194,11 @@ static const char *hidden_mismatch(const struct snn_cfg *a, const struct snn_cfg
         memcmp(a->layer, b->layer, (size_t)a->n_layers * sizeof a->layer[0]))
         return "hidden layers (--hidden, --rec, --k, --conv-ch, --d-max, --in-delay, --beta, "
                "--beta-rec)";
-    if (memcmp(&a->fe, &b->fe, sizeof a->fe))
-        return "front end (--fmax, --pcen-release, --enc)";
+    struct kws_frontend_cfg fa = a->fe;
+    if (steps_kind(fa.enc_kind) && steps_kind(b->fe.enc_kind))
+        fa.enc_kind = b->fe.enc_kind;
+    if (memcmp(&fa, &b->fe, sizeof fa))
+        return "front end (--fmax, --pcen-release, --enc, --enc-kind)";
     return NULL;
 }
 

@@ -26,6 +26,8 @@
 enum kws_encoder_kind {
     KWS_ENC_LEVEL = 0, /* band value crossing level thresholds: one channel per (band, level) */
     KWS_ENC_DELTA = 1, /* up/down channels per band on the frame-to-frame change */
+    KWS_ENC_RAMP = 2,  /* the level encoder's channels as soft steps: graded 0..1 around each
+                          threshold, so the first layer keeps the feature's value */
 };
 
 /* Front end and spike encoder settings (all fields fixed-size, stored verbatim

@@ -90,6 +90,7 @@ struct train_recipe {
     float pcen_release;             /* PCEN falling coefficient (0: the rising one) */
     float enc[KWS_ENC_MAX_LEVELS];  /* level-encoder thresholds */
     int n_enc;                      /* 0: the front end's */
+    int enc_kind;                   /* enum kws_encoder_kind (level; ramp: graded steps) */
 
     /* ---- optimisation ---- */
     int epochs, batch, copies, T; /* T: frames per clip example */
