@@ -450,6 +450,22 @@ Test(train_model, init_from_model_file) {
     cr_assert(eq(sz, mb.n_params, ma.n_params));
     cr_expect(eq(int, memcmp(mb.mem, ma.mem, ma.n_params * sizeof(float)), 0));
     train_net_free(&b);
+    /* the same channels read as graded steps (--enc-kind ramp): accepted, and
+     * back to hard steps; another encoder's channels are not */
+    cfg.fe.enc_kind = KWS_ENC_RAMP;
+    cr_assert(eq(int, train_net_init(&b, &cfg, &hp), 0));
+    cr_assert(eq(int, train_net_init_from_model(&b, path, msg, sizeof msg), 0), "%s", msg);
+    snn_model_free(&mb);
+    cr_assert(eq(int, train_net_export(&b, &mb), 0));
+    cr_expect(eq(int, mb.cfg.fe.enc_kind, KWS_ENC_RAMP));
+    cr_expect(eq(int, memcmp(mb.mem, ma.mem, ma.n_params * sizeof(float)), 0));
+    train_net_free(&b);
+    cfg.fe.enc_kind = KWS_ENC_DELTA;
+    cr_assert(eq(int, train_net_init(&b, &cfg, &hp), 0));
+    cr_expect(eq(int, train_net_init_from_model(&b, path, msg, sizeof msg), KWS_EBADFIELD));
+    cr_expect(not(eq(ptr, strstr(msg, "--enc-kind"), NULL)), "%s", msg);
+    train_net_free(&b);
+    cfg.fe.enc_kind = KWS_ENC_LEVEL;
     hp.use_bn = 1;
     cr_assert(eq(int, train_net_init(&b, &cfg, &hp), 0));
     cr_expect(eq(int, train_net_init_from_model(&b, path, msg, sizeof msg), KWS_EBADFIELD));
