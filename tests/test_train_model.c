@@ -450,8 +450,8 @@ Test(train_model, init_from_model_file) {
     cr_assert(eq(sz, mb.n_params, ma.n_params));
     cr_expect(eq(int, memcmp(mb.mem, ma.mem, ma.n_params * sizeof(float)), 0));
     train_net_free(&b);
-    /* the same channels read as graded steps (--enc-kind ramp): accepted, and
-     * back to hard steps; another encoder's channels are not */
+    /* the same channels read as graded steps (--enc-kind ramp): accepted;
+     * another encoder's channels (delta) are not */
     cfg.fe.enc_kind = KWS_ENC_RAMP;
     cr_assert(eq(int, train_net_init(&b, &cfg, &hp), 0));
     cr_assert(eq(int, train_net_init_from_model(&b, path, msg, sizeof msg), 0), "%s", msg);
