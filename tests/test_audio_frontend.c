@@ -599,15 +599,22 @@ Test(audio_frontend, ramp_encoder_keeps_the_value_between_thresholds) {
     for (int s = 16; s < 160; s++)
         cr_assert(eq(flt, spk[s], 0.0f));
 
-    /* The sum of a band's channels rises with its value, and where the
-     * level encoder gives 0 or 1 away from every ramp, the ramp agrees. */
-    float prev = -1.0f;
+    /* The sum of a band's channels rises with its value, and past a ramp's
+     * edges (more than h = 0.5 from its threshold) the channel is the level
+     * encoder's 0 or 1. */
+    struct kws_frontend_cfg lc = c;
+    lc.enc_kind = KWS_ENC_LEVEL;
+    float prev = -1.0f, spl[160];
     for (int i = 0; i <= 90; i++) {
         feat[0] = -1.0f + 0.05f * (float)i;
         audio_enc_frame(&c, feat, NULL, spk);
         float sum = spk[0] + spk[1] + spk[2] + spk[3];
         cr_assert(ge(flt, sum, prev), "at %g", (double)feat[0]);
         prev = sum;
+        audio_enc_frame(&lc, feat, NULL, spl);
+        for (int k = 0; k < 4; k++)
+            if (fabsf(feat[0] - c.enc_thresh[k]) > 0.51f) /* past ramp k's edges */
+                cr_assert(eq(flt, spk[k], spl[k]), "at %g, level %d", (double)feat[0], k);
     }
     c.enc_thresh[2] = 0.5f; /* no longer increasing */
     cr_assert(eq(int, kws_frontend_cfg_check(&c, msg, sizeof msg), KWS_EBADFIELD));

@@ -236,7 +236,9 @@ void audio_fe_free(struct audio_fe *fe) {
 
 /* ==== Spike encoders ==== */
 
-float audio_enc_ramp_half(const float *th, int L, int k) {
+/* The ramp encoder's half-width of level k of the L increasing thresholds
+ * th (L >= 2): half the gap to the nearest neighbour. */
+static float enc_ramp_half(const float *th, int L, int k) {
     float below = k > 0 ? th[k] - th[k - 1] : th[k + 1] - th[k];
     float above = k + 1 < L ? th[k + 1] - th[k] : th[k] - th[k - 1];
     return 0.5f * (below < above ? below : above);
@@ -263,7 +265,7 @@ void audio_enc_frame(const struct kws_frontend_cfg *cfg, const float *feat, cons
     if (cfg->enc_kind == KWS_ENC_RAMP) {
         float lo[KWS_ENC_MAX_LEVELS], inv[KWS_ENC_MAX_LEVELS];
         for (int k = 0; k < L; k++) {
-            float h = audio_enc_ramp_half(th, L, k);
+            float h = enc_ramp_half(th, L, k);
             lo[k] = th[k] - h;
             inv[k] = 0.5f / h;
         }

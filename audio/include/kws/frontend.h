@@ -29,12 +29,12 @@
  *     spikes[f * L + k] = -d >= enc_thresh[k]. L must be even.
  *   - Ramp encoder (KWS_ENC_RAMP): the level encoder's channels as soft
  *     steps, spikes[f * L + k] = clamp(1/2 + (feat[f] - enc_thresh[k]) / (2 h_k),
- *     0, 1), h_k half the gap from threshold k to its nearest neighbour
- *     (audio_enc_ramp_half): 1/2 at the threshold, 0 and 1 at h_k either
+ *     0, 1), h_k half the gap from threshold k to its nearest neighbour:
+ *     1/2 at the threshold, 0 and 1 at h_k either
  *     side, so neighbouring ramps never overlap and their sum rises with the
  *     feature from enc_thresh[0] - h_0 to enc_thresh[L-1] + h_{L-1}.
- *     Thresholds must increase and L >= 2. A channel is non-zero exactly
- *     where the level encoder's would be with its threshold lowered by h_k;
+ *     Thresholds must increase and L >= 2. A channel is non-zero where the
+ *     feature is above its threshold lowered by h_k;
  *     the first layer weighs the value instead of adding a row.
  *   Spike counts are 0 or 1 with the level and delta encoders, in [0, 1]
  *   with the ramp; n_out = n_mels * enc_levels.
@@ -153,9 +153,5 @@ size_t audio_fe_compute(struct audio_fe *fe, const float *x, size_t n, float *fe
  * Lets the trainer re-encode stored features under other thresholds. */
 void audio_enc_frame(const struct kws_frontend_cfg *cfg, const float *feat, const float *prev,
                      float *spikes);
-
-/* The ramp encoder's half-width h_k of level k of the L increasing
- * thresholds th (L >= 2): half the gap to the nearest neighbour. */
-float audio_enc_ramp_half(const float *th, int L, int k);
 
 #endif /* KWS_AUDIO_FRONTEND_H */
