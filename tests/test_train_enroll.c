@@ -11,8 +11,12 @@
  * file loads, has the new label, _silence_ and _unknown_, the threshold
  * enroll_run reports and the four recorded takes (of six: two are named as
  * --say names its takes) for the second look; kwsd itself accepts it
- * (--check-config). Recording: enroll_record takes three words from ALSA's file plugin (DESIGN.md)
- * and saves them as take-NNN.wav files that enroll_takes_load accepts.
+ * (--check-config). A take unlike the others (a whistle among the takes)
+ * is left out by name before the training, and by enroll_verifier_odd
+ * against speech that is not the word, which keeps the other takes.
+ * Recording: enroll_record takes three words from ALSA's file plugin
+ * (DESIGN.md) and saves them as take-NNN.wav files that enroll_takes_load
+ * accepts.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -49,9 +53,9 @@ static void teardown(void) {
     tt_rmtree(root);
 }
 
-/* n samples: room noise at -70 dBFS, a "word" (a 220 Hz buzz with
+/* n samples: room noise at -70 dBFS, a "word" (a buzz at f0 Hz with
  * harmonics, amplitude amp, faded in and out over 20 ms) from a to b. */
-static float *take(size_t n, size_t a, size_t b, float amp) {
+static float *buzz(size_t n, size_t a, size_t b, float amp, float f0) {
     float *x = malloc(n * sizeof *x);
     uint32_t s = 12345;
     for (size_t i = 0; i < n; i++) {
@@ -66,12 +70,17 @@ static float *take(size_t n, size_t a, size_t b, float amp) {
                 fade = (float)(b - i) / r;
             float v = 0.0f;
             for (int h = 1; h <= 5; h++)
-                v += sinf(2.0f * 3.14159265f * 220.0f * h * t) / h;
+                v += sinf(2.0f * 3.14159265f * f0 * h * t) / h;
             v *= amp * fade;
             x[i] += v > 1.0f ? 1.0f : v < -1.0f ? -1.0f : v;
         }
     }
     return x;
+}
+
+/* The same at 220 Hz: a take of the word. */
+static float *take(size_t n, size_t a, size_t b, float amp) {
+    return buzz(n, a, b, amp, 220.0f);
 }
 
 /* ==== Checking takes ==== */
@@ -188,7 +197,7 @@ Test(enroll_verify, the_cut_follows_the_speech_it_must_refuse, .init = setup, .f
     struct enroll_take_rules rules;
     enroll_take_rules_default(&rules);
     struct kws_verifier v;
-    cr_assert(eq(int, enroll_verifier(&v, &fe, 0, tk, 5, &rules, 1), 0));
+    cr_assert(eq(int, enroll_verifier(&v, &fe, 0, tk, 5, &rules, 1, NULL), 0));
     float own = v.cut;
     char same[512], tone[512], none[512], path[600];
     snprintf(same, sizeof same, "%s/same", root);
@@ -224,6 +233,69 @@ Test(enroll_verify, the_cut_follows_the_speech_it_must_refuse, .init = setup, .f
               (double)own);
     kws_verifier_free(&v);
     for (int i = 0; i < 5; i++)
+        free(tk[i].x);
+}
+
+/* Six takes of the word and one of a whistle, and speech that is not the
+ * word: the whistle is further from the takes than most of that speech, so
+ * it is left out and the verifier is the six takes' own; with the six alone
+ * nothing is left out; with no speech to compare, nothing either. */
+Test(enroll_verify, a_take_unlike_the_others_is_left_out, .init = setup, .fini = teardown) {
+    struct enroll_take tk[7];
+    for (int i = 0; i < 7; i++) {
+        tk[i].n = 24000;
+        tk[i].x = i < 6 ? take(tk[i].n, 4000, 12000 + 600 * (size_t)i, 0.3f)
+                        : buzz(tk[i].n, 4000, 12000, 0.3f, 1900.0f);
+    }
+    struct kws_frontend_cfg fe;
+    audio_fe_cfg_default(&fe);
+    struct enroll_take_rules rules;
+    enroll_take_rules_default(&rules);
+    char other[512], none[512], path[600];
+    snprintf(other, sizeof other, "%s/other", root);
+    snprintf(none, sizeof none, "%s/none", root);
+    kt_sh("mkdir -p %s %s", other, none);
+    for (int i = 0; i < 8; i++) { /* other words: buzzes at other pitches */
+        float *x = buzz(24000, 4000, 11000 + 500 * (size_t)i, 0.3f, 240.0f + 10.0f * (float)i);
+        snprintf(path, sizeof path, "%s/%d.wav", other, i);
+        tt_write_wav(path, x, 24000, 16000, TT_WAV16);
+        free(x);
+    }
+    const char *d_other[] = {other}, *d_none[] = {none};
+    struct kws_verifier v, six;
+    float loo[7], bar;
+    char odd[7];
+    size_t n_odd;
+    cr_assert(eq(int, enroll_verifier(&six, &fe, 0, tk, 6, &rules, 1, NULL), 0));
+    cr_assert(eq(int, enroll_verifier(&v, &fe, 0, tk, 7, &rules, 1, loo), 0));
+    cr_expect(eq(flt, v.cut, loo[6]), "with seven takes the cut keeps them all: the whistle's");
+    kws_verifier_free(&v);
+    cr_assert(
+        eq(int, enroll_verifier_odd(&v, &fe, 0, tk, 7, &rules, 1, d_other, 1, 1, odd, &n_odd, &bar),
+           0));
+    cr_expect(eq(sz, n_odd, 1));
+    cr_expect(eq(int, odd[6], 1), "the whistle (%g against the others; the speech's median %g)",
+              (double)loo[6], (double)bar);
+    for (int i = 0; i < 6; i++)
+        cr_expect(eq(int, odd[i], 0), "take %d (%g) is kept", i, (double)loo[i]);
+    cr_expect(eq(int, v.n_takes, 6));
+    cr_expect(eq(flt, v.cut, six.cut), "the cut is the six takes' own");
+    cr_expect(lt(flt, v.cut, loo[6]));
+    kws_verifier_free(&v);
+    cr_assert(
+        eq(int, enroll_verifier_odd(&v, &fe, 0, tk, 6, &rules, 1, d_other, 1, 1, odd, &n_odd, &bar),
+           0));
+    cr_expect(eq(sz, n_odd, 0));
+    cr_expect(eq(int, v.n_takes, 6));
+    kws_verifier_free(&v);
+    cr_assert(eq(int,
+                 enroll_verifier_odd(&v, &fe, 0, tk, 7, &rules, 1, d_none, 1, 1, odd, &n_odd, &bar),
+                 0));
+    cr_expect(eq(sz, n_odd, 0), "no speech heard: nothing to compare with");
+    cr_expect(eq(int, v.n_takes, 7));
+    kws_verifier_free(&v);
+    kws_verifier_free(&six);
+    for (int i = 0; i < 7; i++)
         free(tk[i].x);
 }
 
@@ -390,6 +462,32 @@ Test(enroll, a_word_from_six_synthetic_takes, .init = setup, .fini = teardown, .
         fclose(f);
         kt_sh("%s --config %s --check-config >/dev/null 2>&1", KWSD, yaml);
     }
+}
+
+/* A whistle among the takes is left out before the training, by name, and
+ * the second look keeps the four recorded takes of the word. */
+Test(enroll, a_take_unlike_the_others_is_left_out_by_name, .init = setup, .fini = teardown,
+     .timeout = 240) {
+    struct lights L;
+    struct enroll_recipe r;
+    char msg[1024] = "";
+    lights_recipe(&r, &L);
+    kt_sh("sox -q -n -r 16000 -b 16 -c 1 %s/whistle.wav synth 0.5 sine 1900 vol 0.3 pad 1 1",
+          L.takes);
+    r.epochs = 1;
+    r.windows = 8;
+    r.batch = 4;
+    r.mine_every = 0;
+    r.val_passes = 1;
+    r.calib_hours = 0.01f;
+    struct notes nt = {""};
+    const struct enroll_progress p = {&nt, add_note, NULL};
+    struct enroll_result res;
+    cr_assert(eq(int, enroll_run(&r, &p, &res, msg, sizeof msg), 0), "%s\n%s", msg, nt.text);
+    cr_expect(eq(int, res.n_odd, 1), "%s", nt.text);
+    cr_expect(eq(int, res.n_takes[0], 6), "seven accepted, the whistle left out\n%s", nt.text);
+    cr_expect(not(eq(ptr, strstr(nt.text, "whistle.wav: left out"), NULL)), "%s", nt.text);
+    cr_expect(eq(int, res.n_verify, 4), "%s", nt.text);
 }
 
 /* --negatives: a folder that is not there, or holds no sound, is named

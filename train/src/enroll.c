@@ -678,7 +678,7 @@ static int build_verifier(struct enr *E, struct snn_model *m, size_t n) {
     kws_verifier_free(&m->verify);
     if (n_rec >= 2)
         rc = enroll_verifier(&m->verify, &m->cfg.fe, label, rec, n_rec, &E->r->rules,
-                             (uint64_t)E->r->seed);
+                             (uint64_t)E->r->seed, NULL);
     if (!rc && E->cut_factor > 0.0f)
         m->verify.cut *= E->cut_factor;
     free(rec);
@@ -864,37 +864,119 @@ static int load_takes(struct enr *E) {
     return 0;
 }
 
-/* The second look's cut from the pack's phrase words (the training's and
- * the calibration's; enroll_verifier_cut_from), and cut_factor from it. */
-static int set_cut(struct enr *E, struct snn_model *m) {
-    struct kws_verifier *v = &m->verify;
-    const char *top[2] = {E->neg, E->calneg};
-    char **names[2] = {NULL, NULL}, **dirs = NULL;
-    size_t n[2] = {0, 0}, n_dirs = 0, heard = 0;
+/* The folders inside each of tops (n_tops of them), as paths, less any
+ * named like a word being enrolled: *dirs (malloc'd, each path too; free
+ * with free_dirs), *n_dirs of them. Returns 0 or -ENOMEM. */
+static int sub_dirs(struct enr *E, const char *const *tops, int n_tops, char ***dirs,
+                    size_t *n_dirs) {
+    char **names[2] = {NULL, NULL};
+    size_t n[2] = {0, 0};
     int rc = 0;
-    for (int t = 0; t < (E->n_calneg ? 2 : 1); t++)
-        n[t] = dataset__list_dirs(top[t], &names[t]);
-    if (!(dirs = calloc(n[0] + n[1] + 1, sizeof *dirs)))
+    *n_dirs = 0;
+    for (int t = 0; t < n_tops && t < 2; t++)
+        n[t] = dataset__list_dirs(tops[t], &names[t]);
+    if (!(*dirs = calloc(n[0] + n[1] + 1, sizeof **dirs)))
         rc = -ENOMEM;
     for (int t = 0; t < 2; t++) {
         for (size_t i = 0; i < n[t]; i++) {
-            size_t len = strlen(top[t]) + strlen(names[t][i]) + 2;
-            if (!rc && (dirs[n_dirs] = malloc(len)))
-                snprintf(dirs[n_dirs++], len, "%s/%s", top[t], names[t][i]);
+            size_t len = strlen(tops[t]) + strlen(names[t][i]) + 2;
+            if (rc || is_new_word(E->r, names[t][i]))
+                ;
+            else if (((*dirs)[*n_dirs] = malloc(len)))
+                snprintf((*dirs)[(*n_dirs)++], len, "%s/%s", tops[t], names[t][i]);
             else
                 rc = -ENOMEM;
             free(names[t][i]);
         }
         free(names[t]);
     }
+    return rc;
+}
+
+static void free_dirs(char **dirs, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free(dirs[i]);
+    free(dirs);
+}
+
+/* Leaves out the takes of a one-word enrolment that are unlike the others
+ * (enroll_verifier_odd against the pack's phrase words, heard by the
+ * starting model's front end): a word cut in two at a pause, a cough,
+ * another word. They would train the word wrongly and, in the second look,
+ * raise its cut to where most speech passes. Recorded takes only (--say's
+ * are left as they are); none is left out when fewer than the takes the
+ * enrolment needs would stay. */
+static int drop_odd_takes(struct enr *E) {
+    const struct enroll_recipe *r = E->r;
+    const size_t pre = sizeof ENROLL_SAY_PREFIX - 1;
+    struct enroll_takes *ts = &E->takes[0];
+    if (!r->verify || r->n_words != 1 || !r->pack)
+        return 0;
+    char words[PATH_MAX], **dirs = NULL, odd[KWS_VERIFY_MAX_TAKES];
+    const char *top[1] = {words};
+    struct enroll_take rec[KWS_VERIFY_MAX_TAKES];
+    size_t at[KWS_VERIFY_MAX_TAKES], n_rec = 0, n_dirs = 0, n_odd = 0;
+    float bar = 0.0f;
+    for (size_t i = 0; i < ts->n && n_rec < KWS_VERIFY_MAX_TAKES; i++)
+        if (strncmp(ts->t[i].file, ENROLL_SAY_PREFIX, pre) != 0) {
+            at[n_rec] = i;
+            rec[n_rec++] = ts->t[i];
+        }
+    if (n_rec < 3)
+        return 0;
+    snprintf(words, sizeof words, "%s/words", r->pack);
+    int rc = sub_dirs(E, top, 1, &dirs, &n_dirs);
+    struct kws_verifier v = {0};
+    if (!rc && n_dirs)
+        rc = enroll_verifier_odd(&v, &E->init.fe, 0, rec, n_rec, &r->rules, (uint64_t)r->seed,
+                                 (const char *const *)dirs, n_dirs, r->threads, odd, &n_odd, &bar);
+    kws_verifier_free(&v);
+    free_dirs(dirs, n_dirs);
+    if (rc < 0)
+        return efail(E, rc, "the takes' second look: %s", kws_strerror(rc));
+    int need = r->min_takes > r->n_val + 1 ? r->min_takes : r->n_val + 1;
+    if (!n_odd)
+        return 0;
+    if ((int)(ts->n - n_odd) < need) {
+        say(E->p,
+            "%zu of the takes are unlike the others (above %.3f, the pack's median), but "
+            "fewer than %d would stay: all are kept",
+            n_odd, (double)bar, need);
+        return 0;
+    }
+    size_t k = 0;
+    for (size_t i = 0, j = 0; i < ts->n; i++) {
+        if (j < n_rec && at[j] == i && odd[j++]) {
+            say(E->p,
+                "%s: left out: it is less like the other takes than most of the pack's "
+                "speech is (a word cut in two at a pause, a cough, another word?); "
+                "listen to it, and delete it or record it again",
+                ts->t[i].file);
+            free(ts->t[i].x);
+            continue;
+        }
+        ts->t[k++] = ts->t[i];
+    }
+    ts->n = k;
+    E->res->n_odd = (int)n_odd;
+    E->res->n_takes[0] = (int)k;
+    return 0;
+}
+
+/* The second look's cut from the pack's phrase words (the training's and
+ * the calibration's; enroll_verifier_cut_from), and cut_factor from it. */
+static int set_cut(struct enr *E, struct snn_model *m) {
+    struct kws_verifier *v = &m->verify;
+    const char *top[2] = {E->neg, E->calneg};
+    char **dirs = NULL;
+    size_t n_dirs = 0, heard = 0;
+    int rc = sub_dirs(E, top, E->n_calneg ? 2 : 1, &dirs, &n_dirs);
     float takes = v->cut, cut = (float)rc;
     if (!rc)
         cut =
             enroll_verifier_cut_from(v, &m->cfg.fe, (const char *const *)dirs, n_dirs, &E->r->rules,
                                      E->r->cut_pass, (uint64_t)E->r->seed, E->r->threads, &heard);
-    for (size_t i = 0; i < n_dirs; i++)
-        free(dirs[i]);
-    free(dirs);
+    free_dirs(dirs, n_dirs);
     if (cut < 0.0f)
         return efail(E, (int)cut, "the second look's cut: %s", kws_strerror((int)cut));
     v->cut = cut;
@@ -962,6 +1044,8 @@ int enroll_run(const struct enroll_recipe *r, const struct enroll_progress *p,
     int rc = check_recipe(E);
     if (!rc)
         rc = load_takes(E);
+    if (!rc)
+        rc = drop_odd_takes(E);
     if (!rc) {
         const char *td = getenv("TMPDIR");
         snprintf(E->tmp, sizeof E->tmp, "%s/kwsd-enroll-XXXXXX", td && *td ? td : "/tmp");

@@ -108,7 +108,7 @@ static int hear_take(struct audio_fe *afe, const struct kws_frontend_cfg *fe, in
 
 int enroll_verifier(struct kws_verifier *v, const struct kws_frontend_cfg *fe, int label,
                     const struct enroll_take *takes, size_t n_takes,
-                    const struct enroll_take_rules *rules, uint64_t seed) {
+                    const struct enroll_take_rules *rules, uint64_t seed, float *loo) {
     /* the cepstrum's first KWS_VERIFY_CEPS coefficients after c0 (fewer
      * for a front end of few bands) */
     int kind = fe->n_mels > 1 ? KWS_VERIFY_CEPSTRUM : KWS_VERIFY_SHAPE, rc = 0;
@@ -151,6 +151,8 @@ int enroll_verifier(struct kws_verifier *v, const struct kws_frontend_cfg *fe, i
         if (cut < 0.0f)
             rc = (int)cut;
         v->cut = cut;
+        if (!rc && loo)
+            rc = kws_verify_loo_costs(v, full, full_len, loo);
     }
     for (size_t t = 0; t < n_takes; t++) {
         free(tf[t].q);
@@ -271,4 +273,57 @@ float enroll_verifier_cut_from(const struct kws_verifier *v, const struct kws_fr
     }
     free(cost);
     return cut;
+}
+
+int enroll_verifier_odd(struct kws_verifier *v, const struct kws_frontend_cfg *fe, int label,
+                        const struct enroll_take *takes, size_t n_takes,
+                        const struct enroll_take_rules *rules, uint64_t seed,
+                        const char *const *dirs, size_t n_dirs, int threads, char *odd,
+                        size_t *n_odd, float *bar) {
+    float loo[KWS_VERIFY_MAX_TAKES], *cost = NULL;
+    size_t n_cost = 0, n_kept = 0;
+
+    if (n_takes > KWS_VERIFY_MAX_TAKES)
+        n_takes = KWS_VERIFY_MAX_TAKES;
+    memset(odd, 0, n_takes);
+    *n_odd = 0;
+    *bar = 0.0f;
+    int rc = enroll_verifier(v, fe, label, takes, n_takes, rules, seed, loo);
+    if (rc || !n_dirs)
+        return rc;
+    if ((rc = enroll_verifier_costs(v, fe, dirs, n_dirs, rules, seed, threads, &cost, &n_cost)) < 0)
+        goto fail;
+    if (!n_cost)
+        return 0;
+    *bar = cost[n_cost / 2]; /* sorted: the median */
+    free(cost);
+    for (size_t t = 0; t < n_takes; t++) {
+        odd[t] = loo[t] > *bar;
+        *n_odd += (size_t)odd[t];
+    }
+    if (!*n_odd)
+        return 0;
+    if (n_takes - *n_odd < 2) { /* too few alike to say which are odd */
+        memset(odd, 0, n_takes);
+        *n_odd = 0;
+        return 0;
+    }
+    struct enroll_take *kept = malloc(n_takes * sizeof *kept);
+    if (!kept) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    for (size_t t = 0; t < n_takes; t++)
+        if (!odd[t])
+            kept[n_kept++] = takes[t];
+    kws_verifier_free(v);
+    rc = enroll_verifier(v, fe, label, kept, n_kept, rules, seed, NULL);
+    free(kept);
+    if (!rc)
+        return 0;
+fail:
+    kws_verifier_free(v);
+    memset(odd, 0, n_takes);
+    *n_odd = 0;
+    return rc;
 }

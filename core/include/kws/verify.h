@@ -141,4 +141,10 @@ float kws_verify_cost(const struct kws_verifier *v, const int8_t *seq, size_t n,
 float kws_verify_cut_loo(const struct kws_verifier *v, const int8_t *const *full,
                          const int32_t *full_len);
 
+/* The costs kws_verify_cut_loo orders: cost[t] is take t's cost against
+ * the others over its own frames (full[t], full_len[t]), in take order.
+ * Returns 0, -EINVAL (fewer than 2 takes) or -ENOMEM. */
+int kws_verify_loo_costs(const struct kws_verifier *v, const int8_t *const *full,
+                         const int32_t *full_len, float *cost);
+
 #endif /* KWS_CORE_VERIFY_H */

@@ -205,6 +205,7 @@ struct enroll_result {
     int cal_fa;                       /* its false alarms at the threshold */
     int n_held, hits;                 /* held-out takes said, and caught */
     double hit_fa_h;                  /* false alarms per hour of that stream */
+    int n_odd; /* takes left out as unlike the others (enroll_verifier_odd) */
     int n_verify;                     /* takes the model keeps for its second look (0: none) */
     float verify_cut;                 /* its cut */
     float verify_cut_takes;           /* the takes' own cut (kws_verify_cut_loo) */
@@ -219,10 +220,12 @@ struct enroll_result {
  * template; the cut comes from the takes alone (kws_verify_cut_loo). The
  * noise is drawn from seed. label is the word's class. Returns 0, -EINVAL
  * (fewer than 2 takes, or a take with no frame) or -ENOMEM; on failure v
- * is zeroed. */
+ * is zeroed.
+ * loo, when not NULL, gets each take's cost against the others
+ * (kws_verify_loo_costs; n_takes of them, at most KWS_VERIFY_MAX_TAKES). */
 int enroll_verifier(struct kws_verifier *v, const struct kws_frontend_cfg *fe, int label,
                     const struct enroll_take *takes, size_t n_takes,
-                    const struct enroll_take_rules *rules, uint64_t seed);
+                    const struct enroll_take_rules *rules, uint64_t seed, float *loo);
 
 /* The second look's costs of speech: up to ENROLL_CUT_PER_WORD sound files
  * of each folder of dirs (spread over it; trimmed by rules, as takes are;
@@ -250,6 +253,24 @@ float enroll_verifier_cut_from(const struct kws_verifier *v, const struct kws_fr
                                const char *const *dirs, size_t n_dirs,
                                const struct enroll_take_rules *rules, double pass, uint64_t seed,
                                int threads, size_t *n_heard);
+
+/* The second look without the takes that are unlike the others (a word cut
+ * in two at a pause between its syllables, a cough, another word): as
+ * enroll_verifier, then every take whose cost against the others
+ * (kws_verify_loo_costs) is above *bar, the median cost of the speech in
+ * dirs (enroll_verifier_costs), is left out and v is built again from the
+ * rest, its cut with it. Such a take matches the other takes less closely
+ * than most other speech does; kept, it would raise a cut that keeps every
+ * take (any count under 20, KWS_VERIFY_KEEP) to where most speech passes.
+ * odd[t] is 1 for each take left out (n_takes entries), *n_odd counts them;
+ * none is left out when dirs hold no sound file or fewer than 2 takes would
+ * stay. Returns 0, or enroll_verifier's or enroll_verifier_costs' error (v
+ * zeroed). */
+int enroll_verifier_odd(struct kws_verifier *v, const struct kws_frontend_cfg *fe, int label,
+                        const struct enroll_take *takes, size_t n_takes,
+                        const struct enroll_take_rules *rules, uint64_t seed,
+                        const char *const *dirs, size_t n_dirs, int threads, char *odd,
+                        size_t *n_odd, float *bar);
 
 /* Runs the enrolment r describes (see the top of this file). Returns 0 when
  * out is written; KWS_ECONFIG for a recipe that cannot work (no word, a
