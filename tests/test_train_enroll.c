@@ -390,17 +390,23 @@ static void lights_recipe(struct enroll_recipe *r, struct lights *L) {
     r->threads = 1;
 }
 
+/* A recipe that runs in seconds: one epoch of a few windows, no mining, a
+ * short calibration. */
+static void tiny_recipe(struct enroll_recipe *r) {
+    r->epochs = 1;
+    r->windows = 8;
+    r->batch = 4;
+    r->mine_every = 0;
+    r->val_passes = 1;
+    r->calib_hours = 0.01f;
+}
+
 Test(enroll, a_word_from_six_synthetic_takes, .init = setup, .fini = teardown, .timeout = 240) {
     struct lights L;
     struct enroll_recipe r;
     char msg[1024] = "";
     lights_recipe(&r, &L);
-    r.epochs = 1;
-    r.windows = 8;
-    r.batch = 4;
-    r.mine_every = 0;
-    r.val_passes = 1;
-    r.calib_hours = 0.01f;
+    tiny_recipe(&r);
     r.train_unknown = 1; /* one "door" trains, both calibrate */
     r.cut_pass = 0.02f; /* the check's cut from the pack's phrases (not the default) */
     /* four recordings of the user's own: three train, one only calibrates */
@@ -474,12 +480,7 @@ Test(enroll, a_take_unlike_the_others_is_left_out_by_name, .init = setup, .fini 
     lights_recipe(&r, &L);
     kt_sh("sox -q -n -r 16000 -b 16 -c 1 %s/whistle.wav synth 0.5 sine 1900 vol 0.3 pad 1 1",
           L.takes);
-    r.epochs = 1;
-    r.windows = 8;
-    r.batch = 4;
-    r.mine_every = 0;
-    r.val_passes = 1;
-    r.calib_hours = 0.01f;
+    tiny_recipe(&r);
     struct notes nt = {""};
     const struct enroll_progress p = {&nt, add_note, NULL};
     struct enroll_result res;
