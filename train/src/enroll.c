@@ -880,12 +880,12 @@ static int sub_dirs(struct enr *E, const char *const *tops, int n_tops, char ***
     for (int t = 0; t < 2; t++) {
         for (size_t i = 0; i < n[t]; i++) {
             size_t len = strlen(tops[t]) + strlen(names[t][i]) + 2;
-            if (rc || is_new_word(E->r, names[t][i]))
-                ;
-            else if (((*dirs)[*n_dirs] = malloc(len)))
-                snprintf((*dirs)[(*n_dirs)++], len, "%s/%s", tops[t], names[t][i]);
-            else
-                rc = -ENOMEM;
+            if (!rc && !is_new_word(E->r, names[t][i])) {
+                if (((*dirs)[*n_dirs] = malloc(len)))
+                    snprintf((*dirs)[(*n_dirs)++], len, "%s/%s", tops[t], names[t][i]);
+                else
+                    rc = -ENOMEM;
+            }
             free(names[t][i]);
         }
         free(names[t]);
@@ -933,7 +933,7 @@ static int drop_odd_takes(struct enr *E) {
     kws_verifier_free(&v);
     free_dirs(dirs, n_dirs);
     if (rc < 0)
-        return efail(E, rc, "the takes' second look: %s", kws_strerror(rc));
+        return efail(E, rc, "matching the takes against each other: %s", kws_strerror(rc));
     int need = r->min_takes > r->n_val + 1 ? r->min_takes : r->n_val + 1;
     if (!n_odd)
         return 0;
