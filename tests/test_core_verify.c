@@ -201,7 +201,7 @@ Test(verify, k_lowest_and_skip) {
 }
 
 /* The cut keeps KWS_VERIFY_KEEP of the takes, each against the others
- * (kws_verify_loo_costs gives those costs take by take). */
+ * (kws_verify_cut_loo also gives those costs take by take). */
 Test(verify, cut_from_the_takes_alone) {
     struct kws_verifier v;
     enum { N = 20, L = 25 };
@@ -233,7 +233,7 @@ Test(verify, cut_from_the_takes_alone) {
             kws_verify_norm(dst + (size_t)i * NF, NF);
     }
     v.k = 1;
-    float cut = kws_verify_cut_loo(&v, full, full_len);
+    float cut = kws_verify_cut_loo(&v, full, full_len, NULL);
     float scratch[5 * L];
     float odd = kws_verify_cost_skip(&v, q[N - 1], L, N - 1, scratch);
     float worst_copy = kws_verify_cost_skip(&v, q[N - 2], L, N - 2, scratch);
@@ -242,15 +242,15 @@ Test(verify, cut_from_the_takes_alone) {
     /* each take's own cost, in take order: the odd one the highest, the cut
      * the highest of the others */
     float each[N], top = 0.0f;
-    cr_assert(eq(int, kws_verify_loo_costs(&v, full, full_len, each), 0));
+    cr_assert(eq(flt, kws_verify_cut_loo(&v, full, full_len, each), cut));
     cr_expect(eq(flt, each[N - 1], odd));
     cr_expect(eq(flt, each[N - 2], worst_copy));
     for (int t = 0; t < N - 1; t++)
         top = each[t] > top ? each[t] : top;
     cr_expect(eq(flt, top, cut), "the cut (%g) is the highest copy's cost (%g)", cut, top);
     v.n_takes = 1;
-    cr_expect(eq(flt, kws_verify_cut_loo(&v, full, full_len), (float)-EINVAL));
-    cr_expect(eq(int, kws_verify_loo_costs(&v, full, full_len, each), -EINVAL));
+    cr_expect(eq(flt, kws_verify_cut_loo(&v, full, full_len, NULL), (float)-EINVAL));
+    cr_expect(eq(flt, kws_verify_cut_loo(&v, full, full_len, each), (float)-EINVAL));
     v.n_takes = N;
     kws_verifier_free(&v);
 }

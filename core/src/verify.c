@@ -236,8 +236,9 @@ static int cmp_cost(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-int kws_verify_loo_costs(const struct kws_verifier *v, const int8_t *const *full,
-                         const int32_t *full_len, float *cost) {
+float kws_verify_cut_loo(const struct kws_verifier *v, const int8_t *const *full,
+                         const int32_t *full_len, float *each) {
+    float cost[KWS_VERIFY_MAX_TAKES];
     size_t most = 0;
 
     if (v->n_takes < 2)
@@ -251,16 +252,8 @@ int kws_verify_loo_costs(const struct kws_verifier *v, const int8_t *const *full
     for (int t = 0; t < v->n_takes; t++)
         cost[t] = kws_verify_cost_skip(v, full[t], (size_t)full_len[t], t, scratch);
     free(scratch);
-    return 0;
-}
-
-float kws_verify_cut_loo(const struct kws_verifier *v, const int8_t *const *full,
-                         const int32_t *full_len) {
-    float cost[KWS_VERIFY_MAX_TAKES];
-    int rc = kws_verify_loo_costs(v, full, full_len, cost);
-
-    if (rc < 0)
-        return (float)rc;
+    if (each)
+        memcpy(each, cost, (size_t)v->n_takes * sizeof *cost);
     qsort(cost, (size_t)v->n_takes, sizeof *cost, cmp_cost);
     int keep = (int)ceil(KWS_VERIFY_KEEP * v->n_takes - 1e-9);
     return cost[(keep < 1 ? 1 : keep) - 1];

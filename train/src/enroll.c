@@ -656,14 +656,27 @@ static void on_cal_audio(void *ctx, int pass, const float *x, size_t n, size_t t
     }
 }
 
-/* m's second look from the recorded takes among the first n of the (one)
- * enrolled word (synthetic ones, ENROLL_SAY_PREFIX, left out); none when
- * fewer than 2 are recorded. Its cut is the takes' own times cut_factor
- * (once set_cut has set it). */
-static int build_verifier(struct enr *E, struct snn_model *m, size_t n) {
+/* The recorded takes among the first n of ts (synthetic ones,
+ * ENROLL_SAY_PREFIX, left out), at most cap of them, into rec, and when at
+ * is not NULL their places in ts. Returns how many. */
+static size_t recorded_takes(const struct enroll_takes *ts, size_t n, size_t cap,
+                             struct enroll_take *rec, size_t *at) {
     const size_t pre = sizeof ENROLL_SAY_PREFIX - 1;
-    struct enroll_take *rec = malloc((n + 1) * sizeof *rec);
     size_t n_rec = 0;
+    for (size_t i = 0; i < n && n_rec < cap; i++)
+        if (strncmp(ts->t[i].file, ENROLL_SAY_PREFIX, pre) != 0) {
+            if (at)
+                at[n_rec] = i;
+            rec[n_rec++] = ts->t[i];
+        }
+    return n_rec;
+}
+
+/* m's second look from the recorded takes among the first n of the (one)
+ * enrolled word (recorded_takes); none when fewer than 2 are recorded. Its
+ * cut is the takes' own times cut_factor (once set_cut has set it). */
+static int build_verifier(struct enr *E, struct snn_model *m, size_t n) {
+    struct enroll_take *rec = malloc((n + 1) * sizeof *rec);
     int label = -1, rc = 0;
     for (int c = 0; c < m->cfg.n_classes; c++)
         if (!strcmp(m->cfg.labels[c], E->r->words[0]))
@@ -672,9 +685,7 @@ static int build_verifier(struct enr *E, struct snn_model *m, size_t n) {
         free(rec);
         return label < 0 ? KWS_EDATASET : -ENOMEM;
     }
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(E->takes[0].t[i].file, ENROLL_SAY_PREFIX, pre) != 0)
-            rec[n_rec++] = E->takes[0].t[i];
+    size_t n_rec = recorded_takes(&E->takes[0], n, n, rec, NULL);
     kws_verifier_free(&m->verify);
     if (n_rec >= 2)
         rc = enroll_verifier(&m->verify, &m->cfg.fe, label, rec, n_rec, &E->r->rules,
@@ -908,20 +919,15 @@ static void free_dirs(char **dirs, size_t n) {
  * enrolment needs would stay. */
 static int drop_odd_takes(struct enr *E) {
     const struct enroll_recipe *r = E->r;
-    const size_t pre = sizeof ENROLL_SAY_PREFIX - 1;
     struct enroll_takes *ts = &E->takes[0];
     if (!r->verify || r->n_words != 1 || !r->pack)
         return 0;
     char words[PATH_MAX], **dirs = NULL, odd[KWS_VERIFY_MAX_TAKES];
     const char *top[1] = {words};
     struct enroll_take rec[KWS_VERIFY_MAX_TAKES];
-    size_t at[KWS_VERIFY_MAX_TAKES], n_rec = 0, n_dirs = 0, n_odd = 0;
+    size_t at[KWS_VERIFY_MAX_TAKES], n_dirs = 0, n_odd = 0;
+    size_t n_rec = recorded_takes(ts, ts->n, KWS_VERIFY_MAX_TAKES, rec, at);
     float bar = 0.0f;
-    for (size_t i = 0; i < ts->n && n_rec < KWS_VERIFY_MAX_TAKES; i++)
-        if (strncmp(ts->t[i].file, ENROLL_SAY_PREFIX, pre) != 0) {
-            at[n_rec] = i;
-            rec[n_rec++] = ts->t[i];
-        }
     if (n_rec < 3)
         return 0;
     snprintf(words, sizeof words, "%s/words", r->pack);

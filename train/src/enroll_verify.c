@@ -147,12 +147,10 @@ int enroll_verifier(struct kws_verifier *v, const struct kws_frontend_cfg *fe, i
         }
         v->label = label;
         v->kind = kind;
-        float cut = kws_verify_cut_loo(v, full, full_len);
+        float cut = kws_verify_cut_loo(v, full, full_len, loo);
         if (cut < 0.0f)
             rc = (int)cut;
         v->cut = cut;
-        if (!rc && loo)
-            rc = kws_verify_loo_costs(v, full, full_len, loo);
     }
     for (size_t t = 0; t < n_takes; t++) {
         free(tf[t].q);

@@ -135,16 +135,11 @@ float kws_verify_cost(const struct kws_verifier *v, const int8_t *seq, size_t n,
  * kws_verify_frame's values, full_len[t] of them), as a spoken word would
  * be looked at; the cut keeps KWS_VERIFY_KEEP of them (rounded up: the
  * highest of up to 19 takes, the second highest of 20 to 39), so one odd
- * take in twenty does not open the gate to everything. Returns it, or a
- * negative errno (-EINVAL with fewer than 2 takes). */
+ * take in twenty does not open the gate to everything. each, when not
+ * NULL, gets those costs in take order (n_takes of them). Returns the cut,
+ * or a negative errno (-EINVAL with fewer than 2 takes, -ENOMEM). */
 #define KWS_VERIFY_KEEP 0.95
 float kws_verify_cut_loo(const struct kws_verifier *v, const int8_t *const *full,
-                         const int32_t *full_len);
-
-/* The costs kws_verify_cut_loo orders: cost[t] is take t's cost against
- * the others over its own frames (full[t], full_len[t]), in take order.
- * Returns 0, -EINVAL (fewer than 2 takes) or -ENOMEM. */
-int kws_verify_loo_costs(const struct kws_verifier *v, const int8_t *const *full,
-                         const int32_t *full_len, float *cost);
+                         const int32_t *full_len, float *each);
 
 #endif /* KWS_CORE_VERIFY_H */

@@ -222,7 +222,7 @@ struct enroll_result {
  * (fewer than 2 takes, or a take with no frame) or -ENOMEM; on failure v
  * is zeroed.
  * loo, when not NULL, gets each take's cost against the others
- * (kws_verify_loo_costs; n_takes of them, at most KWS_VERIFY_MAX_TAKES). */
+ * (kws_verify_cut_loo's; n_takes of them, at most KWS_VERIFY_MAX_TAKES). */
 int enroll_verifier(struct kws_verifier *v, const struct kws_frontend_cfg *fe, int label,
                     const struct enroll_take *takes, size_t n_takes,
                     const struct enroll_take_rules *rules, uint64_t seed, float *loo);
@@ -257,7 +257,7 @@ float enroll_verifier_cut_from(const struct kws_verifier *v, const struct kws_fr
 /* The second look without the takes that are unlike the others (a word cut
  * in two at a pause between its syllables, a cough, another word): as
  * enroll_verifier, then every take whose cost against the others
- * (kws_verify_loo_costs) is above *bar, the median cost of the speech in
+ * (kws_verify_cut_loo's) is above *bar, the median cost of the speech in
  * dirs (enroll_verifier_costs), is left out and v is built again from the
  * rest, its cut with it. Such a take matches the other takes less closely
  * than most other speech does; kept, it would raise a cut that keeps every
