@@ -209,8 +209,22 @@ static double frame_energy(const float *x, int f, int hop) {
     return e;
 }
 
+/* A run of frames over the word's threshold (dataset_find_word). */
+struct word_run {
+    int a, b; /* its first and last frame */
+    double e; /* its energy, the quieter frames it bridges included */
+};
+
+/* Whether run r, `pause` quieter frames away from the word, is a part of it
+ * said after a pause: long enough to be a syllable, and loud enough beside
+ * the word's loudest run (energy word_e). */
+static int pause_joins(const struct word_run *r, int pause, int max_pause, double word_e) {
+    return pause <= max_pause && (r->b - r->a + 1) * 10 >= DATASET_PAUSE_RUN_MS &&
+           r->e >= word_e * DATASET_PAUSE_SHARE;
+}
+
 void dataset_find_word(const float *x, int32_t n, int rate, float range_db, int max_gap_ms,
-                       int32_t *on, int32_t *off) {
+                       int max_pause_ms, int32_t *on, int32_t *off) {
     int hop = rate / 100;
     int nf = hop > 0 ? n / hop : 0;
     *on = 0;
@@ -238,35 +252,57 @@ void dataset_find_word(const float *x, int32_t n, int rate, float range_db, int 
                 if (f > last)
                     last = f;
             }
-    } else {
-        /* runs of frames over thr, joined across at most gap quieter frames;
-         * the word is the run with the most energy (a click is loud but short) */
-        int gap = max_gap_ms / 10, a = -1, b = -1;
-        double run_e = 0.0, best_e = -1.0;
-        for (int f = 0; f <= nf; f++) {
-            double e = f < nf ? frame_energy(x, f, hop) : 0.0;
-            int over = f < nf && e >= thr;
-            if (a >= 0 && (f == nf || (!over && f - b > gap))) {
-                if (run_e > best_e) {
-                    best_e = run_e;
-                    first = a;
-                    last = b;
-                }
-                a = -1;
+        *on = first * hop;
+        *off = (last + 1) * hop;
+        return;
+    }
+    /* runs of frames over thr, joined across at most gap quieter frames (a
+     * run and its gap take two frames at least, so nf / 2 + 1 of them) */
+    int gap = max_gap_ms / 10, n_run = 0, a = -1, b = -1;
+    struct word_run *run = malloc(((size_t)nf / 2 + 1) * sizeof *run);
+    if (!run)
+        return; /* the whole of x */
+    double run_e = 0.0;
+    for (int f = 0; f <= nf; f++) {
+        double e = f < nf ? frame_energy(x, f, hop) : 0.0;
+        int over = f < nf && e >= thr;
+        if (a >= 0 && (f == nf || (!over && f - b > gap))) {
+            run[n_run++] = (struct word_run){a, b, run_e};
+            a = -1;
+        }
+        if (over) {
+            if (a < 0) {
+                a = f;
+                run_e = 0.0;
             }
-            if (over) {
-                if (a < 0) {
-                    a = f;
-                    run_e = 0.0;
-                }
-                b = f;
-            }
-            if (a >= 0)
-                run_e += e;
+            b = f;
+        }
+        if (a >= 0)
+            run_e += e;
+    }
+    /* the word is the run with the most energy (a click is loud but short),
+     * and the runs beside it that pause_joins (a word said in two parts) */
+    int best = 0;
+    for (int i = 1; i < n_run; i++)
+        if (run[i].e > run[best].e)
+            best = i;
+    int lo = best, hi = best, pause = max_pause_ms / 10;
+    for (int grew = 1; grew;) {
+        grew = 0;
+        if (lo > 0 &&
+            pause_joins(&run[lo - 1], run[lo].a - run[lo - 1].b - 1, pause, run[best].e)) {
+            lo--;
+            grew = 1;
+        }
+        if (hi + 1 < n_run &&
+            pause_joins(&run[hi + 1], run[hi + 1].a - run[hi].b - 1, pause, run[best].e)) {
+            hi++;
+            grew = 1;
         }
     }
-    *on = first * hop;
-    *off = (last + 1) * hop;
+    *on = run[lo].a * hop;
+    *off = (run[hi].b + 1) * hop;
+    free(run);
 }
 
 static int add_noise_buf(struct dataset *ds, float *x, int32_t n) {
@@ -366,7 +402,7 @@ static int decode_clips(struct dataset *ds, const char *root, size_t first, char
             cl->on = 0;
             cl->off = cl->n;
         } else {
-            dataset_find_word(x, cl->n, ds->rate, DATASET_WORD_DB, 0, &cl->on, &cl->off);
+            dataset_find_word(x, cl->n, ds->rate, DATASET_WORD_DB, 0, 0, &cl->on, &cl->off);
         }
     }
     if (err) {

@@ -38,6 +38,7 @@
 void enroll_take_rules_default(struct enroll_take_rules *t) {
     t->range_db = 30.0f;
     t->max_gap_ms = 250;
+    t->max_pause_ms = 500;
     t->pad_ms = 100;
     t->clip_samples = 20;
     t->min_dbfs = -50.0f;
@@ -112,7 +113,7 @@ int enroll_take_check(const float *x, size_t n, int rate, const struct enroll_ta
         return KWS_EDATASET;
     }
     int32_t a, b;
-    dataset_find_word(x, (int32_t)n, rate, t->range_db, t->max_gap_ms, &a, &b);
+    dataset_find_word(x, (int32_t)n, rate, t->range_db, t->max_gap_ms, t->max_pause_ms, &a, &b);
     double e = 0.0;
     for (int32_t i = a; i < b; i++)
         e += (double)x[i] * x[i];

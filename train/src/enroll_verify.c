@@ -70,7 +70,8 @@ static int hear_take(struct audio_fe *afe, const struct kws_frontend_cfg *fe, in
     size_t lead = (size_t)(ENROLL_VERIFY_LEAD_S * rate),
            tail = (size_t)(ENROLL_VERIFY_TAIL_S * rate);
     int32_t a, b;
-    dataset_find_word(x, (int32_t)n_x, rate, rules->range_db, rules->max_gap_ms, &a, &b);
+    dataset_find_word(x, (int32_t)n_x, rate, rules->range_db, rules->max_gap_ms,
+                      rules->max_pause_ms, &a, &b);
     float word_rms = train__rms(x, a, b);
     size_t n = lead + n_x + tail;
     float *y = malloc(n * sizeof *y);

@@ -201,12 +201,18 @@ int dataset_mine(const struct snn_model *m, const struct dataset *ds, const size
  * the frames within range_db of the loudest. max_gap_ms > 0: such frames
  * form runs, joined across quieter stretches of at most max_gap_ms, and the
  * word is the run with the most energy, so a click or a cough apart from it
- * is left out (even when louder); max_gap_ms <= 0: from the
- * first such frame to the last (dataset_load's rule, with DATASET_WORD_DB).
- * Writes the word's start and end in samples (the whole of x when it is
- * silent or shorter than a frame). */
+ * is left out (even when louder); a run beside the word, across a pause of
+ * at most max_pause_ms, is part of it when it lasts DATASET_PAUSE_RUN_MS or
+ * more and holds DATASET_PAUSE_SHARE of the word's run's energy or more
+ * ("view ... glass" said with a pause; a click is too short, a hum too
+ * quiet), and so on outwards; max_pause_ms <= max_gap_ms joins none.
+ * max_gap_ms <= 0: from the first such frame to the last (dataset_load's
+ * rule, with DATASET_WORD_DB). Writes the word's start and end in samples
+ * (the whole of x when it is silent or shorter than a frame). */
+#define DATASET_PAUSE_RUN_MS 100
+#define DATASET_PAUSE_SHARE 0.1
 void dataset_find_word(const float *x, int32_t n, int rate, float range_db, int max_gap_ms,
-                       int32_t *on, int32_t *off);
+                       int max_pause_ms, int32_t *on, int32_t *off);
 
 /* Renders arbitrary audio x (n samples) through fe into at most T frames
  * (zero-padded); returns the frames produced. */

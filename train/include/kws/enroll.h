@@ -70,6 +70,8 @@
 struct enroll_take_rules {
     float range_db;    /* a frame within this many dB of the loudest is word (30) */
     int max_gap_ms;    /* quieter runs inside the word bridged up to this long (250) */
+    int max_pause_ms;  /* a part of the word after a longer pause, up to this long (500;
+                          dataset_find_word) */
     int pad_ms;        /* audio kept on each side of the word (100) */
     int clip_samples;  /* rejected at this many samples at full scale, |x| >= 0.999 (20) */
     float min_dbfs;    /* rejected when the word's RMS is below this, dBFS (-50) */
