@@ -913,11 +913,11 @@ static void free_dirs(char **dirs, size_t n) {
 
 /* Leaves out the takes of a one-word enrolment that are unlike the others
  * (enroll_verifier_odd against the pack's phrase words, heard by the
- * starting model's front end): a word cut in two at a pause, a cough,
- * another word. They would train the word wrongly and, in the second look,
- * raise its cut to where most speech passes. Recorded takes only (--say's
- * are left as they are); none is left out when fewer than the takes the
- * enrolment needs would stay. */
+ * starting model's front end): a cough, another word, a word cut in two at
+ * a pause longer than max_pause_ms. They would train the word wrongly and,
+ * in the second look, raise its cut to where most speech passes. Recorded
+ * takes only (--say's are left as they are); none is left out when fewer
+ * than the takes the enrolment needs would stay. */
 static int drop_odd_takes(struct enr *E) {
     const struct enroll_recipe *r = E->r;
     struct enroll_takes *ts = &E->takes[0];
@@ -956,7 +956,7 @@ static int drop_odd_takes(struct enr *E) {
         if (j < n_rec && at[j] == i && odd[j++]) {
             say(E->p,
                 "%s: left out: it is less like the other takes than most of the pack's "
-                "speech is (a word cut in two at a pause, a cough, another word?); "
+                "speech is (a cough, another word, a word cut in two at a long pause?); "
                 "listen to it, and delete it or record it again",
                 ts->t[i].file);
             free(ts->t[i].x);

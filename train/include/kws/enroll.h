@@ -256,8 +256,8 @@ float enroll_verifier_cut_from(const struct kws_verifier *v, const struct kws_fr
                                const struct enroll_take_rules *rules, double pass, uint64_t seed,
                                int threads, size_t *n_heard);
 
-/* The second look without the takes that are unlike the others (a word cut
- * in two at a pause between its syllables, a cough, another word): as
+/* The second look without the takes that are unlike the others (a cough,
+ * another word, a word cut in two at a pause longer than the finder joins): as
  * enroll_verifier, then every take whose cost against the others
  * (kws_verify_cut_loo's) is above *bar, the median cost of the speech in
  * dirs (enroll_verifier_costs), is left out and v is built again from the
