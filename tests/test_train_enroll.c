@@ -116,61 +116,54 @@ Test(enroll_take, a_click_far_from_the_word_is_left_out_even_when_louder) {
     free(x);
 }
 
-/* x gets a second part of the word: samples a..b of the same buzz at amp. */
-static void add_part(float *x, size_t n, size_t a, size_t b, float amp) {
-    float *p = take(n, a, b, amp), *room = take(n, n, n, amp);
+/* A 3 s take of a word at 1.0-1.4 s (the buzz of take() at 0.3) and a
+ * second sound at samples a..b (the same buzz at amp): the word's start and
+ * end as enroll_take_check finds them with the default rules, the pause
+ * bridged up to max_pause_ms (< 0: the default's). */
+static void word_with_part(size_t a, size_t b, float amp, int max_pause_ms, size_t *on,
+                           size_t *off) {
+    struct enroll_take_rules t;
+    enroll_take_rules_default(&t);
+    if (max_pause_ms >= 0)
+        t.max_pause_ms = max_pause_ms;
+    size_t n = 16000 * 3;
+    float *x = take(n, 16000, 22400, 0.3f), *p = take(n, a, b, amp), *room = take(n, n, n, amp);
     for (size_t i = a; i < b; i++)
         x[i] += p[i] - room[i]; /* the part alone, not the room noise twice */
+    char why[256] = "";
+    cr_assert(eq(int, enroll_take_check(x, n, 16000, &t, on, off, why, sizeof why), 0), "%s", why);
+    free(x);
     free(p);
     free(room);
 }
 
 Test(enroll_take, a_word_said_with_a_pause_is_kept_whole) {
-    struct enroll_take_rules t;
-    enroll_take_rules_default(&t);
-    size_t n = 16000 * 3, on, off;
-    char why[256] = "";
+    size_t on, off;
     /* "view" 0.4 s, a 0.4 s pause, "glass" 0.35 s a little quieter */
-    float *x = take(n, 16000, 22400, 0.3f);
-    add_part(x, n, 28800, 34400, 0.2f);
-    cr_assert(eq(int, enroll_take_check(x, n, 16000, &t, &on, &off, why, sizeof why), 0), "%s",
-              why);
+    word_with_part(28800, 34400, 0.2f, -1, &on, &off);
     cr_expect(on <= 16000 - 1600 + 480 && off >= 34400 + 1600 - 480,
               "%zu..%zu: the word's second part was left out", on, off);
-    /* with the pause bridged no further than the gap, the louder part alone */
-    t.max_pause_ms = t.max_gap_ms;
-    cr_assert(eq(int, enroll_take_check(x, n, 16000, &t, &on, &off, why, sizeof why), 0), "%s",
-              why);
+    /* with the pause bridged no further than the gap (250 ms), the louder part alone */
+    word_with_part(28800, 34400, 0.2f, 250, &on, &off);
     cr_expect(off < 28800, "off %zu: a pause past the gap was bridged", off);
-    free(x);
 }
 
 Test(enroll_take, a_short_or_faint_sound_after_a_pause_is_no_part_of_the_word) {
-    struct enroll_take_rules t;
-    enroll_take_rules_default(&t);
-    size_t n = 16000 * 3, on, off;
-    char why[256] = "";
-    /* 50 ms, 0.4 s after the word: a knock, too short for a syllable */
-    float *x = take(n, 16000, 22400, 0.3f);
-    add_part(x, n, 28800, 29600, 0.3f);
-    cr_assert(eq(int, enroll_take_check(x, n, 16000, &t, &on, &off, why, sizeof why), 0), "%s",
-              why);
-    cr_expect(off < 28800, "off %zu: a knock was taken for a part of the word", off);
-    free(x);
-    /* 0.4 s, 0.4 s after the word, 20 dB under it: a hum, under a tenth of its energy */
-    x = take(n, 16000, 22400, 0.3f);
-    add_part(x, n, 28800, 35200, 0.03f);
-    cr_assert(eq(int, enroll_take_check(x, n, 16000, &t, &on, &off, why, sizeof why), 0), "%s",
-              why);
-    cr_expect(off < 28800, "off %zu: a faint sound was taken for a part of the word", off);
-    free(x);
-    /* and a part of the word after a pause longer than max_pause_ms */
-    x = take(n, 16000, 22400, 0.3f);
-    add_part(x, n, 32000, 37600, 0.3f); /* 0.6 s after it */
-    cr_assert(eq(int, enroll_take_check(x, n, 16000, &t, &on, &off, why, sizeof why), 0), "%s",
-              why);
-    cr_expect(off < 32000, "off %zu: a 0.6 s pause was bridged", off);
-    free(x);
+    static const struct {
+        size_t a, b;
+        float amp;
+        const char *what;
+    } cases[] = {
+        {28800, 29600, 0.3f, "a knock (50 ms, 0.4 s after the word): too short for a syllable"},
+        {28800, 35200, 0.03f, "a hum (0.4 s, 20 dB under the word): under a tenth of its energy"},
+        {32000, 37600, 0.3f, "a part of the word 0.6 s after it: past max_pause_ms"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        size_t on, off;
+        word_with_part(cases[i].a, cases[i].b, cases[i].amp, -1, &on, &off);
+        cr_expect(off < cases[i].a, "off %zu: taken for a part of the word: %s", off,
+                  cases[i].what);
+    }
 }
 
 Test(enroll_take, clipped_silent_and_quiet_takes_are_rejected) {
