@@ -61,7 +61,7 @@ static const char *const select_names[] = {"clip", "stream", "last", NULL};
  * recorded takes the test words meet the enrolment's mark, from 15 they
  * catch about a tenth fewer (docs/ENROLL.md, "Where it stands"); synthetic
  * voices need more. */
-#define RECORD_TAKES 20
+#define RECORD_TAKES ENROLL_TAKES_WANTED
 #define SAY_TAKES 60
 #define STR_(x) #x
 #define STR(x) STR_(x)

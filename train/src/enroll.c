@@ -872,6 +872,12 @@ static int load_takes(struct enr *E) {
         if ((int)E->takes[w].n < need)
             return efail(E, KWS_ECONFIG, "%s: %zu usable takes of '%s', at least %d needed",
                          r->takes[w], E->takes[w].n, r->words[w], need);
+        if (E->takes[w].n < ENROLL_TAKES_WANTED)
+            say(E->p,
+                "%s: %zu takes: from fewer than %d the model catches fewer of other people's "
+                "words; more can be recorded into the folder (kwsd-enroll --word %s --record "
+                "--takes-dir %s)",
+                r->words[w], E->takes[w].n, ENROLL_TAKES_WANTED, r->words[w], r->takes[w]);
     }
     return 0;
 }

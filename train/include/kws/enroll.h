@@ -63,6 +63,10 @@
 
 /* Most words one enrolment teaches. */
 #define ENROLL_MAX_WORDS 8
+/* Takes of a word an enrolment asks for (kwsd-enroll --record's default):
+ * from fewer, the second look refuses more of other people's words and the
+ * enrolment says so (docs/ENROLL.md, "Where it stands"). */
+#define ENROLL_TAKES_WANTED 20
 /* Most takes of one word that are read. */
 #define ENROLL_MAX_TAKES 1000
 
