@@ -32,6 +32,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kws/dataset.h"
 #include "kws/enroll.h"
 #include "kws/enroll_record.h"
 #include "kws/err.h"
@@ -163,6 +164,35 @@ Test(enroll_take, a_short_or_faint_sound_after_a_pause_is_no_part_of_the_word) {
         word_with_part(cases[i].a, cases[i].b, cases[i].amp, -1, &on, &off);
         cr_expect(off < cases[i].a, "off %zu: taken for a part of the word: %s", off,
                   cases[i].what);
+    }
+}
+
+/* Whatever the sound, the word found lies inside it: shorter than a frame,
+ * silent, noise, and a loud frame every other frame (as many runs as a
+ * take can hold: with a gap under a frame, each is its own), with and
+ * without the pause rule. */
+Test(enroll_take, the_word_found_lies_inside_any_sound) {
+    static const size_t lens[] = {0, 1, 159, 160, 161, 16000, 48000};
+    static const int gaps[][2] = {{250, 500}, {250, 250}, {5, 500}, {5, 5}, {0, 500}};
+    uint32_t s = 1;
+    for (size_t l = 0; l < sizeof lens / sizeof *lens; l++) {
+        size_t n = lens[l];
+        float *x = malloc((n ? n : 1) * sizeof *x);
+        for (int kind = 0; kind < 3; kind++) {
+            for (size_t i = 0; i < n; i++) {
+                s = s * 1664525u + 1013904223u;
+                float r = (float)(s >> 8) / 16777216.0f - 0.5f;
+                x[i] = kind == 0 ? 0.0f : kind == 1 ? r : (i / 160) % 2 ? 0.0f : 2.0f * r;
+            }
+            for (size_t g = 0; g < sizeof gaps / sizeof *gaps; g++) {
+                int32_t on = -1, off = -1;
+                dataset_find_word(x, (int32_t)n, 16000, 30.0f, gaps[g][0], gaps[g][1], &on, &off);
+                cr_expect(on >= 0 && on <= off && (size_t)off <= n,
+                          "%zu samples, sound %d, gap %d, pause %d: %d..%d", n, kind, gaps[g][0],
+                          gaps[g][1], on, off);
+            }
+        }
+        free(x);
     }
 }
 
