@@ -57,11 +57,8 @@ struct enroll_opts {
 
 static const char *const select_names[] = {"clip", "stream", "last", NULL};
 
-/* The takes --record and --say make when --takes gives no number: from 20
- * recorded takes the test words meet the enrolment's mark, from 15 they
- * catch about a tenth fewer (docs/ENROLL.md, "Where it stands"); synthetic
- * voices need more. */
-#define RECORD_TAKES ENROLL_TAKES_WANTED
+/* The takes --say makes when --takes gives no number (--record makes
+ * ENROLL_TAKES_WANTED): synthetic voices need more than recorded ones. */
 #define SAY_TAKES 60
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -76,7 +73,7 @@ static const struct opt enroll_opts_table[] = {
              "holding its takes"},
     {"takes", OPT_PATH, O(takes), .meta = "DIR|N",
      .help = "the folder of takes (WAV/FLAC/Ogg, any rate and length); with\n"
-             "--record, how many takes to record (default " STR(RECORD_TAKES) ")"},
+             "--record, how many takes to record (default " STR(ENROLL_TAKES_WANTED) ")"},
     {"record", OPT_FLAG, O(record),
      .help = "record the takes from the capture device first, into\n"
              "--takes-dir (added to what is there)"},
@@ -320,7 +317,7 @@ static int make_takes(struct enroll_opts *o, const struct enroll_progress *prog)
     const char *word = o->r.words[0];
     struct kws_config cfg;
     char msg[1024] = "";
-    int n = takes_count(o->takes, o->say ? SAY_TAKES : RECORD_TAKES), rc;
+    int n = takes_count(o->takes, o->say ? SAY_TAKES : ENROLL_TAKES_WANTED), rc;
     if (n < 0) {
         fprintf(stderr, "kwsd-enroll: --takes: with --%s, a number of takes in [3, 100]\n",
                 o->say ? "say" : "record");

@@ -856,6 +856,12 @@ static int check_recipe(struct enr *E) {
     return r->negatives ? enroll_check_negatives(r->negatives, E->msg, E->msglen) : 0;
 }
 
+/* Takes of each word an enrolment needs: min_takes, and one more than it
+ * holds out. */
+static int takes_needed(const struct enroll_recipe *r) {
+    return r->min_takes > r->n_val + 1 ? r->min_takes : r->n_val + 1;
+}
+
 static int load_takes(struct enr *E) {
     const struct enroll_recipe *r = E->r;
     char msg[512];
@@ -868,7 +874,7 @@ static int load_takes(struct enr *E) {
         E->res->n_rejected[w] = (int)E->takes[w].n_rejected;
         say(E->p, "%s: %zu takes accepted, %zu rejected (%s)", r->words[w], E->takes[w].n,
             E->takes[w].n_rejected, r->takes[w]);
-        int need = r->min_takes > r->n_val + 1 ? r->min_takes : r->n_val + 1;
+        int need = takes_needed(r);
         if ((int)E->takes[w].n < need)
             return efail(E, KWS_ECONFIG, "%s: %zu usable takes of '%s', at least %d needed",
                          r->takes[w], E->takes[w].n, r->words[w], need);
@@ -947,9 +953,9 @@ static int drop_odd_takes(struct enr *E) {
     free_dirs(dirs, n_dirs);
     if (rc < 0)
         return efail(E, rc, "matching the takes against each other: %s", kws_strerror(rc));
-    int need = r->min_takes > r->n_val + 1 ? r->min_takes : r->n_val + 1;
     if (!n_odd)
         return 0;
+    int need = takes_needed(r);
     if ((int)(ts->n - n_odd) < need) {
         say(E->p,
             "%zu of the takes are unlike the others (above %.3f, the pack's median), but "
